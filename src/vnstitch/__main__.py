@@ -1,0 +1,5 @@
+"""Allow ``python -m vnstitch``."""
+
+from vnstitch.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,43 @@
+"""Dataplane: desired-state objects, the pure diff, and drivers (``memory``, ``linux``).
+
+Theory of operation: see :mod:`vnstitch.dataplane.objects` (state and ``plan``) and
+:mod:`vnstitch.dataplane.base` (driver interface and ``reconcile``).
+"""
+
+from vnstitch.dataplane.base import DataplaneDriver, DataplaneError, reconcile
+from vnstitch.dataplane.memory import MemoryDataplane
+from vnstitch.dataplane.objects import (
+    Bridge,
+    BridgePort,
+    DataplaneObject,
+    DataplaneState,
+    FdbEntry,
+    Op,
+    OpKind,
+    RateLimit,
+    Route,
+    VxlanPort,
+    WireguardInterface,
+    WireguardPeer,
+    plan,
+)
+
+__all__ = [
+    "Bridge",
+    "BridgePort",
+    "DataplaneDriver",
+    "DataplaneError",
+    "DataplaneObject",
+    "DataplaneState",
+    "FdbEntry",
+    "MemoryDataplane",
+    "Op",
+    "OpKind",
+    "RateLimit",
+    "Route",
+    "VxlanPort",
+    "WireguardInterface",
+    "WireguardPeer",
+    "plan",
+    "reconcile",
+]

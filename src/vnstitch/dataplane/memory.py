@@ -1,0 +1,76 @@
+"""In-memory dataplane driver for tests and the simulator.
+
+Theory of operation: it keeps the object map it has been told to build and enforces the
+same preconditions the kernel does (a VXLAN port's underlay and a bridge port's bridge
+and port must exist; you cannot create what exists or remove what does not), so a plan
+that would fail on Linux fails here too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from vnstitch.dataplane.base import DataplaneError
+from vnstitch.dataplane.objects import (
+    Bridge,
+    BridgePort,
+    DataplaneObject,
+    DataplaneState,
+    FdbEntry,
+    Op,
+    OpKind,
+    RateLimit,
+    Route,
+    VxlanPort,
+    WireguardInterface,
+)
+
+
+class MemoryDataplane:
+    """A dataplane that lives in a dict; ``external_ports`` are host ports it did not make."""
+
+    def __init__(self, external_ports: Sequence[str] = ()) -> None:
+        self._state = DataplaneState()
+        self.external_ports = set(external_ports)
+        self.applied: list[Op] = []
+
+    def observe(self) -> DataplaneState:
+        return self._state
+
+    def _devices(self) -> set[str]:
+        names = set(self.external_ports)
+        for obj in self._state:
+            if isinstance(obj, WireguardInterface | VxlanPort | Bridge):
+                names.add(obj.name)
+        return names
+
+    def _check_create(self, obj: DataplaneObject) -> None:
+        devices = self._devices()
+        need: list[str] = []
+        if isinstance(obj, VxlanPort):
+            need = [obj.underlay]
+        elif isinstance(obj, BridgePort):
+            need = [obj.bridge, obj.port]
+        elif isinstance(obj, FdbEntry | Route | RateLimit):
+            need = [obj.device]
+        missing = [d for d in need if d not in devices]
+        if missing:
+            raise DataplaneError(f"create {obj.key}: missing device(s) {missing}")
+
+    def apply(self, ops: Sequence[Op]) -> None:
+        for op in ops:
+            present = op.obj.key in self._state
+            if op.kind is OpKind.CREATE:
+                if present:
+                    raise DataplaneError(f"create {op.obj.key}: already exists")
+                self._check_create(op.obj)
+                self._state = self._state.with_objects(add=[op.obj])
+            elif op.kind is OpKind.REMOVE:
+                if not present:
+                    raise DataplaneError(f"remove {op.obj.key}: does not exist")
+                self._state = self._state.with_objects(remove=[op.obj.key])
+            else:
+                if not present:
+                    raise DataplaneError(f"replace {op.obj.key}: does not exist")
+                self._state = self._state.with_objects(add=[op.obj])
+            self.applied.append(op)

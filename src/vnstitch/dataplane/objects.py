@@ -1,0 +1,216 @@
+"""Dataplane desired state: the kernel objects a Route Manager wants, and the diff.
+
+Theory of operation: the dataplane is described declaratively as a set of immutable
+objects (WireGuard interface, VXLAN port, bridge, bridge port, FDB entry, route, rate
+limit), each with a stable ``key``. :class:`DataplaneState` is a key -> object map. A
+driver ``observe()``\\ s the state it owns, :func:`plan` diffs desired against observed into
+an ordered list of :class:`Op` (creations parents-first, removals children-first), and the
+driver applies them. :func:`plan` is pure, so applying a plan and planning again gives an
+empty list -- that is the idempotence every driver is tested for.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+#: Where an object sits in creation order (lower first); removal runs in reverse.
+_LAYER_WIREGUARD, _LAYER_DEVICE, _LAYER_PORT, _LAYER_LEAF = range(4)
+
+
+@dataclass(frozen=True, slots=True)
+class WireguardPeer:
+    public_key: str  # base64, 44 chars
+    endpoint: str | None  # "ip:port" of the peer's underlay, or None for a passive peer
+    allowed_ips: tuple[str, ...]
+    keepalive_s: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class WireguardInterface:
+    """An encrypted point-to-multipoint underlay for VXLAN (kernel or wireguard-go)."""
+
+    name: str
+    private_key: str = field(repr=False)  # base64
+    listen_port: int
+    address: str  # "10.255.0.1/24": the tunnel-side address VXLAN uses as VTEP
+    peers: tuple[WireguardPeer, ...] = ()
+    mtu: int = 1420
+
+    @property
+    def key(self) -> str:
+        return f"wg:{self.name}"
+
+    layer = _LAYER_WIREGUARD
+
+
+@dataclass(frozen=True, slots=True)
+class VxlanPort:
+    """A VXLAN device carrying one VNI over ``underlay`` from ``local_ip``."""
+
+    name: str
+    vni: int
+    local_ip: str
+    underlay: str
+    dstport: int = 4789
+    mtu: int = 1370
+
+    @property
+    def key(self) -> str:
+        return f"vxlan:{self.name}"
+
+    layer = _LAYER_DEVICE
+
+
+@dataclass(frozen=True, slots=True)
+class Bridge:
+    name: str
+
+    @property
+    def key(self) -> str:
+        return f"bridge:{self.name}"
+
+    layer = _LAYER_DEVICE
+
+
+@dataclass(frozen=True, slots=True)
+class BridgePort:
+    """``port`` (a VXLAN device or a local host's veth) enslaved to ``bridge``."""
+
+    bridge: str
+    port: str
+
+    @property
+    def key(self) -> str:
+        return f"port:{self.bridge}:{self.port}"
+
+    layer = _LAYER_PORT
+
+
+@dataclass(frozen=True, slots=True)
+class FdbEntry:
+    """Static flood entry: unknown/broadcast frames on ``device`` go to ``remote_vtep``."""
+
+    device: str
+    remote_vtep: str
+    mac: str = "00:00:00:00:00:00"
+
+    @property
+    def key(self) -> str:
+        return f"fdb:{self.device}:{self.mac}:{self.remote_vtep}"
+
+    layer = _LAYER_LEAF
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A route toward a stitched prefix; ``metric`` carries the stitching priority."""
+
+    destination: str
+    device: str
+    metric: int
+    gateway: str | None = None
+    table: int = 254
+
+    @property
+    def key(self) -> str:
+        return f"route:{self.table}:{self.destination}:{self.metric}"
+
+    layer = _LAYER_LEAF
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """An HTB class on ``device`` guaranteeing ``rate_mbps`` (and capping at ``ceil_mbps``)."""
+
+    device: str
+    class_id: int  # minor id of the HTB class, 1..0xfffe
+    rate_mbps: float
+    ceil_mbps: float
+
+    @property
+    def key(self) -> str:
+        return f"rate:{self.device}:{self.class_id}"
+
+    layer = _LAYER_LEAF
+
+
+DataplaneObject = (
+    WireguardInterface | VxlanPort | Bridge | BridgePort | FdbEntry | Route | RateLimit
+)
+
+
+class OpKind(enum.StrEnum):
+    CREATE = "create"
+    REMOVE = "remove"
+    REPLACE = "replace"
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    kind: OpKind
+    obj: DataplaneObject
+    old: DataplaneObject | None = None
+
+    def __str__(self) -> str:
+        return f"{self.kind.value} {self.obj.key}"
+
+
+class DataplaneState:
+    """An immutable-by-convention map of object key -> object."""
+
+    __slots__ = ("_objects",)
+
+    def __init__(self, objects: Iterable[DataplaneObject] = ()) -> None:
+        self._objects: dict[str, DataplaneObject] = {}
+        for obj in objects:
+            self._objects[obj.key] = obj
+
+    def __iter__(self) -> Iterator[DataplaneObject]:
+        return iter(self._objects.values())
+
+    def __len__(self) -> int:
+        return len(self._objects)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._objects
+
+    def get(self, key: str) -> DataplaneObject | None:
+        return self._objects.get(key)
+
+    def keys(self) -> set[str]:
+        return set(self._objects)
+
+    def with_objects(self, add: Iterable[DataplaneObject] = (),
+                     remove: Iterable[str] = ()) -> DataplaneState:
+        out = DataplaneState(self._objects.values())
+        for key in remove:
+            out._objects.pop(key, None)
+        for obj in add:
+            out._objects[obj.key] = obj
+        return out
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DataplaneState) and self._objects == other._objects
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._objects.items()))
+
+    def __repr__(self) -> str:
+        return f"DataplaneState({sorted(self._objects)})"
+
+
+def plan(desired: DataplaneState, observed: DataplaneState) -> list[Op]:
+    """Ops that turn ``observed`` into ``desired``: removals deepest-first, then creations."""
+    removes = [Op(OpKind.REMOVE, o) for o in observed if o.key not in desired]
+    changes: list[Op] = []
+    for obj in desired:
+        have = observed.get(obj.key)
+        if have is None:
+            changes.append(Op(OpKind.CREATE, obj))
+        elif have != obj:
+            changes.append(Op(OpKind.REPLACE, obj, have))
+    removes.sort(key=lambda op: (-op.obj.layer, op.obj.key))
+    changes.sort(key=lambda op: (op.obj.layer, op.obj.key))
+    return removes + changes

@@ -1,0 +1,198 @@
+"""The sans-I/O contract of one Route Manager core: its inputs, actions and events.
+
+Theory of operation: a Route Manager core is a plain object driven by three kinds of
+input -- a datagram from a peer, a local request, a timer firing -- each given the
+current time ``now`` (seconds, float, from whatever clock the driver owns). Every input
+returns a list of :data:`Output`: *actions* the driver must carry out (send bytes to a
+peer, change the dataplane) and *events* that report what happened (for logs, metrics,
+the simulator's statistics). The core never opens a socket, sleeps or reads a clock; the
+same core runs in unit tests, in the discrete-event simulator and in the live daemon.
+
+Peers are addressed by :data:`~vnstitch.model.ids.RouteManagerId`; the driver maps ids
+to transport addresses (UDP ``host:port`` in the daemon, a segment in the simulator).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from vnstitch.dataplane.objects import DataplaneObject
+from vnstitch.model.ids import VNID, RouteManagerId
+from vnstitch.model.virtual import VirtualNetwork
+
+# -- actions: the driver must do these --------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SendDatagram:
+    """Send ``payload`` (an encoded, signed SP message) to the peer ``destination``."""
+
+    destination: RouteManagerId
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DataplaneChange:
+    """Add (or replace, by key) ``add`` and remove the objects keyed ``remove``."""
+
+    add: tuple[DataplaneObject, ...] = ()
+    remove: tuple[str, ...] = ()
+
+
+# -- events: things that happened ------------------------------------------------------
+
+
+class FailureReason(enum.StrEnum):
+    """Why a stitch request did not (or no longer does) succeed."""
+
+    NO_ROUTE = "no_route"  # nobody announced / offered the VNID
+    BANDWIDTH = "bandwidth"  # offers exist but none carries the bandwidth
+    LATENCY = "latency"
+    COST = "cost"
+    HOP_LIMIT = "hop_limit"
+    RESERVATION_REFUSED = "reservation_refused"  # lost the race for capacity
+    TIMEOUT = "timeout"  # a phase timed out (query, hold, key exchange)
+    TUNNEL_DOWN = "tunnel_down"  # health probes failed
+    PEER_LOST = "peer_lost"
+    LOCAL = "local"  # refused locally (unknown VNID on this segment, bad request)
+
+
+@dataclass(frozen=True, slots=True)
+class StitchEstablished:
+    stitch_id: str
+    vnid: VNID
+    path: tuple[RouteManagerId, ...]
+    bandwidth_mbps: float
+    latency_ms: float
+    cost: float
+    requested_at: float
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class StitchFailed:
+    stitch_id: str
+    vnid: VNID
+    reason: FailureReason
+    detail: str
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class StitchTornDown:
+    stitch_id: str
+    vnid: VNID
+    reason: FailureReason
+    renegotiating: bool
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class TunnelStateChanged:
+    tunnel_id: str
+    peer: RouteManagerId
+    old: str
+    new: str
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class PeerFault:
+    """A datagram was dropped (bad signature, replay, malformed, ...). Counted, not raised."""
+
+    source: object
+    reason: str
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class RouteChanged:
+    """The discovery table gained, changed or lost the best route to ``vnid``."""
+
+    vnid: VNID
+    via: tuple[RouteManagerId, ...] | None  # None: withdrawn / aged out
+    now: float
+
+
+Action = SendDatagram | DataplaneChange
+Event = StitchEstablished | StitchFailed | StitchTornDown | TunnelStateChanged | PeerFault | \
+    RouteChanged
+Output = Action | Event
+
+
+@dataclass(frozen=True, slots=True)
+class StitchConstraints:
+    """What the requester needs from a path to a remote VNID."""
+
+    bandwidth_mbps: float
+    max_latency_ms: float = float("inf")
+    max_cost: float = float("inf")
+    hop_limit: int = 16
+
+
+@dataclass(frozen=True, slots=True)
+class PeerLink:
+    """A neighbouring Route Manager and the substrate link capacity between the two."""
+
+    peer: RouteManagerId
+    capacity_mbps: float
+    latency_ms: float
+    cost: float = 1.0
+
+
+@dataclass(slots=True)
+class Counters:
+    """Drop and traffic counters a core keeps (exported as metrics by the daemon)."""
+
+    sent: int = 0
+    sent_bytes: int = 0
+    received: int = 0
+    received_bytes: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def drop(self, reason: str) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+
+class RouteManagerCoreAPI(Protocol):
+    """What drivers (tests, simulator, daemon) rely on; the core implements it."""
+
+    @property
+    def rm_id(self) -> RouteManagerId: ...
+
+    @property
+    def counters(self) -> Counters: ...
+
+    def start(self, now: float) -> list[Output]:
+        """First announcements and timers; call once before anything else."""
+        ...
+
+    def receive(self, datagram: bytes, source: object, now: float) -> list[Output]:
+        """Handle one datagram; never raises on bad bytes (they become PeerFault)."""
+        ...
+
+    def request_stitch(
+        self, vnid: VNID, constraints: StitchConstraints, now: float
+    ) -> tuple[str, list[Output]]:
+        """Ask for connectivity to ``vnid``; returns the new stitch id and outputs."""
+        ...
+
+    def release_stitch(self, stitch_id: str, now: float) -> list[Output]: ...
+
+    def add_local_vn(self, vn: VirtualNetwork, now: float) -> list[Output]:
+        """A VNID became present on this segment (triggers an announcement)."""
+        ...
+
+    def remove_local_vn(self, vnid: VNID, now: float) -> list[Output]:
+        """A VNID left this segment (triggers a withdrawal)."""
+        ...
+
+    def next_timer(self) -> float | None:
+        """Absolute time of the earliest pending timer, or None."""
+        ...
+
+    def handle_timer(self, now: float) -> list[Output]:
+        """Fire every timer due at or before ``now``."""
+        ...
