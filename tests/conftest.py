@@ -11,7 +11,9 @@ import pytest
 def shared_data_dir() -> Path | None:
     env = os.environ.get("VNSTITCH_DATA")
     candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parents[2] / "shared" / "data")
+    # The data sits beside the checkout (../shared/data); walk up so git worktrees
+    # nested deeper find it too.
+    candidates += [p / "shared" / "data" for p in Path(__file__).resolve().parents[1:]]
     for c in candidates:
         if c.is_dir():
             return c
