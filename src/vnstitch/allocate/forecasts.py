@@ -43,8 +43,11 @@ def lead_quantiles(values: FloatArray, start: int, lead: int, *, model: str, sea
     if lead < 1 or first_origin < 2 or start >= n_steps:
         raise AllocateError(f"cannot forecast test window [{start}, {n_steps}) with lead "
                             f"{lead}: need lead >= 1 and at least {lead + 1} training steps")
-    rf = rolling_forecasts(model, values, first_origin, lead, tuple(levels), season=season,
-                           options=options, on_progress=on_progress)
+    try:
+        rf = rolling_forecasts(model, values, first_origin, lead, tuple(levels), season=season,
+                               options=options, on_progress=on_progress)
+    except ImportError as exc:  # a registered model whose module is not installed/built
+        raise AllocateError(f"forecaster {model!r} is not available here: {exc}") from exc
     want = n_steps - start
     origins = np.asarray(rf.origins)
     expected = np.arange(first_origin, first_origin + want)
