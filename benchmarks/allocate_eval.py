@@ -1,0 +1,103 @@
+"""Benchmark: allocation policies on real traces (issue 6 acceptance).
+
+Runs ``vnstitch allocate evaluate`` on (1) bandwidth: all 132 Abilene OD flows, lead 1
+step, unit 0.1 Mbit/s; (2) compute: the four CloudWatch EC2 CPU series, VM = 25% CPU,
+lead 2 steps. Split: the last 3 days (864 steps) are the test window, the first 11 days
+train; every forecast uses only data before its decision. Prints one table per trace
+set, the acceptance checks, and writes PNGs to ``benchmarks/results/``; ``--json``
+prints one object ``{"bandwidth": <evaluate JSON>, "compute": ..., "checks": ...}``.
+Data from ``$VNSTITCH_DATA`` or ``../shared/data``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from vnstitch.allocate.evaluate import EvalConfig
+from vnstitch.allocate.metrics import COST_RATIOS
+from vnstitch.allocate.policy import ScalingRules
+from vnstitch.allocate.providers.base import ResourceKind
+from vnstitch.cli.allocate import run_evaluation, write_plot
+from vnstitch.cli.output import console, table
+
+HERE = Path(__file__).resolve().parent
+NON_ORACLE = ("static-peak", "static-p95", "reactive")
+
+
+def data_dir() -> Path:
+    env = os.environ.get("VNSTITCH_DATA")
+    for c in ([Path(env)] if env else []) + [HERE.parents[1] / "shared" / "data",
+                                              HERE.parents[2] / "shared" / "data"]:
+        if c.is_dir():
+            return c
+    sys.exit("real data not found: set VNSTITCH_DATA")
+
+
+def checks(name: str, res: dict[str, Any]) -> dict[str, bool]:
+    pol = res["policies"]
+    out = {}
+    for r in COST_RATIOS:
+        k = f"{r:g}"
+        best_other = min(pol[p]["total_cost"][k] for p in NON_ORACLE)
+        out[f"{name}: predictive lowest cost at ratio {k}"] = \
+            pol["predictive"]["total_cost"][k] <= best_other
+    for other, cmp in res.get("predictive_curve_below", {}).items():
+        out[f"{name}: predictive trade-off curve below {other}"] = cmp["below"]
+    if name == "bandwidth":
+        p = pol["predictive"]
+        out["bandwidth r=10: predictive unserved <= 1%"] = p["unserved_fraction"] <= 0.01
+        out["bandwidth r=10: predictive slack < static-p95"] = \
+            p["slack"] < pol["static-p95"]["slack"]
+        out["bandwidth r=10: predictive unserved <= half of reactive"] = \
+            p["unserved_fraction"] <= 0.5 * pol["reactive"]["unserved_fraction"]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="auto", help="forecaster for predictive (default auto)")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--no-plot", action="store_true", help="do not write PNGs")
+    args = ap.parse_args(argv)
+    d = data_dir()
+    runs = {
+        "bandwidth": ([str(d / "abilene" / "abilene_tm_5min.csv.gz")],
+                      EvalConfig(ResourceKind.BANDWIDTH, 288, 1, 0.1,
+                                 rules=ScalingRules(unit=0.1))),
+        "compute": ([str(p) for p in sorted((d / "cloudwatch").glob("ec2_cpu_utilization_*.csv"))],
+                    EvalConfig(ResourceKind.COMPUTE, 288, 2, 25.0,
+                               rules=ScalingRules(unit=25.0))),
+    }
+    out: dict[str, Any] = {}
+    all_checks: dict[str, bool] = {}
+    con = console()
+    for name, (files, cfg) in runs.items():
+        res, pooled = run_evaluation(files, cfg, args.model, quiet=args.json)
+        out[name] = res
+        all_checks.update(checks(name, res))
+        if not args.no_plot:
+            write_plot(pooled, cfg, str(HERE / "results" / f"allocate_{name}.png"),
+                       f"{name}: {len(files)} file(s), lead {cfg.lead}, unit {cfg.unit:g}, "
+                       f"model {args.model}")
+        if not args.json:
+            rows = [[p, m["under_rate"], m["unserved_fraction"], m["slack"],
+                     m["changes_per_hour"], *(m["total_cost"][f"{r:g}"] for r in COST_RATIOS)]
+                    for p, m in res["policies"].items()]
+            con.print(table(f"{name} (model {args.model}, predictive q={cfg.quantile:.3f})",
+                            ["policy", "P(a<d)", "unserved", "slack", "chg/h",
+                             *(f"cost r={r:g}" for r in COST_RATIOS)], rows))
+    out["checks"] = all_checks
+    if args.json:
+        print(json.dumps(out, indent=2, default=str))
+    else:
+        con.print(table("acceptance", ["check", "pass"], sorted(all_checks.items())))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,128 @@
+"""Allocation policies replayed over a trace: the baselines, the oracle and ``predictive``.
+
+Theory of operation
+-------------------
+Every policy here maps a demand trace ``values`` (T, N) and a test window starting at
+step ``start`` to whole units per test step, shape (T - start, N). The timing is the same
+for all of them: the amount in force at step ``s`` was decided at decision index
+``o = s - lead + 1`` from data ``values[:o]`` only (``lead`` steps of boot or
+provisioning time; with ``lead = 1`` the decision made after seeing step ``s-1`` serves
+step ``s``). Only the oracle breaks that rule, on purpose: it is the limit.
+
+* ``static-peak``: the training-window peak, fixed.
+* ``static-p95``: the training-window 95th percentile plus 20%, fixed.
+* ``reactive``: the Kubernetes Horizontal Pod Autoscaler rule, replayed faithfully:
+  ``desired = ceil(current * utilisation / target)`` where ``current`` is the ordered
+  (spec) count and utilisation = last observed demand / (current x unit) -- units still
+  booting count as capacity with zero usage, as the HPA treats unready pods on scale-up;
+  no change while ``|utilisation/target - 1| <= tolerance`` (0.1); scale-down uses the
+  highest recommendation of the last ``stabilisation_seconds`` (300 s), where, as in the
+  HPA, only recommendations strictly newer than ``now - window`` count; at least
+  ``min_replicas`` (1). It runs from the start of the trace so it is warm at ``start``.
+* ``predictive``: the newsvendor quantile of the ``lead``-step-ahead quantile forecast,
+  in whole units, through :class:`~vnstitch.allocate.policy.ScalingController`.
+* ``oracle``: exactly the units the actual demand needs, no churn control.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+
+import numpy as np
+
+from vnstitch.allocate.errors import AllocateError
+from vnstitch.allocate.policy import (
+    FloatArray,
+    IntArray,
+    ScalingController,
+    ScalingRules,
+    interpolate_quantile,
+    units_for,
+)
+
+POLICIES: tuple[str, ...] = ("static-peak", "static-p95", "reactive", "predictive", "oracle")
+
+
+def _check_window(values: FloatArray, start: int, lead: int) -> None:
+    if values.ndim != 2:
+        raise AllocateError(f"trace must be 2-D (time x series), got shape {values.shape}")
+    if lead < 1:
+        raise AllocateError(f"lead time must be >= 1 step, got {lead}")
+    if not lead <= start < values.shape[0]:
+        raise AllocateError(f"test window start {start} must be in [{lead}, {values.shape[0]})")
+
+
+def static_units(values: FloatArray, start: int, unit: float, *, statistic: str,
+                 headroom: float = 1.0) -> IntArray:
+    """Fixed units from the training window ``values[:start]``: ``peak`` or ``p95``."""
+    train = values[:start]
+    if statistic == "peak":
+        level = np.max(train, axis=0)
+    elif statistic == "p95":
+        level = np.percentile(train, 95.0, axis=0)
+    else:
+        raise AllocateError(f"unknown static statistic {statistic!r}")
+    units = units_for(level * headroom, unit)
+    return np.broadcast_to(units, (values.shape[0] - start, values.shape[1])).copy()
+
+
+def reactive_units(values: FloatArray, start: int, lead: int, unit: float, *,
+                   target_utilisation: float = 0.8, tolerance: float = 0.1,
+                   stabilisation_seconds: float = 300.0, step_seconds: float = 300.0,
+                   min_replicas: int = 1) -> IntArray:
+    """The Kubernetes HPA rule replayed over ``values``; units in force per test step."""
+    _check_window(values, start, lead)
+    if not target_utilisation > 0:
+        raise AllocateError(f"target utilisation must be > 0, got {target_utilisation}")
+    n_steps, n_series = values.shape
+    spec = np.full(n_series, max(min_replicas, 1), dtype=np.int64)
+    recent: deque[tuple[float, IntArray]] = deque()
+    out = np.empty((n_steps - start, n_series), dtype=np.int64)
+    # Decision o sees values[:o] and sets the units in force at step o + lead - 1.
+    for o in range(1, n_steps - lead + 1):
+        now = o * step_seconds
+        observed = values[o - 1]
+        utilisation = observed / (spec * unit)
+        ratio = utilisation / target_utilisation
+        desired = np.ceil(spec * ratio - 1e-9).astype(np.int64)
+        desired = np.where(np.abs(ratio - 1.0) <= tolerance, spec, desired)
+        desired = np.maximum(desired, min_replicas)
+        recent.append((now, desired))
+        while recent and recent[0][0] <= now - stabilisation_seconds:
+            recent.popleft()
+        window_max = np.max(np.stack([r for _, r in recent]), axis=0)
+        # Scale up at once; scale down only to the highest recent recommendation.
+        spec = np.where(desired > spec, desired, np.minimum(spec, window_max))
+        step = o + lead - 1
+        if step >= start:
+            out[step - start] = spec
+    return out
+
+
+def oracle_units(values: FloatArray, start: int, unit: float) -> IntArray:
+    """The units the actual demand needs at each test step (knows the future)."""
+    return units_for(values[start:], unit)
+
+
+def predictive_units(levels: Sequence[float], quantile_paths: FloatArray, q: float,
+                     rules: ScalingRules) -> IntArray:
+    """Newsvendor units through the churn controller.
+
+    ``quantile_paths`` (n_steps, K, N): for each test step, the forecast quantiles at
+    ``levels`` for that step, made ``lead`` steps before it from earlier data only.
+    """
+    if quantile_paths.ndim != 3 or quantile_paths.shape[1] != len(levels):
+        raise AllocateError(f"quantile paths shaped {quantile_paths.shape}, want "
+                            f"(steps, {len(levels)}, series)")
+    n_steps, _, n_series = quantile_paths.shape
+    targets = np.empty((n_steps, n_series), dtype=np.int64)
+    for i in range(n_steps):
+        targets[i] = units_for(interpolate_quantile(levels, quantile_paths[i], q), rules.unit)
+    if n_steps == 0:
+        return targets
+    controller = ScalingController(rules, n_series, initial_units=targets[0])
+    out = np.empty_like(targets)
+    for i in range(n_steps):
+        out[i], _ = controller.step(targets[i])
+    return out

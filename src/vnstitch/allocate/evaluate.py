@@ -1,0 +1,235 @@
+"""Replaying a demand trace through every policy side by side (``allocate evaluate``).
+
+Theory of operation
+-------------------
+*Split.* The last ``test_steps`` steps of the trace (default three seasons: the last 3
+days of 5-minute data) are the test window; everything before is training. Static
+policies read only the training window. The forecaster is fitted once on the training
+window and then filters forward, so the forecast that sets the amount for test step
+``s`` uses only ``values[: s - lead + 1]`` (see :mod:`vnstitch.allocate.forecasts`);
+``reactive`` sees the same data (it runs from the first step); ``oracle`` alone sees the
+demand it serves.
+
+*Scoring.* Each policy's units times ``unit`` are scored against the demand with
+:func:`vnstitch.allocate.metrics.tally`. ``predictive`` is parameterised by the cost
+ratio: its headline metrics use ``q = c_under / (c_under + c_over)`` from the
+configuration, and its ``total_cost`` at ratio ``r`` comes from the run with
+``q = r / (r + 1)`` -- the operator knows its costs and the policy uses them; the other
+policies have no cost input and are scored as they are.
+
+*Trade-off curves.* Each policy's knob is swept -- ``predictive``: its quantile;
+``reactive``: its target utilisation; ``static``: a headroom multiplier on the training
+p95 -- giving (slack, unserved) points; :func:`~vnstitch.allocate.metrics.curve_below`
+compares the curves. All of this is pure: arrays in, tallies out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vnstitch.allocate.baselines import (
+    POLICIES,
+    oracle_units,
+    predictive_units,
+    reactive_units,
+    static_units,
+)
+from vnstitch.allocate.errors import AllocateError
+from vnstitch.allocate.forecasts import QuantilePaths
+from vnstitch.allocate.metrics import COST_RATIOS, Tally, TradeoffPoint, tally
+from vnstitch.allocate.policy import FloatArray, IntArray, ScalingRules, newsvendor_quantile
+from vnstitch.allocate.providers.base import ResourceKind
+
+PREDICTIVE_SWEEP: tuple[float, ...] = (0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.925, 0.95,
+                                       0.96, 0.97, 0.98, 0.99, 0.995)
+REACTIVE_SWEEP: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25,
+                                     1.5, 2.0)
+STATIC_SWEEP: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.35, 1.5, 1.75,
+                                   2.0, 2.5, 3.0, 4.0)
+
+#: Default allocation granularity per resource, in the trace's units.
+DEFAULT_UNIT: dict[ResourceKind, float] = {
+    ResourceKind.BANDWIDTH: 0.1,  # Mbit/s: HTB rates are set in 100 kbit/s steps
+    ResourceKind.COMPUTE: 1.0,  # one VM per demand unit unless --unit says otherwise
+    ResourceKind.STORAGE: 1.0,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EvalConfig:
+    resource: ResourceKind
+    season: int
+    lead: int
+    unit: float
+    c_under: float = 10.0
+    c_over: float = 1.0
+    policies: tuple[str, ...] = POLICIES
+    test_steps: int | None = None  # default: 3 seasons
+    target_utilisation: float = 0.8
+    rules: ScalingRules | None = None  # default: derived from unit
+    sweep: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.policies) - set(POLICIES))
+        if unknown:
+            raise AllocateError(f"unknown policy {unknown[0]!r}; known: {', '.join(POLICIES)}")
+        if self.season < 1 or self.lead < 1:
+            raise AllocateError(f"season and lead time must be >= 1, got season={self.season}"
+                                f", lead={self.lead}")
+        if not self.unit > 0:
+            raise AllocateError(f"unit must be > 0, got {self.unit}")
+        newsvendor_quantile(self.c_under, self.c_over)
+
+    @property
+    def quantile(self) -> float:
+        return newsvendor_quantile(self.c_under, self.c_over)
+
+    @property
+    def scaling(self) -> ScalingRules:
+        if self.rules is not None:
+            return self.rules
+        # Filled storage cannot be handed back; bandwidth and VMs can.
+        return ScalingRules(unit=self.unit,
+                            allow_scale_in=self.resource is not ResourceKind.STORAGE)
+
+    def split(self, n_steps: int) -> int:
+        """Index of the first test step for a trace of ``n_steps`` steps."""
+        test = self.test_steps if self.test_steps is not None else 3 * self.season
+        start = n_steps - test
+        if test < 1 or start < max(self.lead + 1, 2):
+            raise AllocateError(f"trace has {n_steps} steps: too short for {test} test steps "
+                                f"plus training (lead {self.lead})")
+        return start
+
+
+@dataclass(slots=True)
+class TraceResult:
+    """Everything one trace contributes; results of several traces pool by adding."""
+
+    tallies: dict[str, Tally] = field(default_factory=dict)
+    ratio_tallies: dict[float, Tally] = field(default_factory=dict)  # predictive per ratio
+    curves: dict[str, list[tuple[float, Tally]]] = field(default_factory=dict)
+    # For plots: demand and allocation summed over series, per test step.
+    demand_total: FloatArray | None = None
+    alloc_total: dict[str, FloatArray] = field(default_factory=dict)
+
+    def merge(self, other: TraceResult) -> TraceResult:
+        out = TraceResult()
+        for name in set(self.tallies) | set(other.tallies):
+            out.tallies[name] = self.tallies.get(name, Tally()).add(
+                other.tallies.get(name, Tally()))
+        for r in set(self.ratio_tallies) | set(other.ratio_tallies):
+            out.ratio_tallies[r] = self.ratio_tallies.get(r, Tally()).add(
+                other.ratio_tallies.get(r, Tally()))
+        for name in set(self.curves) | set(other.curves):
+            a, b = self.curves.get(name, []), other.curves.get(name, [])
+            if a and b:
+                out.curves[name] = [(k, ta.add(tb)) for (k, ta), (_, tb) in zip(a, b,
+                                                                                 strict=True)]
+            else:
+                out.curves[name] = list(a or b)
+        # Plots show the first trace (traces differ in length and time).
+        out.demand_total = self.demand_total if self.demand_total is not None \
+            else other.demand_total
+        out.alloc_total = self.alloc_total or other.alloc_total
+        return out
+
+    def points(self, name: str) -> list[TradeoffPoint]:
+        return [TradeoffPoint(k, t.slack, t.unserved_fraction) for k, t in self.curves[name]]
+
+    def policy_costs(self, name: str) -> dict[float, float]:
+        if name == "predictive" and self.ratio_tallies:
+            return {r: self.ratio_tallies[r].cost(r) for r in COST_RATIOS}
+        return {r: self.tallies[name].cost(r) for r in COST_RATIOS}
+
+    def best_in_hindsight(self, name: str) -> dict[float, float]:
+        """The lowest cost any swept setting of ``name`` reached, per ratio."""
+        return {r: min(t.cost(r) for _, t in self.curves[name]) for r in COST_RATIOS}
+
+
+def evaluate_values(values: FloatArray, step_seconds: float, cfg: EvalConfig,
+                    paths: QuantilePaths | None,
+                    on_step: Callable[[str], None] | None = None) -> TraceResult:
+    """Replay ``values`` (T, N) through the configured policies (see module docstring)."""
+    if values.ndim != 2 or not np.isfinite(values).all():
+        raise AllocateError("trace values must be a finite 2-D array (time x series)")
+    if (values < 0).any():
+        t, n = np.argwhere(values < 0)[0]
+        raise AllocateError(f"negative demand at step {t}, series {n}")
+    start = cfg.split(values.shape[0])
+    demand = values[start:]
+    unit = cfg.unit
+    res = TraceResult(demand_total=demand.sum(axis=1))
+    tick = on_step or (lambda _name: None)
+
+    def score(name: str, units: IntArray) -> Tally:
+        alloc = units.astype(np.float64) * unit
+        return tally(demand, alloc, step_seconds)
+
+    def record(name: str, units: IntArray) -> None:
+        res.tallies[name] = score(name, units)
+        res.alloc_total[name] = (units.astype(np.float64) * unit).sum(axis=1)
+
+    if "static-peak" in cfg.policies:
+        record("static-peak", static_units(values, start, unit, statistic="peak"))
+        tick("static-peak")
+    if "static-p95" in cfg.policies:
+        record("static-p95", static_units(values, start, unit, statistic="p95", headroom=1.2))
+        tick("static-p95")
+    if "reactive" in cfg.policies:
+        record("reactive", reactive_units(values, start, cfg.lead, unit,
+                                          target_utilisation=cfg.target_utilisation,
+                                          step_seconds=step_seconds))
+        tick("reactive")
+    if "oracle" in cfg.policies:
+        record("oracle", oracle_units(values, start, unit))
+        tick("oracle")
+    if "predictive" in cfg.policies:
+        if paths is None:
+            raise AllocateError("policy 'predictive' needs forecasts")
+        if paths.values.shape[0] != demand.shape[0] or paths.values.shape[2] != demand.shape[1]:
+            raise AllocateError(f"forecast paths shaped {paths.values.shape} do not match the "
+                                f"test window {demand.shape}")
+        rules = cfg.scaling
+        record("predictive", predictive_units(paths.levels, paths.values, cfg.quantile, rules))
+        for r in COST_RATIOS:
+            q = newsvendor_quantile(r, 1.0)
+            res.ratio_tallies[r] = score("predictive",
+                                         predictive_units(paths.levels, paths.values, q, rules))
+        tick("predictive")
+    if cfg.sweep:
+        _sweep(values, start, step_seconds, cfg, paths=paths, res=res, score=score)
+        tick("trade-off sweep")
+    return res
+
+
+def _sweep(values: FloatArray, start: int, step_seconds: float, cfg: EvalConfig, *,
+           paths: QuantilePaths | None, res: TraceResult,
+           score: Callable[[str, IntArray], Tally]) -> None:
+    unit = cfg.unit
+    if "predictive" in cfg.policies and paths is not None:
+        res.curves["predictive"] = [
+            (q, score("predictive", predictive_units(paths.levels, paths.values, q,
+                                                     cfg.scaling)))
+            for q in PREDICTIVE_SWEEP]
+    if "reactive" in cfg.policies:
+        res.curves["reactive"] = [
+            (t, score("reactive", reactive_units(values, start, cfg.lead, unit,
+                                                 target_utilisation=t,
+                                                 step_seconds=step_seconds)))
+            for t in REACTIVE_SWEEP]
+    if "static-p95" in cfg.policies or "static-peak" in cfg.policies:
+        res.curves["static"] = [
+            (k, score("static", static_units(values, start, unit, statistic="p95",
+                                             headroom=k)))
+            for k in STATIC_SWEEP]
+
+
+def sweep_names(policies: Sequence[str]) -> list[str]:
+    names = [p for p in ("predictive", "reactive") if p in policies]
+    if "static-p95" in policies or "static-peak" in policies:
+        names.append("static")
+    return names
