@@ -20,6 +20,7 @@ from vnstitch.errors import VnstitchError
 
 #: Subcommand modules, in the order ``--help`` lists them.
 SUBCOMMAND_MODULES = (
+    "vnstitch.cli.demo",
     "vnstitch.cli.topology",
     "vnstitch.cli.allocate",
 )
