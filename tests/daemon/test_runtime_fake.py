@@ -1,0 +1,181 @@
+"""Daemon-level tests with the test-double core: 2-3 daemons on 127.0.0.1, memory dataplane."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.daemon.fakecore import fake_core_factory
+from tests.daemon.helpers import run, start_daemon, until, write_cluster
+from vnstitch.daemon import control
+from vnstitch.daemon.config import load_config
+from vnstitch.daemon.coreadapter import make_driver
+from vnstitch.daemon.errors import ControlError
+from vnstitch.dataplane.memory import MemoryDataplane
+from vnstitch.dataplane.objects import Bridge, Op, OpKind
+from vnstitch.model.ids import VNID
+from vnstitch.protocol.api import StitchConstraints
+
+pytestmark = pytest.mark.timeout(60)
+
+VN_A = [{"vnid": 100, "components": ["10.100.1.0/24"], "host_ports": ["hA"]}]
+VN_B = [{"vnid": 100, "components": ["10.100.2.0/24"], "host_ports": ["hB"]},
+        {"vnid": 200, "components": ["10.200.2.0/24"]}]
+
+
+def test_discovery_and_stitch_over_udp(tmp_path: Path) -> None:
+    nodes = write_cluster(tmp_path, ["A", "B"], [("A", "B")], {"A": VN_A, "B": VN_B})
+
+    async def body() -> None:
+        a = await start_daemon(nodes["A"].config_path, fake_core_factory)
+        b = await start_daemon(nodes["B"].config_path, fake_core_factory)
+        try:
+            await until(lambda: a.routes.get(200) is not None, 5)
+            vnids = await asyncio.to_thread(control.request, a.config.control_socket,
+                                            {"cmd": "show", "what": "vnids"})
+            assert {"vnid": 200, "where": "remote", "via": [b.rm_id]} in vnids
+            reply = await asyncio.to_thread(
+                control.request, a.config.control_socket,
+                {"cmd": "stitch", "vnid": 100, "bandwidth_mbps": 50, "wait_s": 5})
+            assert reply["established"], reply
+            stitches = await asyncio.to_thread(control.request, a.config.control_socket,
+                                               {"cmd": "show", "what": "stitches"})
+            assert [s["status"] for s in stitches] == ["up"]
+            assert stitches[0]["reserved_mbps"] == 50
+            assert any(k.startswith("vxlan:") for k in sorted(a.driver.observe().keys()))
+            assert any(k.startswith("vxlan:") for k in sorted(b.driver.observe().keys()))
+            peers = await asyncio.to_thread(control.request, b.config.control_socket,
+                                            {"cmd": "show", "what": "peers"})
+            assert peers[0]["id"] == a.rm_id and peers[0]["received"] > 0
+            text = await asyncio.to_thread(control.request, a.config.control_socket,
+                                           {"cmd": "show", "what": "metrics"})
+            assert "vnstitch_stitches_established_total" in text
+        finally:
+            await a.stop()
+            await b.stop()
+
+    run(body())
+
+
+def test_stitch_to_unknown_vnid_fails_with_reason(tmp_path: Path) -> None:
+    nodes = write_cluster(tmp_path, ["A", "B"], [("A", "B")], {"A": VN_A, "B": VN_B})
+
+    async def body() -> None:
+        a = await start_daemon(nodes["A"].config_path, fake_core_factory)
+        try:
+            reply = await asyncio.to_thread(
+                control.request, a.config.control_socket,
+                {"cmd": "stitch", "vnid": 999, "bandwidth_mbps": 5, "wait_s": 2})
+            assert not reply["established"]
+            assert reply["detail"]["reason"] == "no_route"
+            with pytest.raises(ControlError, match="bandwidth_mbps must be"):
+                await asyncio.to_thread(control.request, a.config.control_socket,
+                                        {"cmd": "stitch", "vnid": 100, "bandwidth_mbps": -1})
+        finally:
+            await a.stop()
+
+    run(body())
+
+
+def test_restart_keeps_stitches_and_adopts_without_flap(tmp_path: Path) -> None:
+    nodes = write_cluster(tmp_path, ["A", "B"], [("A", "B")], {"A": VN_A, "B": VN_B})
+    cfg_a = load_config(nodes["A"].config_path)
+    kernel_a = make_driver(cfg_a)  # outlives the daemon, like the kernel does
+    assert isinstance(kernel_a, MemoryDataplane)
+
+    async def body() -> None:
+        a = await start_daemon(cfg_a, fake_core_factory, kernel_a)
+        b = await start_daemon(nodes["B"].config_path, fake_core_factory)
+        try:
+            await until(lambda: a.routes.get(100) is not None, 5)
+            _, fut = a.request_stitch(VNID(100), StitchConstraints(20))
+            assert (await asyncio.wait_for(fut, 5)).established
+            before = control.view(a, "stitches")
+            hw = a.store.sequence_high_water()
+            assert hw >= a.core.last_sequence
+            objects_before = kernel_a.observe()
+            # Something this RM owns but will not want after the restart: collected.
+            kernel_a.apply([_create(Bridge("vnbr999"))])
+            await a.stop()
+            applied_before = len(kernel_a.applied)
+
+            a2 = await start_daemon(cfg_a, fake_core_factory, kernel_a)
+            try:
+                assert control.view(a2, "stitches") == before
+                assert a2.core.last_sequence >= hw  # numbers never reused
+                # Adopted: the only op was removing the stray bridge; nothing flapped.
+                new_ops = kernel_a.applied[applied_before:]
+                assert [str(op) for op in new_ops] == ["remove bridge:vnbr999"]
+                assert kernel_a.observe() == objects_before
+                await asyncio.sleep(0.5)  # the tunnel stays up with the peer still there
+                assert [s["status"] for s in control.view(a2, "stitches")] == ["up"]
+            finally:
+                await a2.stop()
+        finally:
+            await b.stop()
+
+    run(body())
+
+
+def _create(obj: Bridge) -> Op:
+    return Op(OpKind.CREATE, obj)
+
+
+def test_tunnel_dies_when_far_end_stops(tmp_path: Path) -> None:
+    nodes = write_cluster(tmp_path, ["A", "B"], [("A", "B")], {"A": VN_A, "B": VN_B})
+
+    async def body() -> None:
+        a = await start_daemon(nodes["A"].config_path, fake_core_factory)
+        b = await start_daemon(nodes["B"].config_path, fake_core_factory)
+        try:
+            await until(lambda: a.routes.get(100) is not None, 5)
+            _, fut = a.request_stitch(VNID(100), StitchConstraints(20))
+            assert (await asyncio.wait_for(fut, 5)).established
+            assert sum(r.bandwidth_mbps for r in a.store.reservations()) == 20
+            await b.stop()
+            t = a.config.timers
+            bound = t.probe_interval_s * (t.probe_misses + 1)
+            took = await until(lambda: [s.status for s in a.store.stitches()] == ["down"],
+                               bound + 0.5)
+            assert took <= bound + 0.5
+            assert a.store.reservations() == []
+            assert not any(k.startswith("vxlan:") for k in sorted(a.driver.observe().keys()))
+            assert [t[2] for t in a.store.tunnels()] == ["down"]
+        finally:
+            await a.stop()
+
+    run(body())
+
+
+def test_hostile_peer_is_dropped_counted_and_daemon_keeps_serving(tmp_path: Path) -> None:
+    nodes = write_cluster(tmp_path, ["A", "B"], [("A", "B")], {"A": VN_A, "B": VN_B})
+
+    async def body() -> None:
+        a = await start_daemon(nodes["A"].config_path, fake_core_factory)
+        b = await start_daemon(nodes["B"].config_path, fake_core_factory)
+        try:
+            await until(lambda: a.routes.get(100) is not None, 5)
+            good = json.dumps({"src": b.rm_id, "seq": 10**9, "ts": 0, "t": "hello",
+                               "vnids": []}).encode()
+            forged = good + bytes(64)  # right shape, wrong signature
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                for payload in [b"", b"\x00" * 10, b"\xff" * 3000, b"{" * 200, forged,
+                                bytes(range(256)) * 4]:
+                    s.sendto(payload, a.local_address)
+            await until(lambda: a.metrics["peer_faults"] >= 5, 3)
+            assert a.faults["bad_signature"] >= 1
+            # Still serving: discovery and a stitch work after the attack.
+            _, fut = a.request_stitch(VNID(100), StitchConstraints(5))
+            assert (await asyncio.wait_for(fut, 5)).established
+            text = control.metrics_text(a)
+            line = f'vnstitch_peer_faults_total{{rm="{a.rm_id}",reason="bad_signature"}} 1'
+            assert line in text
+        finally:
+            await a.stop()
+            await b.stop()
+
+    run(body())
