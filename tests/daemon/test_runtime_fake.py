@@ -99,7 +99,7 @@ def test_restart_keeps_stitches_and_adopts_without_flap(tmp_path: Path) -> None:
             assert hw >= a.core.last_sequence
             objects_before = kernel_a.observe()
             # Something this RM owns but will not want after the restart: collected.
-            kernel_a.apply([_create(Bridge("vnbr999"))])
+            kernel_a.apply([_create(Bridge("vn999"))])
             await a.stop()
             applied_before = len(kernel_a.applied)
 
@@ -109,7 +109,7 @@ def test_restart_keeps_stitches_and_adopts_without_flap(tmp_path: Path) -> None:
                 assert a2.core.last_sequence >= hw  # numbers never reused
                 # Adopted: the only op was removing the stray bridge; nothing flapped.
                 new_ops = kernel_a.applied[applied_before:]
-                assert [str(op) for op in new_ops] == ["remove bridge:vnbr999"]
+                assert [str(op) for op in new_ops] == ["remove bridge:vn999"]
                 assert kernel_a.observe() == objects_before
                 await asyncio.sleep(0.5)  # the tunnel stays up with the peer still there
                 assert [s["status"] for s in control.view(a2, "stitches")] == ["up"]

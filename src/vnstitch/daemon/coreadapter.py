@@ -60,8 +60,12 @@ def protocol_core_factory(setup: CoreSetup) -> DaemonCore:
 
 
 def bridge_name(vnid: int) -> str:
-    """Name of the bridge that joins a VN's local host ports and its VXLAN ports."""
-    return f"vnbr{vnid}"
+    """Name of the bridge that joins a VN's local host ports and its VXLAN ports.
+
+    Must equal the core's name for the same bridge (``vnstitch.protocol.tunnels``), so
+    the core's tunnel objects and the daemon's host ports meet on one bridge.
+    """
+    return f"vn{vnid}"
 
 
 def local_objects(config: DaemonConfig) -> list[DataplaneObject]:
