@@ -91,7 +91,7 @@ class FakeCore:
     def last_sequence(self) -> int:
         return self.seq
 
-    def export_state(self) -> bytes:
+    def snapshot(self) -> bytes:
         return json.dumps({"counter": self.counter, "stitches": {
             k: vars(v) for k, v in self.stitches.items()}}).encode()
 

@@ -2,12 +2,13 @@
 
 Theory of operation: :class:`~vnstitch.protocol.api.RouteManagerCoreAPI` covers inputs
 and outputs; a daemon additionally has to build a core from its config, key and saved
-state, snapshot it (``export_state``), and know the last sequence number the core put
-on the wire so it can persist a high-water mark *before* sending. :class:`DaemonCore`
-states those needs; :class:`CoreSetup` carries everything a factory gets. The real
-factory (:func:`protocol_core_factory`) is a thin adapter over ``vnstitch.protocol``;
-tests pass their own factory. The dataplane driver is chosen here too (``memory`` or
-``linux``) so the runtime never imports the Linux driver unless asked.
+state, snapshot it (``snapshot()``: the core's ``export_state`` as bytes), and know the
+last sequence number the core put on the wire so it can persist a high-water mark
+*before* sending. :class:`DaemonCore` states those needs; :class:`CoreSetup` carries
+everything a factory gets. The real factory (:func:`protocol_core_factory`) is a thin
+adapter over ``vnstitch.protocol``; tests pass their own factory. The dataplane driver
+is chosen here too (``memory`` or ``linux``), so the runtime never imports the Linux
+driver unless asked.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from vnstitch.protocol.api import RouteManagerCoreAPI
 
 
 class DaemonCore(RouteManagerCoreAPI, Protocol):
-    def export_state(self) -> bytes:
-        """A snapshot the factory can rebuild the core from after a restart."""
+    def snapshot(self) -> bytes:
+        """The core's exported state as bytes; the factory rebuilds the core from it."""
         ...
 
     @property

@@ -372,7 +372,7 @@ class RouteManagerDaemon:
             self.metrics["sequence_reservations"] += 1
 
     def _persist_core(self) -> None:
-        self.store.save_core_state(self.core.export_state(), self.now())
+        self.store.save_core_state(self.core.snapshot(), self.now())
         self.metrics["core_state_saves"] += 1
 
     def _reconcile(self) -> None:
