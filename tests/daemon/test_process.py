@@ -21,10 +21,13 @@ pytestmark = pytest.mark.timeout(60)
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _spawn(config: Path) -> subprocess.Popen[bytes]:
+def _spawn(config: Path, core: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"}
-    return subprocess.Popen([sys.executable, "-m", "tests.daemon.procmain", str(config)],
-                            cwd=ROOT, env=env, stderr=subprocess.PIPE)
+    args = (["-m", "tests.daemon.procmain", str(config)] if core == "fake" else
+            ["-m", "vnstitch", "routemgr", "run", "--config", str(config),
+             "--log-level", "warning"])
+    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env,
+                            stderr=subprocess.PIPE)
 
 
 def _wait_socket(sock: Path, proc: subprocess.Popen[bytes], timeout_s: float = 10) -> None:
@@ -61,14 +64,16 @@ def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
             p.stderr.close()
 
 
-def test_kill9_restart_keeps_state_and_sequence(tmp_path: Path,
-                                                procs: list[subprocess.Popen[bytes]]) -> None:
+@pytest.mark.parametrize("core", ["fake", "protocol"])
+def test_kill9_restart_keeps_state_and_sequence(
+        tmp_path: Path, procs: list[subprocess.Popen[bytes]], core: str) -> None:
+    """``protocol`` runs the real ``vnstitch routemgr run`` command."""
     nodes = write_cluster(tmp_path, ["A", "B"], [("A", "B")], {
         "A": [{"vnid": 100, "components": ["10.1.0.0/24"]}],
         "B": [{"vnid": 100, "components": ["10.2.0.0/24"]}]})
     sock_a, sock_b = tmp_path / "A.sock", tmp_path / "B.sock"
-    procs.append(_spawn(nodes["B"].config_path))
-    procs.append(_spawn(nodes["A"].config_path))
+    procs.append(_spawn(nodes["B"].config_path, core))
+    procs.append(_spawn(nodes["A"].config_path, core))
     _wait_socket(sock_b, procs[0])
     _wait_socket(sock_a, procs[1])
     _poll(lambda: any(v["where"] == "remote" for v in request(
@@ -79,7 +84,7 @@ def test_kill9_restart_keeps_state_and_sequence(tmp_path: Path,
 
     procs[1].send_signal(signal.SIGKILL)
     procs[1].wait(5)
-    procs.append(_spawn(nodes["A"].config_path))  # the stale socket must not block it
+    procs.append(_spawn(nodes["A"].config_path, core))  # the stale socket must not block it
     _wait_socket(sock_a, procs[2])
     assert request(sock_a, {"cmd": "show", "what": "stitches"}) == before
     # B keeps accepting A's messages: no sequence number was reused after the crash.

@@ -11,7 +11,7 @@ import pytest
 from tests.daemon.helpers import run, start_daemon, until, write_cluster
 from vnstitch.daemon import control
 from vnstitch.daemon.config import load_config
-from vnstitch.daemon.coreadapter import CoreFactory, make_driver
+from vnstitch.daemon.coreadapter import CoreFactory, make_driver, protocol_core_factory
 from vnstitch.daemon.errors import ControlError
 from vnstitch.dataplane.memory import MemoryDataplane
 from vnstitch.dataplane.objects import Bridge, Op, OpKind
@@ -199,5 +199,34 @@ def test_hostile_peer_is_dropped_counted_and_daemon_keeps_serving(
         finally:
             await a.stop()
             await b.stop()
+
+    run(body())
+
+
+def test_three_daemons_stitch_through_transit(tmp_path: Path) -> None:
+    """A - T - B on UDP with the real core: VN 100 on A reaches VN 100 on B through T."""
+    nodes = write_cluster(tmp_path, ["A", "T", "B"], [("A", "T"), ("T", "B")],
+                          {"A": VN_A, "B": VN_B})
+
+    async def body() -> None:
+        ds = [await start_daemon(nodes[n].config_path, protocol_core_factory)
+              for n in ("A", "T", "B")]
+        a, t, b = ds
+        try:
+            await until(lambda: a.routes.get(200) is not None, 5)
+            assert a.routes[200] is not None and a.routes[200][-1] == b.rm_id
+            _, fut = a.request_stitch(VNID(100), StitchConstraints(40))
+            outcome = await asyncio.wait_for(fut, 5)
+            assert outcome.established, outcome.detail
+            assert outcome.detail["path"] == [a.rm_id, t.rm_id, b.rm_id]
+            # Tunnel objects at both ends; the transit RM only carries the reservation.
+            await until(lambda: any(k.startswith("vxlan:") for k in
+                                    sorted(b.driver.observe().keys())), 2)
+            assert any(k.startswith("vxlan:") for k in sorted(a.driver.observe().keys()))
+            assert not any(k.startswith("vxlan:") for k in sorted(t.driver.observe().keys()))
+            assert control.view(a, "stitches")[0]["reserved_mbps"] == 40
+        finally:
+            for d in ds:
+                await d.stop()
 
     run(body())

@@ -295,13 +295,14 @@ class RouteManagerDaemon:
                 dataplane_changed = True
             else:
                 persist = self._record_event(out) or persist
-        if sends:
-            self._reserve_sequence()
-        if dataplane_changed:
-            self.store.save_desired(self.core_desired)
-            persist = True
-        if persist:
-            self._persist_core()
+        persist = persist or dataplane_changed
+        with self.store.transaction():  # one commit: desired state and core state agree
+            if sends:
+                self._reserve_sequence()
+            if dataplane_changed:
+                self.store.save_desired(self.core_desired)
+            if persist:
+                self._persist_core()
         if dataplane_changed:
             self._reconcile()
         for send in sends:
