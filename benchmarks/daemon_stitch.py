@@ -66,7 +66,11 @@ async def daemon_run(tmp: Path, runs: int, garbage: int) -> dict[str, Any]:
                 for i in range(burst, burst + 100):
                     s.sendto(i.to_bytes(4, "big") * 50, a.local_address)
                 target = before + burst + 100
-                await until(lambda t=target: a.metrics["peer_faults"] >= t, 10, 0.0005)
+
+                def counted(t: int = target) -> bool:
+                    return a.metrics["peer_faults"] >= t
+
+                await until(counted, 10, 0.0005)
         rate = (a.metrics["peer_faults"] - before) / (time.perf_counter() - t0)
     finally:
         for d in ds:
