@@ -87,8 +87,10 @@ def make_driver(config: DaemonConfig) -> DataplaneDriver:
         ports = [p for vn in config.local_vns for p in vn.host_ports]
         return MemoryDataplane(external_ports=ports)
     try:
-        from vnstitch.dataplane import linux  # type: ignore[attr-defined]  # noqa: PLC0415
+        linux = importlib.import_module("vnstitch.dataplane.linux")
     except ImportError as exc:
         raise DaemonError(f"the linux dataplane driver is not available: {exc}") from None
-    driver: DataplaneDriver = linux.LinuxDataplane(netns=config.dataplane.netns)
+    # The owner tag keeps two RMs sharing a namespace (or a lab host) off each other's links.
+    driver: DataplaneDriver = linux.LinuxDataplane(netns=config.dataplane.netns,
+                                                   owner=f"rm-{config.segment}")
     return driver
