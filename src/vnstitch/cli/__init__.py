@@ -23,6 +23,7 @@ SUBCOMMAND_MODULES = (
     "vnstitch.cli.demo",
     "vnstitch.cli.topology",
     "vnstitch.cli.allocate",
+    "vnstitch.cli.routemgr",
 )
 
 

@@ -1,0 +1,192 @@
+"""``vnstitch routemgr``: run a Route Manager daemon, make keys, query and drive it.
+
+Subcommands: ``keygen`` (Ed25519 key file, mode 0600), ``check`` (validate a config),
+``run`` (the daemon, until SIGTERM/SIGINT), ``show peers|vnids|stitches|tunnels|metrics|
+status`` and ``stitch`` / ``release`` against a running daemon's control socket (given
+by ``--socket`` or found through ``--config``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from vnstitch.cli.output import add_json_flag, console, print_json, table
+
+SHOW_COLUMNS: dict[str, list[str]] = {
+    "peers": ["id", "address", "received", "sent", "faults", "last_heard_s_ago"],
+    "vnids": ["vnid", "where", "components", "host_ports", "via"],
+    "stitches": ["stitch_id", "vnid", "status", "path", "bandwidth_mbps", "reserved_mbps",
+                 "latency_ms", "cost"],
+    "tunnels": ["tunnel_id", "peer", "state"],
+}
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "routemgr", help="run and operate a Route Manager daemon",
+        description="Run one Route Manager (asyncio, UDP Stitching Protocol, SQLite state, "
+        "memory or linux dataplane) and operate it through its control socket.")
+    rsub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    keygen = rsub.add_parser("keygen", help="write a new Ed25519 key file (mode 0600)")
+    keygen.add_argument("--out", required=True, type=Path, help="key file to create")
+    add_json_flag(keygen)
+    keygen.set_defaults(handler=_keygen)
+
+    check = rsub.add_parser("check", help="validate a config file")
+    check.add_argument("--config", required=True, type=Path)
+    add_json_flag(check)
+    check.set_defaults(handler=_check)
+
+    run = rsub.add_parser("run", help="run the daemon until SIGTERM/SIGINT")
+    run.add_argument("--config", required=True, type=Path)
+    run.add_argument("--log-level", default="info",
+                     choices=["debug", "info", "warning", "error"])
+    add_json_flag(run)
+    run.set_defaults(handler=_run)
+
+    show = rsub.add_parser("show", help="show state of a running daemon")
+    show.add_argument("what", choices=["peers", "vnids", "stitches", "tunnels", "metrics",
+                                       "status"])
+    _socket_args(show)
+    add_json_flag(show)
+    show.set_defaults(handler=_show)
+
+    stitch = rsub.add_parser("stitch", help="ask a running daemon for a stitch to a VNID")
+    stitch.add_argument("--vnid", required=True, type=int)
+    stitch.add_argument("--bandwidth", required=True, type=float, metavar="MBPS")
+    stitch.add_argument("--max-latency", type=float, metavar="MS")
+    stitch.add_argument("--max-cost", type=float)
+    stitch.add_argument("--hop-limit", type=int)
+    stitch.add_argument("--wait", type=float, default=10.0, metavar="S",
+                        help="seconds to wait for the outcome (default 10)")
+    _socket_args(stitch)
+    add_json_flag(stitch)
+    stitch.set_defaults(handler=_stitch)
+
+    release = rsub.add_parser("release", help="release a stitch on a running daemon")
+    release.add_argument("stitch_id")
+    _socket_args(release)
+    add_json_flag(release)
+    release.set_defaults(handler=_release)
+
+
+def _socket_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--socket", type=Path, help="the daemon's control socket")
+    g.add_argument("--config", type=Path, help="the daemon's config (to find its socket)")
+
+
+def _socket_path(args: argparse.Namespace) -> Path:
+    if args.socket is not None:
+        return Path(args.socket)
+    from vnstitch.daemon.config import load_config  # noqa: PLC0415
+
+    return load_config(args.config).control_socket
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from vnstitch.daemon.identity import write_key_file  # noqa: PLC0415
+
+    info = write_key_file(args.out)
+    result = {"key_file": str(args.out), "public_key": info.public_key_b64, "rm_id": info.rm_id}
+    if args.json:
+        print_json(result)
+    else:
+        console().print(f"wrote {args.out} (mode 0600)\npublic_key: {info.public_key_b64}\n"
+                        f"rm_id:      {info.rm_id}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from vnstitch.daemon.config import load_config  # noqa: PLC0415
+
+    cfg = load_config(args.config)
+    result = {"config": str(args.config), "ok": True, "segment": cfg.segment,
+              "listen": f"{cfg.listen_host}:{cfg.listen_port}", "peers": len(cfg.peers),
+              "local_vns": [int(v.vnid) for v in cfg.local_vns],
+              "driver": cfg.dataplane.driver}
+    if args.json:
+        print_json(result)
+    else:
+        console().print(f"{args.config}: ok (segment {cfg.segment}, {len(cfg.peers)} peers, "
+                        f"{len(cfg.local_vns)} local VNs, driver {cfg.dataplane.driver})")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from vnstitch.daemon.config import load_config  # noqa: PLC0415
+    from vnstitch.daemon.coreadapter import make_driver, protocol_core_factory  # noqa: PLC0415
+    from vnstitch.daemon.runtime import RouteManagerDaemon, run_daemon  # noqa: PLC0415
+
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = load_config(args.config)
+    daemon = RouteManagerDaemon(cfg, protocol_core_factory, make_driver(cfg))
+    asyncio.run(run_daemon(daemon))
+    if args.json:
+        print_json({"rm_id": daemon.rm_id if daemon.stopped.is_set() else None,
+                    "metrics": dict(daemon.metrics), "faults": dict(daemon.faults)})
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from vnstitch.daemon.control import request  # noqa: PLC0415
+
+    result = request(_socket_path(args), {"cmd": "show", "what": args.what})
+    if args.what == "metrics" and not args.json:
+        print(result, end="")
+        return 0
+    if args.json:
+        print_json({args.what: result})
+        return 0
+    out = console()
+    if isinstance(result, dict):
+        out.print(table(args.what, ["field", "value"], list(result.items())))
+        return 0
+    cols = SHOW_COLUMNS[args.what]
+    rows = [[_cell(r.get(c)) for c in cols] for r in result]
+    out.print(table(f"{args.what} ({len(rows)})", cols, rows))
+    return 0
+
+
+def _cell(value: object) -> object:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value) or "-"
+    return value
+
+
+def _stitch(args: argparse.Namespace) -> int:
+    from vnstitch.daemon.control import request  # noqa: PLC0415
+
+    req: dict[str, Any] = {"cmd": "stitch", "vnid": args.vnid, "bandwidth_mbps": args.bandwidth,
+                           "wait_s": args.wait}
+    for name, value in (("max_latency_ms", args.max_latency), ("max_cost", args.max_cost),
+                        ("hop_limit", args.hop_limit)):
+        if value is not None:
+            req[name] = value
+    result = request(_socket_path(args), req, timeout_s=args.wait + 5)
+    if args.json:
+        print_json(result)
+    else:
+        state = ("established" if result["established"] else
+                 "pending" if result["pending"] else "failed")
+        console().print(f"stitch {result['stitch_id']}: {state} {result['detail']}")
+    return 0 if result["established"] or result["pending"] else 1
+
+
+def _release(args: argparse.Namespace) -> int:
+    from vnstitch.daemon.control import request  # noqa: PLC0415
+
+    result = request(_socket_path(args), {"cmd": "release", "stitch_id": args.stitch_id})
+    if args.json:
+        print_json(result)
+    else:
+        console().print(f"released {args.stitch_id}")
+    return 0

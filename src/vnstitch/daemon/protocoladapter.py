@@ -1,0 +1,79 @@
+"""Thin adapter: the daemon's :class:`CoreSetup` -> the real Stitching Protocol core.
+
+Theory of operation: maps the daemon config onto ``vnstitch.protocol``'s
+:class:`CoreConfig` / :class:`Timers`, the key file onto an :class:`Identity`, the trust
+section onto a :class:`TrustStore`, and the saved state (JSON of ``export_state()``)
+back through ``RouteManagerCore.from_state``. Randomness (WireGuard keys, tokens, jitter)
+comes from :class:`random.SystemRandom`, i.e. the OS CSPRNG: these are live secrets.
+
+Sequence numbers: the core numbers messages per recipient. The daemon's persisted
+high-water mark covers the highest number used toward *any* peer, so on start every
+recipient's counter is raised to at least that mark (on top of the core's own restart
+gap); ``last_sequence`` reports the highest number in use so the daemon can reserve the
+next block before sending.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+from vnstitch.daemon.coreadapter import CoreSetup
+from vnstitch.daemon.errors import StateError
+from vnstitch.protocol.api import PeerLink
+from vnstitch.protocol.config import CoreConfig, Timers
+from vnstitch.protocol.core import RouteManagerCore
+from vnstitch.protocol.identity import Identity, TrustStore
+
+
+class ProtocolCore(RouteManagerCore):
+    """The real core plus the two things the daemon needs: bytes state, last sequence."""
+
+    def snapshot(self) -> bytes:
+        return json.dumps(self.export_state(), sort_keys=True).encode()
+
+    @property
+    def last_sequence(self) -> int:
+        send_seq: dict[str, int] = self.codec.export_state().get("send_seq", {})
+        return max(send_seq.values(), default=0)
+
+
+def core_config(setup: CoreSetup) -> CoreConfig:
+    cfg = setup.config
+    t = cfg.timers
+    timers = Timers(
+        announce_interval_s=t.announce_interval_s,
+        hold_intervals=max(1, round(t.hold_time_s / t.announce_interval_s)),
+        query_timeout_s=t.query_timeout_s,
+        hold_timeout_s=t.reservation_hold_s,
+        probe_interval_s=t.probe_interval_s,
+        probe_misses_down=t.probe_misses,
+    )
+    peers = tuple(PeerLink(p.rm_id, p.capacity_mbps, p.latency_ms, p.cost) for p in cfg.peers)
+    return CoreConfig(
+        segment=cfg.segment, peers=peers, local_vns=(),
+        underlay_address=cfg.dataplane.wireguard.endpoint,
+        wg_port_base=cfg.dataplane.wireguard.port, timers=timers)
+
+
+def build(setup: CoreSetup) -> ProtocolCore:
+    identity = Identity(setup.key.private_key_raw)
+    trust = TrustStore(setup.config.trust.values())
+    config = core_config(setup)
+    rng = random.SystemRandom()
+    if setup.exported_state is None:
+        core = ProtocolCore(config, identity, trust, rng)
+    else:
+        try:
+            state = json.loads(setup.exported_state)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise StateError(f"saved core state is unreadable: {exc}") from None
+        if not isinstance(state, dict):
+            raise StateError("saved core state is not a JSON object")
+        restored = ProtocolCore.from_state(config, identity, trust, rng, state)
+        assert isinstance(restored, ProtocolCore)  # from_state builds ``cls``
+        core = restored
+    floor = max(setup.sequence_floor, core.last_sequence)
+    if floor > 0:
+        core.codec.restore_state({"send_seq": {p.rm_id: floor for p in setup.config.peers}})
+    return core

@@ -1,0 +1,447 @@
+"""The asyncio runtime of one Route Manager: sockets, timers, state, dataplane.
+
+Theory of operation: :class:`RouteManagerDaemon` owns one sans-I/O core and drives it
+from three sources -- UDP datagrams (an :class:`asyncio.DatagramProtocol`), the core's
+own timer (``next_timer()`` scheduled with ``loop.call_at``) and local requests from the
+control socket. Every call into the core returns outputs which :meth:`_execute` carries
+out in a fixed order that makes a crash at any point safe:
+
+1. record events (stitch/tunnel tables, counters) and fold ``DataplaneChange`` actions
+   into the desired dataplane state;
+2. persist: the sequence-number high-water mark (reserved in blocks, so a restarted
+   core never reuses a number that reached the wire), the desired state, and on any
+   state-changing event the core's exported state;
+3. reconcile the dataplane driver toward the desired state (observe + plan + apply;
+   a no-op when converged -- that is how a restart adopts what the kernel already has,
+   without flapping, and garbage-collects owned objects no longer wanted);
+4. send the datagrams.
+
+Clock: the core's ``now`` is wall-clock seconds (peers compare message timestamps),
+computed as ``loop.time() + offset`` with the offset fixed at start, so it is monotonic
+while the daemon runs; a core timer at ``t`` is scheduled at loop time ``t - offset``.
+
+A peer's bytes never stop the daemon: the core reports bad datagrams as ``PeerFault``
+events, which are counted; an exception escaping the core (a bug) is logged and counted
+too, and the daemon keeps serving. Dataplane errors are counted and retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from vnstitch.daemon.config import DaemonConfig
+from vnstitch.daemon.coreadapter import CoreFactory, CoreSetup, DaemonCore, local_objects
+from vnstitch.daemon.errors import DaemonError
+from vnstitch.daemon.identity import KeyInfo, load_key_file
+from vnstitch.daemon.state import ReservationRecord, StateStore, StitchRecord
+from vnstitch.dataplane.base import DataplaneDriver, DataplaneError, reconcile
+from vnstitch.dataplane.objects import DataplaneState
+from vnstitch.model.ids import VNID, RouteManagerId
+from vnstitch.protocol.api import (
+    DataplaneChange,
+    Output,
+    PeerFault,
+    RouteChanged,
+    SendDatagram,
+    StitchConstraints,
+    StitchEstablished,
+    StitchFailed,
+    StitchTornDown,
+    TunnelStateChanged,
+)
+
+log = logging.getLogger("vnstitch.daemon")
+
+#: Sequence numbers reserved per SQLite write (bounds the writes to one per block).
+SEQUENCE_BLOCK = 1024
+#: Retry delay after a failed dataplane reconcile.
+RECONCILE_RETRY_S = 1.0
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, daemon: RouteManagerDaemon) -> None:
+        self._daemon = daemon
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        self._daemon.on_datagram(data, (str(addr[0]), int(addr[1])))
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable from a stopped peer lands here; it is not fatal.
+        self._daemon.metrics["udp_errors"] += 1
+
+
+@dataclass(slots=True)
+class PeerView:
+    rm_id: RouteManagerId
+    address: tuple[str, int]
+    received: int = 0
+    faults: int = 0
+    sent: int = 0
+    last_heard: float | None = None  # core time of the last datagram that was not a fault
+
+
+@dataclass(slots=True)
+class StitchOutcome:
+    stitch_id: str
+    established: bool
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class RouteManagerDaemon:
+    """One Route Manager on an asyncio loop; build, ``await start()``, ``await stop()``."""
+
+    def __init__(self, config: DaemonConfig, core_factory: CoreFactory,
+                 driver: DataplaneDriver, *, key: KeyInfo | None = None) -> None:
+        self.config = config
+        self._core_factory = core_factory
+        self.driver = driver
+        self._key = key
+        self.metrics: Counter[str] = Counter()
+        self.faults: Counter[str] = Counter()
+        self.peers: dict[RouteManagerId, PeerView] = {
+            p.rm_id: PeerView(p.rm_id, p.address) for p in config.peers}
+        self._by_address = {p.address: p.rm_id for p in config.peers}
+        self.routes: dict[int, tuple[str, ...] | None] = {}
+        self.core_desired = DataplaneState()
+        self.stopped = asyncio.Event()
+        self._core: DaemonCore | None = None
+        self._store: StateStore | None = None
+        self._transport: asyncio.DatagramTransport | None = None
+        self._protocol: _UdpProtocol | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._offset = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._persist_timer: asyncio.TimerHandle | None = None
+        self._retry_timer: asyncio.TimerHandle | None = None
+        self._seq_high_water = 0
+        self._waiters: dict[str, asyncio.Future[StitchOutcome]] = {}
+        self._control: Any = None
+        self.last_reconcile_ops: list[str] = []
+        self.started_at = 0.0
+
+    # -- properties -----------------------------------------------------------------------
+
+    @property
+    def core(self) -> DaemonCore:
+        if self._core is None:
+            raise DaemonError("daemon not started")
+        return self._core
+
+    @property
+    def store(self) -> StateStore:
+        if self._store is None:
+            raise DaemonError("daemon not started")
+        return self._store
+
+    @property
+    def rm_id(self) -> RouteManagerId:
+        return self.core.rm_id
+
+    @property
+    def local_address(self) -> tuple[str, int]:
+        if self._transport is None:
+            raise DaemonError("daemon not started")
+        host, port = self._transport.get_extra_info("sockname")[:2]
+        return (str(host), int(port))
+
+    def now(self) -> float:
+        assert self._loop is not None
+        return self._loop.time() + self._offset
+
+    def desired_state(self) -> DataplaneState:
+        return self.core_desired.with_objects(add=local_objects(self.config))
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Restore state, adopt the dataplane, bind the UDP port, start the core."""
+        self._loop = asyncio.get_running_loop()
+        self._offset = time.time() - self._loop.time()
+        key = self._key or load_key_file(self.config.key_file)
+        store = StateStore.open(self.config.state_db)
+        try:
+            store.claim(key.rm_id)
+            self._seq_high_water = store.sequence_high_water()
+            now = self.now()
+            self.started_at = now
+            self._core = self._core_factory(CoreSetup(
+                self.config, key, store.load_core_state(), self._seq_high_water, now))
+            self._store = store
+            self.core_desired = store.load_desired()
+            self._reconcile()  # adopt what is there, remove what we own but do not want
+            self.metrics["adopted_ops"] = len(self.last_reconcile_ops)
+            self._transport, self._protocol = await self._loop.create_datagram_endpoint(
+                lambda: _UdpProtocol(self),
+                local_addr=(self.config.listen_host, self.config.listen_port))
+        except BaseException:
+            store.close()
+            self._store = None
+            raise
+        outputs = self.core.start(now)
+        for vn in self.config.local_vns:
+            outputs += self.core.add_local_vn(vn.virtual_network(self.config.segment), now)
+        self._execute(outputs, persist=True)
+        self._schedule_persist()
+        log.info("route manager %s listening on %s:%d", key.rm_id, *self.local_address)
+
+    async def start_control(self) -> None:
+        """Serve the control socket at ``config.control_socket``."""
+        from vnstitch.daemon.control import ControlServer  # noqa: PLC0415  (cycle)
+
+        self._control = ControlServer(self, self.config.control_socket)
+        await self._control.start()
+
+    async def stop(self) -> None:
+        """Persist the core state and close everything (dataplane objects stay)."""
+        for handle in (self._timer, self._persist_timer, self._retry_timer):
+            if handle is not None:
+                handle.cancel()
+        if self._control is not None:
+            await self._control.stop()
+            self._control = None
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+            if self._protocol is not None:  # the port is free only once this resolves
+                await self._protocol.closed
+        if self._store is not None and self._core is not None:
+            self._persist_core()
+            self._store.close()
+            self._store = None
+        for fut in self._waiters.values():
+            if not fut.done():
+                fut.cancel()
+        self.stopped.set()
+
+    def request_stop(self) -> None:
+        """Signal-safe: stop soon (used by SIGTERM/SIGINT handlers)."""
+        if self._loop is not None:
+            self._loop.create_task(self.stop())
+
+    # -- inputs ---------------------------------------------------------------------------
+
+    def on_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.metrics["datagrams_received"] += 1
+        self.metrics["bytes_received"] += len(data)
+        peer = self.peers.get(self._by_address.get(addr, RouteManagerId("")))
+        if peer is not None:
+            peer.received += 1
+        now = self.now()
+        try:
+            outputs = self.core.receive(data, addr, now)
+        except Exception:  # a core bug must not take the daemon down with it
+            log.exception("core raised on a datagram from %s:%d", *addr)
+            self.metrics["core_exceptions"] += 1
+            self.faults["core_exception"] += 1
+            return
+        faulted = any(isinstance(o, PeerFault) for o in outputs)
+        if peer is not None:
+            if faulted:
+                peer.faults += 1
+            else:
+                peer.last_heard = now
+        self._execute(outputs)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        try:
+            outputs = self.core.handle_timer(self.now())
+        except Exception:
+            log.exception("core raised in handle_timer")
+            self.metrics["core_exceptions"] += 1
+            outputs = []
+        self._execute(outputs)
+
+    def request_stitch(self, vnid: VNID, constraints: StitchConstraints
+                       ) -> tuple[str, asyncio.Future[StitchOutcome]]:
+        """Ask the core for a stitch; the future resolves on established / failed."""
+        assert self._loop is not None
+        now = self.now()
+        stitch_id, outputs = self.core.request_stitch(vnid, constraints, now)
+        fut: asyncio.Future[StitchOutcome] = self._loop.create_future()
+        self._waiters[stitch_id] = fut
+        self.store.put_stitch(StitchRecord(stitch_id, int(vnid), (), constraints.bandwidth_mbps,
+                                           0.0, 0.0, "requested", now, now))
+        self._execute(outputs, persist=True)
+        return stitch_id, fut
+
+    def release_stitch(self, stitch_id: str) -> None:
+        outputs = self.core.release_stitch(stitch_id, self.now())
+        self._execute(outputs, persist=True)
+
+    # -- executing outputs ----------------------------------------------------------------
+
+    def _execute(self, outputs: list[Output], *, persist: bool = False) -> None:
+        sends: list[SendDatagram] = []
+        dataplane_changed = False
+        for out in outputs:
+            if isinstance(out, SendDatagram):
+                sends.append(out)
+            elif isinstance(out, DataplaneChange):
+                self.core_desired = self.core_desired.with_objects(add=out.add,
+                                                                   remove=out.remove)
+                dataplane_changed = True
+            else:
+                persist = self._record_event(out) or persist
+        persist = persist or dataplane_changed
+        with self.store.transaction():  # one commit: desired state and core state agree
+            if sends:
+                self._reserve_sequence()
+            if dataplane_changed:
+                self.store.save_desired(self.core_desired)
+            if persist:
+                self._persist_core()
+        if dataplane_changed:
+            self._reconcile()
+        for send in sends:
+            self._send(send)
+        self._schedule_timer()
+
+    def _record_event(self, ev: Output) -> bool:
+        """Update tables and counters for one event; True if the core state should be saved."""
+        store = self.store
+        if isinstance(ev, PeerFault):
+            self.faults[ev.reason] += 1
+            self.metrics["peer_faults"] += 1
+            return False
+        if isinstance(ev, RouteChanged):
+            self.routes[int(ev.vnid)] = None if ev.via is None else tuple(ev.via)
+            return False
+        if isinstance(ev, StitchEstablished):
+            old = {s.stitch_id: s for s in store.stitches()}.get(ev.stitch_id)
+            requested = old.requested_at if old else ev.requested_at
+            with store.transaction():
+                store.put_stitch(StitchRecord(
+                    ev.stitch_id, int(ev.vnid), tuple(ev.path), ev.bandwidth_mbps,
+                    ev.latency_ms, ev.cost, "up", requested, ev.now))
+                store.put_reservation(ReservationRecord(
+                    ev.stitch_id, ev.stitch_id, int(ev.vnid), ev.bandwidth_mbps,
+                    tuple(ev.path), ev.now))
+            self.metrics["stitches_established"] += 1
+            self._resolve(ev.stitch_id, True, {
+                "path": list(ev.path), "bandwidth_mbps": ev.bandwidth_mbps,
+                "latency_ms": ev.latency_ms, "cost": ev.cost,
+                "setup_seconds": ev.now - ev.requested_at})
+            return True
+        if isinstance(ev, StitchFailed):
+            self._set_status(ev.stitch_id, int(ev.vnid), "failed", ev.now)
+            store.delete_reservation(ev.stitch_id)
+            self.metrics["stitches_failed"] += 1
+            self._resolve(ev.stitch_id, False, {"reason": ev.reason.value, "detail": ev.detail})
+            return True
+        if isinstance(ev, StitchTornDown):
+            status = "renegotiating" if ev.renegotiating else "down"
+            self._set_status(ev.stitch_id, int(ev.vnid), status, ev.now)
+            store.delete_reservation(ev.stitch_id)
+            self.metrics["stitches_torn_down"] += 1
+            return True
+        if isinstance(ev, TunnelStateChanged):
+            store.put_tunnel(ev.tunnel_id, str(ev.peer), ev.new, ev.now)
+            self.metrics["tunnel_transitions"] += 1
+            return True
+        return False
+
+    def _set_status(self, stitch_id: str, vnid: int, status: str, now: float) -> None:
+        old = {s.stitch_id: s for s in self.store.stitches()}.get(stitch_id)
+        if old is None:
+            old = StitchRecord(stitch_id, vnid, (), 0.0, 0.0, 0.0, status, now, now)
+        self.store.put_stitch(StitchRecord(
+            old.stitch_id, old.vnid, old.path, old.bandwidth_mbps, old.latency_ms, old.cost,
+            status, old.requested_at, now))
+
+    def _resolve(self, stitch_id: str, ok: bool, detail: dict[str, Any]) -> None:
+        fut = self._waiters.pop(stitch_id, None)
+        if fut is not None and not fut.done():
+            fut.set_result(StitchOutcome(stitch_id, ok, detail))
+
+    def _reserve_sequence(self) -> None:
+        used = self.core.last_sequence
+        if used > self._seq_high_water:
+            self._seq_high_water = self.store.reserve_sequence(used, SEQUENCE_BLOCK)
+            self.metrics["sequence_reservations"] += 1
+
+    def _persist_core(self) -> None:
+        self.store.save_core_state(self.core.snapshot(), self.now())
+        self.metrics["core_state_saves"] += 1
+
+    def _reconcile(self) -> None:
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+            self._retry_timer = None
+        try:
+            ops = reconcile(self.driver, self.desired_state())
+        except DataplaneError as exc:
+            log.error("dataplane reconcile failed (will retry): %s", exc)
+            self.metrics["dataplane_errors"] += 1
+            if self._loop is not None:
+                self._retry_timer = self._loop.call_later(RECONCILE_RETRY_S, self._reconcile)
+            return
+        self.last_reconcile_ops = [str(op) for op in ops]
+        self.metrics["dataplane_ops"] += len(ops)
+
+    def _send(self, send: SendDatagram) -> None:
+        peer = self.peers.get(send.destination)
+        if peer is None or self._transport is None:
+            self.metrics["send_unknown_peer"] += 1
+            return
+        self._transport.sendto(send.payload, peer.address)
+        peer.sent += 1
+        self.metrics["datagrams_sent"] += 1
+        self.metrics["bytes_sent"] += len(send.payload)
+
+    # -- timers ---------------------------------------------------------------------------
+
+    def _schedule_timer(self) -> None:
+        if self._loop is None or self._store is None:
+            return
+        at = self.core.next_timer()
+        if at == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = at
+        if at is not None:
+            self._timer = self._loop.call_at(at - self._offset, self._on_timer)
+
+    def _schedule_persist(self) -> None:
+        assert self._loop is not None
+
+        def tick() -> None:
+            if self._store is not None:
+                self._persist_core()
+                self._schedule_persist()
+
+        self._persist_timer = self._loop.call_later(self.config.timers.persist_interval_s, tick)
+
+
+async def run_daemon(daemon: RouteManagerDaemon) -> None:
+    """Start ``daemon`` with its control socket and serve until SIGTERM/SIGINT."""
+    import signal  # noqa: PLC0415
+
+    loop = asyncio.get_running_loop()
+    await daemon.start()
+    try:
+        await daemon.start_control()
+    except BaseException:
+        await daemon.stop()
+        raise
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, daemon.request_stop)
+    try:
+        await daemon.stopped.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

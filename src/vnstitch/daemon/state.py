@@ -1,0 +1,328 @@
+"""SQLite (WAL) state of one Route Manager daemon: what must survive a crash.
+
+Theory of operation: one database file per daemon (created mode 0600: it holds tunnel
+private keys) with a ``meta`` table (schema version, owning RM id) and one table per kind
+of state -- stitches, reservations, tunnel keys, the desired dataplane objects, the
+sequence-number high-water mark and the core's exported state. Every write is its own
+transaction (or grouped with :meth:`StateStore.transaction`), committed with
+``synchronous=FULL`` so that a ``kill -9`` right after a call returns loses nothing.
+
+Sequence numbers are never reused across restarts: the daemon reserves them in blocks
+(:meth:`StateStore.reserve_sequence`) and only sends a datagram whose number is at or
+below the persisted high-water mark; a restarted core starts above it.
+
+The desired dataplane state is stored object by object (JSON with a type tag); WireGuard
+private keys go to ``tunnel_keys`` and are joined back on load. A file that is not a
+SQLite database, fails ``quick_check`` or has another schema raises
+:class:`StateError` naming the file and what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vnstitch.daemon.errors import StateError
+from vnstitch.dataplane.objects import (
+    Bridge,
+    BridgePort,
+    DataplaneObject,
+    DataplaneState,
+    FdbEntry,
+    RateLimit,
+    Route,
+    VxlanPort,
+    WireguardInterface,
+    WireguardPeer,
+)
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS stitches (
+    stitch_id TEXT PRIMARY KEY, vnid INTEGER NOT NULL, path TEXT NOT NULL,
+    bandwidth_mbps REAL NOT NULL, latency_ms REAL NOT NULL, cost REAL NOT NULL,
+    status TEXT NOT NULL, requested_at REAL NOT NULL, updated_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS reservations (
+    reservation_id TEXT PRIMARY KEY, stitch_id TEXT NOT NULL, vnid INTEGER NOT NULL,
+    bandwidth_mbps REAL NOT NULL, peers TEXT NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS tunnel_keys (
+    interface TEXT PRIMARY KEY, private_key TEXT NOT NULL, listen_port INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS dataplane_desired (
+    key TEXT PRIMARY KEY, kind TEXT NOT NULL, obj TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tunnels (
+    tunnel_id TEXT PRIMARY KEY, peer TEXT NOT NULL, state TEXT NOT NULL,
+    updated_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS sequence (
+    id INTEGER PRIMARY KEY CHECK (id = 1), high_water INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS core_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1), blob BLOB NOT NULL, saved_at REAL NOT NULL);
+"""
+
+TABLES = frozenset({"meta", "stitches", "reservations", "tunnel_keys", "dataplane_desired",
+                    "tunnels", "sequence", "core_state"})
+
+_KINDS: dict[str, type[Any]] = {
+    "wireguard": WireguardInterface, "vxlan": VxlanPort, "bridge": Bridge,
+    "bridge_port": BridgePort, "fdb": FdbEntry, "route": Route, "rate": RateLimit,
+}
+_KIND_OF = {cls: name for name, cls in _KINDS.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class StitchRecord:
+    stitch_id: str
+    vnid: int
+    path: tuple[str, ...]
+    bandwidth_mbps: float
+    latency_ms: float
+    cost: float
+    status: str  # "requested" | "up" | "renegotiating" | "down" | "failed"
+    requested_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationRecord:
+    reservation_id: str
+    stitch_id: str
+    vnid: int
+    bandwidth_mbps: float
+    peers: tuple[str, ...]
+    created_at: float
+
+
+def object_to_json(obj: DataplaneObject, *, with_secrets: bool = True) -> tuple[str, str]:
+    """``(kind, json)`` for a dataplane object; WireGuard private keys optional."""
+    data = dataclasses.asdict(obj)
+    if isinstance(obj, WireguardInterface) and not with_secrets:
+        data["private_key"] = ""
+    return _KIND_OF[type(obj)], json.dumps(data, sort_keys=True)
+
+
+def object_from_json(kind: str, text: str) -> DataplaneObject:
+    cls = _KINDS.get(kind)
+    if cls is None:
+        raise ValueError(f"unknown dataplane object kind {kind!r}")
+    data = json.loads(text)
+    if cls is WireguardInterface:
+        data["peers"] = tuple(
+            WireguardPeer(p["public_key"], p["endpoint"], tuple(p["allowed_ips"]),
+                          p.get("keepalive_s", 0)) for p in data.get("peers", ()))
+    obj: DataplaneObject = cls(**data)
+    return obj
+
+
+class StateStore:
+    """The daemon's SQLite state; open with :meth:`open`, close with :meth:`close`."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self._conn = conn
+        self._depth = 0
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path | str) -> StateStore:
+        """Open (creating, mode 0600) the database at ``path`` and check its schema."""
+        p = Path(path)
+        fresh = not p.exists() or p.stat().st_size == 0
+        if fresh:
+            try:
+                os.close(os.open(p, os.O_WRONLY | os.O_CREAT, 0o600))
+            except OSError as exc:
+                raise StateError(f"{p}: cannot create state database: {exc.strerror}") from None
+        try:
+            conn = sqlite3.connect(p, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StateError(f"{p}: cannot open state database: {exc}") from None
+        store = cls(p, conn)
+        try:
+            store._init(fresh)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise StateError(
+                f"{p}: not a usable vnstitch state database ({exc}); move it aside to "
+                "start with empty state") from None
+        except StateError:
+            conn.close()
+            raise
+        return store
+
+    def _init(self, fresh: bool) -> None:
+        c = self._conn
+        mode = c.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StateError(f"{self.path}: cannot switch to WAL journal (got {mode})")
+        c.execute("PRAGMA synchronous=FULL")
+        check = c.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            raise StateError(f"{self.path}: database is corrupted (quick_check: {check}); "
+                             "move it aside to start with empty state")
+        tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not fresh and tables and "meta" not in tables:
+            raise StateError(f"{self.path}: a SQLite database but not a vnstitch state "
+                             f"database (tables: {', '.join(sorted(tables))})")
+        with self.transaction():
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    c.execute(statement)
+            row = c.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                c.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif row[0] != str(SCHEMA_VERSION):
+                raise StateError(f"{self.path}: schema version {row[0]}, this vnstitch "
+                                 f"needs {SCHEMA_VERSION}")
+            c.execute("INSERT OR IGNORE INTO sequence VALUES (1, 0)")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes into one commit (nestable; the outermost commits)."""
+        if self._depth == 0:
+            self._conn.execute("BEGIN IMMEDIATE")
+        self._depth += 1
+        try:
+            yield
+        except BaseException:
+            self._depth -= 1
+            if self._depth == 0:
+                self._conn.execute("ROLLBACK")
+            raise
+        self._depth -= 1
+        if self._depth == 0:
+            self._conn.execute("COMMIT")
+
+    def tables(self) -> set[str]:
+        return {r[0] for r in self._conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='table'")}
+
+    def journal_mode(self) -> str:
+        return str(self._conn.execute("PRAGMA journal_mode").fetchone()[0])
+
+    # -- owner ----------------------------------------------------------------------------
+
+    def claim(self, rm_id: str) -> None:
+        """Record the owning RM id; refuse a database that belongs to another RM."""
+        with self.transaction():
+            row = self._conn.execute("SELECT value FROM meta WHERE key='rm_id'").fetchone()
+            if row is None:
+                self._conn.execute("INSERT INTO meta VALUES ('rm_id', ?)", (rm_id,))
+            elif row[0] != rm_id:
+                raise StateError(f"{self.path}: belongs to Route Manager {row[0]}, "
+                                 f"not {rm_id} (wrong key file or state_db?)")
+
+    # -- stitches and reservations --------------------------------------------------------
+
+    def put_stitch(self, s: StitchRecord) -> None:
+        with self.transaction():
+            self._conn.execute(
+                "INSERT OR REPLACE INTO stitches VALUES (?,?,?,?,?,?,?,?,?)",
+                (s.stitch_id, s.vnid, json.dumps(list(s.path)), s.bandwidth_mbps,
+                 s.latency_ms, s.cost, s.status, s.requested_at, s.updated_at))
+
+    def delete_stitch(self, stitch_id: str) -> None:
+        with self.transaction():
+            self._conn.execute("DELETE FROM stitches WHERE stitch_id=?", (stitch_id,))
+
+    def stitches(self) -> list[StitchRecord]:
+        rows = self._conn.execute("SELECT * FROM stitches ORDER BY stitch_id").fetchall()
+        return [StitchRecord(r[0], r[1], tuple(json.loads(r[2])), r[3], r[4], r[5], r[6],
+                             r[7], r[8]) for r in rows]
+
+    def put_reservation(self, r: ReservationRecord) -> None:
+        with self.transaction():
+            self._conn.execute(
+                "INSERT OR REPLACE INTO reservations VALUES (?,?,?,?,?,?)",
+                (r.reservation_id, r.stitch_id, r.vnid, r.bandwidth_mbps,
+                 json.dumps(list(r.peers)), r.created_at))
+
+    def delete_reservation(self, reservation_id: str) -> None:
+        with self.transaction():
+            self._conn.execute("DELETE FROM reservations WHERE reservation_id=?",
+                               (reservation_id,))
+
+    def reservations(self) -> list[ReservationRecord]:
+        rows = self._conn.execute("SELECT * FROM reservations ORDER BY reservation_id")
+        return [ReservationRecord(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), r[5])
+                for r in rows.fetchall()]
+
+    def put_tunnel(self, tunnel_id: str, peer: str, state: str, now: float) -> None:
+        with self.transaction():
+            self._conn.execute("INSERT OR REPLACE INTO tunnels VALUES (?,?,?,?)",
+                               (tunnel_id, peer, state, now))
+
+    def tunnels(self) -> list[tuple[str, str, str, float]]:
+        rows = self._conn.execute("SELECT * FROM tunnels ORDER BY tunnel_id").fetchall()
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    # -- dataplane desired state and tunnel keys ------------------------------------------
+
+    def save_desired(self, state: DataplaneState) -> None:
+        """Replace the stored desired dataplane state (keys split off to ``tunnel_keys``)."""
+        with self.transaction():
+            self._conn.execute("DELETE FROM dataplane_desired")
+            self._conn.execute("DELETE FROM tunnel_keys")
+            for obj in state:
+                kind, text = object_to_json(obj, with_secrets=False)
+                self._conn.execute("INSERT INTO dataplane_desired VALUES (?,?,?)",
+                                   (obj.key, kind, text))
+                if isinstance(obj, WireguardInterface):
+                    self._conn.execute("INSERT INTO tunnel_keys VALUES (?,?,?)",
+                                       (obj.name, obj.private_key, obj.listen_port))
+
+    def load_desired(self) -> DataplaneState:
+        keys = dict(self._conn.execute("SELECT interface, private_key FROM tunnel_keys"))
+        objs: list[DataplaneObject] = []
+        for key, kind, text in self._conn.execute(
+                "SELECT key, kind, obj FROM dataplane_desired ORDER BY key"):
+            try:
+                obj = object_from_json(kind, text)
+            except (ValueError, TypeError, KeyError) as exc:
+                raise StateError(f"{self.path}: dataplane_desired row {key!r} is "
+                                 f"unreadable: {exc}") from None
+            if isinstance(obj, WireguardInterface):
+                if obj.name not in keys:
+                    raise StateError(f"{self.path}: no tunnel key for interface {obj.name}")
+                obj = dataclasses.replace(obj, private_key=keys[obj.name])
+            objs.append(obj)
+        return DataplaneState(objs)
+
+    def tunnel_keys(self) -> dict[str, tuple[str, int]]:
+        return {r[0]: (r[1], r[2]) for r in self._conn.execute("SELECT * FROM tunnel_keys")}
+
+    # -- sequence numbers -----------------------------------------------------------------
+
+    def sequence_high_water(self) -> int:
+        return int(self._conn.execute("SELECT high_water FROM sequence").fetchone()[0])
+
+    def reserve_sequence(self, in_use: int, block: int = 1024) -> int:
+        """Make sure numbers up to ``in_use`` are covered; raise the mark by ``block``."""
+        with self.transaction():
+            hw = self.sequence_high_water()
+            if in_use > hw:
+                hw = in_use + block
+                self._conn.execute("UPDATE sequence SET high_water=?", (hw,))
+        return hw
+
+    # -- exported core state --------------------------------------------------------------
+
+    def save_core_state(self, blob: bytes, now: float) -> None:
+        with self.transaction():
+            self._conn.execute("INSERT OR REPLACE INTO core_state VALUES (1, ?, ?)",
+                               (blob, now))
+
+    def load_core_state(self) -> bytes | None:
+        row = self._conn.execute("SELECT blob FROM core_state").fetchone()
+        return None if row is None else bytes(row[0])

@@ -1,0 +1,92 @@
+"""The ``vnstitch routemgr`` command line against a daemon running in a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.daemon.fakecore import fake_core_factory
+from tests.daemon.helpers import start_daemon, until, write_cluster
+from vnstitch.cli import main
+from vnstitch.daemon.runtime import RouteManagerDaemon
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_keygen_writes_0600_and_prints_id(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                          ) -> None:
+    out = tmp_path / "rm.key"
+    assert main(["routemgr", "keygen", "--out", str(out), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
+    assert len(result["rm_id"]) == 32 and len(result["public_key"]) == 44
+    assert main(["routemgr", "keygen", "--out", str(out)]) == 2
+    assert "refusing to overwrite" in capsys.readouterr().err
+
+
+def test_check_reports_bad_field_in_one_line(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("segment: A\nlisten: {address: 127.0.0.1, port: 1}\nkey_file: k\n"
+                   "state_db: s\ncontrol_socket: c\npeers: [{id: zz}]\n")
+    assert main(["routemgr", "check", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "peers[0].address: missing required field" in err
+
+
+@pytest.fixture
+def two_daemons(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    nodes = write_cluster(tmp_path, ["A", "B"], [("A", "B")], {
+        "A": [{"vnid": 100, "components": ["10.1.0.0/24"], "host_ports": ["hA"]}],
+        "B": [{"vnid": 100, "components": ["10.2.0.0/24"], "host_ports": ["hB"]}]})
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    daemons: list[RouteManagerDaemon] = []
+
+    async def serve() -> None:
+        for n in ("A", "B"):
+            daemons.append(await start_daemon(nodes[n].config_path, fake_core_factory))
+        await until(lambda: daemons[0].routes.get(100) is not None, 5)
+        ready.set()
+        for d in daemons:
+            await d.stopped.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),))
+    thread.start()
+    try:
+        assert ready.wait(10)
+        yield nodes["A"].config_path, daemons[0].config.control_socket
+    finally:
+        async def stop_all() -> None:
+            for d in daemons:
+                await d.stop()
+
+        asyncio.run_coroutine_threadsafe(stop_all(), loop).result(10)
+        thread.join(10)
+        loop.close()
+
+
+def test_show_and_stitch_against_running_daemon(
+        two_daemons: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    config, sock = two_daemons
+    assert main(["routemgr", "stitch", "--vnid", "100", "--bandwidth", "25",
+                 "--socket", str(sock), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["established"] is True
+    assert main(["routemgr", "show", "stitches", "--config", str(config), "--json"]) == 0
+    stitches = json.loads(capsys.readouterr().out)["stitches"]
+    assert [(s["vnid"], s["status"], s["reserved_mbps"]) for s in stitches] == [(100, "up", 25)]
+    for what in ("peers", "vnids", "stitches", "tunnels", "status"):
+        assert main(["routemgr", "show", what, "--socket", str(sock)]) == 0
+        assert capsys.readouterr().out.strip()
+    assert main(["routemgr", "show", "metrics", "--socket", str(sock)]) == 0
+    assert "# TYPE vnstitch_datagrams_received_total counter" in capsys.readouterr().out
+    assert main(["routemgr", "stitch", "--vnid", "4242", "--bandwidth", "1", "--wait", "2",
+                 "--socket", str(sock)]) == 1
+    assert "no_route" in capsys.readouterr().out

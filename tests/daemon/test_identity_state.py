@@ -1,0 +1,158 @@
+"""Key files (mode 0600, refusals) and the SQLite state store."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from vnstitch.daemon.errors import KeyFileError, StateError
+from vnstitch.daemon.identity import load_key_file, write_key_file
+from vnstitch.daemon.state import (
+    TABLES,
+    ReservationRecord,
+    StateStore,
+    StitchRecord,
+    object_from_json,
+    object_to_json,
+)
+from vnstitch.dataplane.objects import (
+    Bridge,
+    BridgePort,
+    DataplaneObject,
+    DataplaneState,
+    FdbEntry,
+    RateLimit,
+    Route,
+    VxlanPort,
+    WireguardInterface,
+    WireguardPeer,
+)
+
+PRIV = "cHJpdmF0ZS1rZXktb2YtdGhpcy10dW5uZWwtMzJieXQ="
+OBJECTS: list[DataplaneObject] = [
+    WireguardInterface("wgs1", PRIV, 51820, "10.255.0.1/24",
+                       (WireguardPeer("A" * 43 + "=", "10.0.0.2:51820", ("10.255.0.2/32",), 5),)),
+    VxlanPort("vx100", 100, "10.255.0.1", "wgs1"),
+    Bridge("vnbr100"),
+    BridgePort("vnbr100", "vx100"),
+    FdbEntry("vx100", "10.255.0.2"),
+    Route("10.100.2.0/24", "vnbr100", 50),
+    RateLimit("wgs1", 10, 20.0, 20.0),
+]
+
+
+def test_key_file_is_0600_and_round_trips(tmp_path: Path) -> None:
+    info = write_key_file(tmp_path / "k")
+    assert stat.S_IMODE(os.stat(tmp_path / "k").st_mode) == 0o600
+    again = load_key_file(tmp_path / "k")
+    assert again.rm_id == info.rm_id and len(info.rm_id) == 32
+    assert again.private_key_raw == info.private_key_raw
+    with pytest.raises(KeyFileError, match="already exists"):
+        write_key_file(tmp_path / "k")
+
+
+def test_key_file_refusals(tmp_path: Path) -> None:
+    write_key_file(tmp_path / "k")
+    os.chmod(tmp_path / "k", 0o644)
+    with pytest.raises(KeyFileError, match="too open"):
+        load_key_file(tmp_path / "k")
+    bad = tmp_path / "bad"
+    bad.write_text("hello")
+    os.chmod(bad, 0o600)
+    with pytest.raises(KeyFileError, match="not a PEM private key"):
+        load_key_file(bad)
+    with pytest.raises(KeyFileError, match="cannot read"):
+        load_key_file(tmp_path / "absent")
+
+
+def test_schema_wal_and_mode(tmp_path: Path) -> None:
+    store = StateStore.open(tmp_path / "s.db")
+    try:
+        assert store.tables() == set(TABLES)
+        assert store.journal_mode() == "wal"
+        assert stat.S_IMODE(os.stat(tmp_path / "s.db").st_mode) == 0o600
+    finally:
+        store.close()
+
+
+def test_restart_round_trip(tmp_path: Path) -> None:
+    store = StateStore.open(tmp_path / "s.db")
+    store.claim("a" * 32)
+    stitch = StitchRecord("s1", 100, ("a" * 32, "b" * 32), 20.0, 3.0, 2.0, "up", 1.0, 2.0)
+    res = ReservationRecord("s1", "s1", 100, 20.0, ("a" * 32, "b" * 32), 2.0)
+    store.put_stitch(stitch)
+    store.put_reservation(res)
+    store.put_tunnel("t1", "b" * 32, "up", 2.0)
+    store.save_desired(DataplaneState(OBJECTS))
+    store.save_core_state(b"\x00core\xff", 3.0)
+    hw = store.reserve_sequence(5, block=100)
+    assert hw == 105 and store.reserve_sequence(50, block=100) == 105  # still covered
+    store.close()
+
+    again = StateStore.open(tmp_path / "s.db")
+    try:
+        again.claim("a" * 32)
+        assert again.stitches() == [stitch]
+        assert again.reservations() == [res]
+        assert again.tunnels() == [("t1", "b" * 32, "up", 2.0)]
+        assert again.load_desired() == DataplaneState(OBJECTS)
+        assert again.tunnel_keys() == {"wgs1": (PRIV, 51820)}
+        assert again.load_core_state() == b"\x00core\xff"
+        assert again.sequence_high_water() == 105
+        with pytest.raises(StateError, match="belongs to Route Manager"):
+            again.claim("b" * 32)
+    finally:
+        again.close()
+
+
+def test_private_keys_only_in_tunnel_keys_table(tmp_path: Path) -> None:
+    store = StateStore.open(tmp_path / "s.db")
+    store.save_desired(DataplaneState(OBJECTS))
+    store.close()
+    conn = sqlite3.connect(tmp_path / "s.db")
+    rows = [r[0] for r in conn.execute("SELECT obj FROM dataplane_desired")]
+    conn.close()
+    assert not any(PRIV in r for r in rows)
+
+
+def test_objects_json_round_trip() -> None:
+    for obj in OBJECTS:
+        assert object_from_json(*object_to_json(obj)) == obj
+
+
+def test_corrupted_database_gives_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"this is not sqlite" * 500)
+    with pytest.raises(StateError, match=r"bad\.db: not a usable vnstitch state database"):
+        StateStore.open(bad)
+    other = tmp_path / "other.db"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StateError, match="not a vnstitch state database"):
+        StateStore.open(other)
+    # A real store whose pages were overwritten in the middle.
+    good = tmp_path / "good.db"
+    store = StateStore.open(good)
+    for i in range(300):
+        store.put_stitch(StitchRecord(f"s{i}", 100, ("x" * 500,), 1.0, 0, 0, "up", 0, 0))
+    store._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.close()
+    data = bytearray(good.read_bytes())
+    data[4096 * 3: 4096 * 6] = b"\xa5" * (4096 * 3)
+    good.write_bytes(bytes(data))
+    with pytest.raises(StateError, match=r"good\.db: .*(corrupt|not a usable)"):
+        StateStore.open(good)
+
+
+def test_schema_version_mismatch(tmp_path: Path) -> None:
+    store = StateStore.open(tmp_path / "s.db")
+    store._conn.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+    store.close()
+    with pytest.raises(StateError, match="schema version 99"):
+        StateStore.open(tmp_path / "s.db")
