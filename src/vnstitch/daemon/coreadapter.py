@@ -24,7 +24,9 @@ from vnstitch.daemon.identity import KeyInfo
 from vnstitch.dataplane.base import DataplaneDriver
 from vnstitch.dataplane.memory import MemoryDataplane
 from vnstitch.dataplane.objects import Bridge, BridgePort, DataplaneObject
+from vnstitch.model.ids import VNID
 from vnstitch.protocol.api import RouteManagerCoreAPI
+from vnstitch.protocol.tunnels import bridge_name as tunnel_bridge_name
 
 
 class DaemonCore(RouteManagerCoreAPI, Protocol):
@@ -63,10 +65,10 @@ def protocol_core_factory(setup: CoreSetup) -> DaemonCore:
 def bridge_name(vnid: int) -> str:
     """Name of the bridge that joins a VN's local host ports and its VXLAN ports.
 
-    Must equal the core's name for the same bridge (``vnstitch.protocol.tunnels``), so
-    the core's tunnel objects and the daemon's host ports meet on one bridge.
+    It is the core's name for the same bridge, so the core's tunnel objects and the
+    daemon's host ports meet on one bridge.
     """
-    return f"vn{vnid}"
+    return tunnel_bridge_name(VNID(vnid))
 
 
 def local_objects(config: DaemonConfig) -> list[DataplaneObject]:

@@ -71,7 +71,6 @@ def build(setup: CoreSetup) -> ProtocolCore:
         if not isinstance(state, dict):
             raise StateError("saved core state is not a JSON object")
         restored = ProtocolCore.from_state(config, identity, trust, rng, state)
-        assert isinstance(restored, ProtocolCore)  # from_state builds ``cls``
         core = restored
     floor = max(setup.sequence_floor, core.last_sequence)
     if floor > 0:

@@ -17,7 +17,7 @@ modules small; persistence in :meth:`export_state` / :meth:`from_state`.
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, Self
 
 from vnstitch.model.ids import VNID, RouteManagerId
 from vnstitch.model.virtual import Component, VirtualNetwork
@@ -248,7 +248,7 @@ class RouteManagerCore(StitchingMixin):
 
     @classmethod
     def from_state(cls, config: CoreConfig, identity: Identity, trust: TrustStore,
-                   rng: random.Random, state: dict[str, Any]) -> RouteManagerCore:
+                   rng: random.Random, state: dict[str, Any]) -> Self:
         """A core restored from :meth:`export_state`; call ``start(now)`` next."""
         core = cls(config, identity, trust, rng)
         core.codec.restore_state(state.get("codec", {}))
