@@ -261,7 +261,7 @@ def status(run_id: str) -> dict[str, Any]:
             links = [m.get_attr("IFLA_IFNAME") for m in ipr.get_links()]
             routes = [f"{r.get_attr('RTA_DST')}/{r['dst_len']} metric "
                       f"{r.get_attr('RTA_PRIORITY') or 0}"
-                      for r in ipr.get_routes(family=socket.AF_INET)
+                      for r in ipr.get_routes(family=socket.AF_INET, table=254)
                       if r.get_attr("RTA_DST") and r["dst_len"] == 32]
         out["routers"][ns] = {"links": links, "routes_to_loopbacks": routes}
     return out
