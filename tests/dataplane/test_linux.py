@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from pyroute2 import IPRoute
 
 from tests.dataplane.test_contract import HOST_PORT, stitch
 from tests.rootutil import fresh_netns, require_root, run_id
 from vnstitch.dataplane import (
+    Bridge,
     DataplaneError,
     DataplaneState,
     OpKind,
@@ -62,3 +65,17 @@ def test_bad_key_is_a_dataplane_error_and_leaks_no_daemon() -> None:
         with pytest.raises(DataplaneError, match=f"create wg:{wg}.*private key"):
             reconcile(dp, DataplaneState([WireguardInterface(wg, "k" * 44, 1, "10.0.0.1/24")]))
         assert labns.pids_in(ns) == [] and not socket_is_live(wg)
+
+
+def test_asyncio_callers_must_use_a_thread() -> None:
+    require_root()
+
+    async def drive(dp: LinuxDataplane) -> list[str]:
+        with pytest.raises(DataplaneError, match=r"asyncio\.to_thread"):
+            dp.observe()
+        ops = await asyncio.to_thread(reconcile, dp, DataplaneState([Bridge("vsb1")]))
+        again = await asyncio.to_thread(reconcile, dp, DataplaneState([Bridge("vsb1")]))
+        return [str(o) for o in ops + again]
+
+    with fresh_netns("t") as ns, LinuxDataplane(ns) as dp:
+        assert asyncio.run(drive(dp)) == ["create bridge:vsb1"]

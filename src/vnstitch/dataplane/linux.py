@@ -27,11 +27,13 @@ shaped to ``rate``/``ceil``. Hence one RateLimit per device (put per-VN reservat
 the per-VN VXLAN device); a second one on the same device is a :class:`DataplaneError`.
 
 Every failure is a :class:`~vnstitch.dataplane.base.DataplaneError` naming the op.
-Calls block (netlink round trips, process start); from asyncio run them in a thread.
+Calls block (netlink round trips, process start); inside an asyncio program run them
+with ``asyncio.to_thread`` -- called on the loop's thread they raise DataplaneError.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 from collections.abc import Iterator, Sequence
@@ -127,18 +129,41 @@ class LinuxDataplane:
         self._ipr: Any = None
 
     # -- plumbing ---------------------------------------------------------------------
+    def _rt_guard(self) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass  # no loop in this thread: the sync pyroute2 API may run its own
+        else:
+            raise DataplaneError("LinuxDataplane blocks and runs pyroute2's own event loop: "
+                                 "call it from a worker thread (asyncio.to_thread)")
+
     def _rt(self) -> Any:
         if self._ipr is None:
-            try:
-                self._ipr = IPRoute(netns=self.netns) if self.netns else IPRoute()
-            except (OSError, NetlinkError) as exc:
-                raise DataplaneError(f"netns {self.netns}: cannot open netlink: {exc}") from exc
+            raise DataplaneError("LinuxDataplane: netlink used outside observe()/apply()")
         return self._ipr
 
+    @contextmanager
+    def _session(self) -> Iterator[None]:
+        """One netlink socket per observe()/apply() call, opened and closed in the calling
+        thread: pyroute2's sync API ties a socket to the thread's event loop, and callers
+        (asyncio.to_thread) may use a different worker thread each time."""
+        if self._ipr is not None:  # nested: apply() observes first
+            yield
+            return
+        self._rt_guard()
+        try:
+            self._ipr = IPRoute(netns=self.netns) if self.netns else IPRoute()
+        except (OSError, NetlinkError) as exc:
+            raise DataplaneError(f"netns {self.netns}: cannot open netlink: {exc}") from exc
+        try:
+            yield
+        finally:
+            ipr, self._ipr = self._ipr, None
+            ipr.close()
+
     def close(self) -> None:
-        if self._ipr is not None:
-            self._ipr.close()
-            self._ipr = None
+        """Nothing stays open between calls; kept so ``with LinuxDataplane(...)`` reads well."""
 
     def __enter__(self) -> LinuxDataplane:
         return self
@@ -155,7 +180,8 @@ class LinuxDataplane:
     # -- observe ----------------------------------------------------------------------
     def observe(self) -> DataplaneState:
         try:
-            raw = self._observe_raw()
+            with self._session():
+                raw = self._observe_raw()
         except (OSError, NetlinkError) as exc:
             raise DataplaneError(f"observe netns {self.netns}: {exc}") from exc
         out = []
@@ -235,6 +261,10 @@ class LinuxDataplane:
 
     # -- apply ------------------------------------------------------------------------
     def apply(self, ops: Sequence[Op]) -> None:
+        with self._session():
+            self._apply(ops)
+
+    def _apply(self, ops: Sequence[Op]) -> None:
         state = self.observe()
         for op in ops:
             present = op.obj.key in state
