@@ -24,6 +24,7 @@ SUBCOMMAND_MODULES = (
     "vnstitch.cli.topology",
     "vnstitch.cli.allocate",
     "vnstitch.cli.routemgr",
+    "vnstitch.cli.lab",
 )
 
 

@@ -1,0 +1,120 @@
+"""``vnstitch lab up|down|status|baseline``: a real multi-segment substrate in namespaces.
+
+Theory of operation: thin wrappers over :mod:`vnstitch.lab.substrate` (build, describe,
+tear down by run id) and :mod:`vnstitch.lab.baseline` (a hand-configured VXLAN-over-
+WireGuard stitch with ping, iperf3 and a capture on the transit link). Needs root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from vnstitch.cli.output import add_json_flag, console, print_json, table
+from vnstitch.lab import baseline, substrate
+from vnstitch.lab.netns import LabError
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "lab", help="build and tear down a namespace lab (root)",
+        description="A real substrate in network namespaces: segment routers A, T, U, B "
+        "(two transit paths A-T-B and A-U-B), veth links, hosts in VN 100 and VN 200 on A "
+        "and B. Labs are named by a run id so several can coexist.")
+    lsub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    up = lsub.add_parser("up", help="build a lab and print its run id and layout")
+    up.add_argument("--id", dest="run_id", help="run id to use (default: random)")
+    add_json_flag(up)
+    up.set_defaults(handler=_up)
+    down = lsub.add_parser("down", help="remove a lab (or all labs) leaving nothing")
+    down.add_argument("run_id", nargs="?", help="run id (default: every lab on this host)")
+    add_json_flag(down)
+    down.set_defaults(handler=_down)
+    st = lsub.add_parser("status", help="list labs, their namespaces and WireGuard daemons")
+    st.add_argument("run_id", nargs="?", help="one lab (default: all)")
+    add_json_flag(st)
+    st.set_defaults(handler=_status)
+    bl = lsub.add_parser("baseline", help="hand-configure VXLAN over WireGuard A<->B, "
+                         "ping, iperf3, capture on the transit link")
+    bl.add_argument("run_id", nargs="?", help="use this lab (default: build a temporary one)")
+    bl.add_argument("--seconds", type=float, default=3.0, help="iperf3 duration (default 3)")
+    add_json_flag(bl)
+    bl.set_defaults(handler=_baseline)
+
+
+def _need_root() -> None:
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root (network namespaces, wireguard-go)")
+
+
+def _up(args: argparse.Namespace) -> int:
+    _need_root()
+    lab = substrate.build(args.run_id)
+    if args.json:
+        print_json(lab.to_json())
+        return 0
+    out = console()
+    out.print(f"lab [bold]{lab.run_id}[/] is up; remove with: vnstitch lab down {lab.run_id}")
+    out.print(table("segment routers", ["segment", "namespace", "loopback"],
+                    [(r.segment, r.ns, r.loopback) for r in lab.routers.values()]))
+    out.print(table("hosts", ["host", "namespace", "segment", "VN", "address", "router port"],
+                    [(h.name, h.ns, h.segment, h.vnid, h.address, h.router_port)
+                     for h in lab.hosts]))
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    _need_root()
+    ids = [args.run_id] if args.run_id else substrate.run_ids()
+    removed = {rid: substrate.teardown(rid) for rid in ids}
+    if args.json:
+        print_json({"removed": removed})
+    else:
+        for rid, nss in removed.items():
+            console().print(f"lab {rid}: removed {len(nss)} namespace(s)")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    _need_root()
+    ids = [args.run_id] if args.run_id else substrate.run_ids()
+    labs = [substrate.status(rid) for rid in ids]
+    if args.json:
+        print_json({"labs": labs})
+        return 0
+    out = console()
+    if not labs:
+        out.print("no lab on this host")
+    for lab in labs:
+        out.print(table(f"lab {lab['run_id']}", ["namespace", "links", "routes to loopbacks"],
+                        [(ns, " ".join(v["links"]), len(v["routes_to_loopbacks"]))
+                         for ns, v in lab["routers"].items()]))
+        out.print(f"  wireguard-go: {lab['wireguard'] or 'none'}; processes: "
+                  f"{len(lab['processes'])}")
+    return 0
+
+
+def _baseline(args: argparse.Namespace) -> int:
+    _need_root()
+    temporary = args.run_id is None
+    lab = substrate.build() if temporary else substrate.load(args.run_id)
+    try:
+        result = baseline.baseline(lab, seconds=args.seconds)
+    finally:
+        if temporary:
+            substrate.teardown(lab.run_id)
+    result["temporary_lab"] = temporary
+    if args.json:
+        print_json(result)
+        return 0
+    cap = result["capture"]
+    console().print(table(
+        f"hand-configured VXLAN over WireGuard, lab {lab.run_id}", ["metric", "value"],
+        [("setup s", result["setup_seconds"]), ("first packet s", result["first_packet_seconds"]),
+         ("ping", f"{result['ping_received']}/{result['ping_sent']}"),
+         ("iperf3 Mbit/s", result["iperf_mbps"]),
+         ("capture on A-T (T side)", f"{cap['frames']} frames, WireGuard {cap['wireguard']}, "
+          f"inner ICMP {cap['inner_icmp']}, VXLAN in clear {cap['vxlan_in_clear']}"),
+         ("encrypted on substrate", result["encrypted_on_substrate"])]))
+    return 0

@@ -1,0 +1,143 @@
+"""The ONE dataplane contract: the same scenarios on the ``memory`` and ``linux`` drivers.
+
+The linux variant runs against the real kernel in a fresh namespace per test (removed
+even on failure, with any wireguard-go it started) and is marked ``root``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+import pytest
+from pyroute2 import IPRoute
+
+from tests.rootutil import fresh_netns, require_root, run_id, wg_keypair
+from vnstitch.dataplane import (
+    Bridge,
+    BridgePort,
+    DataplaneDriver,
+    DataplaneError,
+    DataplaneState,
+    FdbEntry,
+    MemoryDataplane,
+    Op,
+    OpKind,
+    RateLimit,
+    Route,
+    VxlanPort,
+    WireguardInterface,
+    WireguardPeer,
+    reconcile,
+)
+from vnstitch.dataplane.linux import LinuxDataplane
+
+HOST_PORT = "hp0"
+
+
+@dataclass
+class Env:
+    driver: DataplaneDriver
+    wg_name: str  # host-unique (wireguard-go's control socket is host-global)
+
+
+def _linux_env() -> Iterator[Env]:
+    require_root()
+    with fresh_netns("c") as ns:
+        with IPRoute(netns=ns) as ipr:  # a host port the driver did not create
+            ipr.link("add", ifname=HOST_PORT, kind="veth", peer=f"{HOST_PORT}p")
+        dp = LinuxDataplane(ns, owner="contract")
+        try:
+            yield Env(dp, f"vwc{run_id()}")
+        finally:
+            dp.close()
+
+
+@pytest.fixture(params=["memory", pytest.param("linux", marks=pytest.mark.root)])
+def env(request: pytest.FixtureRequest) -> Iterator[Env]:
+    if request.param == "memory":
+        yield Env(MemoryDataplane(external_ports=[HOST_PORT]), "wgmem0")
+    else:
+        yield from _linux_env()
+
+
+PRIV, _PUB = wg_keypair()
+_, PEER1 = wg_keypair()
+_, PEER2 = wg_keypair()
+
+
+def stitch(wg: str, rate: float = 50.0, metric: int = 100, peers: int = 1) -> DataplaneState:
+    """A full stitch as a Route Manager wants it: VN 100 over a WireGuard underlay."""
+    peer_list = [WireguardPeer(PEER1, "192.0.2.2:51820", ("10.255.0.2/32",), 0)]
+    fdbs = [FdbEntry("vs100", "10.255.0.2")]
+    if peers > 1:
+        peer_list.append(WireguardPeer(PEER2, None, ("10.255.0.3/32",), 25))
+        fdbs.append(FdbEntry("vs100", "10.255.0.3"))
+    return DataplaneState([
+        WireguardInterface(wg, PRIV, 51820, "10.255.0.1/24", tuple(peer_list)),
+        VxlanPort("vs100", 100, "10.255.0.1", wg),
+        Bridge("vsbr100"),
+        BridgePort("vsbr100", "vs100"),
+        BridgePort("vsbr100", HOST_PORT),
+        *fdbs,
+        Route("192.168.200.0/24", "vsbr100", metric),
+        RateLimit("vs100", 10, rate, rate),
+    ])
+
+
+def test_full_stitch_is_built_and_observed_exactly(env: Env) -> None:
+    want = stitch(env.wg_name)
+    ops = reconcile(env.driver, want)
+    assert len(ops) == len(want) and all(op.kind is OpKind.CREATE for op in ops)
+    assert env.driver.observe() == want
+
+
+def test_reconcile_twice_is_a_noop(env: Env) -> None:
+    want = stitch(env.wg_name, peers=2)
+    reconcile(env.driver, want)
+    assert reconcile(env.driver, want) == []
+    assert reconcile(env.driver, want) == []
+
+
+def test_changes_are_replaced_in_place_and_converge(env: Env) -> None:
+    reconcile(env.driver, stitch(env.wg_name))
+    want = stitch(env.wg_name, rate=20.0, peers=2)
+    vx = replace(next(o for o in want if isinstance(o, VxlanPort)), local_ip="10.255.0.9")
+    want = want.with_objects(add=[vx])
+    ops = reconcile(env.driver, want)
+    kinds = {op.obj.key: op.kind for op in ops}
+    assert kinds[f"wg:{env.wg_name}"] is OpKind.REPLACE
+    assert kinds["rate:vs100:10"] is OpKind.REPLACE
+    assert kinds["vxlan:vs100"] is OpKind.REPLACE
+    assert kinds["fdb:vs100:00:00:00:00:00:00:10.255.0.3"] is OpKind.CREATE
+    assert env.driver.observe() == want
+    assert reconcile(env.driver, want) == []
+    # A new metric is a new route (the key holds the metric): old one removed.
+    moved = want.with_objects(add=[Route("192.168.200.0/24", "vsbr100", 300)],
+                              remove=["route:254:192.168.200.0/24:100"])
+    ops = reconcile(env.driver, moved)
+    assert sorted(str(op) for op in ops) == ["create route:254:192.168.200.0/24:300",
+                                             "remove route:254:192.168.200.0/24:100"]
+    assert env.driver.observe() == moved
+
+
+def test_remove_all_leaves_nothing_owned(env: Env) -> None:
+    reconcile(env.driver, stitch(env.wg_name, peers=2))
+    ops = reconcile(env.driver, DataplaneState())
+    assert all(op.kind is OpKind.REMOVE for op in ops) and len(ops) == 9
+    assert len(env.driver.observe()) == 0
+    assert reconcile(env.driver, DataplaneState()) == []
+
+
+def test_precondition_errors_name_the_op(env: Env) -> None:
+    with pytest.raises(DataplaneError, match=r"create port:vsbr9:nope.*missing device"):
+        reconcile(env.driver, DataplaneState([Bridge("vsbr9"), BridgePort("vsbr9", "nope")]))
+    with pytest.raises(DataplaneError, match=r"create bridge:vsbr9.*already exists"):
+        env.driver.apply([Op(OpKind.CREATE, Bridge("vsbr9"))])
+    with pytest.raises(DataplaneError, match=r"remove bridge:vsbr7.*does not exist"):
+        env.driver.apply([Op(OpKind.REMOVE, Bridge("vsbr7"))])
+    with pytest.raises(DataplaneError, match=r"replace vxlan:vs5.*does not exist"):
+        env.driver.apply([Op(OpKind.REPLACE, VxlanPort("vs5", 5, "10.0.0.1", "vsbr9"))])
+    with pytest.raises(DataplaneError, match=r"create vxlan:vs5.*missing device"):
+        env.driver.apply([Op(OpKind.CREATE, VxlanPort("vs5", 5, "10.0.0.1", "nowhere"))])
+    assert env.driver.observe() == DataplaneState([Bridge("vsbr9")])
