@@ -25,6 +25,7 @@ SUBCOMMAND_MODULES = (
     "vnstitch.cli.allocate",
     "vnstitch.cli.routemgr",
     "vnstitch.cli.lab",
+    "vnstitch.cli.route",
 )
 
 

@@ -1,0 +1,233 @@
+"""Congestion monitor with hysteresis, and a reroute planner that moves the fewest flows.
+
+Theory of operation. :class:`CongestionMonitor` keeps one small state machine per arc
+(``CLEAR -> RISING -> CONGESTED -> FALLING -> CLEAR``; the table :data:`TRANSITIONS`
+lists the legal moves, anything else raises). An arc becomes CONGESTED after
+``raise_samples`` consecutive samples above ``high`` utilisation (or latency above
+``latency_high_ms``), and clears only after ``clear_samples`` consecutive samples
+below ``low``; in between it keeps its state -- that gap is the hysteresis that stops
+an oscillating load from toggling it. ``observe(now, ...)`` takes the time as an
+argument and returns the state changes; it never reads a clock.
+
+:func:`plan_reroutes` takes the congested arcs, the flows (each on one path) and their
+candidate paths, and moves flows largest-first off each congested arc -- moving big
+flows first minimises *how many* flows move -- onto the candidate whose worst projected
+utilisation stays under ``target`` (even if that path costs more), and stops as soon as
+the arc is below ``target``. A flow moved less than ``hold_down_s`` ago is not moved
+again (dampening). Each move is a :class:`RerouteDecision` with its reason and the
+make-before-break steps the executor must follow (install new path, shift traffic,
+remove old path).
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from vnstitch.routing.errors import RoutingError
+
+ArcKey = tuple[str, str]
+
+
+class ArcState(enum.Enum):
+    CLEAR = "clear"
+    RISING = "rising"
+    CONGESTED = "congested"
+    FALLING = "falling"
+
+
+TRANSITIONS: dict[ArcState, frozenset[ArcState]] = {
+    ArcState.CLEAR: frozenset({ArcState.RISING, ArcState.CONGESTED}),
+    ArcState.RISING: frozenset({ArcState.CLEAR, ArcState.CONGESTED}),
+    ArcState.CONGESTED: frozenset({ArcState.FALLING, ArcState.CLEAR}),
+    ArcState.FALLING: frozenset({ArcState.CONGESTED, ArcState.CLEAR}),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorConfig:
+    high: float = 0.8
+    low: float = 0.6
+    raise_samples: int = 2
+    clear_samples: int = 3
+    latency_high_ms: float | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 < self.low < self.high:
+            raise RoutingError(f"monitor: need 0 < low < high, got {self.low}, {self.high}")
+        if self.raise_samples < 1 or self.clear_samples < 1:
+            raise RoutingError("monitor: sample counts must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class CongestionEvent:
+    time: float
+    arc: ArcKey
+    old: ArcState
+    new: ArcState
+    utilisation: float
+    reason: str
+
+
+@dataclass
+class _ArcTrack:
+    state: ArcState = ArcState.CLEAR
+    count: int = 0
+
+
+class CongestionMonitor:
+    """Per-arc hysteresis; feed it samples with ``observe`` (see the module docstring)."""
+
+    def __init__(self, config: MonitorConfig | None = None) -> None:
+        self.config = config or MonitorConfig()
+        self._arcs: dict[ArcKey, _ArcTrack] = {}
+
+    def state(self, arc: ArcKey) -> ArcState:
+        track = self._arcs.get(arc)
+        return track.state if track else ArcState.CLEAR
+
+    def congested(self) -> list[ArcKey]:
+        return sorted(a for a, t in self._arcs.items()
+                      if t.state in (ArcState.CONGESTED, ArcState.FALLING))
+
+    def _move(self, arc: ArcKey, track: _ArcTrack, new: ArcState, *, now: float, util: float,
+              reason: str, out: list[CongestionEvent]) -> None:
+        if new is track.state:
+            return
+        if new not in TRANSITIONS[track.state]:
+            raise RoutingError(f"arc {arc}: invalid transition {track.state} -> {new}")
+        out.append(CongestionEvent(now, arc, track.state, new, util, reason))
+        track.state = new
+
+    def observe(self, now: float, utilisation: Mapping[ArcKey, float],
+                latency_ms: Mapping[ArcKey, float] | None = None) -> list[CongestionEvent]:
+        cfg = self.config
+        out: list[CongestionEvent] = []
+        for arc in sorted(utilisation):
+            util = utilisation[arc]
+            lat = (latency_ms or {}).get(arc)
+            hot_lat = (cfg.latency_high_ms is not None and lat is not None
+                       and lat > cfg.latency_high_ms)
+            hot = util > cfg.high or hot_lat
+            cool = util < cfg.low and not hot_lat
+            track = self._arcs.setdefault(arc, _ArcTrack())
+            why = (f"latency {lat:.1f} ms > {cfg.latency_high_ms} ms" if hot_lat
+                   else f"utilisation {util:.0%} > {cfg.high:.0%}")
+            if track.state in (ArcState.CLEAR, ArcState.RISING):
+                track.count = track.count + 1 if hot else 0
+                if track.count >= cfg.raise_samples:
+                    track.count = 0
+                    self._move(arc, track, ArcState.CONGESTED, now=now, util=util,
+                               reason=f"{why} for {cfg.raise_samples} sample(s)", out=out)
+                else:
+                    self._move(arc, track, ArcState.RISING if hot else ArcState.CLEAR,
+                               now=now, util=util,
+                               reason=why if hot else "below threshold", out=out)
+            else:
+                track.count = track.count + 1 if cool else 0
+                if track.count >= cfg.clear_samples:
+                    track.count = 0
+                    self._move(arc, track, ArcState.CLEAR, now=now, util=util,
+                               reason=f"utilisation < {cfg.low:.0%} for "
+                               f"{cfg.clear_samples} sample(s)",
+                               out=out)
+                else:
+                    self._move(arc, track, ArcState.FALLING if cool else ArcState.CONGESTED,
+                               now=now, util=util, reason="cooling" if cool else why,
+                               out=out)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    flow_id: str
+    src: str
+    dst: str
+    volume_mbps: float
+    path: tuple[str, ...]
+    qos_class: str = "default"
+
+
+MAKE_BEFORE_BREAK = ("install new path", "shift traffic to new path", "remove old path")
+
+
+@dataclass(frozen=True, slots=True)
+class RerouteDecision:
+    time: float
+    flow_id: str
+    old_path: tuple[str, ...]
+    new_path: tuple[str, ...]
+    reason: str
+    steps: tuple[str, ...] = MAKE_BEFORE_BREAK
+
+
+@dataclass
+class RerouteState:
+    """What the planner remembers between calls: when each flow last moved."""
+
+    last_moved: dict[str, float] = field(default_factory=dict)
+
+
+def _arcs(path: Sequence[str]) -> list[ArcKey]:
+    return list(itertools.pairwise(path))
+
+
+def plan_reroutes(
+    now: float, flows: Sequence[Flow], capacity: Mapping[ArcKey, float],
+    congested: Sequence[ArcKey],
+    candidates: Mapping[tuple[str, str], Sequence[tuple[str, ...]]], *,
+    state: RerouteState, target: float = 0.75, hold_down_s: float = 1800.0,
+    max_moves: int | None = None, movable_classes: frozenset[str] | None = None,
+) -> list[RerouteDecision]:
+    """Moves (fewest flows, largest first) that bring each congested arc under ``target``."""
+    load: dict[ArcKey, float] = dict.fromkeys(capacity, 0.0)
+    for f in flows:
+        for a in _arcs(f.path):
+            load[a] += f.volume_mbps
+    current = {f.flow_id: f for f in flows}
+    decisions: list[RerouteDecision] = []
+    hot = sorted(congested, key=lambda a: (-load.get(a, 0.0) / capacity[a], a))
+    for arc in hot:
+        if load[arc] <= target * capacity[arc]:
+            continue
+        on_arc = sorted((f for f in current.values() if arc in _arcs(f.path)),
+                        key=lambda f: (-f.volume_mbps, f.flow_id))
+        for f in on_arc:
+            if load[arc] <= target * capacity[arc]:
+                break
+            if max_moves is not None and len(decisions) >= max_moves:
+                return decisions
+            if movable_classes is not None and f.qos_class not in movable_classes:
+                continue
+            if now - state.last_moved.get(f.flow_id, -float("inf")) < hold_down_s:
+                continue
+            old = _arcs(f.path)
+            best: tuple[float, tuple[str, ...]] | None = None
+            for cand in candidates.get((f.src, f.dst), ()):
+                new = _arcs(cand)
+                if cand == f.path or any(a in congested for a in new):
+                    continue
+                worst = max((load[a] + (0 if a in old else f.volume_mbps)) / capacity[a]
+                            for a in new)
+                if best is None or worst < best[0] - 1e-12:
+                    best = (worst, tuple(cand))
+                if worst <= target:
+                    best = (worst, tuple(cand))
+                    break  # candidates come cheapest first: take the first that fits
+            if best is None or best[0] >= load[arc] / capacity[arc]:
+                continue
+            for a in old:
+                load[a] -= f.volume_mbps
+            for a in _arcs(best[1]):
+                load[a] += f.volume_mbps
+            util = (load[arc] + f.volume_mbps) / capacity[arc]
+            decisions.append(RerouteDecision(
+                now, f.flow_id, f.path, best[1],
+                f"arc {arc[0]}->{arc[1]} congested at {util:.0%}; moved {f.volume_mbps:.1f} "
+                f"Mbit/s to a path peaking at {best[0]:.0%}"))
+            state.last_moved[f.flow_id] = now
+            current[f.flow_id] = Flow(f.flow_id, f.src, f.dst, f.volume_mbps, best[1],
+                                      f.qos_class)
+    return decisions

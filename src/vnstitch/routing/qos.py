@@ -1,0 +1,206 @@
+"""QoS policy: YAML -> validated classes and application matches -> HTB classes + u32.
+
+Theory of operation: :func:`parse_policy` validates a plain mapping (as ``yaml.safe_load``
+gives) into a :class:`QosPolicy`; every problem raises :class:`PolicyError` naming the
+field as a dotted path (``classes[1].guaranteed_mbps``). :func:`load_policy` only reads
+the file. :func:`policy_to_tc` is pure: it turns a policy into
+:class:`~vnstitch.dataplane.objects.RateLimit` objects (one HTB class per QoS class,
+``rate`` = guaranteed, ``ceil`` = maximum) and :class:`U32Filter` objects (one per
+application match) that steer packets into those classes. ``U32Filter`` lives here
+for now because the dataplane package is shared; it follows the dataplane object
+conventions (frozen, ``key``, ``layer``) so the lead can move it there.
+
+Policy format::
+
+    link_mbps: 1000
+    classes:
+      - {name: stitched, priority: 0, guaranteed_mbps: 300, max_mbps: 1000}
+      - {name: email, priority: 2, guaranteed_mbps: 10, max_mbps: 1000}
+    applications:
+      - {name: ssh, class: stitched, ports: [22], dscp: [46], vnid: 100, protocol: tcp}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vnstitch.dataplane.objects import RateLimit
+from vnstitch.routing.errors import PolicyError
+
+_LAYER_LEAF = 3
+PROTOCOLS = {"tcp": 6, "udp": 17}
+
+
+@dataclass(frozen=True, slots=True)
+class QosClass:
+    name: str
+    priority: int  # 0 = served first
+    guaranteed_mbps: float
+    max_mbps: float
+
+
+@dataclass(frozen=True, slots=True)
+class Application:
+    name: str
+    qos_class: str
+    ports: tuple[int, ...] = ()
+    dscp: tuple[int, ...] = ()
+    vnid: int | None = None
+    protocol: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QosPolicy:
+    link_mbps: float
+    classes: tuple[QosClass, ...]
+    applications: tuple[Application, ...]
+
+    def class_named(self, name: str) -> QosClass:
+        return next(c for c in self.classes if c.name == name)
+
+
+@dataclass(frozen=True, slots=True)
+class U32Filter:
+    """A tc u32 filter on ``device`` sending matching packets to HTB class 1:``class_id``.
+
+    ``matches`` are u32 selector clauses as tc spells them, e.g. ``("ip dport 22 0xffff",
+    "ip protocol 6 0xff")``; all of them must hold (tc ANDs the clauses of one filter).
+    """
+
+    device: str
+    prio: int
+    handle: int
+    class_id: int
+    matches: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        return f"u32:{self.device}:{self.prio}:{self.handle}"
+
+    layer = _LAYER_LEAF
+
+
+def _num(raw: Any, source: str, field: str, *, lo: float = 0.0, integer: bool = False
+         ) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise PolicyError(source, field, f"must be a number, got {raw!r}")
+    if integer and not isinstance(raw, int):
+        raise PolicyError(source, field, f"must be an integer, got {raw!r}")
+    if raw < lo:
+        raise PolicyError(source, field, f"must be >= {lo:g}, got {raw!r}")
+    return float(raw)
+
+
+def _int_list(raw: Any, source: str, field: str, hi: int) -> tuple[int, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise PolicyError(source, field, "must be a list")
+    out = []
+    for i, v in enumerate(raw):
+        n = int(_num(v, source, f"{field}[{i}]", integer=True))
+        if n > hi:
+            raise PolicyError(source, f"{field}[{i}]", f"must be <= {hi}, got {n}")
+        out.append(n)
+    return tuple(out)
+
+
+def parse_policy(data: Any, source: str = "<policy>") -> QosPolicy:
+    if not isinstance(data, dict):
+        raise PolicyError(source, "(top)", "must be a mapping")
+    unknown = set(data) - {"link_mbps", "classes", "applications"}
+    if unknown:
+        raise PolicyError(source, sorted(unknown)[0], "unknown field")
+    link = _num(data.get("link_mbps"), source, "link_mbps", lo=1e-9)
+    classes: list[QosClass] = []
+    raw_classes = data.get("classes")
+    if not isinstance(raw_classes, list) or not raw_classes:
+        raise PolicyError(source, "classes", "must be a non-empty list")
+    for i, c in enumerate(raw_classes):
+        f = f"classes[{i}]"
+        if not isinstance(c, dict):
+            raise PolicyError(source, f, "must be a mapping")
+        name = c.get("name")
+        if not isinstance(name, str) or not name:
+            raise PolicyError(source, f"{f}.name", "must be a non-empty string")
+        if any(k.name == name for k in classes):
+            raise PolicyError(source, f"{f}.name", f"duplicate class {name!r}")
+        prio = int(_num(c.get("priority"), source, f"{f}.priority", integer=True))
+        g = _num(c.get("guaranteed_mbps"), source, f"{f}.guaranteed_mbps")
+        m = _num(c.get("max_mbps", link), source, f"{f}.max_mbps", lo=1e-9)
+        if g > m:
+            raise PolicyError(source, f"{f}.guaranteed_mbps", f"{g:g} exceeds max_mbps {m:g}")
+        if m > link:
+            raise PolicyError(source, f"{f}.max_mbps", f"{m:g} exceeds link_mbps {link:g}")
+        classes.append(QosClass(name, prio, g, m))
+    total = sum(c.guaranteed_mbps for c in classes)
+    if total > link:
+        raise PolicyError(source, "classes", f"guaranteed rates sum to {total:g} Mbit/s, "
+                          f"more than link_mbps {link:g}")
+    apps: list[Application] = []
+    for i, a in enumerate(data.get("applications") or []):
+        f = f"applications[{i}]"
+        if not isinstance(a, dict):
+            raise PolicyError(source, f, "must be a mapping")
+        name = a.get("name")
+        if not isinstance(name, str) or not name:
+            raise PolicyError(source, f"{f}.name", "must be a non-empty string")
+        cls = a.get("class")
+        if cls not in {c.name for c in classes}:
+            raise PolicyError(source, f"{f}.class", f"unknown class {cls!r}")
+        proto = a.get("protocol")
+        if proto is not None and proto not in PROTOCOLS:
+            raise PolicyError(source, f"{f}.protocol", f"must be tcp or udp, got {proto!r}")
+        vnid = a.get("vnid")
+        if vnid is not None:
+            vnid = int(_num(vnid, source, f"{f}.vnid", integer=True))
+            if vnid >= 1 << 24:
+                raise PolicyError(source, f"{f}.vnid", "must fit in 24 bits")
+        ports = _int_list(a.get("ports"), source, f"{f}.ports", 65535)
+        dscp = _int_list(a.get("dscp"), source, f"{f}.dscp", 63)
+        if not ports and not dscp and vnid is None:
+            raise PolicyError(source, f, "needs at least one of ports, dscp, vnid")
+        apps.append(Application(name, str(cls), ports, dscp, vnid, proto))
+    return QosPolicy(link, tuple(sorted(classes, key=lambda c: (c.priority, c.name))),
+                     tuple(apps))
+
+
+def load_policy(path: str | Path) -> QosPolicy:
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PolicyError(str(p), "(file)", "not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(yaml)"
+        raise PolicyError(str(p), where, f"invalid YAML: {exc}") from None
+    return parse_policy(data, str(p))
+
+
+def policy_to_tc(policy: QosPolicy, device: str) -> tuple[list[RateLimit], list[U32Filter]]:
+    """HTB classes 1:10, 1:20, ... in priority order, and the u32 filters feeding them."""
+    class_id = {c.name: 10 * (i + 1) for i, c in enumerate(policy.classes)}
+    limits = [RateLimit(device, class_id[c.name], c.guaranteed_mbps, c.max_mbps)
+              for c in policy.classes]
+    filters: list[U32Filter] = []
+    for app in policy.applications:
+        base: list[str] = []
+        if app.protocol:
+            base.append(f"ip protocol {PROTOCOLS[app.protocol]} 0xff")
+        # VXLAN: UDP 4789, VNI in the 3 bytes after the 4-byte flags word of the header
+        # (offset 28+4 from the IP header with a 20-byte IP header and 8-byte UDP header).
+        if app.vnid is not None:
+            base += ["ip dport 4789 0xffff", f"u32 0x{app.vnid << 8:08x} 0xffffff00 at 32"]
+        alternatives: list[list[str]] = ([[f"ip dport {p} 0xffff"] for p in app.ports]
+                                         + [[f"ip tos 0x{d << 2:02x} 0xfc"] for d in app.dscp]
+                                         ) or [[]]
+        for alt in alternatives:
+            matches = tuple(base + alt)
+            filters.append(U32Filter(device, policy.class_named(app.qos_class).priority + 1,
+                                     len(filters) + 1, class_id[app.qos_class], matches))
+    return limits, filters
