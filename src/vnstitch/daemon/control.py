@@ -64,7 +64,10 @@ def view(daemon: RouteManagerDaemon, what: str) -> Any:
                  "latency_ms": s.latency_ms, "cost": s.cost}
                 for s in daemon.store.stitches()]
     if what == "tunnels":
-        return [{"tunnel_id": t, "peer": peer, "state": state}
+        # Interface names come from the core's live tunnels, when the core exposes them.
+        live = getattr(daemon.core, "tunnels", {})
+        return [{"tunnel_id": t, "peer": peer, "state": state,
+                 "interface": getattr(live.get(t), "wg_name", None)}
                 for t, peer, state, _ in daemon.store.tunnels()]
     if what == "metrics":
         return metrics_text(daemon)
@@ -74,8 +77,20 @@ def view(daemon: RouteManagerDaemon, what: str) -> Any:
                 "listen": f"{host}:{port}", "driver": daemon.config.dataplane.driver,
                 "uptime_s": round(now - daemon.started_at, 3),
                 "dataplane_objects": len(daemon.desired_state()),
-                "adopted_ops": daemon.metrics["adopted_ops"]}
+                "adopted_ops": daemon.metrics["adopted_ops"],
+                "reconciles": daemon.metrics["reconciles"],
+                "dataplane_errors": daemon.metrics["dataplane_errors"],
+                "link_usage": _link_usage(daemon)}
     raise ControlError(f"show: unknown view {what!r} (one of {', '.join(SHOW_WHAT)})")
+
+
+def _link_usage(daemon: RouteManagerDaemon) -> dict[str, dict[str, float]]:
+    """Reserved vs capacity per neighbour link (transit reservations included)."""
+    usage = getattr(daemon.core, "link_usage", None)
+    if usage is None:
+        return {}
+    return {str(peer): {"reserved_mbps": used, "capacity_mbps": cap}
+            for peer, (used, cap) in usage().items()}
 
 
 def _label(value: str) -> str:
