@@ -6,6 +6,7 @@ segment router's namespace and removes everything afterwards, even on failure.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -204,3 +205,23 @@ def test_cleanup_after_lab_down_and_after_a_failed_test(tmp_path: Path) -> None:
                                                "processes": []}
     assert len(wg) == 2 and wireguard_go_pids(wg) == []
     assert live_wireguard_sockets() <= sockets_before
+
+
+def test_lab_demo_json_reports_live_stitch_traffic_and_reroute() -> None:
+    require_root()
+    done = subprocess.run([sys.executable, "-m", "vnstitch", "lab", "demo", "--json",
+                           "--seconds", "2", "--bandwidth", "40", "--pings", "5"],
+                          capture_output=True, text=True, timeout=80, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert result["stitch_up"] is True and result["path"] == "A-T-B"
+    assert (result["ping_sent"], result["ping_received"]) == (5, 5)
+    assert 0 < result["setup_seconds"] < 5
+    assert 36 <= result["iperf_mbps"] <= 44  # shaped to the 40 Mbit/s reservation
+    assert result["encrypted_on_substrate"] is True
+    assert result["rerouted_path"] == "A-U-B" and result["traffic_restored"] is True
+    assert result["reserved_after_mbps"]["t"] == 0.0  # the transit lease was released
+    assert 0 <= result["reroute_seconds"] < 10
+    assert not any(result["leftovers"].values())
+    assert substrate.leftovers(result["run_id"]) == {"namespaces": [], "wireguard": [],
+                                                     "processes": []}

@@ -21,9 +21,13 @@ Blocking drivers: the Linux driver does netlink round trips and starts ``wiregua
 it, step 3 only marks the dataplane dirty; one reconcile worker at a time runs
 ``reconcile`` in a thread (``asyncio.to_thread``) against the *latest* desired state,
 and runs again if the state changed meanwhile (changes coalesce, never interleave).
-Datagrams are therefore not held back by kernel work; the desired state is already
-persisted, so a crash mid-apply is repaired by the reconcile at the next start. The
-in-memory driver is reconciled inline, as before.
+The order "reconcile, then send" still holds: datagrams of a batch that changed the
+dataplane (and any sent after them, to keep per-peer sequence order) wait until the
+reconcile pass covering that change has run. That matters on the wire: the target's
+COMMIT_ACK must not reach the origin before the target's WireGuard device listens, or
+the origin's first handshake is lost and WireGuard waits its 5 s rekey timeout. The
+desired state is persisted before, so a crash mid-apply is repaired by the reconcile
+at the next start. The in-memory driver is reconciled inline, as before.
 
 Clock: the core's ``now`` is wall-clock seconds (peers compare message timestamps),
 computed as ``loop.time() + offset`` with the offset fixed at start, so it is monotonic
@@ -143,6 +147,7 @@ class RouteManagerDaemon:
         self._offload = not isinstance(driver, MemoryDataplane)
         self._reconcile_task: asyncio.Task[None] | None = None
         self._dataplane_dirty = False
+        self._deferred_sends: list[SendDatagram] = []  # wait for the reconcile pass
 
     # -- properties -----------------------------------------------------------------------
 
@@ -327,8 +332,11 @@ class RouteManagerDaemon:
                 self._persist_core()
         if dataplane_changed:
             self._reconcile()
-        for send in sends:
-            self._send(send)
+        if self._reconcile_task is not None and (dataplane_changed or self._deferred_sends):
+            self._deferred_sends.extend(sends)  # the worker sends them after its pass
+        else:
+            for send in sends:
+                self._send(send)
         self._schedule_timer()
 
     def _record_event(self, ev: Output) -> bool:
@@ -419,10 +427,17 @@ class RouteManagerDaemon:
         try:
             while self._dataplane_dirty and self._store is not None:
                 self._dataplane_dirty = False
-                if not await self._reconcile_off_loop():
+                sends, self._deferred_sends = self._deferred_sends, []
+                ok = await self._reconcile_off_loop()
+                for send in sends:  # sent even after a failed pass: the protocol goes on
+                    self._send(send)
+                if not ok:
                     break
         finally:
             self._reconcile_task = None
+            sends, self._deferred_sends = self._deferred_sends, []
+            for send in sends:
+                self._send(send)
 
     async def _reconcile_off_loop(self) -> bool:
         """One reconcile in a worker thread against the current desired state."""

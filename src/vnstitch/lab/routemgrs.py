@@ -235,14 +235,16 @@ class LabRouteManagers:
     def show(self, seg: str, what: str) -> Any:
         return self.request(seg, {"cmd": "show", "what": what})
 
-    def wait_route(self, seg: str, vnid: int, timeout_s: float = 10.0) -> list[str]:
-        """Wait until ``seg``'s RM learned a remote route to ``vnid``; returns its path."""
+    def wait_route(self, seg: str, vnid: int, path: str = "A-T-B", timeout_s: float = 10.0
+                   ) -> list[str]:
+        """Wait until ``seg``'s RM learned the route ``path`` (segment names) to ``vnid``."""
         def found() -> list[str] | None:
             for v in self.show(seg, "vnids"):
-                if v["where"] == "remote" and v["vnid"] == vnid:
+                if v["where"] == "remote" and v["vnid"] == vnid and \
+                        self.path_segments(v["via"]) == path:
                     return list(v["via"])
             return None
-        return wait_for(found, timeout_s, f"{seg} to learn a route to VN {vnid}")
+        return wait_for(found, timeout_s, f"{seg} to learn the route {path} to VN {vnid}")
 
     def stitch(self, seg: str, vnid: int, bandwidth_mbps: float, wait_s: float = 10.0
                ) -> dict[str, Any]:
