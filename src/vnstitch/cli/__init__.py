@@ -21,6 +21,7 @@ from vnstitch.errors import VnstitchError
 #: Subcommand modules, in the order ``--help`` lists them.
 SUBCOMMAND_MODULES = (
     "vnstitch.cli.topology",
+    "vnstitch.cli.simulate",
 )
 
 
