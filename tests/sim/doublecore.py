@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from vnstitch.model.ids import VNID, RouteManagerId, SegmentId, route_manager_id
@@ -49,6 +49,7 @@ class DoubleCore:
     best: dict[VNID, tuple[str, ...]] = field(default_factory=dict)
     reserved: dict[RouteManagerId, float] = field(default_factory=dict)
     pending: dict[str, tuple[VNID, float, float]] = field(default_factory=dict)
+    established: set[str] = field(default_factory=set)
     next_announce: float = 0.0
     seq: int = 0
     _counters: Counters = field(default_factory=Counters)
@@ -122,6 +123,7 @@ class DoubleCore:
             return []
         v, bw, at = entry
         if t == "ack":
+            self.established.add(msg["sid"])
             return [StitchEstablished(msg["sid"], v, tuple(msg["path"]), bw, 0.0, 0.0, at, now)]
         return [StitchFailed(msg["sid"], v, FailureReason.RESERVATION_REFUSED, "nack", now)]
 
@@ -189,6 +191,12 @@ class DoubleFactory:
         assert isinstance(core, DoubleCore) and isinstance(state, dict)
         core.local.update(state)
         return core
+
+    repair_bound_s = HOLD + TIMEOUT
+
+    def tunnel_states(self, core: RouteManagerCoreAPI) -> Mapping[str, str]:
+        assert isinstance(core, DoubleCore)
+        return {sid: "up" for sid in core.established}
 
     def link_usage(self, core: RouteManagerCoreAPI) -> Sequence[LinkUsage]:
         assert isinstance(core, DoubleCore)

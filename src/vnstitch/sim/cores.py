@@ -11,7 +11,7 @@ must know its neighbours' ids (and, for the real core, their public keys).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -63,4 +63,13 @@ class CoreFactory(Protocol):
 
     def link_usage(self, core: RouteManagerCoreAPI) -> Sequence[LinkUsage]:
         """Reserved vs capacity on each of the core's neighbour links."""
+        ...
+
+    def tunnel_states(self, core: RouteManagerCoreAPI) -> Mapping[str, str]:
+        """Stitch id -> state of its tunnel at this (origin) end: "up", "degraded", ..."""
+        ...
+
+    @property
+    def repair_bound_s(self) -> float:
+        """Longest a stitch through a failed transit may take to be re-negotiated."""
         ...

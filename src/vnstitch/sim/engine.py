@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from vnstitch.dataplane.objects import DataplaneObject
@@ -46,7 +46,9 @@ from vnstitch.sim.network import Impairments, NetworkModel
 from vnstitch.sim.oracle import feasible_path
 from vnstitch.sim.workload import BUSIEST_TRANSIT, Fault, FaultKind, StitchRequest
 
-DELIVER, TIMER, REQUEST, RELEASE, FAULT, CHECK = range(6)
+DELIVER, TIMER, REQUEST, RELEASE, FAULT, CHECK, TUNNEL_CHECK = range(7)
+#: Period of the "committed stitch has its tunnel up or is being repaired" check.
+TUNNEL_CHECK_INTERVAL_S = 5.0
 #: Extra wait after a hold time before looking for stale routes: withdrawals need a few
 #: network crossings to spread.
 STALE_CHECK_GRACE_S = 1.0
@@ -126,6 +128,7 @@ class Simulation:
             self._push(req.at, REQUEST, self.seg_index[req.origin], req)
         for fault in faults:
             self._push(fault.at, FAULT, -1, fault)
+        self._push(TUNNEL_CHECK_INTERVAL_S, TUNNEL_CHECK, -1, None)
 
     # -- plumbing ----------------------------------------------------------------------
     def _push(self, at: float, kind: int, index: int, payload: Any) -> None:
@@ -231,8 +234,11 @@ class Simulation:
                 self._release(i, payload, at)
             elif kind == FAULT:
                 self._fault(payload, at)
-            else:
+            elif kind == CHECK:
                 self.metrics.check_stale(at, self.components())
+            else:
+                self.check_tunnels(at)
+                self._push(at + TUNNEL_CHECK_INTERVAL_S, TUNNEL_CHECK, -1, None)
             if progress is not None and step % 4096 == 0:
                 progress(at)
         self.events += step
@@ -342,6 +348,22 @@ class Simulation:
                         stack.append(b)
             label += 1
         return comp
+
+    def check_tunnels(self, now: float) -> None:
+        """Every stitch the origin reports established (for longer than the time a dead
+        tunnel takes to be noticed) must have its tunnel up or degraded at the origin."""
+        grace = self.factory.repair_bound_s
+        states: dict[int, Mapping[str, str]] = {}
+        for rec in self.metrics.records.values():
+            if rec.state is not StitchState.ESTABLISHED or rec.established_at is None \
+                    or now - rec.established_at < grace:
+                continue
+            core = self.cores[rec.origin]
+            if core is None:
+                continue  # the origin is down; its stitches are judged once it is back
+            if rec.origin not in states:
+                states[rec.origin] = self.factory.tunnel_states(core)
+            self.metrics.check_tunnel(rec, states[rec.origin].get(rec.stitch_id), now)
 
     def live_stitches(self) -> list[StitchRecord]:
         return [r for r in self.metrics.records.values() if r.state is StitchState.ESTABLISHED]

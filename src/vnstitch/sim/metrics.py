@@ -130,6 +130,8 @@ class Metrics:
         self.log: list[LogEntry] = []
         self.unknown_destinations = 0
         self.lost_in_crash = 0
+        self.tunnel_checks = 0
+        self.tunnel_violations = 0
 
     # -- logging -----------------------------------------------------------------------
     def note(self, at: float, kind: str, text: str) -> None:
@@ -282,6 +284,13 @@ class Metrics:
                 self.overcommit_violations += 1
                 self.note(now, "overcommit", f"RM {i} reserved {u.reserved_mbps:g} Mbit/s "
                           f"of {u.capacity_mbps:g} towards {u.peer}")
+
+    def check_tunnel(self, rec: StitchRecord, state: str | None, now: float) -> None:
+        self.tunnel_checks += 1
+        if state not in ("up", "degraded"):
+            self.tunnel_violations += 1
+            self.note(now, "tunnel", f"stitch {rec.stitch_id} (VN {rec.vnid}) is established "
+                      f"but its tunnel is {state or 'missing'}")
 
     def check_stale(self, now: float, component: Sequence[int]) -> int:
         """Count routes to VNIDs with no host reachable from the RM; -1 marks a dead RM."""

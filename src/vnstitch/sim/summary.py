@@ -57,9 +57,8 @@ def summarise(sim: Simulation, *, name: str = "", duration_s: float | None = Non
     }
     live = sum(1 for r in recs if r.state is StitchState.ESTABLISHED)
     repairing = sum(1 for r in recs if r.state is StitchState.REPAIRING)
-    # A stitch that came up and later went down for good, without being released, was
-    # neither served nor repaired: that breaks "tunnel up or being repaired".
-    unserved = sum(1 for r in recs if r.state is StitchState.DOWN)
+    # Came up, later went down for good (repair failed or impossible), not released.
+    lost = sum(1 for r in recs if r.state is StitchState.DOWN)
     stale = sum(s for _, s in m.stale_checks)
     return {
         "scenario": name,
@@ -100,13 +99,14 @@ def summarise(sim: Simulation, *, name: str = "", duration_s: float | None = Non
         "overcommit_violations": m.overcommit_violations,
         "loops_detected": m.loops_detected,
         "stale_routes_after_hold": stale,
-        "unserved_committed_stitches": unserved,
+        "stitches_lost": lost,
+        "tunnel_violations": m.tunnel_violations,
         "invariants": {
             "no_overcommit": {"checks": m.overcommit_checks,
                               "violations": m.overcommit_violations},
             "no_loop": {"violations": m.loops_detected},
             "no_black_hole_after_hold": {"checks": len(m.stale_checks), "violations": stale},
-            "committed_stitch_up_or_repairing": {"checks": len(committed),
-                                                 "violations": unserved},
+            "committed_stitch_up_or_repairing": {"checks": m.tunnel_checks,
+                                                 "violations": m.tunnel_violations},
         },
     }
