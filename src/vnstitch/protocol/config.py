@@ -1,0 +1,66 @@
+"""Configuration of one Route Manager core: identity-independent settings and timers.
+
+Theory of operation: plain frozen dataclasses with documented defaults (PROTOCOL.md
+lists the same numbers; a test checks they agree). Times are seconds, bandwidth Mbit/s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vnstitch.model.ids import SegmentId
+from vnstitch.model.virtual import VirtualNetwork
+from vnstitch.protocol.api import PeerLink
+
+
+@dataclass(frozen=True, slots=True)
+class Timers:
+    #: Period of HELLO (digest keepalive) to every neighbour.
+    announce_interval_s: float = 10.0
+    #: Entries (and the neighbour) age out after this many silent intervals.
+    hold_intervals: int = 3
+    #: Minimum time between two UPDATEs to the same neighbour (bounds churn).
+    min_advertisement_interval_s: float = 0.05
+    #: Give up collecting offers after this long without a feasible one.
+    query_timeout_s: float = 2.0
+    #: After the first feasible offer that is not provably best, wait this fraction of
+    #: its round-trip time for better ones.
+    offer_grace_rtt: float = 0.5
+    #: A hold not committed within this time is released everywhere.
+    hold_timeout_s: float = 3.0
+    #: Period of tunnel health probes (origin -> target).
+    probe_interval_s: float = 2.0
+    #: Consecutive missed probes after which a tunnel is DOWN.
+    probe_misses_down: int = 3
+    #: Loss over the recent probes above which an UP tunnel is DEGRADED.
+    degraded_loss: float = 0.25
+    #: Forward a query to at most this many neighbours (those with a route first).
+    query_fanout: int = 3
+    #: Re-announce a route only when its offered bandwidth moved by more than this.
+    bandwidth_change_fraction: float = 0.1
+
+    @property
+    def hold_time_s(self) -> float:
+        return self.announce_interval_s * self.hold_intervals
+
+
+@dataclass(frozen=True, slots=True)
+class CoreConfig:
+    """What a Route Manager needs to know about its own segment and neighbours."""
+
+    segment: SegmentId
+    peers: tuple[PeerLink, ...]
+    local_vns: tuple[VirtualNetwork, ...] = ()
+    #: Underlay address WireGuard listens on (the other end's endpoint points here).
+    underlay_address: str = "192.0.2.1"
+    wg_port_base: int = 51820
+    #: Bandwidth this segment offers to stitches in total (None: sum of peer links).
+    offered_mbps: float | None = None
+    #: Route metric given to stitched prefixes (the stitching priority).
+    route_metric: int = 50
+    timers: Timers = field(default_factory=Timers)
+
+    def total_offered(self) -> float:
+        if self.offered_mbps is not None:
+            return self.offered_mbps
+        return sum(p.capacity_mbps for p in self.peers)

@@ -1,0 +1,289 @@
+"""The Route Manager core: one sans-I/O object implementing ``RouteManagerCoreAPI``.
+
+Theory of operation. The core owns the codec (signing, replay), the discovery table,
+the admission ledger, the origin's stitch requests, every reservation it takes part in
+and the tunnel ends it terminates. Inputs (datagram, request, timer) are each handled to
+completion and return a list of outputs; nothing here does I/O or reads a clock, and all
+randomness (keys, ids, nonces, jitter) comes from the injected ``random.Random``, so a
+seeded run is reproducible.
+
+Path-following messages are relayed hop by hop: each RM checks it is on the path and
+that the datagram came from its neighbour on the path, acts (hold, commit, release,
+refresh a lease) and passes the message on, re-signed. The negotiation and tunnel
+handlers live in :mod:`vnstitch.protocol.stitching` (a mixin over this state) to keep
+modules small; persistence in :meth:`export_state` / :meth:`from_state`.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from vnstitch.model.ids import VNID, RouteManagerId
+from vnstitch.model.virtual import Component, VirtualNetwork
+from vnstitch.protocol.api import (
+    Counters,
+    DataplaneChange,
+    Output,
+    PeerFault,
+    RouteChanged,
+    SendDatagram,
+    StitchConstraints,
+)
+from vnstitch.protocol.codec import Codec
+from vnstitch.protocol.config import CoreConfig
+from vnstitch.protocol.discovery import Discovery, Key
+from vnstitch.protocol.errors import RemoteProtocolError
+from vnstitch.protocol.identity import Identity, TrustStore
+from vnstitch.protocol.messages import Hello, Message, Resync, Update
+from vnstitch.protocol.negotiation import StitchRequest
+from vnstitch.protocol.reservation import Ledger, Reservation, ReservationState
+from vnstitch.protocol.stitching import StitchingMixin
+from vnstitch.protocol.tunnels import Tunnel, TunnelState
+
+STATE_VERSION = 1
+
+
+class RouteManagerCore(StitchingMixin):
+    """One Route Manager's protocol logic (see the module docstring)."""
+
+    def __init__(self, config: CoreConfig, identity: Identity, trust: TrustStore,
+                 rng: random.Random) -> None:
+        self.config = config
+        self.identity = identity
+        self.trust = trust
+        self.rng = rng
+        self.timers_cfg = config.timers
+        self.me = identity.rm_id
+        self.codec = Codec(identity, trust)
+        self._counters = Counters()
+        self.peers = {p.peer: p for p in config.peers}
+        self.ledger = Ledger({p.peer: p.capacity_mbps for p in config.peers},
+                             config.total_offered())
+        self.discovery = Discovery(
+            self.me, {p.peer: (p.latency_ms, p.cost) for p in config.peers},
+            self.ledger.available, self.ledger.rm_available,
+            config.timers.bandwidth_change_fraction)
+        for vn in config.local_vns:
+            self.discovery.set_local(vn)
+        self.timers: dict[tuple[str, str], float] = {}
+        self.last_heard: dict[RouteManagerId, float] = {}
+        self.last_flush: dict[RouteManagerId, float] = {}
+        self.requests: dict[str, StitchRequest] = {}
+        self.query_owner: dict[bytes, str] = {}
+        self.seen_queries: dict[bytes, int] = {}
+        self.reservations: dict[str, Reservation] = {}
+        self.tunnels: dict[str, Tunnel] = {}
+        self.stats: dict[str, int] = {}
+        self._restored = False
+
+    # -- API properties ------------------------------------------------------------------
+    @property
+    def rm_id(self) -> RouteManagerId:
+        return self.me
+
+    @property
+    def counters(self) -> Counters:
+        return self._counters
+
+    def stat(self, name: str, n: int = 1) -> None:
+        self.stats[name] = self.stats.get(name, 0) + n
+
+    # -- sending and timers --------------------------------------------------------------
+    def send(self, peer: RouteManagerId, msg: Message, now: float, out: list[Output]) -> None:
+        payload = self.codec.encode(peer, msg, now)
+        self._counters.sent += 1
+        self._counters.sent_bytes += len(payload)
+        out.append(SendDatagram(peer, payload))
+
+    def set_timer(self, kind: str, key: str, when: float) -> None:
+        self.timers[(kind, key)] = when
+
+    def cancel_timer(self, kind: str, key: str) -> None:
+        self.timers.pop((kind, key), None)
+
+    def next_timer(self) -> float | None:
+        return min(self.timers.values()) if self.timers else None
+
+    def handle_timer(self, now: float) -> list[Output]:
+        out: list[Output] = []
+        while True:
+            due = sorted((t, k) for k, t in self.timers.items() if t <= now)
+            if not due:
+                return out
+            for _, key in due:
+                if self.timers.get(key, now + 1) > now:
+                    continue  # rescheduled or cancelled by an earlier timer in this batch
+                del self.timers[key]
+                self._fire(key[0], key[1], now, out)
+
+    def _fire(self, kind: str, key: str, now: float, out: list[Output]) -> None:
+        if kind == "hello":
+            self._hello_tick(now, out)
+        elif kind == "flush":
+            self._flush(RouteManagerId(key), now, out)
+        else:
+            self.fire_stitching_timer(kind, key, now, out)
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self, now: float) -> list[Output]:
+        out: list[Output] = []
+        for peer in self.peers:
+            self.last_flush[peer] = now
+            for upd in self.discovery.full_sync(peer):
+                self.send(peer, upd, now, out)
+        self._schedule_hello(now)
+        if self._restored:
+            self.resume_after_restore(now, out)
+        return out
+
+    def _schedule_hello(self, now: float) -> None:
+        jitter = 1.0 + self.rng.uniform(-0.1, 0.1)
+        self.set_timer("hello", "", now + self.timers_cfg.announce_interval_s * jitter)
+
+    def _hello_tick(self, now: float, out: list[Output]) -> None:
+        hold = self.timers_cfg.hold_time_s
+        for peer in self.peers:
+            heard = self.last_heard.get(peer)
+            if heard is not None and now - heard > hold:
+                del self.last_heard[peer]
+                self.stat("peer_lost")
+                self.routes_changed(self.discovery.drop_peer(peer), now, out)
+            self.send(peer, self.discovery.hello(peer), now, out)
+        self._schedule_hello(now)
+
+    # -- receiving -----------------------------------------------------------------------
+    def receive(self, datagram: bytes, source: object, now: float) -> list[Output]:
+        out: list[Output] = []
+        self._counters.received += 1
+        self._counters.received_bytes += len(datagram)
+        try:
+            sender, msg = self.codec.decode(datagram, now)
+            if sender not in self.peers:
+                raise RemoteProtocolError("not_neighbour", sender)
+            self.last_heard[sender] = now
+            self._dispatch(sender, msg, now, out)
+        except RemoteProtocolError as exc:
+            self._counters.drop(exc.reason)
+            out.append(PeerFault(source, exc.reason, now))
+        return out
+
+    def _dispatch(self, sender: RouteManagerId, msg: Message, now: float,
+                  out: list[Output]) -> None:
+        if isinstance(msg, Hello):
+            if not self.discovery.hello_matches(sender, msg):
+                self.stat("resync_requested")
+                self.send(sender, Resync(), now, out)
+        elif isinstance(msg, Update):
+            self.routes_changed(self.discovery.on_update(sender, msg), now, out)
+        elif isinstance(msg, Resync):
+            for upd in self.discovery.full_sync(sender):
+                self.send(sender, upd, now, out)
+        else:
+            self.dispatch_stitching(sender, msg, now, out)
+
+    # -- discovery plumbing --------------------------------------------------------------
+    def routes_changed(self, keys: list[Key], now: float, out: list[Output]) -> None:
+        if not keys:
+            return
+        for vnid, _origin in keys:
+            best = self.discovery.routes_to(vnid)
+            out.append(RouteChanged(vnid, best[0].entry.path if best else None, now))
+        mrai = self.timers_cfg.min_advertisement_interval_s
+        for peer in self.peers:
+            if ("flush", peer) not in self.timers:
+                self.set_timer("flush", peer, max(now, self.last_flush.get(peer, 0.0) + mrai))
+
+    def _flush(self, peer: RouteManagerId, now: float, out: list[Output]) -> None:
+        self.last_flush[peer] = now
+        for upd in self.discovery.flush(peer):
+            self.send(peer, upd, now, out)
+
+    def capacity_changed(self, peers: tuple[RouteManagerId, ...], now: float,
+                         out: list[Output]) -> None:
+        keys: list[Key] = []
+        for peer in peers:
+            keys += self.discovery.refresh_via(peer)
+        self.routes_changed(keys, now, out)
+
+    # -- local VNs -----------------------------------------------------------------------
+    def add_local_vn(self, vn: VirtualNetwork, now: float) -> list[Output]:
+        out: list[Output] = []
+        self.routes_changed(self.discovery.set_local(vn), now, out)
+        return out
+
+    def remove_local_vn(self, vnid: VNID, now: float) -> list[Output]:
+        out: list[Output] = []
+        self.routes_changed(self.discovery.remove_local(vnid), now, out)
+        return out
+
+    # -- introspection for tests and the simulator ---------------------------------------
+    def link_usage(self) -> dict[RouteManagerId, tuple[float, float]]:
+        """Per neighbour link: (reserved Mbit/s, capacity Mbit/s)."""
+        return self.ledger.usage()
+
+    def request(self, stitch_id: str) -> StitchRequest | None:
+        return self.requests.get(stitch_id)
+
+    def active_tunnels(self) -> list[Tunnel]:
+        return [t for t in self.tunnels.values() if t.state is not TunnelState.DOWN]
+
+    # -- persistence ---------------------------------------------------------------------
+    def export_state(self) -> dict[str, Any]:
+        """Plain (msgpack/JSON-able) state that must survive a restart."""
+        live = (ReservationState.HELD, ReservationState.COMMITTED)
+        return {
+            "version": STATE_VERSION,
+            "rm_id": self.me,
+            "codec": self.codec.export_state(),
+            "local_vns": [{"vnid": int(vn.vnid), "segment": vn.segment,
+                           "components": [str(c) for c in vn.components],
+                           "application": vn.application}
+                          for vn in self.discovery.local.values()],
+            "reservations": [r.to_dict() for r in self.reservations.values()
+                             if r.state in live],
+            "tunnels": [t.to_dict() for t in self.active_tunnels()],
+            "stitches": [r.to_dict() for r in self.requests.values()],
+        }
+
+    @classmethod
+    def from_state(cls, config: CoreConfig, identity: Identity, trust: TrustStore,
+                   rng: random.Random, state: dict[str, Any]) -> RouteManagerCore:
+        """A core restored from :meth:`export_state`; call ``start(now)`` next."""
+        core = cls(config, identity, trust, rng)
+        core.codec.restore_state(state.get("codec", {}))
+        for d in state.get("local_vns", []):
+            core.discovery.set_local(VirtualNetwork(
+                VNID(int(d["vnid"])), d["segment"],
+                tuple(Component.parse(c) for c in d["components"]), d["application"]))
+        for d in state.get("reservations", []):
+            r = Reservation.from_dict(d)
+            core.reservations[r.token] = r
+            core.ledger.admit(r.token, r.links, r.bandwidth_mbps)
+        for d in state.get("tunnels", []):
+            t = Tunnel.from_dict(d)
+            core.tunnels[t.token] = t
+        for d in state.get("stitches", []):
+            req = StitchRequest.from_dict(d)
+            core.requests[req.stitch_id] = req
+        core._restored = True
+        return core
+
+    # -- request API (implemented in the mixin, re-exposed here for the Protocol) --------
+    def request_stitch(self, vnid: VNID, constraints: StitchConstraints,
+                       now: float) -> tuple[str, list[Output]]:
+        return self.start_request(vnid, constraints, now)
+
+    def release_stitch(self, stitch_id: str, now: float) -> list[Output]:
+        out: list[Output] = []
+        self.release_request(stitch_id, now, out)
+        return out
+
+    def dataplane_objects(self) -> list[DataplaneChange]:
+        """Everything live tunnels want, as one change (used after a restore)."""
+        objs = [o for t in self.active_tunnels()
+                if t.state is not TunnelState.REQUESTED
+                for o in t.dataplane_objects(self.config.route_metric)]
+        return [DataplaneChange(add=tuple(objs))] if objs else []
+
+

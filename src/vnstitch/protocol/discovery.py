@@ -1,0 +1,290 @@
+"""Discovery: path-vector VNID Availability with digest keepalives.
+
+Theory of operation. Every RM keeps, per neighbour, the entries that neighbour announced
+(``rib_in``) and, per neighbour, what it announced to it (``rib_out``). An entry is keyed
+by (VNID, origin RM) and carries the path of RMs it crossed (announcer first, origin
+last), the bandwidth still on offer along it, and summed latency and cost. On receipt the
+RM adds its own link to the announcer (latency, cost, and caps bandwidth by what the link
+still has free), refuses paths that contain itself (no loops), and picks per key the
+best candidate (cheapest, then lowest latency, then shortest). Changes to a best route
+are queued per neighbour and flushed as UPDATE messages no more often than the minimum
+advertisement interval; a route is never announced back to a neighbour on its path
+(split horizon), and a route that disappears is withdrawn.
+
+Steady state costs one small message per neighbour per interval: a HELLO carrying a
+64-bit digest (sum of per-entry hashes) of ``rib_out``; the neighbour compares it with
+the digest of its ``rib_in`` and asks for a full RESYNC only on mismatch. So control
+traffic grows with the number of neighbours, not segments; UPDATEs are sent only on
+change. A neighbour silent for the hold time (3 intervals) is dropped with all its
+entries. Large tables are chunked to fit one datagram.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import msgpack
+
+from vnstitch.model.ids import VNID, RouteManagerId
+from vnstitch.model.virtual import VirtualNetwork
+from vnstitch.protocol.codec import HEADER_LEN, MAX_DATAGRAM, SIGNATURE_LEN
+from vnstitch.protocol.errors import ProtocolError
+from vnstitch.protocol.messages import MAX_COMPONENTS, MAX_ENTRIES, Entry, Hello, Update
+
+Key = tuple[VNID, RouteManagerId]
+_MASK64 = (1 << 64) - 1
+#: Room for one UPDATE's entries: datagram minus header, signature and envelope fields.
+_UPDATE_BUDGET = MAX_DATAGRAM - HEADER_LEN - SIGNATURE_LEN - 48
+
+
+def entry_hash(e: Entry) -> int:
+    packed = msgpack.packb(e.to_wire(), use_bin_type=True)
+    return int.from_bytes(hashlib.blake2b(packed, digest_size=8).digest(), "big")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """The best way this RM knows to a (VNID, origin): ``via`` None means local."""
+
+    via: RouteManagerId | None
+    entry: Entry  # as this RM would announce it: path starts with this RM
+
+
+class _Rib:
+    """A key -> entry map with an incrementally maintained digest."""
+
+    __slots__ = ("digest", "entries")
+
+    def __init__(self) -> None:
+        self.entries: dict[Key, Entry] = {}
+        self.digest = 0
+
+    def put(self, key: Key, e: Entry) -> None:
+        old = self.entries.get(key)
+        if old is not None:
+            self.digest = (self.digest - entry_hash(old)) & _MASK64
+        self.entries[key] = e
+        self.digest = (self.digest + entry_hash(e)) & _MASK64
+
+    def pop(self, key: Key) -> Entry | None:
+        old = self.entries.pop(key, None)
+        if old is not None:
+            self.digest = (self.digest - entry_hash(old)) & _MASK64
+        return old
+
+
+class Discovery:
+    """The discovery table of one RM; methods return (peer, message) pairs to send."""
+
+    def __init__(self, me: RouteManagerId, links: dict[RouteManagerId, tuple[float, float]],
+                 available: Callable[[RouteManagerId], float], local_offer: Callable[[], float],
+                 bandwidth_change_fraction: float = 0.1) -> None:
+        self.me = me
+        self.links = links  # peer -> (latency_ms, cost)
+        self.available = available
+        self.local_offer = local_offer
+        self.change_fraction = bandwidth_change_fraction
+        self.local: dict[VNID, VirtualNetwork] = {}
+        self.rib_in: dict[RouteManagerId, _Rib] = {p: _Rib() for p in links}
+        self.rib_out: dict[RouteManagerId, _Rib] = {p: _Rib() for p in links}
+        self.best: dict[Key, Route] = {}
+        self.pending: dict[RouteManagerId, set[Key]] = {p: set() for p in links}
+        self.sync_seen: dict[RouteManagerId, tuple[int, set[Key]]] = {}
+        self.sync_gen = 0
+        self.loops_refused = 0
+
+    # -- local VNs -----------------------------------------------------------------------
+    def set_local(self, vn: VirtualNetwork) -> list[Key]:
+        if len(vn.components) > MAX_COMPONENTS:
+            raise ProtocolError(f"VNID {vn.vnid}: {len(vn.components)} components, the "
+                                f"protocol carries at most {MAX_COMPONENTS} per VNID")
+        self.local[vn.vnid] = vn
+        return self.recompute([(vn.vnid, self.me)])
+
+    def remove_local(self, vnid: VNID) -> list[Key]:
+        if self.local.pop(vnid, None) is None:
+            return []
+        return self.recompute([(vnid, self.me)])
+
+    # -- receiving -----------------------------------------------------------------------
+    def on_update(self, peer: RouteManagerId, msg: Update) -> list[Key]:
+        rib = self.rib_in[peer]
+        touched: list[Key] = []
+        for e in msg.entries:
+            key = (e.vnid, e.origin)
+            if e.path[0] != peer:
+                continue  # an announcer always puts itself first; ignore anything else
+            rib.put(key, e)
+            touched.append(key)
+        for key in msg.withdrawals:
+            if rib.pop(key) is not None:
+                touched.append(key)
+        if msg.sync:
+            gen, seen = self.sync_seen.get(peer, (0, set()))
+            if gen != msg.sync:
+                seen = set()
+            seen.update((e.vnid, e.origin) for e in msg.entries)
+            self.sync_seen[peer] = (msg.sync, seen)
+            if msg.chunk == msg.chunks - 1:
+                for key in [k for k in rib.entries if k not in seen]:
+                    rib.pop(key)
+                    touched.append(key)
+                del self.sync_seen[peer]
+        return self.recompute(touched)
+
+    def hello_matches(self, peer: RouteManagerId, msg: Hello) -> bool:
+        rib = self.rib_in[peer]
+        return rib.digest == msg.digest and len(rib.entries) == msg.entries
+
+    def drop_peer(self, peer: RouteManagerId) -> list[Key]:
+        """The neighbour went silent: forget everything it told us."""
+        rib = self.rib_in[peer]
+        touched = list(rib.entries)
+        self.rib_in[peer] = _Rib()
+        self.rib_out[peer] = _Rib()
+        return self.recompute(touched)
+
+    # -- route selection -----------------------------------------------------------------
+    def _candidate(self, peer: RouteManagerId, e: Entry) -> Entry | None:
+        if self.me in e.path:
+            self.loops_refused += 1
+            return None
+        lat, cost = self.links[peer]
+        bw = min(e.bandwidth_mbps, self.available(peer))
+        return Entry(e.vnid, (self.me, *e.path), bw, e.latency_ms + lat, e.cost + cost,
+                     e.components)
+
+    def recompute(self, keys: list[Key]) -> list[Key]:
+        """Re-select the best route of ``keys``; returns the keys whose route changed."""
+        changed: list[Key] = []
+        for key in dict.fromkeys(keys):
+            vnid, origin = key
+            new: Route | None = None
+            if origin == self.me:
+                vn = self.local.get(vnid)
+                if vn is not None:
+                    comps = tuple(str(c) for c in vn.components)
+                    new = Route(None, Entry(vnid, (self.me,), self.local_offer(), 0.0, 0.0,
+                                            comps))
+            else:
+                for peer, rib in self.rib_in.items():
+                    e = rib.entries.get(key)
+                    cand = self._candidate(peer, e) if e is not None else None
+                    if cand is not None and (new is None or _rank(cand) < _rank(new.entry)):
+                        new = Route(peer, cand)
+            old = self.best.get(key)
+            if new is None:
+                if old is not None:
+                    del self.best[key]
+                    changed.append(key)
+            elif old is None or self._significant(old, new):
+                self.best[key] = new
+                changed.append(key)
+        for key in changed:
+            for pending in self.pending.values():
+                pending.add(key)
+        return changed
+
+    def _significant(self, old: Route, new: Route) -> bool:
+        a, b = old.entry, new.entry
+        if (old.via, a.path, a.latency_ms, a.cost, a.components) != \
+                (new.via, b.path, b.latency_ms, b.cost, b.components):
+            return True
+        return abs(a.bandwidth_mbps - b.bandwidth_mbps) > self.change_fraction * max(
+            a.bandwidth_mbps, 1e-9)
+
+    def refresh_via(self, peer: RouteManagerId) -> list[Key]:
+        """Capacity toward ``peer`` changed: re-rate everything learnt from it."""
+        keys = list(self.rib_in[peer].entries)
+        keys += [(v, self.me) for v in self.local]
+        return self.recompute(keys)
+
+    def routes_to(self, vnid: VNID) -> list[Route]:
+        """Every best route (one per origin) to ``vnid``, best first."""
+        found = [r for (v, _), r in self.best.items() if v == vnid]
+        return sorted(found, key=lambda r: _rank(r.entry))
+
+    def next_hops(self, vnid: VNID, exclude: set[RouteManagerId]) -> list[RouteManagerId]:
+        """Neighbours that announced a loop-free route to ``vnid``, cheapest first."""
+        ranked: list[tuple[tuple[float, float, int], RouteManagerId]] = []
+        for peer, rib in self.rib_in.items():
+            if peer in exclude:
+                continue
+            best: tuple[float, float, int] | None = None
+            for (v, _), e in rib.entries.items():
+                if v == vnid and self.me not in e.path:
+                    r = _rank(e)
+                    best = r if best is None or r < best else best
+            if best is not None:
+                ranked.append((best, peer))
+        return [p for _, p in sorted(ranked)]
+
+    # -- sending -------------------------------------------------------------------------
+    def _announce_to(self, peer: RouteManagerId, key: Key) -> Entry | None:
+        route = self.best.get(key)
+        if route is None or peer in route.entry.path:
+            return None  # split horizon / poisoned: the peer is on the path
+        return route.entry
+
+    def flush(self, peer: RouteManagerId) -> list[Update]:
+        """UPDATEs carrying what changed for ``peer`` since the last flush."""
+        keys = self.pending[peer]
+        self.pending[peer] = set()
+        out = self.rib_out[peer]
+        entries: list[Entry] = []
+        withdrawals: list[Key] = []
+        for key in sorted(keys):
+            e = self._announce_to(peer, key)
+            if e is None:
+                if out.pop(key) is not None:
+                    withdrawals.append(key)
+            elif out.entries.get(key) != e:
+                out.put(key, e)
+                entries.append(e)
+        return _chunk(entries, withdrawals, 0)
+
+    def full_sync(self, peer: RouteManagerId) -> list[Update]:
+        """Everything we announce to ``peer`` (answer to RESYNC), chunked, one generation."""
+        self.pending[peer] = set()
+        out = _Rib()
+        for key in sorted(self.best):
+            e = self._announce_to(peer, key)
+            if e is not None:
+                out.put(key, e)
+        self.rib_out[peer] = out
+        self.sync_gen += 1
+        return _chunk(list(out.entries.values()), [], self.sync_gen)
+
+    def hello(self, peer: RouteManagerId) -> Hello:
+        out = self.rib_out[peer]
+        return Hello(out.digest, len(out.entries))
+
+
+def _rank(e: Entry) -> tuple[float, float, int]:
+    return (e.cost, e.latency_ms, len(e.path))
+
+
+def _chunk(entries: list[Entry], withdrawals: list[Key], sync: int) -> list[Update]:
+    """Split into UPDATEs that each fit one datagram (at least one when ``sync``)."""
+    groups: list[tuple[list[Entry], list[Key]]] = [([], [])]
+    size = 0
+    for e in entries:
+        n = len(msgpack.packb(e.to_wire(), use_bin_type=True))
+        if groups[-1][0] and (size + n > _UPDATE_BUDGET or len(groups[-1][0]) >= MAX_ENTRIES):
+            groups.append(([], []))
+            size = 0
+        groups[-1][0].append(e)
+        size += n
+    for w in withdrawals:
+        if size + 20 > _UPDATE_BUDGET or len(groups[-1][1]) >= MAX_ENTRIES * 4:
+            groups.append(([], []))
+            size = 0
+        groups[-1][1].append(w)
+        size += 20
+    if not sync and not groups[0][0] and not groups[0][1]:
+        return []
+    n = len(groups)
+    return [Update(tuple(es), tuple(ws), sync, i if sync else 0, n if sync else 0)
+            for i, (es, ws) in enumerate(groups)]

@@ -1,0 +1,427 @@
+"""Stitching Protocol message types and their (validated) wire form.
+
+Theory of operation: each message is a frozen dataclass with ``TYPE`` (a
+:class:`MsgType`), ``to_wire()`` returning a plain list (msgpack-able: ints, floats,
+str, bytes, lists) and ``from_wire(list)`` which validates every field and raises
+:class:`~vnstitch.protocol.errors.RemoteProtocolError` ("malformed") naming the field.
+Route Manager ids travel as their 16 raw bytes. The envelope (sender, recipient,
+sequence number, timestamp, signature) is added by :mod:`vnstitch.protocol.codec`.
+
+Messages that follow a stitch path (QUERY forward, OFFER back, HOLD..COMMIT_ACK, PROBE)
+carry the whole path; each hop relays to its neighbour on the path and re-signs, so
+every datagram is hop-by-hop authenticated. Key material (HOLD, HOLD_OK) additionally
+carries an end-to-end Ed25519 signature (``keysig``) by the end that chose it, so a
+transit Route Manager cannot substitute a WireGuard key.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from vnstitch.model.ids import VNID, RouteManagerId
+from vnstitch.protocol.errors import RemoteProtocolError
+
+MAX_PATH = 32
+MAX_COMPONENTS = 24
+MAX_COMPONENT_LEN = 48
+MAX_ENTRIES = 64
+
+
+class MsgType(enum.IntEnum):
+    HELLO = 1
+    UPDATE = 2
+    RESYNC = 3
+    QUERY = 4
+    OFFER = 5
+    HOLD = 6
+    HOLD_OK = 7
+    HOLD_REFUSED = 8
+    COMMIT = 9
+    COMMIT_ACK = 10
+    ABORT = 11
+    PROBE = 12
+    PROBE_REPLY = 13
+
+
+# -- field validators (raise RemoteProtocolError("malformed", field)) ----------------
+
+
+def _bad(field: str, value: object) -> RemoteProtocolError:
+    return RemoteProtocolError("malformed", f"field {field}: bad value {value!r:.60}")
+
+
+def _int(v: Any, field: str, lo: int = 0, hi: int = (1 << 63) - 1) -> int:
+    if type(v) is not int or not lo <= v <= hi:
+        raise _bad(field, v)
+    return v
+
+
+def _num(v: Any, field: str, allow_inf: bool = False) -> float:
+    if type(v) is int:
+        v = float(v)
+    if type(v) is not float or math.isnan(v) or v < 0 or (not allow_inf and math.isinf(v)):
+        raise _bad(field, v)
+    return v
+
+
+def _str(v: Any, field: str, maxlen: int) -> str:
+    if type(v) is not str or len(v) > maxlen:
+        raise _bad(field, v)
+    return v
+
+
+def _bytes(v: Any, field: str, n: int) -> bytes:
+    if type(v) is not bytes or len(v) != n:
+        raise _bad(field, v)
+    return v
+
+
+def _list(v: Any, field: str, maxlen: int, n: int | None = None) -> list[Any]:
+    if type(v) is not list or len(v) > maxlen or (n is not None and len(v) != n):
+        raise _bad(field, v)
+    return v
+
+
+def _rm(v: Any, field: str) -> RouteManagerId:
+    return RouteManagerId(_bytes(v, field, 16).hex())
+
+
+def _path(v: Any, field: str, min_len: int = 1) -> tuple[RouteManagerId, ...]:
+    items = _list(v, field, MAX_PATH)
+    if len(items) < min_len:
+        raise _bad(field, v)
+    path = tuple(_rm(x, field) for x in items)
+    if len(set(path)) != len(path):
+        raise _bad(field, "repeated Route Manager in path")
+    return path
+
+
+def _vnid(v: Any, field: str = "vnid") -> VNID:
+    return VNID(_int(v, field, 1, (1 << 24) - 1))
+
+
+def _comps(v: Any, field: str = "components") -> tuple[str, ...]:
+    return tuple(_str(c, field, MAX_COMPONENT_LEN) for c in _list(v, field, MAX_COMPONENTS))
+
+
+def wire_rm(rm: RouteManagerId) -> bytes:
+    return bytes.fromhex(rm)
+
+
+def wire_path(path: tuple[RouteManagerId, ...]) -> list[bytes]:
+    return [bytes.fromhex(r) for r in path]
+
+
+def _unpack(payload: Any, n: int, name: str) -> list[Any]:
+    return _list(payload, name, n, n)
+
+
+# -- discovery -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One VNID Availability entry: ``path[0]`` is the announcer, ``path[-1]`` the origin."""
+
+    vnid: VNID
+    path: tuple[RouteManagerId, ...]
+    bandwidth_mbps: float
+    latency_ms: float
+    cost: float
+    components: tuple[str, ...]
+
+    @property
+    def origin(self) -> RouteManagerId:
+        return self.path[-1]
+
+    def to_wire(self) -> list[Any]:
+        return [self.vnid, wire_path(self.path), self.bandwidth_mbps, self.latency_ms,
+                self.cost, list(self.components)]
+
+    @classmethod
+    def from_wire(cls, p: Any) -> Entry:
+        v, path, bw, lat, cost, comps = _unpack(p, 6, "entry")
+        return cls(_vnid(v), _path(path, "entry.path"), _num(bw, "entry.bandwidth"),
+                   _num(lat, "entry.latency"), _num(cost, "entry.cost"), _comps(comps))
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """Keepalive + digest of everything the sender currently announces to the recipient."""
+
+    TYPE: ClassVar[MsgType] = MsgType.HELLO
+    digest: int
+    entries: int
+
+    def to_wire(self) -> list[Any]:
+        return [self.digest, self.entries]
+
+    @classmethod
+    def from_wire(cls, p: Any) -> Hello:
+        d, n = _unpack(p, 2, "hello")
+        return cls(_int(d, "digest", 0, (1 << 64) - 1), _int(n, "entries", 0, 1 << 32))
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """Announced entries and withdrawn (vnid, origin) keys; ``sync`` > 0 marks a full sync
+    of generation ``sync`` in ``chunks`` parts (this is part ``chunk``)."""
+
+    TYPE: ClassVar[MsgType] = MsgType.UPDATE
+    entries: tuple[Entry, ...]
+    withdrawals: tuple[tuple[VNID, RouteManagerId], ...]
+    sync: int = 0
+    chunk: int = 0
+    chunks: int = 0
+
+    def to_wire(self) -> list[Any]:
+        return [[e.to_wire() for e in self.entries],
+                [[v, wire_rm(o)] for v, o in self.withdrawals], self.sync, self.chunk,
+                self.chunks]
+
+    @classmethod
+    def from_wire(cls, p: Any) -> Update:
+        ents, wds, sync, chunk, chunks = _unpack(p, 5, "update")
+        entries = tuple(Entry.from_wire(e) for e in _list(ents, "entries", MAX_ENTRIES))
+        withdrawals = []
+        for w in _list(wds, "withdrawals", MAX_ENTRIES * 4):
+            v, o = _unpack(w, 2, "withdrawal")
+            withdrawals.append((_vnid(v), _rm(o, "withdrawal.origin")))
+        sync_i = _int(sync, "sync", 0, 1 << 32)
+        chunks_i = _int(chunks, "chunks", 0, 1 << 16)
+        chunk_i = _int(chunk, "chunk", 0, max(chunks_i - 1, 0))
+        return cls(entries, tuple(withdrawals), sync_i, chunk_i, chunks_i)
+
+
+@dataclass(frozen=True, slots=True)
+class Resync:
+    """The sender's digest of what it holds from the recipient disagrees: send it all."""
+
+    TYPE: ClassVar[MsgType] = MsgType.RESYNC
+
+    def to_wire(self) -> list[Any]:
+        return []
+
+    @classmethod
+    def from_wire(cls, p: Any) -> Resync:
+        _unpack(p, 0, "resync")
+        return cls()
+
+
+# -- negotiation ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """Path query; ``path`` runs from the origin to the sender; metrics are accumulated
+    over the links of ``path`` (the recipient adds the last link)."""
+
+    TYPE: ClassVar[MsgType] = MsgType.QUERY
+    query_id: bytes
+    vnid: VNID
+    bandwidth_mbps: float
+    max_latency_ms: float
+    max_cost: float
+    hop_limit: int
+    path: tuple[RouteManagerId, ...]
+    latency_ms: float
+    cost: float
+    bottleneck_mbps: float
+
+    def to_wire(self) -> list[Any]:
+        return [self.query_id, self.vnid, self.bandwidth_mbps, self.max_latency_ms,
+                self.max_cost, self.hop_limit, wire_path(self.path), self.latency_ms,
+                self.cost, self.bottleneck_mbps]
+
+    @classmethod
+    def from_wire(cls, p: Any) -> Query:
+        qid, v, bw, ml, mc, hl, path, lat, cost, bn = _unpack(p, 10, "query")
+        return cls(_bytes(qid, "query_id", 8), _vnid(v), _num(bw, "bandwidth"),
+                   _num(ml, "max_latency", True), _num(mc, "max_cost", True),
+                   _int(hl, "hop_limit", 1, MAX_PATH - 1), _path(path, "path"),
+                   _num(lat, "latency"), _num(cost, "cost"), _num(bn, "bottleneck", True))
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """Answer to a query: the full path origin..target and its summed/bottleneck metrics."""
+
+    TYPE: ClassVar[MsgType] = MsgType.OFFER
+    query_id: bytes
+    path: tuple[RouteManagerId, ...]
+    latency_ms: float
+    cost: float
+    bottleneck_mbps: float
+    components: tuple[str, ...]
+
+    def to_wire(self) -> list[Any]:
+        return [self.query_id, wire_path(self.path), self.latency_ms, self.cost,
+                self.bottleneck_mbps, list(self.components)]
+
+    @classmethod
+    def from_wire(cls, p: Any) -> Offer:
+        qid, path, lat, cost, bn, comps = _unpack(p, 6, "offer")
+        return cls(_bytes(qid, "query_id", 8), _path(path, "path", 2), _num(lat, "latency"),
+                   _num(cost, "cost"), _num(bn, "bottleneck", True), _comps(comps))
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Phase one: hold ``bandwidth_mbps`` on every link of ``path`` for ``hold_s``.
+    Carries the origin's tunnel end (WireGuard key, endpoint, addresses), end-to-end
+    signed by the origin in ``keysig``."""
+
+    TYPE: ClassVar[MsgType] = MsgType.HOLD
+    token: str
+    vnid: VNID
+    path: tuple[RouteManagerId, ...]
+    bandwidth_mbps: float
+    hold_s: float
+    wg_public: bytes
+    endpoint: str
+    origin_addr: str
+    target_addr: str
+    components: tuple[str, ...]
+    keysig: bytes
+
+    def key_material(self) -> bytes:
+        return b"|".join([b"hold", self.token.encode(), str(self.vnid).encode(), self.wg_public,
+                          self.endpoint.encode(), self.origin_addr.encode(),
+                          self.target_addr.encode()])
+
+    def to_wire(self) -> list[Any]:
+        return [self.token, self.vnid, wire_path(self.path), self.bandwidth_mbps, self.hold_s,
+                self.wg_public, self.endpoint, self.origin_addr, self.target_addr,
+                list(self.components), self.keysig]
+
+    @classmethod
+    def from_wire(cls, p: Any) -> Hold:
+        tok, v, path, bw, hs, wg, ep, oa, ta, comps, ks = _unpack(p, 11, "hold")
+        return cls(_str(tok, "token", 40), _vnid(v), _path(path, "path", 2),
+                   _num(bw, "bandwidth"), _num(hs, "hold_s"), _bytes(wg, "wg_public", 32),
+                   _str(ep, "endpoint", 64), _str(oa, "origin_addr", 40),
+                   _str(ta, "target_addr", 40), _comps(comps), _bytes(ks, "keysig", 64))
+
+
+@dataclass(frozen=True, slots=True)
+class HoldOk:
+    """The target held its link and answers with its tunnel end (end-to-end signed)."""
+
+    TYPE: ClassVar[MsgType] = MsgType.HOLD_OK
+    token: str
+    path: tuple[RouteManagerId, ...]
+    wg_public: bytes
+    endpoint: str
+    keysig: bytes
+
+    def key_material(self) -> bytes:
+        return b"|".join([b"holdok", self.token.encode(), self.wg_public,
+                          self.endpoint.encode()])
+
+    def to_wire(self) -> list[Any]:
+        return [self.token, wire_path(self.path), self.wg_public, self.endpoint, self.keysig]
+
+    @classmethod
+    def from_wire(cls, p: Any) -> HoldOk:
+        tok, path, wg, ep, ks = _unpack(p, 5, "hold_ok")
+        return cls(_str(tok, "token", 40), _path(path, "path", 2), _bytes(wg, "wg_public", 32),
+                   _str(ep, "endpoint", 64), _bytes(ks, "keysig", 64))
+
+
+@dataclass(frozen=True, slots=True)
+class HoldRefused:
+    """A hop could not hold: ``at`` refused, ``reason`` says why, ``available_mbps`` is
+    what it could have given."""
+
+    TYPE: ClassVar[MsgType] = MsgType.HOLD_REFUSED
+    token: str
+    path: tuple[RouteManagerId, ...]
+    at: RouteManagerId
+    reason: str
+    available_mbps: float
+
+    def to_wire(self) -> list[Any]:
+        return [self.token, wire_path(self.path), wire_rm(self.at), self.reason,
+                self.available_mbps]
+
+    @classmethod
+    def from_wire(cls, p: Any) -> HoldRefused:
+        tok, path, at, reason, av = _unpack(p, 5, "hold_refused")
+        return cls(_str(tok, "token", 40), _path(path, "path", 2), _rm(at, "at"),
+                   _str(reason, "reason", 32), _num(av, "available", True))
+
+
+@dataclass(frozen=True, slots=True)
+class PathSignal:
+    """COMMIT / COMMIT_ACK / ABORT: a bare signal about ``token`` travelling the path."""
+
+    kind: MsgType
+    token: str
+    path: tuple[RouteManagerId, ...]
+
+    @property
+    def TYPE(self) -> MsgType:  # noqa: N802 - mirrors the ClassVar of the other messages
+        return self.kind
+
+    def to_wire(self) -> list[Any]:
+        return [self.token, wire_path(self.path)]
+
+    @classmethod
+    def from_wire_kind(cls, kind: MsgType, p: Any) -> PathSignal:
+        tok, path = _unpack(p, 2, kind.name.lower())
+        return cls(kind, _str(tok, "token", 40), _path(path, "path", 2))
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """Health probe (or its reply) of the tunnel ``token``; ``sent_at`` is echoed."""
+
+    kind: MsgType
+    token: str
+    path: tuple[RouteManagerId, ...]
+    nonce: int
+    sent_at: float
+
+    @property
+    def TYPE(self) -> MsgType:  # noqa: N802
+        return self.kind
+
+    def to_wire(self) -> list[Any]:
+        return [self.token, wire_path(self.path), self.nonce, self.sent_at]
+
+    @classmethod
+    def from_wire_kind(cls, kind: MsgType, p: Any) -> Probe:
+        tok, path, nonce, sent = _unpack(p, 4, kind.name.lower())
+        return cls(kind, _str(tok, "token", 40), _path(path, "path", 2),
+                   _int(nonce, "nonce", 0, (1 << 32) - 1), _num(sent, "sent_at"))
+
+
+Message = Hello | Update | Resync | Query | Offer | Hold | HoldOk | HoldRefused | PathSignal | \
+    Probe
+
+_SIMPLE: dict[MsgType, Any] = {
+    MsgType.HELLO: Hello, MsgType.UPDATE: Update, MsgType.RESYNC: Resync,
+    MsgType.QUERY: Query, MsgType.OFFER: Offer, MsgType.HOLD: Hold, MsgType.HOLD_OK: HoldOk,
+    MsgType.HOLD_REFUSED: HoldRefused,
+}
+_SIGNALS = frozenset({MsgType.COMMIT, MsgType.COMMIT_ACK, MsgType.ABORT})
+_PROBES = frozenset({MsgType.PROBE, MsgType.PROBE_REPLY})
+
+
+def message_from_wire(type_code: Any, payload: Any) -> Message:
+    """Build the message of ``type_code`` from ``payload``; RemoteProtocolError if bad."""
+    if type(type_code) is not int:
+        raise RemoteProtocolError("malformed", f"message type {type_code!r:.20}")
+    try:
+        kind = MsgType(type_code)
+    except ValueError:
+        raise RemoteProtocolError("unknown_type", f"message type {type_code}") from None
+    if kind in _SIGNALS:
+        return PathSignal.from_wire_kind(kind, payload)
+    if kind in _PROBES:
+        return Probe.from_wire_kind(kind, payload)
+    result: Message = _SIMPLE[kind].from_wire(payload)
+    return result
