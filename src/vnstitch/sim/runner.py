@@ -21,7 +21,8 @@ from vnstitch.model import Substrate, load_topology, partitioned
 from vnstitch.model.ids import SegmentId
 from vnstitch.sim.cores import CoreFactory
 from vnstitch.sim.engine import Simulation, derive_seed
-from vnstitch.sim.errors import ScenarioError, SimError
+from vnstitch.sim.errors import ScenarioError
+from vnstitch.sim.protocol_cores import ProtocolCoreFactory
 from vnstitch.sim.scenario import Scenario, request_window
 from vnstitch.sim.summary import summarise
 from vnstitch.sim.workload import (
@@ -48,8 +49,8 @@ class RunResult:
 
 
 def default_factory(scenario: Scenario, substrate: Substrate) -> CoreFactory:
-    """The real Stitching Protocol core (adapter lands when the protocol branch merges)."""
-    raise SimError("the Stitching Protocol core is not available on this branch yet")
+    """The real Stitching Protocol core with the scenario's timer overrides."""
+    return ProtocolCoreFactory(scenario.seed, scenario.protocol, source=scenario.source)
 
 
 def load_substrate(scenario: Scenario) -> Substrate:
