@@ -115,6 +115,7 @@ class Simulation:
         self.incarnation = [0] * len(self.segments)
         self.dataplanes: list[dict[str, DataplaneObject]] = [{} for _ in self.segments]
         self.timer_at: list[float | None] = [None] * len(self.segments)
+        self.restarted_at: list[float] = [-math.inf] * len(self.segments)
         self.check_every_step = check_every_step
         self.now = 0.0
         self.events = 0
@@ -235,7 +236,7 @@ class Simulation:
             elif kind == FAULT:
                 self._fault(payload, at)
             elif kind == CHECK:
-                self.metrics.check_stale(at, self.components())
+                self.metrics.check_stale(at, payload, self.components())
             else:
                 self.check_tunnels(at)
                 self._push(at + TUNNEL_CHECK_INTERVAL_S, TUNNEL_CHECK, -1, None)
@@ -309,6 +310,7 @@ class Simulation:
             self.incarnation[i] += 1
             core = self._build(i)
             self.cores[i] = core
+            self.restarted_at[i] = now
             m.note(now, "fault", f"Route Manager of {self.segments[i]} restarted from its "
                    "saved state")
             self._apply(i, core.start(now), now)
@@ -327,7 +329,8 @@ class Simulation:
         else:
             self.net.heal(fault.name)
             m.note(now, "fault", f"partition {fault.name!r} healed")
-        self._push(now + self.factory.hold_time_s + STALE_CHECK_GRACE_S, CHECK, -1, None)
+        self._push(now + self.factory.hold_time_s + STALE_CHECK_GRACE_S, CHECK, -1,
+                   self.components())
 
     # -- views -------------------------------------------------------------------------
     def components(self) -> list[int]:
@@ -359,8 +362,8 @@ class Simulation:
                     or now - rec.established_at < grace:
                 continue
             core = self.cores[rec.origin]
-            if core is None:
-                continue  # the origin is down; its stitches are judged once it is back
+            if core is None or now - self.restarted_at[rec.origin] < grace:
+                continue  # the origin is (or was just) down; judged once it is back
             if rec.origin not in states:
                 states[rec.origin] = self.factory.tunnel_states(core)
             self.metrics.check_tunnel(rec, states[rec.origin].get(rec.stitch_id), now)

@@ -110,7 +110,7 @@ class Metrics:
         self.records: dict[tuple[int, str], StitchRecord] = {}
         self.routes: list[dict[VNID, tuple[int, ...]]] = [{} for _ in range(self.n)]
         self.expected: list[frozenset[VNID]] = [
-            frozenset(v for v, hs in hosts.items() if hs - {i})
+            frozenset(v for v, hs in hosts.items() if hs - {i} and i not in hs)
             for i in range(self.n)
         ]
         self.missing = sum(len(e) for e in self.expected)
@@ -184,6 +184,12 @@ class Metrics:
                 self.missing += 1
             return
         via = self._path_indices(ev.via)
+        if via == (i,):
+            # The best route is the RM's own copy of the VN: the event stream shows only
+            # the best route per VNID, so remote copies of a local VN are not tracked.
+            if table.pop(v, None) is not None and expected:
+                self.missing += 1
+            return
         if len(set(via)) != len(via) or i in via[1:]:
             self.loops_detected += 1
             self.note(now, "loop", f"RM {i} learned a looping route to VN {v}: {via}")
@@ -292,15 +298,19 @@ class Metrics:
             self.note(now, "tunnel", f"stitch {rec.stitch_id} (VN {rec.vnid}) is established "
                       f"but its tunnel is {state or 'missing'}")
 
-    def check_stale(self, now: float, component: Sequence[int]) -> int:
-        """Count routes to VNIDs with no host reachable from the RM; -1 marks a dead RM."""
+    def check_stale(self, now: float, then: Sequence[int], component: Sequence[int]) -> int:
+        """Count routes to VNIDs that no host of could be reached from the RM, neither
+        right after the fault (``then``) nor now: a black hole that outlived the hold
+        time. Component ids per RM; -1 marks a dead RM."""
         stale = 0
         for i, table in enumerate(self.routes):
-            ci = component[i]
+            ci, ti = component[i], then[i]
             if ci < 0:
                 continue
-            for v in table:
-                if not any(component[h] == ci for h in self.hosts.get(v, ()) if h != i):
+            for via in table.values():
+                # the route leads to the VN's copy at the last RM of its path
+                end = via[-1] if via else -1
+                if end < 0 or (component[end] != ci and (ti < 0 or then[end] != ti)):
                     stale += 1
         self.stale_checks.append((now, stale))
         if stale:
