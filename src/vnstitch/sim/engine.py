@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from vnstitch.dataplane.objects import DataplaneObject
+from vnstitch.errors import VnstitchError
 from vnstitch.model.ids import VNID, RouteManagerId, SegmentId
 from vnstitch.model.substrate import Substrate
 from vnstitch.model.virtual import VirtualNetwork
@@ -217,7 +218,12 @@ class Simulation:
             if kind == DELIVER:
                 core = cores[i]
                 if core is not None:
-                    apply(i, core.receive(payload[0], payload[1], at), at)
+                    try:
+                        outs = core.receive(payload[0], payload[1], at)
+                    except VnstitchError as exc:
+                        self._core_error(i, exc, at)
+                        continue
+                    apply(i, outs, at)
             elif kind == TIMER:
                 core = cores[i]
                 if core is None or timer_at[i] != at:
@@ -228,7 +234,12 @@ class Simulation:
                     timer_at[i] = nt
                     self._push(nt, TIMER, i, None)
                     continue
-                apply(i, core.handle_timer(at), at)
+                try:
+                    outs = core.handle_timer(at)
+                except VnstitchError as exc:
+                    self._core_error(i, exc, at)
+                    outs = []
+                apply(i, outs, at)
             elif kind == REQUEST:
                 self._request(i, payload, at)
             elif kind == RELEASE:
@@ -246,6 +257,14 @@ class Simulation:
         self.now = max(self.now, until)
         if progress is not None:
             progress(until)
+
+    def _core_error(self, i: int, exc: VnstitchError, now: float) -> None:
+        """A core raised one of vnstitch's own errors: a bug in the core, counted and
+        logged so one bad step does not end a long run (the core keeps running)."""
+        m = self.metrics
+        key = type(exc).__name__
+        m.core_errors[key] = m.core_errors.get(key, 0) + 1
+        m.note(now, "core_error", f"RM {i} raised {key}: {exc}")
 
     # -- workload ----------------------------------------------------------------------
     def _request(self, i: int, req: StitchRequest, now: float) -> None:

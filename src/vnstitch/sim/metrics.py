@@ -131,6 +131,7 @@ class Metrics:
         self.unknown_destinations = 0
         self.lost_in_crash = 0
         self.tunnel_checks = 0
+        self.core_errors: dict[str, int] = {}
         self.tunnel_violations = 0
 
     # -- logging -----------------------------------------------------------------------

@@ -96,6 +96,7 @@ def summarise(sim: Simulation, *, name: str = "", duration_s: float | None = Non
         "reservations_peak_utilisation": _r(m.ledger_peak_util, 4),
         "core_reserved_peak_utilisation": _r(m.core_peak_util, 4),
         "peer_faults": dict(sorted(m.peer_faults.items())),
+        "core_errors": dict(sorted(m.core_errors.items())),
         "overcommit_violations": m.overcommit_violations,
         "loops_detected": m.loops_detected,
         "stale_routes_after_hold": stale,
