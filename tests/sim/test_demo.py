@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from vnstitch.sim.demo import main, summary_rows
 
@@ -16,5 +17,5 @@ def test_demo_story_and_report(tmp_path: Path) -> None:
     assert "repaired via" in text  # a failure and its repair
     assert "seg0" in text and "seg 0" not in text
     assert path.read_text().count("data:image/png;base64,") == 1
-    rows = dict(summary_rows(result.summary))
+    rows: dict[str, Any] = dict(summary_rows(result.summary))
     assert rows["committed"] >= 5 and rows["overcommit_violations"] == 0

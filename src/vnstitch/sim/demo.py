@@ -12,6 +12,7 @@ report (topology, stitched paths, timeline). ``vnstitch demo`` can call :func:`m
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,7 @@ def story(result: RunResult) -> list[str]:
     return lines
 
 
-def _names(text: str, segs: list[str]) -> str:
+def _names(text: str, segs: Sequence[str]) -> str:
     if " via [" not in text:
         return text
     head, rest = text.split(" via [", 1)
