@@ -27,6 +27,7 @@ SUBCOMMAND_MODULES = (
     "vnstitch.cli.lab",
     "vnstitch.cli.route",
     "vnstitch.cli.forecast",
+    "vnstitch.cli.simulate",
 )
 
 
