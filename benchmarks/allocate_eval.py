@@ -20,7 +20,6 @@ from typing import Any
 
 from vnstitch.allocate.evaluate import EvalConfig
 from vnstitch.allocate.metrics import COST_RATIOS
-from vnstitch.allocate.policy import ScalingRules
 from vnstitch.allocate.providers.base import ResourceKind
 from vnstitch.cli.allocate import run_evaluation, write_plot
 from vnstitch.cli.output import console, table
@@ -67,11 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     d = data_dir()
     runs = {
         "bandwidth": ([str(d / "abilene" / "abilene_tm_5min.csv.gz")],
-                      EvalConfig(ResourceKind.BANDWIDTH, 288, 1, 0.1,
-                                 rules=ScalingRules(unit=0.1))),
+                      EvalConfig(ResourceKind.BANDWIDTH, 288, 1, 0.1)),
         "compute": ([str(p) for p in sorted((d / "cloudwatch").glob("ec2_cpu_utilization_*.csv"))],
-                    EvalConfig(ResourceKind.COMPUTE, 288, 2, 25.0,
-                               rules=ScalingRules(unit=25.0))),
+                    EvalConfig(ResourceKind.COMPUTE, 288, 2, 25.0)),
     }
     out: dict[str, Any] = {}
     all_checks: dict[str, bool] = {}
