@@ -24,7 +24,9 @@ to one unit in every step; for VMs that is most of the cost.
 
 *Selection on the training window only.* The calibration window is split in two
 halves: errors of the first half calibrate, the second half scores candidates -- the
-scale memory ``beta`` (none, 0.8, 0.9, 0.97) and the churn rules
+scale memory ``beta`` (none, 0.8, 0.9, 0.97), whether to floor the target at the units
+the last seen demand needs (a short-term reactive floor for on/off series), and the
+churn rules
 (:class:`~vnstitch.allocate.policy.ScalingRules` candidates). The winner has the lowest
 cost at the operator's cost ratio among candidates whose changes per hour do not exceed
 the HPA rule's on the same half-window (churn is a cost the ratio does not price: the
@@ -125,6 +127,18 @@ class Conformal:
         return k
 
 
+def last_seen_floor(actual: FloatArray, lead: int, rules: ScalingRules) -> IntArray:
+    """Units covering the last demand seen at each decision (``actual[i - lead]``).
+
+    A short-term reactive floor: on on/off series a burst that has started is better
+    evidence than a smoothed forecast. Steps with nothing seen yet get 0.
+    """
+    out = np.zeros(actual.shape, dtype=np.int64)
+    seen = np.maximum(np.nan_to_num(actual[: actual.shape[0] - lead]), 0.0)
+    out[lead:] = np.ceil(seen / rules.unit - 1e-9).astype(np.int64)
+    return out
+
+
 def controlled(targets: IntArray, rules: ScalingRules) -> IntArray:
     """Targets through the churn controller (held, hysteresis-filtered units)."""
     if targets.shape[0] == 0:
@@ -136,6 +150,7 @@ def controlled(targets: IntArray, rules: ScalingRules) -> IntArray:
 @dataclass(frozen=True, slots=True)
 class CalibratedChoice:
     beta: float | None
+    floor_last_seen: bool
     rules: ScalingRules
     train_cost: float
     train_changes_per_hour: float
@@ -168,17 +183,21 @@ def select(center: FloatArray, actual: FloatArray, lead: int, *, c_under: float,
     for beta in betas:
         scale = local_scale(errors, lead, beta, floor)
         conf = Conformal.from_errors(errors[:half] / scale[:half])
-        targets = conf.units(center[half:], scale[half:], c_under, c_over, base)
-        for rules in churn_candidates(base):
-            units = controlled(targets, rules)
-            t = tally(actual[half:], units.astype(np.float64) * base.unit, step_seconds)
-            cost = t.cost(ratio) if np.isfinite(ratio) else t.unserved_fraction
-            cand = CalibratedChoice(beta, rules, cost, t.changes_per_hour, churn_budget)
-            if fallback is None or cand.train_changes_per_hour < fallback.train_changes_per_hour:
-                fallback = cand
-            if cand.train_changes_per_hour <= churn_budget and (
-                    best is None or cand.train_cost < best.train_cost):
-                best = cand
+        plain = conf.units(center[half:], scale[half:], c_under, c_over, base)
+        floored = np.maximum(plain, last_seen_floor(actual, lead, base)[half:])
+        for use_floor, targets in ((False, plain), (True, floored)):
+            for rules in churn_candidates(base):
+                units = controlled(targets, rules)
+                t = tally(actual[half:], units.astype(np.float64) * base.unit, step_seconds)
+                cost = t.cost(ratio) if np.isfinite(ratio) else t.unserved_fraction
+                cand = CalibratedChoice(beta, use_floor, rules, cost, t.changes_per_hour,
+                                        churn_budget)
+                if (fallback is None
+                        or cand.train_changes_per_hour < fallback.train_changes_per_hour):
+                    fallback = cand
+                if cand.train_changes_per_hour <= churn_budget and (
+                        best is None or cand.train_cost < best.train_cost):
+                    best = cand
     chosen = best if best is not None else fallback
     assert chosen is not None  # betas and candidates are non-empty
     return chosen
@@ -198,4 +217,7 @@ def calibrated_units(center: FloatArray, actual_known: FloatArray, *, calib_step
     conf = Conformal.from_errors(errors[:calib_steps] / scale[:calib_steps])
     targets = conf.units(center[calib_steps:], scale[calib_steps:], c_under, c_over,
                          choice.rules)
+    if choice.floor_last_seen:
+        targets = np.maximum(targets,
+                             last_seen_floor(actual_known, lead, choice.rules)[calib_steps:])
     return controlled(targets, choice.rules)

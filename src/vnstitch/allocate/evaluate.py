@@ -43,8 +43,9 @@ from vnstitch.allocate.metrics import COST_RATIOS, Tally, TradeoffPoint, tally
 from vnstitch.allocate.policy import FloatArray, IntArray, ScalingRules, newsvendor_quantile
 from vnstitch.allocate.providers.base import ResourceKind
 
-PREDICTIVE_SWEEP: tuple[float, ...] = (0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.925, 0.95,
-                                       0.96, 0.97, 0.98, 0.99, 0.995)
+PREDICTIVE_SWEEP: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8,
+                                       0.85, 0.875, 0.9, 0.925, 0.94, 0.95, 0.96, 0.97, 0.98,
+                                       0.99, 0.995)
 REACTIVE_SWEEP: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25,
                                      1.5, 2.0)
 STATIC_SWEEP: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.35, 1.5, 1.75,
@@ -240,6 +241,7 @@ def predictive(values: FloatArray, paths: LeadForecasts, cfg: EvalConfig, *, c_u
         base=cfg.scaling, churn_budget=churn_budget, step_seconds=step_seconds)
     if res is not None:
         res.choices.append({"c_under": c_under, "c_over": c_over, "beta": choice.beta,
+                            "floor_last_seen": choice.floor_last_seen,
                             "hold_steps": choice.rules.hold_steps,
                             "hysteresis": choice.rules.scale_in_hysteresis,
                             "scale_in_window": choice.rules.scale_in_window,
