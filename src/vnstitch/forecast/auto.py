@@ -27,7 +27,9 @@ from vnstitch.forecast.base import (
     forecaster_class,
 )
 
-DEFAULT_CANDIDATES = ("naive", "seasonal_naive", "ets")
+DEFAULT_CANDIDATES = ("naive", "seasonal_naive", "ets", "lagreg")
+#: candidates trained for a horizon: auto passes its own unless the options say otherwise
+HORIZON_AWARE = frozenset({"lagreg", "lstm"})
 
 
 class AutoForecaster(PointForecaster):
@@ -51,18 +53,21 @@ class AutoForecaster(PointForecaster):
 
     def _fit_point(self, history: FloatArray) -> None:
         self._models = []
-        maes = []
+        errs: list[FloatArray] = []
         for name in self.candidates:
             opts = dict(self.candidate_options.get(name, {}))
+            if name in HORIZON_AWARE:
+                opts.setdefault("horizon", self.horizon)
             model = forecaster_class(name)(self.season, **opts)
             if not isinstance(model, PointForecaster):
                 raise ForecastError(f"auto: candidate {name!r} lacks rolling support")
             model.clip_nonnegative = self.clip_nonnegative
             model.fit(history)
-            errors = model.calibration_errors(self.horizon)  # (C, H, N), training tail only
-            maes.append(np.abs(errors).mean(axis=(0, 1)))
+            errs.append(model.calibration_errors(self.horizon))  # (C, H, N), training tail
             self._models.append(model)
-        self.candidate_mae = np.stack(maes)  # (K, N)
+        # score every candidate on the same (latest) origins of the training window
+        rows = min(e.shape[0] for e in errs)
+        self.candidate_mae = np.stack([np.abs(e[-rows:]).mean(axis=(0, 1)) for e in errs])
         self.choice = np.argmin(self.candidate_mae, axis=0).astype(np.int64)
 
     def _roll_point(self, values: FloatArray, origins: IntArray, horizon: int) -> FloatArray:
