@@ -115,16 +115,16 @@ def acceptance_lines(h: int, entry: dict[str, Any]) -> list[str]:
     c = entry["checks"]
     target = 0.10 if h == 1 else 0.15
     gain = c["auto_gain_vs_best_baseline"]
-    lines = [f"[{'met' if gain >= target else 'NOT met'}] H={h}: auto NMAE {gain:.1%} below the "
+    lines = [f"{'MET' if gain >= target else 'NOT MET'}: H={h}: auto NMAE {gain:.1%} below the "
              f"better baseline (target >= {target:.0%})",
-             f"[{'met' if c['auto_coverage_ok'] else 'NOT met'}] H={h}: auto 80% coverage "
+             f"{'MET' if c['auto_coverage_ok'] else 'NOT MET'}: H={h}: auto 80% coverage "
              f"{c['auto_coverage_80']:.3f} (target 0.75-0.85)"]
     secs = entry["auto_fit_predict_seconds_all_series"]
-    lines.append(f"[{'met' if secs < 30 else 'NOT met'}] H={h}: auto fit+forecast of all series "
+    lines.append(f"{'MET' if secs < 30 else 'NOT MET'}: H={h}: auto fit+forecast of all series "
                  f"{secs:.2f} s (target < 30 s)")
     if "auto_vs_statsforecast_best_same_series" in c:
         ratio = c["auto_vs_statsforecast_best_same_series"]
-        lines.append(f"[{'met' if ratio <= 1.0 else 'NOT met'}] H={h}: auto NMAE / best "
+        lines.append(f"{'MET' if ratio <= 1.0 else 'NOT MET'}: H={h}: auto NMAE / best "
                      f"statsforecast NMAE on the same series = {ratio:.3f} (target <= 1)")
     return lines
 
