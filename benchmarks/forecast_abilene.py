@@ -30,8 +30,8 @@ from vnstitch.cli.forecast import run_backtest, top_series
 from vnstitch.cli.output import console, table
 from vnstitch.forecast import load_series, make_forecaster
 
-OURS = ["naive", "seasonal_naive", "ets", "lstm", "auto"]
-REFS = ["naive", "seasonal_naive", "ets", "auto", "sf_autoets", "sf_autoarima"]
+OURS = ["naive", "seasonal_naive", "ets", "lagreg", "lstm", "auto"]
+REFS = ["naive", "seasonal_naive", "ets", "lagreg", "auto", "sf_autoets", "sf_autoarima"]
 
 
 def default_data() -> Path:
@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             entry["ref"] = res_ref
         entry["auto_fit_predict_seconds_all_series"] = auto_speed(values, args.season, h)
         entry["checks"] = checks(entry)
+        entry["acceptance"] = acceptance_lines(h, entry)
         out["horizons"][str(h)] = entry
     if args.save:
         args.save.write_text(json.dumps(out, indent=2) + "\n")
@@ -104,7 +105,28 @@ def main(argv: list[str] | None = None) -> int:
                   f"{entry['auto_fit_predict_seconds_all_series']:.2f} s")
         for name, value in entry["checks"].items():
             con.print(f"  {name}: {value}")
+        for line in acceptance_lines(int(h), entry):
+            con.print(f"  {line}")
     return 0
+
+
+def acceptance_lines(h: int, entry: dict[str, Any]) -> list[str]:
+    """Issue 5's acceptance checks at horizon ``h`` as 'met' / 'NOT met' lines with numbers."""
+    c = entry["checks"]
+    target = 0.10 if h == 1 else 0.15
+    gain = c["auto_gain_vs_best_baseline"]
+    lines = [f"{'MET' if gain >= target else 'NOT MET'}: H={h}: auto NMAE {gain:.1%} below the "
+             f"better baseline (target >= {target:.0%})",
+             f"{'MET' if c['auto_coverage_ok'] else 'NOT MET'}: H={h}: auto 80% coverage "
+             f"{c['auto_coverage_80']:.3f} (target 0.75-0.85)"]
+    secs = entry["auto_fit_predict_seconds_all_series"]
+    lines.append(f"{'MET' if secs < 30 else 'NOT MET'}: H={h}: auto fit+forecast of all series "
+                 f"{secs:.2f} s (target < 30 s)")
+    if "auto_vs_statsforecast_best_same_series" in c:
+        ratio = c["auto_vs_statsforecast_best_same_series"]
+        lines.append(f"{'MET' if ratio <= 1.0 else 'NOT MET'}: H={h}: auto NMAE / best "
+                     f"statsforecast NMAE on the same series = {ratio:.3f} (target <= 1)")
+    return lines
 
 
 def checks(entry: dict[str, Any]) -> dict[str, Any]:

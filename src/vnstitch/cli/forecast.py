@@ -73,7 +73,7 @@ def register(sub: Any) -> None:
 
 def model_options(name: str, horizon: int) -> dict[str, Any]:
     """Options that depend on the horizon (models trained or selected for it)."""
-    return {"horizon": horizon} if name in {"auto", "lstm"} else {}
+    return {"horizon": horizon} if name in {"auto", "lstm", "lagreg"} else {}
 
 
 def top_series(values: np.ndarray[Any, Any], k: int | None, train_end: int) -> list[int]:

@@ -294,6 +294,7 @@ REGISTRY: dict[str, str] = {
     "sf_autoets": "vnstitch.forecast.sf:StatsforecastAutoETS",
     "sf_autoarima": "vnstitch.forecast.sf:StatsforecastAutoARIMA",
     "lstm": "vnstitch.forecast.lstm:GlobalLSTM",
+    "lagreg": "vnstitch.forecast.lagreg:LagRegression",
     "auto": "vnstitch.forecast.auto:AutoForecaster",
 }
 
