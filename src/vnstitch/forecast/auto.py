@@ -7,7 +7,9 @@ history. Each candidate's rolling forecasts over the tail of the training window
 (origins before the end of training only, each seeing only data before it) give its mean
 absolute error per series over steps 1..``horizon`` on the same latest origins for every
 candidate (``lagreg`` reports out-of-sample holdout errors there); each series then uses
-the candidate with the lowest error. Nothing after the training window is looked at.
+the candidate with the lowest error, except that the default candidate (``lagreg``) is
+kept unless a rival's error is below ``switch_margin`` (0.8) times the default's.
+Nothing after the training window is looked at.
 Rolling forecasts gather, per series, the chosen candidate's forecast; quantiles come
 from the chosen candidate's calibration errors on those origins (out-of-sample for
 ``lagreg``), so they reflect the mix actually chosen.
@@ -43,6 +45,7 @@ class AutoForecaster(PointForecaster):
     def __init__(self, season: int, *, horizon: int = 1,
                  candidates: Sequence[str] = DEFAULT_CANDIDATES,
                  candidate_options: dict[str, dict[str, Any]] | None = None,
+                 default: str = "lagreg", switch_margin: float = 0.8,
                  **kwargs: Any) -> None:
         super().__init__(season, **kwargs)
         if not candidates or "auto" in candidates:
@@ -50,6 +53,10 @@ class AutoForecaster(PointForecaster):
         self.horizon = horizon
         self.candidates = tuple(candidates)
         self.candidate_options = candidate_options or {}
+        if not 0 < switch_margin <= 1:
+            raise ForecastError(f"auto: switch_margin must be in (0, 1], got {switch_margin}")
+        self.default = default
+        self.switch_margin = switch_margin
         self._models: list[PointForecaster] = []
         self._candidate_errors: list[FloatArray] = []
         self.choice: IntArray = np.zeros(0, dtype=np.int64)
@@ -74,6 +81,14 @@ class AutoForecaster(PointForecaster):
         self.candidate_mae = np.stack([np.abs(e[-rows:]).mean(axis=(0, 1)) for e in errs])
         self._candidate_errors = [e[-rows:] for e in errs]
         self.choice = np.argmin(self.candidate_mae, axis=0).astype(np.int64)
+        if self.default in self.candidates:
+            # Prefer the default (which nests naive) unless a rival is clearly better on
+            # the training tail: a small edge there does not survive a level shift, and
+            # seasonal naive fails badly when a series changes level.
+            d = self.candidates.index(self.default)
+            best = self.candidate_mae[self.choice, np.arange(self.choice.size)]
+            keep_default = best > self.switch_margin * self.candidate_mae[d]
+            self.choice[keep_default] = d
 
     def _roll_point(self, values: FloatArray, origins: IntArray, horizon: int) -> FloatArray:
         if not self._models:
