@@ -8,6 +8,7 @@ import networkx as nx
 import pytest
 
 from vnstitch.model.substrate import Substrate, substrate_from_links
+from vnstitch.routing.arclp import solve_arc_lp
 from vnstitch.routing.errors import NoPathError, RoutingError
 from vnstitch.routing.fast import solve_fast
 from vnstitch.routing.paths import (
@@ -113,7 +114,6 @@ def test_unknown_node_is_named() -> None:
 
 
 def test_arc_lp_is_the_true_optimum() -> None:
-    from vnstitch.routing.arclp import solve_arc_lp
     table = ArcTable(diamond().graph)
     # Over all paths the optimum spreads 30 Mb/s over capacities 10 + 100 + 100.
     assert solve_arc_lp(table, [Demand("a", "d", 30.0)]).mlu == pytest.approx(30 / 210)
