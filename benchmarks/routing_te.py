@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--topologies", default="GtsCe,UsCarrier,Cogentco")
     p.add_argument("--k", type=int, default=4)
     p.add_argument("--target", type=float, default=1.5)
-    p.add_argument("--yen-sample", type=int, default=1500,
+    p.add_argument("--yen-sample", type=int, default=2000,
                    help="pairs to time networkx Yen on (extrapolated to all pairs)")
     p.add_argument("--full-yen", action="store_true", help="time networkx Yen on every pair")
     p.add_argument("--json", action="store_true")

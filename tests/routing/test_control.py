@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from vnstitch.dataplane.objects import U32Filter
 from vnstitch.model.errors import TopologyLoadError
 from vnstitch.model.loaders import load_sndlib
 from vnstitch.model.substrate import substrate_from_links
@@ -22,7 +23,7 @@ from vnstitch.routing.monitor import (
     plan_reroutes,
     plan_returns,
 )
-from vnstitch.routing.qos import U32Filter, parse_policy, policy_to_tc
+from vnstitch.routing.qos import parse_policy, policy_to_tc
 from vnstitch.routing.table import RouteEntry, RoutingTable, to_dataplane_route
 
 POLICY = {

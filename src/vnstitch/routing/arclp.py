@@ -59,8 +59,11 @@ def solve_arc_lp(table: ArcTable, demands: Sequence[Demand], *,
 
 
 def arc_lp(table: ArcTable, demands: Sequence[Demand], fixed_load: np.ndarray, *,
-           solver: str = "ipm") -> tuple[ArcLpResult, np.ndarray]:
+           solver: str = "ipm", crossover: bool = True) -> tuple[ArcLpResult, np.ndarray]:
     """The arc LP of ``demands`` on top of a constant ``fixed_load`` per arc.
+
+    ``crossover=False`` skips IPM's crossover to a vertex: faster, and the duals are
+    central (spread over all tight arcs), which is what a pricing step wants.
 
     Returns the result and the arc duals ``y >= 0`` (``sum cap_a y_a = 1`` at optimum).
     """
@@ -114,6 +117,8 @@ def arc_lp(table: ArcTable, demands: Sequence[Demand], fixed_load: np.ndarray, *
     h.setOptionValue("output_flag", False)
     h.setOptionValue("random_seed", 0)
     h.setOptionValue("solver", solver)
+    if not crossover:
+        h.setOptionValue("run_crossover", "off")
     h.passModel(lp)
     h.run()
     status = h.getModelStatus()

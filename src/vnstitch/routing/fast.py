@@ -91,7 +91,8 @@ def _decompose(table: ArcTable, flow: np.ndarray, src: int, dst: int, *, volume:
 
 def solve_fast(table: ArcTable, demands: Sequence[Demand], *, weight: str = "latency_ms",
                gap: float = DEFAULT_GAP, batch: int | None = None,
-               max_rounds: int = 100, solver: str = "ipm") -> TeResult:
+               max_rounds: int = 100, solver: str = "ipm", crossover: bool = False,
+               first_hot: float = 1.0) -> TeResult:
     """Min-MLU routing within ``gap`` of the all-paths optimum (module docstring).
 
     ``batch`` sources are freed per round (default ``max(10, N // 15)``); after
@@ -118,11 +119,11 @@ def solve_fast(table: ArcTable, demands: Sequence[Demand], *, weight: str = "lat
         fixed = np.bincount(pin_arcs, weights=np.where(is_free[pin_dem], 0.0, vol[pin_dem]),
                             minlength=m)
         res, y = arc_lp(table, [d for d, f in zip(demands, is_free, strict=True) if f],
-                        fixed, solver=solver)
+                        fixed, solver=solver, crossover=crossover)
         upper, flows, free_sources = res.mlu, res.flow, res.sources
-        if not y.any():  # nothing free yet: the dual is the most utilised arc
-            y = np.zeros(m)
-            y[int(np.argmax(res.arc_load / table.capacity))] = 1.0
+        if not y.any():  # nothing free yet: weigh every hot arc, the hottest most
+            util = res.arc_load / table.capacity
+            y = np.where(util >= first_hot * util.max(), util ** 4, 0.0)
         y = y / float(table.capacity @ y)
         solve_s += time.perf_counter() - t1
         t2 = time.perf_counter()
