@@ -20,7 +20,6 @@ from typing import Any
 
 from vnstitch.allocate.evaluate import EvalConfig
 from vnstitch.allocate.metrics import COST_RATIOS
-from vnstitch.allocate.policy import ScalingRules
 from vnstitch.allocate.providers.base import ResourceKind
 from vnstitch.cli.allocate import run_evaluation, write_plot
 from vnstitch.cli.output import console, table
@@ -38,23 +37,30 @@ def data_dir() -> Path:
     sys.exit("real data not found: set VNSTITCH_DATA")
 
 
-def checks(name: str, res: dict[str, Any]) -> dict[str, bool]:
+def checks(name: str, res: dict[str, Any]) -> dict[str, tuple[bool, str]]:
+    """Acceptance checks of issue 6: name -> (met, the numbers behind it)."""
     pol = res["policies"]
-    out = {}
+    out: dict[str, tuple[bool, str]] = {}
     for r in COST_RATIOS:
         k = f"{r:g}"
-        best_other = min(pol[p]["total_cost"][k] for p in NON_ORACLE)
-        out[f"{name}: predictive lowest cost at ratio {k}"] = \
-            pol["predictive"]["total_cost"][k] <= best_other
+        other = min(NON_ORACLE, key=lambda p: pol[p]["total_cost"][k])
+        ours, theirs = pol["predictive"]["total_cost"][k], pol[other]["total_cost"][k]
+        out[f"{name}: predictive lowest cost at ratio {k}"] = (
+            ours <= theirs, f"{ours:.4f} vs best other {other} {theirs:.4f}")
     for other, cmp in res.get("predictive_curve_below", {}).items():
-        out[f"{name}: predictive trade-off curve below {other}"] = cmp["below"]
+        lo, hi = cmp["slack_range"]
+        out[f"{name}: predictive trade-off curve below {other}"] = (
+            cmp["below"], f"worst margin {cmp['worst_margin']:+.4f} on slack [{lo:.3f}, {hi:.3f}]")
     if name == "bandwidth":
-        p = pol["predictive"]
-        out["bandwidth r=10: predictive unserved <= 1%"] = p["unserved_fraction"] <= 0.01
-        out["bandwidth r=10: predictive slack < static-p95"] = \
-            p["slack"] < pol["static-p95"]["slack"]
-        out["bandwidth r=10: predictive unserved <= half of reactive"] = \
-            p["unserved_fraction"] <= 0.5 * pol["reactive"]["unserved_fraction"]
+        p, sp, re = pol["predictive"], pol["static-p95"], pol["reactive"]
+        u = p["unserved_fraction"]
+        out["bandwidth r=10: predictive unserved <= 1%"] = (u <= 0.01, f"{u:.4%}")
+        out["bandwidth r=10: predictive slack < static-p95"] = (
+            p["slack"] < sp["slack"], f"{p['slack']:.4f} vs {sp['slack']:.4f}")
+        out["bandwidth r=10: predictive unserved <= half of reactive"] = (
+            u <= 0.5 * re["unserved_fraction"],
+            f"{u:.4%} vs half of {re['unserved_fraction']:.4%} = "
+            f"{0.5 * re['unserved_fraction']:.4%}")
     return out
 
 
@@ -63,18 +69,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="auto", help="forecaster for predictive (default auto)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--no-plot", action="store_true", help="do not write PNGs")
+    ap.add_argument("--save", metavar="OUT.json", help="also write the JSON object to a file")
     args = ap.parse_args(argv)
     d = data_dir()
     runs = {
         "bandwidth": ([str(d / "abilene" / "abilene_tm_5min.csv.gz")],
-                      EvalConfig(ResourceKind.BANDWIDTH, 288, 1, 0.1,
-                                 rules=ScalingRules(unit=0.1))),
+                      EvalConfig(ResourceKind.BANDWIDTH, 288, 1, 0.1)),
         "compute": ([str(p) for p in sorted((d / "cloudwatch").glob("ec2_cpu_utilization_*.csv"))],
-                    EvalConfig(ResourceKind.COMPUTE, 288, 2, 25.0,
-                               rules=ScalingRules(unit=25.0))),
+                    EvalConfig(ResourceKind.COMPUTE, 288, 2, 25.0)),
     }
     out: dict[str, Any] = {}
-    all_checks: dict[str, bool] = {}
+    all_checks: dict[str, tuple[bool, str]] = {}
     con = console()
     for name, (files, cfg) in runs.items():
         res, pooled = run_evaluation(files, cfg, args.model, quiet=args.json)
@@ -91,11 +96,15 @@ def main(argv: list[str] | None = None) -> int:
             con.print(table(f"{name} (model {args.model}, predictive q={cfg.quantile:.3f})",
                             ["policy", "P(a<d)", "unserved", "slack", "chg/h",
                              *(f"cost r={r:g}" for r in COST_RATIOS)], rows))
-    out["checks"] = all_checks
+    out["checks"] = {k: {"met": m, "detail": d} for k, (m, d) in all_checks.items()}
+    if args.save:
+        Path(args.save).write_text(json.dumps(out, indent=1, default=str) + "\n")
     if args.json:
         print(json.dumps(out, indent=2, default=str))
     else:
-        con.print(table("acceptance", ["check", "pass"], sorted(all_checks.items())))
+        con.print(table("acceptance (issue 6)", ["check", "result", "numbers"],
+                        [[k, "met" if m else "NOT met", d]
+                         for k, (m, d) in sorted(all_checks.items())]))
     return 0
 
 

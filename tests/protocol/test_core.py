@@ -89,6 +89,9 @@ def test_transit_stitch_in_three_round_trips(abilene4) -> None:  # type: ignore[
     assert ot.peer_public == tt.public_key and tt.peer_public == ot.public_key
     dp = net.dataplane[o.rm_id]
     assert "route:254:10.100.1.0/24:50" in dp and f"wg:{ot.wg_name}" in dp
+    # Both ends may share a host (user-space WireGuard's socket is per interface name).
+    assert ot.wg_name != tt.wg_name and max(len(ot.wg_name), len(ot.vxlan_name)) <= 15
+    assert f"rate:{ot.vxlan_name}:{ot.class_id}" in dp  # one HTB class per VXLAN port
     assert net.core(TRANSIT).link_usage()[o.rm_id][0] == 1000
     net.process(o.rm_id, o.release_stitch(sid, net.now))
     net.run_until(net.now + 1)

@@ -33,18 +33,19 @@ import numpy as np
 from vnstitch.allocate.baselines import (
     POLICIES,
     oracle_units,
-    predictive_units,
     reactive_units,
     static_units,
 )
+from vnstitch.allocate.calibrate import CalibratedChoice, calibrated_units, select
 from vnstitch.allocate.errors import AllocateError
-from vnstitch.allocate.forecasts import QuantilePaths
+from vnstitch.allocate.forecasts import LeadForecasts
 from vnstitch.allocate.metrics import COST_RATIOS, Tally, TradeoffPoint, tally
 from vnstitch.allocate.policy import FloatArray, IntArray, ScalingRules, newsvendor_quantile
 from vnstitch.allocate.providers.base import ResourceKind
 
-PREDICTIVE_SWEEP: tuple[float, ...] = (0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.925, 0.95,
-                                       0.96, 0.97, 0.98, 0.99, 0.995)
+PREDICTIVE_SWEEP: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8,
+                                       0.85, 0.875, 0.9, 0.925, 0.94, 0.95, 0.96, 0.97, 0.98,
+                                       0.99, 0.995)
 REACTIVE_SWEEP: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25,
                                      1.5, 2.0)
 STATIC_SWEEP: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.35, 1.5, 1.75,
@@ -71,6 +72,7 @@ class EvalConfig:
     target_utilisation: float = 0.8
     rules: ScalingRules | None = None  # default: derived from unit
     sweep: bool = True
+    calib_seasons: int = 4  # end of training used to calibrate predictive (conformal)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.policies) - set(POLICIES))
@@ -91,9 +93,15 @@ class EvalConfig:
     def scaling(self) -> ScalingRules:
         if self.rules is not None:
             return self.rules
-        # Filled storage cannot be handed back; bandwidth and VMs can.
+        # Filled storage cannot be handed back; bandwidth and VMs can. A service keeps
+        # at least one VM (the HPA's minReplicas=1), so compute never goes to zero.
         return ScalingRules(unit=self.unit,
+                            min_units=1 if self.resource is ResourceKind.COMPUTE else 0,
                             allow_scale_in=self.resource is not ResourceKind.STORAGE)
+
+    def calib_steps(self, start: int) -> int:
+        """Calibration window length (end of training), leaving the forecaster >= 2 seasons."""
+        return max(8, min(self.calib_seasons * self.season, start - 2 * self.season))
 
     def split(self, n_steps: int) -> int:
         """Index of the first test step for a trace of ``n_steps`` steps."""
@@ -115,6 +123,7 @@ class TraceResult:
     # For plots: demand and allocation summed over series, per test step.
     demand_total: FloatArray | None = None
     alloc_total: dict[str, FloatArray] = field(default_factory=dict)
+    choices: list[dict[str, object]] = field(default_factory=list)  # predictive, per ratio
 
     def merge(self, other: TraceResult) -> TraceResult:
         out = TraceResult()
@@ -135,6 +144,7 @@ class TraceResult:
         out.demand_total = self.demand_total if self.demand_total is not None \
             else other.demand_total
         out.alloc_total = self.alloc_total or other.alloc_total
+        out.choices = self.choices + other.choices
         return out
 
     def points(self, name: str) -> list[TradeoffPoint]:
@@ -151,7 +161,7 @@ class TraceResult:
 
 
 def evaluate_values(values: FloatArray, step_seconds: float, cfg: EvalConfig,
-                    paths: QuantilePaths | None,
+                    paths: LeadForecasts | None,
                     on_step: Callable[[str], None] | None = None) -> TraceResult:
     """Replay ``values`` (T, N) through the configured policies (see module docstring)."""
     if values.ndim != 2 or not np.isfinite(values).all():
@@ -190,15 +200,18 @@ def evaluate_values(values: FloatArray, step_seconds: float, cfg: EvalConfig,
     if "predictive" in cfg.policies:
         if paths is None:
             raise AllocateError("policy 'predictive' needs forecasts")
-        if paths.values.shape[0] != demand.shape[0] or paths.values.shape[2] != demand.shape[1]:
-            raise AllocateError(f"forecast paths shaped {paths.values.shape} do not match the "
-                                f"test window {demand.shape}")
-        rules = cfg.scaling
-        record("predictive", predictive_units(paths.levels, paths.values, cfg.quantile, rules))
+        if (paths.first_step + paths.calib_steps != start
+                or paths.center.shape != (values.shape[0] - paths.first_step, demand.shape[1])):
+            raise AllocateError(f"forecasts shaped {paths.center.shape} from step "
+                                f"{paths.first_step} do not match the test window from {start}")
+        budget = _hpa_churn(values, start, paths.calib_steps, step_seconds, cfg)
+        record("predictive", predictive(values, paths, cfg, c_under=cfg.c_under,
+                                        c_over=cfg.c_over, step_seconds=step_seconds,
+                                        churn_budget=budget, res=res))
         for r in COST_RATIOS:
-            q = newsvendor_quantile(r, 1.0)
-            res.ratio_tallies[r] = score("predictive",
-                                         predictive_units(paths.levels, paths.values, q, rules))
+            res.ratio_tallies[r] = score("predictive", predictive(
+                values, paths, cfg, c_under=r, c_over=1.0, step_seconds=step_seconds,
+                churn_budget=budget, res=res))
         tick("predictive")
     if cfg.sweep:
         _sweep(values, start, step_seconds, cfg, paths=paths, res=res, score=score)
@@ -206,14 +219,49 @@ def evaluate_values(values: FloatArray, step_seconds: float, cfg: EvalConfig,
     return res
 
 
+def _hpa_churn(values: FloatArray, start: int, calib_steps: int, step_seconds: float,
+               cfg: EvalConfig) -> float:
+    """Changes per hour of the HPA rule on the scoring half of the calibration window."""
+    score_from = start - calib_steps + calib_steps // 2
+    units = reactive_units(values[:start], score_from, cfg.lead, cfg.unit,
+                           target_utilisation=cfg.target_utilisation,
+                           step_seconds=step_seconds)
+    return tally(values[score_from:start], units.astype(np.float64) * cfg.unit,
+                 step_seconds).changes_per_hour
+
+
+def predictive(values: FloatArray, paths: LeadForecasts, cfg: EvalConfig, *, c_under: float,
+               c_over: float, step_seconds: float, churn_budget: float,
+               res: TraceResult | None = None) -> IntArray:
+    """The calibrated predictive policy at one cost ratio (choices from training only)."""
+    first, calib = paths.first_step, paths.calib_steps
+    start = first + calib
+    choice: CalibratedChoice = select(
+        paths.center[:calib], values[first:start], cfg.lead, c_under=c_under, c_over=c_over,
+        base=cfg.scaling, churn_budget=churn_budget, step_seconds=step_seconds)
+    if res is not None:
+        res.choices.append({"c_under": c_under, "c_over": c_over, "beta": choice.beta,
+                            "floor_last_seen": choice.floor_last_seen,
+                            "hold_steps": choice.rules.hold_steps,
+                            "hysteresis": choice.rules.scale_in_hysteresis,
+                            "scale_in_window": choice.rules.scale_in_window,
+                            "train_cost": choice.train_cost,
+                            "train_changes_per_hour": choice.train_changes_per_hour,
+                            "hpa_train_changes_per_hour": churn_budget})
+    return calibrated_units(paths.center, values[first:], calib_steps=calib, lead=cfg.lead,
+                            c_under=c_under, c_over=c_over, choice=choice)
+
+
 def _sweep(values: FloatArray, start: int, step_seconds: float, cfg: EvalConfig, *,
-           paths: QuantilePaths | None, res: TraceResult,
+           paths: LeadForecasts | None, res: TraceResult,
            score: Callable[[str, IntArray], Tally]) -> None:
     unit = cfg.unit
     if "predictive" in cfg.policies and paths is not None:
+        budget = _hpa_churn(values, start, paths.calib_steps, step_seconds, cfg)
         res.curves["predictive"] = [
-            (q, score("predictive", predictive_units(paths.levels, paths.values, q,
-                                                     cfg.scaling)))
+            (q, score("predictive", predictive(values, paths, cfg, c_under=q, c_over=1.0 - q,
+                                               step_seconds=step_seconds,
+                                               churn_budget=budget)))
             for q in PREDICTIVE_SWEEP]
     if "reactive" in cfg.policies:
         res.curves["reactive"] = [

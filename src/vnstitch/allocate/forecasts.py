@@ -58,3 +58,46 @@ def lead_quantiles(values: FloatArray, start: int, lead: int, *, model: str, sea
     stacked = np.stack([rf.quantiles[q][:want, lead - 1, :] for q in lv], axis=1)
     return QuantilePaths(lv, stacked.astype(np.float64), model, rf.fit_seconds,
                          rf.predict_seconds, tuple(rf.notes))
+
+
+@dataclass(frozen=True, slots=True)
+class LeadForecasts:
+    """``center[i, n]``: lead-step-ahead point forecast of series n at step
+    ``first_step + i``, for the calibration window and the test window after it."""
+
+    center: FloatArray
+    first_step: int
+    calib_steps: int
+    model: str
+    fit_seconds: float
+    predict_seconds: float
+    notes: tuple[str, ...] = ()
+
+
+def lead_point_forecasts(values: FloatArray, start: int, calib_steps: int, lead: int, *,
+                         model: str, season: int, options: dict[str, object] | None = None,
+                         ) -> LeadForecasts:
+    """Point forecasts ``lead`` steps ahead for every step in ``[start - calib_steps, T)``.
+
+    The model is fitted once on the data before the calibration window and then filters
+    forward, so the calibration errors are out of sample like the test ones.
+    """
+    n_steps = values.shape[0]
+    first_step = start - calib_steps
+    first_origin = first_step - lead + 1
+    if lead < 1 or calib_steps < 4 or first_origin < 2 or start >= n_steps:
+        raise AllocateError(f"cannot calibrate on [{first_step}, {start}) and forecast "
+                            f"[{start}, {n_steps}) with lead {lead}: training window too short")
+    try:
+        rf = rolling_forecasts(model, values, first_origin, lead, (0.5,), season=season,
+                               options=options)
+    except ImportError as exc:
+        raise AllocateError(f"forecaster {model!r} is not available here: {exc}") from exc
+    want = n_steps - first_step
+    origins = np.asarray(rf.origins)
+    if origins.size < want or origins[0] != first_origin:
+        raise AllocateError(f"forecaster returned origins {origins[:3]}..., expected "
+                            f"{first_origin}..{first_origin + want - 1}")
+    center = np.asarray(rf.mean[:want, lead - 1, :], dtype=np.float64)
+    return LeadForecasts(center, first_step, calib_steps, model, rf.fit_seconds,
+                         rf.predict_seconds, tuple(rf.notes))

@@ -26,6 +26,8 @@ SUBCOMMAND_MODULES = (
     "vnstitch.cli.routemgr",
     "vnstitch.cli.lab",
     "vnstitch.cli.route",
+    "vnstitch.cli.forecast",
+    "vnstitch.cli.simulate",
 )
 
 

@@ -27,9 +27,8 @@ from vnstitch.allocate.evaluate import (
     evaluate_values,
     sweep_names,
 )
-from vnstitch.allocate.forecasts import lead_quantiles
+from vnstitch.allocate.forecasts import lead_point_forecasts
 from vnstitch.allocate.metrics import COST_RATIOS, curve_below, summary
-from vnstitch.allocate.policy import ScalingRules
 from vnstitch.allocate.providers.base import ResourceKind
 from vnstitch.cli.output import add_json_flag, console, print_json, progress, table
 from vnstitch.forecast.data import load_series
@@ -70,8 +69,10 @@ def register(sub: Any) -> None:
                     help="test window length in steps (default 3 seasons)")
     ev.add_argument("--target-utilisation", type=float, default=0.8,
                     help="reactive (HPA) target utilisation (default 0.8)")
-    ev.add_argument("--hold-steps", type=int, default=2,
-                    help="predictive: decisions an amount is held before it may shrink")
+    ev.add_argument("--calib-seasons", type=int, default=4, metavar="K",
+                    help="predictive: seasons at the end of training used to calibrate its "
+                    "error distribution and choose its scale memory and churn rules "
+                    "(default 4)")
     ev.add_argument("--no-sweep", action="store_true",
                     help="skip the trade-off sweep (faster; no curve in the plot)")
     ev.add_argument("--plot", metavar="OUT.png", help="write allocation and trade-off plots")
@@ -87,13 +88,13 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         raise AllocateError("--policies: give at least one policy")
     if not unit > 0:
         raise AllocateError(f"--unit must be > 0, got {unit}")
-    rules = ScalingRules(unit=unit, hold_steps=args.hold_steps,
-                         allow_scale_in=resource is not ResourceKind.STORAGE)
+    if args.calib_seasons < 1:
+        raise AllocateError(f"--calib-seasons must be >= 1, got {args.calib_seasons}")
     return EvalConfig(resource=resource, season=args.season, lead=args.lead_time, unit=unit,
                       c_under=args.cost_under, c_over=args.cost_over, policies=policies,
                       test_steps=args.test_steps,
-                      target_utilisation=args.target_utilisation, rules=rules,
-                      sweep=not args.no_sweep)
+                      target_utilisation=args.target_utilisation,
+                      sweep=not args.no_sweep, calib_seasons=args.calib_seasons)
 
 
 def run_evaluation(files: list[str], cfg: EvalConfig, model: str, *,
@@ -113,8 +114,8 @@ def run_evaluation(files: list[str], cfg: EvalConfig, model: str, *,
             paths = None
             if "predictive" in cfg.policies:
                 bar.update(task, description=f"forecast {Path(path).name} ({model})")
-                paths = lead_quantiles(data.values, start, cfg.lead, model=model,
-                                       season=cfg.season)
+                paths = lead_point_forecasts(data.values, start, cfg.calib_steps(start),
+                                             cfg.lead, model=model, season=cfg.season)
                 fit_s += paths.fit_seconds
                 pred_s += paths.predict_seconds
             bar.advance(task)
@@ -146,6 +147,9 @@ def _result_dict(res: TraceResult, cfg: EvalConfig, model: str, *,
     out["quantile"] = cfg.quantile
     out["forecaster"] = {"model": model, "fit_seconds": fit_s, "predict_seconds": pred_s}
     out["data"] = info
+    if res.choices:
+        # What predictive chose on the training window, per file and cost ratio.
+        out["predictive_choices"] = res.choices
     out["repairs"] = [f"{d['file']}: {r}" for d in info for r in d["repairs"]]
     if res.curves:
         out["tradeoff"] = {

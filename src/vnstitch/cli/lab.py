@@ -1,8 +1,10 @@
-"""``vnstitch lab up|down|status|baseline``: a real multi-segment substrate in namespaces.
+"""``vnstitch lab up|down|status|baseline|demo``: a real multi-segment substrate in namespaces.
 
 Theory of operation: thin wrappers over :mod:`vnstitch.lab.substrate` (build, describe,
-tear down by run id) and :mod:`vnstitch.lab.baseline` (a hand-configured VXLAN-over-
-WireGuard stitch with ping, iperf3 and a capture on the transit link). Needs root.
+tear down by run id), :mod:`vnstitch.lab.baseline` (a hand-configured VXLAN-over-
+WireGuard stitch with ping, iperf3 and a capture on the transit link) and
+:mod:`vnstitch.lab.demo` (live Route Manager daemons stitch VN 100, traffic, reroute).
+Needs root.
 """
 
 from __future__ import annotations
@@ -41,6 +43,19 @@ def register(sub: Any) -> None:
     bl.add_argument("--seconds", type=float, default=3.0, help="iperf3 duration (default 3)")
     add_json_flag(bl)
     bl.set_defaults(handler=_baseline)
+    dm = lsub.add_parser("demo", help="one live Route Manager per segment stitches VN 100 "
+                         "A->B: ping, iperf3, capture on the transit link, cut A-T, reroute",
+                         description="Builds a temporary lab, starts 'vnstitch routemgr run' "
+                         "inside each segment router's namespace (linux dataplane), requests "
+                         "a stitch for VN 100 from A, measures real traffic through it, "
+                         "cuts the A-T link and measures the reroute, then removes "
+                         "everything.")
+    dm.add_argument("--bandwidth", type=float, default=100.0, metavar="MBPS",
+                    help="bandwidth to reserve for the stitch (default 100)")
+    dm.add_argument("--seconds", type=float, default=3.0, help="iperf3 duration (default 3)")
+    dm.add_argument("--pings", type=int, default=10, help="pings under capture (default 10)")
+    add_json_flag(dm)
+    dm.set_defaults(handler=_demo)
 
 
 def _need_root() -> None:
@@ -117,4 +132,47 @@ def _baseline(args: argparse.Namespace) -> int:
          ("capture on A-T (T side)", f"{cap['frames']} frames, WireGuard {cap['wireguard']}, "
           f"inner ICMP {cap['inner_icmp']}, VXLAN in clear {cap['vxlan_in_clear']}"),
          ("encrypted on substrate", result["encrypted_on_substrate"])]))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    _need_root()
+    from vnstitch.cli.output import progress  # noqa: PLC0415
+    from vnstitch.lab import demo  # noqa: PLC0415
+
+    if args.bandwidth <= 0 or args.seconds <= 0 or args.pings < 1:
+        raise LabError("lab demo: --bandwidth and --seconds must be > 0, --pings >= 1")
+    out = console()
+    with progress(disable=args.json) as bar:
+        task = bar.add_task("lab demo", total=len(demo.STEPS))
+
+        def step(name: str, facts: dict[str, Any]) -> None:
+            bar.update(task, advance=1, description=name)
+            if not args.json:
+                shown = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                                  for k, v in facts.items())
+                out.print(f"[bold]{name}[/]: {shown}")
+
+        result = demo.run_demo(bandwidth_mbps=args.bandwidth, iperf_seconds=args.seconds,
+                               pings=args.pings, on_step=step)
+    if args.json:
+        print_json(result)
+        return 0
+    cap = result["capture"]
+    out.print(table(f"live Route Managers, lab {result['run_id']}", ["metric", "value"], [
+        ("stitch up", result["stitch_up"]), ("path", result["path"]),
+        ("request -> first packet s", result["setup_seconds"]),
+        ("request -> established s", result["stitch_established_seconds"]),
+        ("ping", f"{result['ping_received']}/{result['ping_sent']}"),
+        ("iperf3 Mbit/s (reserved)", f"{result['iperf_mbps']:.1f} "
+         f"({result['reserved_mbps']:g})"),
+        ("capture on A-T (T side)", f"{cap['frames']} frames, WireGuard {cap['wireguard']}, "
+         f"inner ICMP {cap['inner_icmp']}, VXLAN in clear {cap['vxlan_in_clear']}"),
+        ("encrypted on substrate", result["encrypted_on_substrate"]),
+        ("after cut A-T: path", result["rerouted_path"]),
+        ("cut -> re-negotiated s", result["renegotiated_seconds"]),
+        ("cut -> T released its reservation s", result["transit_t_released_seconds"]),
+        ("cut -> traffic flows again s", result["reroute_seconds"]),
+        ("delivery outage s", result["outage_seconds"]),
+        ("leftovers", sum(len(v) for v in result["leftovers"].values()))]))
     return 0

@@ -21,7 +21,7 @@ SHOW_COLUMNS: dict[str, list[str]] = {
     "vnids": ["vnid", "where", "components", "host_ports", "via"],
     "stitches": ["stitch_id", "vnid", "status", "path", "bandwidth_mbps", "reserved_mbps",
                  "latency_ms", "cost"],
-    "tunnels": ["tunnel_id", "peer", "state"],
+    "tunnels": ["tunnel_id", "peer", "state", "interface"],
 }
 
 

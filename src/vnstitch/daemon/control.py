@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from vnstitch.daemon.errors import ControlError
 from vnstitch.errors import VnstitchError
+from vnstitch.model.ids import VNID
 from vnstitch.model.ids import vnid as parse_vnid
 from vnstitch.protocol.api import StitchConstraints
 
@@ -53,9 +54,7 @@ def view(daemon: RouteManagerDaemon, what: str) -> Any:
         local = [{"vnid": int(vn.vnid), "where": "local",
                   "components": [str(c) for c in vn.components],
                   "host_ports": list(vn.host_ports)} for vn in daemon.config.local_vns]
-        remote = [{"vnid": v, "where": "remote", "via": list(via)}
-                  for v, via in sorted(daemon.routes.items()) if via is not None]
-        return local + remote
+        return local + _remote_routes(daemon)
     if what == "stitches":
         reserved = {r.stitch_id: r.bandwidth_mbps for r in daemon.store.reservations()}
         return [{"stitch_id": s.stitch_id, "vnid": s.vnid, "status": s.status,
@@ -64,7 +63,10 @@ def view(daemon: RouteManagerDaemon, what: str) -> Any:
                  "latency_ms": s.latency_ms, "cost": s.cost}
                 for s in daemon.store.stitches()]
     if what == "tunnels":
-        return [{"tunnel_id": t, "peer": peer, "state": state}
+        # Interface names come from the core's live tunnels, when the core exposes them.
+        live = getattr(daemon.core, "tunnels", {})
+        return [{"tunnel_id": t, "peer": peer, "state": state,
+                 "interface": getattr(live.get(t), "wg_name", None)}
                 for t, peer, state, _ in daemon.store.tunnels()]
     if what == "metrics":
         return metrics_text(daemon)
@@ -74,8 +76,33 @@ def view(daemon: RouteManagerDaemon, what: str) -> Any:
                 "listen": f"{host}:{port}", "driver": daemon.config.dataplane.driver,
                 "uptime_s": round(now - daemon.started_at, 3),
                 "dataplane_objects": len(daemon.desired_state()),
-                "adopted_ops": daemon.metrics["adopted_ops"]}
+                "adopted_ops": daemon.metrics["adopted_ops"],
+                "reconciles": daemon.metrics["reconciles"],
+                "dataplane_errors": daemon.metrics["dataplane_errors"],
+                "link_usage": _link_usage(daemon)}
     raise ControlError(f"show: unknown view {what!r} (one of {', '.join(SHOW_WHAT)})")
+
+
+def _remote_routes(daemon: RouteManagerDaemon) -> list[dict[str, Any]]:
+    """Every learned route (one per VNID and origin) when the core exposes its discovery
+    table -- a VN present here *and* elsewhere then shows its remote origins too; else
+    the best route per VNID from the core's RouteChanged events."""
+    discovery = getattr(daemon.core, "discovery", None)
+    if discovery is None:
+        return [{"vnid": v, "where": "remote", "via": list(via)}
+                for v, via in sorted(daemon.routes.items()) if via is not None]
+    vnids = sorted({int(v) for v, _ in discovery.best})
+    return [{"vnid": v, "where": "remote", "via": list(r.entry.path)}
+            for v in vnids for r in discovery.routes_to(VNID(v)) if r.via is not None]
+
+
+def _link_usage(daemon: RouteManagerDaemon) -> dict[str, dict[str, float]]:
+    """Reserved vs capacity per neighbour link (transit reservations included)."""
+    usage = getattr(daemon.core, "link_usage", None)
+    if usage is None:
+        return {}
+    return {str(peer): {"reserved_mbps": used, "capacity_mbps": cap}
+            for peer, (used, cap) in usage().items()}
 
 
 def _label(value: str) -> str:

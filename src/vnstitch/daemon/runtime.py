@@ -16,6 +16,19 @@ out in a fixed order that makes a crash at any point safe:
    without flapping, and garbage-collects owned objects no longer wanted);
 4. send the datagrams.
 
+Blocking drivers: the Linux driver does netlink round trips and starts ``wireguard-go``
+(tens to hundreds of milliseconds), and refuses to run on the event loop's thread. For
+it, step 3 only marks the dataplane dirty; one reconcile worker at a time runs
+``reconcile`` in a thread (``asyncio.to_thread``) against the *latest* desired state,
+and runs again if the state changed meanwhile (changes coalesce, never interleave).
+The order "reconcile, then send" still holds: datagrams of a batch that changed the
+dataplane (and any sent after them, to keep per-peer sequence order) wait until the
+reconcile pass covering that change has run. That matters on the wire: the target's
+COMMIT_ACK must not reach the origin before the target's WireGuard device listens, or
+the origin's first handshake is lost and WireGuard waits its 5 s rekey timeout. The
+desired state is persisted before, so a crash mid-apply is repaired by the reconcile
+at the next start. The in-memory driver is reconciled inline, as before.
+
 Clock: the core's ``now`` is wall-clock seconds (peers compare message timestamps),
 computed as ``loop.time() + offset`` with the offset fixed at start, so it is monotonic
 while the daemon runs; a core timer at ``t`` is scheduled at loop time ``t - offset``.
@@ -40,7 +53,8 @@ from vnstitch.daemon.errors import DaemonError
 from vnstitch.daemon.identity import KeyInfo, load_key_file
 from vnstitch.daemon.state import ReservationRecord, StateStore, StitchRecord
 from vnstitch.dataplane.base import DataplaneDriver, DataplaneError, reconcile
-from vnstitch.dataplane.objects import DataplaneState
+from vnstitch.dataplane.memory import MemoryDataplane
+from vnstitch.dataplane.objects import DataplaneState, Op
 from vnstitch.model.ids import VNID, RouteManagerId
 from vnstitch.protocol.api import (
     DataplaneChange,
@@ -129,6 +143,11 @@ class RouteManagerDaemon:
         self._control: Any = None
         self.last_reconcile_ops: list[str] = []
         self.started_at = 0.0
+        # Only the in-memory driver is cheap enough to run on the loop's thread.
+        self._offload = not isinstance(driver, MemoryDataplane)
+        self._reconcile_task: asyncio.Task[None] | None = None
+        self._dataplane_dirty = False
+        self._deferred_sends: list[SendDatagram] = []  # wait for the reconcile pass
 
     # -- properties -----------------------------------------------------------------------
 
@@ -179,7 +198,11 @@ class RouteManagerDaemon:
                 self.config, key, store.load_core_state(), self._seq_high_water, now))
             self._store = store
             self.core_desired = store.load_desired()
-            self._reconcile()  # adopt what is there, remove what we own but do not want
+            # Adopt what is there, remove what we own but no longer want.
+            if self._offload:
+                await self._reconcile_off_loop()
+            else:
+                self._reconcile()
             self.metrics["adopted_ops"] = len(self.last_reconcile_ops)
             self._transport, self._protocol = await self._loop.create_datagram_endpoint(
                 lambda: _UdpProtocol(self),
@@ -210,6 +233,10 @@ class RouteManagerDaemon:
         if self._control is not None:
             await self._control.stop()
             self._control = None
+        if self._reconcile_task is not None:  # let a running kernel apply finish
+            self._dataplane_dirty = False
+            await asyncio.gather(self._reconcile_task, return_exceptions=True)
+            self._reconcile_task = None
         if self._transport is not None:
             self._transport.close()
             self._transport = None
@@ -305,8 +332,11 @@ class RouteManagerDaemon:
                 self._persist_core()
         if dataplane_changed:
             self._reconcile()
-        for send in sends:
-            self._send(send)
+        if self._reconcile_task is not None and (dataplane_changed or self._deferred_sends):
+            self._deferred_sends.extend(sends)  # the worker sends them after its pass
+        else:
+            for send in sends:
+                self._send(send)
         self._schedule_timer()
 
     def _record_event(self, ev: Output) -> bool:
@@ -377,19 +407,61 @@ class RouteManagerDaemon:
         self.metrics["core_state_saves"] += 1
 
     def _reconcile(self) -> None:
+        """Bring the dataplane to the desired state (inline, or via the worker)."""
         if self._retry_timer is not None:
             self._retry_timer.cancel()
             self._retry_timer = None
+        if self._offload:
+            self._dataplane_dirty = True
+            if self._reconcile_task is None and self._loop is not None:
+                self._reconcile_task = self._loop.create_task(self._reconcile_worker())
+            return
         try:
             ops = reconcile(self.driver, self.desired_state())
         except DataplaneError as exc:
-            log.error("dataplane reconcile failed (will retry): %s", exc)
-            self.metrics["dataplane_errors"] += 1
-            if self._loop is not None:
-                self._retry_timer = self._loop.call_later(RECONCILE_RETRY_S, self._reconcile)
+            self._reconcile_failed(exc)
             return
+        self._reconciled(ops)
+
+    async def _reconcile_worker(self) -> None:
+        try:
+            while self._dataplane_dirty and self._store is not None:
+                self._dataplane_dirty = False
+                sends, self._deferred_sends = self._deferred_sends, []
+                ok = await self._reconcile_off_loop()
+                for send in sends:  # sent even after a failed pass: the protocol goes on
+                    self._send(send)
+                if not ok:
+                    break
+        finally:
+            self._reconcile_task = None
+            sends, self._deferred_sends = self._deferred_sends, []
+            for send in sends:
+                self._send(send)
+
+    async def _reconcile_off_loop(self) -> bool:
+        """One reconcile in a worker thread against the current desired state."""
+        desired = self.desired_state()
+        try:
+            ops = await asyncio.to_thread(reconcile, self.driver, desired)
+        except DataplaneError as exc:
+            self._reconcile_failed(exc)
+            return False
+        self._reconciled(ops)
+        return True
+
+    def _reconciled(self, ops: list[Op]) -> None:
         self.last_reconcile_ops = [str(op) for op in ops]
         self.metrics["dataplane_ops"] += len(ops)
+        self.metrics["reconciles"] += 1
+        if ops:
+            log.info("dataplane: %s", "; ".join(self.last_reconcile_ops))
+
+    def _reconcile_failed(self, exc: DataplaneError) -> None:
+        log.error("dataplane reconcile failed (will retry): %s", exc)
+        self.metrics["dataplane_errors"] += 1
+        if self._loop is not None and self._store is not None:
+            self._retry_timer = self._loop.call_later(RECONCILE_RETRY_S, self._reconcile)
 
     def _send(self, send: SendDatagram) -> None:
         peer = self.peers.get(send.destination)

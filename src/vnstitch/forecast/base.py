@@ -158,7 +158,11 @@ class PointForecaster(ABC):
         self._exog = None
         if exog is not None:
             x = self._check_exog(exog, hist.shape[0], "exog")
-            beta = np.asarray(np.linalg.lstsq(x, hist, rcond=None)[0], dtype=np.float64)
+            # an intercept is fitted but left in the series: only the regressors'
+            # effect is removed, so a dummy column does not absorb the mean level
+            design = np.column_stack([np.ones(x.shape[0]), x])
+            coef = np.linalg.lstsq(design, hist, rcond=None)[0]
+            beta = np.asarray(coef[1:], dtype=np.float64)
             self._beta = beta
             self._exog = x
             hist = hist - x @ beta
@@ -290,6 +294,7 @@ REGISTRY: dict[str, str] = {
     "sf_autoets": "vnstitch.forecast.sf:StatsforecastAutoETS",
     "sf_autoarima": "vnstitch.forecast.sf:StatsforecastAutoARIMA",
     "lstm": "vnstitch.forecast.lstm:GlobalLSTM",
+    "lagreg": "vnstitch.forecast.lagreg:LagRegression",
     "auto": "vnstitch.forecast.auto:AutoForecaster",
 }
 

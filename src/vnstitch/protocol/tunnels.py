@@ -12,8 +12,13 @@ The dataplane of one tunnel end is: a WireGuard interface (private key, listen p
 /31 tunnel address, one peer), a VXLAN port with VNI = VNID over it, the VN's bridge and
 the VXLAN port enslaved to it, a flood FDB entry to the remote VTEP, a route per remote
 prefix with the stitching priority as metric, and an HTB rate limit of the reserved
-bandwidth. Interface names carry a short hash of the reservation token so they are
-unique on a host and at most 15 characters. Key pairs are X25519 from the injected RNG.
+bandwidth on the VXLAN port. Interface names carry a short hash of the reservation token
+and of the end (origin or target), so they are at most 15 characters and unique on a
+host even when both ends run there (user-space WireGuard's control socket
+``/var/run/wireguard/<ifname>.sock`` is shared by every network namespace). The rate
+limit sits on the per-tunnel VXLAN port, not the WireGuard interface: it then shapes the
+VN's frames (what the reservation promises) rather than WireGuard's encapsulation.
+Key pairs are X25519 from the injected RNG.
 """
 
 from __future__ import annotations
@@ -140,12 +145,18 @@ class Tunnel:
 
     # -- dataplane -----------------------------------------------------------------------
     @property
+    def _end_tag(self) -> str:
+        # Both ends of one tunnel may live on one host (the namespace lab): the names
+        # must differ per end, not only per token.
+        return short_name(f"{self.token}/{'origin' if self.origin else 'target'}")
+
+    @property
     def wg_name(self) -> str:
-        return f"wg{short_name(self.token)}"
+        return f"wg{self._end_tag}"
 
     @property
     def vxlan_name(self) -> str:
-        return f"vx{short_name(self.token)}"
+        return f"vx{self._end_tag}"
 
     @property
     def bridge_name(self) -> str:
@@ -161,7 +172,7 @@ class Tunnel:
             Bridge(self.bridge_name),
             BridgePort(self.bridge_name, self.vxlan_name),
             FdbEntry(self.vxlan_name, self.peer_addr),
-            RateLimit(self.wg_name, self.class_id, self.bandwidth_mbps, self.bandwidth_mbps),
+            RateLimit(self.vxlan_name, self.class_id, self.bandwidth_mbps, self.bandwidth_mbps),
         ]
         for text in self.remote_components:
             try:

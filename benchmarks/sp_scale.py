@@ -1,0 +1,217 @@
+"""Stitching Protocol at scale: 10, 100 and 1,000 Route Managers for 60 virtual seconds.
+
+Usage: ``python benchmarks/sp_scale.py [--sizes 10,100,1000] [--duration 60] [--json]
+[--plot OUT.png]``. Each size runs in its own process (so peak memory is that run's).
+
+Topologies (Topology Zoo GraphML from ``../shared/data/topologyzoo/graphml``):
+
+* 10 RMs: Cogentco (197 nodes) in 10 segments;
+* 100 RMs: Kdl (754 nodes) in 100 segments;
+* 1,000 RMs: a graph has to have more nodes than segments, and the largest zoo graph has
+  754. So the benchmark *composes* three real graphs -- Kdl (754, US), Cogentco (197, US
+  and Europe) and GtsCe (149, central Europe), 1,100 nodes -- joined by the two
+  geographically nearest node pairs between each pair of graphs (long-haul links with
+  great-circle latency), and cuts that into 1,000 segments (most are one PoP, some two).
+
+Partitioning: for 10 and 100 the project's partitioner (``vnstitch.model.partition``); for
+1,000 the same algorithm (farthest-point seeds on latency, then nearest-seed Voronoi
+cells along a shortest-path tree, so every segment is connected) vectorised with one
+``scipy`` all-pairs Dijkstra, since the generic one is quadratic in K.
+
+Workload per size: VNs = RMs / 5 (between 4 and 40), each on 2 random segments; RMs / 5
+stitch requests (between 10 and 100), Poisson between 10 s and 40 s, 10-50 Mbit/s; no
+loss; protocol timers at their defaults (announce interval 10 s, hold 30 s). Reported:
+wall time of the run (and of the set-up), events/s, peak RSS, control messages per RM per
+announce interval
+(overall and by neighbour count: the curve), discovery convergence, stitch set-up in path
+RTTs and the share within 3 RTT + 5 ms. Baselines in the same table: the targets
+(< 60 s wall and < 4 GiB for 1,000 RMs; set-up <= 3 RTT + 5 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import networkx as nx
+import numpy as np
+from scipy.sparse.csgraph import dijkstra
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from vnstitch.cli.output import console, progress, table
+from vnstitch.model import Substrate, great_circle_km, load_graphml, partitioned
+from vnstitch.model.ids import SegmentId
+from vnstitch.model.partition import segment_name
+from vnstitch.model.substrate import LATENCY_MS_PER_KM
+from vnstitch.sim.runner import run
+from vnstitch.sim.scenario import RequestSpec, Scenario, VnSpec
+
+ZOO = Path(__file__).resolve().parents[3] / "shared" / "data" / "topologyzoo" / "graphml"
+TARGET_WALL_S = 60.0
+TARGET_RSS_GIB = 4.0
+
+
+def _compose(names: list[str]) -> Substrate:
+    parts = [load_graphml(ZOO / f"{n}.graphml") for n in names]
+    out = Substrate("+".join(names))
+    for p in parts:
+        for node, d in p.graph.nodes(data=True):
+            out.add_node(f"{p.name}/{node}", label=d.get("label"), lat=d.get("lat"),
+                         lon=d.get("lon"))
+        for a, b, d in p.graph.edges(data=True):
+            out.add_link(f"{p.name}/{a}", f"{p.name}/{b}", capacity_mbps=d["capacity_mbps"],
+                         latency_ms=d["latency_ms"], cost=d["cost"])
+    for i, p in enumerate(parts):
+        for q in parts[i + 1:]:
+            pairs = sorted(
+                (great_circle_km(da["lat"], da["lon"], db["lat"], db["lon"]), a, b)
+                for a, da in p.graph.nodes(data=True) if da.get("lat") is not None
+                for b, db in q.graph.nodes(data=True) if db.get("lat") is not None)
+            for km, a, b in pairs[:2]:
+                out.add_link(f"{p.name}/{a}", f"{q.name}/{b}", capacity_mbps=100_000.0,
+                             latency_ms=max(0.1, km * LATENCY_MS_PER_KM), cost=1.0)
+    return out
+
+
+def _fast_partition(sub: Substrate, k: int) -> Substrate:
+    g = sub.graph
+    nodes = sorted(g.nodes)
+    idx = {n: i for i, n in enumerate(nodes)}
+    m = nx.to_scipy_sparse_array(g, nodelist=nodes, weight="latency_ms", format="csr")
+    dist = dijkstra(m, directed=False)
+    first = int(np.argmax([g.degree(n) for n in nodes]))
+    seeds = [first]
+    near = dist[first].copy()
+    for _ in range(k - 1):
+        near[seeds] = -1.0
+        nxt = int(np.argmax(near))
+        seeds.append(nxt)
+        np.minimum(near, dist[nxt], out=near)
+    _, paths = nx.multi_source_dijkstra(g, {nodes[s] for s in seeds}, weight="latency_ms")
+    names = {nodes[s]: segment_name(i, k) for i, s in enumerate(seeds)}
+    sub.assign_segments({v: SegmentId(names[p[0]]) for v, p in paths.items()})
+    del idx
+    return sub
+
+
+def substrate_for(size: int) -> Substrate:
+    if size <= 10:
+        return partitioned(load_graphml(ZOO / "Cogentco.graphml"), size)
+    if size <= 100:
+        return partitioned(load_graphml(ZOO / "Kdl.graphml"), size)
+    return _fast_partition(_compose(["Kdl", "Cogentco", "GtsCe"]), size)
+
+
+def run_one(size: int, duration: float) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    sub = substrate_for(size)
+    t_part = time.perf_counter() - t0
+    sc = Scenario(name=f"sp_scale_{size}", topology=sub.name, segments=size, seed=1,
+                  duration_s=duration, vns=VnSpec(max(4, min(size // 5, 40)), 2),
+                  requests=RequestSpec(count=max(10, min(size // 5, 100)), start_s=10.0,
+                                       end_s=min(40.0, duration * 2 / 3),
+                                       bandwidth_mbps=(10.0, 50.0)))
+    with progress() as bar:
+        task = bar.add_task(f"{size} RMs", total=duration)
+        res = run(sc, substrate=sub, progress=lambda t: bar.update(task, completed=t))
+    s = res.summary
+    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    degrees = [len(n) for n in res.simulation.neighbours]
+    return {
+        "rms": size,
+        "topology": sub.name,
+        "nodes": sub.graph.number_of_nodes(),
+        "mean_neighbours": round(sum(degrees) / len(degrees), 2),
+        "virtual_s": duration,
+        "wall_s": round(res.wall_seconds, 2),
+        "setup_wall_s": round(res.setup_seconds + t_part, 2),
+        "events": res.simulation.events,
+        "events_per_s": round(res.events_per_second),
+        "peak_rss_mib": round(rss_kib / 1024, 1),
+        "messages_per_rm_per_interval": s["messages_per_rm_per_announce_interval"],
+        "by_neighbours": s["messages_per_rm_per_interval_by_neighbours"],
+        "convergence_s": s["convergence_seconds"],
+        "requests": s["requests"],
+        "committed": s["committed"],
+        "success_rate_feasible": s["success_rate_feasible"],
+        "setup_rtts_median": s["setup_rtts_median"],
+        "setup_rtts_p95": s["setup_rtts_p95"],
+        "setup_within_3rtt_5ms": s["setup_within_3rtt_5ms"],
+        "overcommit_violations": s["overcommit_violations"],
+        "loops_detected": s["loops_detected"],
+    }
+
+
+def plot(results: list[dict[str, Any]], out: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in results:
+        pts = sorted((int(k), v) for k, v in r["by_neighbours"].items() if v is not None)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{r['rms']} RMs")
+    ax.set_xlabel("neighbours of the Route Manager")
+    ax.set_ylabel("control messages sent per announce interval")
+    ax.set_title("SP control traffic per RM vs neighbour count (60 virtual s)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", default="10,100,1000", help="comma-separated RM counts")
+    p.add_argument("--duration", type=float, default=60.0, help="virtual seconds per size")
+    p.add_argument("--plot", default="sp_scale.png", help="PNG of the messages/neighbours curve")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: run one size
+    args = p.parse_args(argv)
+    if args.one:
+        print(json.dumps(run_one(args.one, args.duration)))
+        return 0
+    results = []
+    for size in (int(x) for x in args.sizes.split(",")):
+        proc = subprocess.run([sys.executable, __file__, "--one", str(size), "--duration",
+                               str(args.duration)], capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            sys.stderr.write(proc.stderr)
+            return proc.returncode
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    plot(results, Path(args.plot))
+    big = max(results, key=lambda r: r["rms"])
+    verdict = {
+        "wall_under_60s_at_max": big["wall_s"] < TARGET_WALL_S,
+        "rss_under_4gib_at_max": big["peak_rss_mib"] < TARGET_RSS_GIB * 1024,
+        "setup_within_3rtt_5ms_all": all((r["setup_within_3rtt_5ms"] or 0) >= 1.0
+                                         for r in results),
+    }
+    if args.json:
+        print(json.dumps({"results": results, "targets": verdict, "plot": args.plot}))
+        return 0
+    cols = ["RMs", "nodes", "nbrs", "wall s", "setup s", "events", "ev/s", "peak MiB",
+            "msg/RM/intv", "conv s", "committed", "RTTs med", "RTTs p95", "<=3RTT+5ms"]
+    rows = [[r["rms"], r["nodes"], r["mean_neighbours"], r["wall_s"], r["setup_wall_s"],
+             r["events"], r["events_per_s"], r["peak_rss_mib"],
+             r["messages_per_rm_per_interval"], r["convergence_s"] or math.nan,
+             f"{r['committed']}/{r['requests']}", r["setup_rtts_median"] or math.nan,
+             r["setup_rtts_p95"] or math.nan, r["setup_within_3rtt_5ms"] or math.nan]
+            for r in results]
+    rows.append(["target", "", "", f"<{TARGET_WALL_S:g}", "", "", "", f"<{TARGET_RSS_GIB:g}GiB",
+                 "~nbrs", "", "", "", "", "1.0"])
+    out = console()
+    out.print(table("sp_scale: Stitching Protocol at scale", cols, rows))
+    out.print(f"targets: {verdict}; curve: {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,198 @@
+"""``vnstitch forecast backtest|run``: rolling-origin evaluation and forecasting from a CSV.
+
+Theory of operation: both commands load the file with
+:func:`vnstitch.forecast.data.load_series` (wide or ``timestamp,value`` CSV, plain or
+gzipped; repairs are printed as notes, bad input is a one-line error naming file, line
+and column). ``backtest`` fits each model on everything before the last
+``--test-steps`` rows and scores the forecasts made at every origin of the test span
+(each uses only data before it); ``run`` fits on all rows and prints the next H steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import numpy as np
+
+from vnstitch.cli.output import add_json_flag, console, print_json, progress, table
+from vnstitch.forecast.backtest import RollingForecast, rolling_forecasts, score
+from vnstitch.forecast.base import MODEL_NAMES, ForecastError, make_forecaster
+from vnstitch.forecast.data import load_series
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a comma-separated list of numbers: {text!r}") from None
+
+
+def _models(text: str) -> list[str]:
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    bad = [n for n in names if n not in MODEL_NAMES]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"unknown model(s) {bad}; known: {','.join(MODEL_NAMES)}")
+    return names
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "forecast", help="backtest forecasting models or forecast the next steps",
+        description="Traffic forecasting on a wide CSV (time,SERIES...) or a "
+        "timestamp,value CSV, plain or gzipped.")
+    fsub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    bt = fsub.add_parser("backtest", help="rolling-origin backtest of several models")
+    bt.add_argument("--data", required=True, metavar="FILE", help="CSV or CSV.gz file")
+    bt.add_argument("--season", type=int, required=True, metavar="S",
+                    help="season length in steps (288 = one day of 5-minute steps)")
+    bt.add_argument("--horizon", type=int, required=True, metavar="H")
+    bt.add_argument("--test-steps", type=int, default=None, metavar="N",
+                    help="score the last N steps (default: 3 seasons)")
+    bt.add_argument("--models", type=_models, default=["naive", "seasonal_naive", "ets", "auto"],
+                    help=f"comma-separated, from {','.join(MODEL_NAMES)} "
+                    "(default naive,seasonal_naive,ets,auto)")
+    bt.add_argument("--quantiles", type=_floats, default=[0.1, 0.5, 0.9])
+    bt.add_argument("--series", type=int, default=None, metavar="K",
+                    help="only the K series with the most traffic (e.g. for sf_autoarima)")
+    bt.add_argument("--plot", default=None, metavar="OUT.png",
+                    help="draw actual vs forecast with the 80%% interval for a few series")
+    add_json_flag(bt)
+    bt.set_defaults(handler=_backtest)
+    run = fsub.add_parser("run", help="forecast the next H steps")
+    run.add_argument("--data", required=True, metavar="FILE")
+    run.add_argument("--horizon", type=int, required=True, metavar="H")
+    run.add_argument("--season", type=int, default=None, metavar="S",
+                     help="season in steps (default: one day of the file's step)")
+    run.add_argument("--model", default="auto", choices=MODEL_NAMES)
+    run.add_argument("--quantiles", type=_floats, default=[0.1, 0.5, 0.9])
+    add_json_flag(run)
+    run.set_defaults(handler=_run)
+
+
+def model_options(name: str, horizon: int) -> dict[str, Any]:
+    """Options that depend on the horizon (models trained or selected for it)."""
+    return {"horizon": horizon} if name in {"auto", "lstm", "lagreg"} else {}
+
+
+def top_series(values: np.ndarray[Any, Any], k: int | None, train_end: int) -> list[int]:
+    """Indices of the ``k`` series with the most training traffic (all if ``k`` is None)."""
+    order = np.argsort(-np.abs(values[:train_end]).sum(axis=0), kind="stable")
+    return sorted(order[: k or values.shape[1]].tolist())
+
+
+def run_backtest(values: np.ndarray[Any, Any], *, season: int, horizon: int, test_steps: int,
+                 models: list[str], quantiles: list[float], show_progress: bool = True,
+                 ) -> tuple[dict[str, dict[str, float]], dict[str, RollingForecast]]:
+    """Backtest ``models`` on ``values``; scores per model and the raw forecasts."""
+    t_len = values.shape[0]
+    start = t_len - test_steps
+    if start < 2 * horizon + 2:
+        raise ForecastError(f"--test-steps {test_steps} leaves only {start} training rows")
+    results: dict[str, dict[str, float]] = {}
+    raw: dict[str, RollingForecast] = {}
+    with progress(disable=not show_progress) as bar:
+        task = bar.add_task("backtest", total=len(models))
+        for name in models:
+            bar.update(task, description=f"{name}")
+            rf = rolling_forecasts(name, values, start, horizon, quantiles, season=season,
+                                   options=model_options(name, horizon))
+            s = score(rf, values, season, start, quantiles=quantiles)
+            s["fit_seconds"] = rf.fit_seconds
+            s["predict_seconds"] = rf.predict_seconds
+            results[name] = s
+            raw[name] = rf
+            bar.advance(task)
+    return results, raw
+
+
+def _backtest(args: argparse.Namespace) -> int:
+    if args.horizon < 1 or args.season < 1:
+        raise ForecastError("--horizon and --season must be >= 1")
+    data = load_series(args.data, season=args.season)
+    t_len = data.values.shape[0]
+    test_steps = args.test_steps or min(3 * args.season, t_len // 4)
+    cols = top_series(data.values, args.series, t_len - test_steps)
+    values = data.values[:, cols]
+    results, raw = run_backtest(values, season=args.season, horizon=args.horizon,
+                                test_steps=test_steps, models=args.models,
+                                quantiles=args.quantiles, show_progress=not args.json)
+    out = {"horizon": args.horizon, "series": len(cols), "models": results}
+    if args.plot:
+        plot_backtest(args.plot, values, [data.names[c] for c in cols], raw=raw,
+                      start=t_len - test_steps)
+    if args.json:
+        print_json(out)
+        return 0
+    con = console()
+    for note in data.repairs + data.notes:
+        con.print(f"note: {note}")
+    con.print(table(f"backtest {data.source}: {len(cols)} series, H={args.horizon}, "
+                    f"test {test_steps} steps",
+                    ["model", "NMAE", "MASE", "pinball", "cover80", "fit s", "predict s"],
+                    [(n, r["nmae"], r["mase"], r["pinball"], r["coverage_80"],
+                      r["fit_seconds"], r["predict_seconds"]) for n, r in results.items()]))
+    if args.plot:
+        con.print(f"plot written to {args.plot}")
+    return 0
+
+
+def plot_backtest(path: str, values: np.ndarray[Any, Any], names: list[str], *,
+                  raw: dict[str, RollingForecast], start: int, n_plot: int = 3) -> None:
+    import matplotlib  # noqa: PLC0415 (plotting is optional and heavy)
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    picks = top_series(values, n_plot, start)
+    fig, axes = plt.subplots(len(picks), 1, figsize=(11, 3 * len(picks)), squeeze=False)
+    for ax, j in zip(axes[:, 0], picks, strict=True):
+        t = np.arange(start, values.shape[0])
+        ax.plot(t, values[start:, j], color="black", lw=0.8, label="actual")
+        for name, rf in raw.items():  # one-step-ahead mean and 80% band per model
+            x = rf.origins
+            ax.plot(x, rf.mean[:, 0, j], lw=0.8, label=name)
+            if name == next(iter(raw)) or name == "auto":
+                ax.fill_between(x, rf.quantiles[0.1][:, 0, j], rf.quantiles[0.9][:, 0, j],
+                                alpha=0.2)
+        ax.set_title(names[j])
+        ax.legend(fontsize=7, ncol=4)
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=90)
+    except OSError as exc:
+        raise ForecastError(f"cannot write plot {path}: {exc}") from exc
+    finally:
+        plt.close(fig)
+
+
+def _run(args: argparse.Namespace) -> int:
+    data = load_series(args.data, season=args.season)
+    season = args.season or max(1, 86400 // data.step_seconds)
+    model = make_forecaster(args.model, season, **model_options(args.model, args.horizon))
+    fc = model.fit(data.values).predict(args.horizon, quantiles=args.quantiles)
+    step = np.timedelta64(data.step_seconds, "s")
+    times = [str(data.times[-1] + step * (h + 1)) for h in range(args.horizon)]
+    out = {"model": args.model, "horizon": args.horizon, "season": season,
+           "times": times, "series": {}}
+    for j, name in enumerate(data.names):
+        out["series"][name] = {
+            "mean": fc.mean[:, j].tolist(),
+            "quantiles": {str(q): v[:, j].tolist() for q, v in fc.quantiles.items()},
+        }
+    if args.json:
+        print_json(out)
+        return 0
+    con = console()
+    for note in data.repairs + data.notes:
+        con.print(f"note: {note}")
+    qs = sorted(fc.quantiles)
+    for j, name in enumerate(data.names[:20]):
+        con.print(table(f"{name} ({args.model})", ["time", "mean", *[f"q{q:g}" for q in qs]],
+                        [(times[h], float(fc.mean[h, j]),
+                          *[float(fc.quantiles[q][h, j]) for q in qs])
+                         for h in range(args.horizon)]))
+    if len(data.names) > 20:
+        con.print(f"... {len(data.names) - 20} more series (use --json for all)")
+    return 0

@@ -1,0 +1,122 @@
+"""Adapter: the real Stitching Protocol core as a :class:`~vnstitch.sim.cores.CoreFactory`.
+
+Theory of operation: identities are Ed25519 keys drawn from a generator seeded by the
+scenario seed, one per segment in the order the engine asks (segment order), so a seed
+always gives the same RM ids. Every core trusts every other core's key (one shared
+trust store: the simulated operator enrolled all of them). The core's timers come from
+:class:`~vnstitch.protocol.config.Timers` with the scenario's ``protocol:`` overrides;
+an unknown or mistyped override is a scenario error naming ``protocol.<field>``. A crash
+keeps exactly what ``RouteManagerCore.export_state()`` returns -- passed through a
+msgpack round trip, as the daemon would write it to disk -- and a restart rebuilds the
+core with ``RouteManagerCore.from_state``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import msgpack
+
+from vnstitch.model.ids import RouteManagerId, SegmentId
+from vnstitch.protocol.api import PeerLink, RouteManagerCoreAPI
+from vnstitch.protocol.config import CoreConfig, Timers
+from vnstitch.protocol.core import RouteManagerCore
+from vnstitch.protocol.identity import Identity, TrustStore
+from vnstitch.sim.cores import LinkUsage
+from vnstitch.sim.errors import ScenarioError
+
+
+def timers_with(overrides: Mapping[str, float], source: str = "scenario") -> Timers:
+    """:class:`Timers` defaults with ``overrides`` applied, each checked by name and type."""
+    fields = {f.name: f for f in dataclasses.fields(Timers)}
+    changes: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key not in fields:
+            raise ScenarioError(source, f"protocol.{key}",
+                                f"unknown protocol timer; expected one of {sorted(fields)}")
+        default = getattr(Timers(), key)
+        if isinstance(default, int):
+            if value != int(value) or value < 1:
+                raise ScenarioError(source, f"protocol.{key}",
+                                    f"must be a whole number >= 1, got {value!r}")
+            changes[key] = int(value)
+        else:
+            if value <= 0 and key != "offer_grace_rtt":
+                raise ScenarioError(source, f"protocol.{key}", f"must be > 0, got {value!r}")
+            changes[key] = float(value)
+    return dataclasses.replace(Timers(), **changes)
+
+
+class ProtocolCoreFactory:
+    """Builds :class:`RouteManagerCore` instances for one simulation."""
+
+    def __init__(self, seed: int, overrides: Mapping[str, float] | None = None, *,
+                 source: str = "scenario") -> None:
+        self.timers = timers_with(overrides or {}, source)
+        self._key_rng = random.Random(f"vnstitch-sim-identities:{seed}")
+        self._identities: dict[SegmentId, Identity] = {}
+        self._order: dict[SegmentId, int] = {}
+        self._trust: TrustStore | None = None
+
+    @property
+    def announce_interval_s(self) -> float:
+        return self.timers.announce_interval_s
+
+    @property
+    def hold_time_s(self) -> float:
+        return self.timers.hold_time_s
+
+    @property
+    def repair_bound_s(self) -> float:
+        """Probes every ``probe_interval_s``; ``probe_misses_down`` misses take the tunnel
+        down; then one query (at most ``query_timeout_s``) and a hold/commit round."""
+        t = self.timers
+        return t.probe_interval_s * (t.probe_misses_down + 1) + t.query_timeout_s \
+            + t.hold_timeout_s
+
+    def identity(self, segment: SegmentId) -> RouteManagerId:
+        if segment not in self._identities:
+            self._order[segment] = len(self._order)
+            self._identities[segment] = Identity.from_rng(self._key_rng)
+            self._trust = None
+        return self._identities[segment].rm_id
+
+    def _trust_store(self) -> TrustStore:
+        if self._trust is None:
+            self._trust = TrustStore(i.public_bytes for i in self._identities.values())
+        return self._trust
+
+    def _config(self, segment: SegmentId, peers: Sequence[PeerLink]) -> CoreConfig:
+        k = self._order[segment]
+        return CoreConfig(segment, tuple(peers), (),
+                          underlay_address=f"100.{64 + (k >> 16)}.{(k >> 8) & 255}.{k & 255}",
+                          timers=self.timers)
+
+    def build(self, segment: SegmentId, peers: Sequence[PeerLink],
+              seed: int) -> RouteManagerCoreAPI:
+        self.identity(segment)
+        return RouteManagerCore(self._config(segment, peers), self._identities[segment],
+                                self._trust_store(), random.Random(seed))
+
+    def export_state(self, core: RouteManagerCoreAPI) -> object:
+        assert isinstance(core, RouteManagerCore)
+        return msgpack.packb(core.export_state(), use_bin_type=True)
+
+    def restore(self, segment: SegmentId, peers: Sequence[PeerLink], state: object,
+                seed: int) -> RouteManagerCoreAPI:
+        assert isinstance(state, bytes)
+        return RouteManagerCore.from_state(
+            self._config(segment, peers), self._identities[segment], self._trust_store(),
+            random.Random(seed), msgpack.unpackb(state, raw=False, strict_map_key=False))
+
+    def link_usage(self, core: RouteManagerCoreAPI) -> Sequence[LinkUsage]:
+        assert isinstance(core, RouteManagerCore)
+        return [LinkUsage(peer, reserved, cap)
+                for peer, (reserved, cap) in core.link_usage().items()]
+
+    def tunnel_states(self, core: RouteManagerCoreAPI) -> Mapping[str, str]:
+        assert isinstance(core, RouteManagerCore)
+        return {t.stitch_id: t.state.value for t in core.tunnels.values() if t.origin}

@@ -1,0 +1,116 @@
+"""One contract for every model: shapes, quantile order, no leakage, determinism, exog."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from vnstitch.forecast import MODEL_NAMES, Forecast, ForecastError, make_forecaster
+from vnstitch.forecast.backtest import rolling_forecasts, score
+
+SEASON = 24
+# small and fast settings; the real ones are exercised by the benchmark
+OPTIONS: dict[str, dict[str, Any]] = {
+    "lstm": {"horizon": 4, "max_batches": 20, "eval_every": 10, "hidden": 8, "window": 6},
+    "auto": {"horizon": 4},
+}
+
+
+def synthetic(t_len: int = 24 * 8, n: int = 3, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(t_len)[:, None]
+    base = 10 + 5 * np.arange(n)[None, :]
+    daily = 4 * np.sin(2 * np.pi * t / SEASON + np.arange(n)[None, :])
+    return np.asarray(base + daily + rng.normal(0, 0.5, (t_len, n)), dtype=np.float64)
+
+
+@pytest.fixture(params=MODEL_NAMES)
+def name(request: pytest.FixtureRequest) -> str:
+    n: str = request.param
+    return n
+
+
+def model(name: str) -> Any:
+    return make_forecaster(name, SEASON, **OPTIONS.get(name, {}))
+
+
+def test_shapes_and_monotone_quantiles(name: str) -> None:
+    y = synthetic()
+    fc = model(name).fit(y).predict(4, quantiles=(0.9, 0.1, 0.5))
+    assert isinstance(fc, Forecast)
+    assert fc.mean.shape == (4, 3)
+    assert sorted(fc.quantiles) == [0.1, 0.5, 0.9]
+    for q in fc.quantiles.values():
+        assert q.shape == (4, 3)
+        assert np.isfinite(q).all()
+    assert (fc.quantiles[0.1] <= fc.quantiles[0.5]).all()
+    assert (fc.quantiles[0.5] <= fc.quantiles[0.9]).all()
+    assert (fc.quantiles[0.9] > fc.quantiles[0.1]).any()
+
+
+def test_no_leakage_in_rolling(name: str) -> None:
+    y = synthetic()
+    start = y.shape[0] - 30
+    base = rolling_forecasts(lambda: model(name), y, start, 3, season=SEASON)
+    cut = start + 2
+    y2 = y.copy()
+    y2[cut:] += 1000.0  # the future changes wildly
+    pert = rolling_forecasts(lambda: model(name), y2, start, 3, season=SEASON)
+    before = base.origins <= cut
+    np.testing.assert_allclose(base.mean[before], pert.mean[before])
+    for q in base.quantiles:
+        np.testing.assert_allclose(base.quantiles[q][before], pert.quantiles[q][before])
+    assert not np.allclose(base.mean[~before], pert.mean[~before])
+
+
+def test_deterministic(name: str) -> None:
+    y = synthetic()
+    a = model(name).fit(y).predict(3)
+    b = model(name).fit(y).predict(3)
+    np.testing.assert_array_equal(a.mean, b.mean)
+
+
+def test_predict_equals_last_rolling_origin(name: str) -> None:
+    y = synthetic()
+    m = model(name).fit(y)
+    fc = m.predict(2)
+    mean, _ = m.rolling(y, [y.shape[0]], 2)
+    np.testing.assert_allclose(fc.mean, mean[0])
+
+
+def test_exog_regression(name: str) -> None:
+    y = synthetic()
+    x = np.zeros((y.shape[0] + 4, 1))
+    x[::7] = 1.0  # a recurring event adds 20 to every series
+    y = y + 20 * x[: y.shape[0]]
+    m = model(name).fit(y, x[: y.shape[0]])
+    fc = m.predict(4, exog=x[y.shape[0]:])
+    assert fc.mean.shape == (4, 3)
+    with pytest.raises(ForecastError, match="needs exog"):
+        m.predict(4)
+
+
+def test_errors(name: str) -> None:
+    m = model(name)
+    with pytest.raises(ForecastError, match="before fit"):
+        m.predict(3)
+    with pytest.raises(ForecastError, match="non-finite"):
+        m.fit(np.array([[1.0], [np.nan], [2.0]]))
+    with pytest.raises(ForecastError, match="horizon"):
+        model(name).fit(synthetic()).predict(0)
+
+
+def test_models_beat_noise_floor_on_seasonal_data() -> None:
+    y = synthetic(24 * 12)
+    start = y.shape[0] - 48
+    naive = score(rolling_forecasts("naive", y, start, 6, season=SEASON), y, SEASON, start)
+    ets = score(rolling_forecasts("ets", y, start, 6, season=SEASON), y, SEASON, start)
+    assert ets["nmae"] < 0.6 * naive["nmae"]
+    assert 0.6 < ets["coverage_80"] <= 1.0
+
+
+def test_unknown_model() -> None:
+    with pytest.raises(ForecastError, match="unknown model"):
+        make_forecaster("prophet", 24)

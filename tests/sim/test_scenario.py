@@ -1,0 +1,104 @@
+"""Scenario files: shipped ones load; bad ones fail naming the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.sim.conftest import double_factory
+from vnstitch.sim.errors import ScenarioError
+from vnstitch.sim.runner import build
+from vnstitch.sim.scenario import BUILTIN, load_scenario, parse_scenario
+from vnstitch.sim.workload import FaultKind
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_shipped_scenarios_load(name: str) -> None:
+    sc = load_scenario(f"builtin:{name}")
+    assert sc.name == name
+
+
+def test_faulty_has_a_crash_restart_and_partition() -> None:
+    sc = load_scenario("builtin:faulty")
+    kinds = [f.action for f in sc.faults]
+    assert FaultKind.CRASH in kinds and FaultKind.PARTITION in kinds
+
+
+@pytest.mark.parametrize(("text", "field", "problem"), [
+    ("segments: many", "segments", "integer"),
+    ("segments: 0", "segments", "between"),
+    ("duration_s: -3", "duration_s", "between"),
+    ("colour: blue", "colour", "unknown field"),
+    ("network: {loss: 1.5}", "network.loss", "between"),
+    ("network: {los: 0.1}", "network.los", "unknown field"),
+    ("network: [1, 2]", "network", "mapping"),
+    ("vns: {count: 0}", "vns.count", "between"),
+    ("requests: {arrival: burst}", "requests.arrival", "poisson"),
+    ("requests: {bandwidth_mbps: [100, 10]}", "requests.bandwidth_mbps", "low <= high"),
+    ("requests: {start_s: 10, end_s: 5}", "requests.end_s", ">= start_s"),
+    ("requests: {arrival: file}", "requests.file", "required"),
+    ("requests: {hold_s: -1}", "requests.hold_s", "> 0"),
+    ("faults: {at: 1}", "faults", "list"),
+    ("faults: [{action: crash, segment: seg00}]", "faults[0].at", "required"),
+    ("faults: [{at: 1, action: explode}]", "faults[0].action", "one of"),
+    ("faults: [{at: 1, action: crash}]", "faults[0].segment", "required"),
+    ("faults: [{at: 1, action: cut_link, link: [a]}]", "faults[0].link", "[nodeA, nodeB]"),
+    ("faults: [{at: 1, action: partition, segments: []}]", "faults[1-1].segments"
+     .replace("1-1", "0"), "non-empty"),
+    ("protocol: {announce_interval_s: fast}", "protocol.announce_interval_s", "number"),
+])
+def test_bad_field_is_named(text: str, field: str, problem: str) -> None:
+    with pytest.raises(ScenarioError) as err:
+        parse_scenario(text, "bad.yaml", None)
+    assert err.value.field == field
+    assert problem in str(err.value)
+    assert str(err.value).startswith(f"bad.yaml: {field}: ")
+
+
+def test_yaml_syntax_error_names_line_and_column() -> None:
+    with pytest.raises(ScenarioError) as err:
+        parse_scenario("name: x\nsegments: [1, 2\n", "broken.yaml", None)
+    assert "broken.yaml: line " in str(err.value) and "column" in str(err.value)
+
+
+def test_unknown_segment_in_fault_is_named_after_loading() -> None:
+    sc = parse_scenario("segments: 3\nfaults: [{at: 5, action: crash, segment: seg42}]",
+                        "f.yaml", None)
+    with pytest.raises(ScenarioError) as err:
+        build(sc, double_factory)
+    assert "f.yaml: faults[0].segment: unknown segment 'seg42'" in str(err.value)
+
+
+def test_unknown_link_and_late_fault_are_named() -> None:
+    sc = parse_scenario("faults: [{at: 5, action: cut_link, link: [x, y]}]", "g.yaml", None)
+    with pytest.raises(ScenarioError, match=r"g.yaml: faults\[0\].link: no substrate link"):
+        build(sc, double_factory)
+    sc = parse_scenario("duration_s: 10\nfaults: [{at: 50, action: heal}]", "h.yaml", None)
+    with pytest.raises(ScenarioError, match=r"faults\[0\].at: 50s is after the end"):
+        build(sc, double_factory)
+
+
+def test_request_file_errors_name_line_and_column(tmp_path: Path) -> None:
+    (tmp_path / "req.csv").write_text("at,origin,vnid,bandwidth_mbps\n1,seg00,100,10\n"
+                                      "2,seg01,100,lots\n")
+    (tmp_path / "s.yaml").write_text("segments: 3\nrequests: {arrival: file, file: req.csv}\n")
+    sc = load_scenario(tmp_path / "s.yaml")
+    with pytest.raises(ScenarioError, match=r"req.csv: line 3, column bandwidth_mbps: not a"):
+        build(sc, double_factory)
+
+
+def test_request_file_is_replayed(tmp_path: Path) -> None:
+    (tmp_path / "req.csv").write_text("at,origin,vnid,bandwidth_mbps,hold_s\n"
+                                      "2.5,seg00,100,10,\n1.5,seg01,101,20,5\n")
+    (tmp_path / "s.yaml").write_text("segments: 3\nrequests: {arrival: file, file: req.csv}\n")
+    sim = build(load_scenario(tmp_path / "s.yaml"), double_factory)
+    sim.run(10)
+    recs = sorted(sim.metrics.records.values(), key=lambda r: r.requested_at)
+    assert [r.requested_at for r in recs] == [1.5, 2.5]
+    assert [r.vnid for r in recs] == [101, 100]
+
+
+def test_missing_file_is_a_clear_error() -> None:
+    with pytest.raises(ScenarioError, match=r"nope\.yaml: cannot read"):
+        load_scenario("nope.yaml")
