@@ -25,6 +25,7 @@ from vnstitch.dataplane import (
     OpKind,
     RateLimit,
     Route,
+    U32Filter,
     VxlanPort,
     WireguardInterface,
     WireguardPeer,
@@ -141,3 +142,36 @@ def test_precondition_errors_name_the_op(env: Env) -> None:
     with pytest.raises(DataplaneError, match=r"create vxlan:vs5.*missing device"):
         env.driver.apply([Op(OpKind.CREATE, VxlanPort("vs5", 5, "10.0.0.1", "nowhere"))])
     assert env.driver.observe() == DataplaneState([Bridge("vsbr9")])
+
+
+def test_multi_class_htb_with_u32_filters(env: Env) -> None:
+    base = stitch(env.wg_name)
+    classes = [RateLimit("vs100", 20, 30, 50), RateLimit("vs100", 30, 5, 50)]
+    filters = [U32Filter("vs100", 1, 1, 20, ("ip protocol 6 0xff", "ip dport 5201 0xffff")),
+               U32Filter("vs100", 2, 2, 30, ("ip tos 0xb8 0xfc",)),
+               U32Filter("vs100", 2, 3, 30, ("u32 0x00006400 0xffffff00 at 32",))]
+    want = base.with_objects(add=[*classes, *filters])
+    reconcile(env.driver, want)
+    assert env.driver.observe() == want
+    assert reconcile(env.driver, want) == []
+    # Change a class and drop a filter: converges in place.
+    changed = want.with_objects(add=[RateLimit("vs100", 20, 40, 50)],
+                                remove=["u32:vs100:2:3"])
+    ops = reconcile(env.driver, changed)
+    assert {str(o) for o in ops} == {"replace rate:vs100:20", "remove u32:vs100:2:3"}
+    assert env.driver.observe() == changed
+    # Removing the default class (the first made, 1:10) keeps the rest working.
+    rest = changed.with_objects(remove=["rate:vs100:10"])
+    reconcile(env.driver, rest)
+    assert env.driver.observe() == rest
+    assert reconcile(env.driver, rest) == []
+    reconcile(env.driver, base)
+    assert env.driver.observe() == base
+
+
+def test_filter_needs_a_rate_limit(env: Env) -> None:
+    base = stitch(env.wg_name).with_objects(remove=["rate:vs100:10"])
+    reconcile(env.driver, base)
+    bad = base.with_objects(add=[U32Filter("vs100", 1, 1, 10, ("ip dport 22 0xffff",))])
+    with pytest.raises(DataplaneError, match="u32:vs100:1:1"):
+        reconcile(env.driver, bad)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from vnstitch.dataplane.objects import U32Filter
 from vnstitch.model.errors import TopologyLoadError
 from vnstitch.model.loaders import load_sndlib
 from vnstitch.model.substrate import substrate_from_links
@@ -20,8 +21,9 @@ from vnstitch.routing.monitor import (
     MonitorConfig,
     RerouteState,
     plan_reroutes,
+    plan_returns,
 )
-from vnstitch.routing.qos import U32Filter, parse_policy, policy_to_tc
+from vnstitch.routing.qos import parse_policy, policy_to_tc
 from vnstitch.routing.table import RouteEntry, RoutingTable, to_dataplane_route
 
 POLICY = {
@@ -163,3 +165,19 @@ def test_bad_topology_names_element(tmp_path: Path) -> None:
 def test_abilene_files_load(data_dir: Path) -> None:
     tm = load_tm_csv(data_dir / "abilene" / "abilene_tm_5min.csv.gz")
     assert tm.mbps.shape == (4032, 132)
+
+
+def test_returns_wait_for_hold_down_and_headroom() -> None:
+    cap = {("a", "b"): 10.0, ("b", "a"): 10.0, ("a", "c"): 10.0, ("c", "b"): 10.0}
+    home = {"f": ("a", "b")}
+    flows = [Flow("f", "a", "b", 3.0, ("a", "c", "b")), Flow("g", "a", "b", 2.0, ("a", "b"))]
+    state = RerouteState(last_moved={"f": 0.0})
+    # Held down: too soon after the move.
+    assert plan_returns(100.0, flows, cap, home, state=state, hold_down_s=600) == []
+    # Home would be at (2 + 3) / 10 = 50% >= 45%: stays away.
+    assert plan_returns(1000.0, flows, cap, home, state=state, hold_down_s=600) == []
+    flows[1] = Flow("g", "a", "b", 1.0, ("a", "b"))
+    back = plan_returns(1000.0, flows, cap, home, state=state, hold_down_s=600)
+    assert [(d.flow_id, d.new_path) for d in back] == [("f", ("a", "b"))]
+    assert "cleared" in back[0].reason
+    assert state.last_moved["f"] == 1000.0

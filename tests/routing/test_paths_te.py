@@ -8,6 +8,7 @@ import networkx as nx
 import pytest
 
 from vnstitch.model.substrate import Substrate, substrate_from_links
+from vnstitch.routing.arclp import solve_arc_lp
 from vnstitch.routing.errors import NoPathError, RoutingError
 from vnstitch.routing.fast import solve_fast
 from vnstitch.routing.paths import (
@@ -83,7 +84,7 @@ def test_lp_and_fast_agree_on_known_optimum() -> None:
     cands = [[table.arc_path(p) for p in k_shortest_paths(sub.graph, "a", "d", 3)]]
     lp = solve_path_lp(table, demands, cands)
     assert lp.mlu == pytest.approx(30 / 210)
-    fast = solve_fast(table, demands, rounds=4)
+    fast = solve_fast(table, demands)
     assert fast.mlu == pytest.approx(30 / 210, rel=0.02)
     sp_ = solve_shortest(table, demands)
     assert sp_.mlu == pytest.approx(3.0)
@@ -101,7 +102,7 @@ def test_lp_and_fast_agree_on_grid() -> None:
     allp = all_pairs_k_shortest_paths(g, 6)
     lp = solve_path_lp(table, demands, [[table.arc_path(p) for p in allp[d.src, d.dst]]
                                         for d in demands])
-    fast = solve_fast(table, demands, rounds=6)
+    fast = solve_fast(table, demands)
     assert fast.mlu <= lp.mlu * 1.02
     assert solve_shortest(table, demands).mlu >= lp.mlu - 1e-9
 
@@ -110,3 +111,25 @@ def test_unknown_node_is_named() -> None:
     table = ArcTable(diamond().graph)
     with pytest.raises(RoutingError, match="unknown node 'zz'"):
         solve_shortest(table, [Demand("a", "zz", 1.0)])
+
+
+def test_arc_lp_is_the_true_optimum() -> None:
+    table = ArcTable(diamond().graph)
+    # Over all paths the optimum spreads 30 Mb/s over capacities 10 + 100 + 100.
+    assert solve_arc_lp(table, [Demand("a", "d", 30.0)]).mlu == pytest.approx(30 / 210)
+    g = grid(4)
+    t = ArcTable(g)
+    nodes = sorted(g.nodes)
+    demands = [Demand(s, d, 1.0 + (i % 3)) for i, (s, d) in
+               enumerate(itertools.permutations(nodes, 2)) if i % 3 == 0]
+    opt = solve_arc_lp(t, demands).mlu
+    # The arc LP is a relaxation of every path LP, and the fast method is within its gap.
+    allp = all_pairs_k_shortest_paths(g, 3)
+    lp = solve_path_lp(t, demands, [[t.arc_path(p) for p in allp[d.src, d.dst]]
+                                    for d in demands])
+    assert opt <= lp.mlu + 1e-9
+    fast = solve_fast(t, demands, gap=0.001)
+    assert fast.optimal
+    assert opt - 1e-7 <= fast.mlu <= opt * 1.001 + 1e-9
+    for r in fast.routing:
+        assert sum(f for _, f in r) == pytest.approx(1.0)

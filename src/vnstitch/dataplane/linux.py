@@ -1,4 +1,4 @@
-"""Linux kernel dataplane driver: VXLAN over (user-space) WireGuard, bridges, FDB, routes, HTB.
+r"""Linux kernel dataplane driver: VXLAN over (user-space) WireGuard, bridges, FDB, routes, HTB.
 
 Theory of operation: :class:`LinuxDataplane` drives one network namespace (or the current
 one) through pyroute2's ``IPRoute`` only -- no ``ip``/``tc`` subprocesses; the one
@@ -21,10 +21,10 @@ do and applying a plan twice is a no-op. After a restart (no memory) an equivale
 object may be replaced once; WireGuard replaces are non-disruptive (UAPI ``set`` without
 ``replace_peers``), so an established tunnel does not flap.
 
-*Rate limits.* A :class:`RateLimit` is an HTB class ``1:<class_id>`` under a root HTB
-qdisc ``1:`` whose default class is that class: all traffic leaving the device is
-shaped to ``rate``/``ceil``. Hence one RateLimit per device (put per-VN reservations on
-the per-VN VXLAN device); a second one on the same device is a :class:`DataplaneError`.
+*Rate limits and filters.* A :class:`RateLimit` is an HTB class ``1:<class_id>``; the
+first on a device is the default class, so alone it shapes all traffic leaving the
+device. More RateLimits on the device share a parent class, and :class:`U32Filter`\ s
+steer packets into them (the tree is described in :mod:`vnstitch.dataplane.tc`).
 
 Every failure is a :class:`~vnstitch.dataplane.base.DataplaneError` naming the op.
 Calls block (netlink round trips, process start); inside an asyncio program run them
@@ -44,7 +44,7 @@ from typing import Any
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from vnstitch.dataplane import wireguard_go
+from vnstitch.dataplane import tc, wireguard_go
 from vnstitch.dataplane.base import DataplaneError
 from vnstitch.dataplane.objects import (
     Bridge,
@@ -56,6 +56,7 @@ from vnstitch.dataplane.objects import (
     OpKind,
     RateLimit,
     Route,
+    U32Filter,
     VxlanPort,
     WireguardInterface,
     WireguardPeer,
@@ -64,7 +65,6 @@ from vnstitch.dataplane.objects import (
 #: rtnetlink protocol number stamped on (and identifying) the routes this driver installs.
 ROUTE_PROTO = 0x56
 _ALIAS_PREFIX = "vnstitch:"
-_HTB_MAJOR = 1
 
 
 def _bytes_per_s(mbps: float) -> int:
@@ -90,6 +90,8 @@ def _canon(obj: DataplaneObject) -> object:
     if isinstance(obj, RateLimit):
         return (obj.device, obj.class_id, _bytes_per_s(obj.rate_mbps),
                 _bytes_per_s(obj.ceil_mbps))
+    if isinstance(obj, U32Filter):
+        return (obj.device, obj.prio, obj.handle, obj.class_id, tc.u32_bytes(obj.matches))
     if isinstance(obj, Route):
         return (_net(obj.destination), obj.device, obj.metric,
                 ipaddress.ip_address(obj.gateway) if obj.gateway else None, obj.table)
@@ -224,14 +226,9 @@ class LinuxDataplane:
             if master is not None and owned.get(int(master)) == "bridge":
                 objs.append(BridgePort(name_of[int(master)], name_of[int(m["index"])]))
         for idx in owned:
-            for c in ipr.get_classes(index=idx):
-                handle = int(c["handle"])
-                opts = c.get_attr("TCA_OPTIONS")
-                if c.get_attr("TCA_KIND") != "htb" or handle >> 16 != _HTB_MAJOR or opts is None:
-                    continue
-                parms = opts.get_attr("TCA_HTB_PARMS")
-                objs.append(RateLimit(name_of[idx], handle & 0xFFFF, _mbps(parms["rate"]),
-                                      _mbps(parms["ceil"])))
+            limits, filters = tc.observe(ipr, idx, name_of[idx])
+            objs += limits
+            objs += filters
         for family in (socket.AF_INET, socket.AF_INET6):
             for r in ipr.get_routes(family=family, table=None, proto=ROUTE_PROTO):
                 oif = int(r.get_attr("RTA_OIF") or 0)
@@ -327,6 +324,8 @@ class LinuxDataplane:
                     dst=obj.remote_vtep)
         elif isinstance(obj, Route):
             ipr.route("add", **self._route_args(obj, what))
+        elif isinstance(obj, U32Filter):
+            self._create_filter(obj, what)
         else:
             self._create_rate(obj, what)
 
@@ -364,18 +363,10 @@ class LinuxDataplane:
             raise
 
     def _create_rate(self, obj: RateLimit, what: str) -> None:
-        if not 1 <= obj.class_id <= 0xFFFE:
-            raise DataplaneError(f"class_id {obj.class_id} outside 1..65534")
-        ipr = self._rt()
-        idx = self._owned_index(obj.device, what)
-        if any(q.get_attr("TCA_KIND") == "htb" and int(q["handle"]) >> 16 == _HTB_MAJOR
-               for q in ipr.get_qdiscs(index=idx)):
-            raise DataplaneError(f"device {obj.device!r} already has a RateLimit "
-                                 f"(one HTB class per device)")
-        ipr.tc("add", "htb", index=idx, handle=f"{_HTB_MAJOR}:", default=obj.class_id)
-        ipr.tc("add-class", "htb", index=idx, handle=f"{_HTB_MAJOR}:{obj.class_id:x}",
-               parent=f"{_HTB_MAJOR}:", rate=f"{_bytes_per_s(obj.rate_mbps) * 8}bit",
-               ceil=f"{_bytes_per_s(obj.ceil_mbps) * 8}bit")
+        tc.add_rate(self._rt(), self._owned_index(obj.device, what), obj)
+
+    def _create_filter(self, obj: U32Filter, what: str) -> None:
+        tc.add_filter(self._rt(), self._owned_index(obj.device, what), obj)
 
     def _remove_wg(self, name: str) -> None:
         found = self._rt().link_lookup(ifname=name)
@@ -398,9 +389,10 @@ class LinuxDataplane:
                     lladdr=obj.mac, dst=obj.remote_vtep)
         elif isinstance(obj, Route):
             ipr.route("del", **self._route_args(obj, f"remove {obj.key}"))
+        elif isinstance(obj, U32Filter):
+            tc.remove_filter(ipr, self._index(obj.device, f"remove {obj.key}"), obj)
         else:
-            ipr.tc("del", index=self._index(obj.device, f"remove {obj.key}"),
-                   handle=f"{_HTB_MAJOR}:", root=True)
+            tc.remove_rate(ipr, self._index(obj.device, f"remove {obj.key}"), obj, obj.device)
 
     def _replace(self, old: DataplaneObject, new: DataplaneObject, state: DataplaneState,
                  what: str) -> None:
@@ -424,10 +416,7 @@ class LinuxDataplane:
         elif isinstance(new, Route):
             ipr.route("replace", **self._route_args(new, what))
         elif isinstance(new, RateLimit):
-            ipr.tc("change-class", "htb", index=self._index(new.device, what),
-                   handle=f"{_HTB_MAJOR}:{new.class_id:x}", parent=f"{_HTB_MAJOR}:",
-                   rate=f"{_bytes_per_s(new.rate_mbps) * 8}bit",
-                   ceil=f"{_bytes_per_s(new.ceil_mbps) * 8}bit")
+            tc.change_rate(ipr, self._index(new.device, what), new)
         elif isinstance(new, VxlanPort):
             # VNI/local/underlay cannot change in place: recreate, then put back what hung
             # off the old device so the plan's other objects stay true.
@@ -444,7 +433,7 @@ class LinuxDataplane:
 def _hangs_off(obj: DataplaneObject, device: str) -> bool:
     if isinstance(obj, BridgePort):
         return obj.port == device
-    if isinstance(obj, FdbEntry | Route | RateLimit):
+    if isinstance(obj, FdbEntry | Route | RateLimit | U32Filter):
         return obj.device == device
     return False
 

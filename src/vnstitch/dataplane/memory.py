@@ -21,6 +21,7 @@ from vnstitch.dataplane.objects import (
     OpKind,
     RateLimit,
     Route,
+    U32Filter,
     VxlanPort,
     WireguardInterface,
 )
@@ -53,6 +54,13 @@ class MemoryDataplane:
             need = [obj.bridge, obj.port]
         elif isinstance(obj, FdbEntry | Route | RateLimit):
             need = [obj.device]
+        elif isinstance(obj, U32Filter):
+            need = [obj.device]
+            # Like the kernel: a filter hangs off the device's HTB qdisc (a RateLimit).
+            if not any(isinstance(o, RateLimit) and o.device == obj.device
+                       for o in self._state):
+                raise DataplaneError(f"create {obj.key}: device {obj.device!r} has no "
+                                     "RateLimit (HTB qdisc)")
         missing = [d for d in need if d not in devices]
         if missing:
             raise DataplaneError(f"create {obj.key}: missing device(s) {missing}")

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 #: Where an object sits in creation order (lower first); removal runs in reverse.
-_LAYER_WIREGUARD, _LAYER_DEVICE, _LAYER_PORT, _LAYER_LEAF = range(4)
+_LAYER_WIREGUARD, _LAYER_DEVICE, _LAYER_PORT, _LAYER_LEAF, _LAYER_FILTER = range(5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,8 +136,31 @@ class RateLimit:
     layer = _LAYER_LEAF
 
 
+@dataclass(frozen=True, slots=True)
+class U32Filter:
+    """A tc u32 filter on ``device`` sending matching packets to HTB class 1:``class_id``.
+
+    ``matches`` are u32 selector clauses as tc spells them, e.g. ``("ip dport 22 0xffff",
+    "ip protocol 6 0xff")``; all of them must hold (tc ANDs the clauses of one filter).
+    Filters with a lower ``prio`` are tried first; ``handle`` (1..4095) names the filter.
+    """
+
+    device: str
+    prio: int
+    handle: int
+    class_id: int
+    matches: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        return f"u32:{self.device}:{self.prio}:{self.handle}"
+
+    layer = _LAYER_FILTER  # after the HTB classes it feeds; removed before them
+
+
 DataplaneObject = (
     WireguardInterface | VxlanPort | Bridge | BridgePort | FdbEntry | Route | RateLimit
+    | U32Filter
 )
 
 

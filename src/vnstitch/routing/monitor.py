@@ -209,13 +209,11 @@ def plan_reroutes(
                 new = _arcs(cand)
                 if cand == f.path or any(a in congested for a in new):
                     continue
+                # Predicted peak on the new path (loads of the last interval plus f).
                 worst = max((load[a] + (0 if a in old else f.volume_mbps)) / capacity[a]
                             for a in new)
                 if best is None or worst < best[0] - 1e-12:
                     best = (worst, tuple(cand))
-                if worst <= target:
-                    best = (worst, tuple(cand))
-                    break  # candidates come cheapest first: take the first that fits
             if best is None or best[0] >= load[arc] / capacity[arc]:
                 continue
             for a in old:
@@ -230,4 +228,41 @@ def plan_reroutes(
             state.last_moved[f.flow_id] = now
             current[f.flow_id] = Flow(f.flow_id, f.src, f.dst, f.volume_mbps, best[1],
                                       f.qos_class)
+    return decisions
+
+
+def plan_returns(
+    now: float, flows: Sequence[Flow], capacity: Mapping[ArcKey, float],
+    home: Mapping[str, tuple[str, ...]], *, state: RerouteState, below: float = 0.45,
+    hold_down_s: float = 1800.0, max_moves: int = 1,
+) -> list[RerouteDecision]:
+    """Bring rerouted flows back to their ``home`` path once it is predicted (last loads
+    plus the flow) under ``below``, never before ``hold_down_s`` since the flow moved:
+    the dampening that keeps a flow from flapping between paths."""
+    load: dict[ArcKey, float] = dict.fromkeys(capacity, 0.0)
+    for f in flows:
+        for a in _arcs(f.path):
+            load[a] += f.volume_mbps
+    decisions: list[RerouteDecision] = []
+    away = sorted((f for f in flows if home.get(f.flow_id, f.path) != f.path),
+                  key=lambda f: (f.volume_mbps, f.flow_id))  # small first: least risk
+    for f in away:
+        if len(decisions) >= max_moves:
+            break
+        if now - state.last_moved.get(f.flow_id, -float("inf")) < hold_down_s:
+            continue
+        old, back = _arcs(f.path), _arcs(home[f.flow_id])
+        peak = max(((load[a] + (0 if a in old else f.volume_mbps)) / capacity[a]
+                    for a in back), default=0.0)
+        if peak >= below:
+            continue
+        for a in old:
+            load[a] -= f.volume_mbps
+        for a in back:
+            load[a] += f.volume_mbps
+        decisions.append(RerouteDecision(
+            now, f.flow_id, f.path, home[f.flow_id],
+            f"congestion cleared; home path predicted at {peak:.0%} < {below:.0%}, "
+            f"held {hold_down_s:.0f} s"))
+        state.last_moved[f.flow_id] = now
     return decisions

@@ -5,10 +5,9 @@ gives) into a :class:`QosPolicy`; every problem raises :class:`PolicyError` nami
 field as a dotted path (``classes[1].guaranteed_mbps``). :func:`load_policy` only reads
 the file. :func:`policy_to_tc` is pure: it turns a policy into
 :class:`~vnstitch.dataplane.objects.RateLimit` objects (one HTB class per QoS class,
-``rate`` = guaranteed, ``ceil`` = maximum) and :class:`U32Filter` objects (one per
-application match) that steer packets into those classes. ``U32Filter`` lives here
-for now because the dataplane package is shared; it follows the dataplane object
-conventions (frozen, ``key``, ``layer``) so the lead can move it there.
+``rate`` = guaranteed, ``ceil`` = maximum) and
+:class:`~vnstitch.dataplane.objects.U32Filter` objects (one per application match) that
+steer packets into those classes; a dataplane driver enforces them live.
 
 Policy format::
 
@@ -28,10 +27,9 @@ from typing import Any
 
 import yaml
 
-from vnstitch.dataplane.objects import RateLimit
+from vnstitch.dataplane.objects import RateLimit, U32Filter
 from vnstitch.routing.errors import PolicyError
 
-_LAYER_LEAF = 3
 PROTOCOLS = {"tcp": 6, "udp": 17}
 
 
@@ -61,27 +59,6 @@ class QosPolicy:
 
     def class_named(self, name: str) -> QosClass:
         return next(c for c in self.classes if c.name == name)
-
-
-@dataclass(frozen=True, slots=True)
-class U32Filter:
-    """A tc u32 filter on ``device`` sending matching packets to HTB class 1:``class_id``.
-
-    ``matches`` are u32 selector clauses as tc spells them, e.g. ``("ip dport 22 0xffff",
-    "ip protocol 6 0xff")``; all of them must hold (tc ANDs the clauses of one filter).
-    """
-
-    device: str
-    prio: int
-    handle: int
-    class_id: int
-    matches: tuple[str, ...]
-
-    @property
-    def key(self) -> str:
-        return f"u32:{self.device}:{self.prio}:{self.handle}"
-
-    layer = _LAYER_LEAF
 
 
 def _num(raw: Any, source: str, field: str, *, lo: float = 0.0, integer: bool = False

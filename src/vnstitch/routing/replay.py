@@ -7,9 +7,18 @@ Theory of operation: for every row of a :class:`~vnstitch.routing.demands.Traffi
 * **reroute on congestion** -- the same start, then after each interval the
   :class:`~vnstitch.routing.monitor.CongestionMonitor` sees that interval's utilisation
   and :func:`~vnstitch.routing.monitor.plan_reroutes` moves the fewest flows; the moves
-  take effect from the next interval (the monitor only sees the past);
-* **per-interval optimum** -- the HiGHS path LP over k shortest paths, solved afresh
-  for each interval with that interval's matrix (an oracle no online policy can beat).
+  take effect from the next interval (the monitor only sees the past). The monitor acts
+  *before* links saturate (default: above 70% raises, below 50% for 3 samples clears:
+  the hysteresis), moves flows largest-first until the link is predicted under
+  ``target`` (60%), picking for each the candidate with the most residual capacity on
+  the last interval's loads (a one-step prediction). When an arc has cleared, flows that
+  left their shortest path come back -- one at a time, only after ``hold_down_s`` and
+  only if their home path is predicted under ``return_below`` -- the dampening that stops
+  flapping. At most ``max_change`` of all flows change per interval, moves and returns
+  together;
+* **per-interval optimum** -- the exact arc LP (:func:`~vnstitch.routing.arclp.
+  solve_arc_lp`), solved afresh for each interval with that interval's matrix (an oracle
+  no online policy can beat).
 
 Pure: the clock is ``row * interval_s``; ``on_row`` lets a caller drive a progress bar.
 """
@@ -22,6 +31,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 import numpy as np
 
+from vnstitch.routing.arclp import solve_arc_lp
 from vnstitch.routing.demands import TrafficMatrices
 from vnstitch.routing.monitor import (
     CongestionMonitor,
@@ -30,9 +40,10 @@ from vnstitch.routing.monitor import (
     RerouteDecision,
     RerouteState,
     plan_reroutes,
+    plan_returns,
 )
 from vnstitch.routing.paths import all_pairs_k_shortest_paths
-from vnstitch.routing.te import ArcTable, Demand, solve_path_lp
+from vnstitch.routing.te import ArcTable, Demand
 
 
 @dataclass
@@ -59,19 +70,19 @@ class ReplayResult:
         return out
 
 
-def replay(graph: nx.Graph, tm: TrafficMatrices, *, scale: float = 1.0, k: int = 4,
-           config: MonitorConfig | None = None, target: float = 0.7,
+def replay(graph: nx.Graph, tm: TrafficMatrices, *, scale: float = 1.0, k: int = 8,
+           config: MonitorConfig | None = None, target: float = 0.6,
            hold_down_s: float = 3600.0, interval_s: float = 300.0, optimum: bool = True,
-           max_change: float = 0.049,
+           max_change: float = 0.049, return_below: float = 0.45,
            rows: range | None = None, on_row: Callable[[int], None] | None = None
            ) -> ReplayResult:
     table = ArcTable(graph)
     cap = {a: float(c) for a, c in zip(table.arcs, table.capacity, strict=True)}
     cands = all_pairs_k_shortest_paths(graph, k, pairs=tm.pairs)
-    lp_cands = [[table.arc_path(p) for p in cands[pair]] for pair in tm.pairs]
     static = [cands[pair][0] for pair in tm.pairs]
     current = list(static)
-    monitor = CongestionMonitor(config or MonitorConfig(raise_samples=1))
+    monitor = CongestionMonitor(config or MonitorConfig(high=0.7, low=0.5, raise_samples=1,
+                                                        clear_samples=3))
     state = RerouteState()
     rows = rows if rows is not None else range(len(tm.times))
     n = len(rows)
@@ -92,20 +103,28 @@ def replay(graph: nx.Graph, tm: TrafficMatrices, *, scale: float = 1.0, k: int =
         now = r * interval_s
         monitor.observe(now, dict(zip(table.arcs, util.tolist(), strict=True)))
         hot = monitor.congested()
+        budget = max(1, int(max_change * len(tm.pairs)))
+        index = {f"{s}->{d}": j for j, (s, d) in enumerate(tm.pairs)}
+        flows = [Flow(f"{s}->{d}", s, d, float(v), p)
+                 for (s, d), v, p in zip(tm.pairs, vol, current, strict=True)]
+        moves: list[RerouteDecision] = []
         if hot:
-            flows = [Flow(f"{s}->{d}", s, d, float(v), p)
-                     for (s, d), v, p in zip(tm.pairs, vol, current, strict=True)]
             moves = plan_reroutes(now, flows, cap, hot, cands, state=state, target=target,
-                                  hold_down_s=hold_down_s,
-                                  max_moves=max(1, int(max_change * len(flows))))
-            index = {f"{s}->{d}": j for j, (s, d) in enumerate(tm.pairs)}
+                                  hold_down_s=hold_down_s, max_moves=budget)
             for m in moves:
                 current[index[m.flow_id]] = m.new_path
-            out.moves[i] = len(moves)
-            out.decisions.extend(moves)
+        elif len(moves) < budget:
+            moves = plan_returns(now, flows, cap, {f"{s}->{d}": p for (s, d), p in
+                                                   zip(tm.pairs, static, strict=True)},
+                                 state=state, below=return_below, hold_down_s=hold_down_s,
+                                 max_moves=1)
+            for m in moves:
+                current[index[m.flow_id]] = m.new_path
+        out.moves[i] = len(moves)
+        out.decisions.extend(moves)
         if optimum:
             demands = [Demand(s, d, float(v)) for (s, d), v in zip(tm.pairs, vol, strict=True)]
-            out.optimum_mlu[i] = solve_path_lp(table, demands, lp_cands).mlu
+            out.optimum_mlu[i] = solve_arc_lp(table, demands, solver="simplex").mlu
         if on_row is not None:
             on_row(i)
     return out
