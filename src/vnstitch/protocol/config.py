@@ -22,7 +22,14 @@ class Timers:
     #: Minimum time between two UPDATEs to the same neighbour (bounds churn).
     min_advertisement_interval_s: float = 0.05
     #: Give up collecting offers after this long without a feasible one.
-    query_timeout_s: float = 2.0
+    query_timeout_s: float = 3.0
+    #: First retransmission of an unanswered QUERY/HOLD/COMMIT/PROBE after this many
+    #: estimated path round trips (from discovery's or the offer's path latency) ...
+    retransmit_rtts: float = 2.0
+    #: ... but never sooner than this ...
+    retransmit_min_s: float = 0.05
+    #: ... and backing off (doubling) to at most this between two retransmissions.
+    retransmit_max_s: float = 0.5
     #: After the first feasible offer that is not provably best, wait this fraction of
     #: its round-trip time for better ones.
     offer_grace_rtt: float = 0.5

@@ -35,8 +35,22 @@ from vnstitch.protocol.messages import MAX_COMPONENTS, MAX_ENTRIES, Entry, Hello
 
 Key = tuple[VNID, RouteManagerId]
 _MASK64 = (1 << 64) - 1
-#: Room for one UPDATE's entries: datagram minus header, signature and envelope fields.
-_UPDATE_BUDGET = MAX_DATAGRAM - HEADER_LEN - SIGNATURE_LEN - 48
+#: Worst-case msgpack bytes of an UPDATE datagram's envelope and fixed fields: outer
+#: array (1) + seq (uint64: 9) + timestamp (float64: 9) + type (1) + payload array (1) +
+#: entries and withdrawals array headers (3 each) + sync (uint32: 5) + chunk and chunks
+#: (uint16: 3 each) = 38; rounded up.
+_UPDATE_OVERHEAD = 40
+#: Room for one UPDATE's entries and withdrawals (each counted at its exact packed size).
+_UPDATE_BUDGET = MAX_DATAGRAM - HEADER_LEN - SIGNATURE_LEN - _UPDATE_OVERHEAD
+
+
+def entry_fits(e: Entry) -> bool:
+    """Whether ``e`` fits one UPDATE datagram on its own (long paths with many long
+    components may not: such a route is not announced, and counted)."""
+    # cheap upper bound first: 18 bytes per path id, 3 + UTF-8 bytes per component
+    rough = 40 + 18 * len(e.path) + sum(3 + 4 * len(c) for c in e.components)
+    return rough <= _UPDATE_BUDGET or \
+        len(msgpack.packb(e.to_wire(), use_bin_type=True)) <= _UPDATE_BUDGET
 
 
 def entry_hash(e: Entry) -> int:
@@ -94,6 +108,7 @@ class Discovery:
         self.sync_seen: dict[RouteManagerId, tuple[int, set[Key]]] = {}
         self.sync_gen = 0
         self.loops_refused = 0
+        self.oversized_refused = 0
 
     # -- local VNs -----------------------------------------------------------------------
     def set_local(self, vn: VirtualNetwork) -> list[Key]:
@@ -226,6 +241,9 @@ class Discovery:
         route = self.best.get(key)
         if route is None or peer in route.entry.path:
             return None  # split horizon / poisoned: the peer is on the path
+        if not entry_fits(route.entry):
+            self.oversized_refused += 1
+            return None
         return route.entry
 
     def flush(self, peer: RouteManagerId) -> list[Update]:
@@ -272,17 +290,21 @@ def _chunk(entries: list[Entry], withdrawals: list[Key], sync: int) -> list[Upda
     size = 0
     for e in entries:
         n = len(msgpack.packb(e.to_wire(), use_bin_type=True))
+        if n > _UPDATE_BUDGET:
+            raise ProtocolError(f"VNID {e.vnid}: one entry of {n} bytes cannot fit a datagram")
         if groups[-1][0] and (size + n > _UPDATE_BUDGET or len(groups[-1][0]) >= MAX_ENTRIES):
             groups.append(([], []))
             size = 0
         groups[-1][0].append(e)
         size += n
     for w in withdrawals:
-        if size + 20 > _UPDATE_BUDGET or len(groups[-1][1]) >= MAX_ENTRIES * 4:
+        # [vnid, origin]: array (1) + vnid (<= 5) + bin8 header (2) + 16 id bytes
+        n = 1 + len(msgpack.packb(int(w[0]))) + 2 + 16
+        if size + n > _UPDATE_BUDGET or len(groups[-1][1]) >= MAX_ENTRIES * 4:
             groups.append(([], []))
             size = 0
         groups[-1][1].append(w)
-        size += 20
+        size += n
     if not sync and not groups[0][0] and not groups[0][1]:
         return []
     n = len(groups)

@@ -50,6 +50,14 @@ class Reservation:
     expires: float
     machine: Machine[ReservationState] = field(default_factory=lambda: Machine(
         "reservation", RESERVATION_TRANSITIONS, ReservationState.HELD))
+    # Hop-by-hop reliability (not persisted): the HOLD or COMMIT this RM passed on and is
+    # retransmitting to ``path[index + 1]`` until its answer comes back (or ``relay_until``),
+    # and the answers seen, replayed to a retransmitted request instead of forwarding it.
+    relay: Any = None
+    relay_rto: float = 0.0
+    relay_until: float = 0.0
+    hold_answer: Any = None
+    commit_answer: Any = None
 
     @property
     def links(self) -> tuple[RouteManagerId, ...]:
