@@ -70,7 +70,10 @@ class RouteManagerCore(StitchingMixin):
         self.last_heard: dict[RouteManagerId, float] = {}
         #: Neighbours dropped for silence; hearing one again triggers a two-way resync.
         self.lost_peers: set[RouteManagerId] = set()
+        #: When announcements last went to each neighbour (the MRAI runs from there).
         self.last_flush: dict[RouteManagerId, float] = {}
+        #: When any UPDATE (withdrawals too) last went to each neighbour.
+        self.last_update: dict[RouteManagerId, float] = {}
         self.requests: dict[str, StitchRequest] = {}
         self.query_owner: dict[bytes, str] = {}
         self.seen_queries: dict[bytes, int] = {}
@@ -219,15 +222,28 @@ class RouteManagerCore(StitchingMixin):
         for vnid, _origin in keys:
             best = self.discovery.routes_to(vnid)
             out.append(RouteChanged(vnid, best[0].entry.path if best else None, now))
-        mrai = self.timers_cfg.min_advertisement_interval_s
+        gap = self.timers_cfg.withdrawal_interval_s
         for peer in self.peers:
             if ("flush", peer) not in self.timers:
-                self.set_timer("flush", peer, max(now, self.last_flush.get(peer, 0.0) + mrai))
+                self.set_timer("flush", peer,
+                               max(now, self.last_update.get(peer, -gap) + gap))
 
     def _flush(self, peer: RouteManagerId, now: float, out: list[Output]) -> None:
-        self.last_flush[peer] = now
-        for upd in self.discovery.flush(peer):
+        """Per-neighbour MRAI (BGP style): announcements to ``peer`` at most every
+        ``min_advertisement_interval_s`` -- everything that changed meanwhile goes in one
+        batch, intermediate best paths are never sent -- withdrawals at once."""
+        mrai = self.timers_cfg.min_advertisement_interval_s
+        next_announce = self.last_flush.get(peer, -mrai) + mrai
+        announce = now >= next_announce
+        updates, held = self.discovery.flush(peer, announce)
+        if announce:
+            self.last_flush[peer] = now
+        if updates:
+            self.last_update[peer] = now
+        for upd in updates:
             self.send(peer, upd, now, out)
+        if held:
+            self.set_timer("flush", peer, next_announce)
 
     def capacity_changed(self, peers: tuple[RouteManagerId, ...], now: float,
                          out: list[Output]) -> None:

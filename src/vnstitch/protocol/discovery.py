@@ -54,8 +54,11 @@ def entry_fits(e: Entry) -> bool:
 
 
 def entry_hash(e: Entry) -> int:
-    packed = msgpack.packb(e.to_wire(), use_bin_type=True)
-    return int.from_bytes(hashlib.blake2b(packed, digest_size=8).digest(), "big")
+    """BLAKE2b-64 of a canonical text form of the entry (every field; floats by ``repr``,
+    which round-trips exactly), cheaper than packing it and the same on every host."""
+    text = f"{e.vnid}|{''.join(e.path)}|{e.bandwidth_mbps!r}|{e.latency_ms!r}|" \
+           f"{e.cost!r}|{chr(31).join(e.components)}"
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,25 +70,37 @@ class Route:
 
 
 class _Rib:
-    """A key -> entry map with an incrementally maintained digest."""
+    """A key -> entry map with an incrementally maintained digest (each entry's hash is
+    kept, so replacing or removing it costs no re-hash) and a per-VNID index."""
 
-    __slots__ = ("digest", "entries")
+    __slots__ = ("by_vnid", "digest", "entries", "hashes")
 
     def __init__(self) -> None:
         self.entries: dict[Key, Entry] = {}
+        self.hashes: dict[Key, int] = {}
+        self.by_vnid: dict[VNID, dict[RouteManagerId, Entry]] = {}
         self.digest = 0
 
     def put(self, key: Key, e: Entry) -> None:
-        old = self.entries.get(key)
+        old = self.hashes.get(key)
         if old is not None:
-            self.digest = (self.digest - entry_hash(old)) & _MASK64
+            if self.entries[key] == e:
+                return
+            self.digest = (self.digest - old) & _MASK64
+        h = entry_hash(e)
         self.entries[key] = e
-        self.digest = (self.digest + entry_hash(e)) & _MASK64
+        self.hashes[key] = h
+        self.by_vnid.setdefault(key[0], {})[key[1]] = e
+        self.digest = (self.digest + h) & _MASK64
 
     def pop(self, key: Key) -> Entry | None:
         old = self.entries.pop(key, None)
         if old is not None:
-            self.digest = (self.digest - entry_hash(old)) & _MASK64
+            self.digest = (self.digest - self.hashes.pop(key)) & _MASK64
+            per = self.by_vnid[key[0]]
+            del per[key[1]]
+            if not per:
+                del self.by_vnid[key[0]]
         return old
 
 
@@ -104,6 +119,7 @@ class Discovery:
         self.rib_in: dict[RouteManagerId, _Rib] = {p: _Rib() for p in links}
         self.rib_out: dict[RouteManagerId, _Rib] = {p: _Rib() for p in links}
         self.best: dict[Key, Route] = {}
+        self.best_by_vnid: dict[VNID, dict[RouteManagerId, Route]] = {}
         self.pending: dict[RouteManagerId, set[Key]] = {p: set() for p in links}
         self.sync_seen: dict[RouteManagerId, tuple[int, set[Key]]] = {}
         self.sync_gen = 0
@@ -193,9 +209,14 @@ class Discovery:
             if new is None:
                 if old is not None:
                     del self.best[key]
+                    per = self.best_by_vnid[vnid]
+                    del per[origin]
+                    if not per:
+                        del self.best_by_vnid[vnid]
                     changed.append(key)
             elif old is None or self._significant(old, new):
                 self.best[key] = new
+                self.best_by_vnid.setdefault(vnid, {})[origin] = new
                 changed.append(key)
         for key in changed:
             for pending in self.pending.values():
@@ -218,19 +239,23 @@ class Discovery:
 
     def routes_to(self, vnid: VNID) -> list[Route]:
         """Every best route (one per origin) to ``vnid``, best first."""
-        found = [r for (v, _), r in self.best.items() if v == vnid]
-        return sorted(found, key=lambda r: _rank(r.entry))
+        found = self.best_by_vnid.get(vnid)
+        return sorted(found.values(), key=lambda r: _rank(r.entry)) if found else []
 
-    def next_hops(self, vnid: VNID, exclude: set[RouteManagerId]) -> list[RouteManagerId]:
-        """Neighbours that announced a loop-free route to ``vnid``, cheapest first."""
-        ranked: list[tuple[tuple[float, float, int], RouteManagerId]] = []
+    def next_hops(self, vnid: VNID, exclude: set[RouteManagerId],
+                  min_mbps: float = 0.0) -> list[RouteManagerId]:
+        """Neighbours that announced a loop-free route to ``vnid``: those whose route
+        (and our link to them) still offers ``min_mbps`` first, each group cheapest
+        first."""
+        ranked: list[tuple[tuple[bool, float, float, int], RouteManagerId]] = []
         for peer, rib in self.rib_in.items():
             if peer in exclude:
                 continue
-            best: tuple[float, float, int] | None = None
-            for (v, _), e in rib.entries.items():
-                if v == vnid and self.me not in e.path:
-                    r = _rank(e)
+            short = self.available(peer) < min_mbps
+            best: tuple[bool, float, float, int] | None = None
+            for e in rib.by_vnid.get(vnid, {}).values():
+                if self.me not in e.path:
+                    r = (short or e.bandwidth_mbps < min_mbps, *_rank(e))
                     best = r if best is None or r < best else best
             if best is not None:
                 ranked.append((best, peer))
@@ -246,22 +271,28 @@ class Discovery:
             return None
         return route.entry
 
-    def flush(self, peer: RouteManagerId) -> list[Update]:
-        """UPDATEs carrying what changed for ``peer`` since the last flush."""
+    def flush(self, peer: RouteManagerId, announce: bool = True) -> tuple[list[Update], bool]:
+        """UPDATEs carrying what changed for ``peer`` since the last flush, and whether
+        announcements are still held back. With ``announce`` False only withdrawals go
+        out (they are never delayed by the advertisement interval: a black hole should
+        vanish fast, while batching announcements is what stops path hunting)."""
         keys = self.pending[peer]
-        self.pending[peer] = set()
         out = self.rib_out[peer]
         entries: list[Entry] = []
         withdrawals: list[Key] = []
+        held: set[Key] = set()
         for key in sorted(keys):
             e = self._announce_to(peer, key)
             if e is None:
                 if out.pop(key) is not None:
                     withdrawals.append(key)
+            elif not announce:
+                held.add(key)
             elif out.entries.get(key) != e:
                 out.put(key, e)
                 entries.append(e)
-        return _chunk(entries, withdrawals, 0)
+        self.pending[peer] = held
+        return _chunk(entries, withdrawals, 0), bool(held)
 
     def full_sync(self, peer: RouteManagerId) -> list[Update]:
         """Everything we announce to ``peer`` (answer to RESYNC), chunked, one generation."""

@@ -35,6 +35,7 @@ from vnstitch.protocol.api import (
 )
 from vnstitch.protocol.errors import RemoteProtocolError
 from vnstitch.protocol.messages import (
+    MAX_PATH,
     Hold,
     HoldOk,
     HoldRefused,
@@ -142,22 +143,27 @@ class StitchingMixin:
             self.query_owner.pop(qid, None)
         req.query_ids = {}
         known = [r for r in self.discovery.routes_to(req.vnid) if r.via is not None]
-        # No route known: the query floods; assume a long path for the first timeout.
+        # No route known: the query floods, which is expensive and may cross a long path;
+        # so at most a few waves in the query time.
         req.rto = self._rto(known[0].entry.latency_ms) if known else \
-            4 * self.timers_cfg.retransmit_min_s
+            self.timers_cfg.query_timeout_s / 3
         self._query_wave(req, now, out)
         self.set_timer("query", req.stitch_id, now + self.timers_cfg.query_timeout_s)
 
     def _query_wave(self, req: StitchRequest, now: float, out: list[Output]) -> None:
         """Send the query (again). Each wave has a fresh id, so transit RMs' duplicate
         suppression does not stop a retransmission; offers to any wave count."""
+        t = self.timers_cfg
+        fanout = min(t.query_fanout, t.query_transit_fanout + len(req.query_ids))
         req.query_id = self.rng.randbytes(8)
         req.query_ids[req.query_id] = now
         self.query_owner[req.query_id] = req.stitch_id
         c = req.constraints
         q = Query(req.query_id, req.vnid, c.bandwidth_mbps, c.max_latency_ms, c.max_cost,
-                  min(c.hop_limit, 31), (self.me,), 0.0, 0.0, self.ledger.rm_available())
-        hops = self.discovery.next_hops(req.vnid, {self.me})[:self.timers_cfg.query_fanout]
+                  min(c.hop_limit, MAX_PATH - 1), (self.me,), 0.0, 0.0,
+                  self.ledger.rm_available(), fanout)
+        hops = self.discovery.next_hops(req.vnid, {self.me}, c.bandwidth_mbps)[
+            :self.timers_cfg.query_fanout]
         for peer in hops or list(self.peers):
             self.send(peer, q, now, out)
         self.set_timer("qrtx", req.stitch_id, now + req.rto)
@@ -284,10 +290,16 @@ class StitchingMixin:
             self.seen_queries.pop(next(iter(self.seen_queries)))
         self.seen_queries[q.query_id] = count + 1
         exclude = set(path)
-        hops = self.discovery.next_hops(q.vnid, exclude)
+        # Transit RMs follow discovery: the best next hop(s) that can carry the bandwidth
+        # (the origin already spread the query over ``query_fanout`` first hops, and widens
+        # ``q.fanout`` on retransmission waves); only an RM that knows no route floods. A
+        # wide transit fan-out from the start makes every query visit every RM of a large
+        # network (path hunting in negotiation).
+        fanout = min(q.fanout, self.timers_cfg.query_fanout)
+        hops = self.discovery.next_hops(q.vnid, exclude, q.bandwidth_mbps)[:fanout]
         if not hops:
-            hops = [p for p in self.peers if p not in exclude]
-        for peer in hops[:self.timers_cfg.query_fanout]:
+            hops = [p for p in self.peers if p not in exclude][:fanout]
+        for peer in hops:
             self.send(peer, q2, now, out)
 
     def _on_offer(self, offer: Offer, now: float, out: list[Output]) -> None:
