@@ -22,7 +22,7 @@ class Timers:
     #: Minimum time between two batches of announcements to the same neighbour (MRAI, as
     #: in BGP): changes meanwhile are batched and only the latest best path is sent, which
     #: stops path hunting from flooding the network on start-up and after failures.
-    min_advertisement_interval_s: float = 1.0
+    min_advertisement_interval_s: float = 0.5
     #: Minimum time between two UPDATEs carrying only withdrawals (not held by the MRAI).
     withdrawal_interval_s: float = 0.05
     #: Give up collecting offers after this long without a feasible one.

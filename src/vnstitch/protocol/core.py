@@ -209,6 +209,10 @@ class RouteManagerCore(StitchingMixin):
                 self.send(sender, Resync(), now, out)
         elif isinstance(msg, Update):
             self.routes_changed(self.discovery.on_update(sender, msg), now, out)
+            if sender in self.discovery.resync_wanted:
+                self.discovery.resync_wanted.discard(sender)
+                self.stat("resync_incomplete")
+                self.send(sender, Resync(), now, out)
         elif isinstance(msg, Resync):
             for upd in self.discovery.full_sync(sender):
                 self.send(sender, upd, now, out)

@@ -121,7 +121,11 @@ class Discovery:
         self.best: dict[Key, Route] = {}
         self.best_by_vnid: dict[VNID, dict[RouteManagerId, Route]] = {}
         self.pending: dict[RouteManagerId, set[Key]] = {p: set() for p in links}
-        self.sync_seen: dict[RouteManagerId, tuple[int, set[Key]]] = {}
+        #: Per neighbour: the full-sync generation being received, the keys and the chunk
+        #: numbers seen of it. Stale keys are removed only once *every* chunk arrived.
+        self.sync_seen: dict[RouteManagerId, tuple[int, set[Key], set[int]]] = {}
+        #: Neighbours whose full sync arrived incomplete: ask them again (core sends RESYNC).
+        self.resync_wanted: set[RouteManagerId] = set()
         self.sync_gen = 0
         self.loops_refused = 0
         self.oversized_refused = 0
@@ -153,16 +157,21 @@ class Discovery:
             if rib.pop(key) is not None:
                 touched.append(key)
         if msg.sync:
-            gen, seen = self.sync_seen.get(peer, (0, set()))
+            gen, seen, got = self.sync_seen.get(peer, (0, set(), set()))
             if gen != msg.sync:
-                seen = set()
+                seen, got = set(), set()
             seen.update((e.vnid, e.origin) for e in msg.entries)
-            self.sync_seen[peer] = (msg.sync, seen)
-            if msg.chunk == msg.chunks - 1:
+            got.add(msg.chunk)
+            self.sync_seen[peer] = (msg.sync, seen, got)
+            if len(got) >= msg.chunks:
                 for key in [k for k in rib.entries if k not in seen]:
                     rib.pop(key)
                     touched.append(key)
                 del self.sync_seen[peer]
+            elif msg.chunk == msg.chunks - 1:
+                # A chunk was lost (or is late): keep what we have -- deleting keys
+                # "not seen" would drop the lost chunk's routes -- and ask again.
+                self.resync_wanted.add(peer)
         return self.recompute(touched)
 
     def hello_matches(self, peer: RouteManagerId, msg: Hello) -> bool:
@@ -173,6 +182,8 @@ class Discovery:
         """The neighbour went silent: forget everything it told us."""
         rib = self.rib_in[peer]
         touched = list(rib.entries)
+        self.sync_seen.pop(peer, None)
+        self.resync_wanted.discard(peer)
         self.rib_in[peer] = _Rib()
         self.rib_out[peer] = _Rib()
         return self.recompute(touched)

@@ -97,7 +97,9 @@ def _path(v: Any, field: str, min_len: int = 1) -> tuple[RouteManagerId, ...]:
     if type(v) is not bytes or len(v) % 16 or not min_len * 16 <= len(v) <= MAX_PATH * 16:
         raise _bad(field, v)
     h = v.hex()
-    path = tuple(RouteManagerId(h[i:i + 32]) for i in range(0, len(h), 32))
+    # RouteManagerId is a NewType of str: slicing gives the ids without a call per hop.
+    path: tuple[RouteManagerId, ...] = tuple([h[i:i + 32]  # type: ignore[misc]
+                                              for i in range(0, len(h), 32)])
     if len(set(path)) != len(path):
         raise _bad(field, "repeated Route Manager in path")
     return path

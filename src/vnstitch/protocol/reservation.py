@@ -94,9 +94,15 @@ class Ledger:
         self.rm_capacity = rm_capacity
         self._link: dict[RouteManagerId, dict[str, float]] = {p: {} for p in capacities}
         self._rm: dict[str, float] = {}
+        # Sums of the above, kept current (read on every route candidate and query).
+        self._link_total: dict[RouteManagerId, float] = {p: 0.0 for p in capacities}
 
     def reserved(self, peer: RouteManagerId) -> float:
-        return sum(self._link.get(peer, {}).values())
+        return self._link_total.get(peer, 0.0)
+
+    def _retotal(self, peer: RouteManagerId) -> None:
+        # re-summed, not incremented, so float drift never accumulates
+        self._link_total[peer] = sum(self._link[peer].values())
 
     def available(self, peer: RouteManagerId) -> float:
         return max(0.0, self.capacity.get(peer, 0.0) - self.reserved(peer))
@@ -121,12 +127,14 @@ class Ledger:
             return False, None, rm_avail
         for peer in links:
             self._link[peer][token] = mbps
+            self._retotal(peer)
         self._rm[token] = mbps
         return True, None, mbps
 
     def release(self, token: str) -> None:
-        for holds in self._link.values():
-            holds.pop(token, None)
+        for peer, holds in self._link.items():
+            if holds.pop(token, None) is not None:
+                self._retotal(peer)
         self._rm.pop(token, None)
 
     def usage(self) -> dict[RouteManagerId, tuple[float, float]]:
