@@ -19,8 +19,11 @@ cells along a shortest-path tree, so every segment is connected) vectorised with
 ``scipy`` all-pairs Dijkstra, since the generic one is quadratic in K.
 
 Workload per size: VNs = RMs / 5 (between 4 and 40), each on 2 random segments; RMs / 5
-stitch requests (between 10 and 100), Poisson between 10 s and 40 s, 10-50 Mbit/s; no
-loss; protocol timers at their defaults (announce interval 10 s, hold 30 s). Reported:
+stitch requests (between 10 and 100), Poisson between 10 s and 40 s, 10-50 Mbit/s, hop
+limit = the segment graph's diameter (at least the default 16, at most what a message
+carries: 63; the simulator's feasibility oracle honours the hop limit, so the default 16
+made most requests on the 60-hop 1,000-segment graph "infeasible"); no loss; protocol
+timers at their defaults (announce interval 10 s, hold 30 s, MRAI 0.5 s). Reported:
 wall time of the run (and of the set-up), events/s, peak RSS, control messages per RM per
 announce interval
 (overall and by neighbour count: the curve), discovery convergence, stitch set-up in path
@@ -33,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
 import subprocess
 import sys
@@ -53,6 +57,7 @@ from vnstitch.model import Substrate, great_circle_km, load_graphml, partitioned
 from vnstitch.model.ids import SegmentId
 from vnstitch.model.partition import segment_name
 from vnstitch.model.substrate import LATENCY_MS_PER_KM
+from vnstitch.protocol.messages import MAX_PATH
 from vnstitch.sim.runner import run
 from vnstitch.sim.scenario import RequestSpec, Scenario, VnSpec
 
@@ -112,18 +117,32 @@ def substrate_for(size: int) -> Substrate:
     return _fast_partition(_compose(["Kdl", "Cogentco", "GtsCe"]), size)
 
 
+def segment_diameter(sub: Substrate) -> int:
+    """Hops across the segment graph (the longest shortest path between two RMs)."""
+    g = nx.Graph()
+    g.add_edges_from((adj.a, adj.b) for adj in sub.segment_adjacencies())
+    return int(nx.diameter(g))
+
+
 def run_one(size: int, duration: float) -> dict[str, Any]:
     t0 = time.perf_counter()
     sub = substrate_for(size)
+    diameter = segment_diameter(sub)
+    # The requests' hop limit must let a stitch cross the whole segment graph (the default
+    # of 16 made 60 of 100 requests at 1,000 RMs infeasible: the oracle honours the hop
+    # limit); capped at what one message can carry.
+    hop_limit = min(max(16, diameter), MAX_PATH - 1)
     t_part = time.perf_counter() - t0
     sc = Scenario(name=f"sp_scale_{size}", topology=sub.name, segments=size, seed=1,
                   duration_s=duration, vns=VnSpec(max(4, min(size // 5, 40)), 2),
                   requests=RequestSpec(count=max(10, min(size // 5, 100)), start_s=10.0,
                                        end_s=min(40.0, duration * 2 / 3),
-                                       bandwidth_mbps=(10.0, 50.0)))
+                                       bandwidth_mbps=(10.0, 50.0), hop_limit=hop_limit))
+    cpu0 = time.process_time()
     with progress() as bar:
         task = bar.add_task(f"{size} RMs", total=duration)
         res = run(sc, substrate=sub, progress=lambda t: bar.update(task, completed=t))
+    cpu_s = time.process_time() - cpu0
     s = res.summary
     rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     degrees = [len(n) for n in res.simulation.neighbours]
@@ -132,8 +151,15 @@ def run_one(size: int, duration: float) -> dict[str, Any]:
         "topology": sub.name,
         "nodes": sub.graph.number_of_nodes(),
         "mean_neighbours": round(sum(degrees) / len(degrees), 2),
+        "diameter_hops": diameter,
+        "hop_limit": hop_limit,
         "virtual_s": duration,
         "wall_s": round(res.wall_seconds, 2),
+        # CPU seconds of this process for the simulation (its set-up + run): about what
+        # set-up + wall time would be on an
+        # idle machine (wall time grows when other jobs share the CPUs).
+        "cpu_s": round(cpu_s, 2),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
         "setup_wall_s": round(res.setup_seconds + t_part, 2),
         "events": res.simulation.events,
         "events_per_s": round(res.events_per_second),
@@ -142,8 +168,10 @@ def run_one(size: int, duration: float) -> dict[str, Any]:
         "by_neighbours": s["messages_per_rm_per_interval_by_neighbours"],
         "convergence_s": s["convergence_seconds"],
         "requests": s["requests"],
+        "feasible_requests": s["feasible_requests"],
         "committed": s["committed"],
         "success_rate_feasible": s["success_rate_feasible"],
+        "failures_by_reason": s["failures_by_reason"],
         "setup_rtts_median": s["setup_rtts_median"],
         "setup_rtts_p95": s["setup_rtts_p95"],
         "setup_within_3rtt_5ms": s["setup_within_3rtt_5ms"],
@@ -173,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=60.0, help="virtual seconds per size")
     p.add_argument("--plot", default="sp_scale.png", help="PNG of the messages/neighbours curve")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--save", help="also write the JSON object to this file")
     p.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: run one size
     args = p.parse_args(argv)
     if args.one:
@@ -194,18 +223,24 @@ def main(argv: list[str] | None = None) -> int:
         "setup_within_3rtt_5ms_all": all((r["setup_within_3rtt_5ms"] or 0) >= 1.0
                                          for r in results),
     }
+    doc = {"results": results, "targets": verdict, "plot": args.plot}
+    if args.save:
+        Path(args.save).write_text(json.dumps(doc, indent=1) + "\n")
     if args.json:
-        print(json.dumps({"results": results, "targets": verdict, "plot": args.plot}))
+        print(json.dumps(doc))
         return 0
-    cols = ["RMs", "nodes", "nbrs", "wall s", "setup s", "events", "ev/s", "peak MiB",
+    cols = ["RMs", "nodes", "nbrs", "wall s", "cpu s", "load", "setup s", "events", "ev/s",
+            "peak MiB",
             "msg/RM/intv", "conv s", "committed", "RTTs med", "RTTs p95", "<=3RTT+5ms"]
-    rows = [[r["rms"], r["nodes"], r["mean_neighbours"], r["wall_s"], r["setup_wall_s"],
+    rows = [[r["rms"], r["nodes"], r["mean_neighbours"], r["wall_s"], r["cpu_s"],
+             r["load_avg_1m"], r["setup_wall_s"],
              r["events"], r["events_per_s"], r["peak_rss_mib"],
              r["messages_per_rm_per_interval"], r["convergence_s"] or math.nan,
              f"{r['committed']}/{r['requests']}", r["setup_rtts_median"] or math.nan,
              r["setup_rtts_p95"] or math.nan, r["setup_within_3rtt_5ms"] or math.nan]
             for r in results]
-    rows.append(["target", "", "", f"<{TARGET_WALL_S:g}", "", "", "", f"<{TARGET_RSS_GIB:g}GiB",
+    rows.append(["target", "", "", f"<{TARGET_WALL_S:g}", "", "", "", "", "",
+                 f"<{TARGET_RSS_GIB:g}GiB",
                  "~nbrs", "", "", "", "", "1.0"])
     out = console()
     out.print(table("sp_scale: Stitching Protocol at scale", cols, rows))

@@ -55,7 +55,7 @@ messages: st.SearchStrategy[Message] = st.one_of(
               st.integers(0, 5), st.just(0), st.integers(1, 3)),
     st.just(Resync()),
     st.builds(Query, st.binary(min_size=8, max_size=8), vnids, mbps, st.just(float("inf")),
-              mbps, st.integers(1, 16), paths, mbps, mbps, mbps),
+              mbps, st.integers(1, 16), paths, mbps, mbps, mbps, st.integers(1, 16)),
     st.builds(Offer, st.binary(min_size=8, max_size=8), paths, mbps, mbps, mbps, comps),
     st.builds(Hold, tokens, vnids, paths, mbps, mbps, st.binary(min_size=32, max_size=32),
               st.text(max_size=20), st.text(max_size=15), st.text(max_size=15), comps,

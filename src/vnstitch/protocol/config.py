@@ -19,10 +19,21 @@ class Timers:
     announce_interval_s: float = 10.0
     #: Entries (and the neighbour) age out after this many silent intervals.
     hold_intervals: int = 3
-    #: Minimum time between two UPDATEs to the same neighbour (bounds churn).
-    min_advertisement_interval_s: float = 0.05
+    #: Minimum time between two batches of announcements to the same neighbour (MRAI, as
+    #: in BGP): changes meanwhile are batched and only the latest best path is sent, which
+    #: stops path hunting from flooding the network on start-up and after failures.
+    min_advertisement_interval_s: float = 0.5
+    #: Minimum time between two UPDATEs carrying only withdrawals (not held by the MRAI).
+    withdrawal_interval_s: float = 0.05
     #: Give up collecting offers after this long without a feasible one.
-    query_timeout_s: float = 2.0
+    query_timeout_s: float = 3.0
+    #: First retransmission of an unanswered QUERY/HOLD/COMMIT/PROBE after this many
+    #: estimated path round trips (from discovery's or the offer's path latency) ...
+    retransmit_rtts: float = 2.0
+    #: ... but never sooner than this ...
+    retransmit_min_s: float = 0.05
+    #: ... and backing off (doubling) to at most this between two retransmissions.
+    retransmit_max_s: float = 0.5
     #: After the first feasible offer that is not provably best, wait this fraction of
     #: its round-trip time for better ones.
     offer_grace_rtt: float = 0.5
@@ -34,8 +45,10 @@ class Timers:
     probe_misses_down: int = 3
     #: Loss over the recent probes above which an UP tunnel is DEGRADED.
     degraded_loss: float = 0.25
-    #: Forward a query to at most this many neighbours (those with a route first).
+    #: The origin sends a query to at most this many neighbours (those with a route first).
     query_fanout: int = 3
+    #: A transit RM forwards it to at most this many (its best next hops for the VNID).
+    query_transit_fanout: int = 1
     #: Re-announce a route only when its offered bandwidth moved by more than this.
     bandwidth_change_fraction: float = 0.1
 

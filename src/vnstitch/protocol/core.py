@@ -68,7 +68,12 @@ class RouteManagerCore(StitchingMixin):
             self.discovery.set_local(vn)
         self.timers: dict[tuple[str, str], float] = {}
         self.last_heard: dict[RouteManagerId, float] = {}
+        #: Neighbours dropped for silence; hearing one again triggers a two-way resync.
+        self.lost_peers: set[RouteManagerId] = set()
+        #: When announcements last went to each neighbour (the MRAI runs from there).
         self.last_flush: dict[RouteManagerId, float] = {}
+        #: When any UPDATE (withdrawals too) last went to each neighbour.
+        self.last_update: dict[RouteManagerId, float] = {}
         self.requests: dict[str, StitchRequest] = {}
         self.query_owner: dict[bytes, str] = {}
         self.seen_queries: dict[bytes, int] = {}
@@ -102,6 +107,9 @@ class RouteManagerCore(StitchingMixin):
     def cancel_timer(self, kind: str, key: str) -> None:
         self.timers.pop((kind, key), None)
 
+    def timer_due(self, kind: str, key: str) -> float | None:
+        return self.timers.get((kind, key))
+
     def next_timer(self) -> float | None:
         return min(self.timers.values()) if self.timers else None
 
@@ -122,6 +130,8 @@ class RouteManagerCore(StitchingMixin):
             self._hello_tick(now, out)
         elif kind == "flush":
             self._flush(RouteManagerId(key), now, out)
+        elif kind == "expire":
+            self._expire(RouteManagerId(key), now, out)
         else:
             self.fire_stitching_timer(kind, key, now, out)
 
@@ -142,15 +152,38 @@ class RouteManagerCore(StitchingMixin):
         self.set_timer("hello", "", now + self.timers_cfg.announce_interval_s * jitter)
 
     def _hello_tick(self, now: float, out: list[Output]) -> None:
-        hold = self.timers_cfg.hold_time_s
         for peer in self.peers:
-            heard = self.last_heard.get(peer)
-            if heard is not None and now - heard > hold:
-                del self.last_heard[peer]
-                self.stat("peer_lost")
-                self.routes_changed(self.discovery.drop_peer(peer), now, out)
             self.send(peer, self.discovery.hello(peer), now, out)
         self._schedule_hello(now)
+
+    def _heard(self, peer: RouteManagerId, now: float, out: list[Output]) -> None:
+        """Note ``peer`` is alive. The expiry timer is (re)armed lazily: when it fires it
+        moves itself to last-heard + hold, so it costs one timer per hold time, and a
+        silent neighbour is dropped exactly at last-heard + hold."""
+        self.last_heard[peer] = now
+        if ("expire", peer) not in self.timers:
+            self.set_timer("expire", peer, now + self.timers_cfg.hold_time_s)
+        if peer in self.lost_peers:
+            # Back after we dropped it (partition healed, it restarted): both sides
+            # forgot what they had told each other, so resync the full table both ways.
+            self.lost_peers.discard(peer)
+            self.stat("peer_back")
+            for upd in self.discovery.full_sync(peer):
+                self.send(peer, upd, now, out)
+            self.send(peer, Resync(), now, out)
+
+    def _expire(self, peer: RouteManagerId, now: float, out: list[Output]) -> None:
+        heard = self.last_heard.get(peer)
+        if heard is None:
+            return
+        due = heard + self.timers_cfg.hold_time_s
+        if due > now:
+            self.set_timer("expire", peer, due)
+            return
+        del self.last_heard[peer]
+        self.lost_peers.add(peer)
+        self.stat("peer_lost")
+        self.routes_changed(self.discovery.drop_peer(peer), now, out)
 
     # -- receiving -----------------------------------------------------------------------
     def receive(self, datagram: bytes, source: object, now: float) -> list[Output]:
@@ -161,7 +194,7 @@ class RouteManagerCore(StitchingMixin):
             sender, msg = self.codec.decode(datagram, now)
             if sender not in self.peers:
                 raise RemoteProtocolError("not_neighbour", sender)
-            self.last_heard[sender] = now
+            self._heard(sender, now, out)
             self._dispatch(sender, msg, now, out)
         except RemoteProtocolError as exc:
             self._counters.drop(exc.reason)
@@ -176,6 +209,10 @@ class RouteManagerCore(StitchingMixin):
                 self.send(sender, Resync(), now, out)
         elif isinstance(msg, Update):
             self.routes_changed(self.discovery.on_update(sender, msg), now, out)
+            if sender in self.discovery.resync_wanted:
+                self.discovery.resync_wanted.discard(sender)
+                self.stat("resync_incomplete")
+                self.send(sender, Resync(), now, out)
         elif isinstance(msg, Resync):
             for upd in self.discovery.full_sync(sender):
                 self.send(sender, upd, now, out)
@@ -189,15 +226,28 @@ class RouteManagerCore(StitchingMixin):
         for vnid, _origin in keys:
             best = self.discovery.routes_to(vnid)
             out.append(RouteChanged(vnid, best[0].entry.path if best else None, now))
-        mrai = self.timers_cfg.min_advertisement_interval_s
+        gap = self.timers_cfg.withdrawal_interval_s
         for peer in self.peers:
             if ("flush", peer) not in self.timers:
-                self.set_timer("flush", peer, max(now, self.last_flush.get(peer, 0.0) + mrai))
+                self.set_timer("flush", peer,
+                               max(now, self.last_update.get(peer, -gap) + gap))
 
     def _flush(self, peer: RouteManagerId, now: float, out: list[Output]) -> None:
-        self.last_flush[peer] = now
-        for upd in self.discovery.flush(peer):
+        """Per-neighbour MRAI (BGP style): announcements to ``peer`` at most every
+        ``min_advertisement_interval_s`` -- everything that changed meanwhile goes in one
+        batch, intermediate best paths are never sent -- withdrawals at once."""
+        mrai = self.timers_cfg.min_advertisement_interval_s
+        next_announce = self.last_flush.get(peer, -mrai) + mrai
+        announce = now >= next_announce
+        updates, held = self.discovery.flush(peer, announce)
+        if announce:
+            self.last_flush[peer] = now
+        if updates:
+            self.last_update[peer] = now
+        for upd in updates:
             self.send(peer, upd, now, out)
+        if held:
+            self.set_timer("flush", peer, next_announce)
 
     def capacity_changed(self, peers: tuple[RouteManagerId, ...], now: float,
                          out: list[Output]) -> None:

@@ -35,13 +35,30 @@ from vnstitch.protocol.messages import MAX_COMPONENTS, MAX_ENTRIES, Entry, Hello
 
 Key = tuple[VNID, RouteManagerId]
 _MASK64 = (1 << 64) - 1
-#: Room for one UPDATE's entries: datagram minus header, signature and envelope fields.
-_UPDATE_BUDGET = MAX_DATAGRAM - HEADER_LEN - SIGNATURE_LEN - 48
+#: Worst-case msgpack bytes of an UPDATE datagram's envelope and fixed fields: outer
+#: array (1) + seq (uint64: 9) + timestamp (float64: 9) + type (1) + payload array (1) +
+#: entries and withdrawals array headers (3 each) + sync (uint32: 5) + chunk and chunks
+#: (uint16: 3 each) = 38; rounded up.
+_UPDATE_OVERHEAD = 40
+#: Room for one UPDATE's entries and withdrawals (each counted at its exact packed size).
+_UPDATE_BUDGET = MAX_DATAGRAM - HEADER_LEN - SIGNATURE_LEN - _UPDATE_OVERHEAD
+
+
+def entry_fits(e: Entry) -> bool:
+    """Whether ``e`` fits one UPDATE datagram on its own (long paths with many long
+    components may not: such a route is not announced, and counted)."""
+    # cheap upper bound first: 18 bytes per path id, 3 + UTF-8 bytes per component
+    rough = 40 + 18 * len(e.path) + sum(3 + 4 * len(c) for c in e.components)
+    return rough <= _UPDATE_BUDGET or \
+        len(msgpack.packb(e.to_wire(), use_bin_type=True)) <= _UPDATE_BUDGET
 
 
 def entry_hash(e: Entry) -> int:
-    packed = msgpack.packb(e.to_wire(), use_bin_type=True)
-    return int.from_bytes(hashlib.blake2b(packed, digest_size=8).digest(), "big")
+    """BLAKE2b-64 of a canonical text form of the entry (every field; floats by ``repr``,
+    which round-trips exactly), cheaper than packing it and the same on every host."""
+    text = f"{e.vnid}|{''.join(e.path)}|{e.bandwidth_mbps!r}|{e.latency_ms!r}|" \
+           f"{e.cost!r}|{chr(31).join(e.components)}"
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,25 +70,37 @@ class Route:
 
 
 class _Rib:
-    """A key -> entry map with an incrementally maintained digest."""
+    """A key -> entry map with an incrementally maintained digest (each entry's hash is
+    kept, so replacing or removing it costs no re-hash) and a per-VNID index."""
 
-    __slots__ = ("digest", "entries")
+    __slots__ = ("by_vnid", "digest", "entries", "hashes")
 
     def __init__(self) -> None:
         self.entries: dict[Key, Entry] = {}
+        self.hashes: dict[Key, int] = {}
+        self.by_vnid: dict[VNID, dict[RouteManagerId, Entry]] = {}
         self.digest = 0
 
     def put(self, key: Key, e: Entry) -> None:
-        old = self.entries.get(key)
+        old = self.hashes.get(key)
         if old is not None:
-            self.digest = (self.digest - entry_hash(old)) & _MASK64
+            if self.entries[key] == e:
+                return
+            self.digest = (self.digest - old) & _MASK64
+        h = entry_hash(e)
         self.entries[key] = e
-        self.digest = (self.digest + entry_hash(e)) & _MASK64
+        self.hashes[key] = h
+        self.by_vnid.setdefault(key[0], {})[key[1]] = e
+        self.digest = (self.digest + h) & _MASK64
 
     def pop(self, key: Key) -> Entry | None:
         old = self.entries.pop(key, None)
         if old is not None:
-            self.digest = (self.digest - entry_hash(old)) & _MASK64
+            self.digest = (self.digest - self.hashes.pop(key)) & _MASK64
+            per = self.by_vnid[key[0]]
+            del per[key[1]]
+            if not per:
+                del self.by_vnid[key[0]]
         return old
 
 
@@ -90,10 +119,16 @@ class Discovery:
         self.rib_in: dict[RouteManagerId, _Rib] = {p: _Rib() for p in links}
         self.rib_out: dict[RouteManagerId, _Rib] = {p: _Rib() for p in links}
         self.best: dict[Key, Route] = {}
+        self.best_by_vnid: dict[VNID, dict[RouteManagerId, Route]] = {}
         self.pending: dict[RouteManagerId, set[Key]] = {p: set() for p in links}
-        self.sync_seen: dict[RouteManagerId, tuple[int, set[Key]]] = {}
+        #: Per neighbour: the full-sync generation being received, the keys and the chunk
+        #: numbers seen of it. Stale keys are removed only once *every* chunk arrived.
+        self.sync_seen: dict[RouteManagerId, tuple[int, set[Key], set[int]]] = {}
+        #: Neighbours whose full sync arrived incomplete: ask them again (core sends RESYNC).
+        self.resync_wanted: set[RouteManagerId] = set()
         self.sync_gen = 0
         self.loops_refused = 0
+        self.oversized_refused = 0
 
     # -- local VNs -----------------------------------------------------------------------
     def set_local(self, vn: VirtualNetwork) -> list[Key]:
@@ -122,16 +157,21 @@ class Discovery:
             if rib.pop(key) is not None:
                 touched.append(key)
         if msg.sync:
-            gen, seen = self.sync_seen.get(peer, (0, set()))
+            gen, seen, got = self.sync_seen.get(peer, (0, set(), set()))
             if gen != msg.sync:
-                seen = set()
+                seen, got = set(), set()
             seen.update((e.vnid, e.origin) for e in msg.entries)
-            self.sync_seen[peer] = (msg.sync, seen)
-            if msg.chunk == msg.chunks - 1:
+            got.add(msg.chunk)
+            self.sync_seen[peer] = (msg.sync, seen, got)
+            if len(got) >= msg.chunks:
                 for key in [k for k in rib.entries if k not in seen]:
                     rib.pop(key)
                     touched.append(key)
                 del self.sync_seen[peer]
+            elif msg.chunk == msg.chunks - 1:
+                # A chunk was lost (or is late): keep what we have -- deleting keys
+                # "not seen" would drop the lost chunk's routes -- and ask again.
+                self.resync_wanted.add(peer)
         return self.recompute(touched)
 
     def hello_matches(self, peer: RouteManagerId, msg: Hello) -> bool:
@@ -142,6 +182,8 @@ class Discovery:
         """The neighbour went silent: forget everything it told us."""
         rib = self.rib_in[peer]
         touched = list(rib.entries)
+        self.sync_seen.pop(peer, None)
+        self.resync_wanted.discard(peer)
         self.rib_in[peer] = _Rib()
         self.rib_out[peer] = _Rib()
         return self.recompute(touched)
@@ -178,9 +220,14 @@ class Discovery:
             if new is None:
                 if old is not None:
                     del self.best[key]
+                    per = self.best_by_vnid[vnid]
+                    del per[origin]
+                    if not per:
+                        del self.best_by_vnid[vnid]
                     changed.append(key)
             elif old is None or self._significant(old, new):
                 self.best[key] = new
+                self.best_by_vnid.setdefault(vnid, {})[origin] = new
                 changed.append(key)
         for key in changed:
             for pending in self.pending.values():
@@ -203,19 +250,23 @@ class Discovery:
 
     def routes_to(self, vnid: VNID) -> list[Route]:
         """Every best route (one per origin) to ``vnid``, best first."""
-        found = [r for (v, _), r in self.best.items() if v == vnid]
-        return sorted(found, key=lambda r: _rank(r.entry))
+        found = self.best_by_vnid.get(vnid)
+        return sorted(found.values(), key=lambda r: _rank(r.entry)) if found else []
 
-    def next_hops(self, vnid: VNID, exclude: set[RouteManagerId]) -> list[RouteManagerId]:
-        """Neighbours that announced a loop-free route to ``vnid``, cheapest first."""
-        ranked: list[tuple[tuple[float, float, int], RouteManagerId]] = []
+    def next_hops(self, vnid: VNID, exclude: set[RouteManagerId],
+                  min_mbps: float = 0.0) -> list[RouteManagerId]:
+        """Neighbours that announced a loop-free route to ``vnid``: those whose route
+        (and our link to them) still offers ``min_mbps`` first, each group cheapest
+        first."""
+        ranked: list[tuple[tuple[bool, float, float, int], RouteManagerId]] = []
         for peer, rib in self.rib_in.items():
             if peer in exclude:
                 continue
-            best: tuple[float, float, int] | None = None
-            for (v, _), e in rib.entries.items():
-                if v == vnid and self.me not in e.path:
-                    r = _rank(e)
+            short = self.available(peer) < min_mbps
+            best: tuple[bool, float, float, int] | None = None
+            for e in rib.by_vnid.get(vnid, {}).values():
+                if self.me not in e.path:
+                    r = (short or e.bandwidth_mbps < min_mbps, *_rank(e))
                     best = r if best is None or r < best else best
             if best is not None:
                 ranked.append((best, peer))
@@ -226,24 +277,33 @@ class Discovery:
         route = self.best.get(key)
         if route is None or peer in route.entry.path:
             return None  # split horizon / poisoned: the peer is on the path
+        if not entry_fits(route.entry):
+            self.oversized_refused += 1
+            return None
         return route.entry
 
-    def flush(self, peer: RouteManagerId) -> list[Update]:
-        """UPDATEs carrying what changed for ``peer`` since the last flush."""
+    def flush(self, peer: RouteManagerId, announce: bool = True) -> tuple[list[Update], bool]:
+        """UPDATEs carrying what changed for ``peer`` since the last flush, and whether
+        announcements are still held back. With ``announce`` False only withdrawals go
+        out (they are never delayed by the advertisement interval: a black hole should
+        vanish fast, while batching announcements is what stops path hunting)."""
         keys = self.pending[peer]
-        self.pending[peer] = set()
         out = self.rib_out[peer]
         entries: list[Entry] = []
         withdrawals: list[Key] = []
+        held: set[Key] = set()
         for key in sorted(keys):
             e = self._announce_to(peer, key)
             if e is None:
                 if out.pop(key) is not None:
                     withdrawals.append(key)
+            elif not announce:
+                held.add(key)
             elif out.entries.get(key) != e:
                 out.put(key, e)
                 entries.append(e)
-        return _chunk(entries, withdrawals, 0)
+        self.pending[peer] = held
+        return _chunk(entries, withdrawals, 0), bool(held)
 
     def full_sync(self, peer: RouteManagerId) -> list[Update]:
         """Everything we announce to ``peer`` (answer to RESYNC), chunked, one generation."""
@@ -272,17 +332,21 @@ def _chunk(entries: list[Entry], withdrawals: list[Key], sync: int) -> list[Upda
     size = 0
     for e in entries:
         n = len(msgpack.packb(e.to_wire(), use_bin_type=True))
+        if n > _UPDATE_BUDGET:
+            raise ProtocolError(f"VNID {e.vnid}: one entry of {n} bytes cannot fit a datagram")
         if groups[-1][0] and (size + n > _UPDATE_BUDGET or len(groups[-1][0]) >= MAX_ENTRIES):
             groups.append(([], []))
             size = 0
         groups[-1][0].append(e)
         size += n
     for w in withdrawals:
-        if size + 20 > _UPDATE_BUDGET or len(groups[-1][1]) >= MAX_ENTRIES * 4:
+        # [vnid, origin]: array (1) + vnid (<= 5) + bin8 header (2) + 16 id bytes
+        n = 1 + len(msgpack.packb(int(w[0]))) + 2 + 16
+        if size + n > _UPDATE_BUDGET or len(groups[-1][1]) >= MAX_ENTRIES * 4:
             groups.append(([], []))
             size = 0
         groups[-1][1].append(w)
-        size += 20
+        size += n
     if not sync and not groups[0][0] and not groups[0][1]:
         return []
     n = len(groups)

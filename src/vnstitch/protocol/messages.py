@@ -4,8 +4,9 @@ Theory of operation: each message is a frozen dataclass with ``TYPE`` (a
 :class:`MsgType`), ``to_wire()`` returning a plain list (msgpack-able: ints, floats,
 str, bytes, lists) and ``from_wire(list)`` which validates every field and raises
 :class:`~vnstitch.protocol.errors.RemoteProtocolError` ("malformed") naming the field.
-Route Manager ids travel as their 16 raw bytes. The envelope (sender, recipient,
-sequence number, timestamp, signature) is added by :mod:`vnstitch.protocol.codec`.
+Route Manager ids travel as their 16 raw bytes; a path as one byte string of them. The
+envelope (sender, recipient, sequence number, timestamp, signature) is added by
+:mod:`vnstitch.protocol.codec`.
 
 Messages that follow a stitch path (QUERY forward, OFFER back, HOLD..COMMIT_ACK, PROBE)
 carry the whole path; each hop relays to its neighbour on the path and re-signs, so
@@ -24,7 +25,8 @@ from typing import Any, ClassVar
 from vnstitch.model.ids import VNID, RouteManagerId
 from vnstitch.protocol.errors import RemoteProtocolError
 
-MAX_PATH = 32
+#: Longest path (RMs) a message carries: 64 x 16 bytes still fits one datagram.
+MAX_PATH = 64
 MAX_COMPONENTS = 24
 MAX_COMPONENT_LEN = 48
 MAX_ENTRIES = 64
@@ -90,10 +92,14 @@ def _rm(v: Any, field: str) -> RouteManagerId:
 
 
 def _path(v: Any, field: str, min_len: int = 1) -> tuple[RouteManagerId, ...]:
-    items = _list(v, field, MAX_PATH)
-    if len(items) < min_len:
+    """A path travels as one byte string: the 16-byte ids back to back (one msgpack
+    header and one hex conversion per path instead of one per hop)."""
+    if type(v) is not bytes or len(v) % 16 or not min_len * 16 <= len(v) <= MAX_PATH * 16:
         raise _bad(field, v)
-    path = tuple(_rm(x, field) for x in items)
+    h = v.hex()
+    # RouteManagerId is a NewType of str: slicing gives the ids without a call per hop.
+    path: tuple[RouteManagerId, ...] = tuple([h[i:i + 32]  # type: ignore[misc]
+                                              for i in range(0, len(h), 32)])
     if len(set(path)) != len(path):
         raise _bad(field, "repeated Route Manager in path")
     return path
@@ -111,8 +117,8 @@ def wire_rm(rm: RouteManagerId) -> bytes:
     return bytes.fromhex(rm)
 
 
-def wire_path(path: tuple[RouteManagerId, ...]) -> list[bytes]:
-    return [bytes.fromhex(r) for r in path]
+def wire_path(path: tuple[RouteManagerId, ...]) -> bytes:
+    return bytes.fromhex("".join(path))
 
 
 def _unpack(payload: Any, n: int, name: str) -> list[Any]:
@@ -230,19 +236,23 @@ class Query:
     latency_ms: float
     cost: float
     bottleneck_mbps: float
+    #: How many next hops each transit RM forwards this query to (the origin widens it on
+    #: retransmission waves: 1, 2, 3).
+    fanout: int = 1
 
     def to_wire(self) -> list[Any]:
         return [self.query_id, self.vnid, self.bandwidth_mbps, self.max_latency_ms,
                 self.max_cost, self.hop_limit, wire_path(self.path), self.latency_ms,
-                self.cost, self.bottleneck_mbps]
+                self.cost, self.bottleneck_mbps, self.fanout]
 
     @classmethod
     def from_wire(cls, p: Any) -> Query:
-        qid, v, bw, ml, mc, hl, path, lat, cost, bn = _unpack(p, 10, "query")
+        qid, v, bw, ml, mc, hl, path, lat, cost, bn, fo = _unpack(p, 11, "query")
         return cls(_bytes(qid, "query_id", 8), _vnid(v), _num(bw, "bandwidth"),
                    _num(ml, "max_latency", True), _num(mc, "max_cost", True),
                    _int(hl, "hop_limit", 1, MAX_PATH - 1), _path(path, "path"),
-                   _num(lat, "latency"), _num(cost, "cost"), _num(bn, "bottleneck", True))
+                   _num(lat, "latency"), _num(cost, "cost"), _num(bn, "bottleneck", True),
+                   _int(fo, "fanout", 1, 16))
 
 
 @dataclass(frozen=True, slots=True)

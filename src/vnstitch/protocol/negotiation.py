@@ -22,7 +22,7 @@ from typing import Any
 from vnstitch.model.ids import VNID, RouteManagerId
 from vnstitch.protocol.api import FailureReason, StitchConstraints
 from vnstitch.protocol.fsm import Machine
-from vnstitch.protocol.messages import Offer
+from vnstitch.protocol.messages import Message, Offer
 
 
 class StitchState(enum.Enum):
@@ -91,6 +91,12 @@ class StitchRequest:
     cost: float = 0.0
     decide_at: float | None = None
     renegotiating: bool = False
+    #: Every query id of the current round (one per retransmission) -> when it was sent.
+    query_ids: dict[bytes, float] = field(default_factory=dict)
+    #: Current retransmission timeout of the outstanding exchange (seconds).
+    rto: float = 0.0
+    #: The HOLD or COMMIT awaiting its answer (resent unchanged on retransmission).
+    outstanding: Message | None = None
 
     @property
     def state(self) -> StitchState:

@@ -50,6 +50,14 @@ class Reservation:
     expires: float
     machine: Machine[ReservationState] = field(default_factory=lambda: Machine(
         "reservation", RESERVATION_TRANSITIONS, ReservationState.HELD))
+    # Hop-by-hop reliability (not persisted): the HOLD or COMMIT this RM passed on and is
+    # retransmitting to ``path[index + 1]`` until its answer comes back (or ``relay_until``),
+    # and the answers seen, replayed to a retransmitted request instead of forwarding it.
+    relay: Any = None
+    relay_rto: float = 0.0
+    relay_until: float = 0.0
+    hold_answer: Any = None
+    commit_answer: Any = None
 
     @property
     def links(self) -> tuple[RouteManagerId, ...]:
@@ -86,9 +94,15 @@ class Ledger:
         self.rm_capacity = rm_capacity
         self._link: dict[RouteManagerId, dict[str, float]] = {p: {} for p in capacities}
         self._rm: dict[str, float] = {}
+        # Sums of the above, kept current (read on every route candidate and query).
+        self._link_total: dict[RouteManagerId, float] = {p: 0.0 for p in capacities}
 
     def reserved(self, peer: RouteManagerId) -> float:
-        return sum(self._link.get(peer, {}).values())
+        return self._link_total.get(peer, 0.0)
+
+    def _retotal(self, peer: RouteManagerId) -> None:
+        # re-summed, not incremented, so float drift never accumulates
+        self._link_total[peer] = sum(self._link[peer].values())
 
     def available(self, peer: RouteManagerId) -> float:
         return max(0.0, self.capacity.get(peer, 0.0) - self.reserved(peer))
@@ -113,12 +127,14 @@ class Ledger:
             return False, None, rm_avail
         for peer in links:
             self._link[peer][token] = mbps
+            self._retotal(peer)
         self._rm[token] = mbps
         return True, None, mbps
 
     def release(self, token: str) -> None:
-        for holds in self._link.values():
-            holds.pop(token, None)
+        for peer, holds in self._link.items():
+            if holds.pop(token, None) is not None:
+                self._retotal(peer)
         self._rm.pop(token, None)
 
     def usage(self) -> dict[RouteManagerId, tuple[float, float]]:

@@ -35,6 +35,7 @@ from vnstitch.protocol.api import (
 )
 from vnstitch.protocol.errors import RemoteProtocolError
 from vnstitch.protocol.messages import (
+    MAX_PATH,
     Hold,
     HoldOk,
     HoldRefused,
@@ -84,6 +85,7 @@ class StitchingMixin:
                  out: list[Output]) -> None: ...
         def set_timer(self, kind: str, key: str, when: float) -> None: ...
         def cancel_timer(self, kind: str, key: str) -> None: ...
+        def timer_due(self, kind: str, key: str) -> float | None: ...
         def stat(self, name: str, n: int = 1) -> None: ...
         def capacity_changed(self, peers: tuple[RouteManagerId, ...], now: float,
                              out: list[Output]) -> None: ...
@@ -105,6 +107,16 @@ class StitchingMixin:
         t = self.timers_cfg
         return t.probe_interval_s * (t.probe_misses_down + 1)
 
+    def _rto(self, one_way_ms: float) -> float:
+        """First retransmission timeout for a path of ``one_way_ms`` summed latency."""
+        t = self.timers_cfg
+        rtt_s = 2.0 * one_way_ms / 1000.0
+        return min(t.retransmit_max_s, max(t.retransmit_min_s, t.retransmit_rtts * rtt_s))
+
+    def _backoff(self, req: StitchRequest) -> float:
+        req.rto = min(self.timers_cfg.retransmit_max_s, 2.0 * req.rto)
+        return req.rto
+
     # -- requests -------------------------------------------------------------------------
     def start_request(self, vnid: VNID, constraints: StitchConstraints,
                       now: float) -> tuple[str, list[Output]]:
@@ -125,17 +137,36 @@ class StitchingMixin:
         return sid, out
 
     def _send_query(self, req: StitchRequest, now: float, out: list[Output]) -> None:
-        req.query_id = self.rng.randbytes(8)
         req.query_sent_at = now
         req.offers, req.tried, req.refusals, req.decide_at = [], set(), [], None
+        for qid in req.query_ids:
+            self.query_owner.pop(qid, None)
+        req.query_ids = {}
+        known = [r for r in self.discovery.routes_to(req.vnid) if r.via is not None]
+        # No route known: the query floods, which is expensive and may cross a long path;
+        # so at most a few waves in the query time.
+        req.rto = self._rto(known[0].entry.latency_ms) if known else \
+            self.timers_cfg.query_timeout_s / 3
+        self._query_wave(req, now, out)
+        self.set_timer("query", req.stitch_id, now + self.timers_cfg.query_timeout_s)
+
+    def _query_wave(self, req: StitchRequest, now: float, out: list[Output]) -> None:
+        """Send the query (again). Each wave has a fresh id, so transit RMs' duplicate
+        suppression does not stop a retransmission; offers to any wave count."""
+        t = self.timers_cfg
+        fanout = min(t.query_fanout, t.query_transit_fanout + len(req.query_ids))
+        req.query_id = self.rng.randbytes(8)
+        req.query_ids[req.query_id] = now
         self.query_owner[req.query_id] = req.stitch_id
         c = req.constraints
         q = Query(req.query_id, req.vnid, c.bandwidth_mbps, c.max_latency_ms, c.max_cost,
-                  min(c.hop_limit, 31), (self.me,), 0.0, 0.0, self.ledger.rm_available())
-        hops = self.discovery.next_hops(req.vnid, {self.me})[:self.timers_cfg.query_fanout]
+                  min(c.hop_limit, MAX_PATH - 1), (self.me,), 0.0, 0.0,
+                  self.ledger.rm_available(), fanout)
+        hops = self.discovery.next_hops(req.vnid, {self.me}, c.bandwidth_mbps)[
+            :self.timers_cfg.query_fanout]
         for peer in hops or list(self.peers):
             self.send(peer, q, now, out)
-        self.set_timer("query", req.stitch_id, now + self.timers_cfg.query_timeout_s)
+        self.set_timer("qrtx", req.stitch_id, now + req.rto)
 
     def release_request(self, sid: str, now: float, out: list[Output]) -> None:
         req = self.requests.get(sid)
@@ -143,9 +174,8 @@ class StitchingMixin:
             return
         self._abandon_attempt(req, now, out)
         req.machine.move(StitchState.RELEASED)
-        self.cancel_timer("query", sid)
-        self.cancel_timer("decide", sid)
-        self.cancel_timer("probe", sid)
+        for kind in ("query", "qrtx", "decide", "probe", "prtx"):
+            self.cancel_timer(kind, sid)
         out.append(StitchTornDown(sid, req.vnid, FailureReason.LOCAL, False, now))
 
     def _abandon_attempt(self, req: StitchRequest, now: float, out: list[Output]) -> None:
@@ -154,6 +184,9 @@ class StitchingMixin:
             return
         token = req.token
         self.cancel_timer("hold", token)
+        self.cancel_timer("rtx", token)
+        self.cancel_timer("prtx", req.stitch_id)
+        req.outstanding = None
         res = self.reservations.get(token)
         if res is not None and res.state in (ReservationState.HELD, ReservationState.COMMITTED):
             self._release(res, now, out)
@@ -167,6 +200,22 @@ class StitchingMixin:
             req = self.requests.get(key)
             if req is not None and req.state is StitchState.QUERYING:
                 self._decide(req, now, out)
+        elif kind == "qrtx":
+            req = self.requests.get(key)
+            if req is not None and req.state is StitchState.QUERYING and not req.feasible():
+                self._backoff(req)
+                self._query_wave(req, now, out)
+        elif kind == "rtx":
+            req = self.requests.get(key.rsplit(".", 1)[0])
+            if req is not None and req.token == key and req.outstanding is not None and \
+                    req.state in (StitchState.HOLDING, StitchState.COMMITTING):
+                self.stat("retransmissions")
+                self.send(req.path[1], req.outstanding, now, out)
+                self.set_timer("rtx", key, now + self._backoff(req))
+        elif kind == "relay":
+            self._relay_retransmit(key, now, out)
+        elif kind == "prtx":
+            self._probe_retransmit(key, now, out)
         elif kind == "hold":
             req = self.requests.get(key.rsplit(".", 1)[0])
             if req is not None and req.token == key:
@@ -200,6 +249,10 @@ class StitchingMixin:
         elif isinstance(msg, HoldOk):
             i = self._pos(msg.path, sender, forward=False)
             if i > 0:
+                res = self.reservations.get(msg.token)
+                if res is not None:
+                    res.hold_answer = msg
+                    self._relay_done(res)
                 self.send(msg.path[i - 1], msg, now, out)
             else:
                 self._on_hold_ok(msg, now, out)
@@ -237,17 +290,23 @@ class StitchingMixin:
             self.seen_queries.pop(next(iter(self.seen_queries)))
         self.seen_queries[q.query_id] = count + 1
         exclude = set(path)
-        hops = self.discovery.next_hops(q.vnid, exclude)
+        # Transit RMs follow discovery: the best next hop(s) that can carry the bandwidth
+        # (the origin already spread the query over ``query_fanout`` first hops, and widens
+        # ``q.fanout`` on retransmission waves); only an RM that knows no route floods. A
+        # wide transit fan-out from the start makes every query visit every RM of a large
+        # network (path hunting in negotiation).
+        fanout = min(q.fanout, self.timers_cfg.query_fanout)
+        hops = self.discovery.next_hops(q.vnid, exclude, q.bandwidth_mbps)[:fanout]
         if not hops:
-            hops = [p for p in self.peers if p not in exclude]
-        for peer in hops[:self.timers_cfg.query_fanout]:
+            hops = [p for p in self.peers if p not in exclude][:fanout]
+        for peer in hops:
             self.send(peer, q2, now, out)
 
     def _on_offer(self, offer: Offer, now: float, out: list[Output]) -> None:
         sid = self.query_owner.get(offer.query_id)
         req = self.requests.get(sid) if sid else None
         if req is None or req.state is not StitchState.QUERYING or \
-                req.query_id != offer.query_id:
+                offer.query_id not in req.query_ids:
             self.stat("late_offer")
             return
         req.offers.append(offer)
@@ -258,13 +317,14 @@ class StitchingMixin:
                                                         known[0].entry.latency_ms + 1e-9):
             self._decide(req, now, out)  # nothing discovery knows can beat it
         elif req.decide_at is None:
-            rtt = now - req.query_sent_at
+            rtt = now - req.query_ids[offer.query_id]
             req.decide_at = now + self.timers_cfg.offer_grace_rtt * rtt
             self.set_timer("decide", req.stitch_id, req.decide_at)
 
     def _decide(self, req: StitchRequest, now: float, out: list[Output]) -> None:
         self.cancel_timer("decide", req.stitch_id)
         self.cancel_timer("query", req.stitch_id)
+        self.cancel_timer("qrtx", req.stitch_id)
         self._next_offer(req, now, out, FailureReason.NO_ROUTE)
 
     def _next_offer(self, req: StitchRequest, now: float, out: list[Output],
@@ -296,6 +356,8 @@ class StitchingMixin:
         req.latency_ms, req.cost = offer.latency_ms, offer.cost
         hold_s = self.timers_cfg.hold_timeout_s
         res = Reservation(token, req.stitch_id, offer.path, 0, bw, now + hold_s)
+        # The origin gives up each phase after hold_s; the hops hold twice that, so a hold
+        # is still there for a COMMIT sent (or retransmitted) late in the phase.
         self.reservations[token] = res
         private, public = wg_keypair(self.rng)
         own_addr, peer_addr = tunnel_addresses(self.rng)
@@ -303,10 +365,12 @@ class StitchingMixin:
                                private=private, public=public, own_addr=own_addr,
                                peer_addr=peer_addr, bw=bw, remote=offer.components)
         local = self.discovery.local[req.vnid]
-        hold = Hold(token, req.vnid, offer.path, bw, hold_s, public, tun.endpoint, own_addr,
+        hold = Hold(token, req.vnid, offer.path, bw, 2 * hold_s, public, tun.endpoint, own_addr,
                     peer_addr, tuple(str(c) for c in local.components), _NO_SIG)
         hold = dataclasses.replace(hold, keysig=self.identity.sign(hold.key_material()))
+        req.outstanding, req.rto = hold, self._rto(offer.latency_ms)
         self.send(offer.path[1], hold, now, out)
+        self.set_timer("rtx", token, now + req.rto)
         self.set_timer("hold", token, now + hold_s)
         self.capacity_changed((offer.path[1],), now, out)
         return True
@@ -327,14 +391,27 @@ class StitchingMixin:
 
     def _on_hold(self, sender: RouteManagerId, h: Hold, now: float, out: list[Output]) -> None:
         i = self._pos(h.path, sender, forward=True)
-        if h.token in self.reservations:
-            self.stat("duplicate_hold")
-            return
         target = i == len(h.path) - 1
         links = (sender,) if target else (sender, h.path[i + 1])
 
         def refuse(reason: str, avail: float) -> None:
             self.send(sender, HoldRefused(h.token, h.path, self.me, reason, avail), now, out)
+
+        old = self.reservations.get(h.token)
+        if old is not None:  # a retransmission: same answer, never a second hold
+            self.stat("duplicate_hold")
+            if old.state not in (ReservationState.HELD, ReservationState.COMMITTED):
+                refuse("released", 0.0)
+            elif not target:
+                if old.hold_answer is not None:
+                    self.send(sender, old.hold_answer, now, out)
+                elif old.relay is None:  # our own retransmissions gave up: try again
+                    self._relay(old, h, now, out)
+            elif (tun := self.tunnels.get(h.token)) is not None:
+                self.send(sender, self._hold_ok(tun, h), now, out)
+            else:
+                refuse("released", 0.0)
+            return
 
         if target and h.vnid not in self.discovery.local:
             refuse("no_vn", 0.0)
@@ -348,12 +425,12 @@ class StitchingMixin:
             return
         hold_s = min(h.hold_s, 2 * self.timers_cfg.hold_timeout_s)
         sid = h.token.rsplit(".", 1)[0]
-        self.reservations[h.token] = Reservation(h.token, sid, h.path, i, h.bandwidth_mbps,
-                                                 now + hold_s)
+        res = Reservation(h.token, sid, h.path, i, h.bandwidth_mbps, now + hold_s)
+        self.reservations[h.token] = res
         self.set_timer("resv", h.token, now + hold_s)
         self.capacity_changed(links, now, out)
         if not target:
-            self.send(h.path[i + 1], h, now, out)
+            self._relay(res, h, now, out)
             return
         private, public = wg_keypair(self.rng)
         tun = self._new_tunnel(h.token, sid, h.vnid, h.path, origin=False, private=private,
@@ -362,9 +439,12 @@ class StitchingMixin:
                                remote=h.components)
         tun.peer_public, tun.peer_endpoint = h.wg_public, h.endpoint
         self._tunnel_move(tun, TunnelState.KEYS_EXCHANGED, now, out)
-        ok_msg = HoldOk(h.token, h.path, public, tun.endpoint, _NO_SIG)
-        ok_msg = dataclasses.replace(ok_msg, keysig=self.identity.sign(ok_msg.key_material()))
-        self.send(sender, ok_msg, now, out)
+        self.send(sender, self._hold_ok(tun, h), now, out)
+
+    def _hold_ok(self, tun: Tunnel, h: Hold) -> HoldOk:
+        """The target's answer; Ed25519 is deterministic, so a repeat is byte-identical."""
+        ok_msg = HoldOk(h.token, h.path, tun.public_key, tun.endpoint, _NO_SIG)
+        return dataclasses.replace(ok_msg, keysig=self.identity.sign(ok_msg.key_material()))
 
     def _on_hold_ok(self, m: HoldOk, now: float, out: list[Output]) -> None:
         req = self.requests.get(m.token.rsplit(".", 1)[0])
@@ -379,13 +459,18 @@ class StitchingMixin:
         self._tunnel_move(tun, TunnelState.KEYS_EXCHANGED, now, out)
         req.machine.move(StitchState.COMMITTING)
         self.reservations[m.token].machine.move(ReservationState.COMMITTED)
-        self.send(m.path[1], PathSignal(MsgType.COMMIT, m.token, m.path), now, out)
+        commit = PathSignal(MsgType.COMMIT, m.token, m.path)
+        req.outstanding, req.rto = commit, self._rto(req.latency_ms)
+        self.send(m.path[1], commit, now, out)
+        self.set_timer("rtx", m.token, now + req.rto)
         self.set_timer("hold", m.token, now + self.timers_cfg.hold_timeout_s)
 
     def _on_refused(self, sender: RouteManagerId, m: HoldRefused, now: float,
                     out: list[Output]) -> None:
         i = self._pos(m.path, sender, forward=False)
         res = self.reservations.get(m.token)
+        if res is not None:
+            self._relay_done(res)
         if res is not None and res.state in (ReservationState.HELD, ReservationState.COMMITTED):
             self._release(res, now, out)
         if i > 0:
@@ -395,13 +480,47 @@ class StitchingMixin:
         if req is None or req.token != m.token:
             return
         self.cancel_timer("hold", m.token)
+        self.cancel_timer("rtx", m.token)
+        req.outstanding = None
         self._tunnel_down(m.token, now, out)
         req.token = ""
         req.refusals.append(f"{m.at[:8]} refused ({m.reason}): {m.available_mbps:g} Mbit/s "
                             f"available, need {req.constraints.bandwidth_mbps:g}")
         self._next_offer(req, now, out, FailureReason.RESERVATION_REFUSED)
 
+    # -- hop-by-hop reliability ----------------------------------------------------------
+    def _relay(self, res: Reservation, msg: Hold | PathSignal, now: float,
+               out: list[Output]) -> None:
+        """Pass ``msg`` to the next hop and keep retransmitting it until its answer comes
+        back through us, so a loss is repaired on the link where it happened."""
+        res.relay = msg
+        known = self.discovery.routes_to(msg.vnid) if isinstance(msg, Hold) else []
+        if isinstance(msg, Hold) or res.relay_rto <= 0:
+            res.relay_rto = self._rto(known[0].entry.latency_ms) if known else \
+                4 * self.timers_cfg.retransmit_min_s
+        res.relay_until = now + self.timers_cfg.hold_timeout_s
+        self.send(res.path[res.index + 1], msg, now, out)
+        self.set_timer("relay", res.token, now + res.relay_rto)
+
+    def _relay_done(self, res: Reservation) -> None:
+        res.relay = None
+        self.cancel_timer("relay", res.token)
+
+    def _relay_retransmit(self, token: str, now: float, out: list[Output]) -> None:
+        res = self.reservations.get(token)
+        if res is None or res.relay is None:
+            return
+        if now >= res.relay_until or res.state not in (ReservationState.HELD,
+                                                       ReservationState.COMMITTED):
+            res.relay = None
+            return
+        self.stat("relay_retransmissions")
+        self.send(res.path[res.index + 1], res.relay, now, out)
+        res.relay_rto = min(self.timers_cfg.retransmit_max_s, 2 * res.relay_rto)
+        self.set_timer("relay", token, now + res.relay_rto)
+
     def _release(self, res: Reservation, now: float, out: list[Output]) -> None:
+        self._relay_done(res)
         res.machine.move(ReservationState.RELEASED)
         self.ledger.release(res.token)
         self.cancel_timer("resv", res.token)
@@ -416,6 +535,9 @@ class StitchingMixin:
         res = self.reservations.get(m.token)
         if m.kind is MsgType.COMMIT_ACK:
             if i > 0:
+                if res is not None:
+                    res.commit_answer = m
+                    self._relay_done(res)
                 self.send(m.path[i - 1], m, now, out)
             else:
                 self._established(m.token, now, out)
@@ -428,17 +550,24 @@ class StitchingMixin:
             if not last:
                 self.send(m.path[i + 1], m, now, out)
             return
-        if res is None or res.state is not ReservationState.HELD:
+        if res is None or res.state not in (ReservationState.HELD, ReservationState.COMMITTED):
             self.stat("commit_without_hold")
             return
-        res.machine.move(ReservationState.COMMITTED)
+        first = res.state is ReservationState.HELD
+        if first:
+            res.machine.move(ReservationState.COMMITTED)
+        else:  # a retransmitted COMMIT: pass it on / ack again, nothing else changes
+            self.stat("duplicate_commit")
         res.expires = now + self._lease()
         self.set_timer("resv", m.token, res.expires)
         if not last:
-            self.send(m.path[i + 1], m, now, out)
+            if res.commit_answer is not None:
+                self.send(sender, res.commit_answer, now, out)
+            elif first or res.relay is None:
+                self._relay(res, m, now, out)
             return
         tun = self.tunnels.get(m.token)
-        if tun is not None:
+        if tun is not None and first:
             out.append(DataplaneChange(add=tun.dataplane_objects(self.config.route_metric)))
         self.send(sender, PathSignal(MsgType.COMMIT_ACK, m.token, m.path), now, out)
 
@@ -450,6 +579,8 @@ class StitchingMixin:
             self.stat("late_commit_ack")
             return
         self.cancel_timer("hold", token)
+        self.cancel_timer("rtx", token)
+        req.outstanding = None
         req.machine.move(StitchState.ESTABLISHED)
         req.renegotiating = False
         out.append(StitchEstablished(req.stitch_id, req.vnid, req.path,
@@ -483,6 +614,24 @@ class StitchingMixin:
         self.send(req.path[1], Probe(MsgType.PROBE, tun.token, req.path, tun.outstanding, now),
                   now, out)
         self.set_timer("probe", req.stitch_id, now + self.timers_cfg.probe_interval_s)
+        req.rto = self._rto(tun.rtt_ms / 2 if tun.rtt_ms is not None else req.latency_ms)
+        self.set_timer("prtx", req.stitch_id, now + req.rto)
+
+    def _probe_retransmit(self, sid: str, now: float, out: list[Output]) -> None:
+        """No reply yet: probe again (same nonce) within the interval, so one lost
+        datagram on a long path is not a missed probe."""
+        req = self.requests.get(sid)
+        if req is None or req.state is not StitchState.ESTABLISHED:
+            return
+        tun = self.tunnels.get(req.token)
+        if tun is None or tun.outstanding is None:
+            return
+        self.send(req.path[1], Probe(MsgType.PROBE, tun.token, req.path, tun.outstanding, now),
+                  now, out)
+        nxt = now + self._backoff(req)
+        tick = self.timer_due("probe", sid)
+        if tick is None or nxt < tick:
+            self.set_timer("prtx", sid, nxt)
 
     def _probe_tick(self, sid: str, now: float, out: list[Output]) -> None:
         req = self.requests.get(sid)
@@ -540,8 +689,12 @@ class StitchingMixin:
         tun.misses = 0
         tun.record_probe(True)
         tun.rtt_ms = (now - p.sent_at) * 1000.0
-        if tun.state in (TunnelState.KEYS_EXCHANGED, TunnelState.DEGRADED) and \
-                tun.loss <= self.timers_cfg.degraded_loss:
+        self.cancel_timer("prtx", tun.stitch_id)
+        # The first answered probe proves the keys work: UP whatever the loss so far
+        # (a lossy path used to keep the tunnel in KEYS_EXCHANGED); then UP <-> DEGRADED.
+        if tun.state is TunnelState.KEYS_EXCHANGED or (
+                tun.state is TunnelState.DEGRADED and
+                tun.loss <= self.timers_cfg.degraded_loss):
             self._tunnel_move(tun, TunnelState.UP, now, out)
 
     # -- restore --------------------------------------------------------------------------

@@ -16,11 +16,14 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import msgpack
+
 from vnstitch.dataplane.objects import DataplaneState
 from vnstitch.model.ids import RouteManagerId, SegmentId
 from vnstitch.model.substrate import Substrate
 from vnstitch.model.virtual import VirtualNetwork
 from vnstitch.protocol.api import DataplaneChange, Event, Output, PeerLink, SendDatagram
+from vnstitch.protocol.codec import HEADER_LEN, SIGNATURE_LEN
 from vnstitch.protocol.config import CoreConfig, Timers
 from vnstitch.protocol.core import RouteManagerCore
 from vnstitch.protocol.identity import Identity, TrustStore
@@ -33,6 +36,12 @@ class _Delivery:
     dest: RouteManagerId = field(compare=False)
     src: RouteManagerId = field(compare=False)
     payload: bytes = field(compare=False)
+
+
+def message_type(datagram: bytes) -> int:
+    """The message type code inside a (trusted, well-formed) datagram of ours."""
+    body = msgpack.unpackb(datagram[HEADER_LEN:-SIGNATURE_LEN], raw=False)
+    return int(body[2])
 
 
 class InMemoryNetwork:
@@ -73,6 +82,8 @@ class InMemoryNetwork:
         self.sent = 0
         self.cut: set[frozenset[RouteManagerId]] = set()
         self.check: Callable[[InMemoryNetwork], None] | None = None
+        #: Optional filter: (source, destination, message type code) -> drop this datagram?
+        self.drop: Callable[[RouteManagerId, RouteManagerId, int], bool] | None = None
 
     def core(self, segment: SegmentId) -> RouteManagerCore:
         return self.cores[self.rm_of[segment]]
@@ -88,6 +99,9 @@ class InMemoryNetwork:
                 self.sent += 1
                 link = frozenset((rm, o.destination))
                 if link in self.cut or (self.loss and self.rng.random() < self.loss):
+                    continue
+                if self.drop is not None and self.drop(rm, o.destination,
+                                                       message_type(o.payload)):
                     continue
                 self._seq += 1
                 delay = self.latency.get((rm, o.destination), 0.001)

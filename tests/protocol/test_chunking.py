@@ -1,0 +1,54 @@
+"""UPDATE chunking: every chunk of any table fits the codec's datagram limit."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from vnstitch.model.ids import VNID, RouteManagerId
+from vnstitch.protocol.codec import MAX_DATAGRAM, Codec
+from vnstitch.protocol.discovery import _chunk, entry_fits
+from vnstitch.protocol.identity import Identity, TrustStore
+from vnstitch.protocol.messages import MAX_COMPONENT_LEN, MAX_COMPONENTS, MAX_PATH, Entry
+
+_rng = random.Random(7)
+_A, _B = Identity.from_rng(_rng), Identity.from_rng(_rng)
+_TRUST = TrustStore([_A.public_bytes, _B.public_bytes])
+
+rm_ids = st.binary(min_size=16, max_size=16).map(lambda b: RouteManagerId(b.hex()))
+vnids = st.integers(1, (1 << 24) - 1).map(VNID)
+floats = st.one_of(st.just(0.0), st.floats(0, 1e9, allow_nan=False, allow_infinity=False))
+comps = st.lists(st.text(max_size=MAX_COMPONENT_LEN), max_size=MAX_COMPONENTS).map(tuple)
+entries = st.builds(Entry, vnids,
+                    st.lists(rm_ids, min_size=1, max_size=MAX_PATH, unique=True).map(tuple),
+                    floats, floats, floats, comps)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.data_too_large])
+@given(st.lists(entries, max_size=80), st.lists(st.tuples(vnids, rm_ids), max_size=400),
+       st.integers(0, (1 << 32)))
+def test_every_chunk_fits_the_datagram_limit(es: list[Entry],
+                                             ws: list[tuple[VNID, RouteManagerId]],
+                                             sync: int) -> None:
+    fitting = [e for e in es if entry_fits(e)]
+    chunks = _chunk(fitting, ws, sync)
+    sender, receiver = Codec(_A, _TRUST), Codec(_B, _TRUST)
+    assert sum(len(u.entries) for u in chunks) == len(fitting)
+    assert sum(len(u.withdrawals) for u in chunks) == len(ws)
+    for u in chunks:
+        # worst case envelope: the largest sequence number and a float timestamp
+        data = sender.encode_with(_B.rm_id, u, 1e9, (1 << 64) - 1)
+        assert len(data) <= MAX_DATAGRAM
+        _, back = receiver.decode(sender.encode(_B.rm_id, u, 5.0), 5.0)
+        assert back == u
+
+
+def test_an_entry_too_big_for_any_datagram_is_not_fitting() -> None:
+    path = tuple(RouteManagerId(f"{i:032x}") for i in range(MAX_PATH))
+    big = Entry(VNID(1), path, 1.0, 1.0, 1.0, tuple("x" * MAX_COMPONENT_LEN
+                                                    for _ in range(MAX_COMPONENTS)))
+    assert not entry_fits(big)
+    assert entry_fits(Entry(VNID(1), path[:3], 1.0, 1.0, 1.0, ("10.0.0.0/24",)))
