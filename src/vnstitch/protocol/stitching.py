@@ -521,9 +521,14 @@ class StitchingMixin:
         """Pass ``msg`` to the next hop and keep retransmitting it until its answer comes
         back through us, so a loss is repaired on the link where it happened."""
         res.relay = msg
-        known = self.discovery.routes_to(msg.vnid) if isinstance(msg, Hold) else []
         if isinstance(msg, Hold) or res.relay_rto <= 0:
-            res.relay_rto = self._rto(known[0].entry.latency_ms) if known else \
+            # The answer comes back from the target over the rest of the path; our route
+            # to *that* copy of the VN estimates its latency (the best route overall may
+            # lead to another copy, even back toward the origin, and fired early).
+            target = res.path[-1]
+            known = self.discovery.routes_to(msg.vnid) if isinstance(msg, Hold) else []
+            rest = [r.entry.latency_ms for r in known if r.entry.path[-1] == target]
+            res.relay_rto = self._rto(rest[0]) if rest else \
                 4 * self.timers_cfg.retransmit_min_s
         res.relay_until = now + self.timers_cfg.hold_timeout_s
         self.send(res.path[res.index + 1], msg, now, out)
