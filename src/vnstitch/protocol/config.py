@@ -34,8 +34,8 @@ class Timers:
     retransmit_min_s: float = 0.05
     #: ... and backing off (doubling) to at most this between two retransmissions.
     retransmit_max_s: float = 0.5
-    #: After the first feasible offer that is not provably best, wait this fraction of
-    #: its round-trip time for better ones.
+    #: After the first feasible offer that is not provably best, wait until the offer of
+    #: discovery's best route is due, plus this fraction of the first offer's round trip.
     offer_grace_rtt: float = 0.5
     #: A hold not committed within this time is released everywhere.
     hold_timeout_s: float = 3.0

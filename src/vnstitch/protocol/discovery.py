@@ -255,9 +255,11 @@ class Discovery:
 
     def next_hops(self, vnid: VNID, exclude: set[RouteManagerId],
                   min_mbps: float = 0.0) -> list[RouteManagerId]:
-        """Neighbours that announced a loop-free route to ``vnid``: those whose route
-        (and our link to them) still offers ``min_mbps`` first, each group cheapest
-        first."""
+        """Neighbours that announced a loop-free route to ``vnid`` that avoids every RM
+        in ``exclude`` (a query's path so far: a route back through one of those, e.g.
+        to a copy of the VN on the querying segment, only walks the query in circles):
+        those whose route (and our link to them) still offers ``min_mbps`` first, each
+        group cheapest first."""
         ranked: list[tuple[tuple[bool, float, float, int], RouteManagerId]] = []
         for peer, rib in self.rib_in.items():
             if peer in exclude:
@@ -265,7 +267,7 @@ class Discovery:
             short = self.available(peer) < min_mbps
             best: tuple[bool, float, float, int] | None = None
             for e in rib.by_vnid.get(vnid, {}).values():
-                if self.me not in e.path:
+                if self.me not in e.path and exclude.isdisjoint(e.path):
                     r = (short or e.bandwidth_mbps < min_mbps, *_rank(e))
                     best = r if best is None or r < best else best
             if best is not None:

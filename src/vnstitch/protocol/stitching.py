@@ -36,6 +36,7 @@ from vnstitch.protocol.api import (
 from vnstitch.protocol.errors import RemoteProtocolError
 from vnstitch.protocol.messages import (
     MAX_PATH,
+    Entry,
     Hold,
     HoldOk,
     HoldRefused,
@@ -154,16 +155,20 @@ class StitchingMixin:
         """Send the query (again). Each wave has a fresh id, so transit RMs' duplicate
         suppression does not stop a retransmission; offers to any wave count."""
         t = self.timers_cfg
-        fanout = min(t.query_fanout, t.query_transit_fanout + len(req.query_ids))
+        c = req.constraints
+        hops = self.discovery.next_hops(req.vnid, {self.me}, c.bandwidth_mbps)[
+            :self.timers_cfg.query_fanout]
+        # Transit RMs that know no route either pass the query to ``fanout`` neighbours:
+        # with no route known here (discovery still converging) a fan-out of one would be
+        # a random walk that rarely finds the VN, so such a wave floods as wide as allowed.
+        fanout = t.query_fanout if not hops else \
+            min(t.query_fanout, t.query_transit_fanout + len(req.query_ids))
         req.query_id = self.rng.randbytes(8)
         req.query_ids[req.query_id] = now
         self.query_owner[req.query_id] = req.stitch_id
-        c = req.constraints
         q = Query(req.query_id, req.vnid, c.bandwidth_mbps, c.max_latency_ms, c.max_cost,
                   min(c.hop_limit, MAX_PATH - 1), (self.me,), 0.0, 0.0,
                   self.ledger.rm_available(), fanout)
-        hops = self.discovery.next_hops(req.vnid, {self.me}, c.bandwidth_mbps)[
-            :self.timers_cfg.query_fanout]
         for peer in hops or list(self.peers):
             self.send(peer, q, now, out)
         self.set_timer("qrtx", req.stitch_id, now + req.rto)
@@ -312,14 +317,36 @@ class StitchingMixin:
         req.offers.append(offer)
         if not req.feasible() or offer not in req.feasible():
             return
-        known = [r for r in self.discovery.routes_to(req.vnid) if r.via is not None]
-        if known and (offer.cost, offer.latency_ms) <= (known[0].entry.cost + 1e-9,
-                                                        known[0].entry.latency_ms + 1e-9):
-            self._decide(req, now, out)  # nothing discovery knows can beat it
+        expected = self._expected_best(req)
+        if expected is None or (offer.cost, offer.latency_ms) <= (
+                expected.cost + 1e-9, expected.latency_ms + 1e-9):
+            # Nothing discovery knows can beat it -- or discovery knows no usable route
+            # yet (start-up, after a failure): then the query flooded, nothing says a
+            # cheaper offer is on its way, and waiting would only delay the stitch.
+            self._decide(req, now, out)
         elif req.decide_at is None:
-            rtt = now - req.query_ids[offer.query_id]
-            req.decide_at = now + self.timers_cfg.offer_grace_rtt * rtt
+            sent = req.query_ids[offer.query_id]
+            grace = self.timers_cfg.offer_grace_rtt * (now - sent)
+            # Discovery's best feasible route is the path the query took toward the best
+            # next hop, so its offer arrives one round trip of *that* path after the wave
+            # went out: wait for it (it is then taken at once, and setup is 3 round trips
+            # of the chosen path) rather than a guess; the grace covers jitter, and
+            # bounds the wait when that route has gone stale.
+            due = sent + 2.0 * expected.latency_ms / 1000.0
+            req.decide_at = max(now, due) + grace
             self.set_timer("decide", req.stitch_id, req.decide_at)
+
+    def _expected_best(self, req: StitchRequest) -> Entry | None:
+        """The cheapest route discovery knows to ``req.vnid`` that meets every constraint
+        (announced bandwidth included): the offer the origin can expect at best."""
+        c = req.constraints
+        for r in self.discovery.routes_to(req.vnid):
+            e = r.entry
+            if r.via is not None and e.bandwidth_mbps >= c.bandwidth_mbps and \
+                    e.latency_ms <= c.max_latency_ms and e.cost <= c.max_cost and \
+                    len(e.path) - 1 <= c.hop_limit:
+                return e
+        return None
 
     def _decide(self, req: StitchRequest, now: float, out: list[Output]) -> None:
         self.cancel_timer("decide", req.stitch_id)
@@ -494,9 +521,14 @@ class StitchingMixin:
         """Pass ``msg`` to the next hop and keep retransmitting it until its answer comes
         back through us, so a loss is repaired on the link where it happened."""
         res.relay = msg
-        known = self.discovery.routes_to(msg.vnid) if isinstance(msg, Hold) else []
         if isinstance(msg, Hold) or res.relay_rto <= 0:
-            res.relay_rto = self._rto(known[0].entry.latency_ms) if known else \
+            # The answer comes back from the target over the rest of the path; our route
+            # to *that* copy of the VN estimates its latency (the best route overall may
+            # lead to another copy, even back toward the origin, and fired early).
+            target = res.path[-1]
+            known = self.discovery.routes_to(msg.vnid) if isinstance(msg, Hold) else []
+            rest = [r.entry.latency_ms for r in known if r.entry.path[-1] == target]
+            res.relay_rto = self._rto(rest[0]) if rest else \
                 4 * self.timers_cfg.retransmit_min_s
         res.relay_until = now + self.timers_cfg.hold_timeout_s
         self.send(res.path[res.index + 1], msg, now, out)
