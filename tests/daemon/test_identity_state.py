@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import typing
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,6 @@ from vnstitch.daemon.state import (
     ReservationRecord,
     StateStore,
     StitchRecord,
-    object_from_json,
-    object_to_json,
 )
 from vnstitch.dataplane.objects import (
     Bridge,
@@ -27,9 +26,12 @@ from vnstitch.dataplane.objects import (
     FdbEntry,
     RateLimit,
     Route,
+    U32Filter,
     VxlanPort,
     WireguardInterface,
     WireguardPeer,
+    object_from_json,
+    object_to_json,
 )
 
 PRIV = "cHJpdmF0ZS1rZXktb2YtdGhpcy10dW5uZWwtMzJieXQ="
@@ -43,6 +45,8 @@ OBJECTS: list[DataplaneObject] = [
     Route("10.100.2.0/24", "vnbr100", 50),
     RateLimit("wgs1", 10, 20.0, 20.0),
 ]
+U32_FILTER = U32Filter("wgs1", 10, 1, 10, ("ip dport 22 0xffff", "ip protocol 6 0xff"))
+OBJECTS_ALL_KINDS: list[DataplaneObject] = [*OBJECTS, U32_FILTER]
 
 
 def test_key_file_is_0600_and_round_trips(tmp_path: Path) -> None:
@@ -122,6 +126,25 @@ def test_private_keys_only_in_tunnel_keys_table(tmp_path: Path) -> None:
 def test_objects_json_round_trip() -> None:
     for obj in OBJECTS:
         assert object_from_json(*object_to_json(obj)) == obj
+
+
+def test_every_dataplane_object_type_is_stored_and_restored(tmp_path: Path) -> None:
+    # every member of the DataplaneObject union must survive the state database
+    kinds = {type(obj) for obj in OBJECTS_ALL_KINDS}
+    assert kinds == set(typing.get_args(DataplaneObject))
+    store = StateStore.open(tmp_path / "s.db")
+    store.claim("a" * 32)
+    store.save_desired(DataplaneState(OBJECTS_ALL_KINDS))
+    store.close()
+    again = StateStore.open(tmp_path / "s.db")
+    try:
+        again.claim("a" * 32)
+        restored = again.load_desired()
+    finally:
+        again.close()
+    filt = restored.get(U32_FILTER.key)
+    assert filt == U32_FILTER and isinstance(filt, U32Filter)
+    assert isinstance(filt.matches, tuple)
 
 
 def test_corrupted_database_gives_clear_error(tmp_path: Path) -> None:

@@ -27,20 +27,14 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from vnstitch.daemon.errors import StateError
 from vnstitch.dataplane.objects import (
-    Bridge,
-    BridgePort,
     DataplaneObject,
     DataplaneState,
-    FdbEntry,
-    RateLimit,
-    Route,
-    VxlanPort,
     WireguardInterface,
-    WireguardPeer,
+    object_from_json,
+    object_to_json,
 )
 
 SCHEMA_VERSION = 1
@@ -70,11 +64,6 @@ CREATE TABLE IF NOT EXISTS core_state (
 TABLES = frozenset({"meta", "stitches", "reservations", "tunnel_keys", "dataplane_desired",
                     "tunnels", "sequence", "core_state"})
 
-_KINDS: dict[str, type[Any]] = {
-    "wireguard": WireguardInterface, "vxlan": VxlanPort, "bridge": Bridge,
-    "bridge_port": BridgePort, "fdb": FdbEntry, "route": Route, "rate": RateLimit,
-}
-_KIND_OF = {cls: name for name, cls in _KINDS.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,27 +87,6 @@ class ReservationRecord:
     bandwidth_mbps: float
     peers: tuple[str, ...]
     created_at: float
-
-
-def object_to_json(obj: DataplaneObject, *, with_secrets: bool = True) -> tuple[str, str]:
-    """``(kind, json)`` for a dataplane object; WireGuard private keys optional."""
-    data = dataclasses.asdict(obj)
-    if isinstance(obj, WireguardInterface) and not with_secrets:
-        data["private_key"] = ""
-    return _KIND_OF[type(obj)], json.dumps(data, sort_keys=True)
-
-
-def object_from_json(kind: str, text: str) -> DataplaneObject:
-    cls = _KINDS.get(kind)
-    if cls is None:
-        raise ValueError(f"unknown dataplane object kind {kind!r}")
-    data = json.loads(text)
-    if cls is WireguardInterface:
-        data["peers"] = tuple(
-            WireguardPeer(p["public_key"], p["endpoint"], tuple(p["allowed_ips"]),
-                          p.get("keepalive_s", 0)) for p in data.get("peers", ()))
-    obj: DataplaneObject = cls(**data)
-    return obj
 
 
 class StateStore:

@@ -11,7 +11,9 @@ empty list -- that is the idempotence every driver is tested for.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -162,6 +164,42 @@ DataplaneObject = (
     WireguardInterface | VxlanPort | Bridge | BridgePort | FdbEntry | Route | RateLimit
     | U32Filter
 )
+
+#: Stable names of every object type, as stored by the daemon's state database.
+OBJECT_KINDS: dict[str, type[DataplaneObject]] = {
+    "wireguard": WireguardInterface, "vxlan": VxlanPort, "bridge": Bridge,
+    "bridge_port": BridgePort, "fdb": FdbEntry, "route": Route, "rate": RateLimit,
+    "u32": U32Filter,
+}
+_KIND_OF = {cls: name for name, cls in OBJECT_KINDS.items()}
+
+
+def object_to_json(obj: DataplaneObject, *, with_secrets: bool = True) -> tuple[str, str]:
+    """``(kind, json)`` for a dataplane object; WireGuard private keys optional."""
+    data = dataclasses.asdict(obj)
+    if isinstance(obj, WireguardInterface) and not with_secrets:
+        data["private_key"] = ""
+    return _KIND_OF[type(obj)], json.dumps(data, sort_keys=True)
+
+
+def object_from_json(kind: str, text: str) -> DataplaneObject:
+    """Inverse of :func:`object_to_json`; raises ValueError/TypeError/KeyError on bad input."""
+    cls = OBJECT_KINDS.get(kind)
+    if cls is None:
+        raise ValueError(f"unknown dataplane object kind {kind!r}")
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"{kind}: expected a JSON object")
+    # JSON has no tuples: turn every list back into the tuple the frozen dataclass holds.
+    for name, value in data.items():
+        if isinstance(value, list):
+            data[name] = tuple(value)
+    if cls is WireguardInterface:
+        data["peers"] = tuple(
+            WireguardPeer(p["public_key"], p["endpoint"], tuple(p["allowed_ips"]),
+                          p.get("keepalive_s", 0)) for p in data.get("peers", ()))
+    obj: DataplaneObject = cls(**data)
+    return obj
 
 
 class OpKind(enum.StrEnum):
