@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-
 import pytest
 
 from tests.daemon.fakecore import fake_core_factory
@@ -14,8 +12,4 @@ from vnstitch.daemon.coreadapter import CoreFactory, protocol_core_factory
 def core_factory(request: pytest.FixtureRequest) -> CoreFactory:
     if request.param == "fake":
         return fake_core_factory
-    try:
-        importlib.import_module("vnstitch.daemon.protocoladapter")
-    except ImportError as exc:  # only until the protocol branch is merged
-        pytest.skip(f"Stitching Protocol core not merged yet: {exc}")
     return protocol_core_factory

@@ -13,13 +13,11 @@ driver unless asked.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from vnstitch.daemon.config import DaemonConfig
-from vnstitch.daemon.errors import DaemonError
 from vnstitch.daemon.identity import KeyInfo
 from vnstitch.dataplane.base import DataplaneDriver
 from vnstitch.dataplane.memory import MemoryDataplane
@@ -54,11 +52,10 @@ CoreFactory = Callable[[CoreSetup], DaemonCore]
 
 def protocol_core_factory(setup: CoreSetup) -> DaemonCore:
     """Build the real Stitching Protocol core (``vnstitch.protocol``)."""
-    try:
-        adapter = importlib.import_module("vnstitch.daemon.protocoladapter")
-    except ImportError as exc:
-        raise DaemonError(f"the Stitching Protocol core is not available: {exc}") from None
-    core: DaemonCore = adapter.build(setup)
+    # Imported here because protocoladapter imports CoreSetup from this module.
+    from vnstitch.daemon.protocoladapter import build  # noqa: PLC0415
+
+    core: DaemonCore = build(setup)
     return core
 
 
@@ -88,11 +85,8 @@ def make_driver(config: DaemonConfig) -> DataplaneDriver:
     if config.dataplane.driver == "memory":
         ports = [p for vn in config.local_vns for p in vn.host_ports]
         return MemoryDataplane(external_ports=ports)
-    try:
-        linux = importlib.import_module("vnstitch.dataplane.linux")
-    except ImportError as exc:
-        raise DaemonError(f"the linux dataplane driver is not available: {exc}") from None
+    # Only the linux driver needs pyroute2 and the kernel, so load it only when chosen.
+    from vnstitch.dataplane.linux import LinuxDataplane  # noqa: PLC0415
+
     # The owner tag keeps two RMs sharing a namespace (or a lab host) off each other's links.
-    driver: DataplaneDriver = linux.LinuxDataplane(netns=config.dataplane.netns,
-                                                   owner=f"rm-{config.segment}")
-    return driver
+    return LinuxDataplane(netns=config.dataplane.netns, owner=f"rm-{config.segment}")
