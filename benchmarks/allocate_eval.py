@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,18 +22,17 @@ from vnstitch.allocate.metrics import COST_RATIOS
 from vnstitch.allocate.providers.base import ResourceKind
 from vnstitch.cli.allocate import run_evaluation, write_plot
 from vnstitch.cli.output import console, table
+from vnstitch.datapath import shared_data_dir
 
 HERE = Path(__file__).resolve().parent
 NON_ORACLE = ("static-peak", "static-p95", "reactive")
 
 
 def data_dir() -> Path:
-    env = os.environ.get("VNSTITCH_DATA")
-    for c in ([Path(env)] if env else []) + [HERE.parents[1] / "shared" / "data",
-                                              HERE.parents[2] / "shared" / "data"]:
-        if c.is_dir():
-            return c
-    sys.exit("real data not found: set VNSTITCH_DATA")
+    found = shared_data_dir(HERE)
+    if found is None:
+        sys.exit("real data not found: set VNSTITCH_DATA")
+    return found
 
 
 def checks(name: str, res: dict[str, Any]) -> dict[str, tuple[bool, str]]:

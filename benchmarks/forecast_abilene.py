@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 
 from vnstitch.cli.forecast import run_backtest, top_series
 from vnstitch.cli.output import console, table
+from vnstitch.datapath import shared_data_dir
 from vnstitch.forecast import load_series, make_forecaster
 
 OURS = ["naive", "seasonal_naive", "ets", "lagreg", "lstm", "auto"]
@@ -35,8 +35,9 @@ REFS = ["naive", "seasonal_naive", "ets", "lagreg", "auto", "sf_autoets", "sf_au
 
 
 def default_data() -> Path:
-    root = Path(os.environ.get("VNSTITCH_DATA", Path(__file__).resolve().parents[2] / "shared"
-                               / "data"))
+    root = shared_data_dir(Path(__file__).parent)
+    if root is None:
+        sys.exit("real data not found: set VNSTITCH_DATA")
     return root / "abilene" / "abilene_tm_5min.csv.gz"
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import random
 import sys
 import time
@@ -35,6 +34,7 @@ import networkx as nx
 
 from vnstitch.cli.output import console, progress, table
 from vnstitch.cli.route import silence_highs_banner
+from vnstitch.datapath import shared_data_dir
 from vnstitch.model import load_topology
 from vnstitch.routing.arclp import solve_arc_lp
 from vnstitch.routing.demands import gravity_demands, scaled
@@ -43,9 +43,7 @@ from vnstitch.routing.paths import all_pairs_k_shortest_paths
 from vnstitch.routing.te import ArcTable, solve_path_lp, solve_shortest
 
 _HERE = Path(__file__).resolve()
-DATA = Path(os.environ.get("VNSTITCH_DATA") or next(
-    (p / "shared" / "data" for p in _HERE.parents if (p / "shared" / "data").is_dir()),
-    _HERE.parents[2] / "shared" / "data"))
+DATA = shared_data_dir(_HERE.parent) or _HERE.parents[2] / "shared" / "data"
 
 STAGES = ("scale (arc LP, unit)", "true optimum (arc LP)", "networkx Yen",
           "our Yen + path LP", "fast method", "shortest path")

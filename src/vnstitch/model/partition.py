@@ -11,6 +11,8 @@ that keeps both connected, to even out sizes.
 from __future__ import annotations
 
 import networkx as nx
+import numpy as np
+from scipy.sparse.csgraph import dijkstra
 
 from vnstitch.model.errors import ModelError
 from vnstitch.model.ids import SegmentId
@@ -33,14 +35,7 @@ def partition(substrate: Substrate, k: int, *, rebalance_rounds: int = 3) -> dic
         raise ModelError("cannot partition a disconnected substrate (load keeps the largest part)")
     first = min(g.nodes, key=lambda v: (-nx.closeness_centrality(g, v, distance="latency_ms"), v)) \
         if n <= 400 else min(g.nodes, key=lambda v: (-g.degree(v), v))
-    seeds = [first]
-    dist = dict(nx.single_source_dijkstra_path_length(g, first, weight="latency_ms"))
-    while len(seeds) < k:
-        nxt = max((v for v in g.nodes if v not in seeds), key=lambda v: (dist.get(v, 0.0), v))
-        seeds.append(nxt)
-        for v, d in nx.single_source_dijkstra_path_length(g, nxt, weight="latency_ms").items():
-            if d < dist.get(v, float("inf")):
-                dist[v] = d
+    seeds = _farthest_point_seeds(g, first, k)
     _, paths = nx.multi_source_dijkstra(g, set(seeds), weight="latency_ms")
     names = {seed: segment_name(i, k) for i, seed in enumerate(seeds)}
     mapping = {v: names[path[0]] for v, path in paths.items()}
@@ -48,6 +43,22 @@ def partition(substrate: Substrate, k: int, *, rebalance_rounds: int = 3) -> dic
         if not _rebalance_once(g, mapping, set(seeds)):
             break
     return mapping
+
+
+def _farthest_point_seeds(g: nx.Graph, first: str, k: int) -> list[str]:
+    """``first``, then repeatedly the node farthest (by latency) from every seed so far;
+    ties go to the greatest node name. One C-level Dijkstra per seed keeps K ~ N cheap."""
+    nodes = sorted(g.nodes)
+    index = {v: i for i, v in enumerate(nodes)}
+    adjacency = nx.to_scipy_sparse_array(g, nodelist=nodes, weight="latency_ms", format="csr")
+    seeds = [index[first]]
+    near = dijkstra(adjacency, directed=False, indices=seeds[0])
+    while len(seeds) < k:
+        near[seeds] = -1.0
+        nxt = int(np.flatnonzero(near == near.max())[-1])
+        seeds.append(nxt)
+        np.minimum(near, dijkstra(adjacency, directed=False, indices=nxt), out=near)
+    return [nodes[i] for i in seeds]
 
 
 def _rebalance_once(g: nx.Graph, mapping: dict[str, SegmentId], seeds: set[str]) -> bool:
