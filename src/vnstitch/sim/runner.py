@@ -25,6 +25,7 @@ from vnstitch.sim.errors import ScenarioError
 from vnstitch.sim.protocol_cores import ProtocolCoreFactory
 from vnstitch.sim.scenario import Scenario, request_window
 from vnstitch.sim.summary import summarise
+from vnstitch.sim.traffic import TrafficResult, TrafficSim, summarise_traffic
 from vnstitch.sim.workload import (
     BUSIEST_TRANSIT,
     Fault,
@@ -42,6 +43,7 @@ class RunResult:
     summary: dict[str, Any]
     wall_seconds: float
     setup_seconds: float
+    traffic: TrafficResult | None = None
 
     @property
     def events_per_second(self) -> float:
@@ -132,8 +134,15 @@ def run(
 ) -> RunResult:
     t0 = time.perf_counter()
     sim = build(scenario, factory, substrate=substrate, check_every_step=check_every_step)
+    # Data traffic (if any) runs on the same substrate and virtual time span; built
+    # first so a bad flow is reported before the long part.
+    traffic = (TrafficSim(scenario.traffic, sim.substrate, source=scenario.source)
+               if scenario.traffic is not None else None)
     t1 = time.perf_counter()
     sim.run(scenario.duration_s, progress)
+    result = traffic.run(scenario.duration_s) if traffic is not None else None
     t2 = time.perf_counter()
-    return RunResult(sim, summarise(sim, name=scenario.name, duration_s=scenario.duration_s),
-                     t2 - t1, t1 - t0)
+    summary = summarise(sim, name=scenario.name, duration_s=scenario.duration_s)
+    if result is not None:
+        summary["traffic"] = summarise_traffic(result)
+    return RunResult(sim, summary, t2 - t1, t1 - t0, result)

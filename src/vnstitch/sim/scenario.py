@@ -26,6 +26,8 @@ partitioned, which :mod:`vnstitch.sim.runner` does, with the same field paths.
       - {at: 30, action: partition, segments: [seg01, seg02], name: p1}
       - {at: 45, action: heal, name: p1}
     protocol: {announce_interval_s: 1.0}   # passed to the core factory
+    qos: {...}       # QoS classes and traffic flows with congestion reroute:
+    traffic: {...}   # see vnstitch.sim.traffic_spec
 """
 
 from __future__ import annotations
@@ -41,9 +43,10 @@ import yaml
 
 from vnstitch.sim.errors import ScenarioError
 from vnstitch.sim.network import Impairments
+from vnstitch.sim.traffic_spec import TrafficSpec, parse_traffic
 from vnstitch.sim.workload import FaultKind
 
-BUILTIN = ("small", "medium", "faulty")
+BUILTIN = ("small", "medium", "faulty", "congestion")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +92,9 @@ class Scenario:
     network: Impairments = field(default_factory=Impairments)
     faults: tuple[FaultSpec, ...] = ()
     protocol: dict[str, float] = field(default_factory=dict)
+    #: Data traffic, QoS and congestion reroute (``traffic:`` + ``qos:``, see
+    #: :mod:`vnstitch.sim.traffic_spec`); ``None``: control plane only.
+    traffic: TrafficSpec | None = None
     source: str = "<defaults>"
     base_dir: str | None = None
 
@@ -282,6 +288,7 @@ def scenario_from_mapping(data: object, source: str = "<scenario>",
         network=_network(source, r.raw("network")),
         faults=tuple(_fault(source, k, f) for k, f in enumerate(faults_raw or [])),
         protocol=protocol,
+        traffic=parse_traffic(source, r.raw("traffic"), r.raw("qos")),
         source=source,
         base_dir=base_dir,
     )

@@ -1,0 +1,257 @@
+"""The ``traffic:`` and ``qos:`` sections of a scenario, validated field by field.
+
+Theory of operation: :func:`parse_traffic` turns the two raw YAML values into a
+:class:`TrafficSpec` or raises :class:`~vnstitch.sim.errors.ScenarioError` naming the
+dotted field (``traffic.flows[2].schedule[0].at``, ``qos.classes[1].max_mbps``). The
+``qos:`` section is a QoS policy in the format of :mod:`vnstitch.routing.qos` (validated
+by its own parser, errors re-labelled under ``qos.``) plus ``borrow``, how HTB lends
+spare capacity (see :mod:`vnstitch.sim.htb`). Node names in flows are checked later,
+against the loaded topology, by :func:`vnstitch.sim.traffic.resolve`. Unknown fields are
+errors, so a typo never falls back to a default silently::
+
+    qos:
+      link_mbps: 10000          # the policy's rates are for a link this big; scaled per link
+      borrow: priority          # priority | quantum
+      classes:
+        - {name: video, priority: 0, guaranteed_mbps: 3000, max_mbps: 10000}
+        - {name: email, priority: 4, guaranteed_mbps: 500, max_mbps: 10000}
+    traffic:
+      interval_s: 5             # monitoring interval: one utilisation sample per link
+      stitched_classes: [video] # default: the classes of the policy's first priority
+      monitor: {high: 0.8, low: 0.6, raise_samples: 2, clear_samples: 3}
+      reroute: {k: 4, target: 0.75, hold_down_s: 60, install_s: 0.2, returns: true,
+                return_below: 0.45, classes: null}    # null: any class may move
+      flows:
+        - {name: tv, class: video, src: New York, dst: Los Angeles, mbps: 2500}
+        - {name: backup, class: bulk, src: New York, dst: Atlanta, mbps: 1000,
+           schedule: [{at: 30, mbps: 5000}, {at: 90, mbps: 1000}]}
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from vnstitch.routing.errors import PolicyError
+from vnstitch.routing.monitor import MonitorConfig
+from vnstitch.routing.qos import QosPolicy, parse_policy
+from vnstitch.sim.errors import ScenarioError
+from vnstitch.sim.htb import BORROW_MODES, BorrowMode
+
+
+@dataclass(frozen=True, slots=True)
+class FlowSpec:
+    """A flow of one QoS class between two substrate nodes; ``schedule`` holds
+    ``(from time s, offered Mbit/s)`` steps after the initial ``mbps``."""
+
+    name: str
+    qos_class: str
+    src: str
+    dst: str
+    mbps: float
+    schedule: tuple[tuple[float, float], ...] = ()
+    field: str = ""  # where it came from, for errors found once the topology is known
+
+    def offered_at(self, t: float) -> float:
+        rate = self.mbps
+        for at, mbps in self.schedule:
+            if at > t:
+                break
+            rate = mbps
+        return rate
+
+
+@dataclass(frozen=True, slots=True)
+class RerouteSpec:
+    k: int = 4
+    target: float = 0.75
+    hold_down_s: float = 60.0
+    install_s: float = 0.2
+    returns: bool = True
+    return_below: float = 0.45
+    classes: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficSpec:
+    policy: QosPolicy
+    borrow: BorrowMode = "priority"
+    interval_s: float = 5.0
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    reroute: RerouteSpec = field(default_factory=RerouteSpec)
+    flows: tuple[FlowSpec, ...] = ()
+    stitched_classes: tuple[str, ...] = ()
+
+
+class _Fields:
+    """Reads one mapping at a dotted ``path``, remembering used keys, naming bad ones."""
+
+    def __init__(self, source: str, path: str, data: object) -> None:
+        self.source, self.path = source, path
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise ScenarioError(source, path, f"must be a mapping, got {type(data).__name__}")
+        self.data: Mapping[str, Any] = data
+        self.used: set[str] = set()
+
+    def fail(self, key: str, problem: str) -> ScenarioError:
+        return ScenarioError(self.source, f"{self.path}.{key}" if key else self.path, problem)
+
+    def raw(self, key: str) -> Any:
+        self.used.add(key)
+        return self.data.get(key)
+
+    def number(self, key: str, default: float | None, *, lo: float = -math.inf,
+               hi: float = math.inf, lo_open: bool = False) -> float:
+        value = self.raw(key)
+        if value is None:
+            if default is None:
+                raise self.fail(key, "is required")
+            return default
+        if isinstance(value, bool) or not isinstance(value, int | float) \
+                or not math.isfinite(value):
+            raise self.fail(key, f"must be a finite number, got {value!r}")
+        if value < lo or value > hi or (lo_open and value == lo):
+            low = f"> {lo:g}" if lo_open else f">= {lo:g}"
+            raise self.fail(key, f"must be {low} and <= {hi:g}, got {value!r}")
+        return float(value)
+
+    def integer(self, key: str, default: int, *, lo: int, hi: int) -> int:
+        value = self.raw(key)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise self.fail(key, f"must be an integer between {lo} and {hi}, got {value!r}")
+        return value
+
+    def name(self, key: str) -> str:
+        value = self.raw(key)
+        if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
+            raise self.fail(key, f"must be a non-empty string, got {value!r}")
+        return str(value)
+
+    def names(self, key: str, known: set[str]) -> tuple[str, ...] | None:
+        value = self.raw(key)
+        if value is None:
+            return None
+        if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+            raise self.fail(key, f"must be a list of class names, got {value!r}")
+        for i, x in enumerate(value):
+            if x not in known:
+                raise self.fail(f"{key}[{i}]", f"unknown class {x!r}; have {sorted(known)}")
+        return tuple(value)
+
+    def finish(self) -> None:
+        unknown = sorted(set(map(str, self.data)) - self.used)
+        if unknown:
+            raise self.fail(unknown[0], f"unknown field; expected one of {sorted(self.used)}")
+
+
+def _policy(source: str, data: object) -> tuple[QosPolicy, BorrowMode]:
+    if not isinstance(data, Mapping):
+        raise ScenarioError(source, "qos", f"must be a mapping, got {type(data).__name__}")
+    body = {k: v for k, v in data.items() if k != "borrow"}
+    borrow = data.get("borrow", "priority")
+    if borrow not in BORROW_MODES:
+        raise ScenarioError(source, "qos.borrow",
+                            f"must be one of {list(BORROW_MODES)}, got {borrow!r}")
+    try:
+        policy = parse_policy(body, source)
+    except PolicyError as exc:
+        where = "qos" if exc.field == "(top)" else f"qos.{exc.field}"
+        raise ScenarioError(source, where, exc.problem) from None
+    return policy, borrow
+
+
+def _monitor(source: str, data: object) -> MonitorConfig:
+    r = _Fields(source, "traffic.monitor", data)
+    high = r.number("high", 0.8, lo=0.0, hi=10.0, lo_open=True)
+    low = r.number("low", 0.6, lo=0.0, hi=10.0, lo_open=True)
+    if low >= high:
+        raise r.fail("low", f"must be below high ({high:g}), got {low:g}")
+    cfg = MonitorConfig(high=high, low=low,
+                        raise_samples=r.integer("raise_samples", 2, lo=1, hi=1000),
+                        clear_samples=r.integer("clear_samples", 3, lo=1, hi=1000))
+    r.finish()
+    return cfg
+
+
+def _reroute(source: str, data: object, classes: set[str]) -> RerouteSpec:
+    r = _Fields(source, "traffic.reroute", data)
+    returns = r.raw("returns")
+    if returns is not None and not isinstance(returns, bool):
+        raise r.fail("returns", f"must be true or false, got {returns!r}")
+    spec = RerouteSpec(
+        k=r.integer("k", 4, lo=1, hi=64),
+        target=r.number("target", 0.75, lo=0.0, hi=10.0, lo_open=True),
+        hold_down_s=r.number("hold_down_s", 60.0, lo=0.0),
+        install_s=r.number("install_s", 0.2, lo=0.0),
+        returns=True if returns is None else returns,
+        return_below=r.number("return_below", 0.45, lo=0.0, hi=10.0, lo_open=True),
+        classes=r.names("classes", classes),
+    )
+    r.finish()
+    return spec
+
+
+def _flow(source: str, index: int, data: object, classes: set[str]) -> FlowSpec:
+    r = _Fields(source, f"traffic.flows[{index}]", data)
+    name = r.name("name")
+    cls = r.name("class")
+    if cls not in classes:
+        raise r.fail("class", f"unknown class {cls!r}; the qos section has {sorted(classes)}")
+    src, dst = r.name("src"), r.name("dst")
+    if src == dst:
+        raise r.fail("dst", f"must differ from src ({src!r})")
+    mbps = r.number("mbps", None, lo=0.0)
+    raw = r.raw("schedule")
+    steps: list[tuple[float, float]] = []
+    if raw is not None:
+        if not isinstance(raw, list):
+            raise r.fail("schedule", f"must be a list of {{at, mbps}}, got {raw!r}")
+        for j, step in enumerate(raw):
+            s = _Fields(source, f"{r.path}.schedule[{j}]", step)
+            at = s.number("at", None, lo=0.0)
+            if steps and at <= steps[-1][0]:
+                raise s.fail("at", f"must be after the previous step ({steps[-1][0]:g} s), "
+                              f"got {at:g}")
+            steps.append((at, s.number("mbps", None, lo=0.0)))
+            s.finish()
+    r.finish()
+    return FlowSpec(name, cls, src, dst, mbps, tuple(steps), r.path)
+
+
+def parse_traffic(source: str, traffic: object, qos: object) -> TrafficSpec | None:
+    """Validate the ``traffic:`` and ``qos:`` sections (both absent: ``None``)."""
+    if traffic is None and qos is None:
+        return None
+    if qos is None:
+        raise ScenarioError(source, "qos", "is required when there is a traffic section "
+                            "(the classes flows belong to)")
+    if traffic is None:
+        raise ScenarioError(source, "traffic", "is required when there is a qos section")
+    policy, borrow = _policy(source, qos)
+    classes = {c.name for c in policy.classes}
+    r = _Fields(source, "traffic", traffic)
+    interval = r.number("interval_s", 5.0, lo=0.0, hi=1e6, lo_open=True)
+    monitor = _monitor(source, r.raw("monitor"))
+    reroute = _reroute(source, r.raw("reroute"), classes)
+    raw_flows = r.raw("flows")
+    if not isinstance(raw_flows, list) or not raw_flows:
+        raise r.fail("flows", f"must be a non-empty list of flows, got {raw_flows!r}")
+    flows = [_flow(source, i, f, classes) for i, f in enumerate(raw_flows)]
+    seen: dict[str, int] = {}
+    for i, f in enumerate(flows):
+        if f.name in seen:
+            raise ScenarioError(source, f"traffic.flows[{i}].name",
+                                f"duplicate flow name {f.name!r} (also flows[{seen[f.name]}])")
+        seen[f.name] = i
+    top = min(c.priority for c in policy.classes)
+    stitched = r.names("stitched_classes", classes)
+    if stitched is None:
+        stitched = tuple(c.name for c in policy.classes if c.priority == top)
+    r.finish()
+    return TrafficSpec(policy, borrow, interval, monitor, reroute, tuple(flows), stitched)
