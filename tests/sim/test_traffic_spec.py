@@ -1,0 +1,124 @@
+"""The ``traffic:`` / ``qos:`` scenario sections: bad fields give errors naming the field;
+``vnstitch simulate`` shows and exports the traffic summary."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from tests.sim.conftest import double_factory
+from vnstitch.cli import build_parser
+from vnstitch.cli.simulate import run_simulate
+from vnstitch.model import load_topology
+from vnstitch.sim.errors import ScenarioError
+from vnstitch.sim.scenario import load_scenario, parse_scenario
+from vnstitch.sim.traffic import TrafficSim
+
+QOS = """
+qos:
+  link_mbps: 1000
+  classes:
+    - {name: video, priority: 0, guaranteed_mbps: 300, max_mbps: 1000}
+    - {name: email, priority: 3, guaranteed_mbps: 50, max_mbps: 1000}
+"""
+FLOWS = """
+traffic:
+  flows:
+    - {name: a, class: video, src: New York, dst: Chicago, mbps: 10}
+"""
+
+
+def _parse(text: str) -> None:
+    parse_scenario(textwrap.dedent(text), "bad.yaml", None)
+
+
+@pytest.mark.parametrize(("text", "field", "problem"), [
+    (FLOWS, "qos", "required"),
+    (QOS, "traffic", "required"),
+    (QOS.replace("borrow", "x") + "  borrow: fair\n" + FLOWS, "qos.borrow", "priority"),
+    (QOS.replace("300", "3000") + FLOWS, "qos.classes[0].guaranteed_mbps", "exceeds max"),
+    (QOS.replace("priority: 3", "priority: low") + FLOWS, "qos.classes[1].priority", "number"),
+    (QOS + "  colour: red\n" + FLOWS, "qos.colour", "unknown field"),
+    (QOS + FLOWS.replace("class: video", "class: gold"), "traffic.flows[0].class", "gold"),
+    (QOS + FLOWS.replace("mbps: 10", "mbps: -1"), "traffic.flows[0].mbps", ">= 0"),
+    (QOS + FLOWS.replace(", mbps: 10", ""), "traffic.flows[0].mbps", "required"),
+    (QOS + FLOWS.replace("dst: Chicago", "dst: New York"), "traffic.flows[0].dst", "differ"),
+    (QOS + FLOWS.replace("name: a,", "nme: a,"), "traffic.flows[0].name", "non-empty"),
+    (QOS + FLOWS.replace("mbps: 10}", "mbps: 10, colour: red}"), "traffic.flows[0].colour",
+     "unknown field"),
+    (QOS + FLOWS + "    - {name: a, class: email, src: Chicago, dst: Denver, mbps: 1}\n",
+     "traffic.flows[1].name", "duplicate"),
+    (QOS + FLOWS.replace("mbps: 10}", "mbps: 10, schedule: [{at: 9, mbps: 1}, "
+                                      "{at: 5, mbps: 2}]}"),
+     "traffic.flows[0].schedule[1].at", "after the previous"),
+    (QOS + FLOWS.replace("mbps: 10}", "mbps: 10, schedule: [{at: 9}]}"),
+     "traffic.flows[0].schedule[0].mbps", "required"),
+    (QOS + FLOWS.replace("mbps: 10}", "mbps: 10, schedule: 5}"),
+     "traffic.flows[0].schedule", "list"),
+    (QOS + "traffic:\n  flows: []\n", "traffic.flows", "non-empty"),
+    (QOS + FLOWS + "  interval_s: 0\n", "traffic.interval_s", "> 0"),
+    (QOS + FLOWS + "  monitor: {high: 0.5, low: 0.7}\n", "traffic.monitor.low",
+     "below high"),
+    (QOS + FLOWS + "  monitor: {raise_samples: 0}\n", "traffic.monitor.raise_samples",
+     "between 1"),
+    (QOS + FLOWS + "  reroute: {hold_down_s: -1}\n", "traffic.reroute.hold_down_s", ">= 0"),
+    (QOS + FLOWS + "  reroute: {classes: [video, gold]}\n", "traffic.reroute.classes[1]",
+     "gold"),
+    (QOS + FLOWS + "  reroute: {returns: maybe}\n", "traffic.reroute.returns", "true or"),
+    (QOS + FLOWS + "  stitched_classes: [silver]\n", "traffic.stitched_classes[0]",
+     "silver"),
+    (QOS + FLOWS + "  speed: 3\n", "traffic.speed", "unknown field"),
+])
+def test_bad_traffic_fields_are_named(text: str, field: str, problem: str) -> None:
+    with pytest.raises(ScenarioError) as err:
+        _parse(text)
+    assert err.value.field == field, str(err.value)
+    assert problem in err.value.problem, str(err.value)
+    assert f"bad.yaml: {field}:" in str(err.value)
+
+
+@pytest.mark.parametrize(("flow", "field", "problem"), [
+    ("src: Atlantis, dst: Chicago", "traffic.flows[0].src", "no such node"),
+    ("src: New York, dst: '99'", "traffic.flows[0].dst", "no such node"),
+    ("src: '0', dst: New York", "traffic.flows[0].dst", "same node"),  # id 0 = New York
+])
+def test_nodes_are_checked_against_the_topology(flow: str, field: str, problem: str) -> None:
+    sc = parse_scenario(QOS + FLOWS.replace("src: New York, dst: Chicago", flow), "t.yaml",
+                        None)
+    assert sc.traffic is not None
+    with pytest.raises(ScenarioError) as err:
+        TrafficSim(sc.traffic, load_topology("zoo:Abilene"), source="t.yaml")
+    assert err.value.field == field and problem in err.value.problem, str(err.value)
+
+
+def test_defaults_and_stitched_classes() -> None:
+    sc = parse_scenario(QOS + FLOWS, "ok.yaml", None)
+    assert sc.traffic is not None
+    assert sc.traffic.borrow == "priority" and sc.traffic.interval_s == 5.0
+    assert sc.traffic.stitched_classes == ("video",)  # the first priority
+    assert parse_scenario("name: x", "plain.yaml", None).traffic is None
+
+
+def test_simulate_prints_and_exports_the_traffic_section(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    def run(*extra: str) -> int:
+        args = build_parser().parse_args(["simulate", "--scenario", "builtin:congestion",
+                                          "--duration", "60", *extra])
+        return run_simulate(args, double_factory)
+
+    assert run("--json") == 0
+    data = json.loads(capsys.readouterr().out)
+    assert "committed" in data and "overcommit_violations" in data  # existing keys stay
+    t = data["traffic"]
+    assert t["max_intervals_to_reroute"] <= 3 and t["stitched_guarantee_kept"]
+    assert set(t["classes"]) == {"video", "interactive", "database", "bulk", "email"}
+    assert run() == 0
+    out = capsys.readouterr().out
+    assert "onset to reroute" in out and "email" in out
+
+
+def test_builtin_congestion_loads() -> None:
+    sc = load_scenario("builtin:congestion")
+    assert sc.traffic is not None and len(sc.traffic.flows) >= 5
