@@ -4,7 +4,9 @@ Part 1 is a close-up of one stitch: Route Managers in memory on a partitioned bu
 topology converge, then one stitches a VN across a transit segment (three path round
 trips). Part 2 runs the simulator's default scenario on Abilene (loss, a transit Route
 Manager crash and its repair), prints the story and the summary table, and writes the
-HTML report (topology, stitched paths, timeline).
+HTML report (topology, stitched paths, timeline). Part 3 tells the congestion story of
+``builtin:congestion``: a surge congests a link, stitched video and voice keep their
+guaranteed rate while e-mail absorbs the shortfall, and the surge is rerouted around.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from vnstitch.cli.output import add_json_flag, console, print_json, table
 from vnstitch.protocol.demo import run_demo
 from vnstitch.sim.demo import main as sim_demo
 from vnstitch.sim.demo import summary_rows
+from vnstitch.sim.traffic_story import congestion_demo
+from vnstitch.sim.traffic_story import summary_rows as traffic_rows
 
 
 def register(sub: Any) -> None:
@@ -49,10 +53,14 @@ def _run(args: argparse.Namespace) -> int:
         sim = {"summary": result.summary, "story": lines, "report": str(report),
                "rows": summary_rows(result.summary)}
         ok = ok and result.summary["overcommit_violations"] == 0
+        _, traffic, traffic_story = congestion_demo()
+        sim["congestion"] = {"summary": traffic, "story": traffic_story}
+        ok = ok and traffic["stitched_guarantee_kept"]
     if args.json:
         out: dict[str, Any] = {"closeup": closeup}
         if sim is not None:
             out["simulation"] = {k: sim[k] for k in ("summary", "story", "report")}
+            out["congestion"] = sim["congestion"]
         print_json(out)
         return 0 if ok else 1
     _print_closeup(closeup)
@@ -63,6 +71,11 @@ def _run(args: argparse.Namespace) -> int:
             con.print(line, markup=False)
         con.print(table("summary", ["measure", "value"], sim["rows"]))
         con.print(f"report: {sim['report']}")
+        con.rule("Part 3: a link congests; QoS and reroute")
+        for line in sim["congestion"]["story"]:
+            con.print(line, markup=False)
+        con.print(table("congestion", ["measure", "value"],
+                        traffic_rows(sim["congestion"]["summary"])))
     return 0 if ok else 1
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from vnstitch.routing.monitor import ArcState
-from vnstitch.sim.traffic import TrafficResult
+from vnstitch.sim.runner import load_substrate
+from vnstitch.sim.scenario import load_scenario
+from vnstitch.sim.traffic import TrafficResult, run_traffic, summarise_traffic
 
 #: Issue 7's bound: congestion rerouted around within this many monitoring intervals.
 REROUTE_TARGET_INTERVALS = 3.0
@@ -87,3 +89,13 @@ def story(res: TrafficResult, t: dict[str, Any]) -> list[str]:
                          f"traffic, worst interval {c['worst_interval_delivered_fraction']:.1%}"
                          f", shortfall {c['shortfall_mbit']:g} Mbit")
     return lines
+
+
+def congestion_demo() -> tuple[TrafficResult, dict[str, Any], list[str]]:
+    """The data-traffic part of ``builtin:congestion`` alone (no control plane): the
+    congestion story for ``vnstitch demo``, on built-in data, in well under a second."""
+    sc = load_scenario("builtin:congestion")
+    assert sc.traffic is not None
+    res = run_traffic(sc.traffic, load_substrate(sc), sc.duration_s, source=sc.source)
+    summary = summarise_traffic(res)
+    return res, summary, story(res, summary)
