@@ -25,7 +25,8 @@ from vnstitch.sim.errors import ScenarioError
 from vnstitch.sim.protocol_cores import ProtocolCoreFactory
 from vnstitch.sim.scenario import Scenario, request_window
 from vnstitch.sim.summary import summarise
-from vnstitch.sim.traffic import TrafficResult, TrafficSim, summarise_traffic
+from vnstitch.sim.traffic import TrafficResult, summarise_traffic
+from vnstitch.sim.traffic_matrix import build_traffic
 from vnstitch.sim.workload import (
     BUSIEST_TRANSIT,
     Fault,
@@ -136,8 +137,7 @@ def run(
     sim = build(scenario, factory, substrate=substrate, check_every_step=check_every_step)
     # Data traffic (if any) runs on the same substrate and virtual time span; built
     # first so a bad flow is reported before the long part.
-    traffic = (TrafficSim(scenario.traffic, sim.substrate, source=scenario.source)
-               if scenario.traffic is not None else None)
+    traffic = build_traffic(scenario, sim.substrate)
     t1 = time.perf_counter()
     sim.run(scenario.duration_s, progress)
     result = traffic.run(scenario.duration_s) if traffic is not None else None

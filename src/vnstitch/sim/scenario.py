@@ -46,7 +46,7 @@ from vnstitch.sim.network import Impairments
 from vnstitch.sim.traffic_spec import TrafficSpec, parse_traffic
 from vnstitch.sim.workload import FaultKind
 
-BUILTIN = ("small", "medium", "faulty", "congestion")
+BUILTIN = ("small", "medium", "faulty", "congestion", "abilene-tm")
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,10 +25,18 @@ errors, so a typo never falls back to a default silently::
         - {name: tv, class: video, src: New York, dst: Los Angeles, mbps: 2500}
         - {name: backup, class: bulk, src: New York, dst: Atlanta, mbps: 1000,
            schedule: [{at: 30, mbps: 5000}, {at: 90, mbps: 1000}]}
+      matrix:                   # optional background from a traffic-matrix CSV
+        file: data:abilene/abilene_tm_5min.csv.gz
+        mix: {database: 0.3, bulk: 0.4, email: 0.3}   # class fractions of each OD pair
+        scale: 4                # multiply every value
+        start_row: 0            # first row used
+        step_s: 5               # virtual seconds per row
+        min_mbps: 0             # skip OD pairs whose scaled peak is below
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -55,12 +63,21 @@ class FlowSpec:
     field: str = ""  # where it came from, for errors found once the topology is known
 
     def offered_at(self, t: float) -> float:
-        rate = self.mbps
-        for at, mbps in self.schedule:
-            if at > t:
-                break
-            rate = mbps
-        return rate
+        k = bisect.bisect_right(self.schedule, (t, math.inf))
+        return self.schedule[k - 1][1] if k else self.mbps
+
+
+@dataclass(frozen=True, slots=True)
+class MatrixSpec:
+    """Background flows from a wide traffic-matrix CSV (``time,SRC->DST,...`` in Mbit/s,
+    e.g. Abilene's): one flow per OD pair and class of ``mix``, one row per ``step_s``."""
+
+    file: str
+    mix: tuple[tuple[str, float], ...]
+    scale: float = 1.0
+    start_row: int = 0
+    step_s: float = 5.0
+    min_mbps: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +100,7 @@ class TrafficSpec:
     reroute: RerouteSpec = field(default_factory=RerouteSpec)
     flows: tuple[FlowSpec, ...] = ()
     stitched_classes: tuple[str, ...] = ()
+    matrix: MatrixSpec | None = None
 
 
 class _Fields:
@@ -224,6 +242,35 @@ def _flow(source: str, index: int, data: object, classes: set[str]) -> FlowSpec:
     return FlowSpec(name, cls, src, dst, mbps, tuple(steps), r.path)
 
 
+def _matrix(source: str, data: object, classes: set[str]) -> MatrixSpec | None:
+    if data is None:
+        return None
+    r = _Fields(source, "traffic.matrix", data)
+    file = r.raw("file")
+    if not isinstance(file, str) or not file:
+        raise r.fail("file", "must be a path: data:REL (under the shared data folder, "
+                     f"$VNSTITCH_DATA), relative to the scenario, or absolute; got {file!r}")
+    raw = r.raw("mix")
+    if not isinstance(raw, Mapping) or not raw:
+        raise r.fail("mix", f"must map class names to fractions, got {raw!r}")
+    mix = []
+    for name, frac in raw.items():
+        if name not in classes:
+            raise r.fail(f"mix.{name}", f"unknown class {name!r}; have {sorted(classes)}")
+        if isinstance(frac, bool) or not isinstance(frac, int | float) or not 0 < frac <= 1:
+            raise r.fail(f"mix.{name}", f"must be a fraction in (0, 1], got {frac!r}")
+        mix.append((str(name), float(frac)))
+    total = sum(f for _, f in mix)
+    if abs(total - 1.0) > 1e-6:
+        raise r.fail("mix", f"fractions must sum to 1, got {total:g}")
+    spec = MatrixSpec(file, tuple(mix), r.number("scale", 1.0, lo=0.0, lo_open=True),
+                      r.integer("start_row", 0, lo=0, hi=10**9),
+                      r.number("step_s", 5.0, lo=0.0, lo_open=True),
+                      r.number("min_mbps", 0.0, lo=0.0))
+    r.finish()
+    return spec
+
+
 def parse_traffic(source: str, traffic: object, qos: object) -> TrafficSpec | None:
     """Validate the ``traffic:`` and ``qos:`` sections (both absent: ``None``)."""
     if traffic is None and qos is None:
@@ -239,9 +286,13 @@ def parse_traffic(source: str, traffic: object, qos: object) -> TrafficSpec | No
     interval = r.number("interval_s", 5.0, lo=0.0, hi=1e6, lo_open=True)
     monitor = _monitor(source, r.raw("monitor"))
     reroute = _reroute(source, r.raw("reroute"), classes)
+    matrix = _matrix(source, r.raw("matrix"), classes)
     raw_flows = r.raw("flows")
-    if not isinstance(raw_flows, list) or not raw_flows:
-        raise r.fail("flows", f"must be a non-empty list of flows, got {raw_flows!r}")
+    if raw_flows is None and matrix is not None:
+        raw_flows = []
+    if not isinstance(raw_flows, list) or not (raw_flows or matrix):
+        raise r.fail("flows", f"must be a non-empty list of flows (or give a matrix), "
+                     f"got {raw_flows!r}")
     flows = [_flow(source, i, f, classes) for i, f in enumerate(raw_flows)]
     seen: dict[str, int] = {}
     for i, f in enumerate(flows):
@@ -254,4 +305,5 @@ def parse_traffic(source: str, traffic: object, qos: object) -> TrafficSpec | No
     if stitched is None:
         stitched = tuple(c.name for c in policy.classes if c.priority == top)
     r.finish()
-    return TrafficSpec(policy, borrow, interval, monitor, reroute, tuple(flows), stitched)
+    return TrafficSpec(policy, borrow, interval, monitor, reroute, tuple(flows), stitched,
+                       matrix)

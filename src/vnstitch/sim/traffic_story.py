@@ -12,7 +12,8 @@ from typing import Any
 from vnstitch.routing.monitor import ArcState
 from vnstitch.sim.runner import load_substrate
 from vnstitch.sim.scenario import load_scenario
-from vnstitch.sim.traffic import TrafficResult, run_traffic, summarise_traffic
+from vnstitch.sim.traffic import TrafficResult, summarise_traffic
+from vnstitch.sim.traffic_matrix import build_traffic
 
 #: Issue 7's bound: congestion rerouted around within this many monitoring intervals.
 REROUTE_TARGET_INTERVALS = 3.0
@@ -95,7 +96,8 @@ def congestion_demo() -> tuple[TrafficResult, dict[str, Any], list[str]]:
     """The data-traffic part of ``builtin:congestion`` alone (no control plane): the
     congestion story for ``vnstitch demo``, on built-in data, in well under a second."""
     sc = load_scenario("builtin:congestion")
-    assert sc.traffic is not None
-    res = run_traffic(sc.traffic, load_substrate(sc), sc.duration_s, source=sc.source)
+    sim = build_traffic(sc, load_substrate(sc))
+    assert sim is not None
+    res = sim.run(sc.duration_s)
     summary = summarise_traffic(res)
     return res, summary, story(res, summary)
