@@ -47,6 +47,7 @@ def test_link_congests_and_is_rerouted_within_3_intervals(
         assert ep["intervals_to_resolve"] <= 3.0, ep
         assert ep["detected_s"] is not None and ep["detected_s"] <= ep["resolved_s"]
     assert t["max_intervals_to_reroute"] <= 3.0
+    assert t["max_intervals_congested"] <= 3.0  # no congestion of any cause lasted longer
     # the monitor saw the carried load saturate before it acted
     assert t["max_link_utilisation_sampled"] > res.spec.monitor.high
 
@@ -116,6 +117,7 @@ def test_without_reroute_the_congestion_stays() -> None:
     assert t["reroutes"] == 0
     assert t["congestion_resolved_by_reroute"] == 0
     assert all(e["resolved_by"] != "reroute" for e in t["congestion_episodes"])
+    assert t["max_intervals_congested"] > 3.0
     assert t["classes"]["email"]["shortfall_mbit"] > 5 * 6560  # the surge lasts 68 s
 
 

@@ -430,6 +430,9 @@ def summarise_traffic(res: TrafficResult) -> dict[str, Any]:
             "resolved_by": ep.resolved_by, "intervals_to_resolve": _r(spent),
             "peak_offered_utilisation": _r(ep.peak_offered_util, 4)})
     by_reroute = [e["intervals_to_resolve"] for e in episodes if e["resolved_by"] == "reroute"]
+    # every episode, however it ended (still hot: until the end of the run)
+    spans = [((ep.resolved_s if ep.resolved_s is not None else res.duration_s) - ep.onset_s)
+             / interval for ep in res.episodes]
     moves_per_flow: dict[str, list[float]] = {}
     for m in res.moves:
         moves_per_flow.setdefault(m.flow, []).append(m.effective_s)
@@ -467,6 +470,7 @@ def summarise_traffic(res: TrafficResult) -> dict[str, Any]:
         "congestion_resolved_by_reroute": len(by_reroute),
         "congestion_unresolved_at_end": sum(1 for e in episodes if e["resolved_by"] is None),
         "max_intervals_to_reroute": max(by_reroute) if by_reroute else None,
+        "max_intervals_congested": _r(max(spans)) if spans else None,
         "reroutes": sum(1 for m in res.moves if m.kind == "reroute"),
         "returns": sum(1 for m in res.moves if m.kind == "return"),
         "max_path_changes_per_flow": max((len(v) for v in moves_per_flow.values()), default=0),

@@ -30,6 +30,7 @@ def summary_rows(t: dict[str, Any]) -> list[tuple[str, object]]:
          f"{t['congestion_unresolved_at_end']})"),
         ("onset to reroute, worst (intervals)",
          "-" if worst is None else f"{worst:g} (target <= {REROUTE_TARGET_INTERVALS:g})"),
+        ("longest congestion, any cause (intervals)", t["max_intervals_congested"] or "-"),
         ("reroutes / returns", f"{t['reroutes']} / {t['returns']}"),
         ("max path changes per flow (min gap s)",
          f"{t['max_path_changes_per_flow']} ({t['min_seconds_between_moves_of_a_flow'] or '-'})"),
