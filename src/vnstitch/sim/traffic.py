@@ -269,6 +269,8 @@ class TrafficSim:
         pending: list[tuple[float, int, int, Move]] = []
         seq = itertools.count()
         t = 0.0
+        self.paths = [f.home for f in self.flows]  # a run always starts from home
+        self.planned = list(self.paths)
         state = self.serve([f.spec.offered_at(0.0) for f in self.flows])
         hot = self._hot(state.offered)
         open_ep: dict[Arc, Episode] = {}
@@ -276,6 +278,7 @@ class TrafficSim:
         acc_carried: dict[Arc, float] = dict.fromkeys(self.cap, 0.0)
         acc_off = [0.0] * len(self.flows)
         acc_del = [0.0] * len(self.flows)
+        samples = 1
         next_sample = interval
         while t < duration_s - _EPS:
             nxt = min(next_sample, changes[0] if changes else math.inf,
@@ -326,7 +329,8 @@ class TrafficSim:
                     acc_carried = dict.fromkeys(self.cap, 0.0)
                     acc_off = [0.0] * len(self.flows)
                     acc_del = [0.0] * len(self.flows)
-                    next_sample += interval
+                    samples += 1
+                    next_sample = samples * interval  # no drift from repeated sums
                 if not (pending and pending[0][0] <= t + _EPS):
                     break
             if changed:
