@@ -36,8 +36,8 @@ def register(sub: Any) -> None:
     p.add_argument("--seed", type=int, metavar="S", help="random seed")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="virtual seconds to run")
     p.add_argument("--scenario", metavar="FILE",
-                   help="scenario YAML (or builtin:small|medium|faulty|congestion); flags "
-                   "override it")
+                   help="scenario YAML (or builtin:small|medium|faulty|congestion|abilene-tm); "
+                   "flags override it")
     p.add_argument("--report", metavar="OUT", help="write a report: OUT.html or OUT.png")
     add_json_flag(p)
     p.set_defaults(handler=_handler)
