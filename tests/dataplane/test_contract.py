@@ -146,7 +146,7 @@ def test_precondition_errors_name_the_op(env: Env) -> None:
 
 def test_multi_class_htb_with_u32_filters(env: Env) -> None:
     base = stitch(env.wg_name)
-    classes = [RateLimit("vs100", 20, 30, 50), RateLimit("vs100", 30, 5, 50)]
+    classes = [RateLimit("vs100", 20, 30, 50, 0), RateLimit("vs100", 30, 5, 50, 2)]
     filters = [U32Filter("vs100", 1, 1, 20, ("ip protocol 6 0xff", "ip dport 5201 0xffff")),
                U32Filter("vs100", 2, 2, 30, ("ip tos 0xb8 0xfc",)),
                U32Filter("vs100", 2, 3, 30, ("u32 0x00006400 0xffffff00 at 32",))]
@@ -155,17 +155,34 @@ def test_multi_class_htb_with_u32_filters(env: Env) -> None:
     assert env.driver.observe() == want
     assert reconcile(env.driver, want) == []
     # Change a class and drop a filter: converges in place.
-    changed = want.with_objects(add=[RateLimit("vs100", 20, 40, 50)],
+    changed = want.with_objects(add=[RateLimit("vs100", 20, 40, 50, 1)],
                                 remove=["u32:vs100:2:3"])
     ops = reconcile(env.driver, changed)
     assert {str(o) for o in ops} == {"replace rate:vs100:20", "remove u32:vs100:2:3"}
     assert env.driver.observe() == changed
-    # Removing the default class (the first made, 1:10) keeps the rest working.
-    rest = changed.with_objects(remove=["rate:vs100:10"])
+    # Removing the default class (the largest id, 1:30) keeps the rest working.
+    rest = changed.with_objects(remove=["rate:vs100:30", "u32:vs100:2:2"])
+    reconcile(env.driver, rest)
+    assert env.driver.observe() == rest
+    # and so does removing the first class made (1:10).
+    rest = rest.with_objects(remove=["rate:vs100:10"])
     reconcile(env.driver, rest)
     assert env.driver.observe() == rest
     assert reconcile(env.driver, rest) == []
     reconcile(env.driver, base)
+    assert env.driver.observe() == base
+
+
+def test_bad_rate_limit_is_refused_and_changes_nothing(env: Env) -> None:
+    base = stitch(env.wg_name)
+    reconcile(env.driver, base)
+    for bad, why in ((RateLimit("vs100", 20, 1, 5, 8), "prio 8 outside 0..7"),
+                     (RateLimit("vs100", 0, 1, 5), "class_id 0 outside")):
+        with pytest.raises(DataplaneError, match=f"create {bad.key}.*{why}"):
+            reconcile(env.driver, base.with_objects(add=[bad]))
+        assert env.driver.observe() == base
+    with pytest.raises(DataplaneError, match=r"replace rate:vs100:10.*prio 9"):
+        reconcile(env.driver, base.with_objects(add=[RateLimit("vs100", 10, 1, 5, 9)]))
     assert env.driver.observe() == base
 
 

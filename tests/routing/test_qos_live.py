@@ -2,12 +2,18 @@
 
 Two namespaces joined by a veth; the sender side gets the policy's HTB classes and u32
 filters through the Linux dataplane driver, with the link limited to 50 Mbit/s. Two
-iperf3 TCP flows run at once, one per class (ports 5201 and 5202): the stitched class
-must get at least (90% of) its 35 Mbit/s guarantee, the e-mail class the remainder.
+iperf3 TCP flows run at once, one per class (ports 5201 and 5202):
+
+* with a large guarantee, the stitched class gets at least (90% of) its 35 Mbit/s and
+  the e-mail class the remainder;
+* with equal small guarantees (10 + 10 of 50), the spare 30 Mbit/s goes to the stitched
+  class first (HTB ``prio`` from the class priority), so e-mail absorbs the shortfall
+  and stays near its guarantee -- without ``prio`` HTB would split the spare evenly.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import subprocess
@@ -51,8 +57,8 @@ def _mbps(proc: subprocess.Popen[str]) -> float:
     return float(json.loads(out)["end"]["sum_received"]["bits_per_second"]) / 1e6
 
 
-def test_policy_prioritises_the_guaranteed_class_on_a_shaped_veth() -> None:
-    require_root()
+def _run_pair(policy: dict[str, object]) -> tuple[float, float]:
+    """(stitched, email) Mbit/s of two simultaneous 5-second iperf3 flows under ``policy``."""
     if shutil.which("iperf3") is None:
         pytest.skip("iperf3 not installed")
     with fresh_netns("qa") as a, fresh_netns("qb") as b:
@@ -62,7 +68,7 @@ def test_policy_prioritises_the_guaranteed_class_on_a_shaped_veth() -> None:
         _sh("ip", "-n", b, "addr", "add", "10.77.0.2/24", "dev", "vqb")
         _sh("ip", "-n", a, "link", "set", "vqa", "up", "alias", "vnstitch:qostest")
         _sh("ip", "-n", b, "link", "set", "vqb", "up")
-        limits, filters = policy_to_tc(parse_policy(POLICY), "vqa")
+        limits, filters = policy_to_tc(parse_policy(policy), "vqa")
         want = DataplaneState([*limits, *filters])
         with LinuxDataplane(a, owner="qostest") as dp:
             reconcile(dp, want)
@@ -79,6 +85,29 @@ def test_policy_prioritises_the_guaranteed_class_on_a_shaped_veth() -> None:
             for s in servers:
                 s.kill()
                 s.wait()
-        assert stitched >= 0.9 * 35, (stitched, email)
-        assert stitched + email <= 50 * 1.1, (stitched, email)
-        assert email >= 1.0, (stitched, email)
+    return stitched, email
+
+
+def _need_tools() -> None:
+    require_root()
+    if shutil.which("iperf3") is None:
+        pytest.skip("iperf3 not installed")
+
+
+def test_policy_prioritises_the_guaranteed_class_on_a_shaped_veth() -> None:
+    _need_tools()
+    stitched, email = _run_pair(POLICY)
+    assert stitched >= 0.9 * 35, (stitched, email)
+    assert stitched + email <= 50 * 1.1, (stitched, email)
+    assert email >= 1.0, (stitched, email)
+
+
+def test_spare_capacity_goes_to_the_higher_priority_class() -> None:
+    _need_tools()
+    policy = copy.deepcopy(POLICY)
+    for c in policy["classes"]:  # type: ignore[attr-defined]
+        c["guaranteed_mbps"] = 10
+    stitched, email = _run_pair(policy)
+    # even split of the spare would give 25 / 25
+    assert stitched >= 0.8 * 40, (stitched, email)
+    assert 0.7 * 10 <= email <= 16, (stitched, email)

@@ -115,8 +115,8 @@ def test_stitched_flows_whole_during_the_surge_and_not_without_qos() -> None:
     assert sum(o - d for o, d in best_effort.values()) == pytest.approx(lost, rel=0.05)
 
 
-def test_quantum_borrowing_as_tc_configures_today_spreads_the_shortfall() -> None:
-    """With every HTB class at prio 0 (dataplane/tc.py sets no prio) spare capacity is
+def test_quantum_borrowing_without_prio_spreads_the_shortfall() -> None:
+    """With every HTB class at prio 0 (HTB's default with no prio) spare capacity is
     shared by quantum, so bulk, not e-mail, takes most of the cut; guarantees still hold."""
     data = copy.deepcopy(_builtin())
     data["qos"]["borrow"] = "quantum"

@@ -22,9 +22,10 @@ object may be replaced once; WireGuard replaces are non-disruptive (UAPI ``set``
 ``replace_peers``), so an established tunnel does not flap.
 
 *Rate limits and filters.* A :class:`RateLimit` is an HTB class ``1:<class_id>``; the
-first on a device is the default class, so alone it shapes all traffic leaving the
-device. More RateLimits on the device share a parent class, and :class:`U32Filter`\ s
-steer packets into them (the tree is described in :mod:`vnstitch.dataplane.tc`).
+one with the largest id on a device is the default class, so alone it shapes all traffic
+leaving the device. More RateLimits on the device share a parent class and borrow its
+spare by ``prio``, and :class:`U32Filter`\ s steer packets into them (the tree is
+described in :mod:`vnstitch.dataplane.tc`).
 
 Every failure is a :class:`~vnstitch.dataplane.base.DataplaneError` naming the op.
 Calls block (netlink round trips, process start); inside an asyncio program run them

@@ -52,7 +52,11 @@ class MemoryDataplane:
             need = [obj.underlay]
         elif isinstance(obj, BridgePort):
             need = [obj.bridge, obj.port]
-        elif isinstance(obj, FdbEntry | Route | RateLimit):
+        elif isinstance(obj, RateLimit):
+            need = [obj.device]
+            if problem := obj.problem():
+                raise DataplaneError(f"create {obj.key}: {problem}")
+        elif isinstance(obj, FdbEntry | Route):
             need = [obj.device]
         elif isinstance(obj, U32Filter):
             need = [obj.device]
@@ -80,5 +84,7 @@ class MemoryDataplane:
             else:
                 if not present:
                     raise DataplaneError(f"replace {op.obj.key}: does not exist")
+                if isinstance(op.obj, RateLimit) and (problem := op.obj.problem()):
+                    raise DataplaneError(f"replace {op.obj.key}: {problem}")
                 self._state = self._state.with_objects(add=[op.obj])
             self.applied.append(op)

@@ -122,18 +122,37 @@ class Route:
     layer = _LAYER_LEAF
 
 
+#: HTB has 8 priorities, 0 (served first) to 7.
+HTB_MAX_PRIO = 7
+
+
 @dataclass(frozen=True, slots=True)
 class RateLimit:
-    """An HTB class on ``device`` guaranteeing ``rate_mbps`` (and capping at ``ceil_mbps``)."""
+    """An HTB class on ``device`` guaranteeing ``rate_mbps`` (and capping at ``ceil_mbps``).
+
+    ``prio`` (HTB's 0..7, 0 first) orders who borrows the parent's spare capacity: classes
+    with a lower value are offered it first, so an important class absorbs headroom and
+    a bulk class absorbs the shortfall. On a device with several classes the one with the
+    largest ``class_id`` is the default class for unclassified traffic.
+    """
 
     device: str
     class_id: int  # minor id of the HTB class, 1..0xfffe
     rate_mbps: float
     ceil_mbps: float
+    prio: int = 0
 
     @property
     def key(self) -> str:
         return f"rate:{self.device}:{self.class_id}"
+
+    def problem(self) -> str | None:
+        """Why the kernel would refuse this class, or None; drivers raise it."""
+        if not 1 <= self.class_id < 0xFFFF:
+            return f"class_id {self.class_id} outside 1..65534"
+        if not 0 <= self.prio <= HTB_MAX_PRIO:
+            return f"HTB prio {self.prio} outside 0..{HTB_MAX_PRIO}"
+        return None
 
     layer = _LAYER_LEAF
 

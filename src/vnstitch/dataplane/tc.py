@@ -2,17 +2,20 @@
 
 Theory of operation. Per device the driver builds one HTB tree::
 
-    qdisc 1: (root, htb, default = the first RateLimit's class)
+    qdisc 1: (root, htb, default = the RateLimit with the largest class_id)
       class 1:ffff  (driver-made parent: rate = ceil = the largest ceil on the device)
-        class 1:<class_id>  one per RateLimit (rate guaranteed, may borrow up to ceil)
+        class 1:<class_id>  one per RateLimit (rate guaranteed, borrows up to ceil by prio)
     filter u32 parent 1: prio P handle 800::<handle> -> classid 1:<class_id>
 
 so a single RateLimit still shapes *all* traffic leaving the device (it is the default
 class and the parent caps at its ceil), and with several, u32 filters steer matching
 packets into the other classes, which share the parent's rate by HTB borrowing: each
-class gets its guaranteed ``rate`` first. The default class is fixed when the qdisc is
-made (the kernel will not change it), so removing it while others remain rebuilds the
-tree from what is left.
+class gets its guaranteed ``rate`` first, then the parent's spare goes to the lowest
+``prio`` first. Unclassified traffic falls into the largest class id, which is the least
+important class when ids follow importance (as :func:`vnstitch.routing.qos.policy_to_tc`
+numbers them), so it can never steal from a stitched class. The default class is fixed
+when the qdisc is made (HTB has no ``change``), so adding a larger id or removing the
+default while others remain rebuilds the tree, filters included.
 
 :func:`u32_keys` turns the selector clauses a :class:`~vnstitch.dataplane.objects.
 U32Filter` carries (tc's spelling: ``ip protocol 6 0xff``, ``ip dport 22 0xffff``,
@@ -105,7 +108,8 @@ def _htb_classes(ipr: Any, idx: int) -> dict[int, dict[str, int]]:
         if c.get_attr("TCA_KIND") != "htb" or handle >> 16 != HTB_MAJOR or opts is None:
             continue
         parms = opts.get_attr("TCA_HTB_PARMS")
-        out[handle & 0xFFFF] = {"rate": int(parms["rate"]), "ceil": int(parms["ceil"])}
+        out[handle & 0xFFFF] = {"rate": int(parms["rate"]), "ceil": int(parms["ceil"]),
+                                "prio": int(parms["prio"])}
     return out
 
 
@@ -116,7 +120,7 @@ def has_root(ipr: Any, idx: int) -> bool:
 
 def observe(ipr: Any, idx: int, device: str) -> tuple[list[RateLimit], list[U32Filter]]:
     """The RateLimits (children of the parent class) and u32 filters on ``idx``."""
-    limits = [RateLimit(device, minor, p["rate"] * 8 / 1e6, p["ceil"] * 8 / 1e6)
+    limits = [RateLimit(device, minor, p["rate"] * 8 / 1e6, p["ceil"] * 8 / 1e6, p["prio"])
               for minor, p in sorted(_htb_classes(ipr, idx).items()) if minor != PARENT_MINOR]
     filters: list[U32Filter] = []
     if not limits:
@@ -140,9 +144,14 @@ def observe(ipr: Any, idx: int, device: str) -> tuple[list[RateLimit], list[U32F
     return limits, filters
 
 
+def _check_rate(obj: RateLimit) -> None:
+    problem = obj.problem()
+    if problem:
+        raise DataplaneError(problem)
+
+
 def add_rate(ipr: Any, idx: int, obj: RateLimit) -> None:
-    if not 1 <= obj.class_id < PARENT_MINOR:
-        raise DataplaneError(f"class_id {obj.class_id} outside 1..65534")
+    _check_rate(obj)
     classes = _htb_classes(ipr, idx) if has_root(ipr, idx) else None
     if classes is None:
         ipr.tc("add", "htb", index=idx, handle=f"{HTB_MAJOR}:", default=obj.class_id)
@@ -151,11 +160,38 @@ def add_rate(ipr: Any, idx: int, obj: RateLimit) -> None:
     else:
         if obj.class_id in classes:
             raise DataplaneError(f"HTB class 1:{obj.class_id:x} already exists")
+        default = _default_class(ipr, idx)
+        if default is not None and obj.class_id > default:
+            limits, filters = observe(ipr, idx, obj.device)
+            _rebuild(ipr, idx, [*limits, obj], filters)
+            return
         _resize_parent(ipr, idx, max([obj.ceil_mbps] + [
             p["ceil"] * 8 / 1e6 for m, p in classes.items() if m != PARENT_MINOR]))
+    _add_leaf(ipr, idx, obj)
+
+
+def _add_leaf(ipr: Any, idx: int, obj: RateLimit) -> None:
     ipr.tc("add-class", "htb", index=idx, handle=f"{HTB_MAJOR}:{obj.class_id:x}",
            parent=f"{HTB_MAJOR}:{PARENT_MINOR:x}", rate=_bits(obj.rate_mbps),
-           ceil=_bits(obj.ceil_mbps))
+           ceil=_bits(obj.ceil_mbps), prio=obj.prio)
+
+
+def _rebuild(ipr: Any, idx: int, limits: list[RateLimit], filters: list[U32Filter]) -> None:
+    """Replace the device's tree by one holding ``limits`` and ``filters``, the largest
+    class id as default (the kernel fixes the default when the qdisc is made)."""
+    if has_root(ipr, idx):
+        ipr.tc("del", index=idx, handle=f"{HTB_MAJOR}:", root=True)
+    if not limits:
+        return
+    top = max(r.ceil_mbps for r in limits)
+    ipr.tc("add", "htb", index=idx, handle=f"{HTB_MAJOR}:",
+           default=max(r.class_id for r in limits))
+    ipr.tc("add-class", "htb", index=idx, handle=f"{HTB_MAJOR}:{PARENT_MINOR:x}",
+           parent=f"{HTB_MAJOR}:", rate=_bits(top), ceil=_bits(top))
+    for r in sorted(limits, key=lambda r: r.class_id):
+        _add_leaf(ipr, idx, r)
+    for f in filters:
+        add_filter(ipr, idx, f)
 
 
 def _resize_parent(ipr: Any, idx: int, ceil_mbps: float) -> None:
@@ -164,13 +200,14 @@ def _resize_parent(ipr: Any, idx: int, ceil_mbps: float) -> None:
 
 
 def change_rate(ipr: Any, idx: int, obj: RateLimit) -> None:
+    _check_rate(obj)
     classes = _htb_classes(ipr, idx)
     ceils = [p["ceil"] * 8 / 1e6 for m, p in classes.items()
              if m not in (PARENT_MINOR, obj.class_id)]
     _resize_parent(ipr, idx, max([obj.ceil_mbps, *ceils]))
     ipr.tc("change-class", "htb", index=idx, handle=f"{HTB_MAJOR}:{obj.class_id:x}",
            parent=f"{HTB_MAJOR}:{PARENT_MINOR:x}", rate=_bits(obj.rate_mbps),
-           ceil=_bits(obj.ceil_mbps))
+           ceil=_bits(obj.ceil_mbps), prio=obj.prio)
 
 
 def remove_rate(ipr: Any, idx: int, obj: RateLimit, device: str) -> None:
@@ -180,16 +217,13 @@ def remove_rate(ipr: Any, idx: int, obj: RateLimit, device: str) -> None:
     rest = [r for r in limits if r.class_id != obj.class_id]
     default = _default_class(ipr, idx)
     if not rest or obj.class_id == default:
-        ipr.tc("del", index=idx, handle=f"{HTB_MAJOR}:", root=True)
-        if not rest:
-            return  # any filters went with the qdisc
-        for r in rest:
-            add_rate(ipr, idx, r)
-        for f in filters:
-            add_filter(ipr, idx, f)
+        # with no class left, any filters go with the qdisc
+        _rebuild(ipr, idx, rest, filters if rest else [])
         return
+    # pyroute2 encodes HTB parameters (rate tables) even for a delete: give it the rates.
     ipr.tc("del-class", "htb", index=idx, handle=f"{HTB_MAJOR}:{obj.class_id:x}",
-           parent=f"{HTB_MAJOR}:{PARENT_MINOR:x}")
+           parent=f"{HTB_MAJOR}:{PARENT_MINOR:x}", rate=_bits(obj.rate_mbps),
+           ceil=_bits(obj.ceil_mbps))
     _resize_parent(ipr, idx, max(r.ceil_mbps for r in rest))
 
 

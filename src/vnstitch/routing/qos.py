@@ -159,10 +159,24 @@ def load_policy(path: str | Path) -> QosPolicy:
     return parse_policy(data, str(p))
 
 
+#: HTB knows 8 priorities (0..7); policy priorities beyond the eighth distinct one share 7.
+HTB_PRIOS = 8
+
+
+def htb_prio(policy: QosPolicy, qos_class: QosClass) -> int:
+    """The HTB ``prio`` of a class: the rank of its priority among the policy's distinct
+    priorities, so the most important class borrows spare capacity first."""
+    ranks = sorted({c.priority for c in policy.classes})
+    return min(ranks.index(qos_class.priority), HTB_PRIOS - 1)
+
+
 def policy_to_tc(policy: QosPolicy, device: str) -> tuple[list[RateLimit], list[U32Filter]]:
-    """HTB classes 1:10, 1:20, ... in priority order, and the u32 filters feeding them."""
+    """HTB classes 1:10, 1:20, ... in priority order (so the least important class, with
+    the largest id, takes unclassified traffic), each borrowing by its :func:`htb_prio`,
+    and the u32 filters feeding them."""
     class_id = {c.name: 10 * (i + 1) for i, c in enumerate(policy.classes)}
-    limits = [RateLimit(device, class_id[c.name], c.guaranteed_mbps, c.max_mbps)
+    limits = [RateLimit(device, class_id[c.name], c.guaranteed_mbps, c.max_mbps,
+                        htb_prio(policy, c))
               for c in policy.classes]
     filters: list[U32Filter] = []
     for app in policy.applications:

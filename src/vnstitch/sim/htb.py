@@ -19,10 +19,11 @@ The kernel's quantum is ``rate_bytes_per_s / r2q`` (``r2q`` = 10 by default) cla
 1,000..200,000 bytes, so every class guaranteed 16 Mbit/s or more has the same quantum.
 Two borrowing modes follow from how the classes are configured:
 
-* ``priority``: HTB ``prio`` = the rank of the QoS class's priority -- spare capacity
-  goes to the most important class first (what the QoS policy means);
-* ``quantum``: every class at ``prio`` 0, which is what ``dataplane/tc.py`` configures
-  today (it sets no ``prio``): spare capacity is shared by quantum, i.e. about equally.
+* ``priority``: HTB ``prio`` = the rank of the QoS class's priority
+  (:func:`~vnstitch.routing.qos.htb_prio`, what ``policy_to_tc`` configures) -- spare
+  capacity goes to the most important class first;
+* ``quantum``: every class at ``prio`` 0 (HTB's default when no ``prio`` is given), a
+  control: spare capacity is shared by quantum, i.e. about equally.
 
 Inside a class, flows share the class's rate in proportion to their offered rates (a
 fluid drop-tail FIFO, the default leaf qdisc). Pure: no I/O, no clock.
@@ -34,15 +35,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from vnstitch.routing.qos import QosPolicy
+from vnstitch.routing.qos import QosPolicy, htb_prio
 
 BorrowMode = Literal["priority", "quantum"]
 BORROW_MODES: tuple[BorrowMode, ...] = ("priority", "quantum")
 #: Linux HTB defaults (sch_htb.c): rate-to-quantum divisor and the quantum clamp (bytes).
 R2Q = 10
 QUANTUM_MIN, QUANTUM_MAX = 1000, 200_000
-#: HTB has 8 priorities (0..7).
-HTB_PRIOS = 8
 _EPS = 1e-9
 
 
@@ -77,11 +76,10 @@ def tree_for_link(policy: QosPolicy, link_mbps: float, borrow: BorrowMode) -> Ht
     ``link_mbps``: the policy's rates scaled by ``link_mbps / policy.link_mbps`` (a policy
     is written for a reference link), the parent at the largest ceil, as ``tc.py`` does."""
     scale = link_mbps / policy.link_mbps
-    prios = sorted({c.priority for c in policy.classes})
     leaves = []
     for c in policy.classes:
         rate, ceil = c.guaranteed_mbps * scale, c.max_mbps * scale
-        prio = min(prios.index(c.priority), HTB_PRIOS - 1) if borrow == "priority" else 0
+        prio = htb_prio(policy, c) if borrow == "priority" else 0
         leaves.append(HtbClass(c.name, rate, ceil, prio, quantum_bytes(rate)))
     parent = max(c.ceil_mbps for c in leaves)
     return HtbTree(link_mbps, parent, tuple(leaves))
