@@ -18,20 +18,29 @@ from collections.abc import Sequence
 from vnstitch import __version__
 from vnstitch.errors import VnstitchError
 
-#: Subcommand modules, in the order ``--help`` lists them.
-SUBCOMMAND_MODULES = (
-    "vnstitch.cli.demo",
-    "vnstitch.cli.topology",
-    "vnstitch.cli.allocate",
-    "vnstitch.cli.routemgr",
-    "vnstitch.cli.lab",
-    "vnstitch.cli.route",
-    "vnstitch.cli.forecast",
-    "vnstitch.cli.simulate",
-)
+#: Subcommands in the order ``--help`` lists them: name -> (module, one-line help). The
+#: help is repeated here so ``vnstitch --help`` lists every command without importing any
+#: of them (a test checks it matches what each module registers).
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("vnstitch.cli.demo",
+             "the main job: stitch VNs on a built-in topology, fail and repair"),
+    "topology": ("vnstitch.cli.topology", "load and describe a substrate topology"),
+    "allocate": ("vnstitch.cli.allocate",
+                 "predictive resource allocation: evaluate policies on real traces"),
+    "routemgr": ("vnstitch.cli.routemgr", "run and operate a Route Manager daemon"),
+    "lab": ("vnstitch.cli.lab", "build and tear down a namespace lab (root)"),
+    "route": ("vnstitch.cli.route", "substrate routing: traffic engineering"),
+    "forecast": ("vnstitch.cli.forecast",
+                 "backtest forecasting models or forecast the next steps"),
+    "simulate": ("vnstitch.cli.simulate",
+                 "simulate Route Managers on a topology (virtual time)"),
+}
+SUBCOMMAND_MODULES = tuple(module for module, _help in SUBCOMMANDS.values())
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser, or (``only`` given) one in which just that subcommand's module is
+    imported and the others are placeholders carrying their help line."""
     parser = argparse.ArgumentParser(
         prog="vnstitch",
         description="Stitch virtual networks across substrate segments, forecast their "
@@ -39,13 +48,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"vnstitch {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in SUBCOMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    for name, (module, help_line) in SUBCOMMANDS.items():
+        if only is None or name == only:
+            importlib.import_module(module).register(sub)
+        else:
+            sub.add_parser(name, help=help_line)
     return parser
 
 
+def _command_in(argv: Sequence[str]) -> str:
+    """The subcommand ``argv`` names ('' if none: top-level help, version or an error)."""
+    for token in argv:
+        if not token.startswith("-"):
+            return token if token in SUBCOMMANDS else ""
+    return ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command_in(argv))
     args = parser.parse_args(argv)
     try:
         code: int = args.handler(args)
