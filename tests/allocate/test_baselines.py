@@ -50,9 +50,15 @@ def test_reactive_scale_down_stabilisation_window() -> None:
     first_low = 6  # value index 5 is the first 10, seen by decision 6
     assert got[first_low - 1 + 3] == 50  # still held 3 decisions later
     assert got[-1] == 10
-    # At 5-minute steps the same window only holds the current recommendation.
+    # At 5-minute steps the HPA (syncing every 15 s) still holds the previous
+    # observation's recommendation for 285 of the 300 s: one step later, then down.
     fast = reactive_units(values, 1, 1, 1.0, target_utilisation=1.0, step_seconds=300)[:, 0]
-    assert fast[first_low - 1] == 10
+    assert fast[first_low - 1] == 50
+    assert fast[first_low] == 10
+    # Without the sync period (one evaluation per step) nothing would be held.
+    once = reactive_units(values, 1, 1, 1.0, target_utilisation=1.0, step_seconds=300,
+                          sync_seconds=300)[:, 0]
+    assert once[first_low - 1] == 10
 
 
 def test_oracle_and_predictive_shapes() -> None:

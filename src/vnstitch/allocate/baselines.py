@@ -16,9 +16,15 @@ step ``s``). Only the oracle breaks that rule, on purpose: it is the limit.
   (spec) count and utilisation = last observed demand / (current x unit) -- units still
   booting count as capacity with zero usage, as the HPA treats unready pods on scale-up;
   no change while ``|utilisation/target - 1| <= tolerance`` (0.1); scale-down uses the
-  highest recommendation of the last ``stabilisation_seconds`` (300 s), where, as in the
-  HPA, only recommendations strictly newer than ``now - window`` count; at least
+  highest recommendation of the last ``stabilisation_seconds`` (300 s); at least
   ``min_replicas`` (1). It runs from the start of the trace so it is warm at ``start``.
+  The HPA re-evaluates every ``sync_seconds`` (15 s) while the trace only changes every
+  step, so a recommendation made from one observation is repeated until the next one
+  arrives (last made ``step - sync`` after it) and, as in the HPA, counts while it is
+  strictly newer than ``now - window``. At 5-minute steps the previous observation's
+  recommendation is therefore still in the window for 285 of the next 300 seconds, and
+  the replay holds ``max`` of the current and the previous recommendation on scale-down
+  (without the sync period the 5-minute window would hold nothing at 5-minute steps).
 * ``predictive``: the newsvendor quantile of the ``lead``-step-ahead quantile forecast,
   in whole units, through :class:`~vnstitch.allocate.policy.ScalingController`.
 * ``oracle``: exactly the units the actual demand needs, no churn control.
@@ -70,11 +76,13 @@ def static_units(values: FloatArray, start: int, unit: float, *, statistic: str,
 def reactive_units(values: FloatArray, start: int, lead: int, unit: float, *,
                    target_utilisation: float = 0.8, tolerance: float = 0.1,
                    stabilisation_seconds: float = 300.0, step_seconds: float = 300.0,
-                   min_replicas: int = 1) -> IntArray:
+                   sync_seconds: float = 15.0, min_replicas: int = 1) -> IntArray:
     """The Kubernetes HPA rule replayed over ``values``; units in force per test step."""
     _check_window(values, start, lead)
     if not target_utilisation > 0:
         raise AllocateError(f"target utilisation must be > 0, got {target_utilisation}")
+    if not sync_seconds > 0:
+        raise AllocateError(f"HPA sync period must be > 0, got {sync_seconds}")
     n_steps, n_series = values.shape
     spec = np.full(n_series, max(min_replicas, 1), dtype=np.int64)
     recent: deque[tuple[float, IntArray]] = deque()
@@ -88,7 +96,8 @@ def reactive_units(values: FloatArray, start: int, lead: int, unit: float, *,
         desired = np.ceil(spec * ratio - 1e-9).astype(np.int64)
         desired = np.where(np.abs(ratio - 1.0) <= tolerance, spec, desired)
         desired = np.maximum(desired, min_replicas)
-        recent.append((now, desired))
+        # The HPA repeats this recommendation at every sync until the next observation.
+        recent.append((now + max(step_seconds - sync_seconds, 0.0), desired))
         while recent and recent[0][0] <= now - stabilisation_seconds:
             recent.popleft()
         window_max = np.max(np.stack([r for _, r in recent]), axis=0)
