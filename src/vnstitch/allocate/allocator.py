@@ -17,8 +17,9 @@ storage volume (GB in a segment). At every decision (``step(now, ...)``) the all
 3. **checks** each location against the ``available`` capacity given as input. Where
    the plan fits, it asks the provider to reserve it. Where it does not, it asks the
    provider to scale the location up; if the provider refuses or fails, it asks the
-   routing callback for another path for the stitches crossing that link (largest
-   first) that has room on every link, moves them, and finally reports what is still
+   routing callback (:func:`vnstitch.allocate.reroute.routing_reroute` puts the routing
+   layer's constrained shortest path behind it) for another path for the stitches
+   crossing that link (largest first) that has room on every link, moves them, and finally reports what is still
    uncovered as a :class:`Shortfall` (the location then keeps what is available).
 
 Every decision -- per consumer and per location -- is a :class:`Decision` carrying the
