@@ -19,8 +19,9 @@ storage volume (GB in a segment). At every decision (``step(now, ...)``) the all
    provider to scale the location up; if the provider refuses or fails, it asks the
    routing callback (:func:`vnstitch.allocate.reroute.routing_reroute` puts the routing
    layer's constrained shortest path behind it) for another path for the stitches
-   crossing that link (largest first) that has room on every link, moves them, and finally reports what is still
-   uncovered as a :class:`Shortfall` (the location then keeps what is available).
+   crossing that link (largest first) that has room on every link, moves them, and
+   finally reports what is still uncovered as a :class:`Shortfall` (the location then
+   keeps what is available).
 
 Every decision -- per consumer and per location -- is a :class:`Decision` carrying the
 forecast value, quantile, available capacity, action and reason, appended to ``log``.

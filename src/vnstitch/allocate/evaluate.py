@@ -153,10 +153,11 @@ class TraceResult:
                                                                                  strict=True)]
             else:
                 out.curves[name] = list(a or b)
-        # Plots show the first trace (traces differ in length and time).
-        out.demand_total = self.demand_total if self.demand_total is not None \
-            else other.demand_total
-        out.alloc_total = self.alloc_total or other.alloc_total
+        # Plots show one trace (traces differ in length and time): the most variable.
+        mine = _spread(self.demand_total)
+        keep_self = self.demand_total is not None and mine >= _spread(other.demand_total)
+        out.demand_total = self.demand_total if keep_self else other.demand_total
+        out.alloc_total = self.alloc_total if keep_self else other.alloc_total
         out.choices = self.choices + other.choices
         return out
 
@@ -171,6 +172,10 @@ class TraceResult:
     def best_in_hindsight(self, name: str) -> dict[float, float]:
         """The lowest cost any swept setting of ``name`` reached, per ratio."""
         return {r: min(t.cost(r) for _, t in self.curves[name]) for r in COST_RATIOS}
+
+
+def _spread(total: FloatArray | None) -> float:
+    return float(np.std(total)) if total is not None and total.size else -1.0
 
 
 def evaluate_values(values: FloatArray, step_seconds: float, cfg: EvalConfig,

@@ -186,7 +186,7 @@ def write_plot(res: TraceResult, cfg: EvalConfig, out: str, title: str) -> None:
             ax1.plot(steps, alloc, lw=0.9, label=name)
         ax1.set_xlabel("test step")
         ax1.set_ylabel(f"{cfg.resource.value} (summed over series)")
-        ax1.set_title("demand vs allocation (first file)")
+        ax1.set_title("demand vs allocation (most variable file)")
         ax1.legend(fontsize=7, loc="upper right")
     markers = {"predictive": "o", "reactive": "s", "static": "^"}
     for name in sweep_names(cfg.policies):
