@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
-from vnstitch.allocate import AllocateError, ScalingRules
 from vnstitch.allocate.baselines import (
     oracle_units,
-    predictive_units,
     reactive_units,
     static_units,
 )
@@ -61,12 +58,6 @@ def test_reactive_scale_down_stabilisation_window() -> None:
     assert once[first_low - 1] == 10
 
 
-def test_oracle_and_predictive_shapes() -> None:
+def test_oracle_units() -> None:
     values = np.array([[1.0, 2.0], [3.0, 4.5]])
     assert oracle_units(values, 0, 1.0).tolist() == [[1, 2], [3, 5]]
-    paths = np.array([[[1.0, 1.0], [2.0, 2.0]], [[3.0, 3.0], [5.0, 5.0]]])  # (2 steps, K=2, N=2)
-    rules = ScalingRules(unit=1.0, hold_steps=0, scale_in_window=1, scale_in_hysteresis=0)
-    got = predictive_units((0.5, 0.9), paths, 0.9, rules)
-    assert got.tolist() == [[2, 2], [5, 5]]
-    with pytest.raises(AllocateError):
-        predictive_units((0.5,), paths, 0.9, rules)

@@ -25,15 +25,15 @@ step ``s``). Only the oracle breaks that rule, on purpose: it is the limit.
   recommendation is therefore still in the window for 285 of the next 300 seconds, and
   the replay holds ``max`` of the current and the previous recommendation on scale-down
   (without the sync period the 5-minute window would hold nothing at 5-minute steps).
-* ``predictive``: the newsvendor quantile of the ``lead``-step-ahead quantile forecast,
-  in whole units, through :class:`~vnstitch.allocate.policy.ScalingController`.
+* ``predictive`` is not here: see :mod:`~vnstitch.allocate.online` (calibrated
+  distribution, discrete newsvendor) and :mod:`~vnstitch.allocate.calibrate` (choices
+  on training data, churn control).
 * ``oracle``: exactly the units the actual demand needs, no churn control.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -41,9 +41,6 @@ from vnstitch.allocate.errors import AllocateError
 from vnstitch.allocate.policy import (
     FloatArray,
     IntArray,
-    ScalingController,
-    ScalingRules,
-    interpolate_quantile,
     units_for,
 )
 
@@ -112,26 +109,3 @@ def reactive_units(values: FloatArray, start: int, lead: int, unit: float, *,
 def oracle_units(values: FloatArray, start: int, unit: float) -> IntArray:
     """The units the actual demand needs at each test step (knows the future)."""
     return units_for(values[start:], unit)
-
-
-def predictive_units(levels: Sequence[float], quantile_paths: FloatArray, q: float,
-                     rules: ScalingRules) -> IntArray:
-    """Newsvendor units through the churn controller.
-
-    ``quantile_paths`` (n_steps, K, N): for each test step, the forecast quantiles at
-    ``levels`` for that step, made ``lead`` steps before it from earlier data only.
-    """
-    if quantile_paths.ndim != 3 or quantile_paths.shape[1] != len(levels):
-        raise AllocateError(f"quantile paths shaped {quantile_paths.shape}, want "
-                            f"(steps, {len(levels)}, series)")
-    n_steps, _, n_series = quantile_paths.shape
-    targets = np.empty((n_steps, n_series), dtype=np.int64)
-    for i in range(n_steps):
-        targets[i] = units_for(interpolate_quantile(levels, quantile_paths[i], q), rules.unit)
-    if n_steps == 0:
-        return targets
-    controller = ScalingController(rules, n_series, initial_units=targets[0])
-    out = np.empty_like(targets)
-    for i in range(n_steps):
-        out[i], _ = controller.step(targets[i])
-    return out
