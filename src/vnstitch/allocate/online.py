@@ -40,6 +40,7 @@ is vectorised over series.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -235,16 +236,43 @@ def online_targets(center: FloatArray, actual: FloatArray, *, calib: int, lead: 
             miss = actual[done] > out[done - calib] * unit + 1e-9
             shift += setting.gamma * (miss.astype(np.float64) - (1.0 - q))
         level = np.clip(q + shift, *LEVEL_RANGE)
-        ratio = level / (1.0 - level)
         samples = np.maximum(center[j][:, None] + scale[j][:, None] * grid[bin_of[j], rows],
                              0.0)
-        a_star = _at_level(samples, level)
-        lo_units = np.floor(a_star / unit + 1e-9)
-        cost_lo = expected_cost(samples, lo_units * unit, ratio)
-        cost_hi = expected_cost(samples, (lo_units + 1.0) * unit, ratio)
-        units = np.where(cost_hi < cost_lo, lo_units + 1.0, lo_units).astype(np.int64)
-        units = np.maximum(units, min_units)
-        if max_units is not None:
-            units = np.minimum(units, max_units)
-        out[j - calib] = units
+        out[j - calib] = newsvendor_units(samples, level, unit, min_units, max_units)
+    return out
+
+
+def newsvendor_units(samples: FloatArray, level: FloatArray, unit: float, min_units: int = 0,
+                     max_units: int | None = None) -> IntArray:
+    """Discrete newsvendor per row: whole units minimising the expected cost at ``level``.
+
+    ``samples`` (N, GRID): each row's demand distribution as its GRID quantiles (sorted);
+    ``level`` (N,): the service level ``c_under / (c_under + c_over)``.
+    """
+    ratio = level / (1.0 - level)
+    a_star = _at_level(samples, level)
+    lo_units = np.floor(a_star / unit + 1e-9)
+    cost_lo = expected_cost(samples, lo_units * unit, ratio)
+    cost_hi = expected_cost(samples, (lo_units + 1.0) * unit, ratio)
+    units = np.where(cost_hi < cost_lo, lo_units + 1.0, lo_units).astype(np.int64)
+    units = np.maximum(units, min_units)
+    if max_units is not None:
+        units = np.minimum(units, max_units)
+    return units
+
+
+def grid_from_quantiles(levels: Sequence[float], values: FloatArray) -> FloatArray:
+    """(N, GRID) distribution from forecast quantiles ``values`` (K, N) at ``levels``.
+
+    Linear in the level between neighbouring quantiles (sorted first, against crossing),
+    clamped outside the levels given -- the same reading as
+    :func:`~vnstitch.allocate.policy.interpolate_quantile`.
+    """
+    lv = np.asarray(levels, dtype=np.float64)
+    if lv.ndim != 1 or lv.size == 0 or values.shape[0] != lv.size or np.any(np.diff(lv) <= 0):
+        raise AllocateError(f"need strictly increasing levels and one row per level: "
+                            f"{list(levels)}, values shaped {values.shape}")
+    vals = np.sort(np.asarray(values, dtype=np.float64), axis=0)
+    out: FloatArray = np.stack([np.interp(_LEVELS, lv, vals[:, n])
+                                for n in range(vals.shape[1])])
     return out
