@@ -107,3 +107,17 @@ def test_bad_inputs() -> None:
         alloc.step(0.0, {"x": flat(1, 2, 3, horizon=2)}, {})
     with pytest.raises(AllocateError, match="no forecast"):
         alloc.step(0.0, {}, {})
+
+
+def test_vm_count_is_the_discrete_newsvendor_not_the_quantile_rounded_up() -> None:
+    # Demand ~26 % CPU for certain, e-mail class (q = 0.5): one VM of 25 leaves 1 unserved
+    # (cost 1), two leave 24 idle (cost 24) -- the allocator takes one.
+    c = Consumer("m", ResourceKind.COMPUTE, EMAIL, ScalingRules(unit=25.0), 1, segment="s1")
+    sim = SimProvider({ResourceKind.COMPUTE: SimResource()})
+    fc = QuantileForecast(LEVELS, np.array([[25.9], [26.0], [26.1]]))
+    rep = Allocator([c], sim).step(0.0, {"m": fc}, {ResourceKey(ResourceKind.COMPUTE, "s1"): 1e3})
+    assert rep.amounts["m"] == 25.0
+    # For video (q = 0.99) an unserved unit costs 99 idle ones: two VMs.
+    v = Consumer("v", ResourceKind.COMPUTE, VIDEO, ScalingRules(unit=25.0), 1, segment="s1")
+    rep = Allocator([v], sim).step(1.0, {"v": fc}, {ResourceKey(ResourceKind.COMPUTE, "s1"): 1e3})
+    assert rep.amounts["v"] == 50.0

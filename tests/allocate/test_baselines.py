@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
-from vnstitch.allocate import AllocateError, ScalingRules
 from vnstitch.allocate.baselines import (
     oracle_units,
-    predictive_units,
     reactive_units,
     static_units,
 )
@@ -50,17 +47,17 @@ def test_reactive_scale_down_stabilisation_window() -> None:
     first_low = 6  # value index 5 is the first 10, seen by decision 6
     assert got[first_low - 1 + 3] == 50  # still held 3 decisions later
     assert got[-1] == 10
-    # At 5-minute steps the same window only holds the current recommendation.
+    # At 5-minute steps the HPA (syncing every 15 s) still holds the previous
+    # observation's recommendation for 285 of the 300 s: one step later, then down.
     fast = reactive_units(values, 1, 1, 1.0, target_utilisation=1.0, step_seconds=300)[:, 0]
-    assert fast[first_low - 1] == 10
+    assert fast[first_low - 1] == 50
+    assert fast[first_low] == 10
+    # Without the sync period (one evaluation per step) nothing would be held.
+    once = reactive_units(values, 1, 1, 1.0, target_utilisation=1.0, step_seconds=300,
+                          sync_seconds=300)[:, 0]
+    assert once[first_low - 1] == 10
 
 
-def test_oracle_and_predictive_shapes() -> None:
+def test_oracle_units() -> None:
     values = np.array([[1.0, 2.0], [3.0, 4.5]])
     assert oracle_units(values, 0, 1.0).tolist() == [[1, 2], [3, 5]]
-    paths = np.array([[[1.0, 1.0], [2.0, 2.0]], [[3.0, 3.0], [5.0, 5.0]]])  # (2 steps, K=2, N=2)
-    rules = ScalingRules(unit=1.0, hold_steps=0, scale_in_window=1, scale_in_hysteresis=0)
-    got = predictive_units((0.5, 0.9), paths, 0.9, rules)
-    assert got.tolist() == [[2, 2], [5, 5]]
-    with pytest.raises(AllocateError):
-        predictive_units((0.5,), paths, 0.9, rules)

@@ -6,10 +6,11 @@ Each :class:`Consumer` is something that needs capacity: a stitched connection
 (bandwidth along its substrate path), a compute workload (VMs in a segment) or a
 storage volume (GB in a segment). At every decision (``step(now, ...)``) the allocator
 
-1. **plans** each consumer: the newsvendor quantile of its class
-   (:class:`~vnstitch.allocate.policy.ApplicationClass`) read from the forecast at its
-   lead time (a VM that boots in 2 steps is planned from the 2-step-ahead forecast),
-   times ``resources_per_unit`` (e.g. CPU per Mbit/s), in whole units of its rules,
+1. **plans** each consumer: the newsvendor level of its class
+   (:class:`~vnstitch.allocate.policy.ApplicationClass`) on the forecast distribution at
+   its lead time (a VM that boots in 2 steps is planned from the 2-step-ahead forecast),
+   times ``resources_per_unit`` (e.g. CPU per Mbit/s), in whole units of its rules
+   (the discrete newsvendor: the cheaper of the two unit counts around the quantile),
    through its own :class:`~vnstitch.allocate.policy.ScalingController` (hold time,
    hysteresis, cautious scale-in);
 2. **aggregates** the plan per location: bandwidth per substrate link (every link of
@@ -17,9 +18,11 @@ storage volume (GB in a segment). At every decision (``step(now, ...)``) the all
 3. **checks** each location against the ``available`` capacity given as input. Where
    the plan fits, it asks the provider to reserve it. Where it does not, it asks the
    provider to scale the location up; if the provider refuses or fails, it asks the
-   routing callback for another path for the stitches crossing that link (largest
-   first) that has room on every link, moves them, and finally reports what is still
-   uncovered as a :class:`Shortfall` (the location then keeps what is available).
+   routing callback (:func:`vnstitch.allocate.reroute.routing_reroute` puts the routing
+   layer's constrained shortest path behind it) for another path for the stitches
+   crossing that link (largest first) that has room on every link, moves them, and
+   finally reports what is still uncovered as a :class:`Shortfall` (the location then
+   keeps what is available).
 
 Every decision -- per consumer and per location -- is a :class:`Decision` carrying the
 forecast value, quantile, available capacity, action and reason, appended to ``log``.
@@ -35,6 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vnstitch.allocate.errors import AllocateError
+from vnstitch.allocate.online import grid_from_quantiles, newsvendor_units
 from vnstitch.allocate.policy import (
     Action,
     ApplicationClass,
@@ -42,7 +46,6 @@ from vnstitch.allocate.policy import (
     ScalingController,
     ScalingRules,
     interpolate_quantile,
-    units_for,
 )
 from vnstitch.allocate.providers.base import Provider, ResourceKey, ResourceKind
 
@@ -150,8 +153,11 @@ class Allocator:
             q = c.app.quantile
             at_lead = fc.values[:, c.lead_steps - 1:c.lead_steps]  # (K, 1)
             demand_q = float(interpolate_quantile(fc.levels, at_lead, q)[0])
-            need = demand_q * c.app.resources_per_unit
-            target = units_for(np.array([need]), c.rules.unit, c.rules.min_units)
+            # Whole units by the discrete newsvendor over the forecast distribution (the
+            # cheaper of the two counts around the quantile), not the quantile rounded up.
+            need = grid_from_quantiles(fc.levels, at_lead) * c.app.resources_per_unit
+            target = newsvendor_units(np.maximum(need, 0.0), np.array([q]), c.rules.unit,
+                                      c.rules.min_units, c.rules.max_units)
             units, actions = self._controllers[cid].step(target)
             amount = float(units[0]) * c.rules.unit
             report.amounts[cid] = amount

@@ -16,18 +16,24 @@ step ``s``). Only the oracle breaks that rule, on purpose: it is the limit.
   (spec) count and utilisation = last observed demand / (current x unit) -- units still
   booting count as capacity with zero usage, as the HPA treats unready pods on scale-up;
   no change while ``|utilisation/target - 1| <= tolerance`` (0.1); scale-down uses the
-  highest recommendation of the last ``stabilisation_seconds`` (300 s), where, as in the
-  HPA, only recommendations strictly newer than ``now - window`` count; at least
+  highest recommendation of the last ``stabilisation_seconds`` (300 s); at least
   ``min_replicas`` (1). It runs from the start of the trace so it is warm at ``start``.
-* ``predictive``: the newsvendor quantile of the ``lead``-step-ahead quantile forecast,
-  in whole units, through :class:`~vnstitch.allocate.policy.ScalingController`.
+  The HPA re-evaluates every ``sync_seconds`` (15 s) while the trace only changes every
+  step, so a recommendation made from one observation is repeated until the next one
+  arrives (last made ``step - sync`` after it) and, as in the HPA, counts while it is
+  strictly newer than ``now - window``. At 5-minute steps the previous observation's
+  recommendation is therefore still in the window for 285 of the next 300 seconds, and
+  the replay holds ``max`` of the current and the previous recommendation on scale-down
+  (without the sync period the 5-minute window would hold nothing at 5-minute steps).
+* ``predictive`` is not here: see :mod:`~vnstitch.allocate.online` (calibrated
+  distribution, discrete newsvendor) and :mod:`~vnstitch.allocate.calibrate` (choices
+  on training data, churn control).
 * ``oracle``: exactly the units the actual demand needs, no churn control.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -35,9 +41,6 @@ from vnstitch.allocate.errors import AllocateError
 from vnstitch.allocate.policy import (
     FloatArray,
     IntArray,
-    ScalingController,
-    ScalingRules,
-    interpolate_quantile,
     units_for,
 )
 
@@ -70,11 +73,13 @@ def static_units(values: FloatArray, start: int, unit: float, *, statistic: str,
 def reactive_units(values: FloatArray, start: int, lead: int, unit: float, *,
                    target_utilisation: float = 0.8, tolerance: float = 0.1,
                    stabilisation_seconds: float = 300.0, step_seconds: float = 300.0,
-                   min_replicas: int = 1) -> IntArray:
+                   sync_seconds: float = 15.0, min_replicas: int = 1) -> IntArray:
     """The Kubernetes HPA rule replayed over ``values``; units in force per test step."""
     _check_window(values, start, lead)
     if not target_utilisation > 0:
         raise AllocateError(f"target utilisation must be > 0, got {target_utilisation}")
+    if not sync_seconds > 0:
+        raise AllocateError(f"HPA sync period must be > 0, got {sync_seconds}")
     n_steps, n_series = values.shape
     spec = np.full(n_series, max(min_replicas, 1), dtype=np.int64)
     recent: deque[tuple[float, IntArray]] = deque()
@@ -88,7 +93,8 @@ def reactive_units(values: FloatArray, start: int, lead: int, unit: float, *,
         desired = np.ceil(spec * ratio - 1e-9).astype(np.int64)
         desired = np.where(np.abs(ratio - 1.0) <= tolerance, spec, desired)
         desired = np.maximum(desired, min_replicas)
-        recent.append((now, desired))
+        # The HPA repeats this recommendation at every sync until the next observation.
+        recent.append((now + max(step_seconds - sync_seconds, 0.0), desired))
         while recent and recent[0][0] <= now - stabilisation_seconds:
             recent.popleft()
         window_max = np.max(np.stack([r for _, r in recent]), axis=0)
@@ -103,26 +109,3 @@ def reactive_units(values: FloatArray, start: int, lead: int, unit: float, *,
 def oracle_units(values: FloatArray, start: int, unit: float) -> IntArray:
     """The units the actual demand needs at each test step (knows the future)."""
     return units_for(values[start:], unit)
-
-
-def predictive_units(levels: Sequence[float], quantile_paths: FloatArray, q: float,
-                     rules: ScalingRules) -> IntArray:
-    """Newsvendor units through the churn controller.
-
-    ``quantile_paths`` (n_steps, K, N): for each test step, the forecast quantiles at
-    ``levels`` for that step, made ``lead`` steps before it from earlier data only.
-    """
-    if quantile_paths.ndim != 3 or quantile_paths.shape[1] != len(levels):
-        raise AllocateError(f"quantile paths shaped {quantile_paths.shape}, want "
-                            f"(steps, {len(levels)}, series)")
-    n_steps, _, n_series = quantile_paths.shape
-    targets = np.empty((n_steps, n_series), dtype=np.int64)
-    for i in range(n_steps):
-        targets[i] = units_for(interpolate_quantile(levels, quantile_paths[i], q), rules.unit)
-    if n_steps == 0:
-        return targets
-    controller = ScalingController(rules, n_series, initial_units=targets[0])
-    out = np.empty_like(targets)
-    for i in range(n_steps):
-        out[i], _ = controller.step(targets[i])
-    return out

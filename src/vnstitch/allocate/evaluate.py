@@ -14,13 +14,17 @@ demand it serves.
 :func:`vnstitch.allocate.metrics.tally`. ``predictive`` is parameterised by the cost
 ratio: its headline metrics use ``q = c_under / (c_under + c_over)`` from the
 configuration, and its ``total_cost`` at ratio ``r`` comes from the run with
-``q = r / (r + 1)`` -- the operator knows its costs and the policy uses them; the other
-policies have no cost input and are scored as they are.
+``q = r / (r + 1)``, its calibration and churn rules chosen for that ratio on the
+training window (:mod:`~vnstitch.allocate.calibrate`) -- the operator knows its costs
+and the policy uses them; the other policies have no cost input and are scored as they
+are. ``predictive``'s churn may not exceed the HPA's on the same training data.
 
-*Trade-off curves.* Each policy's knob is swept -- ``predictive``: its quantile;
-``reactive``: its target utilisation; ``static``: a headroom multiplier on the training
-p95 -- giving (slack, unserved) points; :func:`~vnstitch.allocate.metrics.curve_below`
-compares the curves. All of this is pure: arrays in, tallies out.
+*Trade-off curves.* Each policy's knob is swept on a dense geometric grid --
+``predictive``: its target level ``q`` (through the calibration and churn rules chosen
+for the configured ratio); ``reactive``: its target utilisation; ``static``: a headroom
+multiplier on the training p95 -- giving (slack, unserved) points;
+:func:`~vnstitch.allocate.metrics.curve_below` compares the curves. All of this is pure:
+arrays in, tallies out.
 """
 
 from __future__ import annotations
@@ -43,13 +47,22 @@ from vnstitch.allocate.metrics import COST_RATIOS, Tally, TradeoffPoint, tally
 from vnstitch.allocate.policy import FloatArray, IntArray, ScalingRules, newsvendor_quantile
 from vnstitch.allocate.providers.base import ResourceKind
 
-PREDICTIVE_SWEEP: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8,
-                                       0.85, 0.875, 0.9, 0.925, 0.94, 0.95, 0.96, 0.97, 0.98,
-                                       0.99, 0.995)
-REACTIVE_SWEEP: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25,
-                                     1.5, 2.0)
-STATIC_SWEEP: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.35, 1.5, 1.75,
-                                   2.0, 2.5, 3.0, 4.0)
+
+def _geometric(lo: float, hi: float, factor: float) -> tuple[float, ...]:
+    n = int(np.floor(np.log(hi / lo) / np.log(factor) + 1e-9))
+    return tuple(round(lo * factor ** i, 6) for i in range(n + 1))
+
+
+# Every policy's knob is swept on a dense geometric grid (the same density for all): the
+# curve comparison treats predictive's curve as a step function through its points and
+# the others' as straight lines between theirs, so sparse points would only decide it.
+#: predictive: target level q = r / (1 + r) for cost ratios r from 0.1 to 500.
+PREDICTIVE_SWEEP: tuple[float, ...] = tuple(round(r / (1.0 + r), 6)
+                                            for r in _geometric(0.1, 500.0, 1.1))
+#: reactive: the HPA's target utilisation.
+REACTIVE_SWEEP: tuple[float, ...] = _geometric(0.25, 2.0, 1.05)
+#: static: headroom multiplier on the training p95.
+STATIC_SWEEP: tuple[float, ...] = _geometric(0.5, 4.0, 1.05)
 
 #: Default allocation granularity per resource, in the trace's units.
 DEFAULT_UNIT: dict[ResourceKind, float] = {
@@ -140,10 +153,11 @@ class TraceResult:
                                                                                  strict=True)]
             else:
                 out.curves[name] = list(a or b)
-        # Plots show the first trace (traces differ in length and time).
-        out.demand_total = self.demand_total if self.demand_total is not None \
-            else other.demand_total
-        out.alloc_total = self.alloc_total or other.alloc_total
+        # Plots show one trace (traces differ in length and time): the most variable.
+        mine = _spread(self.demand_total)
+        keep_self = self.demand_total is not None and mine >= _spread(other.demand_total)
+        out.demand_total = self.demand_total if keep_self else other.demand_total
+        out.alloc_total = self.alloc_total if keep_self else other.alloc_total
         out.choices = self.choices + other.choices
         return out
 
@@ -158,6 +172,10 @@ class TraceResult:
     def best_in_hindsight(self, name: str) -> dict[float, float]:
         """The lowest cost any swept setting of ``name`` reached, per ratio."""
         return {r: min(t.cost(r) for _, t in self.curves[name]) for r in COST_RATIOS}
+
+
+def _spread(total: FloatArray | None) -> float:
+    return float(np.std(total)) if total is not None and total.size else -1.0
 
 
 def evaluate_values(values: FloatArray, step_seconds: float, cfg: EvalConfig,
@@ -205,16 +223,26 @@ def evaluate_values(values: FloatArray, step_seconds: float, cfg: EvalConfig,
             raise AllocateError(f"forecasts shaped {paths.center.shape} from step "
                                 f"{paths.first_step} do not match the test window from {start}")
         budget = _hpa_churn(values, start, paths.calib_steps, step_seconds, cfg)
-        record("predictive", predictive(values, paths, cfg, c_under=cfg.c_under,
-                                        c_over=cfg.c_over, step_seconds=step_seconds,
-                                        churn_budget=budget, res=res))
-        for r in COST_RATIOS:
+        choices = {r: choose(values, paths, cfg, c_under=r, c_over=1.0,
+                             step_seconds=step_seconds, churn_budget=budget, res=res)
+                   for r in COST_RATIOS}
+        ratio = cfg.c_under / cfg.c_over if cfg.c_over > 0 else float("inf")
+        main = choices.get(ratio) or choose(values, paths, cfg, c_under=cfg.c_under,
+                                            c_over=cfg.c_over, step_seconds=step_seconds,
+                                            churn_budget=budget, res=res)
+        record("predictive", predictive(values, paths, cfg, main, cfg.quantile))
+        for r, choice in choices.items():
             res.ratio_tallies[r] = score("predictive", predictive(
-                values, paths, cfg, c_under=r, c_over=1.0, step_seconds=step_seconds,
-                churn_budget=budget, res=res))
+                values, paths, cfg, choice, newsvendor_quantile(r, 1.0)))
+        if cfg.sweep:
+            # The trade-off knob is the target level, through the same calibration and
+            # churn rules as the headline policy (reactive's knob is its target).
+            res.curves["predictive"] = [
+                (q, score("predictive", predictive(values, paths, cfg, main, q)))
+                for q in PREDICTIVE_SWEEP]
         tick("predictive")
     if cfg.sweep:
-        _sweep(values, start, step_seconds, cfg, paths=paths, res=res, score=score)
+        _sweep(values, start, step_seconds, cfg, res=res, score=score)
         tick("trade-off sweep")
     return res
 
@@ -230,39 +258,39 @@ def _hpa_churn(values: FloatArray, start: int, calib_steps: int, step_seconds: f
                  step_seconds).changes_per_hour
 
 
-def predictive(values: FloatArray, paths: LeadForecasts, cfg: EvalConfig, *, c_under: float,
-               c_over: float, step_seconds: float, churn_budget: float,
-               res: TraceResult | None = None) -> IntArray:
-    """The calibrated predictive policy at one cost ratio (choices from training only)."""
+def choose(values: FloatArray, paths: LeadForecasts, cfg: EvalConfig, *, c_under: float,
+           c_over: float, step_seconds: float, churn_budget: float,
+           res: TraceResult | None = None) -> CalibratedChoice:
+    """The predictive policy's calibration and churn rules at one cost ratio (training only)."""
     first, calib = paths.first_step, paths.calib_steps
     start = first + calib
-    choice: CalibratedChoice = select(
-        paths.center[:calib], values[first:start], cfg.lead, c_under=c_under, c_over=c_over,
-        base=cfg.scaling, churn_budget=churn_budget, step_seconds=step_seconds)
+    choice = select(paths.center[:calib], values[first:start], cfg.lead, c_under=c_under,
+                    c_over=c_over, base=cfg.scaling, churn_budget=churn_budget,
+                    step_seconds=step_seconds, refresh=cfg.season)
     if res is not None:
-        res.choices.append({"c_under": c_under, "c_over": c_over, "beta": choice.beta,
-                            "floor_last_seen": choice.floor_last_seen,
+        res.choices.append({"c_under": c_under, "c_over": c_over,
+                            "errors": choice.setting.describe(),
                             "hold_steps": choice.rules.hold_steps,
                             "hysteresis": choice.rules.scale_in_hysteresis,
                             "scale_in_window": choice.rules.scale_in_window,
                             "train_cost": choice.train_cost,
                             "train_changes_per_hour": choice.train_changes_per_hour,
                             "hpa_train_changes_per_hour": churn_budget})
+    return choice
+
+
+def predictive(values: FloatArray, paths: LeadForecasts, cfg: EvalConfig,
+               choice: CalibratedChoice, q: float) -> IntArray:
+    """Units of the calibrated predictive policy at level ``q`` over the test window."""
+    first, calib = paths.first_step, paths.calib_steps
     return calibrated_units(paths.center, values[first:], calib_steps=calib, lead=cfg.lead,
-                            c_under=c_under, c_over=c_over, choice=choice)
+                            q=q, choice=choice, refresh=cfg.season)
 
 
 def _sweep(values: FloatArray, start: int, step_seconds: float, cfg: EvalConfig, *,
-           paths: LeadForecasts | None, res: TraceResult,
+           res: TraceResult,
            score: Callable[[str, IntArray], Tally]) -> None:
     unit = cfg.unit
-    if "predictive" in cfg.policies and paths is not None:
-        budget = _hpa_churn(values, start, paths.calib_steps, step_seconds, cfg)
-        res.curves["predictive"] = [
-            (q, score("predictive", predictive(values, paths, cfg, c_under=q, c_over=1.0 - q,
-                                               step_seconds=step_seconds,
-                                               churn_budget=budget)))
-            for q in PREDICTIVE_SWEEP]
     if "reactive" in cfg.policies:
         res.curves["reactive"] = [
             (t, score("reactive", reactive_units(values, start, cfg.lead, unit,

@@ -1,63 +1,23 @@
-"""Adapter to the forecasting layer: lead-time quantile paths for a replayed trace.
+"""Adapter to the forecasting layer: lead-time point forecasts for a replayed trace.
 
-Theory of operation: the allocator needs, for every test step ``s`` of a trace, the
-forecast quantiles of ``values[s]`` made ``lead`` steps earlier (origin ``s - lead + 1``,
-horizon step ``lead``; the forecast at origin ``t`` uses only ``values[:t]``). This
-module asks :func:`vnstitch.forecast.backtest.rolling_forecasts` for exactly those
-origins with a dense quantile set and reshapes the answer to ``(steps, K, N)``. It is
+Theory of operation: the allocator needs, for every step ``s`` of the calibration and
+test windows of a trace, the forecast of ``values[s]`` made ``lead`` steps earlier
+(origin ``s - lead + 1``, horizon step ``lead``; the forecast at origin ``t`` uses only
+``values[:t]``). This module asks :func:`vnstitch.forecast.backtest.rolling_forecasts`
+for exactly those origins, the model fitted once before the calibration window. It is
 the only place the allocator touches :mod:`vnstitch.forecast`, so a change there is a
 change here only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from vnstitch.allocate.errors import AllocateError
-from vnstitch.allocate.policy import DENSE_LEVELS, FloatArray
+from vnstitch.allocate.policy import FloatArray
 from vnstitch.forecast.backtest import rolling_forecasts  # models load lazily by name
-
-
-@dataclass(frozen=True, slots=True)
-class QuantilePaths:
-    """``values[i, k, n]``: level ``levels[k]`` forecast of series n at test step i."""
-
-    levels: tuple[float, ...]
-    values: FloatArray
-    model: str
-    fit_seconds: float
-    predict_seconds: float
-    notes: tuple[str, ...] = ()
-
-
-def lead_quantiles(values: FloatArray, start: int, lead: int, *, model: str, season: int,
-                   levels: Sequence[float] = DENSE_LEVELS,
-                   options: dict[str, object] | None = None,
-                   on_progress: Callable[[int, int], None] | None = None) -> QuantilePaths:
-    """Quantile forecasts, ``lead`` steps ahead, for every step in ``[start, T)``."""
-    n_steps = values.shape[0]
-    first_origin = start - lead + 1
-    if lead < 1 or first_origin < 2 or start >= n_steps:
-        raise AllocateError(f"cannot forecast test window [{start}, {n_steps}) with lead "
-                            f"{lead}: need lead >= 1 and at least {lead + 1} training steps")
-    try:
-        rf = rolling_forecasts(model, values, first_origin, lead, tuple(levels), season=season,
-                               options=options, on_progress=on_progress)
-    except ImportError as exc:  # a registered model whose module is not installed/built
-        raise AllocateError(f"forecaster {model!r} is not available here: {exc}") from exc
-    want = n_steps - start
-    origins = np.asarray(rf.origins)
-    expected = np.arange(first_origin, first_origin + want)
-    if origins.size < want or not np.array_equal(origins[:want], expected):
-        raise AllocateError(f"forecaster returned origins {origins[:3]}..., expected "
-                            f"{first_origin}..{first_origin + want - 1}")
-    lv = tuple(sorted(float(q) for q in levels))
-    stacked = np.stack([rf.quantiles[q][:want, lead - 1, :] for q in lv], axis=1)
-    return QuantilePaths(lv, stacked.astype(np.float64), model, rf.fit_seconds,
-                         rf.predict_seconds, tuple(rf.notes))
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,8 +71,8 @@ def register(sub: Any) -> None:
                     help="reactive (HPA) target utilisation (default 0.8)")
     ev.add_argument("--calib-seasons", type=int, default=4, metavar="K",
                     help="predictive: seasons at the end of training used to calibrate its "
-                    "error distribution and choose its scale memory and churn rules "
-                    "(default 4)")
+                    "error distribution and choose how to condition it and its churn "
+                    "rules (default 4)")
     ev.add_argument("--no-sweep", action="store_true",
                     help="skip the trade-off sweep (faster; no curve in the plot)")
     ev.add_argument("--plot", metavar="OUT.png", help="write allocation and trade-off plots")
@@ -186,7 +186,7 @@ def write_plot(res: TraceResult, cfg: EvalConfig, out: str, title: str) -> None:
             ax1.plot(steps, alloc, lw=0.9, label=name)
         ax1.set_xlabel("test step")
         ax1.set_ylabel(f"{cfg.resource.value} (summed over series)")
-        ax1.set_title("demand vs allocation (first file)")
+        ax1.set_title("demand vs allocation (most variable file)")
         ax1.legend(fontsize=7, loc="upper right")
     markers = {"predictive": "o", "reactive": "s", "static": "^"}
     for name in sweep_names(cfg.policies):
