@@ -249,7 +249,8 @@ def _replay_all(args: argparse.Namespace, graph: Any, tm: Any, notes: list[str])
     summary["notes"] = notes
     summary["reroute_log"] = [
         {"time": d.time, "flow": d.flow_id, "old": list(d.old_path), "new": list(d.new_path),
-         "reason": d.reason} for d in res.decisions]
+         "reason": d.reason, "split": [[list(p), f] for p, f in d.split]}
+        for d in res.decisions]
     if args.json:
         print_json(summary)
         return 0
