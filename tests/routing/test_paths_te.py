@@ -133,3 +133,40 @@ def test_arc_lp_is_the_true_optimum() -> None:
     assert opt - 1e-7 <= fast.mlu <= opt * 1.001 + 1e-9
     for r in fast.routing:
         assert sum(f for _, f in r) == pytest.approx(1.0)
+
+
+def test_fast_certificate_is_a_true_lower_bound() -> None:
+    g = grid(5)
+    t = ArcTable(g)
+    nodes = sorted(g.nodes)
+    demands = [Demand(s, d, 1.0 + (i % 7)) for i, (s, d) in
+               enumerate(itertools.permutations(nodes, 2)) if i % 4 == 0]
+    opt = solve_arc_lp(t, demands).mlu
+    for gap in (0.05, 0.01, 0.0):
+        fast = solve_fast(t, demands, gap=gap)
+        assert fast.optimal and fast.lower_bound is not None
+        assert fast.lower_bound <= opt + 1e-9
+        # (the bound gives up 1e-6 relative for its tie-breaking lengths)
+        assert opt - 1e-7 <= fast.mlu <= (1 + gap) * fast.lower_bound * (1 + 1e-5)
+        # the routing is what the MLU says: fractions sum to one, loads recomputed agree
+        for r in fast.routing:
+            assert sum(f for _, f in r) == pytest.approx(1.0)
+        assert float((t.loads(demands, fast.routing) / t.capacity).max()) == \
+            pytest.approx(fast.mlu)
+    # a round limit leaves the result honest: not certified
+    capped = solve_fast(t, demands, gap=0.0, max_rounds=1)
+    assert capped.mlu >= opt - 1e-7
+    assert not capped.optimal or capped.mlu <= opt * (1 + 1e-6)
+
+
+def test_fast_handles_trivial_and_unreachable_demands() -> None:
+    t = ArcTable(diamond().graph)
+    res = solve_fast(t, [Demand("a", "a", 5.0), Demand("a", "d", 0.0), Demand("b", "c", 4.0)])
+    assert res.routing[0] == [((), 1.0)]
+    assert sum(f for _, f in res.routing[1]) == pytest.approx(1.0)
+    # b's only links are b-a and b-d (10 Mb/s each): 4 Mb/s splits 2 + 2.
+    assert res.mlu == pytest.approx(0.2, rel=1e-6)
+    g = diamond().graph.copy()
+    g.add_node("z")
+    with pytest.raises(NoPathError, match="a -> z"):
+        solve_fast(ArcTable(g), [Demand("a", "z", 1.0)])

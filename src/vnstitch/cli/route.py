@@ -1,7 +1,9 @@
 """``vnstitch route te``: traffic engineering on a topology with real or gravity demands.
 
 Theory of operation: load the topology and the demands, run one TE method (``fast``,
-``lp`` over k shortest paths, or ``shortest``) on one traffic matrix (``--row``), or
+``lp`` over k shortest paths, ``shortest``, or ``classes``: strict class precedence with
+max-min fairness inside each class over k shortest paths) on one traffic matrix
+(``--row``), or
 replay every matrix in order with reroute-on-congestion (``--all``), and report MLU
 beside the LP optimum. ``--routing-out`` writes each demand's paths and fractions so
 anyone can recompute the link loads.
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -22,11 +25,13 @@ import highspy
 from vnstitch.cli.output import add_json_flag, console, print_json, progress, table
 from vnstitch.model import load_topology
 from vnstitch.routing.arclp import solve_arc_lp
+from vnstitch.routing.classes import PRECEDENCE, class_order, solve_classes
 from vnstitch.routing.demands import (
     check_nodes,
     gravity_demands,
     load_tm_csv,
     scaled,
+    split_classes,
 )
 from vnstitch.routing.errors import RoutingError
 from vnstitch.routing.fast import solve_fast
@@ -56,7 +61,16 @@ def register(sub: Any) -> None:
     te.add_argument("--scale", type=float, default=1.0,
                     help="multiply file demands by this factor (default 1)")
     te.add_argument("--k", type=int, default=4, help="candidate paths per pair (default 4)")
-    te.add_argument("--method", choices=["fast", "lp", "shortest"], default="fast")
+    te.add_argument("--method", choices=["fast", "lp", "shortest", "classes"], default="fast",
+                    help="fast (default), lp (k-path LP), shortest, or classes: serve QoS "
+                    "classes in strict precedence, max-min fair inside each (SWAN-style; "
+                    "one LP per fairness round, so meant for up to a few thousand demands)")
+    te.add_argument("--precedence", default=",".join(PRECEDENCE),
+                    help="class order for --method classes, highest first (default "
+                    f"{','.join(PRECEDENCE)}; classes not listed go last, by name)")
+    te.add_argument("--classes", metavar="CLASS=SHARE,...",
+                    help="split every demand without a class into these classes by share "
+                    "(file columns may also name a class: SRC->DST@CLASS)")
     te.add_argument("--routing-out", metavar="FILE.json",
                     help="write each demand's paths and fractions")
     add_json_flag(te)
@@ -111,6 +125,10 @@ def _te(args: argparse.Namespace) -> int:
         if args.all:
             return _replay_all(args, sub.graph, tm, notes)
         demands = tm.demands(args.row, scale=args.scale)
+    if args.classes:
+        demands = split_classes(demands, _parse_shares(args.classes))
+    if args.method == "classes":
+        return _te_classes(args, sub.name, table_, demands, notes)
     if args.method == "fast":
         res = solve_fast(table_, demands)
     elif args.method == "lp":
@@ -143,8 +161,76 @@ def _te(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_shares(text: str) -> list[tuple[str, float]]:
+    out: list[tuple[str, float]] = []
+    for item in text.split(","):
+        name, eq, share = item.partition("=")
+        try:
+            value = float(share)
+        except ValueError:
+            value = math.nan
+        if not eq or not name.strip() or not math.isfinite(value) or value < 0:
+            raise RoutingError(f"--classes {text!r}: bad item {item!r} (want CLASS=SHARE, "
+                               "SHARE >= 0)")
+        out.append((name.strip(), value))
+    return out
+
+
+def _te_classes(args: argparse.Namespace, name: str, table_: ArcTable,
+                demands: list[Demand], notes: list[str]) -> int:
+    precedence = [c.strip() for c in args.precedence.split(",") if c.strip()]
+    t0 = time.perf_counter()
+    pairs = {(d.src, d.dst) for d in demands if d.src != d.dst}
+    cands = all_pairs_k_shortest_paths(table_.graph, args.k, pairs=pairs)
+    paths = [[table_.arc_path(p) for p in cands[d.src, d.dst]] if d.src != d.dst else [()]
+             for d in demands]
+    paths_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    alloc = solve_classes(table_, demands, paths, precedence=precedence)
+    solve_s = time.perf_counter() - t1
+    offered = sum(d.volume_mbps for d in demands)
+    served = sum(alloc.rate_mbps)
+    per_class = []
+    for cls in class_order(demands, precedence):
+        idx = [i for i, d in enumerate(demands) if d.qos_class == cls]
+        sat = [alloc.rate_mbps[i] / demands[i].volume_mbps for i in idx
+               if demands[i].volume_mbps > 0] or [1.0]
+        per_class.append({
+            "class": cls, "demands": len(idx),
+            "offered_mbps": sum(demands[i].volume_mbps for i in idx),
+            "served_mbps": sum(alloc.rate_mbps[i] for i in idx),
+            "min_satisfied": min(sat), "mean_satisfied": sum(sat) / len(sat)})
+    result: dict[str, Any] = {
+        "topology": name, "nodes": len(table_.nodes), "links": len(table_.arcs) // 2,
+        "demands": len(demands), "total_mbps": offered, "method": "classes", "k": args.k,
+        "precedence": class_order(demands, precedence),
+        "mlu": float((alloc.arc_load / table_.capacity).max()) if len(alloc.arc_load) else 0.0,
+        "demand_satisfied": served / offered if offered > 0 else 1.0,
+        "solve_seconds": solve_s, "paths_seconds": paths_s, "lp_rounds": alloc.lp_rounds,
+        "classes": per_class, "notes": notes,
+    }
+    if args.routing_out:
+        res = TeResult("classes", [[(p, r / d.volume_mbps if d.volume_mbps > 0 else 0.0)
+                                    for p, r in routes]
+                                   for d, routes in zip(demands, alloc.routing, strict=True)],
+                       alloc.arc_load, result["mlu"], paths_s, solve_s)
+        _write_routing(Path(args.routing_out), table_, demands, res)
+        result["routing_out"] = args.routing_out
+    if args.json:
+        print_json(result)
+        return 0
+    out = console()
+    out.print(table(f"route te --method classes: {name}", ["figure", "value"],
+                    [(k, v) for k, v in result.items() if k not in ("notes", "classes")]))
+    out.print(table("classes in precedence order", list(per_class[0]) if per_class else [],
+                    [list(r.values()) for r in per_class]))
+    for note in notes:
+        out.print(f"  note: {note}")
+    return 0
+
+
 def _write_routing(path: Path, table_: ArcTable, demands: list[Demand], res: TeResult) -> None:
-    rows = [{"src": d.src, "dst": d.dst, "volume_mbps": d.volume_mbps,
+    rows = [{"src": d.src, "dst": d.dst, "volume_mbps": d.volume_mbps, "class": d.qos_class,
              "paths": [{"nodes": list(table_.node_path(p, d.src)), "fraction": f}
                        for p, f in r]}
             for d, r in zip(demands, res.routing, strict=True)]
@@ -163,7 +249,8 @@ def _replay_all(args: argparse.Namespace, graph: Any, tm: Any, notes: list[str])
     summary["notes"] = notes
     summary["reroute_log"] = [
         {"time": d.time, "flow": d.flow_id, "old": list(d.old_path), "new": list(d.new_path),
-         "reason": d.reason} for d in res.decisions]
+         "reason": d.reason, "split": [[list(p), f] for p, f in d.split]}
+        for d in res.decisions]
     if args.json:
         print_json(summary)
         return 0

@@ -161,6 +161,8 @@ class RerouteDecision:
     new_path: tuple[str, ...]
     reason: str
     steps: tuple[str, ...] = MAKE_BEFORE_BREAK
+    #: When the flow is split: every path with its fraction (``new_path`` is the largest).
+    split: tuple[tuple[tuple[str, ...], float], ...] = ()
 
 
 @dataclass

@@ -12,15 +12,9 @@ Three methods, one result type (:class:`TeResult`):
 * :func:`solve_path_lp` -- the exact path LP over caller-given candidate paths (e.g. k
   shortest), solved by HiGHS: ``min U  s.t.  sum_p x_dp = 1,  sum vol_d x_dp <= cap_e U``.
   This is the reference.
-* :func:`solve_fast` -- the control-loop method: column generation over *all* paths with
-  a warm-started HiGHS restricted master. Every demand starts pinned to its shortest
-  path as a constant load (not an LP variable). Each round reads the arc duals ``y``,
-  runs Dijkstra under lengths ``y`` only from the sources of demands whose current
-  paths touch a priced arc, and promotes a pinned demand into the LP -- or adds a column
-  to an LP demand -- only when the new path is strictly shorter under ``y``. When no
-  demand can improve, LP duality certifies the routing optimal over *all* simple paths,
-  so its MLU is at most the k-path LP's. Only the few demands that cross bottlenecks ever
-  become variables, which is why it is fast (this is "compute only the pairs needed").
+* :func:`vnstitch.routing.fast.solve_fast` -- the control-loop method: column
+  generation over shortest-path trees with a certified gap to the all-paths optimum
+  (see that module).
 
 Pure: no I/O, no clock (timings use ``time.perf_counter`` only to report durations).
 """
@@ -105,11 +99,15 @@ class ArcTable:
 
     def loads(self, demands: Sequence[Demand], routing: Sequence[Sequence[tuple[ArcPath, float]]]
               ) -> np.ndarray:
-        load: np.ndarray = np.zeros(len(self.arcs))
+        arcs: list[int] = []
+        amount: list[float] = []
         for d, paths in zip(demands, routing, strict=True):
-            for arcs, frac in paths:
-                if arcs:
-                    load[list(arcs)] += d.volume_mbps * frac
+            for p, frac in paths:
+                arcs += p
+                amount += [d.volume_mbps * frac] * len(p)
+        load: np.ndarray = np.bincount(np.array(arcs, dtype=np.int64),
+                                       weights=np.array(amount, dtype=float),
+                                       minlength=len(self.arcs))
         return load
 
 
@@ -129,6 +127,8 @@ class TeResult:
     notes: list[str] = field(default_factory=list)
     #: Candidate paths the method considered (for warm starts), when it had any.
     candidates: list[list[ArcPath]] | None = None
+    #: A proven lower bound on the all-paths optimum MLU, when the method has one.
+    lower_bound: float | None = None
 
     @property
     def demand_satisfied(self) -> float:
@@ -157,6 +157,37 @@ def _check_demands(table: ArcTable, demands: Sequence[Demand]) -> None:
             raise RoutingError(f"demand {i} ({d.src}->{d.dst}): volume must be >= 0")
 
 
+def tree_paths(table: ArcTable, pred: np.ndarray, row: np.ndarray, src: np.ndarray,
+               dst: np.ndarray) -> list[ArcPath]:
+    """Walk each ``dst[i]`` back to ``src[i]`` along predecessor row ``pred[row[i]]``.
+
+    ``pred`` is a (rows x nodes) predecessor matrix as scipy's ``dijkstra`` returns it
+    (negative = unreached); all walks advance together, one numpy step per hop.
+    """
+    cur = dst.copy()
+    active = np.nonzero(cur != src)[0]
+    steps_d: list[np.ndarray] = []
+    steps_a: list[np.ndarray] = []
+    while active.size:
+        p = pred[row[active], cur[active]]
+        if (p < 0).any():
+            bad = int(active[np.argmax(p < 0)])
+            raise NoPathError(f"no path {table.nodes[int(src[bad])]} -> "
+                              f"{table.nodes[int(dst[bad])]}")
+        steps_d.append(active)
+        steps_a.append(table.arc_id[p, cur[active]])
+        cur[active] = p
+        active = active[p != src[active]]
+    if not steps_d:
+        return [() for _ in range(len(dst))]
+    dem = np.concatenate(steps_d)
+    arc = np.concatenate(steps_a)
+    order = np.argsort(dem, kind="stable")  # per walk: arcs from dst back to src
+    counts = np.bincount(dem, minlength=len(dst))
+    chunks = np.split(arc[order], np.cumsum(counts)[:-1])
+    return [tuple(c[::-1].tolist()) for c in chunks]
+
+
 def shortest_arc_paths(table: ArcTable, demands: Sequence[Demand],
                        weights: np.ndarray) -> list[ArcPath]:
     """Each demand's shortest path under per-arc ``weights`` (vectorised over demands)."""
@@ -167,27 +198,7 @@ def shortest_arc_paths(table: ArcTable, demands: Sequence[Demand],
     sources, row = np.unique(src, return_inverse=True)
     _, pred = dijkstra(table.weighted(weights), directed=True, indices=sources,
                        return_predecessors=True)
-    cur = dst.copy()
-    active = np.nonzero(cur != src)[0]
-    steps_d: list[np.ndarray] = []
-    steps_a: list[np.ndarray] = []
-    while active.size:
-        p = pred[row[active], cur[active]]
-        if (p < 0).any():
-            bad = demands[int(active[np.argmax(p < 0)])]
-            raise NoPathError(f"no path {bad.src} -> {bad.dst}")
-        steps_d.append(active)
-        steps_a.append(table.arc_id[p, cur[active]])
-        cur[active] = p
-        active = active[p != src[active]]
-    if not steps_d:
-        return [() for _ in demands]
-    dem = np.concatenate(steps_d)
-    arc = np.concatenate(steps_a)
-    order = np.argsort(dem, kind="stable")  # per demand: arcs from dst back to src
-    counts = np.bincount(dem, minlength=len(demands))
-    chunks = np.split(arc[order], np.cumsum(counts)[:-1])
-    return [tuple(c[::-1].tolist()) for c in chunks]
+    return tree_paths(table, pred, row, src, dst)
 
 
 def _base_weights(table: ArcTable, weight: str) -> np.ndarray:
