@@ -464,12 +464,19 @@ class RouteManagerDaemon:
             self._retry_timer = self._loop.call_later(RECONCILE_RETRY_S, self._reconcile)
 
     def _send(self, send: SendDatagram) -> None:
+        if self._transport is None:
+            return
         peer = self.peers.get(send.destination)
-        if peer is None or self._transport is None:
+        if peer is not None:
+            address = peer.address
+            peer.sent += 1
+        elif (far := _host_port(send.address)) is not None:
+            address = far  # a tunnel probe to the far end of a tunnel (not a neighbour)
+            self.metrics["probes_sent_far"] += 1
+        else:
             self.metrics["send_unknown_peer"] += 1
             return
-        self._transport.sendto(send.payload, peer.address)
-        peer.sent += 1
+        self._transport.sendto(send.payload, address)
         self.metrics["datagrams_sent"] += 1
         self.metrics["bytes_sent"] += len(send.payload)
 
@@ -497,6 +504,14 @@ class RouteManagerDaemon:
                 self._schedule_persist()
 
         self._persist_timer = self._loop.call_later(self.config.timers.persist_interval_s, tick)
+
+
+def _host_port(text: str) -> tuple[str, int] | None:
+    """"host:port" or "[v6]:port" -> (host, port); None if empty or malformed."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return host.strip("[]"), int(port)
 
 
 async def run_daemon(daemon: RouteManagerDaemon) -> None:

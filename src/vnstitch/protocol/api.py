@@ -27,10 +27,15 @@ from vnstitch.model.virtual import VirtualNetwork
 
 @dataclass(frozen=True, slots=True)
 class SendDatagram:
-    """Send ``payload`` (an encoded, signed SP message) to the peer ``destination``."""
+    """Send ``payload`` (an encoded, signed SP message) to the peer ``destination``.
+
+    ``address`` is set for end-to-end tunnel probes, whose destination (the other end
+    of a tunnel) is usually not a neighbour: the "host:port" that end said it takes
+    probes at ("" if it gave none; drivers that route by RM id ignore it)."""
 
     destination: RouteManagerId
     payload: bytes
+    address: str = ""
 
 
 @dataclass(frozen=True, slots=True)
