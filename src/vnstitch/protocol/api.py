@@ -156,6 +156,8 @@ class Counters:
     received: int = 0
     received_bytes: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
+    #: Datagrams sent, by message type name ("HELLO", "PROBE", ...).
+    sent_by_type: dict[str, int] = field(default_factory=dict)
 
     def drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1

@@ -100,8 +100,11 @@ class RouteManagerCore(StitchingMixin):
     def send(self, peer: RouteManagerId, msg: Message, now: float, out: list[Output],
              address: str = "") -> None:
         payload = self.codec.encode(peer, msg, now)
-        self._counters.sent += 1
-        self._counters.sent_bytes += len(payload)
+        c = self._counters
+        c.sent += 1
+        c.sent_bytes += len(payload)
+        name = msg.TYPE.name
+        c.sent_by_type[name] = c.sent_by_type.get(name, 0) + 1
         out.append(SendDatagram(peer, payload, address))
 
     def set_timer(self, kind: str, key: str, when: float) -> None:
