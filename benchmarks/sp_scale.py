@@ -297,8 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plot", default="sp_scale.png", help="PNG of the messages/neighbours curve")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--save", help="also write the JSON object to this file")
-    p.add_argument("--vns-per-rm", type=float, default=0.2, help="VNs per Route Manager")
-    p.add_argument("--requests-per-rm", type=float, default=0.2,
+    p.add_argument("--vns-per-rm", type=float, default=0.05, help="VNs per Route Manager")
+    p.add_argument("--requests-per-rm", type=float, default=0.1,
                    help="stitch requests per Route Manager")
     p.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: run one size
     args = p.parse_args(argv)

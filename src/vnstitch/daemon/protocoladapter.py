@@ -14,13 +14,15 @@ next block before sending. The floor applies to every trusted RM, not only neigh
 tunnel probes go end to end to the far end of each tunnel.
 
 Tunnel probes: the core tells the far end of each tunnel where it takes probes
-(``probe_address``): this daemon's control socket, at the listen address (or, when that
-is a wildcard, the WireGuard endpoint address, which peers can reach). Probes thus go
-straight between the two Route Managers over the underlay, not through the tunnel, so
-they prove the far RM alive but not its wireguard-go (a dead WireGuard with a live RM is
-not detected by them). Leases: a reservation lives ``max(hold_time_s, probe_interval_s
-x (probe_misses + 1))`` after its neighbours last confirmed it -- at least the hold time,
-and as long as the probe bound, so a Route Manager restarted within it keeps its stitches.
+(``probe_address``): this daemon's control port, at the listen address (or, when that is
+a wildcard, the WireGuard endpoint address). On a real dataplane the daemon sends probes
+inside the tunnel to that port at the far end's tunnel address
+(:mod:`vnstitch.daemon.tunnelprobe`), so a dead wireguard-go is a dead tunnel; with the
+in-memory driver they go to the probe address itself.
+
+Leases: a reservation lives ``max(hold_time_s, probe_interval_s x (probe_misses + 1))``
+after its neighbours last confirmed it -- at least the hold time, and as long as the
+probe bound, so a Route Manager restarted within it keeps its stitches.
 """
 
 from __future__ import annotations

@@ -31,11 +31,15 @@ class SendDatagram:
 
     ``address`` is set for end-to-end tunnel probes, whose destination (the other end
     of a tunnel) is usually not a neighbour: the "host:port" that end said it takes
-    probes at ("" if it gave none; drivers that route by RM id ignore it)."""
+    probes at ("" if it gave none; drivers that route by RM id ignore it). For probes
+    ``tunnel_address`` is that end's address *inside* the tunnel: a driver that can send
+    through the tunnel (the daemon on a real dataplane) sends there, to the port of
+    ``address``, so the probe tests the tunnel itself, not only the far RM."""
 
     destination: RouteManagerId
     payload: bytes
     address: str = ""
+    tunnel_address: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -97,15 +97,15 @@ class RouteManagerCore(StitchingMixin):
         self.stats[name] = self.stats.get(name, 0) + n
 
     # -- sending and timers --------------------------------------------------------------
-    def send(self, peer: RouteManagerId, msg: Message, now: float, out: list[Output],
-             address: str = "") -> None:
+    def send(self, peer: RouteManagerId, msg: Message, now: float, out: list[Output], *,
+             address: str = "", tunnel_address: str = "") -> None:
         payload = self.codec.encode(peer, msg, now)
         c = self._counters
         c.sent += 1
         c.sent_bytes += len(payload)
         name = msg.TYPE.name
         c.sent_by_type[name] = c.sent_by_type.get(name, 0) + 1
-        out.append(SendDatagram(peer, payload, address))
+        out.append(SendDatagram(peer, payload, address, tunnel_address))
 
     def set_timer(self, kind: str, key: str, when: float) -> None:
         self.timers[(kind, key)] = when

@@ -4,13 +4,15 @@ Theory of operation. Each end of a stitch owns a :class:`~vnstitch.protocol.tunn
 (REQUESTED -> KEYS_EXCHANGED -> UP <-> DEGRADED -> DOWN). Once the stitch is established
 the origin probes the target every ``probe_interval_s``: PROBE goes straight to the other
 end of the tunnel (``SendDatagram.address`` carries the address that end gave in the key
-exchange) and PROBE_REPLY comes straight back -- no transit RM relays, re-signs or even
-sees them, so probe traffic grows with the stitches an RM terminates, not with those it
-carries. An unanswered probe is resent (same nonce) with backoff within the interval, so
-one lost datagram is not a missed probe. The first reply proves the keys work (UP); a
-missed interval makes UP DEGRADED, a reply with recent loss <= ``degraded_loss`` UP
-again, ``probe_misses_down`` misses in a row re-negotiate. Transit reservations do not
-depend on probes: their leases are kept by the neighbours (:mod:`~vnstitch.protocol.leases`).
+exchange, ``tunnel_address`` its address inside the tunnel, so a driver can send the
+probe through the tunnel itself) and PROBE_REPLY comes straight back -- no transit RM
+relays, re-signs or even sees them, so probe traffic grows with the stitches an RM
+terminates, not with those it carries. An unanswered probe is resent (same nonce) with
+backoff within the interval, so one lost datagram is not a missed probe. The first reply
+proves the keys work (UP); a missed interval makes UP DEGRADED, a reply with recent loss
+<= ``degraded_loss`` UP again, ``probe_misses_down`` misses in a row re-negotiate.
+Transit reservations do not depend on probes: their leases are kept by the neighbours
+(:mod:`~vnstitch.protocol.leases`).
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ class ProbeMixin(StitchingBase):
     def _probe(self, tun: Tunnel, now: float, out: list[Output]) -> None:
         assert tun.outstanding is not None
         self.send(tun.peer, Probe(MsgType.PROBE, tun.token, tun.outstanding, now), now, out,
-                  address=tun.peer_probe_address)
+                  address=tun.peer_probe_address, tunnel_address=tun.peer_addr)
 
     def _send_probe(self, req: StitchRequest, tun: Tunnel, now: float,
                     out: list[Output]) -> None:
@@ -120,7 +122,7 @@ class ProbeMixin(StitchingBase):
             if tun.state in (TunnelState.KEYS_EXCHANGED, TunnelState.DEGRADED):
                 self._tunnel_move(tun, TunnelState.UP, now, out)
             self.send(sender, dataclasses.replace(p, kind=MsgType.PROBE_REPLY), now, out,
-                      address=tun.peer_probe_address)
+                      address=tun.peer_probe_address, tunnel_address=tun.peer_addr)
             return
         if not tun.origin or p.nonce != tun.outstanding:
             self.stat("probe_stale_reply")
