@@ -143,8 +143,9 @@ def test_a_transit_silent_for_longer_than_the_lease_releases_the_path(abilene4) 
     net.run_until(net.now + 45)
     torn = _torn(net)
     assert torn and torn[0][1].reason is FailureReason.PEER_LOST  # not the tunnel: it works
-    lease = net.core(ORIGIN).timers_cfg.lease_s
-    assert torn[0][0] - dead_at <= lease
+    t_cfg = net.core(ORIGIN).timers_cfg
+    # from the last confirmation (before the outage): lease + the last call's wait
+    assert torn[0][0] - dead_at <= t_cfg.lease_s + 2 * t_cfg.retransmit_max_s
     failed = [e for _, _, e in net.events if isinstance(e, StitchFailed) and e.stitch_id == sid]
     assert failed and failed[0].reason is FailureReason.NO_ROUTE  # re-negotiation found none
     # both ends let go: no tunnel end and no reservation left
@@ -152,3 +153,16 @@ def test_a_transit_silent_for_longer_than_the_lease_releases_the_path(abilene4) 
         core = net.core(seg)
         assert core.active_tunnels() == []
         assert all(used == 0 for used, _ in core.link_usage().values())
+
+
+def test_lost_hellos_alone_do_not_tear_a_working_stitch_down(abilene4) -> None:  # type: ignore[no-untyped-def]
+    """Every HELLO between the origin and the transit lost for longer than the lease:
+    the lease's last call (LEASES query and answer) finds the neighbour still holding it."""
+    net = _net(abilene4)
+    _stitch(net)
+    o, t = net.rm_of[ORIGIN], net.rm_of[TRANSIT]
+    net.drop = lambda src, dst, kind: {src, dst} == {o, t} and kind == MsgType.HELLO
+    net.run_until(net.now + 70)
+    assert not _torn(net)
+    assert net.core(TRANSIT).stats.get("lease_last_call", 0) >= 1
+    assert net.core(TRANSIT).stats.get("lease_expired", 0) == 0

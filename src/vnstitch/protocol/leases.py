@@ -14,8 +14,11 @@ holds; tokens it does not hold come back in LEASES(GONE), and the other side rel
 them. So steady-state lease upkeep is part of the per-neighbour HELLO, independent of the
 number of stitches and of path lengths.
 
-A reservation whose lease runs out (its neighbour crashed or is cut off for the lease
-time, or stopped listing it) is released, and both ends of the path are told: PATH_DOWN
+When a lease runs out the RM first makes a last call: LEASES(QUERY) to the silent
+neighbour(s), and waits ``2 x retransmit_max_s`` for the answer (lost HELLOs on a lossy
+link should not tear a working stitch down). A reservation still unconfirmed then (its
+neighbour crashed or is cut off for the lease time, or stopped listing it) is released,
+and both ends of the path are told: PATH_DOWN
 toward the origin, which re-negotiates, ABORT toward the target, which takes its tunnel
 end down. That is how a transit RM's crash reaches the origin: the tunnel itself (and so
 the end-to-end probes) may well keep working without it. A hold not yet committed just
@@ -59,6 +62,11 @@ class LeaseMixin(StitchingBase):
     def _confirm(self, res: Reservation, peer: RouteManagerId, now: float) -> None:
         res.confirmed[peer] = now
 
+    def _last_call_s(self) -> float:
+        """How long a lease's last call waits for an answer (a few retransmission
+        timeouts: the neighbour is one hop away)."""
+        return 2.0 * self.timers_cfg.retransmit_max_s
+
     def on_hello_leases(self, peer: RouteManagerId, msg: Hello, now: float,
                         out: list[Output]) -> None:
         tokens = self._shared(peer)
@@ -101,10 +109,22 @@ class LeaseMixin(StitchingBase):
         if res is None or res.state not in _LIVE:
             return
         if res.state is ReservationState.COMMITTED:
+            lease = self._lease()
             due = min((res.confirmed.get(p, res.committed_at) for p in res.links),
-                      default=res.committed_at) + self._lease()
+                      default=res.committed_at) + lease
             if due > now:
+                res.last_call = False
                 self.set_timer("resv", token, due)
+                return
+            if not res.last_call:
+                # Before giving up, ask the silent side(s) once: their HELLOs may only
+                # have been lost. A live neighbour's LEASES(LIVE) answer confirms in time.
+                res.last_call = True
+                self.stat("lease_last_call")
+                for p in res.links:
+                    if res.confirmed.get(p, res.committed_at) + lease <= now:
+                        self.send(p, Leases(LeaseOp.QUERY, ()), now, out)
+                self.set_timer("resv", token, now + self._last_call_s())
                 return
             self.stat("lease_expired")
             self._tear_down_path(res, now, out)

@@ -63,6 +63,7 @@ class Reservation:
     # committed, and when each neighbour on the path last confirmed it.
     committed_at: float = 0.0
     confirmed: dict[RouteManagerId, float] = field(default_factory=dict)
+    last_call: bool = False  # the lease ran out and a last LEASES(QUERY) went out
 
     @property
     def links(self) -> tuple[RouteManagerId, ...]:

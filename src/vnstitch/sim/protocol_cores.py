@@ -75,11 +75,12 @@ class ProtocolCoreFactory:
         tunnel is noticed after ``probe_misses_down`` missed probes (within
         ``probe_misses_down + 1`` probe intervals); a dead or cut-off transit RM when the
         reservation's lease (``lease_s`` since the last confirmation, which precedes the
-        failure) runs out at its neighbours on the path, which tell the origin at once;
-        then one query (at most ``query_timeout_s``) and a hold/commit round (at most
-        ``hold_timeout_s``)."""
+        failure) and its last call (``2 x retransmit_max_s``) run out at its neighbours
+        on the path, which tell the origin at once; then one query (at most
+        ``query_timeout_s``) and a hold/commit round (at most ``hold_timeout_s``)."""
         t = self.timers
-        detect = max(t.probe_interval_s * (t.probe_misses_down + 1), t.lease_s)
+        detect = max(t.probe_interval_s * (t.probe_misses_down + 1),
+                     t.lease_s + 2 * t.retransmit_max_s)
         return detect + t.query_timeout_s + t.hold_timeout_s
 
     def identity(self, segment: SegmentId) -> RouteManagerId:
