@@ -7,7 +7,9 @@ segment router's namespace and removes everything afterwards, even on failure.
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -116,6 +118,42 @@ def test_kill_9_route_manager_keeps_traffic_and_restart_adopts(tmp_path: Path) -
         assert status["dataplane_errors"] == 0
         assert wireguard_go_pids({wg}) == pids  # adopted: the same wireguard-go, not a new one
         assert [t["state"] for t in rms.show("a", "tunnels")] == ["up"]
+
+
+def _sent_in_tunnel(rms: LabRouteManagers, seg: str) -> float:
+    text = rms.show(seg, "metrics")
+    found = re.search(r"^vnstitch_probes_sent_in_tunnel_total\{[^}]*\} (\S+)$", text, re.M)
+    assert found, text
+    return float(found.group(1))
+
+
+def test_dead_wireguard_go_is_seen_by_probes_inside_the_tunnel(live: Live) -> None:
+    """Probes travel inside the tunnel, so killing the far end's wireguard-go (its RM
+    alive and well) is a dead tunnel: A gives it up within the probe bound and
+    re-negotiates a new one, and traffic flows again."""
+    lab, rms = live
+    reply = _stitch(rms)
+    sid = str(reply["stitch_id"])
+    wait_for(lambda: [t["state"] for t in rms.show("a", "tunnels")] == ["up"], 3.0,
+             "A's tunnel to come up")
+    assert _sent_in_tunnel(rms, "a") > 0 and _sent_in_tunnel(rms, "b") > 0
+    old_a = rms.show("a", "tunnels")[0]["interface"]
+    pids = wireguard_go_pids({rms.show("b", "tunnels")[0]["interface"]})
+    assert len(pids) == 1
+    killed_at = time.monotonic()
+    os.kill(pids[0], signal.SIGKILL)
+    bound = LAB_TIMERS["probe_interval_s"] * (LAB_TIMERS["probe_misses"] + 1)
+
+    def old_gone() -> bool:
+        return all(t["interface"] != old_a or t["state"] == "down"
+                   for t in rms.show("a", "tunnels"))
+
+    wait_for(old_gone, bound + 2.0, "A to give the dead tunnel up")
+    assert time.monotonic() - killed_at <= bound + 1.0
+    row = wait_for(lambda: (r := rms.stitch_row("a", sid)) is not None and
+                   r["status"] == "up" and r, 15.0, "the stitch to be re-negotiated")
+    assert row
+    baseline.wait_reachable(lab, "ha1", "hb1", timeout_s=15)
 
 
 def test_tunnel_death_is_detected_within_probe_bound_and_releases(live: Live) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import msgpack
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,9 +22,15 @@ rm_ids = st.binary(min_size=16, max_size=16).map(lambda b: RouteManagerId(b.hex(
 vnids = st.integers(1, (1 << 24) - 1).map(VNID)
 floats = st.one_of(st.just(0.0), st.floats(0, 1e9, allow_nan=False, allow_infinity=False))
 comps = st.lists(st.text(max_size=MAX_COMPONENT_LEN), max_size=MAX_COMPONENTS).map(tuple)
-entries = st.builds(Entry, vnids,
-                    st.lists(rm_ids, min_size=1, max_size=MAX_PATH, unique=True).map(tuple),
-                    floats, floats, floats, comps)
+#: Every entry of an UPDATE starts with the announcer (the sender).
+_ANN = RouteManagerId("ff" * 16)
+_POOL = [RouteManagerId(f"{i:032x}") for i in range(12)]
+others = rm_ids.filter(lambda r: r != _ANN)
+tails = st.one_of(
+    st.lists(others, max_size=MAX_PATH - 1, unique=True),  # long, unrelated paths
+    st.lists(st.sampled_from(_POOL), max_size=len(_POOL), unique=True))  # shared prefixes
+entries = st.builds(Entry, vnids, tails.map(lambda t: (_ANN, *t)), floats, floats, floats,
+                    comps)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
@@ -44,6 +51,21 @@ def test_every_chunk_fits_the_datagram_limit(es: list[Entry],
         assert len(data) <= MAX_DATAGRAM
         _, back = receiver.decode(sender.encode(_B.rm_id, u, 5.0), 5.0)
         assert back == u
+
+
+def test_paths_sharing_prefixes_pack_many_entries_per_datagram() -> None:
+    """A tree of 25-hop routes (what one neighbour announces) costs about one id per
+    route, not 25: 60 routes fit 3 UPDATEs, where full paths need 20 or more."""
+    trunk = tuple(RouteManagerId(f"{i:032x}") for i in range(1, 24))
+    es = [Entry(VNID(v), (_ANN, *trunk, RouteManagerId(f"{1000 + v:032x}")), 10.0, 5.0, 3.0,
+                ("10.0.0.0/24",)) for v in range(1, 61)]
+    full = sum(len(msgpack.packb(e.to_wire(), use_bin_type=True)) for e in es)
+    assert full > 20 * 1250  # what the 64-byte-per-hop form would need
+    chunks = _chunk(es, [], 0)
+    assert len(chunks) <= 3
+    sender, receiver = Codec(_A, _TRUST), Codec(_B, _TRUST)
+    for u in chunks:
+        assert receiver.decode(sender.encode(_B.rm_id, u, 5.0), 5.0)[1] == u
 
 
 def test_an_entry_too_big_for_any_datagram_is_not_fitting() -> None:

@@ -20,7 +20,7 @@ from vnstitch.protocol.api import (
     StitchTornDown,
 )
 from vnstitch.protocol.core import RouteManagerCore
-from vnstitch.protocol.messages import Hello
+from vnstitch.protocol.messages import Hello, MsgType
 from vnstitch.protocol.testing import InMemoryNetwork
 from vnstitch.protocol.tunnels import TunnelState
 
@@ -131,20 +131,48 @@ def test_concurrent_requests_never_overcommit(abilene4) -> None:  # type: ignore
     net.check_no_overcommit()
 
 
-def test_tunnel_down_renegotiates_around_cut(abilene4) -> None:  # type: ignore[no-untyped-def]
+def test_cut_on_the_path_reaches_the_origin_through_the_lease(abilene4) -> None:  # type: ignore[no-untyped-def]
+    """The tunnel (and so the end-to-end probe) goes around a cut link, but the
+    reservation on it is gone: the lease runs out at both RMs of the link, PATH_DOWN
+    reaches the origin, which re-negotiates around the cut."""
     net = _net(abilene4)
     sid = _request(net, ORIGIN, 1000)
     net.run_until(net.now + 3)
     first = _outcome(net, sid)
     assert isinstance(first, StitchEstablished)
+    assert first.path == (net.rm_of[ORIGIN], net.rm_of[TRANSIT], net.rm_of[TARGET])
+    cut_at = net.now
     net.cut.add(frozenset((net.rm_of[TRANSIT], net.rm_of[TARGET])))
     net.run_until(net.now + 60)
-    torn = [e for _, _, e in net.events if isinstance(e, StitchTornDown)]
-    assert torn and torn[0].renegotiating and torn[0].reason is FailureReason.TUNNEL_DOWN
+    torn = [(t, e) for t, _, e in net.events if isinstance(e, StitchTornDown)]
+    assert torn and torn[0][1].renegotiating and torn[0][1].reason is FailureReason.PEER_LOST
+    t = net.core(ORIGIN).timers_cfg
+    # last confirmation (before the cut) + lease + the last call's wait
+    assert torn[0][0] - cut_at <= t.lease_s + 2 * t.retransmit_max_s
     again = _outcome(net, sid)
     assert isinstance(again, StitchEstablished) and again.path != first.path
-    # the transit's lease on the dead path ran out
+    # the transit released its part of the dead path
     assert net.core(TRANSIT).link_usage()[net.rm_of[TARGET]][0] == 0
+
+
+def test_dead_tunnel_renegotiates_within_the_probe_bound(abilene4) -> None:  # type: ignore[no-untyped-def]
+    net = _net(abilene4)
+    sid = _request(net, ORIGIN, 1000)
+    net.run_until(net.now + 3)
+    first = _outcome(net, sid)
+    assert isinstance(first, StitchEstablished)
+    tun = net.core(ORIGIN).active_tunnels()[0]
+    assert tun.state is TunnelState.UP
+    a, b = net.rm_of[ORIGIN], net.rm_of[TARGET]
+    dead_at = net.now
+    net.drop = lambda src, dst, kind: {src, dst} == {a, b} and kind == MsgType.PROBE
+    net.run_until(net.now + 12)
+    torn = [(t, e) for t, _, e in net.events if isinstance(e, StitchTornDown)]
+    assert torn and torn[0][1].reason is FailureReason.TUNNEL_DOWN and torn[0][1].renegotiating
+    t = net.core(ORIGIN).timers_cfg
+    assert torn[0][0] - dead_at <= t.probe_interval_s * (t.probe_misses_down + 1)
+    # the transit's part of the old path was aborted at once (not left to its lease)
+    assert net.core(TRANSIT).stats.get("lease_expired", 0) == 0
 
 
 def test_forged_and_replayed_datagrams_dropped_and_counted(abilene4) -> None:  # type: ignore[no-untyped-def]

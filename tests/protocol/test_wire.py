@@ -21,6 +21,8 @@ from vnstitch.protocol.messages import (
     Hold,
     HoldOk,
     HoldRefused,
+    LeaseOp,
+    Leases,
     Message,
     MsgType,
     Offer,
@@ -48,25 +50,44 @@ comps = st.lists(st.text(max_size=20), max_size=4).map(tuple)
 tokens = st.text(min_size=1, max_size=30)
 entries = st.builds(Entry, vnids, paths, mbps, mbps, mbps, comps)
 
+
+@st.composite
+def updates(draw: st.DrawFn) -> Update:
+    """Entries of one UPDATE all start with the announcer; paths often share prefixes."""
+    announcer = draw(rm_ids)
+    pool = draw(st.lists(rm_ids.filter(lambda r: r != announcer), min_size=1, max_size=6,
+                         unique=True))
+    ents = []
+    for _ in range(draw(st.integers(0, 4))):
+        tail = draw(st.lists(st.sampled_from(pool), max_size=len(pool), unique=True))
+        ents.append(Entry(draw(vnids), (announcer, *tail), draw(mbps), draw(mbps), draw(mbps),
+                          draw(comps)))
+    withdrawals = draw(st.lists(st.tuples(vnids, rm_ids), max_size=3).map(tuple))
+    return Update(tuple(ents), withdrawals, draw(st.integers(0, 5)), 0,
+                  draw(st.integers(1, 3)))
+
+
 messages: st.SearchStrategy[Message] = st.one_of(
-    st.builds(Hello, st.integers(0, (1 << 64) - 1), st.integers(0, 1000)),
-    st.builds(Update, st.lists(entries, max_size=3).map(tuple),
-              st.lists(st.tuples(vnids, rm_ids), max_size=3).map(tuple),
-              st.integers(0, 5), st.just(0), st.integers(1, 3)),
+    st.builds(Hello, st.integers(0, (1 << 64) - 1), st.integers(0, 1000),
+              st.integers(0, (1 << 64) - 1), st.integers(0, 1000)),
+    updates(),
     st.just(Resync()),
     st.builds(Query, st.binary(min_size=8, max_size=8), vnids, mbps, st.just(float("inf")),
               mbps, st.integers(1, 16), paths, mbps, mbps, mbps, st.integers(1, 16)),
     st.builds(Offer, st.binary(min_size=8, max_size=8), paths, mbps, mbps, mbps, comps),
     st.builds(Hold, tokens, vnids, paths, mbps, mbps, st.binary(min_size=32, max_size=32),
               st.text(max_size=20), st.text(max_size=15), st.text(max_size=15), comps,
-              st.binary(min_size=64, max_size=64)),
+              st.binary(min_size=64, max_size=64), st.text(max_size=30)),
     st.builds(HoldOk, tokens, paths, st.binary(min_size=32, max_size=32),
-              st.text(max_size=20), st.binary(min_size=64, max_size=64)),
+              st.text(max_size=20), st.binary(min_size=64, max_size=64), st.text(max_size=30)),
     st.builds(HoldRefused, tokens, paths, rm_ids, st.text(max_size=20), mbps),
-    st.builds(PathSignal, st.sampled_from([MsgType.COMMIT, MsgType.COMMIT_ACK, MsgType.ABORT]),
+    st.builds(PathSignal, st.sampled_from([MsgType.COMMIT, MsgType.COMMIT_ACK, MsgType.ABORT,
+                                           MsgType.PATH_DOWN]),
               tokens, paths),
-    st.builds(Probe, st.sampled_from([MsgType.PROBE, MsgType.PROBE_REPLY]), tokens, paths,
+    st.builds(Probe, st.sampled_from([MsgType.PROBE, MsgType.PROBE_REPLY]), tokens,
               st.integers(0, (1 << 32) - 1), mbps),
+    st.builds(Leases, st.sampled_from(list(LeaseOp)),
+              st.lists(tokens, max_size=5).map(tuple)),
 )
 
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -35,6 +39,28 @@ def test_same_seed_same_summary_byte_for_byte() -> None:
     b = json.dumps(run(sc).summary)
     assert a == b
     assert json.loads(a)["committed"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_same_seed_same_json_bytes_in_separate_processes(data_dir: Path) -> None:
+    """Across processes, too: string hashing differs per process (PYTHONHASHSEED), so
+    nothing on the way -- partitioning included -- may depend on set order."""
+    src = Path(__file__).resolve().parents[2] / "src"
+    # Kdl (754 nodes) in 100 segments has latency ties between partition seeds: with the
+    # seeds passed as a set, the partition (and so the summary) changed per process.
+    kdl = data_dir / "topologyzoo" / "graphml" / "Kdl.graphml"
+    argv = [sys.executable, "-m", "vnstitch", "simulate", "--topology", str(kdl),
+            "--segments", "100", "--vns", "5", "--requests", "5", "--loss", "0.05",
+            "--seed", "3", "--duration", "12", "--json"]
+    outs = []
+    for hash_seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": str(src)}
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=True,
+                              timeout=120)
+        outs.append(proc.stdout)
+    assert outs[0] == outs[1] == outs[2]
+    assert json.loads(outs[0])["committed"] > 0
 
 
 @pytest.mark.slow
@@ -94,9 +120,8 @@ def test_transit_crash_renegotiates_around_it_within_the_bound() -> None:
             continue
         assert r.state is StitchState.ESTABLISHED, (r.stitch_id, r.state, r.reason)
         assert crashed not in r.path
-        assert r.repairs and r.repairs[-1] <= bound
-        # measured from the crash: detection plus re-negotiation
-        assert r.established_at is not None
+        # measured from the crash: detection (lease) plus re-negotiation
+        assert r.repairs and r.repaired_at is not None and r.repaired_at - 20.0 <= bound
         repaired += 1
     assert repaired >= 1
     assert sim.metrics.overcommit_violations == 0 and sim.metrics.loops_detected == 0

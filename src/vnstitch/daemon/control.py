@@ -127,6 +127,9 @@ def metrics_text(daemon: RouteManagerDaemon) -> str:
     metric("datagrams_received_total", "counter", "UDP datagrams received",
            [({}, m["datagrams_received"])])
     metric("datagrams_sent_total", "counter", "UDP datagrams sent", [({}, m["datagrams_sent"])])
+    metric("probes_sent_in_tunnel_total", "counter",
+           "tunnel probes (and replies) sent through their tunnel",
+           [({}, m["probes_sent_in_tunnel"])])
     metric("peer_faults_total", "counter", "datagrams dropped by the core, by reason",
            [({"reason": r}, n) for r, n in sorted(daemon.faults.items())])
     metric("core_dropped_total", "counter", "the core's own drop counters, by reason",

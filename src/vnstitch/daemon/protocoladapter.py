@@ -10,11 +10,24 @@ Sequence numbers: the core numbers messages per recipient. The daemon's persiste
 high-water mark covers the highest number used toward *any* peer, so on start every
 recipient's counter is raised to at least that mark (on top of the core's own restart
 gap); ``last_sequence`` reports the highest number in use so the daemon can reserve the
-next block before sending.
+next block before sending. The floor applies to every trusted RM, not only neighbours:
+tunnel probes go end to end to the far end of each tunnel.
+
+Tunnel probes: the core tells the far end of each tunnel where it takes probes
+(``probe_address``): this daemon's control port, at the listen address (or, when that is
+a wildcard, the WireGuard endpoint address). On a real dataplane the daemon sends probes
+inside the tunnel to that port at the far end's tunnel address
+(:mod:`vnstitch.daemon.tunnelprobe`), so a dead wireguard-go is a dead tunnel; with the
+in-memory driver they go to the probe address itself.
+
+Leases: a reservation lives ``max(hold_time_s, probe_interval_s x (probe_misses + 1))``
+after its neighbours last confirmed it -- at least the hold time, and as long as the
+probe bound, so a Route Manager restarted within it keeps its stitches.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import random
 
@@ -41,19 +54,33 @@ class ProtocolCore(RouteManagerCore):
 def core_config(setup: CoreSetup) -> CoreConfig:
     cfg = setup.config
     t = cfg.timers
+    lease_s = max(t.hold_time_s, t.probe_interval_s * (t.probe_misses + 1))
     timers = Timers(
         announce_interval_s=t.announce_interval_s,
         hold_intervals=max(1, round(t.hold_time_s / t.announce_interval_s)),
+        lease_intervals=lease_s / t.announce_interval_s,
         query_timeout_s=t.query_timeout_s,
         hold_timeout_s=t.reservation_hold_s,
         probe_interval_s=t.probe_interval_s,
         probe_misses_down=t.probe_misses,
     )
     peers = tuple(PeerLink(p.rm_id, p.capacity_mbps, p.latency_ms, p.cost) for p in cfg.peers)
+    host = cfg.listen_host
+    if _unspecified(host):
+        host = cfg.dataplane.wireguard.endpoint
+    probe_host = f"[{host}]" if ":" in host else host
     return CoreConfig(
         segment=cfg.segment, peers=peers, local_vns=(),
         underlay_address=cfg.dataplane.wireguard.endpoint,
-        wg_port_base=cfg.dataplane.wireguard.port, timers=timers)
+        wg_port_base=cfg.dataplane.wireguard.port, timers=timers,
+        probe_address=f"{probe_host}:{cfg.listen_port}")
+
+
+def _unspecified(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:  # a host name
+        return False
 
 
 def build(setup: CoreSetup) -> ProtocolCore:
@@ -74,5 +101,6 @@ def build(setup: CoreSetup) -> ProtocolCore:
         core = restored
     floor = max(setup.sequence_floor, core.last_sequence)
     if floor > 0:
-        core.codec.restore_state({"send_seq": {p.rm_id: floor for p in setup.config.peers}})
+        rms = {*setup.config.trust, *(p.rm_id for p in setup.config.peers)}
+        core.codec.restore_state({"send_seq": {rm: floor for rm in rms}})
     return core

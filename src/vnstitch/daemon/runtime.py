@@ -33,6 +33,10 @@ Clock: the core's ``now`` is wall-clock seconds (peers compare message timestamp
 computed as ``loop.time() + offset`` with the offset fixed at start, so it is monotonic
 while the daemon runs; a core timer at ``t`` is scheduled at loop time ``t - offset``.
 
+Tunnel probes go inside the tunnel on a real dataplane (:mod:`vnstitch.daemon.tunnelprobe`);
+with the in-memory driver, or before the tunnel's socket is ready, they go to the far
+RM's control address directly.
+
 A peer's bytes never stop the daemon: the core reports bad datagrams as ``PeerFault``
 events, which are counted; an exception escaping the core (a bug) is logged and counted
 too, and the daemon keeps serving. Dataplane errors are counted and retried.
@@ -52,6 +56,7 @@ from vnstitch.daemon.coreadapter import CoreFactory, CoreSetup, DaemonCore, loca
 from vnstitch.daemon.errors import DaemonError
 from vnstitch.daemon.identity import KeyInfo, load_key_file
 from vnstitch.daemon.state import ReservationRecord, StateStore, StitchRecord
+from vnstitch.daemon.tunnelprobe import TunnelProbeSockets, host_port
 from vnstitch.dataplane.base import DataplaneDriver, DataplaneError, reconcile
 from vnstitch.dataplane.memory import MemoryDataplane
 from vnstitch.dataplane.objects import DataplaneState, Op
@@ -148,6 +153,10 @@ class RouteManagerDaemon:
         self._reconcile_task: asyncio.Task[None] | None = None
         self._dataplane_dirty = False
         self._deferred_sends: list[SendDatagram] = []  # wait for the reconcile pass
+        # Sockets on our tunnel addresses (inner /31 ends) for probes inside tunnels.
+        self._probes = TunnelProbeSockets(
+            config.listen_host, config.listen_port, self.on_datagram, self.metrics,
+            enabled=self._offload)
 
     # -- properties -----------------------------------------------------------------------
 
@@ -211,6 +220,7 @@ class RouteManagerDaemon:
             store.close()
             self._store = None
             raise
+        self._probes.sync(self._loop, self.core_desired, self._transport)
         outputs = self.core.start(now)
         for vn in self.config.local_vns:
             outputs += self.core.add_local_vn(vn.virtual_network(self.config.segment), now)
@@ -237,6 +247,7 @@ class RouteManagerDaemon:
             self._dataplane_dirty = False
             await asyncio.gather(self._reconcile_task, return_exceptions=True)
             self._reconcile_task = None
+        self._probes.close()
         if self._transport is not None:
             self._transport.close()
             self._transport = None
@@ -332,6 +343,8 @@ class RouteManagerDaemon:
                 self._persist_core()
         if dataplane_changed:
             self._reconcile()
+            if self._loop is not None:
+                self._probes.sync(self._loop, self.core_desired, self._transport)
         if self._reconcile_task is not None and (dataplane_changed or self._deferred_sends):
             self._deferred_sends.extend(sends)  # the worker sends them after its pass
         else:
@@ -464,12 +477,21 @@ class RouteManagerDaemon:
             self._retry_timer = self._loop.call_later(RECONCILE_RETRY_S, self._reconcile)
 
     def _send(self, send: SendDatagram) -> None:
+        if self._transport is None:
+            return
+        if send.tunnel_address and self._probes.send(send):
+            return
         peer = self.peers.get(send.destination)
-        if peer is None or self._transport is None:
+        if peer is not None:
+            address = peer.address
+            peer.sent += 1
+        elif (far := host_port(send.address)) is not None:
+            address = far  # a tunnel probe to the far end of a tunnel (not a neighbour)
+            self.metrics["probes_sent_far"] += 1
+        else:
             self.metrics["send_unknown_peer"] += 1
             return
-        self._transport.sendto(send.payload, peer.address)
-        peer.sent += 1
+        self._transport.sendto(send.payload, address)
         self.metrics["datagrams_sent"] += 1
         self.metrics["bytes_sent"] += len(send.payload)
 

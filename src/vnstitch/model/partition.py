@@ -36,7 +36,9 @@ def partition(substrate: Substrate, k: int, *, rebalance_rounds: int = 3) -> dic
     first = min(g.nodes, key=lambda v: (-nx.closeness_centrality(g, v, distance="latency_ms"), v)) \
         if n <= 400 else min(g.nodes, key=lambda v: (-g.degree(v), v))
     seeds = _farthest_point_seeds(g, first, k)
-    _, paths = nx.multi_source_dijkstra(g, set(seeds), weight="latency_ms")
+    # A list, not a set: ties between seeds go by seed order, not by string hashing
+    # (which differs per process), so a partition is the same in every run.
+    _, paths = nx.multi_source_dijkstra(g, seeds, weight="latency_ms")
     names = {seed: segment_name(i, k) for i, seed in enumerate(seeds)}
     mapping = {v: names[path[0]] for v, path in paths.items()}
     for _ in range(rebalance_rounds):

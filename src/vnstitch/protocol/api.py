@@ -27,10 +27,19 @@ from vnstitch.model.virtual import VirtualNetwork
 
 @dataclass(frozen=True, slots=True)
 class SendDatagram:
-    """Send ``payload`` (an encoded, signed SP message) to the peer ``destination``."""
+    """Send ``payload`` (an encoded, signed SP message) to the peer ``destination``.
+
+    ``address`` is set for end-to-end tunnel probes, whose destination (the other end
+    of a tunnel) is usually not a neighbour: the "host:port" that end said it takes
+    probes at ("" if it gave none; drivers that route by RM id ignore it). For probes
+    ``tunnel_address`` is that end's address *inside* the tunnel: a driver that can send
+    through the tunnel (the daemon on a real dataplane) sends there, to the port of
+    ``address``, so the probe tests the tunnel itself, not only the far RM."""
 
     destination: RouteManagerId
     payload: bytes
+    address: str = ""
+    tunnel_address: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +160,8 @@ class Counters:
     received: int = 0
     received_bytes: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
+    #: Datagrams sent, by message type name ("HELLO", "PROBE", ...).
+    sent_by_type: dict[str, int] = field(default_factory=dict)
 
     def drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1

@@ -39,7 +39,11 @@ class Timers:
     offer_grace_rtt: float = 0.5
     #: A hold not committed within this time is released everywhere.
     hold_timeout_s: float = 3.0
-    #: Period of tunnel health probes (origin -> target).
+    #: A reservation lives this many announce intervals after the neighbours it shares
+    #: with last confirmed it (their HELLO lease digests agree, or a LEASES list names
+    #: it); then it is released and the rest of the path told (ABORT / PATH_DOWN).
+    lease_intervals: float = 3.0
+    #: Period of tunnel health probes (origin -> target, end to end).
     probe_interval_s: float = 2.0
     #: Consecutive missed probes after which a tunnel is DOWN.
     probe_misses_down: int = 3
@@ -56,6 +60,10 @@ class Timers:
     def hold_time_s(self) -> float:
         return self.announce_interval_s * self.hold_intervals
 
+    @property
+    def lease_s(self) -> float:
+        return self.announce_interval_s * self.lease_intervals
+
 
 @dataclass(frozen=True, slots=True)
 class CoreConfig:
@@ -71,6 +79,9 @@ class CoreConfig:
     offered_mbps: float | None = None
     #: Route metric given to stitched prefixes (the stitching priority).
     route_metric: int = 50
+    #: Where this RM takes end-to-end tunnel probes ("host:port"), told to the other end
+    #: of each tunnel; "" when the driver maps RM ids to addresses itself (simulator).
+    probe_address: str = ""
     timers: Timers = field(default_factory=Timers)
 
     def total_offered(self) -> float:

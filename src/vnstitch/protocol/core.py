@@ -7,11 +7,13 @@ completion and return a list of outputs; nothing here does I/O or reads a clock,
 randomness (keys, ids, nonces, jitter) comes from the injected ``random.Random``, so a
 seeded run is reproducible.
 
-Path-following messages are relayed hop by hop: each RM checks it is on the path and
-that the datagram came from its neighbour on the path, acts (hold, commit, release,
-refresh a lease) and passes the message on, re-signed. The negotiation and tunnel
-handlers live in :mod:`vnstitch.protocol.stitching` (a mixin over this state) to keep
-modules small; persistence in :meth:`export_state` / :meth:`from_state`.
+Only neighbours may talk to an RM, with one exception: the tunnel health probes, which
+travel end to end between the two tunnel ends (the codec still checks their signature
+and the probe handler that the sender is the other end of that tunnel). Discovery is
+handled here; the stitching roles live in :mod:`vnstitch.protocol.stitching` (mixins
+over this state) to keep modules small; persistence in :meth:`export_state` /
+:meth:`from_state`. Each HELLO also carries the lease digest of the reservations the two
+neighbours share (:mod:`vnstitch.protocol.leases`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from vnstitch.protocol.config import CoreConfig
 from vnstitch.protocol.discovery import Discovery, Key
 from vnstitch.protocol.errors import RemoteProtocolError
 from vnstitch.protocol.identity import Identity, TrustStore
-from vnstitch.protocol.messages import Hello, Message, Resync, Update
+from vnstitch.protocol.messages import Hello, Message, Probe, Resync, Update
 from vnstitch.protocol.negotiation import StitchRequest
 from vnstitch.protocol.reservation import Ledger, Reservation, ReservationState
 from vnstitch.protocol.stitching import StitchingMixin
@@ -95,11 +97,15 @@ class RouteManagerCore(StitchingMixin):
         self.stats[name] = self.stats.get(name, 0) + n
 
     # -- sending and timers --------------------------------------------------------------
-    def send(self, peer: RouteManagerId, msg: Message, now: float, out: list[Output]) -> None:
+    def send(self, peer: RouteManagerId, msg: Message, now: float, out: list[Output], *,
+             address: str = "", tunnel_address: str = "") -> None:
         payload = self.codec.encode(peer, msg, now)
-        self._counters.sent += 1
-        self._counters.sent_bytes += len(payload)
-        out.append(SendDatagram(peer, payload))
+        c = self._counters
+        c.sent += 1
+        c.sent_bytes += len(payload)
+        name = msg.TYPE.name
+        c.sent_by_type[name] = c.sent_by_type.get(name, 0) + 1
+        out.append(SendDatagram(peer, payload, address, tunnel_address))
 
     def set_timer(self, kind: str, key: str, when: float) -> None:
         self.timers[(kind, key)] = when
@@ -153,7 +159,8 @@ class RouteManagerCore(StitchingMixin):
 
     def _hello_tick(self, now: float, out: list[Output]) -> None:
         for peer in self.peers:
-            self.send(peer, self.discovery.hello(peer), now, out)
+            h = self.discovery.hello(peer)
+            self.send(peer, Hello(h.digest, h.entries, *self.lease_summary(peer)), now, out)
         self._schedule_hello(now)
 
     def _heard(self, peer: RouteManagerId, now: float, out: list[Output]) -> None:
@@ -193,7 +200,10 @@ class RouteManagerCore(StitchingMixin):
         try:
             sender, msg = self.codec.decode(datagram, now)
             if sender not in self.peers:
-                raise RemoteProtocolError("not_neighbour", sender)
+                if not isinstance(msg, Probe):
+                    raise RemoteProtocolError("not_neighbour", sender)
+                self._on_probe(sender, msg, now, out)
+                return out
             self._heard(sender, now, out)
             self._dispatch(sender, msg, now, out)
         except RemoteProtocolError as exc:
@@ -207,6 +217,7 @@ class RouteManagerCore(StitchingMixin):
             if not self.discovery.hello_matches(sender, msg):
                 self.stat("resync_requested")
                 self.send(sender, Resync(), now, out)
+            self.on_hello_leases(sender, msg, now, out)
         elif isinstance(msg, Update):
             self.routes_changed(self.discovery.on_update(sender, msg), now, out)
             if sender in self.discovery.resync_wanted:

@@ -16,7 +16,8 @@ Steady state costs one small message per neighbour per interval: a HELLO carryin
 the digest of its ``rib_in`` and asks for a full RESYNC only on mismatch. So control
 traffic grows with the number of neighbours, not segments; UPDATEs are sent only on
 change. A neighbour silent for the hold time (3 intervals) is dropped with all its
-entries. Large tables are chunked to fit one datagram.
+entries. Large tables are chunked to fit one datagram, paths compacted (see
+:mod:`vnstitch.protocol.messages`).
 """
 
 from __future__ import annotations
@@ -31,15 +32,22 @@ from vnstitch.model.ids import VNID, RouteManagerId
 from vnstitch.model.virtual import VirtualNetwork
 from vnstitch.protocol.codec import HEADER_LEN, MAX_DATAGRAM, SIGNATURE_LEN
 from vnstitch.protocol.errors import ProtocolError
-from vnstitch.protocol.messages import MAX_COMPONENTS, MAX_ENTRIES, Entry, Hello, Update
+from vnstitch.protocol.messages import (
+    MAX_COMPONENTS,
+    MAX_ENTRIES,
+    Entry,
+    Hello,
+    Update,
+    compact_entry,
+)
 
 Key = tuple[VNID, RouteManagerId]
 _MASK64 = (1 << 64) - 1
 #: Worst-case msgpack bytes of an UPDATE datagram's envelope and fixed fields: outer
 #: array (1) + seq (uint64: 9) + timestamp (float64: 9) + type (1) + payload array (1) +
-#: entries and withdrawals array headers (3 each) + sync (uint32: 5) + chunk and chunks
-#: (uint16: 3 each) = 38; rounded up.
-_UPDATE_OVERHEAD = 40
+#: announcer (bin8: 2 + 16) + entries and withdrawals array headers (3 each) + sync
+#: (uint32: 5) + chunk and chunks (uint16: 3 each) = 56; rounded up.
+_UPDATE_OVERHEAD = 58
 #: Room for one UPDATE's entries and withdrawals (each counted at its exact packed size).
 _UPDATE_BUDGET = MAX_DATAGRAM - HEADER_LEN - SIGNATURE_LEN - _UPDATE_OVERHEAD
 
@@ -329,18 +337,24 @@ def _rank(e: Entry) -> tuple[float, float, int]:
 
 
 def _chunk(entries: list[Entry], withdrawals: list[Key], sync: int) -> list[Update]:
-    """Split into UPDATEs that each fit one datagram (at least one when ``sync``)."""
+    """Split into UPDATEs that each fit one datagram (at least one when ``sync``).
+    Entries go in path order, so neighbours in the list share long path prefixes (the
+    wire form sends each path as the prefix it shares with the one before plus the rest);
+    each is counted at its exact packed size after its predecessor in the same UPDATE."""
     groups: list[tuple[list[Entry], list[Key]]] = [([], [])]
     size = 0
-    for e in entries:
-        n = len(msgpack.packb(e.to_wire(), use_bin_type=True))
-        if n > _UPDATE_BUDGET:
-            raise ProtocolError(f"VNID {e.vnid}: one entry of {n} bytes cannot fit a datagram")
+    prev: tuple[RouteManagerId, ...] = ()
+    for e in sorted(entries, key=lambda e: e.path):
+        n = len(msgpack.packb(compact_entry(e, prev), use_bin_type=True))
         if groups[-1][0] and (size + n > _UPDATE_BUDGET or len(groups[-1][0]) >= MAX_ENTRIES):
             groups.append(([], []))
             size = 0
+            n = len(msgpack.packb(compact_entry(e, ()), use_bin_type=True))
+        if n > _UPDATE_BUDGET:
+            raise ProtocolError(f"VNID {e.vnid}: one entry of {n} bytes cannot fit a datagram")
         groups[-1][0].append(e)
         size += n
+        prev = e.path
     for w in withdrawals:
         # [vnid, origin]: array (1) + vnid (<= 5) + bin8 header (2) + 16 id bytes
         n = 1 + len(msgpack.packb(int(w[0]))) + 2 + 16

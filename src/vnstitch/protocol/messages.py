@@ -8,11 +8,18 @@ Route Manager ids travel as their 16 raw bytes; a path as one byte string of the
 envelope (sender, recipient, sequence number, timestamp, signature) is added by
 :mod:`vnstitch.protocol.codec`.
 
-Messages that follow a stitch path (QUERY forward, OFFER back, HOLD..COMMIT_ACK, PROBE)
-carry the whole path; each hop relays to its neighbour on the path and re-signs, so
-every datagram is hop-by-hop authenticated. Key material (HOLD, HOLD_OK) additionally
-carries an end-to-end Ed25519 signature (``keysig``) by the end that chose it, so a
-transit Route Manager cannot substitute a WireGuard key.
+Messages that follow a stitch path (QUERY forward, OFFER back, HOLD..COMMIT_ACK, ABORT,
+PATH_DOWN) carry the whole path; each hop relays to its neighbour on the path and
+re-signs, so every datagram is hop-by-hop authenticated. Key material (HOLD, HOLD_OK)
+additionally carries an end-to-end Ed25519 signature (``keysig``) by the end that chose
+it, so a transit Route Manager cannot substitute a WireGuard key. PROBE / PROBE_REPLY
+travel end to end between the two tunnel ends (no path, no transit RM). LEASES keeps the
+reservations two neighbours share alive (see :mod:`vnstitch.protocol.leases`).
+
+UPDATE entries all start with the announcer, so an UPDATE names it once and each entry
+carries only how many RMs of its path (after the announcer) it shares with the entry
+before it plus the rest: routes a neighbour announces form a tree rooted at it, and
+sorted entries share long prefixes (a 25-hop path often costs a few ids, not 25).
 """
 
 from __future__ import annotations
@@ -30,6 +37,9 @@ MAX_PATH = 64
 MAX_COMPONENTS = 24
 MAX_COMPONENT_LEN = 48
 MAX_ENTRIES = 64
+#: Most reservation tokens one LEASES message lists (tokens are <= 40 characters).
+MAX_TOKENS = 64
+MAX_TOKEN_LEN = 40
 
 
 class MsgType(enum.IntEnum):
@@ -46,6 +56,8 @@ class MsgType(enum.IntEnum):
     ABORT = 11
     PROBE = 12
     PROBE_REPLY = 13
+    PATH_DOWN = 14
+    LEASES = 15
 
 
 # -- field validators (raise RemoteProtocolError("malformed", field)) ----------------
@@ -156,19 +168,23 @@ class Entry:
 
 @dataclass(frozen=True, slots=True)
 class Hello:
-    """Keepalive + digest of everything the sender currently announces to the recipient."""
+    """Keepalive + digest of everything the sender currently announces to the recipient,
+    and digest + count of the live reservations the two share (the lease refresh)."""
 
     TYPE: ClassVar[MsgType] = MsgType.HELLO
     digest: int
     entries: int
+    lease_digest: int = 0
+    leases: int = 0
 
     def to_wire(self) -> list[Any]:
-        return [self.digest, self.entries]
+        return [self.digest, self.entries, self.lease_digest, self.leases]
 
     @classmethod
     def from_wire(cls, p: Any) -> Hello:
-        d, n = _unpack(p, 2, "hello")
-        return cls(_int(d, "digest", 0, (1 << 64) - 1), _int(n, "entries", 0, 1 << 32))
+        d, n, ld, ln = _unpack(p, 4, "hello")
+        return cls(_int(d, "digest", 0, (1 << 64) - 1), _int(n, "entries", 0, 1 << 32),
+                   _int(ld, "lease_digest", 0, (1 << 64) - 1), _int(ln, "leases", 0, 1 << 32))
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,14 +200,31 @@ class Update:
     chunks: int = 0
 
     def to_wire(self) -> list[Any]:
-        return [[e.to_wire() for e in self.entries],
+        announcer = self.entries[0].path[0] if self.entries else None
+        prev: tuple[RouteManagerId, ...] = ()
+        ents = []
+        for e in self.entries:
+            if e.path[0] != announcer:
+                raise ValueError("every entry of one UPDATE starts with the announcer")
+            ents.append(compact_entry(e, prev))
+            prev = e.path
+        return [wire_rm(announcer) if announcer else b"", ents,
                 [[v, wire_rm(o)] for v, o in self.withdrawals], self.sync, self.chunk,
                 self.chunks]
 
     @classmethod
     def from_wire(cls, p: Any) -> Update:
-        ents, wds, sync, chunk, chunks = _unpack(p, 5, "update")
-        entries = tuple(Entry.from_wire(e) for e in _list(ents, "entries", MAX_ENTRIES))
+        ann, ents, wds, sync, chunk, chunks = _unpack(p, 6, "update")
+        raw = _list(ents, "entries", MAX_ENTRIES)
+        entries: list[Entry] = []
+        if raw:
+            prev: tuple[RouteManagerId, ...] = (_rm(ann, "announcer"),)
+            for w in raw:
+                e = expand_entry(w, prev)
+                entries.append(e)
+                prev = e.path
+        elif ann != b"":
+            raise _bad("announcer", ann)
         withdrawals = []
         for w in _list(wds, "withdrawals", MAX_ENTRIES * 4):
             v, o = _unpack(w, 2, "withdrawal")
@@ -199,7 +232,34 @@ class Update:
         sync_i = _int(sync, "sync", 0, 1 << 32)
         chunks_i = _int(chunks, "chunks", 0, 1 << 16)
         chunk_i = _int(chunk, "chunk", 0, max(chunks_i - 1, 0))
-        return cls(entries, tuple(withdrawals), sync_i, chunk_i, chunks_i)
+        return cls(tuple(entries), tuple(withdrawals), sync_i, chunk_i, chunks_i)
+
+
+def compact_entry(e: Entry, prev: tuple[RouteManagerId, ...]) -> list[Any]:
+    """``e`` on the wire after an entry with path ``prev`` (same announcer): the number
+    of RMs after the announcer its path shares with ``prev``, then the rest."""
+    shared = 0
+    limit = min(len(e.path), len(prev))
+    while shared + 1 < limit and e.path[shared + 1] == prev[shared + 1]:
+        shared += 1
+    return [e.vnid, shared, wire_path(e.path[shared + 1:]), _compact_num(e.bandwidth_mbps),
+            _compact_num(e.latency_ms), _compact_num(e.cost), list(e.components)]
+
+
+def _compact_num(x: float) -> float | int:
+    """A whole number as an int (1-5 bytes of msgpack instead of 9); read back as float."""
+    return int(x) if x.is_integer() and abs(x) < 1 << 53 else x
+
+
+def expand_entry(w: Any, prev: tuple[RouteManagerId, ...]) -> Entry:
+    v, shared, rest, bw, lat, cost, comps = _unpack(w, 7, "entry")
+    n = _int(shared, "entry.shared", 0, len(prev) - 1)
+    tail = _path(rest, "entry.path", 0) if rest != b"" else ()
+    path = (*prev[:n + 1], *tail)
+    if len(path) > MAX_PATH or len(set(path)) != len(path):
+        raise _bad("entry.path", "too long or repeats a Route Manager")
+    return Entry(_vnid(v), path, _num(bw, "entry.bandwidth"), _num(lat, "entry.latency"),
+                 _num(cost, "entry.cost"), _comps(comps))
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,24 +356,27 @@ class Hold:
     target_addr: str
     components: tuple[str, ...]
     keysig: bytes
+    #: Where the origin takes tunnel probes ("host:port"; "" = its RM id is enough).
+    probe_address: str = ""
 
     def key_material(self) -> bytes:
         return b"|".join([b"hold", self.token.encode(), str(self.vnid).encode(), self.wg_public,
                           self.endpoint.encode(), self.origin_addr.encode(),
-                          self.target_addr.encode()])
+                          self.target_addr.encode(), self.probe_address.encode()])
 
     def to_wire(self) -> list[Any]:
         return [self.token, self.vnid, wire_path(self.path), self.bandwidth_mbps, self.hold_s,
                 self.wg_public, self.endpoint, self.origin_addr, self.target_addr,
-                list(self.components), self.keysig]
+                list(self.components), self.keysig, self.probe_address]
 
     @classmethod
     def from_wire(cls, p: Any) -> Hold:
-        tok, v, path, bw, hs, wg, ep, oa, ta, comps, ks = _unpack(p, 11, "hold")
-        return cls(_str(tok, "token", 40), _vnid(v), _path(path, "path", 2),
+        tok, v, path, bw, hs, wg, ep, oa, ta, comps, ks, pa = _unpack(p, 12, "hold")
+        return cls(_str(tok, "token", MAX_TOKEN_LEN), _vnid(v), _path(path, "path", 2),
                    _num(bw, "bandwidth"), _num(hs, "hold_s"), _bytes(wg, "wg_public", 32),
                    _str(ep, "endpoint", 64), _str(oa, "origin_addr", 40),
-                   _str(ta, "target_addr", 40), _comps(comps), _bytes(ks, "keysig", 64))
+                   _str(ta, "target_addr", 40), _comps(comps), _bytes(ks, "keysig", 64),
+                   _str(pa, "probe_address", 64))
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,19 +389,23 @@ class HoldOk:
     wg_public: bytes
     endpoint: str
     keysig: bytes
+    #: Where the target takes tunnel probes ("host:port"; "" = its RM id is enough).
+    probe_address: str = ""
 
     def key_material(self) -> bytes:
         return b"|".join([b"holdok", self.token.encode(), self.wg_public,
-                          self.endpoint.encode()])
+                          self.endpoint.encode(), self.probe_address.encode()])
 
     def to_wire(self) -> list[Any]:
-        return [self.token, wire_path(self.path), self.wg_public, self.endpoint, self.keysig]
+        return [self.token, wire_path(self.path), self.wg_public, self.endpoint, self.keysig,
+                self.probe_address]
 
     @classmethod
     def from_wire(cls, p: Any) -> HoldOk:
-        tok, path, wg, ep, ks = _unpack(p, 5, "hold_ok")
-        return cls(_str(tok, "token", 40), _path(path, "path", 2), _bytes(wg, "wg_public", 32),
-                   _str(ep, "endpoint", 64), _bytes(ks, "keysig", 64))
+        tok, path, wg, ep, ks, pa = _unpack(p, 6, "hold_ok")
+        return cls(_str(tok, "token", MAX_TOKEN_LEN), _path(path, "path", 2),
+                   _bytes(wg, "wg_public", 32), _str(ep, "endpoint", 64),
+                   _bytes(ks, "keysig", 64), _str(pa, "probe_address", 64))
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,13 +427,15 @@ class HoldRefused:
     @classmethod
     def from_wire(cls, p: Any) -> HoldRefused:
         tok, path, at, reason, av = _unpack(p, 5, "hold_refused")
-        return cls(_str(tok, "token", 40), _path(path, "path", 2), _rm(at, "at"),
+        return cls(_str(tok, "token", MAX_TOKEN_LEN), _path(path, "path", 2), _rm(at, "at"),
                    _str(reason, "reason", 32), _num(av, "available", True))
 
 
 @dataclass(frozen=True, slots=True)
 class PathSignal:
-    """COMMIT / COMMIT_ACK / ABORT: a bare signal about ``token`` travelling the path."""
+    """COMMIT / COMMIT_ACK / ABORT / PATH_DOWN: a bare signal about ``token`` travelling
+    the path (COMMIT and ABORT toward the target, COMMIT_ACK and PATH_DOWN toward the
+    origin)."""
 
     kind: MsgType
     token: str
@@ -382,16 +451,16 @@ class PathSignal:
     @classmethod
     def from_wire_kind(cls, kind: MsgType, p: Any) -> PathSignal:
         tok, path = _unpack(p, 2, kind.name.lower())
-        return cls(kind, _str(tok, "token", 40), _path(path, "path", 2))
+        return cls(kind, _str(tok, "token", MAX_TOKEN_LEN), _path(path, "path", 2))
 
 
 @dataclass(frozen=True, slots=True)
 class Probe:
-    """Health probe (or its reply) of the tunnel ``token``; ``sent_at`` is echoed."""
+    """Health probe (or its reply) of the tunnel ``token``, sent end to end between the
+    tunnel's two ends (never relayed); ``sent_at`` is echoed."""
 
     kind: MsgType
     token: str
-    path: tuple[RouteManagerId, ...]
     nonce: int
     sent_at: float
 
@@ -400,24 +469,49 @@ class Probe:
         return self.kind
 
     def to_wire(self) -> list[Any]:
-        return [self.token, wire_path(self.path), self.nonce, self.sent_at]
+        return [self.token, self.nonce, self.sent_at]
 
     @classmethod
     def from_wire_kind(cls, kind: MsgType, p: Any) -> Probe:
-        tok, path, nonce, sent = _unpack(p, 4, kind.name.lower())
-        return cls(kind, _str(tok, "token", 40), _path(path, "path", 2),
+        tok, nonce, sent = _unpack(p, 3, kind.name.lower())
+        return cls(kind, _str(tok, "token", MAX_TOKEN_LEN),
                    _int(nonce, "nonce", 0, (1 << 32) - 1), _num(sent, "sent_at"))
 
 
+class LeaseOp(enum.IntEnum):
+    QUERY = 0  # "our lease digests differ: list the tokens you share with me"
+    LIVE = 1  # "I hold these (shared with you): keep them"
+    GONE = 2  # "you listed these, I hold none of them: release them"
+
+
+@dataclass(frozen=True, slots=True)
+class Leases:
+    """Lease reconciliation between two neighbours (tokens of reservations they share)."""
+
+    TYPE: ClassVar[MsgType] = MsgType.LEASES
+    op: LeaseOp
+    tokens: tuple[str, ...]
+
+    def to_wire(self) -> list[Any]:
+        return [int(self.op), list(self.tokens)]
+
+    @classmethod
+    def from_wire(cls, p: Any) -> Leases:
+        op, toks = _unpack(p, 2, "leases")
+        return cls(LeaseOp(_int(op, "op", 0, 2)),
+                   tuple(_str(t, "tokens", MAX_TOKEN_LEN)
+                         for t in _list(toks, "tokens", MAX_TOKENS)))
+
+
 Message = Hello | Update | Resync | Query | Offer | Hold | HoldOk | HoldRefused | PathSignal | \
-    Probe
+    Probe | Leases
 
 _SIMPLE: dict[MsgType, Any] = {
     MsgType.HELLO: Hello, MsgType.UPDATE: Update, MsgType.RESYNC: Resync,
     MsgType.QUERY: Query, MsgType.OFFER: Offer, MsgType.HOLD: Hold, MsgType.HOLD_OK: HoldOk,
-    MsgType.HOLD_REFUSED: HoldRefused,
+    MsgType.HOLD_REFUSED: HoldRefused, MsgType.LEASES: Leases,
 }
-_SIGNALS = frozenset({MsgType.COMMIT, MsgType.COMMIT_ACK, MsgType.ABORT})
+_SIGNALS = frozenset({MsgType.COMMIT, MsgType.COMMIT_ACK, MsgType.ABORT, MsgType.PATH_DOWN})
 _PROBES = frozenset({MsgType.PROBE, MsgType.PROBE_REPLY})
 
 

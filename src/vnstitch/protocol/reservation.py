@@ -7,7 +7,8 @@ and the RM total before taking anything, so a refusal leaves no partial hold; si
 core is single-threaded, concurrent requests are serialised here and can never
 over-commit. A :class:`Reservation` is one RM's part of a stitch (its previous and next
 hop on the path) with a state machine: HELD (with an expiry) -> COMMITTED (with a lease
-refreshed by health probes) -> RELEASED, or EXPIRED when a timer runs out.
+kept by its neighbours on the path, see :mod:`vnstitch.protocol.leases`) -> RELEASED, or
+EXPIRED when a hold runs out.
 """
 
 from __future__ import annotations
@@ -58,6 +59,11 @@ class Reservation:
     relay_until: float = 0.0
     hold_answer: Any = None
     commit_answer: Any = None
+    # Lease upkeep (not persisted; a restore counts as a confirmation): when it was
+    # committed, and when each neighbour on the path last confirmed it.
+    committed_at: float = 0.0
+    confirmed: dict[RouteManagerId, float] = field(default_factory=dict)
+    last_call: bool = False  # the lease ran out and a last LEASES(QUERY) went out
 
     @property
     def links(self) -> tuple[RouteManagerId, ...]:

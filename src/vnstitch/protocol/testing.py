@@ -7,6 +7,8 @@ delivered after the link's one-way latency (optionally lost with probability ``l
 drawn from the seeded RNG); timers fire in time order on a virtual clock. Dataplane
 changes are applied to a per-RM :class:`DataplaneState` so tests can inspect them. An
 optional ``check`` callback runs after every step (the no-over-commit invariant).
+Datagrams between RMs that are not neighbours (end-to-end tunnel probes) take the
+lowest-latency chain of uncut neighbour links, and are lost when there is none.
 """
 
 from __future__ import annotations
@@ -103,14 +105,36 @@ class InMemoryNetwork:
                 if self.drop is not None and self.drop(rm, o.destination,
                                                        message_type(o.payload)):
                     continue
+                delay = self.latency.get((rm, o.destination))
+                if delay is None:
+                    delay = self._path_latency(rm, o.destination)
+                    if delay is None:
+                        continue
                 self._seq += 1
-                delay = self.latency.get((rm, o.destination), 0.001)
                 heapq.heappush(self.queue, _Delivery(self.now + delay, self._seq,
                                                      o.destination, rm, o.payload))
             elif isinstance(o, DataplaneChange):
                 self.dataplane[rm] = self.dataplane[rm].with_objects(o.add, o.remove)
             else:
                 self.events.append((self.now, rm, o))
+
+    def _path_latency(self, a: RouteManagerId, b: RouteManagerId) -> float | None:
+        """Lowest latency (s) from ``a`` to ``b`` over uncut neighbour links, or None."""
+        best = {a: 0.0}
+        todo = [(0.0, a)]
+        while todo:
+            d, x = heapq.heappop(todo)
+            if x == b:
+                return d
+            if d > best[x]:
+                continue
+            for (p, q), lat in self.latency.items():
+                if p != x or frozenset((p, q)) in self.cut:
+                    continue
+                if d + lat < best.get(q, float("inf")):
+                    best[q] = d + lat
+                    heapq.heappush(todo, (d + lat, q))
+        return None
 
     def next_time(self) -> float | None:
         times = [t for c in self.cores.values() if (t := c.next_timer()) is not None]

@@ -5,8 +5,7 @@ Theory of operation. The two ends of a stitch (origin and target RM) each own a
 KEYS_EXCHANGED (the other end's WireGuard key, endpoint and VXLAN VNI arrived over the
 signed channel, end-to-end signed) -> UP (a health probe made the round trip) <->
 DEGRADED (a probe was missed or loss is high) -> DOWN (N probes in a row missed, or the
-stitch was released). The origin probes; the target answers and considers the tunnel
-dead when probes stop arriving.
+stitch was released). The origin probes the target end to end; the target answers.
 
 The dataplane of one tunnel end is: a WireGuard interface (private key, listen port,
 /31 tunnel address, one peer), a VXLAN port with VNI = VNID over it, the VN's bridge and
@@ -119,6 +118,8 @@ class Tunnel:
     remote_components: tuple[str, ...] = ()
     peer_public: bytes = b""
     peer_endpoint: str = ""
+    #: Where the other end takes probes ("host:port", "" if it gave none).
+    peer_probe_address: str = ""
     machine: Machine[TunnelState] = field(default_factory=lambda: Machine(
         "tunnel", TUNNEL_TRANSITIONS, TunnelState.REQUESTED))
     rtt_ms: float | None = None
@@ -192,7 +193,7 @@ class Tunnel:
                 "listen_port": self.listen_port, "class_id": self.class_id,
                 "remote_components": list(self.remote_components),
                 "peer_public": b64(self.peer_public), "peer_endpoint": self.peer_endpoint,
-                "state": self.state.value}
+                "peer_probe_address": self.peer_probe_address, "state": self.state.value}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Tunnel:
@@ -201,7 +202,8 @@ class Tunnel:
                 base64.b64decode(d["private_key"]), base64.b64decode(d["public_key"]),
                 d["endpoint"], d["own_addr"], d["peer_addr"], float(d["bandwidth_mbps"]),
                 int(d["listen_port"]), int(d["class_id"]), tuple(d["remote_components"]),
-                base64.b64decode(d["peer_public"]), d["peer_endpoint"])
+                base64.b64decode(d["peer_public"]), d["peer_endpoint"],
+                str(d.get("peer_probe_address", "")))
         t.machine.state = TunnelState(d["state"])
         return t
 

@@ -4,7 +4,8 @@ Theory of operation: :func:`run_demo` runs a fixed scenario with the real protoc
 on the built-in Abilene topology (``topohub``; no files, no arguments): 11 PoPs cut into
 5 segments, 6 VNs on two segments each, 12 stitch requests in the first 15 virtual
 seconds, 2% control-message loss, then the Route Manager carrying the most stitches as
-transit crashes at 20 s and comes back at 40 s. :func:`story` turns the run's event log
+transit crashes at 20 s (its neighbours' leases on its reservations run out, the
+origins re-negotiate around it) and comes back at 55 s. :func:`story` turns the run's event log
 into readable sentences; the CLI prints them with the summary table and writes the
 report (topology, stitched paths, timeline). ``vnstitch demo`` can call :func:`main`.
 """
@@ -31,7 +32,7 @@ requests: {count: 12, start_s: 1, end_s: 15, bandwidth_mbps: [50, 500]}
 network: {loss: 0.02, jitter_ms: 0.3}
 faults:
   - {at: 20, action: crash, segment: busiest-transit}
-  - {at: 40, action: restart, segment: busiest-transit}
+  - {at: 55, action: restart, segment: busiest-transit}
 """
 
 

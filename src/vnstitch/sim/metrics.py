@@ -67,6 +67,7 @@ class StitchRecord:
     reason: str | None = None
     torn_at: float | None = None
     repairs: list[float] = field(default_factory=list)
+    repaired_at: float | None = None
     established_at: float | None = None
     ended_at: float | None = None
 
@@ -229,6 +230,7 @@ class Metrics:
                       f"in {rec.setup_s * 1000:.1f} ms")
         elif rec.torn_at is not None:
             rec.repairs.append(now - rec.torn_at)
+            rec.repaired_at = now
             self.note(now, "repaired", f"stitch VN {ev.vnid} repaired via {list(path)} "
                       f"after {now - rec.torn_at:.2f} s")
             rec.torn_at = None

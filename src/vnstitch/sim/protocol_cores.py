@@ -71,11 +71,17 @@ class ProtocolCoreFactory:
 
     @property
     def repair_bound_s(self) -> float:
-        """Probes every ``probe_interval_s``; ``probe_misses_down`` misses take the tunnel
-        down; then one query (at most ``query_timeout_s``) and a hold/commit round."""
+        """How long a stitch takes to be re-negotiated after its path breaks: a dead
+        tunnel is noticed after ``probe_misses_down`` missed probes (within
+        ``probe_misses_down + 1`` probe intervals); a dead or cut-off transit RM when the
+        reservation's lease (``lease_s`` since the last confirmation, which precedes the
+        failure) and its last call (``2 x retransmit_max_s``) run out at its neighbours
+        on the path, which tell the origin at once; then one query (at most
+        ``query_timeout_s``) and a hold/commit round (at most ``hold_timeout_s``)."""
         t = self.timers
-        return t.probe_interval_s * (t.probe_misses_down + 1) + t.query_timeout_s \
-            + t.hold_timeout_s
+        detect = max(t.probe_interval_s * (t.probe_misses_down + 1),
+                     t.lease_s + 2 * t.retransmit_max_s)
+        return detect + t.query_timeout_s + t.hold_timeout_s
 
     def identity(self, segment: SegmentId) -> RouteManagerId:
         if segment not in self._identities:
