@@ -4,7 +4,7 @@ Runs the rolling-origin backtest (fit on everything before the last ``--test-ste
 rows, forecast at every origin of the test span, each using only earlier data) at each
 horizon in ``--horizons``:
 
-* on **all series**: naive, seasonal naive, ets (ours), lstm, auto;
+* on **all series**: naive, seasonal naive, ets and lagreg (ours), lstm, auto;
 * on the ``--ref-series`` series with the most traffic (the statsforecast references
   cannot finish on all 132 in reasonable time): the same models plus statsforecast
   AutoETS and AutoARIMA (non-seasonal restricted search, see vnstitch.forecast.sf).

@@ -43,3 +43,28 @@ def test_shrinks_to_naive_on_a_random_walk() -> None:
     fc = model.predict(2)
     # on a random walk the forecast stays close to the last value
     assert np.abs(fc.mean - y[-1]).max() < 3.0
+
+
+def test_forecasts_scale_with_the_series() -> None:
+    # log scale with an offset proportional to the level, ratio features of the total:
+    # traffic in kbit/s or Mbit/s gives the same forecast up to the unit
+    y = mean_reverting(t_len=24 * 8)
+    a = make_forecaster("lagreg", SEASON, horizon=3).fit(y).predict(3)
+    b = make_forecaster("lagreg", SEASON, horizon=3).fit(1000.0 * y).predict(3)
+    np.testing.assert_allclose(b.mean, 1000.0 * a.mean, rtol=1e-6)
+    np.testing.assert_allclose(b.quantiles[0.9], 1000.0 * a.quantiles[0.9], rtol=1e-6)
+
+
+def test_winsorised_features_do_not_extrapolate_after_a_level_shift() -> None:
+    # the flow jumps to four times its level: the long-window features reach values never
+    # seen in training; clipped, the correction stays bounded and the forecast follows
+    # the new level instead of reverting toward the old one
+    y = mean_reverting(t_len=24 * 10, n=8)
+    start = y.shape[0] - 24
+    y[start - 3:] *= 4.0
+    err = {}
+    for q in (0.0, 0.01):
+        rf = rolling_forecasts("lagreg", y, start, 3, season=SEASON,
+                               options={"horizon": 3, "clip_quantile": q})
+        err[q] = score(rf, y, SEASON, start)["nmae"]
+    assert err[0.01] < 0.9 * err[0.0]
