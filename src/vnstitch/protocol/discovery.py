@@ -304,7 +304,13 @@ class Discovery:
         held: set[Key] = set()
         for key in sorted(keys):
             e = self._announce_to(peer, key)
-            if e is None:
+            if e is None and not announce and key in self.best and key in out.entries:
+                # The key still has a route, only not one for ``peer`` (it now runs
+                # through ``peer``): no black hole, so the withdrawal waits with the
+                # announcements -- path hunting often brings a route for ``peer`` back
+                # within the interval, and it shares their datagram either way.
+                held.add(key)
+            elif e is None:
                 if out.pop(key) is not None:
                     withdrawals.append(key)
             elif not announce:
