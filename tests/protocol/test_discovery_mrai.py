@@ -19,15 +19,26 @@ def _table() -> Discovery:
 
 
 def test_withdrawal_of_a_route_that_moved_onto_the_peer_waits_for_the_interval() -> None:
-    """The route now runs through P, so P must stop using ours -- but we still reach the
-    VN (no black hole): the withdrawal goes out with the next batch of announcements."""
+    """A cheaper route now runs through P, so P must stop using ours -- but the route P
+    has from us still exists here (no black hole, no phantom): the withdrawal goes out
+    with the next batch of announcements."""
+    d = _table()
+    d.on_update(_P, Update((Entry(_V, (_P, _O), 100.0, 1.0, 0.5, ()),), (), 0, 0, 0))
+    assert d.best[(_V, _O)].via == _P
+    ups, held = d.flush(_P, announce=False)
+    assert ups == [] and held
+    ups, held = d.flush(_P, announce=True)
+    assert not held and [w for u in ups for w in u.withdrawals] == [(_V, _O)]
+
+
+def test_withdrawal_of_a_route_that_is_gone_here_is_not_held() -> None:
+    """The route P has from us was lost (our best now runs through P): P must not keep
+    a phantom, even though we still reach the VN."""
     d = _table()
     d.on_update(_P, Update((Entry(_V, (_P, _O), 100.0, 1.0, 1.0, ()),), (), 0, 0, 0))
     d.on_update(_Q, Update((), ((_V, _O),), 0, 0, 0))
     assert d.best[(_V, _O)].via == _P
     ups, held = d.flush(_P, announce=False)
-    assert ups == [] and held
-    ups, held = d.flush(_P, announce=True)
     assert not held and [w for u in ups for w in u.withdrawals] == [(_V, _O)]
 
 
