@@ -251,7 +251,9 @@ class RouteManagerCore(StitchingMixin):
         next_announce = self.last_flush.get(peer, -mrai) + mrai
         announce = now >= next_announce
         updates, held = self.discovery.flush(peer, announce)
-        if announce:
+        if announce and (not updates or any(u.entries for u in updates)):
+            # withdrawals held with the batch do not open a new interval: a route
+            # arriving right after them still goes at once
             self.last_flush[peer] = now
         if updates:
             self.last_update[peer] = now

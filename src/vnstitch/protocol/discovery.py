@@ -292,6 +292,14 @@ class Discovery:
             return None
         return route.entry
 
+    def _still_held(self, key: Key, announced: Entry | None) -> bool:
+        """Whether the route we announced as ``announced`` is still in our table."""
+        if announced is None or len(announced.path) < 2:
+            return False
+        rib = self.rib_in.get(announced.path[1])
+        e = rib.entries.get(key) if rib is not None else None
+        return e is not None and e.path == announced.path[1:]
+
     def flush(self, peer: RouteManagerId, announce: bool = True) -> tuple[list[Update], bool]:
         """UPDATEs carrying what changed for ``peer`` since the last flush, and whether
         announcements are still held back. With ``announce`` False only withdrawals go
@@ -304,7 +312,15 @@ class Discovery:
         held: set[Key] = set()
         for key in sorted(keys):
             e = self._announce_to(peer, key)
-            if e is None:
+            if e is None and not announce and key in self.best and self._still_held(
+                    key, out.entries.get(key)):
+                # The route ``peer`` has from us still exists here, it is only no longer
+                # our best (that now runs through ``peer``): no black hole and no phantom,
+                # so the withdrawal waits with the announcements -- path hunting often
+                # brings a route for ``peer`` back within the interval, and it shares
+                # their datagram either way.
+                held.add(key)
+            elif e is None:
                 if out.pop(key) is not None:
                     withdrawals.append(key)
             elif not announce:
