@@ -101,3 +101,26 @@ def test_bad_candidate_lists_are_rejected() -> None:
     ch = CalibratedChoice(Setting(), RULES, 0.0, 0.0, 0.0, sources=(2,))
     with pytest.raises(AllocateError):
         ch.center([np.zeros((5, 1)), np.zeros((5, 1))])
+
+
+def test_the_combination_never_ranks_below_the_preferred_forecaster_on_training() -> None:
+    # Each series may do better with the alternative, but the combination is held to
+    # the churn budget as a whole; whatever the budget, the result must be at least as
+    # good on training (within budget first, then cost) as the preferred one alone.
+    rng = np.random.default_rng(7)
+    actual = np.repeat(rng.gamma(5.0, 2.0, size=(100, 2)), 2, axis=0)
+    actual += rng.normal(0.0, 0.05, size=actual.shape)
+    flat = np.full_like(actual, actual.mean())
+    def rank(ch: CalibratedChoice) -> tuple[bool, float]:
+        return ch.train_changes_per_hour > ch.churn_budget + 1e-9, ch.train_cost
+
+    kept = []
+    for budget in (0.0, 0.5, 2.0, 1e9):
+        def choose(centers: list[FloatArray], budget: float = budget) -> CalibratedChoice:
+            return select_forecasts(centers, actual, 1, c_under=10.0, c_over=1.0, base=RULES,
+                                    churn_budget=budget, step_seconds=300.0)
+
+        alone, both = choose([flat]), choose([flat, actual])
+        assert rank(both) <= rank(alone)
+        kept.append(both.sources)
+    assert kept[-1] == (1, 1)  # with churn free, tracking the demand wins
