@@ -88,6 +88,8 @@ class Setting:
 
     def describe(self) -> str:
         parts = [f"bins={self.bins}" + (f" by {self.key}" if self.bins > 1 else "")]
+        if self.absolute:
+            parts.append("on the demand itself (no forecast)")
         parts.append("no local scale" if self.beta is None else f"scale beta={self.beta:g}")
         parts.append("no ACI" if self.gamma == 0 else f"ACI gamma={self.gamma:g}")
         return ", ".join(parts)
