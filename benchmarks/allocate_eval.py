@@ -20,7 +20,7 @@ from typing import Any
 from vnstitch.allocate.evaluate import EvalConfig
 from vnstitch.allocate.metrics import COST_RATIOS
 from vnstitch.allocate.providers.base import ResourceKind
-from vnstitch.cli.allocate import run_evaluation, write_plot
+from vnstitch.cli.allocate import model_list, run_evaluation, write_plot
 from vnstitch.cli.output import console, table
 from vnstitch.datapath import shared_data_dir
 
@@ -65,6 +65,9 @@ def checks(name: str, res: dict[str, Any]) -> dict[str, tuple[bool, str]]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="auto", help="forecaster for predictive (default auto)")
+    ap.add_argument("--choose-from", default="naive,seasonal_naive,ets", metavar="MODELS",
+                    help="other forecasters predictive may follow, chosen per series on the "
+                    "training window (default naive,seasonal_naive,ets; '' = only --model)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--no-plot", action="store_true", help="do not write PNGs")
     ap.add_argument("--save", metavar="OUT.json", help="also write the JSON object to a file")
@@ -80,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     all_checks: dict[str, tuple[bool, str]] = {}
     con = console()
     for name, (files, cfg) in runs.items():
-        res, pooled = run_evaluation(files, cfg, args.model, quiet=args.json)
+        res, pooled = run_evaluation(files, cfg, args.model, quiet=args.json,
+                                     choose_from=model_list(args.choose_from, args.model))
         out[name] = res
         all_checks.update(checks(name, res))
         if not args.no_plot:

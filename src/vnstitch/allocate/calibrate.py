@@ -19,8 +19,16 @@ winner has the lowest cost at the operator's cost ratio among candidates whose c
 per hour do not exceed the HPA rule's on the same half-window (churn is a cost the ratio
 does not price: the issue asks for hysteresis and hold times, and the HPA is the churn
 we must not exceed). The test window is then replayed with the winner, its error sets
-seeded by the whole calibration window. Nothing from the test window is used to choose
-anything; during the test replay only demand already observed at each decision is used.
+seeded by the whole calibration window.
+
+*Forecaster per series.* Given several forecasters' point forecasts
+(:func:`select_forecasts`), each series follows the one whose allocations, under the
+preferred forecaster's calibration and churn rules, cost it least on the scoring half;
+the calibration and churn rules are then chosen again for the combined forecasts, which
+are kept only if they beat the preferred forecaster alone on the scoring half.
+
+Nothing from the test window is used to choose anything; during the test replay only
+demand already observed at each decision is used.
 """
 
 from __future__ import annotations
@@ -97,6 +105,22 @@ class CalibratedChoice:
     train_cost: float
     train_changes_per_hour: float
     churn_budget: float
+    # Per series, the index of the candidate point forecast it uses (see
+    # :func:`select_forecasts`); empty = the first (only) candidate for every series.
+    sources: tuple[int, ...] = ()
+
+    def center(self, centers: Sequence[FloatArray]) -> FloatArray:
+        """The point forecasts this choice uses: per series, column of its source."""
+        if not centers:
+            raise AllocateError("no candidate forecasts given")
+        if not self.sources:
+            return centers[0]
+        if len(self.sources) != centers[0].shape[1] or max(self.sources) >= len(centers):
+            raise AllocateError(f"choice for {len(self.sources)} series does not match "
+                                f"{len(centers)} candidate forecasts shaped {centers[0].shape}")
+        stack = np.stack(centers)  # (K, T, N)
+        out: FloatArray = stack[np.asarray(self.sources), :, np.arange(stack.shape[2])].T
+        return out
 
 
 def select(center: FloatArray, actual: FloatArray, lead: int, *, c_under: float,
@@ -138,16 +162,83 @@ def select(center: FloatArray, actual: FloatArray, lead: int, *, c_under: float,
     return chosen
 
 
-def calibrated_units(center: FloatArray, actual_known: FloatArray, *, calib_steps: int,
+def series_costs(center: FloatArray, actual: FloatArray, lead: int, choice: CalibratedChoice, *,
+                 c_under: float, c_over: float, refresh: int = 288) -> FloatArray:
+    """Per series, cost ``c_under * unserved + c_over * idle`` of ``choice`` on the
+    scoring half of the calibration window (the half :func:`select` scored it on)."""
+    half = center.shape[0] // 2
+    q = c_under / (c_under + c_over)
+    r = choice.rules
+    targets = online_targets(center, actual, calib=half, lead=lead, q=q, unit=r.unit,
+                             setting=choice.setting, min_units=r.min_units,
+                             max_units=r.max_units, refresh=refresh)
+    gap = actual[half:] - controlled(targets, r).astype(np.float64) * r.unit
+    out: FloatArray = (c_under * np.maximum(gap, 0.0).sum(axis=0)
+                       + c_over * np.maximum(-gap, 0.0).sum(axis=0))
+    return out
+
+
+def select_forecasts(centers: Sequence[FloatArray], actual: FloatArray, lead: int, *,
+                     c_under: float, c_over: float, base: ScalingRules, churn_budget: float,
+                     step_seconds: float, settings: Sequence[Setting] = SETTINGS,
+                     refresh: int = 288) -> CalibratedChoice:
+    """:func:`select`, also choosing per series which candidate point forecast to use.
+
+    ``centers``: the calibration-window forecasts of several forecasters, the preferred
+    one first. The preferred one is calibrated with :func:`select`; under that calibration
+    every series takes the forecaster whose allocations cost it least on the scoring half
+    (ties go to the earlier candidate), and the error conditioning and churn rules are
+    chosen again for the combined forecasts. The combination is kept only if it is
+    cheaper on the scoring half than the preferred forecaster alone (within the churn
+    budget first). Training window only, like :func:`select`.
+    """
+    if not centers:
+        raise AllocateError("no candidate forecasts given")
+
+    def calibrate(center: FloatArray) -> CalibratedChoice:
+        return select(center, actual, lead, c_under=c_under, c_over=c_over, base=base,
+                      churn_budget=churn_budget, step_seconds=step_seconds,
+                      settings=settings, refresh=refresh)
+
+    first = calibrate(centers[0])
+    if len(centers) == 1:
+        return first
+    # Every forecaster is scored under the preferred one's calibration and churn rules:
+    # re-optimising those per forecaster and series would let the noise of a short
+    # scoring window pick the winner among many re-tuned candidates.
+    costs = np.stack([series_costs(c, actual, lead, first, c_under=c_under, c_over=c_over,
+                                   refresh=refresh) for c in centers])
+    # argmin takes the first of equal costs: the preferred forecaster wins ties.
+    sources = tuple(int(k) for k in np.argmin(costs, axis=0))
+    if not any(sources):
+        return first
+    combined = replace(calibrate(replace(first, sources=sources).center(centers)),
+                       sources=sources)
+    # Each series' pick is cheaper alone, but the combination is calibrated and held to
+    # the churn budget as a whole: keep it only if that is cheaper on training too.
+    return combined if _rank(combined) < _rank(first) else first
+
+
+def _rank(choice: CalibratedChoice) -> tuple[bool, float]:
+    """Order of preference: within the churn budget first, then by training cost."""
+    over = choice.train_changes_per_hour > choice.churn_budget + 1e-9
+    return over, choice.train_cost
+
+
+def calibrated_units(center: FloatArray | Sequence[FloatArray], actual_known: FloatArray, *,
+                     calib_steps: int,
                      lead: int, q: float, choice: CalibratedChoice,
                      refresh: int = 288) -> IntArray:
     """Units for the steps after the calibration window, at level ``q``.
 
-    ``center`` (C + S, N): lead-step forecasts over calibration + test steps;
+    ``center`` (C + S, N): lead-step forecasts over calibration + test steps (or the
+    candidates given to :func:`select_forecasts`, combined by ``choice.sources``);
     ``actual_known`` the demand on the same steps, of which the unit for step ``j`` uses
     only ``actual_known[: j - lead + 1]`` (see :func:`~vnstitch.allocate.online.online_targets`).
     """
     r = choice.rules
+    if not isinstance(center, np.ndarray):
+        center = choice.center(center)
     targets = online_targets(center, actual_known, calib=calib_steps, lead=lead, q=q,
                              unit=r.unit, setting=choice.setting, min_units=r.min_units,
                              max_units=r.max_units, refresh=refresh)

@@ -40,7 +40,7 @@ from vnstitch.allocate.baselines import (
     reactive_units,
     static_units,
 )
-from vnstitch.allocate.calibrate import CalibratedChoice, calibrated_units, select
+from vnstitch.allocate.calibrate import CalibratedChoice, calibrated_units, select_forecasts
 from vnstitch.allocate.errors import AllocateError
 from vnstitch.allocate.forecasts import LeadForecasts
 from vnstitch.allocate.metrics import COST_RATIOS, Tally, TradeoffPoint, tally
@@ -180,8 +180,14 @@ def _spread(total: FloatArray | None) -> float:
 
 def evaluate_values(values: FloatArray, step_seconds: float, cfg: EvalConfig,
                     paths: LeadForecasts | None,
-                    on_step: Callable[[str], None] | None = None) -> TraceResult:
-    """Replay ``values`` (T, N) through the configured policies (see module docstring)."""
+                    on_step: Callable[[str], None] | None = None, *,
+                    alternatives: Sequence[LeadForecasts] = ()) -> TraceResult:
+    """Replay ``values`` (T, N) through the configured policies (see module docstring).
+
+    ``alternatives``: forecasts of other models over the same steps; ``predictive`` then
+    picks per series which forecaster to follow, on the training window
+    (:func:`~vnstitch.allocate.calibrate.select_forecasts`).
+    """
     if values.ndim != 2 or not np.isfinite(values).all():
         raise AllocateError("trace values must be a finite 2-D array (time x series)")
     if (values < 0).any():
@@ -218,27 +224,30 @@ def evaluate_values(values: FloatArray, step_seconds: float, cfg: EvalConfig,
     if "predictive" in cfg.policies:
         if paths is None:
             raise AllocateError("policy 'predictive' needs forecasts")
-        if (paths.first_step + paths.calib_steps != start
-                or paths.center.shape != (values.shape[0] - paths.first_step, demand.shape[1])):
-            raise AllocateError(f"forecasts shaped {paths.center.shape} from step "
-                                f"{paths.first_step} do not match the test window from {start}")
-        budget = _hpa_churn(values, start, paths.calib_steps, step_seconds, cfg)
-        choices = {r: choose(values, paths, cfg, c_under=r, c_over=1.0,
+        for p in (paths, *alternatives):
+            if (p.first_step + p.calib_steps != start
+                    or p.center.shape != (values.shape[0] - p.first_step, demand.shape[1])):
+                raise AllocateError(f"forecasts of {p.model} shaped {p.center.shape} from "
+                                    f"step {p.first_step} do not match the test window from "
+                                    f"{start}")
+        cands = _Candidates(paths, tuple(alternatives))
+        budget = _hpa_churn(values, start, cands.calib_steps, step_seconds, cfg)
+        choices = {r: choose(values, cands, cfg, c_under=r, c_over=1.0,
                              step_seconds=step_seconds, churn_budget=budget, res=res)
                    for r in COST_RATIOS}
         ratio = cfg.c_under / cfg.c_over if cfg.c_over > 0 else float("inf")
-        main = choices.get(ratio) or choose(values, paths, cfg, c_under=cfg.c_under,
+        main = choices.get(ratio) or choose(values, cands, cfg, c_under=cfg.c_under,
                                             c_over=cfg.c_over, step_seconds=step_seconds,
                                             churn_budget=budget, res=res)
-        record("predictive", predictive(values, paths, cfg, main, cfg.quantile))
+        record("predictive", predictive(values, cands, cfg, main, cfg.quantile))
         for r, choice in choices.items():
             res.ratio_tallies[r] = score("predictive", predictive(
-                values, paths, cfg, choice, newsvendor_quantile(r, 1.0)))
+                values, cands, cfg, choice, newsvendor_quantile(r, 1.0)))
         if cfg.sweep:
             # The trade-off knob is the target level, through the same calibration and
             # churn rules as the headline policy (reactive's knob is its target).
             res.curves["predictive"] = [
-                (q, score("predictive", predictive(values, paths, cfg, main, q)))
+                (q, score("predictive", predictive(values, cands, cfg, main, q)))
                 for q in PREDICTIVE_SWEEP]
         tick("predictive")
     if cfg.sweep:
@@ -258,17 +267,43 @@ def _hpa_churn(values: FloatArray, start: int, calib_steps: int, step_seconds: f
                  step_seconds).changes_per_hour
 
 
-def choose(values: FloatArray, paths: LeadForecasts, cfg: EvalConfig, *, c_under: float,
-           c_over: float, step_seconds: float, churn_budget: float,
+@dataclass(frozen=True, slots=True)
+class _Candidates:
+    """The preferred forecaster's lead-step forecasts and the alternatives' (same steps)."""
+
+    main: LeadForecasts
+    alternatives: tuple[LeadForecasts, ...] = ()
+
+    @property
+    def first_step(self) -> int:
+        return self.main.first_step
+
+    @property
+    def calib_steps(self) -> int:
+        return self.main.calib_steps
+
+    @property
+    def all(self) -> tuple[LeadForecasts, ...]:
+        return (self.main, *self.alternatives)
+
+
+def choose(values: FloatArray, paths: LeadForecasts | _Candidates, cfg: EvalConfig, *,
+           c_under: float, c_over: float, step_seconds: float, churn_budget: float,
            res: TraceResult | None = None) -> CalibratedChoice:
-    """The predictive policy's calibration and churn rules at one cost ratio (training only)."""
-    first, calib = paths.first_step, paths.calib_steps
+    """The predictive policy's forecaster per series, calibration and churn rules at one
+    cost ratio (training window only)."""
+    cands = paths if isinstance(paths, _Candidates) else _Candidates(paths)
+    first, calib = cands.first_step, cands.calib_steps
     start = first + calib
-    choice = select(paths.center[:calib], values[first:start], cfg.lead, c_under=c_under,
-                    c_over=c_over, base=cfg.scaling, churn_budget=churn_budget,
-                    step_seconds=step_seconds, refresh=cfg.season)
+    choice = select_forecasts([p.center[:calib] for p in cands.all], values[first:start],
+                              cfg.lead, c_under=c_under, c_over=c_over, base=cfg.scaling,
+                              churn_budget=churn_budget, step_seconds=step_seconds,
+                              refresh=cfg.season)
     if res is not None:
+        names = [p.model for p in cands.all]
+        used = [names[k] for k in choice.sources] if choice.sources else [names[0]]
         res.choices.append({"c_under": c_under, "c_over": c_over,
+                            "forecasters": {m: used.count(m) for m in names if m in used},
                             "errors": choice.setting.describe(),
                             "hold_steps": choice.rules.hold_steps,
                             "hysteresis": choice.rules.scale_in_hysteresis,
@@ -279,12 +314,13 @@ def choose(values: FloatArray, paths: LeadForecasts, cfg: EvalConfig, *, c_under
     return choice
 
 
-def predictive(values: FloatArray, paths: LeadForecasts, cfg: EvalConfig,
+def predictive(values: FloatArray, paths: LeadForecasts | _Candidates, cfg: EvalConfig,
                choice: CalibratedChoice, q: float) -> IntArray:
     """Units of the calibrated predictive policy at level ``q`` over the test window."""
-    first, calib = paths.first_step, paths.calib_steps
-    return calibrated_units(paths.center, values[first:], calib_steps=calib, lead=cfg.lead,
-                            q=q, choice=choice, refresh=cfg.season)
+    cands = paths if isinstance(paths, _Candidates) else _Candidates(paths)
+    first, calib = cands.first_step, cands.calib_steps
+    return calibrated_units([p.center for p in cands.all], values[first:], calib_steps=calib,
+                            lead=cfg.lead, q=q, choice=choice, refresh=cfg.season)
 
 
 def _sweep(values: FloatArray, start: int, step_seconds: float, cfg: EvalConfig, *,

@@ -14,10 +14,15 @@ from its own **out-of-sample errors observed so far**, ``e_i = y_i - m_i`` for
 differently when the last value seen was "on" than when it was "off", and a large
 forecast errs more than a small one. The errors are therefore grouped per series by
 a one-dimensional k-means cluster (fitted on the calibration window) of a *key* known
-at decision time -- the
-point forecast ``m_j`` or the last demand seen ``y_{j-lead}`` -- and ``Z`` is drawn
-from the bin of step ``j`` (Mondrian conformal prediction; a bin with fewer than
+at decision time -- the point forecast ``m_j`` or the last demand seen ``y_{j-lead}`` --
+or by the whole units ``y_{j-lead}`` needed (1, 2, ..., capped: for a bursty VM
+series "the last reading needed 4 VMs" is the regime, whatever the forecast says) --
+and ``Z`` is drawn from the bin of step ``j`` (Mondrian conformal prediction; a bin with fewer than
 :data:`MIN_PER_BIN` errors falls back to all of the series' errors).
+
+*Absolute.* A setting may drop the forecast (``m_j = 0``): the distribution is then the
+demand itself as seen in the bin, an empirical conditional distribution that suits
+on/off series whose point forecasts smear the two states.
 
 *Local scale.* ``s_j`` is 1, or an exponentially weighted mean of the absolute errors
 already observed (memory ``beta``): it widens the distribution after a burst.
@@ -62,14 +67,18 @@ _LEVELS = (np.arange(GRID) + 0.5) / GRID
 class Setting:
     """How the error distribution is conditioned and adapted (chosen on training)."""
 
-    key: str = "center"  # "center": bin by the point forecast; "last": by the last demand seen
+    # "center": bin by the point forecast; "last": by the last demand seen (k-means);
+    # "units": by the whole units the last demand seen needed (1, 2, ..., ``bins`` or more)
+    key: str = "center"
     bins: int = 1
     beta: float | None = None  # local scale memory; None = no local scale
     gamma: float = 0.0  # ACI step; 0 = no online level correction
+    # True: the distribution is the demand seen in the bin itself, not forecast + error
+    absolute: bool = False
 
     def __post_init__(self) -> None:
-        if self.key not in ("center", "last"):
-            raise AllocateError(f"unknown Mondrian key {self.key!r} (center or last)")
+        if self.key not in ("center", "last", "units"):
+            raise AllocateError(f"unknown Mondrian key {self.key!r} (center, last or units)")
         if self.bins < 1:
             raise AllocateError(f"bins must be >= 1, got {self.bins}")
         if self.beta is not None and not 0.0 < self.beta < 1.0:
@@ -79,6 +88,8 @@ class Setting:
 
     def describe(self) -> str:
         parts = [f"bins={self.bins}" + (f" by {self.key}" if self.bins > 1 else "")]
+        if self.absolute:
+            parts.append("on the demand itself (no forecast)")
         parts.append("no local scale" if self.beta is None else f"scale beta={self.beta:g}")
         parts.append("no ACI" if self.gamma == 0 else f"ACI gamma={self.gamma:g}")
         return ", ".join(parts)
@@ -89,7 +100,9 @@ SETTINGS: tuple[Setting, ...] = tuple(
     Setting(key, bins, beta, gamma)
     for key, bins in (("center", 1), ("center", 3), ("last", 3))
     for beta in (None, 0.9)
-    for gamma in (0.0, 0.01))
+    for gamma in (0.0, 0.01)) + tuple(
+        Setting("units", 4, None, gamma, absolute)
+        for gamma in (0.0, 0.01) for absolute in (False, True))
 
 
 def local_scale(errors: FloatArray, lead: int, beta: float | None, floor: FloatArray) -> FloatArray:
@@ -126,6 +139,14 @@ def _keys(center: FloatArray, actual: FloatArray, lead: int, key: str) -> FloatA
     out = np.empty_like(center)
     out[:lead] = center[:lead]  # nothing seen yet: fall back to the forecast
     out[lead:] = actual[: center.shape[0] - lead]
+    return out
+
+
+def _unit_bins(actual: FloatArray, lead: int, unit: float, bins: int) -> IntArray:
+    """Bin of each step: units the demand ``lead`` steps earlier needed, capped at ``bins``."""
+    out = np.zeros(actual.shape, dtype=np.int64)
+    need = np.ceil(actual[: actual.shape[0] - lead] / unit - 1e-9).astype(np.int64)
+    out[lead:] = np.clip(need - 1, 0, bins - 1)
     return out
 
 
@@ -219,10 +240,15 @@ def online_targets(center: FloatArray, actual: FloatArray, *, calib: int, lead: 
                             f"fit {n_steps} steps")
     if not 0.0 < q < 1.0 or not unit > 0:
         raise AllocateError(f"need 0 < q < 1 and unit > 0, got q={q}, unit={unit}")
+    if setting.absolute:
+        center = np.zeros_like(center)
     errors = actual - center
     scale = local_scale(errors, lead, setting.beta, scale_floor(actual[:calib]))
     z = np.nan_to_num(errors / scale, nan=0.0, posinf=0.0, neginf=0.0)
-    bin_of = _bins(_keys(center, actual, lead, setting.key), calib, setting.bins)
+    if setting.key == "units":
+        bin_of = _unit_bins(actual, lead, unit, setting.bins)
+    else:
+        bin_of = _bins(_keys(center, actual, lead, setting.key), calib, setting.bins)
     out = np.zeros((n_steps - calib, n_series), dtype=np.int64)
     shift = np.zeros(n_series)
     rows = np.arange(n_series)

@@ -31,6 +31,7 @@ from vnstitch.allocate.forecasts import lead_point_forecasts
 from vnstitch.allocate.metrics import COST_RATIOS, curve_below, summary
 from vnstitch.allocate.providers.base import ResourceKind
 from vnstitch.cli.output import add_json_flag, console, print_json, progress, table
+from vnstitch.forecast import MODEL_NAMES
 from vnstitch.forecast.data import load_series
 
 
@@ -65,6 +66,10 @@ def register(sub: Any) -> None:
     ev.add_argument("--policies", default=",".join(POLICIES),
                     help=f"comma-separated subset of {','.join(POLICIES)}")
     ev.add_argument("--model", default="auto", help="forecaster for predictive (default auto)")
+    ev.add_argument("--choose-from", default="", metavar="MODELS",
+                    help="comma-separated other forecasters predictive may follow instead, "
+                    "chosen per series on the training window (e.g. naive,seasonal_naive,"
+                    "ets; default none)")
     ev.add_argument("--test-steps", type=int, metavar="N",
                     help="test window length in steps (default 3 seasons)")
     ev.add_argument("--target-utilisation", type=float, default=0.8,
@@ -97,9 +102,25 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
                       sweep=not args.no_sweep, calib_seasons=args.calib_seasons)
 
 
+def model_list(text: str, model: str) -> tuple[str, ...]:
+    """``--choose-from``: the other forecasters, without ``model`` and repeats."""
+    out: list[str] = []
+    for name in (t.strip() for t in text.split(",")):
+        if name and name != model and name not in out:
+            if name not in MODEL_NAMES:
+                raise AllocateError(f"--choose-from: unknown model {name!r}; known: "
+                                    f"{', '.join(MODEL_NAMES)}")
+            out.append(name)
+    return tuple(out)
+
+
 def run_evaluation(files: list[str], cfg: EvalConfig, model: str, *,
-                   quiet: bool = False) -> tuple[dict[str, Any], TraceResult]:
-    """Evaluate every file, pool the results; returns (JSON-ready dict, pooled result)."""
+                   quiet: bool = False, choose_from: tuple[str, ...] = (),
+                   ) -> tuple[dict[str, Any], TraceResult]:
+    """Evaluate every file, pool the results; returns (JSON-ready dict, pooled result).
+
+    ``choose_from``: other forecasters predictive may follow per series (training choice).
+    """
     pooled: TraceResult | None = None
     info: list[dict[str, Any]] = []
     fit_s = pred_s = 0.0
@@ -112,19 +133,26 @@ def run_evaluation(files: list[str], cfg: EvalConfig, model: str, *,
             start = cfg.split(data.values.shape[0])
             bar.advance(task)
             paths = None
+            alternatives = []
             if "predictive" in cfg.policies:
-                bar.update(task, description=f"forecast {Path(path).name} ({model})")
-                paths = lead_point_forecasts(data.values, start, cfg.calib_steps(start),
-                                             cfg.lead, model=model, season=cfg.season)
-                fit_s += paths.fit_seconds
-                pred_s += paths.predict_seconds
+                for name in (model, *choose_from):
+                    bar.update(task, description=f"forecast {Path(path).name} ({name})")
+                    got = lead_point_forecasts(data.values, start, cfg.calib_steps(start),
+                                               cfg.lead, model=name, season=cfg.season)
+                    fit_s += got.fit_seconds
+                    pred_s += got.predict_seconds
+                    if paths is None:
+                        paths = got
+                    else:
+                        alternatives.append(got)
             bar.advance(task)
 
             def tick(name: str) -> None:
                 bar.update(task, description=f"{Path(path).name}: {name}")  # noqa: B023
                 bar.advance(task)
 
-            res = evaluate_values(data.values, float(data.step_seconds), cfg, paths, tick)
+            res = evaluate_values(data.values, float(data.step_seconds), cfg, paths, tick,
+                                  alternatives=alternatives)
             pooled = res if pooled is None else pooled.merge(res)
             info.append({"file": str(path), "series": data.n_series,
                          "steps": int(data.values.shape[0]), "train_steps": start,
@@ -215,7 +243,8 @@ def write_plot(res: TraceResult, cfg: EvalConfig, out: str, title: str) -> None:
 
 def _evaluate(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
-    result, pooled = run_evaluation(list(args.data), cfg, args.model, quiet=args.json)
+    result, pooled = run_evaluation(list(args.data), cfg, args.model, quiet=args.json,
+                                    choose_from=model_list(args.choose_from, args.model))
     if args.plot:
         write_plot(pooled, cfg, args.plot,
                    f"{cfg.resource.value}: {', '.join(Path(f).name for f in args.data)} "
