@@ -166,3 +166,21 @@ def test_lost_hellos_alone_do_not_tear_a_working_stitch_down(abilene4) -> None: 
     assert not _torn(net)
     assert net.core(TRANSIT).stats.get("lease_last_call", 0) >= 1
     assert net.core(TRANSIT).stats.get("lease_expired", 0) == 0
+
+
+def test_ended_reservations_are_forgotten_after_the_duplicate_window(abilene4) -> None:  # type: ignore[no-untyped-def]
+    net = _net(abilene4)
+    sid, _ = _stitch(net)
+    origin = net.core(ORIGIN)
+    net.process(origin.rm_id, origin.release_stitch(sid, net.now))
+    net.run_until(net.now + 1)
+    cores = [net.core(s) for s in (ORIGIN, TRANSIT, TARGET)]
+    # kept for a while, released, to answer retransmissions without re-admitting
+    assert all(c.reservations and all(r.state is ReservationState.RELEASED
+                                      for r in c.reservations.values()) for c in cores)
+    t = origin.timers_cfg
+    net.run_until(net.now + 2 * t.hold_timeout_s + t.lease_s + 1)
+    assert all(not c.reservations for c in cores)
+    assert all(c.stats.get("reservations_forgotten", 0) >= 1 for c in cores)
+    # and a new stitch still works afterwards
+    _stitch(net)

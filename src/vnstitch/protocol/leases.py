@@ -106,7 +106,11 @@ class LeaseMixin(StitchingBase):
         (re-armed lazily to the older confirmation + lease, so refreshing costs no timer
         operation)."""
         res = self.reservations.get(token)
-        if res is None or res.state not in _LIVE:
+        if res is None:
+            return
+        if res.state not in _LIVE:  # ended a while ago (_forget_later): forget it
+            del self.reservations[token]
+            self.stat("reservations_forgotten")
             return
         if res.state is ReservationState.COMMITTED:
             lease = self._lease()
@@ -131,5 +135,6 @@ class LeaseMixin(StitchingBase):
             return
         res.machine.move(ReservationState.EXPIRED)
         self.ledger.release(token)
+        self._forget_later(res, now)
         self.capacity_changed(res.links, now, out)
         self._tunnel_down(token, now, out)

@@ -182,7 +182,7 @@ class PathHopMixin(StitchingBase):
         self._relay_done(res)
         res.machine.move(ReservationState.RELEASED)
         self.ledger.release(res.token)
-        self.cancel_timer("resv", res.token)
+        self._forget_later(res, now)
         self.capacity_changed(res.links, now, out)
 
     # -- commit / abort / path down -------------------------------------------------------

@@ -103,6 +103,13 @@ class StitchingBase:
     def _lease(self) -> float:
         return self.timers_cfg.lease_s
 
+    def _forget_later(self, res: Reservation, now: float) -> None:
+        """Drop an ended reservation once nothing can still ask about it: a retransmitted
+        HOLD/COMMIT stops within two hold timeouts, a neighbour's LEASES query within a
+        lease. Until then it answers duplicates ("released") instead of re-admitting."""
+        t = self.timers_cfg
+        self.set_timer("resv", res.token, now + 2.0 * t.hold_timeout_s + t.lease_s)
+
     def _rto(self, one_way_ms: float) -> float:
         """First retransmission timeout for a path of ``one_way_ms`` summed latency."""
         t = self.timers_cfg
