@@ -27,3 +27,7 @@ def test_demo_full_writes_report(tmp_path: Path, capsys: pytest.CaptureFixture[s
     summary = out["simulation"]["summary"]
     assert summary["committed"] > 0 and summary["overcommit_violations"] == 0
     assert any("crash" in line for line in out["simulation"]["story"])
+    part4 = out["forecast_allocation"]
+    assert {v["vn"] for v in part4["vns"]} == {"video", "database", "e-mail"}
+    assert all(set(v["policies"]) == {"static-p95", "reactive", "predictive"}
+               for v in part4["vns"])

@@ -7,6 +7,8 @@ Manager crash and its repair), prints the story and the summary table, and write
 HTML report (topology, stitched paths, timeline). Part 3 tells the congestion story of
 ``builtin:congestion``: a surge congests a link, stitched video and voice keep their
 guaranteed rate while e-mail absorbs the shortfall, and the surge is rerouted around.
+Part 4 (:mod:`vnstitch.sim.forecast_story`) forecasts a few stitched VNs' traffic from
+the application profiles and allocates bandwidth ahead of demand.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from vnstitch.cli.output import add_json_flag, console, print_json, table
 from vnstitch.protocol.demo import run_demo
 from vnstitch.sim.demo import main as sim_demo
 from vnstitch.sim.demo import summary_rows
+from vnstitch.sim.forecast_story import TABLE_COLUMNS, forecast_and_allocate, story_lines
+from vnstitch.sim.forecast_story import table_rows as allocation_rows
 from vnstitch.sim.traffic_story import congestion_demo
 from vnstitch.sim.traffic_story import summary_rows as traffic_rows
 
@@ -30,7 +34,9 @@ def register(sub: Any) -> None:
         "Route Manager each, virtual clock), let discovery converge and stitch a VNID "
         "between the two segments farthest apart. Part 2: run the simulator's default "
         "scenario on Abilene (requests, 2%% loss, a transit Route Manager crash and "
-        "restart), tell the story, print the summary and write an HTML report.")
+        "restart), tell the story, print the summary and write an HTML report. Part 3: a "
+        "link congests; QoS and reroute. Part 4: forecast three VNs' traffic and replay "
+        "the last day through static, reactive and predictive allocation.")
     p.add_argument("--topology", default="zoo:Abilene",
                    help="part 1 topology: zoo:NAME | sndlib:NAME | PATH")
     p.add_argument("--segments", type=int, default=4, help="part 1 Route Managers (default 4)")
@@ -56,11 +62,14 @@ def _run(args: argparse.Namespace) -> int:
         _, traffic, traffic_story = congestion_demo()
         sim["congestion"] = {"summary": traffic, "story": traffic_story}
         ok = ok and traffic["stitched_guarantee_kept"]
+        forecast = forecast_and_allocate()
+        sim["forecast"] = {**forecast, "story": story_lines(forecast)}
     if args.json:
         out: dict[str, Any] = {"closeup": closeup}
         if sim is not None:
             out["simulation"] = {k: sim[k] for k in ("summary", "story", "report")}
             out["congestion"] = sim["congestion"]
+            out["forecast_allocation"] = sim["forecast"]
         print_json(out)
         return 0 if ok else 1
     _print_closeup(closeup)
@@ -76,6 +85,11 @@ def _run(args: argparse.Namespace) -> int:
             con.print(line, markup=False)
         con.print(table("congestion", ["measure", "value"],
                         traffic_rows(sim["congestion"]["summary"])))
+        con.rule("Part 4: forecast and allocate ahead of demand")
+        for line in sim["forecast"]["story"]:
+            con.print(line, markup=False)
+        con.print(table("last day, per VN and policy", TABLE_COLUMNS,
+                        allocation_rows(sim["forecast"])))
     return 0 if ok else 1
 
 
