@@ -152,21 +152,19 @@ def _check_rate(obj: RateLimit) -> None:
 
 def add_rate(ipr: Any, idx: int, obj: RateLimit) -> None:
     _check_rate(obj)
-    classes = _htb_classes(ipr, idx) if has_root(ipr, idx) else None
-    if classes is None:
-        ipr.tc("add", "htb", index=idx, handle=f"{HTB_MAJOR}:", default=obj.class_id)
-        ipr.tc("add-class", "htb", index=idx, handle=f"{HTB_MAJOR}:{PARENT_MINOR:x}",
-               parent=f"{HTB_MAJOR}:", rate=_bits(obj.ceil_mbps), ceil=_bits(obj.ceil_mbps))
-    else:
-        if obj.class_id in classes:
-            raise DataplaneError(f"HTB class 1:{obj.class_id:x} already exists")
-        default = _default_class(ipr, idx)
-        if default is not None and obj.class_id > default:
-            limits, filters = observe(ipr, idx, obj.device)
-            _rebuild(ipr, idx, [*limits, obj], filters)
-            return
-        _resize_parent(ipr, idx, max([obj.ceil_mbps] + [
-            p["ceil"] * 8 / 1e6 for m, p in classes.items() if m != PARENT_MINOR]))
+    if not has_root(ipr, idx):
+        _rebuild(ipr, idx, [obj], [])
+        return
+    classes = _htb_classes(ipr, idx)
+    if obj.class_id in classes:
+        raise DataplaneError(f"HTB class 1:{obj.class_id:x} already exists")
+    default = _default_class(ipr, idx)
+    if default is not None and obj.class_id > default:
+        limits, filters = observe(ipr, idx, obj.device)
+        _rebuild(ipr, idx, [*limits, obj], filters)
+        return
+    _resize_parent(ipr, idx, max([obj.ceil_mbps] + [
+        p["ceil"] * 8 / 1e6 for m, p in classes.items() if m != PARENT_MINOR]))
     _add_leaf(ipr, idx, obj)
 
 
@@ -217,8 +215,7 @@ def remove_rate(ipr: Any, idx: int, obj: RateLimit, device: str) -> None:
     rest = [r for r in limits if r.class_id != obj.class_id]
     default = _default_class(ipr, idx)
     if not rest or obj.class_id == default:
-        # with no class left, any filters go with the qdisc
-        _rebuild(ipr, idx, rest, filters if rest else [])
+        _rebuild(ipr, idx, rest, filters)  # no class left: the filters go with the qdisc
         return
     # pyroute2 encodes HTB parameters (rate tables) even for a delete: give it the rates.
     ipr.tc("del-class", "htb", index=idx, handle=f"{HTB_MAJOR}:{obj.class_id:x}",
