@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vnstitch.lab import baseline, netns, substrate
+from vnstitch.lab import baseline, substrate
 from vnstitch.lab.netns import LabError
 from vnstitch.lab.routemgrs import LabRouteManagers, PingStream, fast_arp, wait_for
 from vnstitch.lab.substrate import Lab
@@ -92,7 +92,7 @@ def reroute(lab: Lab, rms: LabRouteManagers, stitch_id: str, timeout_s: float = 
         # (wireguard-go handshake): give it a bounded time, confirmed by a separate ping,
         # then keep the stream running a little so "restored" is what the stream saw.
         with contextlib.suppress(LabError):
-            wait_for(lambda: _answers(lab, "ha1", "hb1"), 5.0, "traffic via U", step_s=0.1)
+            baseline.wait_reachable(lab, "ha1", "hb1", timeout_s=5.0)
         time.sleep(1.0)
         stopped_at = time.time()
     gaps = stream.gaps_after(cut_at, GAP_S)
@@ -109,13 +109,6 @@ def reroute(lab: Lab, rms: LabRouteManagers, stitch_id: str, timeout_s: float = 
         "outage_seconds": sum(b - a for a, b in gaps) if restored else None,
         "gaps": [(round(a - cut_at, 3), round(b - cut_at, 3)) for a, b in gaps],
     }
-
-
-def _answers(lab: Lab, src: str, dst: str) -> bool:
-    """One ping from host ``src`` to ``dst`` answered within half a second."""
-    done = netns.run_in(lab.host(src).ns, ["ping", "-n", "-c", "1", "-W", "0.5",
-                                           lab.host(dst).ip], timeout_s=5.0, check=False)
-    return done.returncode == 0
 
 
 def run_demo(*, bandwidth_mbps: float = 100.0, iperf_seconds: float = 3.0, pings: int = 10,
