@@ -17,6 +17,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -147,11 +148,7 @@ def _te(args: argparse.Namespace) -> int:
         "paths_seconds": res.paths_seconds, "optimal_certified": res.optimal,
         "notes": notes + res.notes,
     }
-    if args.routing_out:
-        _write_routing(Path(args.routing_out), table_, demands, res)
-        result["routing_out"] = args.routing_out
-    if args.json:
-        print_json(result)
+    if _emit(args, result, table_, demands, lambda: res):
         return 0
     out = console()
     out.print(table(f"route te: {sub.name}", ["figure", "value"],
@@ -209,15 +206,12 @@ def _te_classes(args: argparse.Namespace, name: str, table_: ArcTable,
         "solve_seconds": solve_s, "paths_seconds": paths_s, "lp_rounds": alloc.lp_rounds,
         "classes": per_class, "notes": notes,
     }
-    if args.routing_out:
-        res = TeResult("classes", [[(p, r / d.volume_mbps if d.volume_mbps > 0 else 0.0)
-                                    for p, r in routes]
-                                   for d, routes in zip(demands, alloc.routing, strict=True)],
-                       alloc.arc_load, result["mlu"], paths_s, solve_s)
-        _write_routing(Path(args.routing_out), table_, demands, res)
-        result["routing_out"] = args.routing_out
-    if args.json:
-        print_json(result)
+    def routing() -> TeResult:
+        fractions = [[(p, r / d.volume_mbps if d.volume_mbps > 0 else 0.0) for p, r in routes]
+                     for d, routes in zip(demands, alloc.routing, strict=True)]
+        return TeResult("classes", fractions, alloc.arc_load, result["mlu"], paths_s, solve_s)
+
+    if _emit(args, result, table_, demands, routing):
         return 0
     out = console()
     out.print(table(f"route te --method classes: {name}", ["figure", "value"],
@@ -227,6 +221,19 @@ def _te_classes(args: argparse.Namespace, name: str, table_: ArcTable,
     for note in notes:
         out.print(f"  note: {note}")
     return 0
+
+
+def _emit(args: argparse.Namespace, result: dict[str, Any], table_: ArcTable,
+          demands: list[Demand], routing: Callable[[], TeResult]) -> bool:
+    """Write ``--routing-out`` (``routing`` is only built then); print the JSON and return
+    True under ``--json``."""
+    if args.routing_out:
+        _write_routing(Path(args.routing_out), table_, demands, routing())
+        result["routing_out"] = args.routing_out
+    if args.json:
+        print_json(result)
+        return True
+    return False
 
 
 def _write_routing(path: Path, table_: ArcTable, demands: list[Demand], res: TeResult) -> None:
