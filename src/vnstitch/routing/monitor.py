@@ -12,8 +12,11 @@ argument and returns the state changes; it never reads a clock.
 :func:`plan_reroutes` takes the congested arcs, the flows (each on one path) and their
 candidate paths, and moves flows largest-first off each congested arc -- moving big
 flows first minimises *how many* flows move -- onto the candidate whose worst projected
-utilisation stays under ``target`` (even if that path costs more), and stops as soon as
-the arc is below ``target``. A flow moved less than ``hold_down_s`` ago is not moved
+utilisation is lowest (even if that path costs more), and stops as soon as the arc is
+below ``target``. A move is taken when that projected peak is below the congested arc's
+utilisation, even if it is above ``target``: when no candidate has room for the whole
+flow, spreading the overload beats leaving it where it is, and the monitor sees the
+result in the next interval. A flow moved less than ``hold_down_s`` ago is not moved
 again (dampening). Each move is a :class:`RerouteDecision` with its reason and the
 make-before-break steps the executor must follow (install new path, shift traffic,
 remove old path).
