@@ -8,6 +8,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from pyroute2 import netns as pr_netns
 
@@ -40,14 +41,16 @@ def wireguard_go_pids(ifnames: set[str]) -> list[int]:
 
 
 @contextlib.contextmanager
-def live_lab(workdir: Path, timers: dict[str, float] | None = None
+def live_lab(workdir: Path, timers: dict[str, float] | None = None,
+             allocation: dict[str, Any] | None = None,
              ) -> Iterator[tuple[Lab, LabRouteManagers]]:
     """Build a lab (unique run id), start its four daemons; remove everything after."""
     lab = substrate.build()
     rms: LabRouteManagers | None = None
     try:
         fast_arp(lab)
-        rms = LabRouteManagers(lab, workdir, timers={**LAB_TIMERS, **(timers or {})})
+        rms = LabRouteManagers(lab, workdir, timers={**LAB_TIMERS, **(timers or {})},
+                               allocation=allocation)
         rms.start_all()
         yield lab, rms
     finally:

@@ -82,9 +82,14 @@ def test_show_and_stitch_against_running_daemon(
     assert main(["routemgr", "show", "stitches", "--config", str(config), "--json"]) == 0
     stitches = json.loads(capsys.readouterr().out)["stitches"]
     assert [(s["vnid"], s["status"], s["reserved_mbps"]) for s in stitches] == [(100, "up", 25)]
-    for what in ("peers", "vnids", "stitches", "tunnels", "status"):
+    for what in ("peers", "vnids", "stitches", "tunnels", "status", "allocations"):
         assert main(["routemgr", "show", what, "--socket", str(sock)]) == 0
         assert capsys.readouterr().out.strip()
+    # No allocation: section in this config: the loop is off and says so.
+    assert main(["routemgr", "show", "allocations", "--socket", str(sock), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"allocations": []}
+    assert main(["routemgr", "show", "status", "--socket", str(sock), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"]["allocation"] == {"enabled": False}
     assert main(["routemgr", "show", "metrics", "--socket", str(sock)]) == 0
     assert "# TYPE vnstitch_datagrams_received_total counter" in capsys.readouterr().out
     assert main(["routemgr", "stitch", "--vnid", "4242", "--bandwidth", "1", "--wait", "2",

@@ -6,16 +6,19 @@ even on failure, with any wireguard-go it started) and is marked ``root``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 
 import pytest
 from pyroute2 import IPRoute
+from pyroute2 import netns as pr_netns
 
 from tests.rootutil import fresh_netns, require_root, run_id, wg_keypair
 from vnstitch.dataplane import (
     Bridge,
     BridgePort,
+    CountingDriver,
     DataplaneDriver,
     DataplaneError,
     DataplaneState,
@@ -40,6 +43,36 @@ HOST_PORT = "hp0"
 class Env:
     driver: DataplaneDriver
     wg_name: str  # host-unique (wireguard-go's control socket is host-global)
+    #: make HOST_PORT transmit at least this many bytes (real packets on linux)
+    transmit: Callable[[int], None] = field(default=lambda n: None)
+
+
+def _memory_env() -> Env:
+    dp = MemoryDataplane(external_ports=[HOST_PORT])
+
+    def transmit(n: int) -> None:
+        c = dp.counters(HOST_PORT)
+        dp.set_counters(HOST_PORT, c.rx_bytes, c.tx_bytes + n)
+
+    return Env(dp, "wgmem0", transmit)
+
+
+def _send_udp(ns: str, n: int) -> None:
+    """``n`` bytes of UDP payload out of HOST_PORT toward a static (fake) neighbour."""
+    with IPRoute(netns=ns) as ipr:
+        idx = ipr.link_lookup(ifname=HOST_PORT)[0]
+        if not ipr.get_addr(index=idx, family=socket.AF_INET):
+            ipr.link("set", index=ipr.link_lookup(ifname=f"{HOST_PORT}p")[0], state="up")
+            ipr.link("set", index=idx, state="up")
+            ipr.addr("add", index=idx, address="10.77.0.1", prefixlen=24)
+            ipr.neigh("add", dst="10.77.0.2", lladdr="02:00:00:00:77:02", ifindex=idx,
+                      state=0x80)  # NUD_PERMANENT: no ARP needed to send
+    sock = pr_netns.create_socket(ns, socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for _ in range(-(-n // 1000)):
+            sock.sendto(b"x" * 1000, ("10.77.0.2", 9))
+    finally:
+        sock.close()
 
 
 def _linux_env() -> Iterator[Env]:
@@ -49,7 +82,7 @@ def _linux_env() -> Iterator[Env]:
             ipr.link("add", ifname=HOST_PORT, kind="veth", peer=f"{HOST_PORT}p")
         dp = LinuxDataplane(ns, owner="contract")
         try:
-            yield Env(dp, f"vwc{run_id()}")
+            yield Env(dp, f"vwc{run_id()}", lambda n: _send_udp(ns, n))
         finally:
             dp.close()
 
@@ -57,7 +90,7 @@ def _linux_env() -> Iterator[Env]:
 @pytest.fixture(params=["memory", pytest.param("linux", marks=pytest.mark.root)])
 def env(request: pytest.FixtureRequest) -> Iterator[Env]:
     if request.param == "memory":
-        yield Env(MemoryDataplane(external_ports=[HOST_PORT]), "wgmem0")
+        yield _memory_env()
     else:
         yield from _linux_env()
 
@@ -192,3 +225,19 @@ def test_filter_needs_a_rate_limit(env: Env) -> None:
     bad = base.with_objects(add=[U32Filter("vs100", 1, 1, 10, ("ip dport 22 0xffff",))])
     with pytest.raises(DataplaneError, match="u32:vs100:1:1"):
         reconcile(env.driver, bad)
+
+
+def test_byte_counters_count_what_a_device_sends(env: Env) -> None:
+    driver = env.driver
+    assert isinstance(driver, CountingDriver)
+    reconcile(driver, stitch(env.wg_name))
+    before = driver.counters(HOST_PORT)
+    assert before.device == HOST_PORT and before.rx_bytes >= 0 and before.tx_bytes >= 0
+    env.transmit(20_000)
+    after = driver.counters(HOST_PORT)
+    assert after.tx_bytes - before.tx_bytes >= 20_000  # payload (plus headers on linux)
+    assert after.rx_bytes >= before.rx_bytes
+    # Devices the driver made count too (a tunnel's VXLAN port is what the daemon reads).
+    assert driver.counters("vs100").tx_bytes >= 0
+    with pytest.raises(DataplaneError, match=r"counters nope0.*missing device"):
+        driver.counters("nope0")

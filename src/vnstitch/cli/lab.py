@@ -54,6 +54,9 @@ def register(sub: Any) -> None:
                     help="bandwidth to reserve for the stitch (default 100)")
     dm.add_argument("--seconds", type=float, default=3.0, help="iperf3 duration (default 3)")
     dm.add_argument("--pings", type=int, default=10, help="pings under capture (default 10)")
+    dm.add_argument("--allocate", type=float, default=None, metavar="INTERVAL_S",
+                    help="run the daemons' predictive allocation loop every INTERVAL_S "
+                         "seconds and print A's allocation decisions after iperf3")
     add_json_flag(dm)
     dm.set_defaults(handler=_demo)
 
@@ -142,6 +145,10 @@ def _demo(args: argparse.Namespace) -> int:
 
     if args.bandwidth <= 0 or args.seconds <= 0 or args.pings < 1:
         raise LabError("lab demo: --bandwidth and --seconds must be > 0, --pings >= 1")
+    if args.allocate is not None and not args.allocate > 0:
+        raise LabError("lab demo: --allocate must be > 0 seconds")
+    allocation = None if args.allocate is None else {"interval_s": args.allocate,
+                                                     "hold_steps": 0}
     out = console()
     with progress(disable=args.json) as bar:
         task = bar.add_task("lab demo", total=len(demo.STEPS))
@@ -154,7 +161,7 @@ def _demo(args: argparse.Namespace) -> int:
                 out.print(f"[bold]{name}[/]: {shown}")
 
         result = demo.run_demo(bandwidth_mbps=args.bandwidth, iperf_seconds=args.seconds,
-                               pings=args.pings, on_step=step)
+                               pings=args.pings, on_step=step, allocation=allocation)
     if args.json:
         print_json(result)
         return 0
@@ -175,4 +182,12 @@ def _demo(args: argparse.Namespace) -> int:
         ("cut -> traffic flows again s", result["reroute_seconds"]),
         ("delivery outage s", result["outage_seconds"]),
         ("leftovers", sum(len(v) for v in result["leftovers"].values()))]))
+    if "allocation" in result:
+        cols = ["t_s", "measured_mbps", "forecast_mbps", "quantile", "available_mbps",
+                "amount_mbps", "action"]
+        decisions = result["allocation"]["decisions"]
+        t0 = decisions[0]["now"] if decisions else 0.0
+        rows = [[round(r["now"] - t0, 2), *(r.get(c, "-") for c in cols[1:])]
+                for r in decisions]
+        out.print(table("A's allocation decisions after iperf3 (latest)", cols, rows))
     return 0

@@ -2,7 +2,7 @@
 
 Subcommands: ``keygen`` (Ed25519 key file, mode 0600), ``check`` (validate a config),
 ``run`` (the daemon, until SIGTERM/SIGINT), ``show peers|vnids|stitches|tunnels|metrics|
-status`` and ``stitch`` / ``release`` against a running daemon's control socket (given
+status|allocations`` and ``stitch`` / ``release`` against a running daemon's control socket (given
 by ``--socket`` or found through ``--config``).
 """
 
@@ -22,6 +22,8 @@ SHOW_COLUMNS: dict[str, list[str]] = {
     "stitches": ["stitch_id", "vnid", "status", "path", "bandwidth_mbps", "reserved_mbps",
                  "latency_ms", "cost"],
     "tunnels": ["tunnel_id", "peer", "state", "interface"],
+    "allocations": ["now", "stitch_id", "measured_mbps", "forecast_mbps", "quantile",
+                    "available_mbps", "reserved_mbps", "action"],
 }
 
 
@@ -51,7 +53,7 @@ def register(sub: Any) -> None:
 
     show = rsub.add_parser("show", help="show state of a running daemon")
     show.add_argument("what", choices=["peers", "vnids", "stitches", "tunnels", "metrics",
-                                       "status"])
+                                       "status", "allocations"])
     _socket_args(show)
     add_json_flag(show)
     show.set_defaults(handler=_show)

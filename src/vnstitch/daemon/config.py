@@ -20,6 +20,8 @@ Example::
     dataplane: {driver: memory, netns: null,
                 wireguard: {endpoint: 10.0.1.1, port: 51820}}
     timers: {announce_interval_s: 1.0, probe_interval_s: 0.5, probe_misses: 3}
+    allocation: {interval_s: 5, forecaster: naive, default_class: web,
+                 vn_classes: {100: video_conferencing}, min_mbps: 1, unit_mbps: 1}
     state_db: a.db
     control_socket: a.sock
 """
@@ -122,6 +124,34 @@ _TIMER_FIELDS: dict[str, type] = {
 }
 
 
+#: Forecasters the allocation loop may use (cheap, refitted every interval).
+ALLOCATION_FORECASTERS = ("naive", "ets")
+
+
+@dataclass(frozen=True, slots=True)
+class AllocationConfig:
+    """The predictive bandwidth allocation loop (:mod:`vnstitch.daemon.allocation`).
+
+    Every ``interval_s`` the daemon measures each stitch's traffic, forecasts the next
+    interval with ``forecaster`` and reserves (HTB rate) at the newsvendor quantile of the
+    stitch's application class (``vn_classes`` per VNID, else ``default_class``), in
+    steps of ``unit_mbps``, never below ``min_mbps``, never above the negotiated bandwidth.
+    """
+
+    interval_s: float = 5.0
+    forecaster: str = "naive"
+    default_class: str = "web"
+    vn_classes: tuple[tuple[int, str], ...] = ()
+    min_mbps: float = 1.0
+    unit_mbps: float = 1.0
+    hold_steps: int = 2
+    history: int = 288  # rate samples kept per stitch (and persisted)
+    decisions_kept: int = 500
+
+    def class_for(self, vnid: int) -> str:
+        return dict(self.vn_classes).get(vnid, self.default_class)
+
+
 @dataclass(frozen=True, slots=True)
 class DaemonConfig:
     source: Path
@@ -136,6 +166,7 @@ class DaemonConfig:
     timers: TimerConfig
     state_db: Path
     control_socket: Path
+    allocation: AllocationConfig | None = None
 
     def peer(self, rm_id: RouteManagerId) -> PeerConfig | None:
         for p in self.peers:
@@ -385,8 +416,63 @@ def _timers(r: _Reader, data: Any) -> TimerConfig:
     return timers
 
 
+def _allocation(r: _Reader, data: Any) -> AllocationConfig | None:
+    # Imported here: the class names live with the allocator, loaded only when configured.
+    from vnstitch.allocate.policy import DEFAULT_CLASSES  # noqa: PLC0415
+
+    if data is None:
+        return None
+    p = "allocation"
+    e = _fields(r, data, p, {"interval_s", "forecaster", "default_class", "vn_classes",
+                             "min_mbps", "unit_mbps", "hold_steps", "history",
+                             "decisions_kept"}, set())
+    d = AllocationConfig()
+
+    def cls(path: str, value: Any) -> str:
+        name = _string(r, path, value)
+        if name not in DEFAULT_CLASSES:
+            raise r.fail(path, f"unknown application class {name!r} (one of "
+                               f"{', '.join(DEFAULT_CLASSES)})")
+        return name
+
+    forecaster = _string(r, f"{p}.forecaster", e.get("forecaster", d.forecaster))
+    if forecaster not in ALLOCATION_FORECASTERS:
+        raise r.fail(f"{p}.forecaster", f"must be one of {', '.join(ALLOCATION_FORECASTERS)}"
+                                        f", got {forecaster!r}")
+    raw_classes = e.get("vn_classes") or {}
+    if not isinstance(raw_classes, dict):
+        raise r.fail(f"{p}.vn_classes", f"must be a mapping VNID -> class, got "
+                                        f"{_kind(raw_classes)}")
+
+    def vn_key(key: str) -> int:  # mapping keys arrive as text
+        path = f"{p}.vn_classes.{key}"
+        if not key.isdigit():
+            raise r.fail(path, f"VNID must be an integer, got {key!r}")
+        return int(_check(r, path, vnid, int(key)))
+
+    vn_classes = tuple(sorted((vn_key(k), cls(f"{p}.vn_classes.{k}", v))
+                              for k, v in raw_classes.items()))
+
+    def count(name: str, default: int, minimum: int) -> int:
+        return int(_number(r, f"{p}.{name}", e.get(name, default), minimum=minimum,
+                           integer=True))
+
+    return AllocationConfig(
+        interval_s=_number(r, f"{p}.interval_s", e.get("interval_s", d.interval_s),
+                           strict=True),
+        forecaster=forecaster,
+        default_class=cls(f"{p}.default_class", e.get("default_class", d.default_class)),
+        vn_classes=vn_classes,
+        min_mbps=_number(r, f"{p}.min_mbps", e.get("min_mbps", d.min_mbps), strict=True),
+        unit_mbps=_number(r, f"{p}.unit_mbps", e.get("unit_mbps", d.unit_mbps), strict=True),
+        hold_steps=count("hold_steps", d.hold_steps, 0),
+        history=count("history", d.history, 4),
+        decisions_kept=count("decisions_kept", d.decisions_kept, 1),
+    )
+
+
 _TOP = {"segment", "listen", "key_file", "trust", "peers", "local_vns", "dataplane",
-        "timers", "state_db", "control_socket"}
+        "timers", "state_db", "control_socket", "allocation"}
 
 
 def parse_config(text: str, source: str = "<config>", base_dir: Path | None = None
@@ -430,6 +516,7 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
         timers=_timers(r, top.get("timers")),
         state_db=path_field("state_db"),
         control_socket=path_field("control_socket"),
+        allocation=_allocation(r, top.get("allocation")),
     )
 
 

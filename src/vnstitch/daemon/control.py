@@ -5,7 +5,9 @@ user can drive it). A client writes one JSON object per line and reads one JSON 
 per line back: ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "..."}``.
 A bad line gets an error reply and the connection stays usable. Requests:
 
-- ``{"cmd": "show", "what": "peers"|"vnids"|"stitches"|"tunnels"|"metrics"|"status"}``
+- ``{"cmd": "show", "what": "peers"|"vnids"|"stitches"|"tunnels"|"metrics"|"status"|
+  "allocations"}`` -- ``allocations`` lists the allocation loop's kept decisions (oldest
+  first; empty when the config has no ``allocation:`` section)
 - ``{"cmd": "stitch", "vnid": 100, "bandwidth_mbps": 10, "max_latency_ms": ...,
   "max_cost": ..., "hop_limit": ..., "wait_s": 10}`` -- waits for established / failed
 - ``{"cmd": "release", "stitch_id": "..."}``
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
     from vnstitch.daemon.runtime import RouteManagerDaemon
 
 MAX_LINE = 64 * 1024
-SHOW_WHAT = ("peers", "vnids", "stitches", "tunnels", "metrics", "status")
+SHOW_WHAT = ("peers", "vnids", "stitches", "tunnels", "metrics", "status", "allocations")
 
 
 # -- views ------------------------------------------------------------------------------
@@ -79,8 +81,20 @@ def view(daemon: RouteManagerDaemon, what: str) -> Any:
                 "adopted_ops": daemon.metrics["adopted_ops"],
                 "reconciles": daemon.metrics["reconciles"],
                 "dataplane_errors": daemon.metrics["dataplane_errors"],
-                "link_usage": _link_usage(daemon)}
+                "link_usage": _link_usage(daemon),
+                "allocation": _allocation_status(daemon)}
+    if what == "allocations":
+        return [] if daemon.allocation is None else list(daemon.allocation.loop.decisions)
     raise ControlError(f"show: unknown view {what!r} (one of {', '.join(SHOW_WHAT)})")
+
+
+def _allocation_status(daemon: RouteManagerDaemon) -> dict[str, Any]:
+    if daemon.allocation is None:
+        return {"enabled": False}
+    loop = daemon.allocation.loop
+    return {"enabled": True, "interval_s": loop.config.interval_s,
+            "forecaster": loop.config.forecaster, "steps": loop.steps,
+            "stitches": loop.summary()}
 
 
 def _remote_routes(daemon: RouteManagerDaemon) -> list[dict[str, Any]]:

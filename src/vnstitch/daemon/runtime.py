@@ -37,6 +37,11 @@ Tunnel probes go inside the tunnel on a real dataplane (:mod:`vnstitch.daemon.tu
 with the in-memory driver, or before the tunnel's socket is ready, they go to the far
 RM's control address directly.
 
+With an ``allocation:`` config section, :class:`~vnstitch.daemon.allocation.
+AllocationRunner` measures each tunnel's traffic, forecasts and sets the rate of its HTB
+class as an override that :meth:`RouteManagerDaemon.desired_state` lays over the core's
+objects -- the daemon's reconcile stays the only writer of the dataplane.
+
 A peer's bytes never stop the daemon: the core reports bad datagrams as ``PeerFault``
 events, which are counted; an exception escaping the core (a bug) is logged and counted
 too, and the daemon keeps serving. Dataplane errors are counted and retried.
@@ -51,6 +56,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from vnstitch.daemon.allocation import AllocationRunner
 from vnstitch.daemon.config import DaemonConfig
 from vnstitch.daemon.coreadapter import CoreFactory, CoreSetup, DaemonCore, local_objects
 from vnstitch.daemon.errors import DaemonError
@@ -157,6 +163,8 @@ class RouteManagerDaemon:
         self._probes = TunnelProbeSockets(
             config.listen_host, config.listen_port, self.on_datagram, self.metrics,
             enabled=self._offload)
+        self.allocation = (AllocationRunner(self, config.allocation)
+                           if config.allocation is not None else None)
 
     # -- properties -----------------------------------------------------------------------
 
@@ -187,8 +195,27 @@ class RouteManagerDaemon:
         assert self._loop is not None
         return self._loop.time() + self._offset
 
-    def desired_state(self) -> DataplaneState:
+    def base_desired_state(self) -> DataplaneState:
+        """What the core and the config want, before allocation overrides."""
         return self.core_desired.with_objects(add=local_objects(self.config))
+
+    def desired_state(self) -> DataplaneState:
+        base = self.base_desired_state()
+        return base if self.allocation is None else self.allocation.loop.overlay(base)
+
+    @property
+    def offloads_dataplane(self) -> bool:
+        """True when driver calls must run in a worker thread (the Linux driver)."""
+        return self._offload
+
+    @property
+    def store_open(self) -> bool:
+        return self._store is not None
+
+    def dataplane_changed(self) -> None:
+        """Something outside the core changed the desired state: reconcile it."""
+        if self._store is not None:
+            self._reconcile()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -207,6 +234,8 @@ class RouteManagerDaemon:
                 self.config, key, store.load_core_state(), self._seq_high_water, now))
             self._store = store
             self.core_desired = store.load_desired()
+            if self.allocation is not None:  # before adopting: keep the last reservations
+                self.allocation.restore()
             # Adopt what is there, remove what we own but no longer want.
             if self._offload:
                 await self._reconcile_off_loop()
@@ -226,6 +255,8 @@ class RouteManagerDaemon:
             outputs += self.core.add_local_vn(vn.virtual_network(self.config.segment), now)
         self._execute(outputs, persist=True)
         self._schedule_persist()
+        if self.allocation is not None:
+            self.allocation.start()
         log.info("route manager %s listening on %s:%d", key.rm_id, *self.local_address)
 
     async def start_control(self) -> None:
@@ -240,6 +271,8 @@ class RouteManagerDaemon:
         for handle in (self._timer, self._persist_timer, self._retry_timer):
             if handle is not None:
                 handle.cancel()
+        if self.allocation is not None:
+            await self.allocation.stop()
         if self._control is not None:
             await self._control.stop()
             self._control = None

@@ -3,9 +3,11 @@
 Theory of operation: one database file per daemon (created mode 0600: it holds tunnel
 private keys) with a ``meta`` table (schema version, owning RM id) and one table per kind
 of state -- stitches, reservations, tunnel keys, the desired dataplane objects, the
-sequence-number high-water mark and the core's exported state. Every write is its own
-transaction (or grouped with :meth:`StateStore.transaction`), committed with
-``synchronous=FULL`` so that a ``kill -9`` right after a call returns loses nothing.
+sequence-number high-water mark and the core's exported state, and for the allocation
+loop (:mod:`vnstitch.daemon.allocation`) each stitch's recent rate samples and the HTB
+rate overrides it decided (tables added with ``IF NOT EXISTS``: older files gain them).
+Every write is its own transaction (or grouped with :meth:`StateStore.transaction`),
+committed with ``synchronous=FULL`` so that a ``kill -9`` right after a call returns loses nothing.
 
 Sequence numbers are never reused across restarts: the daemon reserves them in blocks
 (:meth:`StateStore.reserve_sequence`) and only sends a datagram whose number is at or
@@ -32,6 +34,7 @@ from vnstitch.daemon.errors import StateError
 from vnstitch.dataplane.objects import (
     DataplaneObject,
     DataplaneState,
+    RateLimit,
     WireguardInterface,
     object_from_json,
     object_to_json,
@@ -59,10 +62,16 @@ CREATE TABLE IF NOT EXISTS sequence (
     id INTEGER PRIMARY KEY CHECK (id = 1), high_water INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS core_state (
     id INTEGER PRIMARY KEY CHECK (id = 1), blob BLOB NOT NULL, saved_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS allocation_samples (
+    stitch_id TEXT NOT NULL, t REAL NOT NULL, mbps REAL NOT NULL,
+    PRIMARY KEY (stitch_id, t));
+CREATE TABLE IF NOT EXISTS allocation_overrides (
+    key TEXT PRIMARY KEY, obj TEXT NOT NULL);
 """
 
 TABLES = frozenset({"meta", "stitches", "reservations", "tunnel_keys", "dataplane_desired",
-                    "tunnels", "sequence", "core_state"})
+                    "tunnels", "sequence", "core_state", "allocation_samples",
+                    "allocation_overrides"})
 
 
 
@@ -294,3 +303,43 @@ class StateStore:
     def load_core_state(self) -> bytes | None:
         row = self._conn.execute("SELECT blob FROM core_state").fetchone()
         return None if row is None else bytes(row[0])
+
+    # -- allocation loop ------------------------------------------------------------------
+
+    def save_allocation(self, samples: list[tuple[str, float, float]],
+                        overrides: list[RateLimit], keep: int, live: set[str]) -> None:
+        """Add rate samples, keep the last ``keep`` per live stitch, replace the overrides."""
+        with self.transaction():
+            c = self._conn
+            c.executemany("INSERT OR REPLACE INTO allocation_samples VALUES (?,?,?)", samples)
+            for (sid,) in c.execute("SELECT DISTINCT stitch_id FROM allocation_samples"
+                                    ).fetchall():
+                if sid not in live:
+                    c.execute("DELETE FROM allocation_samples WHERE stitch_id=?", (sid,))
+                    continue
+                c.execute("DELETE FROM allocation_samples WHERE stitch_id=? AND t NOT IN "
+                          "(SELECT t FROM allocation_samples WHERE stitch_id=? "
+                          "ORDER BY t DESC LIMIT ?)", (sid, sid, keep))
+            c.execute("DELETE FROM allocation_overrides")
+            for o in overrides:
+                c.execute("INSERT INTO allocation_overrides VALUES (?,?)",
+                          (o.key, object_to_json(o)[1]))
+
+    def allocation_samples(self) -> dict[str, list[tuple[float, float]]]:
+        out: dict[str, list[tuple[float, float]]] = {}
+        for sid, t, mbps in self._conn.execute(
+                "SELECT stitch_id, t, mbps FROM allocation_samples ORDER BY stitch_id, t"):
+            out.setdefault(str(sid), []).append((float(t), float(mbps)))
+        return out
+
+    def allocation_overrides(self) -> list[RateLimit]:
+        out: list[RateLimit] = []
+        for key, text in self._conn.execute("SELECT key, obj FROM allocation_overrides"):
+            try:
+                obj = object_from_json("rate", text)
+            except (ValueError, TypeError, KeyError) as exc:
+                raise StateError(f"{self.path}: allocation_overrides row {key!r} is "
+                                 f"unreadable: {exc}") from None
+            if isinstance(obj, RateLimit):
+                out.append(obj)
+        return out

@@ -4,7 +4,13 @@ Theory of operation: see :mod:`vnstitch.dataplane.objects` (state and ``plan``) 
 :mod:`vnstitch.dataplane.base` (driver interface and ``reconcile``).
 """
 
-from vnstitch.dataplane.base import DataplaneDriver, DataplaneError, reconcile
+from vnstitch.dataplane.base import (
+    CountingDriver,
+    DataplaneDriver,
+    DataplaneError,
+    DeviceCounters,
+    reconcile,
+)
 from vnstitch.dataplane.memory import MemoryDataplane
 from vnstitch.dataplane.objects import (
     Bridge,
@@ -26,10 +32,12 @@ from vnstitch.dataplane.objects import (
 __all__ = [
     "Bridge",
     "BridgePort",
+    "CountingDriver",
     "DataplaneDriver",
     "DataplaneError",
     "DataplaneObject",
     "DataplaneState",
+    "DeviceCounters",
     "FdbEntry",
     "MemoryDataplane",
     "Op",

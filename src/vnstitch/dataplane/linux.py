@@ -46,7 +46,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from vnstitch.dataplane import tc, wireguard_go
-from vnstitch.dataplane.base import DataplaneError
+from vnstitch.dataplane.base import DataplaneError, DeviceCounters
 from vnstitch.dataplane.objects import (
     Bridge,
     BridgePort,
@@ -181,6 +181,19 @@ class LinuxDataplane:
         return int(found[0])
 
     # -- observe ----------------------------------------------------------------------
+    def counters(self, device: str) -> DeviceCounters:
+        """Byte counters of any device in the namespace (owned or not), IFLA_STATS64."""
+        what = f"counters {device}"
+        try:
+            with self._session():
+                link = self._rt().get_links(self._index(device, what))[0]
+        except (OSError, NetlinkError) as exc:
+            raise DataplaneError(f"{what}: {exc}") from exc
+        stats = link.get_attr("IFLA_STATS64") or link.get_attr("IFLA_STATS")
+        if stats is None:
+            raise DataplaneError(f"{what}: the kernel reported no link statistics")
+        return DeviceCounters(device, int(stats["rx_bytes"]), int(stats["tx_bytes"]))
+
     def observe(self) -> DataplaneState:
         try:
             with self._session():

@@ -3,14 +3,16 @@
 Theory of operation: it keeps the object map it has been told to build and enforces the
 same preconditions the kernel does (a VXLAN port's underlay and a bridge port's bridge
 and port must exist; you cannot create what exists or remove what does not), so a plan
-that would fail on Linux fails here too.
+that would fail on Linux fails here too. Byte counters are whatever a test sets with
+:meth:`MemoryDataplane.set_counters` (0 for a device nobody set), for any device the
+driver knows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from vnstitch.dataplane.base import DataplaneError
+from vnstitch.dataplane.base import DataplaneError, DeviceCounters
 from vnstitch.dataplane.objects import (
     Bridge,
     BridgePort,
@@ -34,9 +36,20 @@ class MemoryDataplane:
         self._state = DataplaneState()
         self.external_ports = set(external_ports)
         self.applied: list[Op] = []
+        self._counters: dict[str, tuple[int, int]] = {}
 
     def observe(self) -> DataplaneState:
         return self._state
+
+    def set_counters(self, device: str, rx_bytes: int, tx_bytes: int) -> None:
+        """What :meth:`counters` reports for ``device`` from now on (a test's traffic)."""
+        self._counters[device] = (int(rx_bytes), int(tx_bytes))
+
+    def counters(self, device: str) -> DeviceCounters:
+        if device not in self._devices():
+            raise DataplaneError(f"counters {device}: missing device(s) [{device!r}]")
+        rx, tx = self._counters.get(device, (0, 0))
+        return DeviceCounters(device, rx, tx)
 
     def _devices(self) -> set[str]:
         names = set(self.external_ports)

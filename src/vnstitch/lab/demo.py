@@ -17,6 +17,12 @@ and watch what really happens:
    stream, and when traffic flowed again through the new stitch;
 4. everything is torn down, leftovers are checked.
 
+With ``allocation`` (the daemons' ``allocation:`` config section) the Route Managers also
+run the predictive allocation loop: after the iperf3 step the demo reports A's latest
+allocation decisions for the stitch and the HTB rate the loop set on its VXLAN port
+(iperf3 pushes as much as the negotiated ceil allows, so the forecast reaches the
+negotiated bandwidth and the decisions say so).
+
 Steps are reported through ``on_step(name, facts)`` so the CLI can show progress.
 """
 
@@ -111,8 +117,19 @@ def reroute(lab: Lab, rms: LabRouteManagers, stitch_id: str, timeout_s: float = 
     }
 
 
+def allocation_report(rms: LabRouteManagers, stitch_id: str, last: int = 5
+                      ) -> dict[str, Any]:
+    """A's allocation state for ``stitch_id``: its summary and latest per-stitch decisions."""
+    status = rms.show("a", "status")["allocation"]
+    mine = [r for r in status.get("stitches", []) if r["stitch_id"] == stitch_id]
+    rows = [r for r in rms.show("a", "allocations") if r["stitch_id"] == stitch_id
+            and (r.get("subject") == stitch_id or r["action"] in ("shortfall", "keep"))]
+    return {"stitch": mine[0] if mine else None, "decisions": rows[-last:]}
+
+
 def run_demo(*, bandwidth_mbps: float = 100.0, iperf_seconds: float = 3.0, pings: int = 10,
-             workdir: Path | None = None, on_step: StepHook = _noop) -> dict[str, Any]:
+             workdir: Path | None = None, on_step: StepHook = _noop,
+             allocation: dict[str, Any] | None = None) -> dict[str, Any]:
     """The whole demo on a fresh lab; the lab is removed even if a step fails."""
     result: dict[str, Any] = {"bandwidth_requested_mbps": bandwidth_mbps}
     with tempfile.TemporaryDirectory(prefix="vnstitch-demo-") as tmp:
@@ -122,7 +139,7 @@ def run_demo(*, bandwidth_mbps: float = 100.0, iperf_seconds: float = 3.0, pings
         rms: LabRouteManagers | None = None
         try:
             fast_arp(lab)
-            rms = LabRouteManagers(lab, workdir or Path(tmp))
+            rms = LabRouteManagers(lab, workdir or Path(tmp), allocation=allocation)
             rms.start_all()
             on_step("start route managers", {seg: rms.rm_id(seg)[:8] for seg in rms.rms})
             via = rms.wait_route("a", 100)
@@ -142,7 +159,12 @@ def run_demo(*, bandwidth_mbps: float = 100.0, iperf_seconds: float = 3.0, pings
                 "ping": f"{received}/{sent}", "encrypted": cap.encrypted,
                 "wireguard": cap.wireguard, "inner_icmp": cap.inner_icmp})
             result["iperf_mbps"] = baseline.iperf(lab, "ha1", "hb1", iperf_seconds)
-            on_step("iperf3", {"mbps": result["iperf_mbps"]})
+            facts: dict[str, Any] = {"mbps": result["iperf_mbps"]}
+            if allocation is not None:
+                result["allocation"] = allocation_report(rms, result["stitch_id"])
+                stitch = result["allocation"]["stitch"] or {}
+                facts["allocated_mbps"] = stitch.get("reserved_mbps")
+            on_step("iperf3", facts)
             result.update(reroute(lab, rms, result["stitch_id"]))
             on_step("cut A-T and reroute", {k: result[k] for k in (
                 "rerouted_path", "renegotiated_seconds", "reroute_seconds", "outage_seconds")})

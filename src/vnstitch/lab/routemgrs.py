@@ -104,6 +104,8 @@ class LabRouteManagers:
     capacity_mbps: float = 1000.0
     timers: dict[str, float] = field(default_factory=lambda: dict(LAB_TIMERS))
     rms: dict[str, LabRouteManager] = field(default_factory=dict)
+    #: the daemons' ``allocation:`` config section (None: no allocation loop)
+    allocation: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -133,7 +135,7 @@ class LabRouteManagers:
                 vn = vns.setdefault(h.vnid, {"vnid": h.vnid, "components": [net],
                                              "host_ports": []})
                 vn["host_ports"].append(h.router_port)
-        return {
+        cfg: dict[str, Any] = {
             "segment": segment_name(seg),
             "listen": {"address": me.loopback, "port": RM_PORT},
             "key_file": f"{seg}.key",
@@ -147,6 +149,9 @@ class LabRouteManagers:
             "state_db": f"{seg}.db",
             "control_socket": f"{seg}.sock",
         }
+        if self.allocation is not None:
+            cfg["allocation"] = self.allocation
+        return cfg
 
     # -- processes ----------------------------------------------------------------------
     def rm_id(self, seg: str) -> str:
