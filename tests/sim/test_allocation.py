@@ -8,6 +8,7 @@ import copy
 import importlib.resources
 import json
 import textwrap
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -254,3 +255,14 @@ def test_allocation_needs_traffic_and_defaults_to_the_stitched_classes() -> None
     assert sc.traffic.allocation.app("video").quantile > 0.9  # video_conferencing's costs
     plain = parse_scenario(textwrap.dedent(ALLOC_BASE), "ok.yaml", None)
     assert plain.traffic is not None and plain.traffic.allocation is None  # control
+
+
+def test_html_report_has_the_allocation_panel(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "r.html"
+    argv = ["simulate", "--scenario", "builtin:allocation", "--requests", "2", "--report",
+            str(out)]
+    assert run_simulate(build_parser().parse_args(argv), double_factory) == 0
+    assert "predictive allocation" in capsys.readouterr().out
+    text = out.read_text()
+    assert "Predictive allocation" in text and text.count("data:image/png;base64,") == 2

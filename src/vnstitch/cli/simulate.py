@@ -75,7 +75,8 @@ def run_simulate(args: argparse.Namespace, factory: FactoryMaker = default_facto
         task = bar.add_task(f"simulating {sc.duration_s:g} virtual s", total=sc.duration_s)
         result = run(sc, factory, progress=lambda t: bar.update(task, completed=t))
     if args.report:
-        write_report(result.simulation, result.summary, args.report)
+        write_report(result.simulation, result.summary, args.report,
+                     allocation=result.traffic.allocation if result.traffic else None)
     if args.json:
         print_json(result.summary)
         return 0
