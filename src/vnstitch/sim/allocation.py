@@ -43,6 +43,15 @@ monitoring interval (virtual time ``t``), once ``warmup_intervals`` have been me
   first decision the static policy applies. A reroute by the allocator is a
   make-before-break move (kind ``allocate``) like the congestion reroute's.
 
+* **What is reported.** Per allocated flow, over the intervals under allocation:
+  reserved vs offered vs delivered (Mbit), unserved and unreserved fractions, slack
+  (reserved above delivered, per interval mean), reservation changes per hour and
+  reroutes; provider cost, scale-out requests granted / refused / failed, the
+  allocator's shortfalls and its decision log. A shortfall is the allocator's view: when
+  the provider fails it counts only ``base`` as covered, although extra capacity bought
+  earlier may still serve (the data plane uses what is really usable). The traffic
+  section's per-class ``guaranteed_mbps`` stays the static policy's.
+
 Pure: virtual time only, no I/O; the same scenario gives the same result.
 """
 
