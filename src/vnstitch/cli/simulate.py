@@ -18,7 +18,14 @@ from vnstitch.cli.output import add_json_flag, console, fmt, print_json, progres
 from vnstitch.sim.report import write_report
 from vnstitch.sim.runner import FactoryMaker, RunResult, default_factory, run
 from vnstitch.sim.scenario import Scenario, check_scenario, load_scenario
-from vnstitch.sim.traffic_story import CLASS_COLUMNS, class_rows, summary_rows
+from vnstitch.sim.traffic_story import (
+    ALLOCATION_COLUMNS,
+    CLASS_COLUMNS,
+    allocation_flow_rows,
+    allocation_rows,
+    class_rows,
+    summary_rows,
+)
 
 
 def register(sub: Any) -> None:
@@ -36,8 +43,8 @@ def register(sub: Any) -> None:
     p.add_argument("--seed", type=int, metavar="S", help="random seed")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="virtual seconds to run")
     p.add_argument("--scenario", metavar="FILE",
-                   help="scenario YAML (or builtin:small|medium|faulty|congestion|abilene-tm); "
-                   "flags override it")
+                   help="scenario YAML (or builtin:small|medium|faulty|congestion|abilene-tm"
+                   "|allocation); flags override it")
     p.add_argument("--report", metavar="OUT", help="write a report: OUT.html or OUT.png")
     add_json_flag(p)
     p.set_defaults(handler=_handler)
@@ -68,7 +75,8 @@ def run_simulate(args: argparse.Namespace, factory: FactoryMaker = default_facto
         task = bar.add_task(f"simulating {sc.duration_s:g} virtual s", total=sc.duration_s)
         result = run(sc, factory, progress=lambda t: bar.update(task, completed=t))
     if args.report:
-        write_report(result.simulation, result.summary, args.report)
+        write_report(result.simulation, result.summary, args.report,
+                     allocation=result.traffic.allocation if result.traffic else None)
     if args.json:
         print_json(result.summary)
         return 0
@@ -113,6 +121,11 @@ def render(result: RunResult, report: str | None = None) -> None:
         out.print(table("data traffic: congestion and reroute", ["measure", "value"],
                         summary_rows(s["traffic"])))
         out.print(table("data traffic per QoS class", CLASS_COLUMNS, class_rows(s["traffic"])))
+    if "allocation" in s:
+        out.print(table("predictive allocation", ["measure", "value"],
+                        allocation_rows(s["allocation"])))
+        out.print(table("allocation per flow", ALLOCATION_COLUMNS,
+                        allocation_flow_rows(s["allocation"])))
     if report:
         out.print(f"report written to {report}")
 

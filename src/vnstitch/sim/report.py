@@ -8,6 +8,9 @@ between the homes of its segment path. Right: a timeline of requests (set-up tim
 segment from request to establishment, failures as crosses), repairs and faults, with
 discovery convergence marked. ``.png`` writes the figure; ``.html`` embeds it (base64)
 with the summary table and the event log, so the report is one self-contained file.
+With an allocation run (:mod:`vnstitch.sim.allocation`) the HTML also gets one panel per
+allocated flow -- measured offered rate per interval against the reservation in force --
+and the per-flow allocation table.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import networkx as nx
 from vnstitch.sim.errors import SimError
 
 if TYPE_CHECKING:
+    from vnstitch.sim.allocation import AllocationResult
     from vnstitch.sim.engine import Simulation
 
 
@@ -113,8 +117,45 @@ def figure_png(sim: Simulation, summary: dict[str, Any]) -> bytes:
     return buf.getvalue()
 
 
+def allocation_png(alloc: AllocationResult) -> bytes:
+    """Offered (measured per interval) vs reserved (step, in force after each decision)."""
+    n = max(1, len(alloc.flows))
+    fig, axes = plt.subplots(n, 1, figsize=(10, 2.4 * n), squeeze=False, sharex=True)
+    for ax, name in zip(axes[:, 0], alloc.flows, strict=True):
+        ends = [t for t, _ in alloc.offered]
+        ax.step(ends, [v[name] for _, v in alloc.offered], where="pre", color="tab:blue",
+                label="offered (interval mean)")
+        ax.step([t for t, _ in alloc.reservations], [v[name] for _, v in alloc.reservations],
+                where="post", color="tab:red", label="reserved")
+        for t, _, _, _ in alloc.shortfalls:
+            ax.axvline(t, color="tab:orange", lw=0.5, alpha=0.3)
+        ax.set_ylabel(f"{name} Mbit/s")
+        ax.legend(fontsize=7, loc="upper left")
+    axes[-1, 0].set_xlabel("virtual time (s); orange: a link short at that decision")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _allocation_html(alloc: AllocationResult, summary: dict[str, Any]) -> str:
+    flows = summary.get("allocation", {}).get("flows", {})
+    cols = ["reserved_mbit", "offered_mbit", "delivered_mbit", "unserved_fraction",
+            "slack_fraction", "changes", "reroutes"]
+    head = "".join(f"<th>{c}</th>" for c in ["flow", *cols])
+    rows = "".join("<tr><td>" + html.escape(name) + "</td>" + "".join(
+        f"<td>{html.escape(str(f.get(c)))}</td>" for c in cols) + "</tr>"
+        for name, f in flows.items())
+    png = base64.b64encode(allocation_png(alloc)).decode()
+    return (f"<h2>Predictive allocation</h2><img alt='reserved vs offered' "
+            f"style='max-width:100%' src='data:image/png;base64,{png}'>"
+            f"<table><tr>{head}</tr>{rows}</table>")
+
+
 def write_report(sim: Simulation, summary: dict[str, Any], out: str | Path,
-                 story: list[str] | None = None) -> Path:
+                 story: list[str] | None = None,
+                 allocation: AllocationResult | None = None) -> Path:
     """Write ``out`` (.html with the PNG embedded, or .png) and return its path."""
     path = Path(out)
     suffix = path.suffix.lower()
@@ -143,6 +184,7 @@ def write_report(sim: Simulation, summary: dict[str, Any], out: str | Path,
             f"<img alt='topology and timeline' style='max-width:100%' "
             f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
             f"<h2>Summary</h2><table>{rows}</table>"
+            + (_allocation_html(allocation, summary) if allocation is not None else "") +
             f"<h2>What happened</h2><pre>{body}</pre></body></html>")
         path.write_text(page, encoding="utf-8")
     except OSError as exc:

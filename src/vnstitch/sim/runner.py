@@ -19,6 +19,7 @@ from typing import Any
 
 from vnstitch.model import Substrate, load_topology, partitioned
 from vnstitch.model.ids import SegmentId
+from vnstitch.sim.allocation import summarise_allocation
 from vnstitch.sim.cores import CoreFactory
 from vnstitch.sim.engine import Simulation, derive_seed
 from vnstitch.sim.errors import ScenarioError
@@ -145,4 +146,7 @@ def run(
     summary = summarise(sim, name=scenario.name, duration_s=scenario.duration_s)
     if result is not None:
         summary["traffic"] = summarise_traffic(result)
+        if result.allocation is not None:
+            summary["allocation"] = summarise_allocation(result.allocation,
+                                                         scenario.duration_s, result.labels)
     return RunResult(sim, summary, t2 - t1, t1 - t0, result)

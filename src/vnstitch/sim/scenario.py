@@ -28,10 +28,13 @@ partitioned, which :mod:`vnstitch.sim.runner` does, with the same field paths.
     protocol: {announce_interval_s: 1.0}   # passed to the core factory
     qos: {...}       # QoS classes and traffic flows with congestion reroute:
     traffic: {...}   # see vnstitch.sim.traffic_spec
+    allocation: {...}  # forecast-driven reservations for the traffic: see
+                       # vnstitch.sim.allocation_spec and vnstitch.sim.allocation
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.resources
 import math
 from collections.abc import Mapping
@@ -41,12 +44,13 @@ from typing import Any
 
 import yaml
 
+from vnstitch.sim.allocation_spec import parse_allocation
 from vnstitch.sim.errors import ScenarioError
 from vnstitch.sim.network import Impairments
 from vnstitch.sim.traffic_spec import TrafficSpec, parse_traffic
 from vnstitch.sim.workload import FaultKind
 
-BUILTIN = ("small", "medium", "faulty", "congestion", "abilene-tm")
+BUILTIN = ("small", "medium", "faulty", "congestion", "abilene-tm", "allocation")
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,12 +292,26 @@ def scenario_from_mapping(data: object, source: str = "<scenario>",
         network=_network(source, r.raw("network")),
         faults=tuple(_fault(source, k, f) for k, f in enumerate(faults_raw or [])),
         protocol=protocol,
-        traffic=parse_traffic(source, r.raw("traffic"), r.raw("qos")),
+        traffic=_traffic(source, r),
         source=source,
         base_dir=base_dir,
     )
     r.finish()
     return scenario
+
+
+def _traffic(source: str, r: _Reader) -> TrafficSpec | None:
+    """``traffic:`` + ``qos:``, with the ``allocation:`` section that manages them."""
+    traffic = parse_traffic(source, r.raw("traffic"), r.raw("qos"))
+    raw = r.raw("allocation")
+    if raw is None:
+        return traffic
+    if traffic is None:
+        raise ScenarioError(source, "allocation", "needs a traffic (and qos) section: it "
+                            "reserves bandwidth for the traffic's flows")
+    classes = {c.name for c in traffic.policy.classes}
+    spec = parse_allocation(source, raw, classes, traffic.stitched_classes)
+    return dataclasses.replace(traffic, allocation=spec)
 
 
 def load_scenario(path: str | Path) -> Scenario:

@@ -51,6 +51,7 @@ from vnstitch.routing.monitor import (
     plan_returns,
 )
 from vnstitch.routing.paths import all_pairs_k_shortest_paths
+from vnstitch.sim.allocation import AllocationResult, SimAllocation
 from vnstitch.sim.errors import ScenarioError
 from vnstitch.sim.htb import HtbTree, flows_share, tree_for_link
 from vnstitch.sim.traffic_spec import FlowSpec, TrafficSpec
@@ -135,6 +136,7 @@ class TrafficResult:
     delivered_mbit: dict[str, float] = field(default_factory=dict)
     seconds_below_guarantee: dict[str, float] = field(default_factory=dict)
     final_paths: dict[str, Path] = field(default_factory=dict)
+    allocation: AllocationResult | None = None  # with an ``allocation:`` section
 
     def name(self, path: Sequence[str]) -> str:
         return " > ".join(self.labels.get(n, n) for n in path)
@@ -199,6 +201,9 @@ class TrafficSim:
         self.labels = {str(n): str(lab) for n, lab in g.nodes(data="label") if lab}
         self.paths: list[Path] = [f.home for f in self.flows]
         self.planned: list[Path] = list(self.paths)  # paths including pending moves
+        self.graph = g
+        # The Predictive Resource Allocator (sim.allocation) rewrites tree and cap.
+        self.alloc: SimAllocation | None = None
 
     # -- serving ---------------------------------------------------------------------
     def serve(self, offered: Sequence[float]) -> _State:
@@ -245,7 +250,7 @@ class TrafficSim:
             for i, j in users:
                 c = self.flows[i].qos_class
                 if demand[c] > _EPS:
-                    g = self.guaranteed[c] * self.cap[a] * inp[i][j] / demand[c]
+                    g = self._guaranteed_rate(a, c) * inp[i][j] / demand[c]
                     share[i] = min(share[i], g)
         below = dict.fromkeys(self.guaranteed, False)
         for i, f in enumerate(self.flows):
@@ -253,6 +258,11 @@ class TrafficSim:
             if delivered[i] < owed * (1 - 1e-6) - _EPS:
                 below[f.qos_class] = True
         return below
+
+    def _guaranteed_rate(self, a: Arc, c: str) -> float:
+        if self.alloc is None:
+            return self.guaranteed[c] * self.cap[a]
+        return next(leaf.rate_mbps for leaf in self.tree[a].classes if leaf.name == c)
 
     # -- the run ---------------------------------------------------------------------
     def run(self, duration_s: float) -> TrafficResult:
@@ -271,6 +281,7 @@ class TrafficSim:
         t = 0.0
         self.paths = [f.home for f in self.flows]  # a run always starts from home
         self.planned = list(self.paths)
+        self._start_allocation()
         state = self.serve([f.spec.offered_at(0.0) for f in self.flows])
         hot = self._hot(state.offered)
         open_ep: dict[Arc, Episode] = {}
@@ -282,7 +293,8 @@ class TrafficSim:
         next_sample = interval
         while t < duration_s - _EPS:
             nxt = min(next_sample, changes[0] if changes else math.inf,
-                      pending[0][0] if pending else math.inf, duration_s)
+                      pending[0][0] if pending else math.inf, duration_s,
+                      self.alloc.next_change(t) if self.alloc is not None else math.inf)
             dt = nxt - t
             for a, x in state.carried.items():
                 acc_carried[a] += x * dt
@@ -333,12 +345,45 @@ class TrafficSim:
                     next_sample = samples * interval  # no drift from repeated sums
                 if not (pending and pending[0][0] <= t + _EPS):
                     break
+            if self.alloc is not None:  # reservations or bought capacity may have changed
+                self.tree, self.cap = self.alloc.dataplane(t, self.planned)
+                changed = True
             if changed:
                 state = self.serve(state.offered)
         for ep in open_ep.values():
             ep.resolved_by = None
         res.final_paths = {f.name: p for f, p in zip(self.flows, self.paths, strict=True)}
+        if self.alloc is not None:
+            res.allocation = self.alloc.finish(duration_s)
         return res
+
+    def _start_allocation(self) -> None:
+        """A fresh allocator per run, over the static trees and physical capacities."""
+        spec = self.spec.allocation
+        if spec is None:
+            return
+        cap0 = self.alloc.cap0 if self.alloc is not None else self.cap
+        self.alloc = SimAllocation(
+            spec, policy=self.spec.policy, borrow=self.spec.borrow,
+            interval_s=self.spec.interval_s, graph=self.graph, cap=cap0,
+            flows=[(f.name, f.qos_class, f.src, f.dst, f.home) for f in self.flows])
+        self.tree, self.cap = self.alloc.dataplane(0.0, self.planned)
+
+    def _allocate(self, t: float, offered: Sequence[float], delivered: Sequence[float], *,
+                  res: TrafficResult, pending: list[tuple[float, int, int, Move]],
+                  seq: itertools.count[int], rstate: RerouteState) -> None:
+        """Run the allocator; its reroutes are make-before-break moves like any other."""
+        assert self.alloc is not None
+        install = self.spec.reroute.install_s
+        for i, path in sorted(self.alloc.decide(t, offered, delivered, self.planned).items()):
+            f = self.flows[i]
+            move = Move(f.name, f.qos_class, "allocate", t, t + install, t + 2 * install,
+                        self.planned[i], path, "allocator: the provider could not scale a "
+                        "link of its path; routing found one with room")
+            self.planned[i] = path
+            rstate.last_moved[f.name] = t  # the return planner's hold-down applies
+            res.moves.append(move)
+            heapq.heappush(pending, (move.effective_s, next(seq), i, move))
 
     def _load(self, offered: Sequence[float], arc: Arc) -> float:
         return sum(offered[i] for i, p in enumerate(self.paths) if arc in _arcs(p))
@@ -410,6 +455,9 @@ class TrafficSim:
             self.planned[i] = d.new_path
             res.moves.append(move)
             heapq.heappush(pending, (move.effective_s, next(seq), i, move))
+        if self.alloc is not None:
+            self._allocate(t, mean_offered, [x / interval for x in acc_del], res=res,
+                           pending=pending, seq=seq, rstate=rstate)
 
 
 def run_traffic(spec: TrafficSpec, substrate: Substrate, duration_s: float, *,

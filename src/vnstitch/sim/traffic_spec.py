@@ -45,6 +45,7 @@ from typing import Any
 from vnstitch.routing.errors import PolicyError
 from vnstitch.routing.monitor import MonitorConfig
 from vnstitch.routing.qos import QosPolicy, parse_policy
+from vnstitch.sim.allocation_spec import AllocationSpec
 from vnstitch.sim.errors import ScenarioError
 from vnstitch.sim.htb import BORROW_MODES, BorrowMode
 
@@ -101,6 +102,8 @@ class TrafficSpec:
     flows: tuple[FlowSpec, ...] = ()
     stitched_classes: tuple[str, ...] = ()
     matrix: MatrixSpec | None = None
+    #: the top-level ``allocation:`` section (see :mod:`vnstitch.sim.allocation_spec`)
+    allocation: AllocationSpec | None = None
 
 
 class _Fields:

@@ -52,6 +52,43 @@ def class_rows(t: dict[str, Any]) -> list[tuple[object, ...]]:
     return rows
 
 
+def allocation_rows(a: dict[str, Any]) -> list[tuple[str, object]]:
+    """Headline rows of the ``allocation`` summary (:mod:`vnstitch.sim.allocation`)."""
+    t, p, sf = a["total"], a["provider"], a["shortfalls"]
+    req = p["scale_requests"]
+    return [
+        ("forecaster / decisions (first at s)",
+         f"{a['forecaster']} / {a['decisions']} ({a['first_decision_s']})"),
+        ("classes (newsvendor quantile)",
+         ", ".join(f"{c} ({v['quantile']})" for c, v in a["classes"].items())),
+        ("reserved / offered / delivered (Mbit)",
+         f"{t['reserved_mbit']:g} / {t['offered_mbit']:g} / {t['delivered_mbit']:g}"),
+        ("unserved / unreserved fraction", f"{t['unserved_fraction']} / "
+                                           f"{t['unreserved_fraction']}"),
+        ("slack (Mbit, fraction of reserved)", f"{t['slack_mbit']:g} ({t['slack_fraction']})"),
+        ("reservation changes (per hour)", f"{t['changes']} ({t['changes_per_hour']})"),
+        ("scale requests granted / refused / failed",
+         f"{req['granted']} / {req['refused']} / {req['failed']}"),
+        ("provider cost (peak extra Mbit/s)", f"{p['cost']:g} ({p['peak_extra_mbps']:g})"),
+        ("reroutes by the allocator", len(a["reroutes"])),
+        ("shortfalls (link-intervals, max missing Mbit/s)",
+         f"{sf['count']} ({'-' if sf['max_missing_mbps'] is None else sf['max_missing_mbps']})"),
+        ("decisions logged (kept in JSON)",
+         f"{a['decision_log']['count']} ({a['decision_log']['kept']})"),
+    ]
+
+
+def allocation_flow_rows(a: dict[str, Any]) -> list[tuple[object, ...]]:
+    return [(name, f"{f['reserved_mbit']:g}", f"{f['offered_mbit']:g}",
+             f"{f['delivered_mbit']:g}", f["unserved_fraction"], f["slack_fraction"],
+             f["changes"], f["reroutes"], f["final_reservation_mbps"])
+            for name, f in a["flows"].items()]
+
+
+ALLOCATION_COLUMNS = ["flow", "reserved Mbit", "offered Mbit", "delivered Mbit", "unserved",
+                      "slack", "changes", "reroutes", "final Mbit/s"]
+
+
 CLASS_COLUMNS = ["class (* stitched)", "prio", "guaranteed Mbit/s per link", "offered Mbit",
                  "delivered Mbit", "shortfall Mbit", "worst interval delivered",
                  "s below guarantee"]
