@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from vnstitch.allocate.errors import AllocateError
 from vnstitch.allocate.policy import DEFAULT_CLASSES, ApplicationClass
 from vnstitch.sim.errors import ScenarioError
+from vnstitch.sim.fields import FieldReader
 
 #: Forecasters the simulator may use: cheap to refit on a few dozen points.
 FORECASTERS = ("naive", "seasonal_naive", "ets")
@@ -76,71 +77,17 @@ class AllocationSpec:
         return dict(self.apps)[qos_class]
 
 
-class _Reader:
-    """Reads one mapping at a dotted ``path``, remembering used keys, naming bad ones."""
-
-    def __init__(self, source: str, path: str, data: object) -> None:
-        self.source, self.path = source, path
-        if data is None:
-            data = {}
-        if not isinstance(data, Mapping):
-            raise ScenarioError(source, path, f"must be a mapping, got {type(data).__name__}")
-        self.data: Mapping[str, object] = data
-        self.used: set[str] = set()
-
-    def fail(self, key: str, problem: str) -> ScenarioError:
-        return ScenarioError(self.source, f"{self.path}.{key}" if key else self.path, problem)
-
-    def raw(self, key: str) -> object:
-        self.used.add(key)
-        return self.data.get(key)
-
-    def number(self, key: str, default: float, *, lo: float = 0.0, hi: float = math.inf,
-               lo_open: bool = False, allow_inf: bool = False) -> float:
-        value = self.raw(key)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value) \
-                or (math.isinf(value) and not allow_inf):
-            raise self.fail(key, f"must be a finite number, got {value!r}")
-        if value < lo or value > hi or (lo_open and value == lo):
-            low = f"> {lo:g}" if lo_open else f">= {lo:g}"
-            raise self.fail(key, f"must be {low} and <= {hi:g}, got {value!r}")
-        return float(value)
-
-    def integer(self, key: str, default: int, *, lo: int, hi: int) -> int:
-        value = self.raw(key)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-            raise self.fail(key, f"must be an integer between {lo} and {hi}, got {value!r}")
-        return value
-
-    def flag(self, key: str, default: bool) -> bool:
-        value = self.raw(key)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            raise self.fail(key, f"must be true or false, got {value!r}")
-        return value
-
-    def finish(self) -> None:
-        unknown = sorted(set(map(str, self.data)) - self.used)
-        if unknown:
-            raise self.fail(unknown[0], f"unknown field; expected one of {sorted(self.used)}")
-
-
 def _provider(source: str, data: object) -> ProviderSpec:
-    r = _Reader(source, "allocation.provider", data)
+    r = FieldReader(source, "allocation.provider", data)
     raw = r.raw("outages")
     outages: list[tuple[float, float]] = []
     if raw is not None:
         if not isinstance(raw, list):
             raise r.fail("outages", f"must be a list of {{start, end}}, got {raw!r}")
         for i, item in enumerate(raw):
-            o = _Reader(source, f"allocation.provider.outages[{i}]", item)
-            start = o.number("start", math.nan)
-            end = o.number("end", math.nan)
+            o = FieldReader(source, f"allocation.provider.outages[{i}]", item)
+            start = o.number("start", math.nan, lo=0.0)
+            end = o.number("end", math.nan, lo=0.0)
             if math.isnan(start):
                 raise o.fail("start", "is required (virtual seconds)")
             if math.isnan(end) or end <= start:
@@ -148,9 +95,9 @@ def _provider(source: str, data: object) -> ProviderSpec:
             o.finish()
             outages.append((start, end))
     spec = ProviderSpec(
-        turn_up_s=r.number("turn_up_s", 0.0, hi=1e7),
-        quota_mbps=r.number("quota_mbps", math.inf, allow_inf=True),
-        price_per_mbps_hour=r.number("price_per_mbps_hour", 0.0),
+        turn_up_s=r.number("turn_up_s", 0.0, hi=1e7, lo=0.0),
+        quota_mbps=r.number("quota_mbps", math.inf, allow_inf=True, lo=0.0),
+        price_per_mbps_hour=r.number("price_per_mbps_hour", 0.0, lo=0.0),
         outages=tuple(outages))
     r.finish()
     return spec
@@ -164,11 +111,11 @@ def _app(source: str, cls: str, data: object) -> ApplicationClass:
                                 f"class {cls!r} has no default costs (known: "
                                 f"{sorted(DEFAULT_CLASSES)}); give {{c_under, c_over}}")
         return ApplicationClass(cls, default.c_under, default.c_over)
-    r = _Reader(source, f"allocation.costs.{cls}", data)
-    c_under = r.number("c_under", math.nan)
+    r = FieldReader(source, f"allocation.costs.{cls}", data)
+    c_under = r.number("c_under", math.nan, lo=0.0)
     if math.isnan(c_under):
         raise r.fail("c_under", "is required (cost of a unit of unserved demand)")
-    c_over = r.number("c_over", 1.0)
+    c_over = r.number("c_over", 1.0, lo=0.0)
     r.finish()
     try:
         return ApplicationClass(cls, c_under, c_over)
@@ -181,7 +128,7 @@ def parse_allocation(source: str, data: object, classes: set[str],
     """Validate ``allocation:`` against the traffic section's ``classes`` (or ``None``)."""
     if data is None:
         return None
-    r = _Reader(source, "allocation", data)
+    r = FieldReader(source, "allocation", data)
     raw = r.raw("classes")
     managed: tuple[str, ...]
     if raw is None:
@@ -212,9 +159,9 @@ def parse_allocation(source: str, data: object, classes: set[str],
         warmup_intervals=r.integer("warmup_intervals", 3, lo=2, hi=100_000),
         refit_every=r.integer("refit_every", 12, lo=1, hi=100_000),
         error_window=r.integer("error_window", 60, lo=1, hi=1_000_000),
-        unit_mbps=r.number("unit_mbps", 50.0, lo_open=True),
+        unit_mbps=r.number("unit_mbps", 50.0, lo_open=True, lo=0.0),
         hold_intervals=r.integer("hold_intervals", 2, lo=0, hi=100_000),
-        hysteresis=r.number("hysteresis", 0.05, hi=0.99),
+        hysteresis=r.number("hysteresis", 0.05, hi=0.99, lo=0.0),
         scale_in_window=r.integer("scale_in_window", 2, lo=1, hi=100_000),
         reroute=r.flag("reroute", True),
         log_limit=r.integer("log_limit", 200, lo=0, hi=10_000_000),

@@ -37,15 +37,14 @@ from __future__ import annotations
 import dataclasses
 import importlib.resources
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from vnstitch.sim.allocation_spec import parse_allocation
 from vnstitch.sim.errors import ScenarioError
+from vnstitch.sim.fields import FieldReader
 from vnstitch.sim.network import Impairments
 from vnstitch.sim.traffic_spec import TrafficSpec, parse_traffic
 from vnstitch.sim.workload import FaultKind
@@ -103,69 +102,8 @@ class Scenario:
     base_dir: str | None = None
 
 
-class _Reader:
-    """Reads one mapping, recording which fields were used, naming bad ones."""
-
-    def __init__(self, source: str, path: str, data: object) -> None:
-        self.source, self.path = source, path
-        if data is None:
-            data = {}
-        if not isinstance(data, Mapping):
-            raise ScenarioError(source, path or "scenario",
-                                f"must be a mapping, got {type(data).__name__}")
-        self.data: Mapping[str, Any] = data
-        self.used: set[str] = set()
-
-    def at(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
-
-    def fail(self, key: str, problem: str) -> ScenarioError:
-        return ScenarioError(self.source, self.at(key), problem)
-
-    def raw(self, key: str) -> Any:
-        self.used.add(key)
-        return self.data.get(key)
-
-    def number(self, key: str, default: float, *, lo: float = -math.inf, hi: float = math.inf,
-               allow_inf: bool = False) -> float:
-        value = self.raw(key)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(key, f"must be a number, got {value!r}")
-        f = float(value)
-        if math.isnan(f) or (math.isinf(f) and not allow_inf):
-            raise self.fail(key, f"must be a finite number, got {value!r}")
-        if not lo <= f <= hi:
-            raise self.fail(key, f"must be between {lo:g} and {hi:g}, got {value!r}")
-        return f
-
-    def integer(self, key: str, default: int, *, lo: int = 0, hi: int = 10**9) -> int:
-        value = self.raw(key)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(key, f"must be an integer, got {value!r}")
-        if not lo <= value <= hi:
-            raise self.fail(key, f"must be between {lo} and {hi}, got {value}")
-        return value
-
-    def text(self, key: str, default: str | None) -> str | None:
-        value = self.raw(key)
-        if value is None:
-            return default
-        if not isinstance(value, str) or not value:
-            raise self.fail(key, f"must be a non-empty string, got {value!r}")
-        return value
-
-    def finish(self) -> None:
-        unknown = sorted(set(map(str, self.data)) - self.used)
-        if unknown:
-            raise self.fail(unknown[0], f"unknown field; expected one of {sorted(self.used)}")
-
-
 def _vns(source: str, data: object) -> VnSpec:
-    r = _Reader(source, "vns", data)
+    r = FieldReader(source, "vns", data)
     spec = VnSpec(r.integer("count", 8, lo=1, hi=1_000_000),
                   r.integer("segments_per_vn", 2, lo=1, hi=10_000))
     r.finish()
@@ -173,7 +111,7 @@ def _vns(source: str, data: object) -> VnSpec:
 
 
 def _requests(source: str, data: object) -> RequestSpec:
-    r = _Reader(source, "requests", data)
+    r = FieldReader(source, "requests", data)
     arrival = r.text("arrival", "poisson")
     if arrival not in ("poisson", "file"):
         raise r.fail("arrival", f"must be 'poisson' or 'file', got {arrival!r}")
@@ -212,7 +150,7 @@ def _requests(source: str, data: object) -> RequestSpec:
     return spec
 
 
-def _opt(r: _Reader, key: str) -> float | None:
+def _opt(r: FieldReader, key: str) -> float | None:
     value = r.number(key, math.nan, lo=0.0)
     return None if math.isnan(value) else value
 
@@ -226,7 +164,7 @@ def request_window(sc: Scenario) -> tuple[float, float]:
 
 
 def _network(source: str, data: object) -> Impairments:
-    r = _Reader(source, "network", data)
+    r = FieldReader(source, "network", data)
     imp = Impairments(
         loss=r.number("loss", 0.0, lo=0.0, hi=1.0),
         duplicate=r.number("duplicate", 0.0, lo=0.0, hi=1.0),
@@ -239,7 +177,7 @@ def _network(source: str, data: object) -> Impairments:
 
 
 def _fault(source: str, index: int, data: object) -> FaultSpec:
-    r = _Reader(source, f"faults[{index}]", data)
+    r = FieldReader(source, f"faults[{index}]", data)
     at = r.number("at", math.nan, lo=0.0)
     if math.isnan(at):
         raise r.fail("at", "is required (seconds of virtual time)")
@@ -273,12 +211,12 @@ def _fault(source: str, index: int, data: object) -> FaultSpec:
 def scenario_from_mapping(data: object, source: str = "<scenario>",
                           base_dir: str | None = None) -> Scenario:
     """Validate a parsed YAML document into a :class:`Scenario`."""
-    r = _Reader(source, "", data)
+    r = FieldReader(source, "", data)
     faults_raw = r.raw("faults")
     if faults_raw is not None and not isinstance(faults_raw, list):
         raise r.fail("faults", f"must be a list, got {type(faults_raw).__name__}")
     proto_raw = r.raw("protocol")
-    proto = _Reader(source, "protocol", proto_raw)
+    proto = FieldReader(source, "protocol", proto_raw)
     protocol = {str(k): proto.number(str(k), 0.0, lo=0.0) for k in proto.data}
     proto.finish()
     scenario = Scenario(
@@ -300,7 +238,7 @@ def scenario_from_mapping(data: object, source: str = "<scenario>",
     return scenario
 
 
-def _traffic(source: str, r: _Reader) -> TrafficSpec | None:
+def _traffic(source: str, r: FieldReader) -> TrafficSpec | None:
     """``traffic:`` + ``qos:``, with the ``allocation:`` section that manages them."""
     traffic = parse_traffic(source, r.raw("traffic"), r.raw("qos"))
     raw = r.raw("allocation")

@@ -40,13 +40,13 @@ import bisect
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from vnstitch.routing.errors import PolicyError
 from vnstitch.routing.monitor import MonitorConfig
 from vnstitch.routing.qos import QosPolicy, parse_policy
 from vnstitch.sim.allocation_spec import AllocationSpec
 from vnstitch.sim.errors import ScenarioError
+from vnstitch.sim.fields import FieldReader
 from vnstitch.sim.htb import BORROW_MODES, BorrowMode
 
 
@@ -106,71 +106,6 @@ class TrafficSpec:
     allocation: AllocationSpec | None = None
 
 
-class _Fields:
-    """Reads one mapping at a dotted ``path``, remembering used keys, naming bad ones."""
-
-    def __init__(self, source: str, path: str, data: object) -> None:
-        self.source, self.path = source, path
-        if data is None:
-            data = {}
-        if not isinstance(data, Mapping):
-            raise ScenarioError(source, path, f"must be a mapping, got {type(data).__name__}")
-        self.data: Mapping[str, Any] = data
-        self.used: set[str] = set()
-
-    def fail(self, key: str, problem: str) -> ScenarioError:
-        return ScenarioError(self.source, f"{self.path}.{key}" if key else self.path, problem)
-
-    def raw(self, key: str) -> Any:
-        self.used.add(key)
-        return self.data.get(key)
-
-    def number(self, key: str, default: float | None, *, lo: float = -math.inf,
-               hi: float = math.inf, lo_open: bool = False) -> float:
-        value = self.raw(key)
-        if value is None:
-            if default is None:
-                raise self.fail(key, "is required")
-            return default
-        if isinstance(value, bool) or not isinstance(value, int | float) \
-                or not math.isfinite(value):
-            raise self.fail(key, f"must be a finite number, got {value!r}")
-        if value < lo or value > hi or (lo_open and value == lo):
-            low = f"> {lo:g}" if lo_open else f">= {lo:g}"
-            raise self.fail(key, f"must be {low} and <= {hi:g}, got {value!r}")
-        return float(value)
-
-    def integer(self, key: str, default: int, *, lo: int, hi: int) -> int:
-        value = self.raw(key)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-            raise self.fail(key, f"must be an integer between {lo} and {hi}, got {value!r}")
-        return value
-
-    def name(self, key: str) -> str:
-        value = self.raw(key)
-        if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
-            raise self.fail(key, f"must be a non-empty string, got {value!r}")
-        return str(value)
-
-    def names(self, key: str, known: set[str]) -> tuple[str, ...] | None:
-        value = self.raw(key)
-        if value is None:
-            return None
-        if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
-            raise self.fail(key, f"must be a list of class names, got {value!r}")
-        for i, x in enumerate(value):
-            if x not in known:
-                raise self.fail(f"{key}[{i}]", f"unknown class {x!r}; have {sorted(known)}")
-        return tuple(value)
-
-    def finish(self) -> None:
-        unknown = sorted(set(map(str, self.data)) - self.used)
-        if unknown:
-            raise self.fail(unknown[0], f"unknown field; expected one of {sorted(self.used)}")
-
-
 def _policy(source: str, data: object) -> tuple[QosPolicy, BorrowMode]:
     if not isinstance(data, Mapping):
         raise ScenarioError(source, "qos", f"must be a mapping, got {type(data).__name__}")
@@ -188,7 +123,7 @@ def _policy(source: str, data: object) -> tuple[QosPolicy, BorrowMode]:
 
 
 def _monitor(source: str, data: object) -> MonitorConfig:
-    r = _Fields(source, "traffic.monitor", data)
+    r = FieldReader(source, "traffic.monitor", data)
     high = r.number("high", 0.8, lo=0.0, hi=10.0, lo_open=True)
     low = r.number("low", 0.6, lo=0.0, hi=10.0, lo_open=True)
     if low >= high:
@@ -201,7 +136,7 @@ def _monitor(source: str, data: object) -> MonitorConfig:
 
 
 def _reroute(source: str, data: object, classes: set[str]) -> RerouteSpec:
-    r = _Fields(source, "traffic.reroute", data)
+    r = FieldReader(source, "traffic.reroute", data)
     returns = r.raw("returns")
     if returns is not None and not isinstance(returns, bool):
         raise r.fail("returns", f"must be true or false, got {returns!r}")
@@ -219,7 +154,7 @@ def _reroute(source: str, data: object, classes: set[str]) -> RerouteSpec:
 
 
 def _flow(source: str, index: int, data: object, classes: set[str]) -> FlowSpec:
-    r = _Fields(source, f"traffic.flows[{index}]", data)
+    r = FieldReader(source, f"traffic.flows[{index}]", data)
     name = r.name("name")
     cls = r.name("class")
     if cls not in classes:
@@ -234,7 +169,7 @@ def _flow(source: str, index: int, data: object, classes: set[str]) -> FlowSpec:
         if not isinstance(raw, list):
             raise r.fail("schedule", f"must be a list of {{at, mbps}}, got {raw!r}")
         for j, step in enumerate(raw):
-            s = _Fields(source, f"{r.path}.schedule[{j}]", step)
+            s = FieldReader(source, f"{r.path}.schedule[{j}]", step)
             at = s.number("at", None, lo=0.0)
             if steps and at <= steps[-1][0]:
                 raise s.fail("at", f"must be after the previous step ({steps[-1][0]:g} s), "
@@ -248,7 +183,7 @@ def _flow(source: str, index: int, data: object, classes: set[str]) -> FlowSpec:
 def _matrix(source: str, data: object, classes: set[str]) -> MatrixSpec | None:
     if data is None:
         return None
-    r = _Fields(source, "traffic.matrix", data)
+    r = FieldReader(source, "traffic.matrix", data)
     file = r.raw("file")
     if not isinstance(file, str) or not file:
         raise r.fail("file", "must be a path: data:REL (under the shared data folder, "
@@ -285,7 +220,7 @@ def parse_traffic(source: str, traffic: object, qos: object) -> TrafficSpec | No
         raise ScenarioError(source, "traffic", "is required when there is a qos section")
     policy, borrow = _policy(source, qos)
     classes = {c.name for c in policy.classes}
-    r = _Fields(source, "traffic", traffic)
+    r = FieldReader(source, "traffic", traffic)
     interval = r.number("interval_s", 5.0, lo=0.0, hi=1e6, lo_open=True)
     monitor = _monitor(source, r.raw("monitor"))
     reroute = _reroute(source, r.raw("reroute"), classes)
