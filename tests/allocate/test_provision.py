@@ -80,6 +80,8 @@ def test_quota_below_the_peak_caps_usable_and_counts_refusals() -> None:
     capped, t = replay(units, 1, SimSettings(quota=5))
     assert list(capped) == [min(u, 5) for u in units]
     assert t.refused == 2  # both steps above the quota, then granted at the quota
+    whole, _ = replay(units, 1, SimSettings(quota=5.5))  # granted in whole units
+    assert list(whole) == list(capped)
     control, tc = replay(units, 1, SimSettings(quota=9))
     assert list(control) == units and tc.refused == 0
 

@@ -23,7 +23,8 @@ test window), and the provider is asked -- declaratively -- for
 become usable after the provider's delay; a fall happens only at the start of step
 ``k``, once every step that needed the higher amount has ended and no decided step
 needs it, so capacity is never released while the policy still counts on it. A request
-refused for quota is repeated at the quota (the most the provider will grant); a failed
+refused for quota is repeated at the quota (the most whole units the provider will
+grant); a failed
 request (an outage) leaves the provider as it was until the next boundary asks again.
 *Warm start*: the service exists before the test window, so the first order is placed
 early enough (``start*dt - delay`` if that is before its decision time) that the
@@ -157,7 +158,7 @@ def replay_series(units: Sequence[int] | IntArray, *, start: int, lead: int,
         res = provider.request(key, target, now)
         if res.status is RequestStatus.REFUSED and target > provider.limit(key):
             tally.refused += 1
-            res = provider.request(key, provider.limit(key), now)
+            res = provider.request(key, math.floor(provider.limit(key) + 1e-9), now)
         if res.status is RequestStatus.ACCEPTED:
             tally.granted += 1
             if res.ready_at is not None and res.ready_at > now:
