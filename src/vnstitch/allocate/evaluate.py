@@ -19,6 +19,12 @@ training window (:mod:`~vnstitch.allocate.calibrate`) -- the operator knows its 
 and the policy uses them; the other policies have no cost input and are scored as they
 are. ``predictive``'s churn may not exceed the HPA's on the same training data.
 
+*Provider.* With ``cfg.provider`` every policy's units (and ``predictive``'s per-ratio
+runs) are replayed through the ``sim`` cloud (:mod:`~vnstitch.allocate.provision`):
+boot delays, quotas, outages and prices are enforced by the provider, the tallies score
+the capacity it made usable, and each policy gets a bill. The trade-off sweep stays on
+the orders (a policy's knob, not the cloud, is what it compares).
+
 *Trade-off curves.* Each policy's knob is swept on a dense geometric grid --
 ``predictive``: its target level ``q`` (through the calibration and churn rules chosen
 for the configured ratio); ``reactive``: its target utilisation; ``static``: a headroom
@@ -46,6 +52,7 @@ from vnstitch.allocate.forecasts import LeadForecasts
 from vnstitch.allocate.metrics import COST_RATIOS, Tally, TradeoffPoint, tally
 from vnstitch.allocate.policy import FloatArray, IntArray, ScalingRules, newsvendor_quantile
 from vnstitch.allocate.providers.base import ResourceKind
+from vnstitch.allocate.provision import ProviderTally, SimSettings, provision
 
 
 def _geometric(lo: float, hi: float, factor: float) -> tuple[float, ...]:
@@ -86,6 +93,7 @@ class EvalConfig:
     rules: ScalingRules | None = None  # default: derived from unit
     sweep: bool = True
     calib_seasons: int = 4  # end of training used to calibrate predictive (conformal)
+    provider: SimSettings | None = None  # score usable capacity from the sim provider
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.policies) - set(POLICIES))
@@ -137,6 +145,7 @@ class TraceResult:
     demand_total: FloatArray | None = None
     alloc_total: dict[str, FloatArray] = field(default_factory=dict)
     choices: list[dict[str, object]] = field(default_factory=list)  # predictive, per ratio
+    provider: dict[str, ProviderTally] = field(default_factory=dict)  # with cfg.provider
 
     def merge(self, other: TraceResult) -> TraceResult:
         out = TraceResult()
@@ -159,6 +168,9 @@ class TraceResult:
         out.demand_total = self.demand_total if keep_self else other.demand_total
         out.alloc_total = self.alloc_total if keep_self else other.alloc_total
         out.choices = self.choices + other.choices
+        for name in set(self.provider) | set(other.provider):
+            out.provider[name] = self.provider.get(name, ProviderTally()).add(
+                other.provider.get(name, ProviderTally()))
         return out
 
     def points(self, name: str) -> list[TradeoffPoint]:
@@ -199,13 +211,25 @@ def evaluate_values(values: FloatArray, step_seconds: float, cfg: EvalConfig,
     res = TraceResult(demand_total=demand.sum(axis=1))
     tick = on_step or (lambda _name: None)
 
+    def alloc_of(name: str, units: IntArray, bill: bool = False) -> FloatArray:
+        if cfg.provider is None:
+            return units.astype(np.float64) * unit
+        got = provision(units, start=start, lead=cfg.lead, step_seconds=step_seconds,
+                        kind=cfg.resource, settings=cfg.provider)
+        if bill:
+            res.provider[name] = got.tally
+        return got.usable * unit
+
     def score(name: str, units: IntArray) -> Tally:
-        alloc = units.astype(np.float64) * unit
-        return tally(demand, alloc, step_seconds)
+        return tally(demand, alloc_of(name, units), step_seconds)
+
+    def score_orders(name: str, units: IntArray) -> Tally:
+        return tally(demand, units.astype(np.float64) * unit, step_seconds)
 
     def record(name: str, units: IntArray) -> None:
-        res.tallies[name] = score(name, units)
-        res.alloc_total[name] = (units.astype(np.float64) * unit).sum(axis=1)
+        alloc = alloc_of(name, units, bill=True)
+        res.tallies[name] = tally(demand, alloc, step_seconds)
+        res.alloc_total[name] = alloc.sum(axis=1)
 
     if "static-peak" in cfg.policies:
         record("static-peak", static_units(values, start, unit, statistic="peak"))
@@ -247,11 +271,11 @@ def evaluate_values(values: FloatArray, step_seconds: float, cfg: EvalConfig,
             # The trade-off knob is the target level, through the same calibration and
             # churn rules as the headline policy (reactive's knob is its target).
             res.curves["predictive"] = [
-                (q, score("predictive", predictive(values, cands, cfg, main, q)))
+                (q, score_orders("predictive", predictive(values, cands, cfg, main, q)))
                 for q in PREDICTIVE_SWEEP]
         tick("predictive")
     if cfg.sweep:
-        _sweep(values, start, step_seconds, cfg, res=res, score=score)
+        _sweep(values, start, step_seconds, cfg, res=res, score=score_orders)
         tick("trade-off sweep")
     return res
 

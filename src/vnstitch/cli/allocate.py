@@ -7,12 +7,15 @@ quantile forecasts over the test window, runs
 :func:`vnstitch.allocate.evaluate.evaluate_values` per file, pools the tallies over
 files, and prints a table, one JSON object (``--json``) and optionally a PNG
 (``--plot``): demand vs every policy's allocation over time, and the unserved-vs-slack
-trade-off curve of each policy (sweeping its quantile, target or headroom).
+trade-off curve of each policy (sweeping its quantile, target or headroom). With
+``--provider sim`` the orders go through the simulated cloud
+(:mod:`vnstitch.allocate.provision`) and every policy also gets a bill.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,7 @@ from vnstitch.allocate.evaluate import (
 from vnstitch.allocate.forecasts import lead_point_forecasts
 from vnstitch.allocate.metrics import COST_RATIOS, curve_below, summary
 from vnstitch.allocate.providers.base import ResourceKind
+from vnstitch.allocate.provision import SimSettings
 from vnstitch.cli.output import add_json_flag, console, print_json, progress, table
 from vnstitch.forecast import MODEL_NAMES
 from vnstitch.forecast.data import load_series
@@ -81,6 +85,25 @@ def register(sub: Any) -> None:
     ev.add_argument("--no-sweep", action="store_true",
                     help="skip the trade-off sweep (faster; no curve in the plot)")
     ev.add_argument("--plot", metavar="OUT.png", help="write allocation and trade-off plots")
+    pv = ev.add_argument_group(
+        "provider", "replay every policy's orders through a simulated cloud: each order is "
+        "placed when its decision exists (end of step s - lead), scale-outs boot, scale-ins "
+        "wait for the start of their step; policies are scored on the capacity the provider "
+        "made usable and billed. The trade-off sweep stays on the orders.")
+    pv.add_argument("--provider", choices=["sim"],
+                    help="enforce lead time, boot delay, quota, outages and prices with this "
+                    "provider (default: none, the orders are scored as placed)")
+    pv.add_argument("--boot-delay", type=float, metavar="SECONDS",
+                    help="seconds from an accepted scale-out to usable capacity (default "
+                    "(lead-time - 1) x step: exactly what the replay assumes)")
+    pv.add_argument("--quota", type=float, metavar="UNITS",
+                    help="most units the provider grants per series (default no quota)")
+    pv.add_argument("--price-per-unit-hour", type=float, metavar="P",
+                    help="price of one committed unit for one hour, booting included "
+                    "(default 1)")
+    pv.add_argument("--outage", action="append", metavar="START-END",
+                    help="provider requests fail in [START, END) seconds from the start of "
+                    "the test window; repeatable")
     add_json_flag(ev)
     ev.set_defaults(handler=_evaluate)
 
@@ -99,7 +122,46 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
                       c_under=args.cost_under, c_over=args.cost_over, policies=policies,
                       test_steps=args.test_steps,
                       target_utilisation=args.target_utilisation,
-                      sweep=not args.no_sweep, calib_seasons=args.calib_seasons)
+                      sweep=not args.no_sweep, calib_seasons=args.calib_seasons,
+                      provider=provider_from_args(args))
+
+
+def parse_outage(text: str) -> tuple[float, float]:
+    """``--outage START-END`` (seconds from the start of the test window)."""
+    a, sep, b = text.partition("-")
+    try:
+        if not sep:
+            raise ValueError
+        start, end = float(a), float(b)
+    except ValueError:
+        raise AllocateError(f"--outage: expected START-END in seconds (e.g. 3600-7200), "
+                            f"got {text!r}") from None
+    if not (math.isfinite(start) and math.isfinite(end) and 0 <= start < end):
+        raise AllocateError(f"--outage: need 0 <= START < END, got {text!r}")
+    return start, end
+
+
+def provider_from_args(args: argparse.Namespace) -> SimSettings | None:
+    """The ``--provider`` flags; the others without ``--provider`` are an error."""
+    given = {"--boot-delay": args.boot_delay, "--quota": args.quota,
+             "--price-per-unit-hour": args.price_per_unit_hour, "--outage": args.outage}
+    if args.provider is None:
+        for flag, value in given.items():
+            if value is not None:
+                raise AllocateError(f"{flag} needs --provider sim")
+        return None
+    if args.boot_delay is not None and not (math.isfinite(args.boot_delay)
+                                            and args.boot_delay >= 0):
+        raise AllocateError(f"--boot-delay must be >= 0 seconds, got {args.boot_delay}")
+    if args.quota is not None and not (args.quota > 0):
+        raise AllocateError(f"--quota must be > 0 units, got {args.quota}")
+    price = 1.0 if args.price_per_unit_hour is None else args.price_per_unit_hour
+    if not (math.isfinite(price) and price >= 0):
+        raise AllocateError(f"--price-per-unit-hour must be >= 0, got {price}")
+    return SimSettings(boot_delay=args.boot_delay,
+                       quota=math.inf if args.quota is None else args.quota,
+                       price_per_unit_hour=price,
+                       outages=tuple(parse_outage(o) for o in args.outage or ()))
 
 
 def model_list(text: str, model: str) -> tuple[str, ...]:
@@ -168,6 +230,9 @@ def _result_dict(res: TraceResult, cfg: EvalConfig, model: str, *,
                  info: list[dict[str, Any]], fit_s: float, pred_s: float) -> dict[str, Any]:
     policies = {name: summary(res.tallies[name], res.policy_costs(name))
                 for name in POLICIES if name in res.tallies}
+    for name, bill in res.provider.items():
+        if name in policies:
+            policies[name]["provider"] = bill.summary()
     out: dict[str, Any] = {"policies": policies}
     out["resource"] = cfg.resource.value
     out["lead_time"] = cfg.lead
@@ -175,6 +240,12 @@ def _result_dict(res: TraceResult, cfg: EvalConfig, model: str, *,
     out["quantile"] = cfg.quantile
     out["forecaster"] = {"model": model, "fit_seconds": fit_s, "predict_seconds": pred_s}
     out["data"] = info
+    if cfg.provider is not None:
+        p = cfg.provider
+        out["provider"] = {"name": "sim", "boot_delay_seconds": p.boot_delay,
+                           "quota": None if math.isinf(p.quota) else p.quota,
+                           "price_per_unit_hour": p.price_per_unit_hour,
+                           "outages": [list(o) for o in p.outages]}
     if res.choices:
         # What predictive chose on the training window, per file and cost ratio.
         out["predictive_choices"] = res.choices
@@ -259,14 +330,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     for r in result["repairs"]:
         out.print(f"  repaired: {r}")
     rows = []
+    billed = cfg.provider is not None
     for name, m in result["policies"].items():
         rows.append([name, m["under_rate"], m["unserved_fraction"], m["slack"],
-                     m["changes_per_hour"], *(m["total_cost"][f"{r:g}"] for r in COST_RATIOS)])
+                     m["changes_per_hour"], *(m["total_cost"][f"{r:g}"] for r in COST_RATIOS),
+                     *([m["provider"]["bill"]] if billed else [])])
     out.print(table(
         f"allocation on {cfg.resource.value} (predictive q={cfg.quantile:.3f}, "
-        f"model {args.model})",
+        f"model {args.model}{', sim provider' if billed else ''})",
         ["policy", "P(a<d)", "unserved", "slack", "changes/h",
-         *(f"cost r={r:g}" for r in COST_RATIOS)], rows))
+         *(f"cost r={r:g}" for r in COST_RATIOS), *(["bill"] if billed else [])], rows))
     for name, cmp in result.get("predictive_curve_below", {}).items():
         lo, hi = cmp["slack_range"]
         out.print(f"predictive trade-off below {name}: {cmp['below']} on slack "
