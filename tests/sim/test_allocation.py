@@ -22,7 +22,7 @@ from vnstitch.sim.allocation import summarise_allocation
 from vnstitch.sim.errors import ScenarioError
 from vnstitch.sim.runner import load_substrate
 from vnstitch.sim.scenario import parse_scenario, scenario_from_mapping
-from vnstitch.sim.traffic import TrafficResult, TrafficSim
+from vnstitch.sim.traffic import TrafficResult, TrafficSim, summarise_traffic
 
 AB = ("A", "B")
 
@@ -166,6 +166,8 @@ def test_quota_refusal_reroutes_and_outage_leaves_a_shortfall(
     assert req["granted"] >= 1 and req["refused"] >= 1 and req["failed"] >= 1
     assert [r["flow"] for r in a["reroutes"]] == ["tv2"]
     assert [m.kind for m in res.moves] == ["allocate"]  # it moved in the data plane
+    moved = summarise_traffic(res)
+    assert (moved["allocator_moves"], moved["reroutes"], moved["returns"]) == (1, 0, 0)
     assert res.final_paths["tv2"] == tuple(a_ for a_ in res.moves[0].new_path)
     outage = a["provider"]["outages"][0]
     times = [s[0] for s in res.allocation.shortfalls] if res.allocation else []
@@ -183,6 +185,7 @@ def test_control_without_quota_or_outage_nothing_is_refused() -> None:
     req = a["provider"]["scale_requests"]
     assert req["refused"] == 0 and req["failed"] == 0 and req["granted"] >= 1
     assert a["reroutes"] == [] and a["shortfalls"]["count"] == 0 and res.moves == []
+    assert summarise_traffic(res)["allocator_moves"] == 0
 
 
 def test_same_scenario_same_allocation_json(

@@ -525,6 +525,7 @@ def summarise_traffic(res: TrafficResult) -> dict[str, Any]:
         "max_intervals_congested": _r(max(spans)) if spans else None,
         "reroutes": sum(1 for m in res.moves if m.kind == "reroute"),
         "returns": sum(1 for m in res.moves if m.kind == "return"),
+        "allocator_moves": sum(1 for m in res.moves if m.kind == "allocate"),
         "max_path_changes_per_flow": max((len(v) for v in moves_per_flow.values()), default=0),
         "min_seconds_between_moves_of_a_flow": _r(min(gaps)) if gaps else None,
         "moves": [{"flow": m.flow, "class": m.qos_class, "kind": m.kind,

@@ -31,7 +31,8 @@ def summary_rows(t: dict[str, Any]) -> list[tuple[str, object]]:
         ("onset to reroute, worst (intervals)",
          "-" if worst is None else f"{worst:g} (target <= {REROUTE_TARGET_INTERVALS:g})"),
         ("longest congestion, any cause (intervals)", t["max_intervals_congested"] or "-"),
-        ("reroutes / returns", f"{t['reroutes']} / {t['returns']}"),
+        ("reroutes / returns", f"{t['reroutes']} / {t['returns']}"
+         + (f" (+{t['allocator_moves']} by the allocator)" if t.get("allocator_moves") else "")),
         ("max path changes per flow (min gap s)",
          f"{t['max_path_changes_per_flow']} ({t['min_seconds_between_moves_of_a_flow'] or '-'})"),
         ("stitched classes keep their guarantee",
