@@ -85,6 +85,20 @@ def test_scale_then_reroute_then_shortfall() -> None:
     assert any(d.action == "shortfall" for d in rep.decisions)
 
 
+def test_refused_growth_keeps_capacity_bought_earlier() -> None:
+    """A refusal to grow further must not hand back what was already bought."""
+    c = Consumer("v", ResourceKind.BANDWIDTH, VIDEO, RULES, 1, ("A->B",))
+    sim = SimProvider({ResourceKind.BANDWIDTH: SimResource(quota=100)})
+    alloc = Allocator([c], sim, lambda *_: None)
+    avail = {bw("A->B"): 80.0}
+    first = alloc.step(0.0, {"v": flat(90, 95, 100)}, avail)
+    assert not first.shortfalls and sim.committed(bw("A->B"), 0.0) == 100.0
+    more = alloc.step(300.0, {"v": flat(150, 180, 200)}, avail)  # the quota refuses 200
+    assert sim.committed(bw("A->B"), 300.0) == 100.0  # not released down to 80
+    assert [(s.needed, s.covered) for s in more.shortfalls] == [(200.0, 100.0)]
+    assert more.per_location[bw("A->B")] == 100.0
+
+
 def test_linux_provider_gets_htb_rates_and_repeat_is_idempotent() -> None:
     dp = MemoryDataplane(external_ports=["wg-ab"])
     prov = LinuxBandwidthProvider(dp, {"A->B": ("wg-ab", 7)}, {"A->B": 1000.0})

@@ -203,7 +203,12 @@ class Allocator:
                 self._reroute_off(now, key, need, available, report)
         for key in sorted(need):
             have = available.get(key, 0.0)
-            target = need[key] if key in scaled or need[key] <= have + 1e-9 else have
+            if key in scaled or need[key] <= have + 1e-9:
+                target = need[key]
+            else:
+                # Scaling was refused or failed: keep what is already committed (capacity
+                # bought earlier still serves), never drop below it to ``available``.
+                target = min(need[key], max(have, self.provider.committed(key, now)))
             res = self.provider.request(key, target, now)
             report.per_location[key] = target if res.ok else self.provider.committed(key, now)
             report.decisions.append(Decision(
