@@ -48,9 +48,10 @@ monitoring interval (virtual time ``t``), once ``warmup_intervals`` have been me
   (reserved above delivered, per interval mean), reservation changes per hour and
   reroutes; provider cost, scale-out requests granted / refused / failed, the
   allocator's shortfalls and its decision log. A shortfall is the allocator's view: when
-  the provider fails it counts only ``base`` as covered, although extra capacity bought
-  earlier may still serve (the data plane uses what is really usable). The traffic
-  section's per-class ``guaranteed_mbps`` stays the static policy's.
+  the provider refuses or fails a scale-up, what it already committed (``base`` plus
+  extra capacity bought earlier, ready or still turning up) counts as covered; the data
+  plane uses only what is really usable. The traffic section's per-class
+  ``guaranteed_mbps`` stays the static policy's.
 
 Pure: virtual time only, no I/O; the same scenario gives the same result.
 """
