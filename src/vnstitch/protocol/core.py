@@ -40,6 +40,7 @@ from vnstitch.protocol.identity import Identity, TrustStore
 from vnstitch.protocol.messages import Hello, Message, Probe, Resync, Update
 from vnstitch.protocol.negotiation import StitchRequest
 from vnstitch.protocol.reservation import Ledger, Reservation, ReservationState
+from vnstitch.protocol.resize import ResizeAttempt
 from vnstitch.protocol.stitching import StitchingMixin
 from vnstitch.protocol.tunnels import Tunnel, TunnelState
 
@@ -81,6 +82,7 @@ class RouteManagerCore(StitchingMixin):
         self.seen_queries: dict[bytes, int] = {}
         self.reservations: dict[str, Reservation] = {}
         self.tunnels: dict[str, Tunnel] = {}
+        self.resizes: dict[str, ResizeAttempt] = {}
         self.stats: dict[str, int] = {}
         self._restored = False
 
