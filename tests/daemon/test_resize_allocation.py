@@ -34,21 +34,39 @@ VN_B = [{"vnid": 100, "components": ["10.2.0.0/24"], "host_ports": ["hB"]}]
 def test_grow_policy_waits_asks_once_and_holds_down_after_a_refusal() -> None:
     p = GrowPolicy(AllocationConfig(grow_after=2, grow_headroom=0.25, unit_mbps=5,
                                     grow_holddown_s=10))
-    assert p.consider(0, "s", 20, None, True) == (None, "")
-    ask, why = p.consider(1, "s", 20, 30.0, True)
+    assert p.consider(0, "s", 20, None, originated=True) == (None, "")
+    ask, why = p.consider(1, "s", 20, 30.0, originated=True)
     assert ask is None and "1/2" in why
-    ask, why = p.consider(2, "s", 20, 30.0, True)
+    ask, why = p.consider(2, "s", 20, 30.0, originated=True)
     assert ask == 40.0 and "20 -> 40" in why  # ceil(30 x 1.25 / 5) x 5
-    assert "in flight" in p.consider(3, "s", 20, 30.0, True)[1]
+    assert "in flight" in p.consider(3, "s", 20, 30.0, originated=True)[1]
     row = p.outcome(StitchResized("s", 20, 40, False, "bandwidth", 3.5, "B refused"))
     assert row is not None and row["action"] == "resize-refused" and "B refused" in row["reason"]
-    assert "hold-down" in p.consider(5, "s", 20, 30.0, True)[1]
-    assert p.consider(14, "s", 20, 30.0, True)[0] == 40.0  # hold-down over, streak kept
+    assert "hold-down" in p.consider(5, "s", 20, 30.0, originated=True)[1]
+    assert p.consider(14, "s", 20, 30.0, originated=True)[0] == 40.0  # hold-down over, streak kept
     assert p.outcome(StitchResized("other", 1, 2, True, "resized", 1)) is None
     assert p.target(100, 50) == 105  # always at least one unit above what we have
-    assert "only the origin" in p.consider(0, "t", 20, 30.0, False)[1]
+    assert "only the origin" in p.consider(0, "t", 20, 30.0, originated=False)[1]
     off = GrowPolicy(AllocationConfig(grow_after=0))
-    assert "disabled" in off.consider(0, "s", 20, 30, True)[1]
+    assert "disabled" in off.consider(0, "s", 20, 30, originated=True)[1]
+
+
+def test_shrink_gives_grown_bandwidth_back_but_never_below_the_original() -> None:
+    p = GrowPolicy(AllocationConfig(shrink_after=3, shrink_below=0.5, unit_mbps=5,
+                                    grow_headroom=0.2))
+    for t in range(5):  # at the original amount: nothing to give back
+        assert p.consider(t, "s", 20, None, originated=True, reserved=2.0) == (None, "")
+    assert p.consider(5, "s", 60, None, originated=True, reserved=10.0)[0] is None
+    assert p.consider(6, "s", 60, None, originated=True, reserved=40.0)[0] is None  # resets
+    asks = [p.consider(7 + t, "s", 60, None, originated=True, reserved=r)[0]
+            for t, r in enumerate((10.0, 22.0, 5.0))]
+    assert asks[:2] == [None, None] and asks[2] == 30.0  # ceil(22 x 1.2 / 5) x 5
+    assert p.pending("s") == 30.0
+    p.outcome(StitchResized("s", 60, 30, True, "resized", 11))
+    asks = [p.consider(12 + t, "s", 30, None, originated=True, reserved=1.0)[0]
+            for t in range(3)]
+    assert asks == [None, None, 20.0]  # the floor, not 5
+    assert AllocationConfig().shrink_after == 0  # off unless configured
 
 
 @pytest.mark.parametrize(("section", "error"), [
@@ -56,6 +74,9 @@ def test_grow_policy_waits_asks_once_and_holds_down_after_a_refusal() -> None:
     ({"grow_after": 1.5}, r"allocation\.grow_after: must be an integer"),
     ({"grow_headroom": -0.1}, r"allocation\.grow_headroom: must be >= 0"),
     ({"grow_holddown_s": "x"}, r"allocation\.grow_holddown_s: must be a number"),
+    ({"shrink_after": -2}, r"allocation\.shrink_after: must be >= 0"),
+    ({"shrink_below": 1.5}, r"allocation\.shrink_below: must be a fraction in \(0, 1\]"),
+    ({"shrink_below": 0}, r"allocation\.shrink_below: must be > 0"),
 ])
 def test_grow_config_errors_name_the_field(tmp_path: Path, section: object,
                                            error: str) -> None:
@@ -72,7 +93,7 @@ def _cluster(tmp_path: Path, b_capacity: float) -> dict[str, Path]:
     cfg = yaml.safe_load(path.read_text())
     cfg["allocation"] = {"interval_s": 0.05, "hold_steps": 0, "min_mbps": 1,
                          "grow_after": 2, "grow_headroom": 0.2, "unit_mbps": 5,
-                         "grow_holddown_s": 30}
+                         "grow_holddown_s": 30, "shrink_after": 10}
     path.write_text(yaml.safe_dump(cfg))
     path_b = nodes["B"].config_path
     cfg_b = yaml.safe_load(path_b.read_text())
@@ -157,6 +178,13 @@ def test_traffic_above_the_negotiated_bandwidth_grows_the_stitch(roomy: dict[str
             await _traffic(kernel, dev, 40.0, 0.5, tx)
             recent = control.view(a, "allocations")[-3:]
             assert all(r["action"] != "shortfall" for r in recent), recent
+            # idle for a while: the grown bandwidth is given back, not below the original
+            await _traffic(kernel, dev, 0.0, 0.3, tx)
+            await until(lambda: ceil() < new, 5)
+            assert 20.0 <= ceil() < new and _b_reservation(b) == ceil()
+            shrunk = [r for r in control.view(a, "allocations")
+                      if r["action"] == "resize-requested" and "shrink" in r["reason"]]
+            assert shrunk
         finally:
             await a.stop()
             await b.stop()

@@ -26,7 +26,8 @@ desired dataplane state with ``rate = ceil = `` the bandwidth it negotiated. Wit
 4. **grows** the stitch when the shortfall persists: :class:`~vnstitch.daemon.resizing.
    GrowPolicy` (only on stitches originated here, after ``grow_after`` intervals, with
    headroom, one request in flight, a hold-down after a refusal) puts a request in
-   :attr:`StepResult.resizes`; the runner hands it to the core's in-place resize, and
+   :attr:`StepResult.resizes` (and, if configured, a shrink when the demand stays far
+   below it); the runner hands it to the core's in-place resize, and
    the outcome (:meth:`AllocationLoop.resize_outcome`) is logged as a decision. After a
    successful resize the core's RateLimit has the new negotiated bandwidth, so the next
    step plans against it.
@@ -339,7 +340,8 @@ class AllocationLoop:
         shortfall = bool(report.shortfalls)
         needed = max((s.needed for s in report.shortfalls), default=None)
         ask, why = self.grow.consider(now, self._grow_key(end), end.negotiated_mbps, needed,
-                                      end.device in self._origin_of)
+                                      originated=end.device in self._origin_of,
+                                      reserved=report.amounts.get(end.stitch_id))
         for d in report.decisions:
             result.decisions.append(self._decision(now, end, (mbps, note), d, shortfall,
                                                    grow=why))

@@ -140,7 +140,9 @@ class AllocationConfig:
     When the forecast exceeds the negotiated bandwidth for ``grow_after`` intervals in a
     row (0: never) on a stitch originated here, it asks the protocol to grow the stitch in
     place (``grow_headroom`` above the forecast's reservation); after a refusal it waits
-    ``grow_holddown_s`` before asking again.
+    ``grow_holddown_s`` before asking again. With ``shrink_after`` > 0 it gives grown
+    bandwidth back when the reservation stays below ``shrink_below`` x the negotiated
+    bandwidth for that many intervals (:mod:`vnstitch.daemon.resizing`).
     """
 
     interval_s: float = 5.0
@@ -155,6 +157,8 @@ class AllocationConfig:
     grow_after: int = 2
     grow_headroom: float = 0.2
     grow_holddown_s: float = 60.0
+    shrink_after: int = 0
+    shrink_below: float = 0.5
 
     def class_for(self, vnid: int) -> str:
         return dict(self.vn_classes).get(vnid, self.default_class)
@@ -434,7 +438,7 @@ def _allocation(r: _Reader, data: Any) -> AllocationConfig | None:
     e = _fields(r, data, p, {"interval_s", "forecaster", "default_class", "vn_classes",
                              "min_mbps", "unit_mbps", "hold_steps", "history",
                              "decisions_kept", "grow_after", "grow_headroom",
-                             "grow_holddown_s"}, set())
+                             "grow_holddown_s", "shrink_after", "shrink_below"}, set())
     d = AllocationConfig()
 
     def cls(path: str, value: Any) -> str:
@@ -482,7 +486,16 @@ def _allocation(r: _Reader, data: Any) -> AllocationConfig | None:
                                                              d.grow_headroom)),
         grow_holddown_s=_number(r, f"{p}.grow_holddown_s",
                                 e.get("grow_holddown_s", d.grow_holddown_s)),
+        shrink_after=count("shrink_after", d.shrink_after, 0),
+        shrink_below=_fraction(r, f"{p}.shrink_below", e.get("shrink_below", d.shrink_below)),
     )
+
+
+def _fraction(r: _Reader, path: str, value: Any) -> float:
+    x = _number(r, path, value, strict=True)
+    if x > 1:
+        raise r.fail(path, f"must be a fraction in (0, 1], got {value!r}")
+    return x
 
 
 _TOP = {"segment", "listen", "key_file", "trust", "peers", "local_vns", "dataplane",

@@ -15,9 +15,15 @@ an in-place resize (``RouteManagerCore.resize_stitch``, :mod:`vnstitch.protocol.
 * at most one request in flight per stitch; after a refusal or timeout no new request
   for ``grow_holddown_s`` (the path is full: asking every interval would only load it).
 
+It also gives grown capacity back (off unless ``shrink_after`` > 0): when the allocator's
+reservation stays below ``shrink_below`` x the negotiated bandwidth for ``shrink_after``
+consecutive intervals without a shortfall, it asks to shrink to ``ceil(peak x (1 +
+grow_headroom) / unit) x unit`` (``peak``: the largest reservation of those intervals),
+never below the bandwidth the stitch had when the policy first saw it -- so a shrink only
+undoes growth, never what the requester asked for.
+
 Each request and each outcome (:class:`~vnstitch.protocol.api.StitchResized`) becomes a
-decision row with a reason, shown by ``vnstitch routemgr show allocations``. Shrinking a
-stitch whose demand stays low is not done here.
+decision row with a reason, shown by ``vnstitch routemgr show allocations``.
 
 The daemon side (:func:`request_resize`, :func:`on_resized`) is thin: it hands a request
 to the core, resolves the caller's future with the outcome, and on success stores the
@@ -40,7 +46,10 @@ if TYPE_CHECKING:
 
 @dataclass(slots=True)
 class _Track:
+    floor: float  # the negotiated bandwidth when first seen: shrinks never go below it
     streak: int = 0  # consecutive intervals with a shortfall
+    low: int = 0  # consecutive intervals well below the negotiated bandwidth
+    low_peak: float = 0.0  # the largest reservation during ``low``
     pending: float | None = None  # Mbit/s of the resize in flight
     holddown_until: float = -math.inf
 
@@ -58,13 +67,16 @@ class GrowPolicy:
         return max(negotiated + unit, want)
 
     def consider(self, now: float, stitch_id: str, negotiated: float, needed: float | None,
-                 originated: bool) -> tuple[float | None, str]:
-        """(Mbit/s to ask for, or None; why). ``needed`` is None without a shortfall."""
+                 *, originated: bool, reserved: float | None = None
+                 ) -> tuple[float | None, str]:
+        """(Mbit/s to ask for, or None; why). ``needed`` is None without a shortfall;
+        ``reserved`` is what the allocator reserved this interval."""
         c = self.config
-        track = self._tracks.setdefault(stitch_id, _Track())
+        track = self._tracks.setdefault(stitch_id, _Track(negotiated))
         if needed is None:
             track.streak = 0
-            return None, ""
+            return self._consider_shrink(now, track, negotiated, originated, reserved)
+        track.low, track.low_peak = 0, 0.0
         track.streak += 1
         if c.grow_after == 0:
             return None, "growing is disabled (allocation.grow_after: 0)"
@@ -82,6 +94,30 @@ class GrowPolicy:
                                f"grow {negotiated:g} -> {track.pending:g} Mbit/s (needed "
                                f"{needed:.3g} + {c.grow_headroom:.0%} headroom, whole "
                                f"{c.unit_mbps:g} Mbit/s units)")
+
+    def _consider_shrink(self, now: float, track: _Track, negotiated: float,
+                         originated: bool, reserved: float | None) -> tuple[float | None, str]:
+        c = self.config
+        if c.shrink_after == 0 or not originated or reserved is None or \
+                track.pending is not None or now < track.holddown_until or \
+                reserved >= c.shrink_below * negotiated or negotiated <= track.floor:
+            track.low, track.low_peak = 0, 0.0
+            return None, ""
+        track.low += 1
+        track.low_peak = max(track.low_peak, reserved)
+        if track.low < c.shrink_after:
+            return None, ""
+        unit = c.unit_mbps
+        want = max(track.floor,
+                   math.ceil(track.low_peak * (1.0 + c.grow_headroom) / unit - 1e-9) * unit)
+        peak, track.low, track.low_peak = track.low_peak, 0, 0.0
+        if want >= negotiated:
+            return None, ""
+        track.pending = want
+        return want, (f"reserved at most {peak:.3g} Mbit/s (< {c.shrink_below:.0%} of the "
+                      f"negotiated {negotiated:g}) for {c.shrink_after} interval(s): asking "
+                      f"the path to shrink to {want:g} Mbit/s (not below the original "
+                      f"{track.floor:g})")
 
     def outcome(self, ev: StitchResized) -> dict[str, Any] | None:
         """The decision row for a resize outcome, or None if we did not ask for it."""
