@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 
 import msgpack
@@ -20,6 +21,7 @@ from vnstitch.protocol.api import (
     StitchResized,
 )
 from vnstitch.protocol.codec import HEADER_LEN, Codec
+from vnstitch.protocol.core import RouteManagerCore
 from vnstitch.protocol.errors import RemoteProtocolError
 from vnstitch.protocol.identity import Identity, TrustStore
 from vnstitch.protocol.messages import MsgType, Resize, ResizeRefused
@@ -331,3 +333,54 @@ def test_malformed_resize_bytes_are_a_fault_not_a_crash(abilene8, payload: list[
     assert [(type(o), o.reason) for o in out if isinstance(o, PeerFault)] == \
         [(PeerFault, "malformed")]
     assert net.cores[peer].counters.dropped["malformed"] == 1
+
+
+def test_an_origin_restarted_mid_resize_settles_every_hop(abilene8) -> None:  # type: ignore[no-untyped-def]
+    net = _net(abilene8)
+    est = _stitch(net)
+    last_link = frozenset((est.path[2], est.path[3]))
+    net.drop = lambda s, d, code: code == int(MsgType.RESIZE_OK) and \
+        frozenset((s, d)) == last_link
+    origin = net.core(ORIGIN)
+    net.process(origin.rm_id, origin.resize_stitch(est.stitch_id, 300.0, net.now))
+    net.run_until(net.now + 0.5)
+    token = origin.requests[est.stitch_id].token
+    assert net.cores[est.path[3]].reservations[token].bandwidth_mbps == 300.0
+    state = json.loads(json.dumps(origin.export_state()))  # as the daemon stores it
+    restored = RouteManagerCore.from_state(origin.config, net.identities[ORIGIN],
+                                           origin.trust, random.Random(9), state)
+    net.cores[origin.rm_id] = restored
+    net.drop = None
+    start = len(net.events)
+    net.process(origin.rm_id, restored.start(net.now))
+    net.run_until(net.now + 10)
+    evs = [(e.ok, e.reason) for _, _, e in net.events[start:] if isinstance(e, StitchResized)]
+    assert evs == [(False, "timeout")]
+    assert set(_amounts(net, est)) == {100.0}
+    assert restored.requests[est.stitch_id].state is StitchState.ESTABLISHED
+
+
+def test_a_transit_cannot_forge_a_resize_and_an_unknown_token_is_released(  # type: ignore[no-untyped-def]
+        abilene8) -> None:
+    net = _net(abilene8)
+    est = _stitch(net)
+    origin = net.core(ORIGIN)
+    token = origin.requests[est.stitch_id].token
+    transit, target = net.cores[est.path[2]], net.cores[est.path[3]]
+    forged = transit._sign_resize(MsgType.RESIZE, token, est.path, 7, 900.0)  # wrong signer
+    out = target.receive(transit.codec.encode(target.rm_id, forged, net.now), transit.rm_id,
+                         net.now)
+    answers = [transit.codec.decode(o.payload, net.now)[1] for o in out
+               if hasattr(o, "payload")]
+    assert [(a.reason, a.seq) for a in answers if isinstance(a, ResizeRefused)] == \
+        [("bad_keysig", 7)]
+    assert target.reservations[token].resize_seq == 0  # a forgery blocks no later resize
+    assert target.reservations[token].bandwidth_mbps == 100.0
+    # a RESIZE for a reservation the hop does not hold
+    ghost = origin._sign_resize(MsgType.RESIZE, "feedbeef0000.1", est.path, 1, 5.0)
+    mid = net.cores[est.path[1]]
+    out = mid.receive(origin.codec.encode(mid.rm_id, ghost, net.now), origin.rm_id, net.now)
+    answers = [origin.codec.decode(o.payload, net.now)[1] for o in out
+               if hasattr(o, "payload")]
+    assert [a.reason for a in answers if isinstance(a, ResizeRefused)] == ["released"]
+    assert _resize(net, est.stitch_id, 150.0).ok  # the real origin still can

@@ -29,8 +29,9 @@ flight per stitch and gives up after ``hold_timeout_s`` (``StitchResized(ok=Fals
 reason="timeout")``); since some hops may already have committed the new amount, it
 then *settles*: it sends a fresh resize to ``min(old, new)``, which no hop can refuse
 for capacity, so every hop ends at one amount (a timed-out shrink thus takes effect
-after all, reported as ``reason="settled"``). A teardown or renegotiation abandons the
-resize (``reason="torn_down"``); its late answers find no attempt and are counted.
+after all, reported as ``reason="settled"``); an origin restarted with a resize in flight
+settles the same way. A teardown or renegotiation abandons the resize
+(``reason="torn_down"``); its late answers find no attempt and are counted.
 
 Origin attempts are :class:`ResizeAttempt` objects with a small state machine; timer
 kinds: ``zrtx`` / ``zhold`` [stitch] (origin retransmission, timeout), ``zrelay`` /
@@ -102,7 +103,9 @@ class ResizeMixin(StitchingBase):
                        out: list[Output]) -> None:
         """Set this RM's amount for ``res`` to ``mbps`` (never more than it holds now, so
         it cannot fail)."""
-        self.ledger.admit(res.token, res.links, mbps)
+        ok, _, _ = self.ledger.admit(res.token, res.links, mbps)
+        if not ok:  # cannot happen while mbps <= what the token holds; never over-commit
+            self.stat("resize_ledger_refused")
         self.capacity_changed(res.links, now, out)
 
     def _retune(self, token: str, mbps: float, out: list[Output]) -> None:
@@ -248,6 +251,26 @@ class ResizeMixin(StitchingBase):
             out.append(StitchResized(req.stitch_id, att.old_mbps, att.new_mbps, False,
                                      "torn_down", now, "the stitch went down meanwhile"))
 
+    def export_resizes(self) -> list[list[object]]:
+        return [[a.stitch_id, a.token, a.seq, a.old_mbps, a.new_mbps]
+                for a in self.resizes.values()]
+
+    def resume_resizes(self, saved: list[list[object]], now: float,
+                       out: list[Output]) -> None:
+        """After a restart the answer to a resize in flight is lost (and some hops may
+        have committed it): settle every hop as after a timeout."""
+        for sid, token, seq, old, new in saved:
+            req = self.requests.get(str(sid))
+            res = self.reservations.get(str(token))
+            if req is None or res is None or req.token != token or \
+                    req.state is not StitchState.ESTABLISHED:
+                continue
+            res.resize_seq = max(res.resize_seq, int(str(seq)))
+            old_f, new_f = float(str(old)), float(str(new))
+            out.append(StitchResized(req.stitch_id, old_f, new_f, False, "timeout", now,
+                                     "restarted while the resize was in flight; settling"))
+            self._send_resize(req, res, min(old_f, new_f), now, out, settle=True)
+
     # -- every hop ------------------------------------------------------------------------
     def _commit_resize(self, res: Reservation, mbps: float, now: float,
                        out: list[Output]) -> None:
@@ -282,12 +305,12 @@ class ResizeMixin(StitchingBase):
             elif res.resize_relay is None and not target:
                 self._resize_relay(res, m, now, out)
             return
+        if target and not self.trust.verify(m.path[0], m.keysig, m.key_material()):
+            refuse("bad_keysig", 0.0)  # before taking its number: a forgery blocks nothing
+            return
         if res.resize_to is not None:  # superseded: drop the older tentative amount
             self._resize_abort(res, now, out)
         res.resize_seq, res.resize_answer = m.seq, None
-        if target and not self.trust.verify(m.path[0], m.keysig, m.key_material()):
-            refuse("bad_keysig", 0.0)
-            return
         ok, at, avail = self.ledger.admit(m.token, res.links,
                                           max(res.bandwidth_mbps, m.bandwidth_mbps))
         if not ok:
@@ -351,8 +374,9 @@ class ResizeMixin(StitchingBase):
             return
         if isinstance(m, ResizeRefused):
             self._resize_abort(res, now, out)
-        elif res.resize_to is None:
-            # our tentative amount expired: the origin has timed out and will settle
+        elif res.resize_to != m.bandwidth_mbps:
+            # our tentative amount expired (the origin has timed out and will settle), or
+            # the answer names another amount than we admitted: not ours to commit
             self.stat("resize_late_answer")
             return
         else:
