@@ -19,7 +19,7 @@ from vnstitch.daemon.allocation import tunnel_ends
 from vnstitch.daemon.config import AllocationConfig, load_config, parse_config
 from vnstitch.daemon.coreadapter import make_driver, protocol_core_factory
 from vnstitch.daemon.errors import ConfigError
-from vnstitch.daemon.resizing import GrowPolicy
+from vnstitch.daemon.resizing import GrowPolicy, needed_mbps
 from vnstitch.daemon.runtime import RouteManagerDaemon
 from vnstitch.dataplane import MemoryDataplane, RateLimit
 from vnstitch.model.ids import VNID
@@ -49,6 +49,15 @@ def test_grow_policy_waits_asks_once_and_holds_down_after_a_refusal() -> None:
     assert "only the origin" in p.consider(0, "t", 20, 30.0, originated=False)[1]
     off = GrowPolicy(AllocationConfig(grow_after=0))
     assert "disabled" in off.consider(0, "s", 20, 30, originated=True)[1]
+
+
+def test_a_stitch_measured_at_its_cap_needs_more_than_it_has() -> None:
+    assert needed_mbps(None, 9.9, 10.0) == 9.9  # at the cap: demand above it is hidden
+    assert needed_mbps(None, 5.0, 10.0) is None
+    assert needed_mbps(12.0, 9.7, 10.0) == 12.0
+    assert needed_mbps(12.0, None, 10.0) == 12.0
+    p = GrowPolicy(AllocationConfig(grow_after=1, unit_mbps=1, grow_headroom=0.2))
+    assert p.consider(0, "s", 10, needed_mbps(None, 9.9, 10), originated=True)[0] == 12.0
 
 
 def test_shrink_gives_grown_bandwidth_back_but_never_below_the_original() -> None:

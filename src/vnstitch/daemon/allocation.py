@@ -70,7 +70,7 @@ from vnstitch.allocate.policy import DEFAULT_CLASSES, DENSE_LEVELS, ScalingRules
 from vnstitch.allocate.providers.base import ResourceKey, ResourceKind
 from vnstitch.allocate.providers.linux import LinuxBandwidthProvider
 from vnstitch.daemon.config import AllocationConfig
-from vnstitch.daemon.resizing import GrowPolicy
+from vnstitch.daemon.resizing import GrowPolicy, needed_mbps
 from vnstitch.dataplane.base import CountingDriver, DataplaneError
 from vnstitch.dataplane.objects import DataplaneState, Op, OpKind, RateLimit, VxlanPort
 from vnstitch.forecast.base import make_forecaster
@@ -338,7 +338,8 @@ class AllocationLoop:
             plan.allocator.log.clear()
             plan.allocator.provider.log.clear()
         shortfall = bool(report.shortfalls)
-        needed = max((s.needed for s in report.shortfalls), default=None)
+        needed = needed_mbps(max((s.needed for s in report.shortfalls), default=None), mbps,
+                             end.negotiated_mbps)
         ask, why = self.grow.consider(now, self._grow_key(end), end.negotiated_mbps, needed,
                                       originated=end.device in self._origin_of,
                                       reserved=report.amounts.get(end.stitch_id))

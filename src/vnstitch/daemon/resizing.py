@@ -12,6 +12,11 @@ an in-place resize (``RouteManagerCore.resize_stitch``, :mod:`vnstitch.protocol.
   ``needed`` is the reservation the allocator wanted (the forecast at the class's
   newsvendor quantile): the headroom keeps a still-growing demand from asking again
   at the next interval, the whole units match the allocator's steps;
+* a stitch measured at (``SATURATED`` x) its negotiated bandwidth also counts as a
+  shortfall, needing at least what was measured: the counter is read after the HTB class
+  that caps the stitch, so demand above the cap never shows in it -- the forecast of a
+  saturated stitch sits at the cap, not above. Growing by the headroom each time probes
+  upward until the measured rate falls below the cap;
 * at most one request in flight per stitch; after a refusal or timeout no new request
   for ``grow_holddown_s`` (the path is full: asking every interval would only load it).
 
@@ -42,6 +47,19 @@ from vnstitch.protocol.api import Output, StitchResized
 
 if TYPE_CHECKING:
     from vnstitch.daemon.runtime import RouteManagerDaemon
+
+
+#: A measured rate at or above this fraction of the negotiated bandwidth is saturation.
+SATURATED = 0.95
+
+
+def needed_mbps(shortfall: float | None, measured: float | None,
+                negotiated: float) -> float | None:
+    """What the stitch needs beyond its negotiated bandwidth, or None: the allocator's
+    shortfall, or -- the cap hides demand above it -- a measured rate at the cap."""
+    if measured is not None and measured >= SATURATED * negotiated:
+        return max(shortfall or 0.0, measured)
+    return shortfall
 
 
 @dataclass(slots=True)
