@@ -252,6 +252,9 @@ def test_resize_racing_a_release_is_harmless(abilene8) -> None:  # type: ignore[
         for _peer, (used, _cap) in core.link_usage().items():
             assert used == 0.0
     assert not origin.resizes
+    # nobody keeps relaying a resize of a released reservation
+    resizes = sum(c.counters.sent_by_type.get("RESIZE", 0) for c in net.cores.values())
+    assert resizes <= 2 * len(est.path), resizes
 
 
 def test_lease_digests_agree_after_a_resize(abilene8) -> None:  # type: ignore[no-untyped-def]

@@ -348,8 +348,8 @@ class ResizeMixin(StitchingBase):
         res = self.reservations.get(token)
         if res is None or res.resize_to is None:
             return
-        if kind == "zexp":
-            self.stat("resize_expired")
+        if kind == "zexp" or res.state is not ReservationState.COMMITTED:
+            self.stat("resize_expired")  # or released meanwhile: nothing left to relay
             self._resize_abort(res, now, out)
         elif res.resize_relay is not None:
             self.stat("resize_relay_retransmissions")
