@@ -236,7 +236,8 @@ def cluster(tmp_path: Path) -> Iterator[dict[str, Path]]:
     nodes = write_cluster(tmp_path, ["A", "B"], [("A", "B")], {"A": VN_A, "B": VN_B})
     path = nodes["A"].config_path
     cfg = yaml.safe_load(path.read_text())
-    cfg["allocation"] = {"interval_s": 0.05, "hold_steps": 0, "min_mbps": 1}
+    # growing off: this test checks the cap at the negotiated bandwidth
+    cfg["allocation"] = {"interval_s": 0.05, "hold_steps": 0, "min_mbps": 1, "grow_after": 0}
     path.write_text(yaml.safe_dump(cfg))
     yield {n: node.config_path for n, node in nodes.items()}
 

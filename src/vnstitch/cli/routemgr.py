@@ -2,8 +2,8 @@
 
 Subcommands: ``keygen`` (Ed25519 key file, mode 0600), ``check`` (validate a config),
 ``run`` (the daemon, until SIGTERM/SIGINT), ``show peers|vnids|stitches|tunnels|metrics|
-status|allocations`` and ``stitch`` / ``release`` against a running daemon's control socket (given
-by ``--socket`` or found through ``--config``).
+status|allocations`` and ``stitch`` / ``release`` / ``resize`` against a running daemon's
+control socket (given by ``--socket`` or found through ``--config``).
 """
 
 from __future__ import annotations
@@ -75,6 +75,16 @@ def register(sub: Any) -> None:
     _socket_args(release)
     add_json_flag(release)
     release.set_defaults(handler=_release)
+
+    resize = rsub.add_parser("resize", help="change an established stitch's bandwidth in "
+                                            "place (no outage; only at its origin)")
+    resize.add_argument("stitch_id")
+    resize.add_argument("--bandwidth", required=True, type=float, metavar="MBPS")
+    resize.add_argument("--wait", type=float, default=10.0, metavar="S",
+                        help="seconds to wait for the path's answer (default 10)")
+    _socket_args(resize)
+    add_json_flag(resize)
+    resize.set_defaults(handler=_resize)
 
 
 def _socket_args(p: argparse.ArgumentParser) -> None:
@@ -192,3 +202,21 @@ def _release(args: argparse.Namespace) -> int:
     else:
         console().print(f"released {args.stitch_id}")
     return 0
+
+
+def _resize(args: argparse.Namespace) -> int:
+    from vnstitch.daemon.control import request  # noqa: PLC0415
+
+    result = request(_socket_path(args), {"cmd": "resize", "stitch_id": args.stitch_id,
+                                          "bandwidth_mbps": args.bandwidth,
+                                          "wait_s": args.wait}, timeout_s=args.wait + 5)
+    if args.json:
+        print_json(result)
+    elif result["pending"]:
+        console().print(f"resize of {args.stitch_id}: pending ({result['reason']})")
+    else:
+        state = "resized" if result["ok"] else "refused"
+        console().print(f"resize of {args.stitch_id}: {state} ({result['reason']}) "
+                        f"{result['old_mbps']:g} -> {result['new_mbps']:g} Mbit/s "
+                        f"{result['detail']}")
+    return 0 if result["ok"] else 1

@@ -22,8 +22,15 @@ desired dataplane state with ``rate = ceil = `` the bandwidth it negotiated. Wit
    :class:`~vnstitch.allocate.providers.linux.LinuxBandwidthProvider`. The ``available``
    capacity of the tunnel's link is the negotiated bandwidth, and the provider's link
    capacity is the same figure, so a plan above it is refused and the allocator reports
-   a ``shortfall`` decision; the reservation stays at the negotiated bandwidth. Asking
-   the protocol to renegotiate more bandwidth is not done here.
+   a ``shortfall`` decision; the reservation stays at the negotiated bandwidth;
+4. **grows** the stitch when the shortfall persists: :class:`~vnstitch.daemon.resizing.
+   GrowPolicy` (only on stitches originated here, after ``grow_after`` intervals, with
+   headroom, one request in flight, a hold-down after a refusal) puts a request in
+   :attr:`StepResult.resizes` (and, if configured, a shrink when the demand stays far
+   below it); the runner hands it to the core's in-place resize, and
+   the outcome (:meth:`AllocationLoop.resize_outcome`) is logged as a decision. After a
+   successful resize the core's RateLimit has the new negotiated bandwidth, so the next
+   step plans against it.
 
 *One writer.* The daemon's reconcile is the only thing that writes the kernel. The
 provider does not get the real driver: it gets an :class:`OverrideView`, a driver whose
@@ -63,9 +70,11 @@ from vnstitch.allocate.policy import DEFAULT_CLASSES, DENSE_LEVELS, ScalingRules
 from vnstitch.allocate.providers.base import ResourceKey, ResourceKind
 from vnstitch.allocate.providers.linux import LinuxBandwidthProvider
 from vnstitch.daemon.config import AllocationConfig
+from vnstitch.daemon.resizing import GrowPolicy, needed_mbps
 from vnstitch.dataplane.base import CountingDriver, DataplaneError
 from vnstitch.dataplane.objects import DataplaneState, Op, OpKind, RateLimit, VxlanPort
 from vnstitch.forecast.base import make_forecaster
+from vnstitch.protocol.api import StitchResized
 
 if TYPE_CHECKING:
     from vnstitch.daemon.runtime import RouteManagerDaemon
@@ -218,6 +227,7 @@ class StepResult:
     samples: list[tuple[str, float, float]] = field(default_factory=list)  # (stitch, t, mbps)
     decisions: list[dict[str, Any]] = field(default_factory=list)
     changed: bool = False  # overrides changed: the daemon must reconcile
+    resizes: list[tuple[str, float]] = field(default_factory=list)  # (stitch, Mbit/s) to ask
 
 
 class AllocationLoop:
@@ -230,6 +240,9 @@ class AllocationLoop:
         self._plans: dict[str, _Plan] = {}
         self.decisions: deque[dict[str, Any]] = deque(maxlen=config.decisions_kept)
         self.steps = 0
+        self.grow = GrowPolicy(config)
+        #: VXLAN device -> the protocol's stitch id, for ends originated here (set per step).
+        self._origin_of: Mapping[str, str] = {}
 
     def overlay(self, state: DataplaneState) -> DataplaneState:
         return self.view.overlay(state)
@@ -262,11 +275,15 @@ class AllocationLoop:
         return plan
 
     def step(self, now: float, ends: Sequence[TunnelEnd],
-             tx_bytes: Mapping[str, int | str]) -> StepResult:
+             tx_bytes: Mapping[str, int | str],
+             origin_of: Mapping[str, str] | None = None) -> StepResult:
         """One interval: ``tx_bytes`` maps each end's device to its counter, or to the
-        reason it could not be read."""
+        reason it could not be read; ``origin_of`` maps the devices of ends originated
+        here to their stitch id (only those may be grown)."""
         self.steps += 1
         result = StepResult()
+        self._origin_of = origin_of or {}
+        self.grow.forget({self._grow_key(e) for e in ends})
         before = dict(self.view.overrides)
         live = {e.stitch_id for e in ends}
         for sid in [s for s in self._plans if s not in live]:
@@ -321,16 +338,35 @@ class AllocationLoop:
             plan.allocator.log.clear()
             plan.allocator.provider.log.clear()
         shortfall = bool(report.shortfalls)
+        needed = needed_mbps(max((s.needed for s in report.shortfalls), default=None), mbps,
+                             end.negotiated_mbps)
+        ask, why = self.grow.consider(now, self._grow_key(end), end.negotiated_mbps, needed,
+                                      originated=end.device in self._origin_of,
+                                      reserved=report.amounts.get(end.stitch_id))
         for d in report.decisions:
-            result.decisions.append(self._decision(now, end, (mbps, note), d, shortfall))
+            result.decisions.append(self._decision(now, end, (mbps, note), d, shortfall,
+                                                   grow=why))
+        if ask is not None:
+            result.resizes.append((self._grow_key(end), ask))
+            result.decisions.append(self._row(now, end, mbps, "resize-requested", why,
+                                              new_mbps=ask))
+
+    def _grow_key(self, end: TunnelEnd) -> str:
+        return self._origin_of.get(end.device, end.stitch_id)
+
+    def resize_outcome(self, ev: StitchResized) -> None:
+        """Log the outcome of a resize this loop asked for (ignored otherwise)."""
+        row = self.grow.outcome(ev)
+        if row is not None:
+            self.decisions.append(row)
 
     def _decision(self, now: float, end: TunnelEnd, measured: tuple[float | None, str],
-                  d: Decision, shortfall: bool) -> dict[str, Any]:
+                  d: Decision, shortfall: bool, *, grow: str) -> dict[str, Any]:
         mbps, note = measured
         reason = d.reason
         if d.action == "shortfall":
             reason += (f"; the forecast exceeds the negotiated {end.negotiated_mbps:g} "
-                       "Mbit/s (renegotiation is not attempted)")
+                       f"Mbit/s ({grow or 'an in-place resize is requested'})")
         elif d.quantile is not None:
             reason = f"measured: {note}; {reason}"
         return self._row(now, end, mbps, d.action, reason, subject=d.subject,
@@ -397,7 +433,11 @@ class AllocationRunner:
             counters = await asyncio.to_thread(read_counters, d.driver, devices)
         else:
             counters = read_counters(d.driver, devices)
-        result = self.loop.step(d.now(), ends, counters)
+        origin_of = {t.vxlan_name: t.stitch_id for t in live.values()
+                     if getattr(t, "origin", False) and hasattr(t, "vxlan_name")}
+        result = self.loop.step(d.now(), ends, counters, origin_of)
+        for sid, mbps in result.resizes:
+            d.resize_stitch(sid, mbps)
         if d.store_open:
             d.store.save_allocation(result.samples, list(self.loop.view.overrides.values()),
                                     self.loop.config.history, {e.stitch_id for e in ends})

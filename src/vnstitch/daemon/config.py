@@ -21,7 +21,8 @@ Example::
                 wireguard: {endpoint: 10.0.1.1, port: 51820}}
     timers: {announce_interval_s: 1.0, probe_interval_s: 0.5, probe_misses: 3}
     allocation: {interval_s: 5, forecaster: naive, default_class: web,
-                 vn_classes: {100: video_conferencing}, min_mbps: 1, unit_mbps: 1}
+                 vn_classes: {100: video_conferencing}, min_mbps: 1, unit_mbps: 1,
+                 grow_after: 2, grow_headroom: 0.2, grow_holddown_s: 60}
     state_db: a.db
     control_socket: a.sock
 """
@@ -136,6 +137,12 @@ class AllocationConfig:
     interval with ``forecaster`` and reserves (HTB rate) at the newsvendor quantile of the
     stitch's application class (``vn_classes`` per VNID, else ``default_class``), in
     steps of ``unit_mbps``, never below ``min_mbps``, never above the negotiated bandwidth.
+    When the forecast exceeds the negotiated bandwidth for ``grow_after`` intervals in a
+    row (0: never) on a stitch originated here, it asks the protocol to grow the stitch in
+    place (``grow_headroom`` above the forecast's reservation); after a refusal it waits
+    ``grow_holddown_s`` before asking again. With ``shrink_after`` > 0 it gives grown
+    bandwidth back when the reservation stays below ``shrink_below`` x the negotiated
+    bandwidth for that many intervals (:mod:`vnstitch.daemon.resizing`).
     """
 
     interval_s: float = 5.0
@@ -147,6 +154,11 @@ class AllocationConfig:
     hold_steps: int = 2
     history: int = 288  # rate samples kept per stitch (and persisted)
     decisions_kept: int = 500
+    grow_after: int = 2
+    grow_headroom: float = 0.2
+    grow_holddown_s: float = 60.0
+    shrink_after: int = 0
+    shrink_below: float = 0.5
 
     def class_for(self, vnid: int) -> str:
         return dict(self.vn_classes).get(vnid, self.default_class)
@@ -425,7 +437,8 @@ def _allocation(r: _Reader, data: Any) -> AllocationConfig | None:
     p = "allocation"
     e = _fields(r, data, p, {"interval_s", "forecaster", "default_class", "vn_classes",
                              "min_mbps", "unit_mbps", "hold_steps", "history",
-                             "decisions_kept"}, set())
+                             "decisions_kept", "grow_after", "grow_headroom",
+                             "grow_holddown_s", "shrink_after", "shrink_below"}, set())
     d = AllocationConfig()
 
     def cls(path: str, value: Any) -> str:
@@ -468,7 +481,21 @@ def _allocation(r: _Reader, data: Any) -> AllocationConfig | None:
         hold_steps=count("hold_steps", d.hold_steps, 0),
         history=count("history", d.history, 4),
         decisions_kept=count("decisions_kept", d.decisions_kept, 1),
+        grow_after=count("grow_after", d.grow_after, 0),
+        grow_headroom=_number(r, f"{p}.grow_headroom", e.get("grow_headroom",
+                                                             d.grow_headroom)),
+        grow_holddown_s=_number(r, f"{p}.grow_holddown_s",
+                                e.get("grow_holddown_s", d.grow_holddown_s)),
+        shrink_after=count("shrink_after", d.shrink_after, 0),
+        shrink_below=_fraction(r, f"{p}.shrink_below", e.get("shrink_below", d.shrink_below)),
     )
+
+
+def _fraction(r: _Reader, path: str, value: Any) -> float:
+    x = _number(r, path, value, strict=True)
+    if x > 1:
+        raise r.fail(path, f"must be a fraction in (0, 1], got {value!r}")
+    return x
 
 
 _TOP = {"segment", "listen", "key_file", "trust", "peers", "local_vns", "dataplane",

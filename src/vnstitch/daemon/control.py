@@ -11,6 +11,8 @@ A bad line gets an error reply and the connection stays usable. Requests:
 - ``{"cmd": "stitch", "vnid": 100, "bandwidth_mbps": 10, "max_latency_ms": ...,
   "max_cost": ..., "hop_limit": ..., "wait_s": 10}`` -- waits for established / failed
 - ``{"cmd": "release", "stitch_id": "..."}``
+- ``{"cmd": "resize", "stitch_id": "...", "bandwidth_mbps": 40, "wait_s": 10}`` -- an
+  in-place resize of a stitch originated here; waits for its outcome
 
 Views are built from the daemon's own tables (SQLite for stitches, reservations and
 tunnels; in-memory for peers and routes) so they survive restarts where it matters.
@@ -242,7 +244,24 @@ class ControlServer:
                 raise ControlError("release: stitch_id must be a string")
             self._daemon.release_stitch(sid)
             return {"stitch_id": sid, "released": True}
-        raise ControlError(f"unknown cmd {cmd!r} (show, stitch, release)")
+        if cmd == "resize":
+            return await self._resize(req)
+        raise ControlError(f"unknown cmd {cmd!r} (show, stitch, release, resize)")
+
+    async def _resize(self, req: dict[str, Any]) -> dict[str, Any]:
+        sid = req.get("stitch_id")
+        if not isinstance(sid, str):
+            raise ControlError("resize: stitch_id must be a string")
+        mbps = _positive(req, "bandwidth_mbps", None, "resize")
+        fut = self._daemon.resize_stitch(sid, mbps)
+        try:
+            ev = await asyncio.wait_for(asyncio.shield(fut), _positive(req, "wait_s", 10.0,
+                                                                       "resize"))
+        except TimeoutError:
+            return {"stitch_id": sid, "ok": False, "pending": True,
+                    "reason": "no answer from the path within wait_s"}
+        return {"stitch_id": sid, "ok": ev.ok, "pending": False, "reason": ev.reason,
+                "old_mbps": ev.old_mbps, "new_mbps": ev.new_mbps, "detail": ev.detail}
 
     async def _stitch(self, req: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -266,12 +285,14 @@ class ControlServer:
                 "pending": False, "detail": outcome.detail}
 
 
-def _positive(req: dict[str, Any], name: str, default: float | None) -> float:
+def _positive(req: dict[str, Any], name: str, default: float | None,
+              cmd: str = "stitch") -> float:
     value = req.get(name, default)
     if value is None:
-        raise ControlError(f"stitch: {name} is required")
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ControlError(f"stitch: {name} must be a number > 0, got {value!r}")
+        raise ControlError(f"{cmd}: {name} is required")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0 or \
+            (cmd == "resize" and not math.isfinite(value)):
+        raise ControlError(f"{cmd}: {name} must be a number > 0, got {value!r}")
     return float(value)
 
 

@@ -61,6 +61,7 @@ from vnstitch.daemon.config import DaemonConfig
 from vnstitch.daemon.coreadapter import CoreFactory, CoreSetup, DaemonCore, local_objects
 from vnstitch.daemon.errors import DaemonError
 from vnstitch.daemon.identity import KeyInfo, load_key_file
+from vnstitch.daemon.resizing import on_resized, request_resize
 from vnstitch.daemon.state import ReservationRecord, StateStore, StitchRecord
 from vnstitch.daemon.tunnelprobe import TunnelProbeSockets, host_port
 from vnstitch.dataplane.base import DataplaneDriver, DataplaneError, reconcile
@@ -76,6 +77,7 @@ from vnstitch.protocol.api import (
     StitchConstraints,
     StitchEstablished,
     StitchFailed,
+    StitchResized,
     StitchTornDown,
     TunnelStateChanged,
 )
@@ -151,6 +153,7 @@ class RouteManagerDaemon:
         self._retry_timer: asyncio.TimerHandle | None = None
         self._seq_high_water = 0
         self._waiters: dict[str, asyncio.Future[StitchOutcome]] = {}
+        self.resize_waiters: dict[str, asyncio.Future[StitchResized]] = {}
         self._control: Any = None
         self.last_reconcile_ops: list[str] = []
         self.started_at = 0.0
@@ -352,6 +355,13 @@ class RouteManagerDaemon:
         outputs = self.core.release_stitch(stitch_id, self.now())
         self._execute(outputs, persist=True)
 
+    def resize_stitch(self, stitch_id: str, mbps: float) -> asyncio.Future[StitchResized]:
+        """Resize a stitch originated here in place (:mod:`vnstitch.daemon.resizing`)."""
+        return request_resize(self, stitch_id, mbps)
+
+    def execute(self, outputs: list[Output]) -> None:
+        self._execute(outputs, persist=True)
+
     # -- executing outputs ----------------------------------------------------------------
 
     def _execute(self, outputs: list[Output], *, persist: bool = False) -> None:
@@ -423,6 +433,8 @@ class RouteManagerDaemon:
             store.delete_reservation(ev.stitch_id)
             self.metrics["stitches_torn_down"] += 1
             return True
+        if isinstance(ev, StitchResized):
+            return on_resized(self, ev)
         if isinstance(ev, TunnelStateChanged):
             store.put_tunnel(ev.tunnel_id, str(ev.peer), ev.new, ev.now)
             self.metrics["tunnel_transitions"] += 1

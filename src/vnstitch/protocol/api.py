@@ -99,6 +99,24 @@ class StitchTornDown:
 
 
 @dataclass(frozen=True, slots=True)
+class StitchResized:
+    """Outcome of ``resize_stitch`` (at the origin): ``ok`` with the stitch now at
+    ``new_mbps`` end to end, or not (``reason``: ``bandwidth``, ``rm_capacity``,
+    ``released``, ``bad_keysig``, ``timeout``, ``torn_down``, ``in_progress``,
+    ``not_established``, ``local``) with every hop still at ``old_mbps``. No outage either
+    way. ``reason`` is ``resized`` on success, ``settled`` when a shrink that timed out
+    was confirmed later."""
+
+    stitch_id: str
+    old_mbps: float
+    new_mbps: float
+    ok: bool
+    reason: str
+    now: float
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class TunnelStateChanged:
     tunnel_id: str
     peer: RouteManagerId
@@ -126,8 +144,8 @@ class RouteChanged:
 
 
 Action = SendDatagram | DataplaneChange
-Event = StitchEstablished | StitchFailed | StitchTornDown | TunnelStateChanged | PeerFault | \
-    RouteChanged
+Event = StitchEstablished | StitchFailed | StitchTornDown | StitchResized | \
+    TunnelStateChanged | PeerFault | RouteChanged
 Output = Action | Event
 
 

@@ -40,6 +40,7 @@ from vnstitch.protocol.identity import Identity, TrustStore
 from vnstitch.protocol.messages import Hello, Message, Probe, Resync, Update
 from vnstitch.protocol.negotiation import StitchRequest
 from vnstitch.protocol.reservation import Ledger, Reservation, ReservationState
+from vnstitch.protocol.resize import ResizeAttempt
 from vnstitch.protocol.stitching import StitchingMixin
 from vnstitch.protocol.tunnels import Tunnel, TunnelState
 
@@ -81,8 +82,10 @@ class RouteManagerCore(StitchingMixin):
         self.seen_queries: dict[bytes, int] = {}
         self.reservations: dict[str, Reservation] = {}
         self.tunnels: dict[str, Tunnel] = {}
+        self.resizes: dict[str, ResizeAttempt] = {}
         self.stats: dict[str, int] = {}
         self._restored = False
+        self._restored_resizes: list[list[Any]] = []
 
     # -- API properties ------------------------------------------------------------------
     @property
@@ -151,6 +154,7 @@ class RouteManagerCore(StitchingMixin):
         self._schedule_hello(now)
         if self._restored:
             self.resume_after_restore(now, out)
+            self.resume_resizes(self._restored_resizes, now, out)
         return out
 
     def _schedule_hello(self, now: float) -> None:
@@ -307,6 +311,7 @@ class RouteManagerCore(StitchingMixin):
                              if r.state in live],
             "tunnels": [t.to_dict() for t in self.active_tunnels()],
             "stitches": [r.to_dict() for r in self.requests.values()],
+            "resizes": self.export_resizes(),
         }
 
     @classmethod
@@ -329,6 +334,7 @@ class RouteManagerCore(StitchingMixin):
         for d in state.get("stitches", []):
             req = StitchRequest.from_dict(d)
             core.requests[req.stitch_id] = req
+        core._restored_resizes = list(state.get("resizes", []))
         core._restored = True
         return core
 

@@ -13,13 +13,15 @@ from vnstitch.protocol.config import Timers
 from vnstitch.protocol.fsm import render_table
 from vnstitch.protocol.negotiation import STITCH_TRANSITIONS
 from vnstitch.protocol.reservation import RESERVATION_TRANSITIONS
+from vnstitch.protocol.resize import RESIZE_TRANSITIONS
 from vnstitch.protocol.tunnels import TUNNEL_TRANSITIONS
 
 
 def generated_section() -> str:
     parts = [render_table("Stitch request (origin)", STITCH_TRANSITIONS),
              render_table("Reservation (every RM on the path)", RESERVATION_TRANSITIONS),
-             render_table("Tunnel (both ends)", TUNNEL_TRANSITIONS)]
+             render_table("Tunnel (both ends)", TUNNEL_TRANSITIONS),
+             render_table("Resize attempt (origin)", RESIZE_TRANSITIONS)]
     rows = ["#### Timer defaults (`vnstitch.protocol.config.Timers`)", "",
             "| name | default |", "|---|---|"]
     for f in dataclasses.fields(Timers):

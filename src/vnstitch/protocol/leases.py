@@ -6,7 +6,8 @@ confirmation is dated, and the reservation expires ``lease_s`` after the older o
 two. Confirmation costs no message of its own. Every HELLO (one per neighbour per
 announce interval, sent anyway for discovery) carries a 64-bit digest and the count of
 the committed reservations the two RMs share; the neighbour computes the same over its
-own reservations, and when they agree every shared reservation is confirmed at once,
+own reservations (token and committed amount, so both ends of a link agree on a
+resize), and when they agree every shared reservation is confirmed at once,
 however many stitches cross the link. When they disagree (a commit in flight, a release
 that did not reach one side) the receiver asks with LEASES(QUERY); the answer,
 LEASES(LIVE), lists the committed tokens (chunked), which confirms those the asker
@@ -39,13 +40,16 @@ _MASK64 = (1 << 64) - 1
 _LIVE = (ReservationState.HELD, ReservationState.COMMITTED)
 
 
-def token_hash(token: str) -> int:
-    return int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "big")
+def lease_hash(token: str, bandwidth_mbps: float) -> int:
+    """One committed reservation: its token and committed amount, so a resize that one
+    side of a link has committed and the other not yet shows as a mismatch."""
+    text = f"{token}|{float(bandwidth_mbps)!r}"
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
-def lease_digest(tokens: list[str]) -> int:
-    """Order-independent digest of a set of tokens (sum of 64-bit hashes)."""
-    return sum(token_hash(t) for t in tokens) & _MASK64
+def lease_digest(leases: list[tuple[str, float]]) -> int:
+    """Order-independent digest of (token, committed Mbit/s) pairs (sum of 64-bit hashes)."""
+    return sum(lease_hash(t, bw) for t, bw in leases) & _MASK64
 
 
 class LeaseMixin(StitchingBase):
@@ -54,10 +58,13 @@ class LeaseMixin(StitchingBase):
         return sorted(t for t, r in self.reservations.items()
                       if r.state is ReservationState.COMMITTED and peer in r.links)
 
+    def _digest(self, tokens: list[str]) -> int:
+        return lease_digest([(t, self.reservations[t].bandwidth_mbps) for t in tokens])
+
     def lease_summary(self, peer: RouteManagerId) -> tuple[int, int]:
         """(digest, count) of what we share with ``peer``, for our HELLO to it."""
         tokens = self._shared(peer)
-        return lease_digest(tokens), len(tokens)
+        return self._digest(tokens), len(tokens)
 
     def _confirm(self, res: Reservation, peer: RouteManagerId, now: float) -> None:
         res.confirmed[peer] = now
@@ -70,7 +77,7 @@ class LeaseMixin(StitchingBase):
     def on_hello_leases(self, peer: RouteManagerId, msg: Hello, now: float,
                         out: list[Output]) -> None:
         tokens = self._shared(peer)
-        if (lease_digest(tokens), len(tokens)) == (msg.lease_digest, msg.leases):
+        if (self._digest(tokens), len(tokens)) == (msg.lease_digest, msg.leases):
             for t in tokens:
                 self._confirm(self.reservations[t], peer, now)
             return

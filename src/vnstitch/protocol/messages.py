@@ -9,11 +9,13 @@ envelope (sender, recipient, sequence number, timestamp, signature) is added by
 :mod:`vnstitch.protocol.codec`.
 
 Messages that follow a stitch path (QUERY forward, OFFER back, HOLD..COMMIT_ACK, ABORT,
-PATH_DOWN) carry the whole path; each hop relays to its neighbour on the path and
-re-signs, so every datagram is hop-by-hop authenticated. Key material (HOLD, HOLD_OK)
-additionally carries an end-to-end Ed25519 signature (``keysig``) by the end that chose
-it, so a transit Route Manager cannot substitute a WireGuard key. PROBE / PROBE_REPLY
-travel end to end between the two tunnel ends (no path, no transit RM). LEASES keeps the
+PATH_DOWN, RESIZE..RESIZE_REFUSED) carry the whole path; each hop relays to its neighbour
+on the path and re-signs, so every datagram is hop-by-hop authenticated. Key material
+(HOLD, HOLD_OK) additionally carries an end-to-end Ed25519 signature (``keysig``) by the
+end that chose it, so a transit Route Manager cannot substitute a WireGuard key; so does
+a resize of an established stitch (RESIZE by the origin, RESIZE_OK by the target: the
+amount both tunnel ends shape to). PROBE / PROBE_REPLY travel end to end between the two
+tunnel ends (no path, no transit RM). LEASES keeps the
 reservations two neighbours share alive (see :mod:`vnstitch.protocol.leases`).
 
 UPDATE entries all start with the announcer, so an UPDATE names it once and each entry
@@ -58,6 +60,9 @@ class MsgType(enum.IntEnum):
     PROBE_REPLY = 13
     PATH_DOWN = 14
     LEASES = 15
+    RESIZE = 16
+    RESIZE_OK = 17
+    RESIZE_REFUSED = 18
 
 
 # -- field validators (raise RemoteProtocolError("malformed", field)) ----------------
@@ -503,16 +508,86 @@ class Leases:
                          for t in _list(toks, "tokens", MAX_TOKENS)))
 
 
+# -- resize of an established stitch (see :mod:`vnstitch.protocol.resize`) -------------
+
+
+def _amount(mbps: float) -> bytes:
+    # float() first: an int on the wire decodes as a float, and the signature must match
+    return repr(float(mbps)).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Resize:
+    """RESIZE: the origin asks every hop of ``path`` to change ``token``'s reservation to
+    ``bandwidth_mbps`` (resize number ``seq`` of that reservation). RESIZE_OK: the target
+    took it, each hop commits it on the way back. Both end-to-end signed (``keysig``) by
+    the end that sent them."""
+
+    kind: MsgType
+    token: str
+    path: tuple[RouteManagerId, ...]
+    seq: int
+    bandwidth_mbps: float
+    keysig: bytes
+
+    @property
+    def TYPE(self) -> MsgType:  # noqa: N802
+        return self.kind
+
+    def key_material(self) -> bytes:
+        return b"|".join([self.kind.name.lower().encode(), self.token.encode(),
+                          str(self.seq).encode(), _amount(self.bandwidth_mbps)])
+
+    def to_wire(self) -> list[Any]:
+        return [self.token, wire_path(self.path), self.seq, self.bandwidth_mbps, self.keysig]
+
+    @classmethod
+    def from_wire_kind(cls, kind: MsgType, p: Any) -> Resize:
+        tok, path, seq, bw, ks = _unpack(p, 5, kind.name.lower())
+        bw_f = _num(bw, "bandwidth")
+        if bw_f <= 0:
+            raise _bad("bandwidth", bw)
+        return cls(kind, _str(tok, "token", MAX_TOKEN_LEN), _path(path, "path", 2),
+                   _int(seq, "seq", 1, (1 << 32) - 1), bw_f, _bytes(ks, "keysig", 64))
+
+
+@dataclass(frozen=True, slots=True)
+class ResizeRefused:
+    """A hop (``at``) could not take the new amount; every hop back to the origin drops
+    what it had tentatively admitted and keeps the old amount."""
+
+    TYPE: ClassVar[MsgType] = MsgType.RESIZE_REFUSED
+    token: str
+    path: tuple[RouteManagerId, ...]
+    seq: int
+    at: RouteManagerId
+    reason: str
+    available_mbps: float
+
+    def to_wire(self) -> list[Any]:
+        return [self.token, wire_path(self.path), self.seq, wire_rm(self.at), self.reason,
+                self.available_mbps]
+
+    @classmethod
+    def from_wire(cls, p: Any) -> ResizeRefused:
+        tok, path, seq, at, reason, av = _unpack(p, 6, "resize_refused")
+        return cls(_str(tok, "token", MAX_TOKEN_LEN), _path(path, "path", 2),
+                   _int(seq, "seq", 1, (1 << 32) - 1), _rm(at, "at"),
+                   _str(reason, "reason", 32), _num(av, "available", True))
+
+
 Message = Hello | Update | Resync | Query | Offer | Hold | HoldOk | HoldRefused | PathSignal | \
-    Probe | Leases
+    Probe | Leases | Resize | ResizeRefused
 
 _SIMPLE: dict[MsgType, Any] = {
     MsgType.HELLO: Hello, MsgType.UPDATE: Update, MsgType.RESYNC: Resync,
     MsgType.QUERY: Query, MsgType.OFFER: Offer, MsgType.HOLD: Hold, MsgType.HOLD_OK: HoldOk,
     MsgType.HOLD_REFUSED: HoldRefused, MsgType.LEASES: Leases,
+    MsgType.RESIZE_REFUSED: ResizeRefused,
 }
 _SIGNALS = frozenset({MsgType.COMMIT, MsgType.COMMIT_ACK, MsgType.ABORT, MsgType.PATH_DOWN})
 _PROBES = frozenset({MsgType.PROBE, MsgType.PROBE_REPLY})
+_RESIZES = frozenset({MsgType.RESIZE, MsgType.RESIZE_OK})
 
 
 def message_from_wire(type_code: Any, payload: Any) -> Message:
@@ -527,5 +602,7 @@ def message_from_wire(type_code: Any, payload: Any) -> Message:
         return PathSignal.from_wire_kind(kind, payload)
     if kind in _PROBES:
         return Probe.from_wire_kind(kind, payload)
+    if kind in _RESIZES:
+        return Resize.from_wire_kind(kind, payload)
     result: Message = _SIMPLE[kind].from_wire(payload)
     return result

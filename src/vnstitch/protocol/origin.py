@@ -119,6 +119,7 @@ class OriginMixin(StitchingBase):
 
     def _abandon_attempt(self, req: StitchRequest, now: float, out: list[Output]) -> None:
         """Abort the current attempt along its path and drop its local state."""
+        self._resize_abandon(req, now, out)
         if not req.token:
             return
         token = req.token

@@ -64,6 +64,15 @@ class Reservation:
     committed_at: float = 0.0
     confirmed: dict[RouteManagerId, float] = field(default_factory=dict)
     last_call: bool = False  # the lease ran out and a last LEASES(QUERY) went out
+    # In-place resize (:mod:`vnstitch.protocol.resize`, not persisted): the highest resize
+    # number seen, the amount tentatively admitted for it (the ledger holds the larger of
+    # it and ``bandwidth_mbps`` until the answer), the answer seen (replayed to a
+    # retransmission) and the RESIZE this RM is relaying to its next hop.
+    resize_seq: int = 0
+    resize_to: float | None = None
+    resize_answer: Any = None
+    resize_relay: Any = None
+    resize_rto: float = 0.0
 
     @property
     def links(self) -> tuple[RouteManagerId, ...]:

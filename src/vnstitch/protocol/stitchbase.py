@@ -4,8 +4,9 @@ Theory of operation. :class:`~vnstitch.protocol.core.RouteManagerCore` owns all 
 (requests, reservations, tunnels, the ledger, discovery, timers). Its stitching logic is
 split by role into mixins -- the origin (:mod:`~vnstitch.protocol.origin`), every RM on
 a path (:mod:`~vnstitch.protocol.pathhops`), lease upkeep between neighbours
-(:mod:`~vnstitch.protocol.leases`) and the tunnel ends' health probes
-(:mod:`~vnstitch.protocol.probes`) -- composed in :mod:`~vnstitch.protocol.stitching`.
+(:mod:`~vnstitch.protocol.leases`), the tunnel ends' health probes
+(:mod:`~vnstitch.protocol.probes`) and in-place resizes
+(:mod:`~vnstitch.protocol.resize`) -- composed in :mod:`~vnstitch.protocol.stitching`.
 This base declares, for the type checker, the state and the methods one role calls on
 another; at run time the core supplies them. The helpers here are the timing rules all
 roles use: retransmission timeouts from a path's latency and the reservation lease.
@@ -86,6 +87,8 @@ class StitchingBase:
         def _refused_at_origin(self, m: HoldRefused, now: float, out: list[Output]) -> None: ...
         def _path_down_at_origin(self, m: PathSignal, now: float,
                                  out: list[Output]) -> None: ...
+        def _resize_abandon(self, req: StitchRequest, now: float,
+                            out: list[Output]) -> None: ...
 
     # -- helpers --------------------------------------------------------------------------
     def _pos(self, path: tuple[RouteManagerId, ...], sender: RouteManagerId,

@@ -4,8 +4,9 @@ Theory of operation. One RM can be, for different stitches at once, the origin
 (:mod:`~vnstitch.protocol.origin`: query, choose, reserve, re-negotiate), a hop on the
 path (:mod:`~vnstitch.protocol.pathhops`: forward queries, hold, commit, abort and
 report a broken path), a tunnel end (:mod:`~vnstitch.protocol.probes`: end-to-end health
-probes) and a neighbour keeping shared reservations alive
-(:mod:`~vnstitch.protocol.leases`). :class:`StitchingMixin` joins the four over the
+probes) a neighbour keeping shared reservations alive
+(:mod:`~vnstitch.protocol.leases`) and the in-place resize of an established stitch
+(:mod:`~vnstitch.protocol.resize`). :class:`StitchingMixin` joins the five over the
 core's state, routes each stitching message and timer to its role, and re-arms
 everything after a restore. Timer kinds (key in brackets):
 
@@ -15,7 +16,9 @@ everything after a restore. Timer kinds (key in brackets):
 * ``hold`` [token]: the origin gives the attempt up;
 * ``relay`` [token]: a hop retransmits the HOLD / COMMIT it passed on;
 * ``resv`` [token]: a hold's expiry, a committed reservation's lease check;
-* ``probe`` / ``prtx`` [stitch]: the origin's probe interval, probe retransmission.
+* ``probe`` / ``prtx`` [stitch]: the origin's probe interval, probe retransmission;
+* ``zrtx`` / ``zhold`` [stitch], ``zrelay`` / ``zexp`` [token]: an in-place resize
+  (:mod:`~vnstitch.protocol.resize`).
 """
 
 from __future__ import annotations
@@ -29,20 +32,24 @@ from vnstitch.protocol.messages import (
     HoldRefused,
     Leases,
     Message,
+    MsgType,
     Offer,
     PathSignal,
     Probe,
     Query,
+    Resize,
+    ResizeRefused,
 )
 from vnstitch.protocol.negotiation import StitchState, rank
 from vnstitch.protocol.origin import OriginMixin
 from vnstitch.protocol.pathhops import PathHopMixin
 from vnstitch.protocol.probes import ProbeMixin
 from vnstitch.protocol.reservation import ReservationState
+from vnstitch.protocol.resize import ResizeMixin
 from vnstitch.protocol.tunnels import TunnelState
 
 
-class StitchingMixin(OriginMixin, PathHopMixin, LeaseMixin, ProbeMixin):
+class StitchingMixin(OriginMixin, PathHopMixin, LeaseMixin, ProbeMixin, ResizeMixin):
     # -- timers ---------------------------------------------------------------------------
     def fire_stitching_timer(self, kind: str, key: str, now: float, out: list[Output]) -> None:
         if kind in ("query", "decide"):
@@ -74,6 +81,10 @@ class StitchingMixin(OriginMixin, PathHopMixin, LeaseMixin, ProbeMixin):
             self._reservation_timer(key, now, out)
         elif kind == "probe":
             self._probe_tick(key, now, out)
+        elif kind in ("zrtx", "zhold"):
+            self._resize_timer(kind, key, now, out)
+        elif kind in ("zrelay", "zexp"):
+            self._resize_hop_timer(kind, key, now, out)
 
     # -- dispatch -------------------------------------------------------------------------
     def dispatch_stitching(self, sender: RouteManagerId, msg: Message, now: float,
@@ -106,6 +117,10 @@ class StitchingMixin(OriginMixin, PathHopMixin, LeaseMixin, ProbeMixin):
             self._on_probe(sender, msg, now, out)
         elif isinstance(msg, Leases):
             self._on_leases(sender, msg, now, out)
+        elif isinstance(msg, Resize) and msg.kind is MsgType.RESIZE:
+            self._on_resize(sender, msg, now, out)
+        elif isinstance(msg, Resize | ResizeRefused):
+            self._on_resize_answer(sender, msg, now, out)
 
     # -- restore --------------------------------------------------------------------------
     def resume_after_restore(self, now: float, out: list[Output]) -> None:
