@@ -60,6 +60,24 @@ def test_a_stitch_measured_at_its_cap_needs_more_than_it_has() -> None:
     assert p.consider(0, "s", 10, needed_mbps(None, 9.9, 10), originated=True)[0] == 12.0
 
 
+def test_growth_stops_at_grow_max_factor_times_the_original() -> None:
+    """A saturated TCP flow keeps asking for more; the stitch stops at the factor."""
+    p = GrowPolicy(AllocationConfig(grow_after=1, unit_mbps=1, grow_headroom=0.2,
+                                    grow_max_factor=3))
+    negotiated, asks = 100.0, []
+    for t in range(10):  # measured at the cap every interval, grant every request
+        ask, why = p.consider(t, "s", negotiated, needed_mbps(None, negotiated, negotiated),
+                              originated=True)
+        if ask is not None:
+            asks.append(ask)
+            p.outcome(StitchResized("s", negotiated, ask, True, "resized", t))
+            negotiated = ask
+    assert asks == [120.0, 144.0, 173.0, 208.0, 250.0, 300.0]
+    assert "growth limit" in why and "300" in why
+    unbounded = GrowPolicy(AllocationConfig(grow_after=1, unit_mbps=1, grow_max_factor=1e9))
+    assert unbounded.consider(0, "s", 300, 300.0, originated=True)[0] == 360.0  # control
+
+
 def test_shrink_gives_grown_bandwidth_back_but_never_below_the_original() -> None:
     p = GrowPolicy(AllocationConfig(shrink_after=3, shrink_below=0.5, unit_mbps=5,
                                     grow_headroom=0.2))
@@ -86,6 +104,7 @@ def test_shrink_gives_grown_bandwidth_back_but_never_below_the_original() -> Non
     ({"shrink_after": -2}, r"allocation\.shrink_after: must be >= 0"),
     ({"shrink_below": 1.5}, r"allocation\.shrink_below: must be a fraction in \(0, 1\]"),
     ({"shrink_below": 0}, r"allocation\.shrink_below: must be > 0"),
+    ({"grow_max_factor": 0.5}, r"allocation\.grow_max_factor: must be >= 1"),
 ])
 def test_grow_config_errors_name_the_field(tmp_path: Path, section: object,
                                            error: str) -> None:

@@ -172,7 +172,7 @@ def _demo(args: argparse.Namespace) -> int:
         ("request -> established s", result["stitch_established_seconds"]),
         ("ping", f"{result['ping_received']}/{result['ping_sent']}"),
         ("iperf3 Mbit/s (reserved)", f"{result['iperf_mbps']:.1f} "
-         f"({result['reserved_mbps']:g})"),
+         f"({result['reserved_mbps']:g}" + _grown(result) + ")"),
         ("capture on A-T (T side)", f"{cap['frames']} frames, WireGuard {cap['wireguard']}, "
          f"inner ICMP {cap['inner_icmp']}, VXLAN in clear {cap['vxlan_in_clear']}"),
         ("encrypted on substrate", result["encrypted_on_substrate"]),
@@ -191,3 +191,12 @@ def _demo(args: argparse.Namespace) -> int:
                 for r in decisions]
         out.print(table("A's allocation decisions after iperf3 (latest)", cols, rows))
     return 0
+
+
+def _grown(result: dict[str, Any]) -> str:
+    """", grown in place to N" when the allocation loop resized the stitch during iperf3."""
+    stitch = (result.get("allocation") or {}).get("stitch") or {}
+    now = stitch.get("negotiated_mbps")
+    if now is None or now == result["reserved_mbps"]:
+        return ""
+    return f", grown in place to {now:g}"

@@ -140,7 +140,10 @@ class AllocationConfig:
     When the forecast exceeds the negotiated bandwidth for ``grow_after`` intervals in a
     row (0: never) on a stitch originated here, it asks the protocol to grow the stitch in
     place (``grow_headroom`` above the forecast's reservation); after a refusal it waits
-    ``grow_holddown_s`` before asking again. With ``shrink_after`` > 0 it gives grown
+    ``grow_holddown_s`` before asking again; it never grows a stitch beyond
+    ``grow_max_factor`` x the bandwidth it had when the loop first saw it (elastic
+    traffic such as TCP fills any ceiling, so without a bound it would grow until the path
+    refuses -- the HPA's ``maxReplicas``). With ``shrink_after`` > 0 it gives grown
     bandwidth back when the reservation stays below ``shrink_below`` x the negotiated
     bandwidth for that many intervals (:mod:`vnstitch.daemon.resizing`).
     """
@@ -157,6 +160,7 @@ class AllocationConfig:
     grow_after: int = 2
     grow_headroom: float = 0.2
     grow_holddown_s: float = 60.0
+    grow_max_factor: float = 4.0
     shrink_after: int = 0
     shrink_below: float = 0.5
 
@@ -438,7 +442,8 @@ def _allocation(r: _Reader, data: Any) -> AllocationConfig | None:
     e = _fields(r, data, p, {"interval_s", "forecaster", "default_class", "vn_classes",
                              "min_mbps", "unit_mbps", "hold_steps", "history",
                              "decisions_kept", "grow_after", "grow_headroom",
-                             "grow_holddown_s", "shrink_after", "shrink_below"}, set())
+                             "grow_holddown_s", "grow_max_factor", "shrink_after",
+                             "shrink_below"}, set())
     d = AllocationConfig()
 
     def cls(path: str, value: Any) -> str:
@@ -486,6 +491,8 @@ def _allocation(r: _Reader, data: Any) -> AllocationConfig | None:
                                                              d.grow_headroom)),
         grow_holddown_s=_number(r, f"{p}.grow_holddown_s",
                                 e.get("grow_holddown_s", d.grow_holddown_s)),
+        grow_max_factor=_number(r, f"{p}.grow_max_factor",
+                                e.get("grow_max_factor", d.grow_max_factor), minimum=1),
         shrink_after=count("shrink_after", d.shrink_after, 0),
         shrink_below=_fraction(r, f"{p}.shrink_below", e.get("shrink_below", d.shrink_below)),
     )

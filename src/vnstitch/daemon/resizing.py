@@ -18,7 +18,10 @@ an in-place resize (``RouteManagerCore.resize_stitch``, :mod:`vnstitch.protocol.
   saturated stitch sits at the cap, not above. Growing by the headroom each time probes
   upward until the measured rate falls below the cap;
 * at most one request in flight per stitch; after a refusal or timeout no new request
-  for ``grow_holddown_s`` (the path is full: asking every interval would only load it).
+  for ``grow_holddown_s`` (the path is full: asking every interval would only load it);
+* never beyond ``grow_max_factor`` x the bandwidth the stitch had when the policy first
+  saw it: elastic traffic (TCP) fills any ceiling, so the saturation rule alone would
+  grow a stitch carrying a bulk transfer until the path refuses.
 
 It also gives grown capacity back (off unless ``shrink_after`` > 0): when the allocator's
 reservation stays below ``shrink_below`` x the negotiated bandwidth for ``shrink_after``
@@ -79,10 +82,20 @@ class GrowPolicy:
         self.config = config
         self._tracks: dict[str, _Track] = {}
 
-    def target(self, negotiated: float, needed: float) -> float:
+    def target(self, negotiated: float, needed: float, floor: float | None = None) -> float:
+        """Mbit/s to ask for; with ``floor`` (the original bandwidth) at most
+        ``grow_max_factor`` x it."""
         unit = self.config.unit_mbps
         want = math.ceil(needed * (1.0 + self.config.grow_headroom) / unit - 1e-9) * unit
-        return max(negotiated + unit, want)
+        want = max(negotiated + unit, want)
+        if floor is not None:
+            want = min(want, self.limit(floor))
+        return want
+
+    def limit(self, floor: float) -> float:
+        """The most a stitch that started at ``floor`` Mbit/s may grow to (whole units)."""
+        unit = self.config.unit_mbps
+        return max(floor, math.floor(floor * self.config.grow_max_factor / unit + 1e-9) * unit)
 
     def consider(self, now: float, stitch_id: str, negotiated: float, needed: float | None,
                  *, originated: bool, reserved: float | None = None
@@ -106,8 +119,11 @@ class GrowPolicy:
             return None, (f"hold-down after a failed resize until t={track.holddown_until:.3f}")
         if track.streak < c.grow_after:
             return None, f"shortfall {track.streak}/{c.grow_after} intervals before a resize"
+        if negotiated >= self.limit(track.floor) - 1e-9:
+            return None, (f"at the growth limit: {negotiated:g} Mbit/s = grow_max_factor "
+                          f"{c.grow_max_factor:g} x the original {track.floor:g}")
         track.streak = 0
-        track.pending = self.target(negotiated, needed)
+        track.pending = self.target(negotiated, needed, track.floor)
         return track.pending, (f"shortfall for {c.grow_after} interval(s): asking the path to "
                                f"grow {negotiated:g} -> {track.pending:g} Mbit/s (needed "
                                f"{needed:.3g} + {c.grow_headroom:.0%} headroom, whole "

@@ -20,8 +20,9 @@ and watch what really happens:
 With ``allocation`` (the daemons' ``allocation:`` config section) the Route Managers also
 run the predictive allocation loop: after the iperf3 step the demo reports A's latest
 allocation decisions for the stitch and the HTB rate the loop set on its VXLAN port
-(iperf3 pushes as much as the negotiated ceil allows, so the forecast reaches the
-negotiated bandwidth and the decisions say so).
+(iperf3's TCP pushes as much as the negotiated ceil allows, so the stitch runs at its
+cap: the loop counts that as a shortfall and grows the stitch in place, up to
+``grow_max_factor`` x what was requested).
 
 Steps are reported through ``on_step(name, facts)`` so the CLI can show progress.
 """
