@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+import threading
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,3 +90,36 @@ def run(coro: Awaitable[Any], timeout_s: float = 20.0) -> Any:
     async def bounded() -> Any:
         return await asyncio.wait_for(coro, timeout_s)
     return asyncio.run(bounded())
+
+
+@contextlib.contextmanager
+def daemons_in_thread(tmp: Path, factory: CoreFactory,
+                      vns: dict[str, list[dict[str, Any]]]) -> Iterator[list[RouteManagerDaemon]]:
+    """Daemons A and B (linked, ``vns`` per segment) served by an event loop in a thread,
+    so a test can drive them through the synchronous CLI; stopped even on failure."""
+    nodes = write_cluster(tmp, ["A", "B"], [("A", "B")], vns)
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    daemons: list[RouteManagerDaemon] = []
+
+    async def serve() -> None:
+        for n in ("A", "B"):
+            daemons.append(await start_daemon(nodes[n].config_path, factory))
+        await until(lambda: daemons[0].routes.get(100) is not None, 5)
+        ready.set()
+        for d in daemons:
+            await d.stopped.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),))
+    thread.start()
+    try:
+        assert ready.wait(10)
+        yield daemons
+    finally:
+        async def stop_all() -> None:
+            for d in daemons:
+                await d.stop()
+
+        asyncio.run_coroutine_threadsafe(stop_all(), loop).result(10)
+        thread.join(10)
+        loop.close()

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import stat
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.daemon.fakecore import fake_core_factory
-from tests.daemon.helpers import start_daemon, until, write_cluster
+from tests.daemon.helpers import daemons_in_thread
 from vnstitch.cli import main
-from vnstitch.daemon.runtime import RouteManagerDaemon
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -43,34 +40,11 @@ def test_check_reports_bad_field_in_one_line(tmp_path: Path,
 
 @pytest.fixture
 def two_daemons(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
-    nodes = write_cluster(tmp_path, ["A", "B"], [("A", "B")], {
-        "A": [{"vnid": 100, "components": ["10.1.0.0/24"], "host_ports": ["hA"]}],
-        "B": [{"vnid": 100, "components": ["10.2.0.0/24"], "host_ports": ["hB"]}]})
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    daemons: list[RouteManagerDaemon] = []
-
-    async def serve() -> None:
-        for n in ("A", "B"):
-            daemons.append(await start_daemon(nodes[n].config_path, fake_core_factory))
-        await until(lambda: daemons[0].routes.get(100) is not None, 5)
-        ready.set()
-        for d in daemons:
-            await d.stopped.wait()
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),))
-    thread.start()
-    try:
-        assert ready.wait(10)
-        yield nodes["A"].config_path, daemons[0].config.control_socket
-    finally:
-        async def stop_all() -> None:
-            for d in daemons:
-                await d.stop()
-
-        asyncio.run_coroutine_threadsafe(stop_all(), loop).result(10)
-        thread.join(10)
-        loop.close()
+    with daemons_in_thread(tmp_path, fake_core_factory, {
+            "A": [{"vnid": 100, "components": ["10.1.0.0/24"], "host_ports": ["hA"]}],
+            "B": [{"vnid": 100, "components": ["10.2.0.0/24"], "host_ports": ["hB"]}]},
+    ) as daemons:
+        yield daemons[0].config.source, daemons[0].config.control_socket
 
 
 def test_show_and_stitch_against_running_daemon(

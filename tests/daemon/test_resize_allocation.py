@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.daemon.helpers import run, start_daemon, until, write_cluster
+from tests.daemon.helpers import daemons_in_thread, run, start_daemon, until, write_cluster
 from vnstitch.cli import main
 from vnstitch.daemon import control
 from vnstitch.daemon.allocation import tunnel_ends
@@ -250,23 +249,7 @@ def test_a_refused_grow_leaves_the_stitch_as_it_was_and_is_logged(tight: dict[st
 
 def test_cli_resize_against_running_daemons(tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    nodes = write_cluster(tmp_path, ["A", "B"], [("A", "B")], {"A": VN_A, "B": VN_B})
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    daemons: list[RouteManagerDaemon] = []
-
-    async def serve() -> None:
-        for n in ("A", "B"):
-            daemons.append(await start_daemon(nodes[n].config_path, protocol_core_factory))
-        await until(lambda: daemons[0].routes.get(100) is not None, 5)
-        ready.set()
-        for d in daemons:
-            await d.stopped.wait()
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),))
-    thread.start()
-    try:
-        assert ready.wait(10)
+    with daemons_in_thread(tmp_path, protocol_core_factory, {"A": VN_A, "B": VN_B}) as daemons:
         sock = str(daemons[0].config.control_socket)
         assert main(["routemgr", "stitch", "--vnid", "100", "--bandwidth", "20",
                      "--socket", sock, "--json"]) == 0
@@ -282,11 +265,3 @@ def test_cli_resize_against_running_daemons(tmp_path: Path,
         assert "refused (bandwidth)" in capsys.readouterr().out
         assert main(["routemgr", "resize", "nope", "--bandwidth", "5", "--socket", sock]) == 1
         assert "not_established" in capsys.readouterr().out
-    finally:
-        async def stop_all() -> None:
-            for d in daemons:
-                await d.stop()
-
-        asyncio.run_coroutine_threadsafe(stop_all(), loop).result(10)
-        thread.join(10)
-        loop.close()
