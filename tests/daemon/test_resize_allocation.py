@@ -201,6 +201,8 @@ def test_traffic_above_the_negotiated_bandwidth_grows_the_stitch(roomy: dict[str
             stored = {s.stitch_id: s for s in a.store.stitches()}[sid]
             assert stored.bandwidth_mbps == new and stored.status == "up"
             assert a.metrics["stitches_resized"] >= 1
+            assert f'vnstitch_stitches_resized_total{{rm="{a.rm_id}"}} ' \
+                f'{a.metrics["stitches_resized"]}' in control.metrics_text(a)
             # the allocator now plans against the new bandwidth: no more shortfall at 40
             await _traffic(kernel, dev, 40.0, 0.5, tx)
             recent = control.view(a, "allocations")[-3:]

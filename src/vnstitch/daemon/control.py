@@ -161,6 +161,13 @@ def metrics_text(daemon: RouteManagerDaemon) -> str:
            [({}, m["dataplane_errors"])])
     metric("core_exceptions_total", "counter", "exceptions escaping the core (bugs)",
            [({}, m["core_exceptions"])])
+    metric("stitches_resized_total", "counter", "in-place resizes granted",
+           [({}, m["stitches_resized"])])
+    metric("resizes_failed_total", "counter", "in-place resizes refused or timed out",
+           [({}, m["resizes_failed"])])
+    metric("allocation_errors_total", "counter",
+           "allocation intervals that failed and kept the last reservation",
+           [({}, m["allocation_errors"])])
     status: dict[str, int] = {}
     for s in daemon.store.stitches():
         status[s.status] = status.get(s.status, 0) + 1
