@@ -493,6 +493,8 @@ def summarise_traffic(res: TrafficResult) -> dict[str, Any]:
     shortfall = {c: max(0.0, res.offered_mbit[c] - res.delivered_mbit[c])
                  for c in res.offered_mbit}
     total_short = sum(shortfall.values())
+    # Classes under the allocator have no one guarantee: it follows the reservations.
+    allocated = set(spec.allocation.classes) if spec.allocation is not None else set()
     for c in spec.policy.classes:
         worst = [iv.delivered[c.name] / iv.offered[c.name] for iv in res.intervals
                  if iv.offered.get(c.name, 0.0) > _EPS]
@@ -500,6 +502,8 @@ def summarise_traffic(res: TrafficResult) -> dict[str, Any]:
         classes[c.name] = {
             "priority": c.priority,
             "stitched": c.name in spec.stitched_classes,
+            "allocated": c.name in allocated,
+            # Under allocation: the static guarantee, which holds until the first decision.
             "guaranteed_mbps": _r(c.guaranteed_mbps), "max_mbps": _r(c.max_mbps),
             "offered_mbit": _r(off, 1), "delivered_mbit": _r(res.delivered_mbit[c.name], 1),
             "shortfall_mbit": _r(shortfall[c.name], 1),

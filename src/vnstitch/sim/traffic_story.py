@@ -47,7 +47,8 @@ def class_rows(t: dict[str, Any]) -> list[tuple[object, ...]]:
     rows: list[tuple[object, ...]] = []
     for name, c in t["classes"].items():
         rows.append((name + (" *" if c["stitched"] else ""), c["priority"],
-                     f"{c['guaranteed_mbps']:g}", f"{c['offered_mbit']:g}",
+                     "allocated" if c.get("allocated") else f"{c['guaranteed_mbps']:g}",
+                     f"{c['offered_mbit']:g}",
                      f"{c['delivered_mbit']:g}", f"{c['shortfall_mbit']:g}",
                      c["worst_interval_delivered_fraction"], c["seconds_below_guarantee"]))
     return rows
