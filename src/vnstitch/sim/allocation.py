@@ -295,6 +295,35 @@ class SimAllocation:
             r.reroutes.append((t, name, planned[self.index[j]], nodes))
         return moves
 
+    def can_host(self, flow: str, path: Path, t: float,
+                 planned: Sequence[Path]) -> tuple[bool, str]:
+        """Could ``path`` carry ``flow``'s current reservation on every arc, beside the
+        reservations of the other allocated flows whose ``planned`` path (indexed like
+        the run's flows) crosses it? Room is ``base`` + the provider's extra capacity:
+        its quota, or only what is already committed while it is in an outage. Turn-up
+        delay is ignored (bought capacity counts as covered, as in a shortfall), so the
+        check only refuses what the allocator could not cover at all. Flows outside the
+        allocation, and any flow before the first decision, may always move."""
+        if flow not in self.names or self.amounts is None:
+            return True, "not under allocation"
+        me = self.names.index(flow)
+        down = any(o.start <= t < o.end for o in self.provider.inner.outages)
+        for arc in itertools.pairwise(path):
+            key = _key(arc)
+            others = sum(a for j, (i, a) in enumerate(zip(self.index, self.amounts,
+                                                          strict=True))
+                         if j != me and arc in itertools.pairwise(planned[i]))
+            extra = (self.provider.extra_committed(key, t) if down
+                     else max(self.provider.inner.limit(key),
+                              self.provider.extra_committed(key, t)))
+            room = self.base[arc] + extra - others
+            if self.amounts[me] > room + _EPS:
+                return False, (f"{arc[0]}->{arc[1]}: reservation {self.amounts[me]:.4g} > "
+                               f"room {room:.4g} (free {self.base[arc]:.4g} + provider "
+                               f"{extra:.4g}{' (outage)' if down else ''} - others "
+                               f"{others:.4g})")
+        return True, "the reservation fits on every link"
+
     @staticmethod
     def _nodes(links: Sequence[str]) -> Path:
         arcs = [arc_of(x) for x in links]

@@ -18,9 +18,13 @@ changes, and every figure is an integral over those constant stretches.
   moves the fewest flows (sized by their offered rates over the interval, as measured at
   the network edge) onto one of ``k`` shortest alternatives; otherwise
   :func:`~vnstitch.routing.monitor.plan_returns` brings one flow home when its home path
-  has room. Both respect the hold-down (dampening). Every move is make-before-break: the
-  new path is installed during ``install_s``, traffic shifts when it is up (the flow is
-  never without a path), and the old path is removed ``install_s`` later.
+  has room. A flow under allocation goes home only if the allocator can also host its
+  reservation there (:meth:`~vnstitch.sim.allocation.SimAllocation.can_host`): it was
+  moved because a home link could not, and load alone would send it back to be moved
+  away again. A refused return is counted. Both respect the hold-down (dampening).
+  Every move is make-before-break: the new path is installed during ``install_s``,
+  traffic shifts when it is up (the flow is never without a path), and the old path is
+  removed ``install_s`` later.
 * **Ground truth.** An arc is *hot* while the offered load routed over it exceeds the
   monitor's ``high`` threshold. A congestion episode runs from the moment an arc turns
   hot to the moment it cools, and is resolved ``by reroute`` if a reroute taking effect
@@ -136,6 +140,7 @@ class TrafficResult:
     delivered_mbit: dict[str, float] = field(default_factory=dict)
     seconds_below_guarantee: dict[str, float] = field(default_factory=dict)
     final_paths: dict[str, Path] = field(default_factory=dict)
+    returns_blocked: list[tuple[float, str, str]] = field(default_factory=list)  # t, flow, why
     allocation: AllocationResult | None = None  # with an ``allocation:`` section
 
     def name(self, path: Sequence[str]) -> str:
@@ -357,6 +362,29 @@ class TrafficSim:
             res.allocation = self.alloc.finish(duration_s)
         return res
 
+    def _returns(self, t: float, sized: Sequence[Flow], rstate: RerouteState,
+                 res: TrafficResult) -> list[RerouteDecision]:
+        """:func:`plan_returns` on a trial state; a return the allocator cannot host is
+        recorded and its flow left out, and the planner may pick another flow."""
+        rr = self.spec.reroute
+        home = {f.name: f.home for f in self.flows}
+        while True:
+            trial = RerouteState(dict(rstate.last_moved))
+            decisions = plan_returns(t, sized, self.cap, home, state=trial,
+                                     below=rr.return_below, hold_down_s=rr.hold_down_s,
+                                     max_moves=1)
+            refused = False
+            for d in decisions:
+                ok, why = (self.alloc.can_host(d.flow_id, d.new_path, t, self.planned)
+                           if self.alloc is not None else (True, ""))
+                if not ok:
+                    res.returns_blocked.append((t, d.flow_id, why))
+                    del home[d.flow_id]
+                    refused = True
+            if not refused:
+                rstate.last_moved.update(trial.last_moved)
+                return decisions
+
     def _start_allocation(self) -> None:
         """A fresh allocator per run, over the static trees and physical capacities."""
         spec = self.spec.allocation
@@ -441,9 +469,7 @@ class TrafficSim:
                                       hold_down_s=rr.hold_down_s, movable_classes=movable)
             kind = "reroute"
         elif rr.returns:
-            decisions = plan_returns(t, sized, self.cap, {f.name: f.home for f in self.flows},
-                                     state=rstate, below=rr.return_below,
-                                     hold_down_s=rr.hold_down_s, max_moves=1)
+            decisions = self._returns(t, sized, rstate, res)
             kind = "return"
         else:
             decisions = []
@@ -529,6 +555,7 @@ def summarise_traffic(res: TrafficResult) -> dict[str, Any]:
         "max_intervals_congested": _r(max(spans)) if spans else None,
         "reroutes": sum(1 for m in res.moves if m.kind == "reroute"),
         "returns": sum(1 for m in res.moves if m.kind == "return"),
+        "returns_blocked_by_reservation": len(res.returns_blocked),
         "allocator_moves": sum(1 for m in res.moves if m.kind == "allocate"),
         "max_path_changes_per_flow": max((len(v) for v in moves_per_flow.values()), default=0),
         "min_seconds_between_moves_of_a_flow": _r(min(gaps)) if gaps else None,
