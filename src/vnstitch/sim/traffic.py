@@ -351,8 +351,10 @@ class TrafficSim:
                 if not (pending and pending[0][0] <= t + _EPS):
                     break
             if self.alloc is not None:  # reservations or bought capacity may have changed
-                self.tree, self.cap = self.alloc.dataplane(t, self.planned)
-                changed = True
+                tree, cap = self.alloc.dataplane(t, self.planned)
+                if tree != self.tree or cap != self.cap:
+                    self.tree, self.cap = tree, cap
+                    changed = True
             if changed:
                 state = self.serve(state.offered)
         for ep in open_ep.values():
