@@ -35,6 +35,18 @@ def data_dir() -> Path:
     return found
 
 
+def traces() -> dict[str, tuple[list[str], EvalConfig]]:
+    """Issue 6's trace sets (files, configuration): Abilene bandwidth, CloudWatch compute.
+    The other allocation benchmarks import this, so all of them replay the same traces."""
+    d = data_dir()
+    return {
+        "bandwidth": ([str(d / "abilene" / "abilene_tm_5min.csv.gz")],
+                      EvalConfig(ResourceKind.BANDWIDTH, 288, 1, 0.1)),
+        "compute": ([str(p) for p in sorted((d / "cloudwatch").glob("ec2_cpu_utilization_*.csv"))],
+                    EvalConfig(ResourceKind.COMPUTE, 288, 2, 25.0)),
+    }
+
+
 def checks(name: str, res: dict[str, Any]) -> dict[str, tuple[bool, str]]:
     """Acceptance checks of issue 6: name -> (met, the numbers behind it)."""
     pol = res["policies"]
@@ -72,13 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-plot", action="store_true", help="do not write PNGs")
     ap.add_argument("--save", metavar="OUT.json", help="also write the JSON object to a file")
     args = ap.parse_args(argv)
-    d = data_dir()
-    runs = {
-        "bandwidth": ([str(d / "abilene" / "abilene_tm_5min.csv.gz")],
-                      EvalConfig(ResourceKind.BANDWIDTH, 288, 1, 0.1)),
-        "compute": ([str(p) for p in sorted((d / "cloudwatch").glob("ec2_cpu_utilization_*.csv"))],
-                    EvalConfig(ResourceKind.COMPUTE, 288, 2, 25.0)),
-    }
+    runs = traces()
     out: dict[str, Any] = {}
     all_checks: dict[str, tuple[bool, str]] = {}
     con = console()

@@ -19,40 +19,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from allocate_eval import traces
 from vnstitch.allocate.baselines import reactive_units
 from vnstitch.allocate.calibrate import select_forecasts
-from vnstitch.allocate.evaluate import EvalConfig, _Candidates, _hpa_churn, predictive
+from vnstitch.allocate.evaluate import _Candidates, _hpa_churn, predictive
 from vnstitch.allocate.forecasts import lead_point_forecasts
 from vnstitch.allocate.metrics import Tally, tally
 from vnstitch.allocate.online import SETTINGS
-from vnstitch.allocate.providers.base import ResourceKind
 from vnstitch.cli.output import console, progress, table
-from vnstitch.datapath import shared_data_dir
 from vnstitch.forecast.data import load_series
-
-HERE = Path(__file__).resolve().parent
-
-
-def _files(resource: str) -> tuple[list[Path], EvalConfig]:
-    d = shared_data_dir(HERE)
-    if d is None:
-        sys.exit("real data not found: set VNSTITCH_DATA")
-    if resource == "bandwidth":
-        return ([d / "abilene" / "abilene_tm_5min.csv.gz"],
-                EvalConfig(ResourceKind.BANDWIDTH, 288, 1, 0.1))
-    return (sorted((d / "cloudwatch").glob("ec2_cpu_utilization_*.csv")),
-            EvalConfig(ResourceKind.COMPUTE, 288, 2, 25.0))
 
 
 def run(resource: str, ratio: float, model: str, others: tuple[str, ...],
         quiet: bool) -> dict[str, Any]:
-    files, cfg = _files(resource)
+    files, cfg = traces()[resource]
     n = len(SETTINGS)
     per_setting = [Tally() for _ in range(n)]
     train_cost = [0.0] * n

@@ -20,24 +20,23 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
+from allocate_eval import traces
 from vnstitch.allocate.baselines import POLICIES
-from vnstitch.allocate.evaluate import EvalConfig, TraceResult, evaluate_values
+from vnstitch.allocate.evaluate import TraceResult, evaluate_values
 from vnstitch.allocate.forecasts import LeadForecasts, lead_point_forecasts
 from vnstitch.allocate.metrics import summary
-from vnstitch.allocate.providers.base import ResourceKind
 from vnstitch.allocate.provision import SimSettings
 from vnstitch.cli.allocate import model_list
 from vnstitch.cli.output import console, progress, table
-from vnstitch.datapath import shared_data_dir
 from vnstitch.forecast.data import load_series
 
-HERE = Path(__file__).resolve().parent
-LEAD, STEP, UNIT, SEASON = 2, 300.0, 25.0, 288
+STEP = 300.0
 OUTAGE = (86400.0, 86400.0 + 6 * 3600.0)  # 6 h of failed API calls on test day 2
 
 SCENARIOS: dict[str, SimSettings | None] = {
@@ -59,30 +58,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--save", metavar="OUT.json", help="also write the JSON object to a file")
     args = ap.parse_args(argv)
-    d = shared_data_dir(HERE)
-    if d is None:
-        sys.exit("real data not found: set VNSTITCH_DATA")
-    files = sorted((d / "cloudwatch").glob("ec2_cpu_utilization_*.csv"))
+    names, compute = traces()["compute"]
+    files = [Path(f) for f in names]
     others = model_list(args.choose_from, args.model)
-    base = EvalConfig(ResourceKind.COMPUTE, SEASON, LEAD, UNIT, sweep=False)
+    base = replace(compute, sweep=False)
+    lead, unit, season = base.lead, base.unit, base.season
     pooled: dict[str, TraceResult] = {}
     seconds = dict.fromkeys(SCENARIOS, 0.0)
     with progress(disable=args.json) as bar:
         task = bar.add_task("allocate provider", total=len(files) * (1 + len(SCENARIOS)))
         for path in files:
-            data = load_series(str(path), season=SEASON)
+            data = load_series(str(path), season=season)
             if data.step_seconds != STEP:
                 sys.exit(f"{path}: expected {STEP:g} s steps, got {data.step_seconds}")
             start = base.split(data.values.shape[0])
             bar.update(task, description=f"forecast {path.name}")
             forecasts: list[LeadForecasts] = [
-                lead_point_forecasts(data.values, start, base.calib_steps(start), LEAD,
-                                     model=m, season=SEASON) for m in (args.model, *others)]
+                lead_point_forecasts(data.values, start, base.calib_steps(start), lead,
+                                     model=m, season=season) for m in (args.model, *others)]
             bar.advance(task)
             for name, settings in SCENARIOS.items():
                 bar.update(task, description=f"{path.name}: {name}")
-                cfg = EvalConfig(ResourceKind.COMPUTE, SEASON, LEAD, UNIT, sweep=False,
-                                 provider=settings)
+                cfg = replace(base, provider=settings)
                 t0 = time.perf_counter()
                 res = evaluate_values(data.values, STEP, cfg, forecasts[0],
                                       alternatives=forecasts[1:])
@@ -90,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
                 pooled[name] = res if name not in pooled else pooled[name].merge(res)
                 bar.advance(task)
     out: dict[str, Any] = {
-        "data": [str(p) for p in files], "lead_steps": LEAD, "step_seconds": STEP,
-        "unit": UNIT, "model": args.model, "choose_from": list(others),
+        "data": [str(p) for p in files], "lead_steps": lead, "step_seconds": STEP,
+        "unit": unit, "model": args.model, "choose_from": list(others),
         "outage": list(OUTAGE), "scenarios": {}}
     rows = []
     for name, settings in SCENARIOS.items():
@@ -117,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(out, indent=2))
         return 0
     con = Console(highlight=False, width=max(console().width, 120))
-    con.print(table(f"CloudWatch CPU x{len(files)}: lead {LEAD} x {STEP:g} s, VM = {UNIT:g}% CPU, "
+    con.print(table(f"CloudWatch CPU x{len(files)}: lead {lead} x {STEP:g} s, VM = {unit:g}% CPU, "
                     f"price 1 per VM-hour (model {args.model})",
                     ["scenario", "policy", "unserved", "slack", "cost r=10", "bill",
                      "VM-h billed", "VM-h ordered", "failed"], rows))
