@@ -307,9 +307,9 @@ class SimAllocation:
         if flow not in self.names or self.amounts is None:
             return True, "not under allocation"
         me = self.names.index(flow)
-        down = any(o.start <= t < o.end for o in self.provider.inner.outages)
         for arc in itertools.pairwise(path):
             key = _key(arc)
+            down = self.provider.inner.outage_at(key, t) is not None
             others = sum(a for j, (i, a) in enumerate(zip(self.index, self.amounts,
                                                           strict=True))
                          if j != me and arc in itertools.pairwise(planned[i]))

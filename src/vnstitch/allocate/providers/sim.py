@@ -139,10 +139,10 @@ class SimProvider:
         if target > spec.quota + 1e-9:
             return self._record(key, target, RequestStatus.REFUSED, now, ready_at=None,
                                 reason=f"quota {spec.quota:g} exceeded")
-        for o in self.outages:
-            if o.start <= now < o.end and (o.kind is None or o.kind is key.kind):
-                return self._record(key, target, RequestStatus.FAILED, now, ready_at=None,
-                                    reason=f"scheduled outage [{o.start:g}, {o.end:g})")
+        o = self.outage_at(key, now)
+        if o is not None:
+            return self._record(key, target, RequestStatus.FAILED, now, ready_at=None,
+                                reason=f"scheduled outage [{o.start:g}, {o.end:g})")
         delta = target - st.committed
         if delta > 0:
             ready_at = now + spec.delay_seconds
@@ -174,6 +174,13 @@ class SimProvider:
     def available(self, key: ResourceKey, now: float) -> float:
         self._advance(now)
         return self._settle(key, now).usable
+
+    def outage_at(self, key: ResourceKey, now: float) -> Outage | None:
+        """The scheduled outage that fails requests for ``key`` at ``now``, if any."""
+        for o in self.outages:
+            if o.start <= now < o.end and (o.kind is None or o.kind is key.kind):
+                return o
+        return None
 
     def committed(self, key: ResourceKey, now: float) -> float:
         self._advance(now)
