@@ -34,6 +34,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                  "backtest forecasting models or forecast the next steps"),
     "simulate": ("vnstitch.cli.simulate",
                  "simulate Route Managers on a topology (virtual time)"),
+    "sweep": ("vnstitch.cli.sweep",
+              "run a grid of simulations from a spec (local pool or Ray) and aggregate them"),
 }
 SUBCOMMAND_MODULES = tuple(module for module, _help in SUBCOMMANDS.values())
 

@@ -254,6 +254,12 @@ def _traffic(source: str, r: FieldReader) -> TrafficSpec | None:
 
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario file (``builtin:NAME`` names a shipped one)."""
+    return parse_scenario(*read_scenario_text(path))
+
+
+def read_scenario_text(path: str | Path) -> tuple[str, str, str | None]:
+    """The YAML text of a scenario, its source name and the folder its relative paths
+    are read from (``None`` for a built-in one)."""
     spec = str(path)
     if spec.startswith("builtin:"):
         name = spec.removeprefix("builtin:")
@@ -261,16 +267,21 @@ def load_scenario(path: str | Path) -> Scenario:
             raise ScenarioError(spec, "", f"no built-in scenario {name!r}; have {BUILTIN}")
         text = (importlib.resources.files("vnstitch.sim") / "scenarios" / f"{name}.yaml") \
             .read_text(encoding="utf-8")
-        return parse_scenario(text, spec, None)
+        return text, spec, None
     p = Path(spec)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ScenarioError(spec, "", f"cannot read: {exc.strerror or exc}") from None
-    return parse_scenario(text, spec, str(p.resolve().parent))
+    return text, spec, str(p.resolve().parent)
 
 
 def parse_scenario(text: str, source: str, base_dir: str | None) -> Scenario:
+    return scenario_from_mapping(scenario_yaml(text, source), source, base_dir)
+
+
+def scenario_yaml(text: str, source: str) -> object:
+    """The parsed YAML document of a scenario; syntax errors name line and column."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -278,7 +289,7 @@ def parse_scenario(text: str, source: str, base_dir: str | None) -> Scenario:
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "yaml"
         problem = getattr(exc, "problem", None) or str(exc)
         raise ScenarioError(source, where, f"invalid YAML: {problem}") from None
-    return scenario_from_mapping(data, source, base_dir)
+    return data
 
 
 def check_scenario(sc: Scenario) -> None:
