@@ -10,7 +10,9 @@ Needs root.
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import time
 from typing import Any
 
 from vnstitch.cli.output import add_json_flag, console, print_json, table
@@ -25,8 +27,25 @@ def register(sub: Any) -> None:
         "(two transit paths A-T-B and A-U-B), veth links, hosts in VN 100 and VN 200 on A "
         "and B. Labs are named by a run id so several can coexist.")
     lsub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    up = lsub.add_parser("up", help="build a lab and print its run id and layout")
+    up = lsub.add_parser(
+        "up", help="build a lab and print its run id and layout",
+        description="Without --topology: the fixed four-router lab (A, T, U, B, static "
+        "routes). With --topology: one router namespace per segment of a real topology, "
+        "veth links rate-limited to its capacities (one scale factor), FRR OSPF as the "
+        "IGP, one host in VN 100 per segment and a live Route Manager per segment.")
     up.add_argument("--id", dest="run_id", help="run id to use (default: random)")
+    up.add_argument("--topology", metavar="SPEC",
+                    help="zoo:NAME | sndlib:NAME | a .graphml/.xml file: build a lab from it")
+    up.add_argument("--segments", type=_positive_int, default=5, metavar="K",
+                    help="with --topology: cut it into K segments (default 5)")
+    up.add_argument("--max-link-mbps", type=_positive_float, default=200.0, metavar="MBPS",
+                    help="with --topology: the rate the largest link is scaled to "
+                    "(default 200: what veths here carry comfortably)")
+    up.add_argument("--no-route-managers", action="store_true",
+                    help="with --topology: do not start a Route Manager per segment")
+    up.add_argument("--timeout", type=_positive_float, default=90.0, metavar="S",
+                    help="with --topology: seconds to wait for OSPF to converge "
+                    "(default 90)")
     add_json_flag(up)
     up.set_defaults(handler=_up)
     down = lsub.add_parser("down", help="remove a lab (or all labs) leaving nothing")
@@ -66,8 +85,84 @@ def _need_root() -> None:
         raise LabError("the lab needs root (network namespaces, wireguard-go)")
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def _up_topology(args: argparse.Namespace) -> int:
+    from vnstitch.cli.output import progress  # noqa: PLC0415
+    from vnstitch.lab import topolab  # noqa: PLC0415
+    from vnstitch.model import load_topology, partitioned  # noqa: PLC0415
+
+    t0 = time.monotonic()
+    sub = load_topology(args.topology)
+    if args.segments > sub.graph.number_of_nodes():
+        raise LabError(f"--segments {args.segments}: {sub.name} has only "
+                       f"{sub.graph.number_of_nodes()} nodes")
+    topo = topolab.plan(partitioned(sub, args.segments), args.run_id,
+                        max_link_mbps=args.max_link_mbps)
+    with progress(disable=args.json) as bar:
+        task = bar.add_task("building", total=None)
+        topolab.build(topo, on_step=lambda s: bar.update(task, description=s))
+        try:
+            bar.update(task, description="waiting for OSPF")
+            converged = topolab.wait_converged(topo, args.timeout)
+            if not args.no_route_managers:
+                bar.update(task, description="starting Route Managers")
+                topolab.start_route_managers(topo)
+        except BaseException:
+            topolab.destroy(topo.lab.run_id)
+            raise
+    adj = topolab.adjacencies(topo)
+    result = {**topo.to_json(), "up_seconds": round(time.monotonic() - t0, 2),
+              "ospf_converged_seconds": round(converged, 2),
+              "adjacencies_full": sum(n["state"] == "Full" for v in adj.values() for n in v),
+              "adjacencies_expected": sum(topolab.expected_adjacencies(topo).values()),
+              "rtt_ms": topolab.measure_rtts(topo),
+              "route_managers": topolab.route_manager_status(topo.lab.run_id)}
+    if args.json:
+        print_json(result)
+        return 0
+    out = console()
+    out.print(f"lab [bold]{topo.lab.run_id}[/]: {topo.topology} in {len(topo.segments)} "
+              f"segments, up in {result['up_seconds']} s (OSPF converged in "
+              f"{result['ospf_converged_seconds']} s, {result['adjacencies_full']}/"
+              f"{result['adjacencies_expected']} adjacencies Full); remove with: "
+              f"vnstitch lab down {topo.lab.run_id}")
+    out.print(table("segment routers", ["segment", "namespace", "loopback", "host"],
+                    [(r.segment, r.ns, r.loopback,
+                      next(h.address for h in topo.lab.hosts if h.segment == r.segment))
+                     for r in topo.lab.routers.values()]))
+    out.print(table("links", ["link", "substrate links", "Mbit/s real", "Mbit/s lab",
+                              "OSPF cost", "RTT ms"],
+                    [(f"{t.a}-{t.b}", t.substrate_links, t.capacity_mbps, t.rate_mbps,
+                      t.ospf_cost, result["rtt_ms"].get(f"{t.a}-{t.b}"))
+                     for t in topo.links]))
+    for note in topo.notes:
+        out.print(f"note: {note}")
+    return 0
+
+
 def _up(args: argparse.Namespace) -> int:
     _need_root()
+    if args.topology:
+        return _up_topology(args)
     lab = substrate.build(args.run_id)
     if args.json:
         print_json(lab.to_json())
@@ -86,8 +181,9 @@ def _down(args: argparse.Namespace) -> int:
     _need_root()
     ids = [args.run_id] if args.run_id else substrate.run_ids()
     removed = {rid: substrate.teardown(rid) for rid in ids}
+    left = sum(len(v) for rid in ids for v in substrate.leftovers(rid).values())
     if args.json:
-        print_json({"removed": removed})
+        print_json({"removed": removed, "leftovers": left})
     else:
         for rid, nss in removed.items():
             console().print(f"lab {rid}: removed {len(nss)} namespace(s)")
@@ -98,6 +194,8 @@ def _status(args: argparse.Namespace) -> int:
     _need_root()
     ids = [args.run_id] if args.run_id else substrate.run_ids()
     labs = [substrate.status(rid) for rid in ids]
+    for lab in labs:
+        _topology_status(lab)
     if args.json:
         print_json({"labs": labs})
         return 0
@@ -110,7 +208,31 @@ def _status(args: argparse.Namespace) -> int:
                          for ns, v in lab["routers"].items()]))
         out.print(f"  wireguard-go: {lab['wireguard'] or 'none'}; processes: "
                   f"{len(lab['processes'])}")
+        if "ospf" in lab:
+            out.print(table(f"lab {lab['run_id']}: OSPF adjacencies ({lab['topology']})",
+                            ["segment", "neighbor", "interface", "state"],
+                            [(seg, n["neighbor"], n["interface"], n["state"])
+                             for seg, ns in lab["ospf"].items() for n in ns]))
+            out.print(table(f"lab {lab['run_id']}: Route Managers", ["segment", "running"],
+                            [(seg, v["running"]) for seg, v in lab["route_managers"].items()]))
     return 0
+
+
+def _topology_status(lab: dict[str, Any]) -> None:
+    """Add OSPF adjacencies (vtysh ... json) and Route Managers to a topology lab's
+    status."""
+    from vnstitch.lab import topolab  # noqa: PLC0415
+
+    if not topolab.is_topology_lab(lab["run_id"]):
+        return
+    topo = topolab.load(lab["run_id"])
+    lab["topology"] = topo.topology
+    try:
+        lab["ospf"] = topolab.adjacencies(topo)
+    except LabError as exc:
+        lab["ospf"] = {}
+        lab["ospf_error"] = str(exc)
+    lab["route_managers"] = topolab.route_manager_status(lab["run_id"])
 
 
 def _baseline(args: argparse.Namespace) -> int:

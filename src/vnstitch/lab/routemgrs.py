@@ -106,6 +106,10 @@ class LabRouteManagers:
     rms: dict[str, LabRouteManager] = field(default_factory=dict)
     #: the daemons' ``allocation:`` config section (None: no allocation loop)
     allocation: dict[str, Any] | None = None
+    #: per link ({segment, segment}): the protocol's cost and capacity (a topology lab
+    #: sets them from the topology; the fixed lab uses LINK_COST and ``capacity_mbps``)
+    link_costs: dict[frozenset[str], float] = field(default_factory=lambda: dict(LINK_COST))
+    link_capacities: dict[frozenset[str], float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -124,10 +128,12 @@ class LabRouteManagers:
             if seg not in (lk.a, lk.b):
                 continue
             other = lk.b if lk.a == seg else lk.a
+            pair = frozenset((seg, other))
             peers.append({"id": keys[other].rm_id,
                           "address": f"{lab.routers[other].loopback}:{RM_PORT}",
-                          "capacity_mbps": self.capacity_mbps, "latency_ms": 1.0,
-                          "cost": LINK_COST[frozenset(seg + other)]})
+                          "capacity_mbps": self.link_capacities.get(pair,
+                                                                    self.capacity_mbps),
+                          "latency_ms": 1.0, "cost": self.link_costs.get(pair, 1.0)})
         vns: dict[int, dict[str, Any]] = {}
         for h in lab.hosts:
             if h.segment == seg:

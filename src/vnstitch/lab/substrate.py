@@ -21,6 +21,7 @@ daemon) find a lab by id.
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -30,7 +31,7 @@ from typing import Any
 from pyroute2 import IPRoute
 
 from vnstitch.dataplane.wireguard_go import UAPI_DIR, socket_is_live
-from vnstitch.lab import netns
+from vnstitch.lab import frr, netns
 from vnstitch.lab.netns import LabError
 
 NS_PREFIX = "vsl"
@@ -235,8 +236,13 @@ def teardown(run_id: str) -> list[str]:
     for ns in netns.listing(f"{NS_PREFIX}{run_id}-"):
         netns.destroy(ns)
         removed.append(ns)
+    # FRR (topology labs) ran inside those namespaces and ended with them; what it
+    # leaves is its pathspace folder, and the lab's own folder of configs and logs.
+    frr.cleanup(frr.leftover_pathspaces(f"{NS_PREFIX}{run_id}-"))
+    shutil.rmtree(MANIFEST_DIR / run_id, ignore_errors=True)
     _manifest(run_id).unlink(missing_ok=True)
-    left = leftovers(run_id)
+    left: dict[str, list[str]] = dict(leftovers(run_id))
+    left["frr"] = frr.leftover_pathspaces(f"{NS_PREFIX}{run_id}-")
     if any(left.values()):
         raise LabError(f"lab {run_id}: left behind {left}")
     return removed

@@ -1,0 +1,323 @@
+"""A lab built from a real topology: one router namespace per segment, FRR OSPF between.
+
+Theory of operation. :func:`plan` (pure) turns a partitioned
+:class:`~vnstitch.model.Substrate` into a :class:`TopoLab`: one router per segment
+(namespace ``vsl<id>-r<n>``, loopback ``10.0.<n/250>.<n%250+1>/32``: the Route Manager's
+and the tunnels' endpoint), one veth pair per pair of adjacent segments (a /30 from
+10.1.0.0/16) standing for all the substrate links between them, and one host per
+segment in VN 100 (``192.168.100.<n+1>/24``, MTU 1370 so VXLAN over WireGuard fits).
+
+* **Rates.** A veth's rate is the summed capacity of the substrate links it stands for,
+  times one scale factor for the whole lab (the largest aggregate maps to
+  ``max_link_mbps``, which this machine can carry), at least 1 Mbit/s; applied as a
+  tbf root qdisc on both ends. The factor is reported.
+* **Delay.** This kernel has no netem, so propagation delay is not emulated: the
+  topology's latency only sets the OSPF cost (``max(1, round(10 x ms))``); the plan
+  says so in its notes and :func:`measure_rtts` reports the RTTs really seen.
+* **IGP.** Routes between loopbacks are not static: :mod:`vnstitch.lab.frr` runs OSPF in
+  every router, so a cut link is routed around by the IGP.
+
+:func:`build` creates everything (removing what it made on any failure) and writes the
+manifest that ``lab status|down`` and the daemons read (the same :class:`~vnstitch.lab.
+substrate.Lab` document as the fixed lab, plus a ``topology`` section).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pyroute2 import IPRoute
+
+from vnstitch.daemon import control
+from vnstitch.daemon.errors import ControlError
+from vnstitch.lab import frr, netns
+from vnstitch.lab.netns import LabError
+from vnstitch.lab.routemgrs import LabRouteManagers
+from vnstitch.lab.substrate import (
+    HOST_MTU,
+    MANIFEST_DIR,
+    NS_PREFIX,
+    Host,
+    Lab,
+    Link,
+    Router,
+    new_run_id,
+    teardown,
+)
+from vnstitch.model import Substrate
+
+DEFAULT_MAX_LINK_MBPS = 200.0
+LAB_VNID = 100
+
+
+@dataclass(frozen=True, slots=True)
+class TopoLink:
+    """What one lab veth stands for in the real topology."""
+
+    a: str  # segment ids
+    b: str
+    substrate_links: int
+    capacity_mbps: float  # summed real capacity
+    rate_mbps: float  # scaled, applied with tbf
+    latency_ms: float  # lowest real latency among its links
+    ospf_cost: int
+
+
+@dataclass(frozen=True)
+class TopoLab:
+    lab: Lab
+    topology: str
+    segments: list[str]
+    links: list[TopoLink]
+    scale: float
+    max_link_mbps: float
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.lab.to_json(), "topology": {
+            "name": self.topology, "segments": self.segments, "scale": self.scale,
+            "max_link_mbps": self.max_link_mbps, "links": [asdict(lk) for lk in self.links],
+            "notes": self.notes}}
+
+    def frr_folder(self, segment: str) -> Path:
+        return MANIFEST_DIR / self.lab.run_id / "frr" / segment
+
+
+def _loopback(n: int) -> str:
+    return f"10.0.{n // 250}.{n % 250 + 1}"
+
+
+def plan(sub: Substrate, run_id: str | None = None, *,
+         max_link_mbps: float = DEFAULT_MAX_LINK_MBPS) -> TopoLab:
+    """The lab for a partitioned substrate (pure; see the module docstring)."""
+    if not max_link_mbps > 0 or not math.isfinite(max_link_mbps):
+        raise LabError(f"max_link_mbps must be a positive number, got {max_link_mbps!r}")
+    run_id = run_id or new_run_id()
+    segments = [str(s) for s in sub.segments()]
+    if len(segments) < 2:
+        raise LabError(f"{sub.name}: a lab needs at least 2 segments, got {len(segments)}")
+    if len(segments) > 250:
+        raise LabError(f"{sub.name}: at most 250 segments in a lab, got {len(segments)}")
+    index = {s: i for i, s in enumerate(segments)}
+    routers = {s: Router(s, f"{NS_PREFIX}{run_id}-r{index[s]}", _loopback(index[s]))
+               for s in segments}
+    adjacencies = sorted(sub.segment_adjacencies(), key=lambda a: (str(a.a), str(a.b)))
+    if len(adjacencies) > 16000:
+        raise LabError(f"{sub.name}: too many segment adjacencies ({len(adjacencies)})")
+    top = max(adj.capacity_mbps for adj in adjacencies) if adjacencies else 1.0
+    scale = max_link_mbps / top
+    links: list[Link] = []
+    topo_links: list[TopoLink] = []
+    for k, adj in enumerate(adjacencies):
+        net = ipaddress.ip_network(f"10.1.{(4 * k) // 256}.{(4 * k) % 256}/30")
+        lo, hi = str(net[1]), str(net[2])
+        a, b = str(adj.a), str(adj.b)
+        links.append(Link(a, b, f"l{index[b]}", f"l{index[a]}", f"{lo}/30", f"{hi}/30"))
+        latency = min(lk.latency_ms for lk in adj.links)
+        topo_links.append(TopoLink(a, b, len(adj.links), adj.capacity_mbps,
+                                   round(max(1.0, adj.capacity_mbps * scale), 3), latency,
+                                   max(1, round(10 * latency))))
+    hosts = [Host(f"h{index[s]}", f"{NS_PREFIX}{run_id}-h{index[s]}", s, LAB_VNID,
+                  f"192.168.{LAB_VNID}.{index[s] + 1}/24", f"h-{index[s]}")
+             for s in segments]
+    notes = [f"one scale factor {scale:.6g}: {top:g} Mbit/s (the largest segment-pair "
+             f"capacity) becomes {max_link_mbps:g} Mbit/s",
+             "propagation delay is not emulated (this kernel has no netem); the "
+             "topology's latency sets the OSPF cost only"]
+    clipped = sum(1 for t in topo_links if t.capacity_mbps * scale < 1.0)
+    if clipped:
+        notes.append(f"{clipped} link(s) scaled below 1 Mbit/s were raised to 1 Mbit/s")
+    lab = Lab(run_id, routers, links, hosts, {})
+    return TopoLab(lab, sub.name, segments, topo_links, scale, max_link_mbps, notes)
+
+
+def _up(ipr: Any, name: str, cidr: str | None = None, mtu: int | None = None) -> int:
+    idx: int = ipr.link_lookup(ifname=name)[0]
+    if mtu:
+        ipr.link("set", index=idx, mtu=mtu)
+    if cidr:
+        ip, plen = cidr.split("/")
+        ipr.addr("add", index=idx, address=ip, prefixlen=int(plen))
+    ipr.link("set", index=idx, state="up")
+    return idx
+
+
+def _shape(ipr: Any, idx: int, rate_mbps: float) -> None:
+    rate_bytes = rate_mbps * 1e6 / 8
+    ipr.tc("add", "tbf", index=idx, rate=f"{rate_mbps * 1000:.0f}kbit",
+           burst=int(max(16_000, rate_bytes / 100)), latency="50ms")
+
+
+def build(topo: TopoLab, *, igp: bool = True,
+          on_step: Callable[[str], None] | None = None) -> TopoLab:
+    """Create namespaces, veths (rate-limited), hosts and FRR; undo all on failure."""
+    lab = topo.lab
+    if any(netns.exists(ns) for ns in lab.namespaces()):
+        raise LabError(f"lab {lab.run_id} already exists")
+    try:
+        _build(topo, igp, on_step or (lambda _s: None))
+    except BaseException:
+        destroy(lab.run_id)
+        raise
+    MANIFEST_DIR.mkdir(parents=True, exist_ok=True)
+    (MANIFEST_DIR / f"{lab.run_id}.json").write_text(json.dumps(topo.to_json(), indent=1))
+    return topo
+
+
+def _build(topo: TopoLab, igp: bool, step: Callable[[str], None]) -> None:
+    lab = topo.lab
+    step(f"{len(lab.namespaces())} namespaces")
+    for ns in lab.namespaces():
+        netns.create(ns)
+    for r in lab.routers.values():
+        for key in ("net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter",
+                    "net.ipv4.conf.default.rp_filter"):
+            netns.sysctl(r.ns, key, "1" if key.endswith("forward") else "0")
+        with IPRoute(netns=r.ns) as ipr:
+            _up(ipr, "lo", f"{r.loopback}/32")
+    step(f"{len(lab.links)} links")
+    for lk, tl in zip(lab.links, topo.links, strict=True):
+        ra, rb = lab.routers[lk.a], lab.routers[lk.b]
+        with IPRoute(netns=ra.ns) as ipr:
+            ipr.link("add", ifname=lk.a_dev, kind="veth",
+                     peer={"ifname": lk.b_dev, "net_ns_fd": rb.ns})
+            _shape(ipr, _up(ipr, lk.a_dev, lk.a_addr), tl.rate_mbps)
+        with IPRoute(netns=rb.ns) as ipr:
+            _shape(ipr, _up(ipr, lk.b_dev, lk.b_addr), tl.rate_mbps)
+    step(f"{len(lab.hosts)} hosts")
+    for h in lab.hosts:
+        r = lab.routers[h.segment]
+        with IPRoute(netns=h.ns) as ipr:
+            ipr.link("add", ifname="eth0", kind="veth",
+                     peer={"ifname": h.router_port, "net_ns_fd": r.ns})
+            _up(ipr, "lo")
+            _up(ipr, "eth0", h.address, HOST_MTU)
+        with IPRoute(netns=r.ns) as ipr:
+            _up(ipr, h.router_port, None, HOST_MTU)
+    if igp:
+        step("FRR (zebra + ospfd) in every router")
+        for seg, r in lab.routers.items():
+            itfs = [frr.OspfInterface(lk.a_dev if lk.a == seg else lk.b_dev, tl.ospf_cost)
+                    for lk, tl in zip(lab.links, topo.links, strict=True)
+                    if seg in (lk.a, lk.b)]
+            folder = topo.frr_folder(seg)
+            frr.start(r.ns, folder, frr.ospf_config(r.ns, r.loopback, itfs,
+                                                    folder / "frr.log"))
+
+
+def expected_adjacencies(topo: TopoLab) -> dict[str, int]:
+    count = dict.fromkeys(topo.segments, 0)
+    for lk in topo.lab.links:
+        count[lk.a] += 1
+        count[lk.b] += 1
+    return count
+
+
+def adjacencies(topo: TopoLab) -> dict[str, list[dict[str, str]]]:
+    return {seg: frr.neighbors(topo.frr_folder(seg)) for seg in topo.segments}
+
+
+def wait_converged(topo: TopoLab, timeout_s: float = 60.0) -> float:
+    """Seconds until every router has every neighbour Full and a route to every other
+    loopback installed by OSPF."""
+    t0 = time.monotonic()
+    want = expected_adjacencies(topo)
+    loopbacks = {r.loopback for r in topo.lab.routers.values()}
+    while True:
+        try:
+            adj = adjacencies(topo)
+            full = all(sum(n["state"] == "Full" for n in adj[s]) == want[s] for s in want)
+        except LabError:
+            full = False
+        if full and all(loopbacks - {r.loopback} <= ospf_routes(r.ns)
+                        for r in topo.lab.routers.values()):
+            return time.monotonic() - t0
+        if time.monotonic() - t0 > timeout_s:
+            raise LabError(f"lab {topo.lab.run_id}: OSPF did not converge in {timeout_s:g}s")
+        time.sleep(0.25)
+
+
+def ospf_routes(ns: str) -> set[str]:
+    """Host routes (/32) this router's kernel has from OSPF (protocol 188)."""
+    with IPRoute(netns=ns) as ipr:
+        return {r.get_attr("RTA_DST") for r in ipr.get_routes(family=2, table=254)
+                if r["proto"] == 188 and r["dst_len"] == 32 and r.get_attr("RTA_DST")}
+
+
+def measure_rtts(topo: TopoLab, count: int = 3) -> dict[str, float | None]:
+    """Median ping RTT (ms) between the loopbacks of every pair of adjacent routers."""
+    out: dict[str, float | None] = {}
+    for lk in topo.lab.links:
+        ra, rb = topo.lab.routers[lk.a], topo.lab.routers[lk.b]
+        proc = netns.run_in(ra.ns, ["ping", "-n", "-q", "-c", str(count), "-i", "0.2",
+                                    "-W", "1", "-I", ra.loopback, rb.loopback], timeout_s=15,
+                            check=False)
+        rtt = None
+        for line in proc.stdout.splitlines():
+            if "min/avg/max" in line:
+                rtt = float(line.split("=")[1].split("/")[1])
+        out[f"{lk.a}-{lk.b}"] = rtt
+    return out
+
+
+def load(run_id: str) -> TopoLab:
+    path = MANIFEST_DIR / f"{run_id}.json"
+    try:
+        data = json.loads(path.read_text())
+        t = data["topology"]
+        return TopoLab(Lab.from_json(data), t["name"], list(t["segments"]),
+                       [TopoLink(**lk) for lk in t["links"]], float(t["scale"]),
+                       float(t["max_link_mbps"]), list(t["notes"]))
+    except FileNotFoundError:
+        raise LabError(f"lab {run_id}: no manifest {path} (is it up?)") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise LabError(f"lab {run_id}: not a topology lab, or a bad manifest: {exc}") \
+            from None
+
+
+def is_topology_lab(run_id: str) -> bool:
+    try:
+        return "topology" in json.loads((MANIFEST_DIR / f"{run_id}.json").read_text())
+    except (OSError, ValueError):
+        return False
+
+
+def destroy(run_id: str) -> list[str]:
+    """Tear the lab down (namespaces end FRR with them), then FRR's leftovers."""
+    return teardown(run_id)
+
+
+def route_managers_dir(run_id: str) -> Path:
+    return MANIFEST_DIR / run_id / "rm"
+
+
+def start_route_managers(topo: TopoLab, timeout_s: float = 60.0) -> LabRouteManagers:
+    """One live Route Manager per segment router (linux dataplane), peers and link costs
+    and capacities from the topology (the scaled rates: what the lab's links carry)."""
+    costs = {frozenset((t.a, t.b)): float(t.ospf_cost) for t in topo.links}
+    caps = {frozenset((t.a, t.b)): t.rate_mbps for t in topo.links}
+    rms = LabRouteManagers(topo.lab, route_managers_dir(topo.lab.run_id),
+                           link_costs=costs, link_capacities=caps)
+    rms.start_all(timeout_s=timeout_s)
+    return rms
+
+
+def route_manager_status(run_id: str) -> dict[str, Any]:
+    """Each segment's Route Manager as its control socket answers (or why it does not)."""
+    out: dict[str, Any] = {}
+    folder = route_managers_dir(run_id)
+    for sock in sorted(folder.glob("*.sock")) if folder.is_dir() else []:
+        try:
+            st = control.request(sock, {"cmd": "show", "what": "status"}, timeout_s=2.0)
+            out[sock.stem] = {"running": True, "rm_id": st.get("rm_id"),
+                              "segment": st.get("segment"), "uptime_s": st.get("uptime_s")}
+        except (ControlError, OSError) as exc:
+            out[sock.stem] = {"running": False, "error": str(exc)}
+    return out

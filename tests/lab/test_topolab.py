@@ -1,0 +1,171 @@
+"""Topology labs: the plan (pure), and a real 3-segment lab with FRR OSPF (root).
+
+The root tests build their own uniquely named lab and remove it even when they fail;
+they look only at their own namespaces and FRR folders."""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from pyroute2 import IPRoute
+
+from tests.rootutil import require_root
+from vnstitch.lab import frr, netns, substrate, topolab
+from vnstitch.lab.netns import LabError
+from vnstitch.model import load_topology, partitioned
+
+# A square with one diagonal: cut into 3 segments, every pair of segments is adjacent,
+# so losing one inter-segment link leaves a two-hop way round.
+GRAPHML = """<?xml version="1.0" encoding="utf-8"?>
+<graphml xmlns="http://graphml.graphdrawing.org/xmlns">
+  <key attr.name="LinkSpeedRaw" attr.type="double" for="edge" id="d1"/>
+  <graph edgedefault="undirected">
+    <node id="n0"/><node id="n1"/><node id="n2"/><node id="n3"/>
+    <edge source="n0" target="n1"><data key="d1">1000000000</data></edge>
+    <edge source="n1" target="n2"><data key="d1">1000000000</data></edge>
+    <edge source="n2" target="n3"><data key="d1">500000000</data></edge>
+    <edge source="n3" target="n0"><data key="d1">1000000000</data></edge>
+    <edge source="n0" target="n2"><data key="d1">1000000000</data></edge>
+  </graph>
+</graphml>
+"""
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.graphml"
+    path.write_text(GRAPHML, encoding="utf-8")
+    return path
+
+
+def test_plan_scales_names_and_addresses_abilene() -> None:
+    topo = topolab.plan(partitioned(load_topology("zoo:Abilene"), 5), "t0001",
+                        max_link_mbps=150)
+    lab = topo.lab
+    assert len(lab.routers) == 5 and len(lab.hosts) == 5
+    assert max(t.rate_mbps for t in topo.links) == pytest.approx(150)
+    assert all(t.rate_mbps >= 1 for t in topo.links)
+    assert all(t.rate_mbps == pytest.approx(max(1.0, t.capacity_mbps * topo.scale))
+               for t in topo.links)
+    names = [lk.a_dev for lk in lab.links] + [lk.b_dev for lk in lab.links]
+    assert all(len(n) <= 15 for n in names)
+    for seg in topo.segments:  # device names unique inside each router
+        devs = [lk.a_dev if lk.a == seg else lk.b_dev for lk in lab.links
+                if seg in (lk.a, lk.b)]
+        assert len(devs) == len(set(devs))
+    addrs = [lk.a_addr for lk in lab.links] + [lk.b_addr for lk in lab.links]
+    assert len(set(addrs)) == len(addrs)
+    for lk in lab.links:
+        assert ipaddress.ip_interface(lk.a_addr).network == \
+            ipaddress.ip_interface(lk.b_addr).network
+    assert any("netem" in n for n in topo.notes)
+
+
+def test_plan_refuses_bad_input() -> None:
+    sub = partitioned(load_topology("zoo:Abilene"), 1)
+    with pytest.raises(LabError, match="at least 2 segments"):
+        topolab.plan(sub)
+    with pytest.raises(LabError, match="positive"):
+        topolab.plan(partitioned(load_topology("zoo:Abilene"), 3), max_link_mbps=0)
+
+
+def test_ospf_config_lists_every_interface_with_its_cost() -> None:
+    text = frr.ospf_config("r1", "10.0.0.1", [frr.OspfInterface("l1", 7),
+                                             frr.OspfInterface("l2", 30)], Path("/x.log"))
+    assert "interface l1\n ip ospf area 0" in text and " ip ospf cost 7" in text
+    assert " ip ospf cost 30" in text and "ospf router-id 10.0.0.1" in text
+    assert "interface lo\n ip ospf area 0\n ip ospf passive" in text
+
+
+@pytest.fixture
+def built(tiny: Path) -> Iterator[topolab.TopoLab]:
+    require_root()
+    if not frr.available():
+        pytest.skip("FRR is not installed")
+    topo = topolab.plan(partitioned(load_topology(str(tiny)), 3), max_link_mbps=50)
+    topolab.build(topo)
+    try:
+        yield topo
+    finally:
+        topolab.destroy(topo.lab.run_id)
+        left = substrate.leftovers(topo.lab.run_id)
+        assert not any(left.values()), left
+        assert frr.leftover_pathspaces(f"{substrate.NS_PREFIX}{topo.lab.run_id}-") == []
+
+
+def _route_dev(ns: str, dst: str) -> str | None:
+    with IPRoute(netns=ns) as ipr:
+        for r in ipr.get_routes(family=2, table=254):
+            if r.get_attr("RTA_DST") == dst and r["proto"] == 188:
+                oif = r.get_attr("RTA_OIF")
+                return str(ipr.get_links(oif)[0].get_attr("IFLA_IFNAME"))
+    return None
+
+
+def _wait_route(ns: str, dst: str, ok: Callable[[str | None], bool],
+                timeout_s: float = 20.0) -> str | None:
+    deadline = time.monotonic() + timeout_s
+    dev = _route_dev(ns, dst)
+    while not ok(dev) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        dev = _route_dev(ns, dst)
+    return dev
+
+
+@pytest.mark.root
+def test_three_segment_lab_converges_and_the_igp_reroutes_a_cut(
+        built: topolab.TopoLab) -> None:
+    topo = built
+    assert topolab.wait_converged(topo, 60) < 60
+    adj = topolab.adjacencies(topo)
+    assert all(n["state"] == "Full" for ns in adj.values() for n in ns)
+    assert sum(len(v) for v in adj.values()) == 2 * len(topo.lab.links)
+    # The veths carry the scaled rate as a tbf qdisc, read back from the kernel.
+    lk, tl = topo.lab.links[0], topo.links[0]
+    with IPRoute(netns=topo.lab.routers[lk.a].ns) as ipr:
+        idx = ipr.link_lookup(ifname=lk.a_dev)[0]
+        tbf = [q for q in ipr.get_qdiscs(index=idx) if q.get_attr("TCA_KIND") == "tbf"]
+        rate = tbf[0].get_attr("TCA_OPTIONS").get_attr("TCA_TBF_PARMS")["rate"]
+    assert rate * 8 / 1e6 == pytest.approx(tl.rate_mbps, rel=0.02)
+    # Cut the direct link a-b: OSPF moves a's route to b's loopback to the other link.
+    ra, rb = topo.lab.routers[lk.a], topo.lab.routers[lk.b]
+    # Adjacencies go Full a moment before SPF settles on the direct (cheapest) link.
+    assert _wait_route(ra.ns, rb.loopback, lambda dev: dev == lk.a_dev) == lk.a_dev
+    substrate.cut_link(topo.lab, lk.a, lk.b)
+    dev = _wait_route(ra.ns, rb.loopback, lambda dev: dev not in (None, lk.a_dev))
+    assert dev not in (None, lk.a_dev)
+    # Both routers reconverge (the return path too): loopback to loopback works again.
+    assert _pings(ra.ns, rb.loopback, 15, source=ra.loopback)
+
+
+@pytest.mark.root
+def test_a_stitch_follows_the_igp_after_a_cut(built: topolab.TopoLab) -> None:
+    topo = built
+    topolab.wait_converged(topo, 60)
+    rms = topolab.start_route_managers(topo)
+    try:
+        first = topo.lab.links[0].a
+        src = next(h for h in topo.lab.hosts if h.segment == first)
+        reply = rms.stitch(first, 100, 5.0)
+        assert reply["established"], reply
+        path = [rms.segment_of(r) for r in reply["detail"]["path"]]
+        dst = next(h for h in topo.lab.hosts if h.segment == path[-1])
+        assert _pings(src.ns, dst.ip, 15), "no traffic through the stitch"
+        substrate.cut_link(topo.lab, path[0], path[1])
+        assert _pings(src.ns, dst.ip, 30), "the stitch did not come back after the cut"
+    finally:
+        rms.stop_all()
+
+
+def _pings(ns: str, ip: str, timeout_s: float, source: str | None = None) -> bool:
+    deadline = time.monotonic() + timeout_s
+    src = ["-I", source] if source else []
+    while time.monotonic() < deadline:
+        if netns.run_in(ns, ["ping", "-c", "1", "-W", "1", *src, ip], timeout_s=5,
+                         check=False).returncode == 0:
+            return True
+    return False
