@@ -65,6 +65,20 @@ def test_plan_scales_names_and_addresses_abilene() -> None:
     assert any("netem" in n for n in topo.notes)
 
 
+def test_full_plan_has_a_router_per_node_and_rms_on_gateways() -> None:
+    sub = partitioned(load_topology("zoo:Abilene"), 4)
+    topo = topolab.plan(sub, "t0002", full=True)
+    assert len(topo.routers) == sub.graph.number_of_nodes()
+    assert len(topo.wires) == sub.graph.number_of_edges() == len(topo.links)
+    assert len(topo.lab.routers) == 4 and len(topo.rm_links) == len(topo.lab.links)
+    for seg, r in topo.lab.routers.items():  # the RM's router is one of its nodes
+        gateway = next(n for n, nr in topo.routers.items() if nr.ns == r.ns)
+        assert str(sub.segment_of(gateway)) == seg
+    assert all(h.segment in topo.lab.routers for h in topo.lab.hosts)
+    with pytest.raises(LabError, match="at most 40"):
+        topolab.plan(partitioned(load_topology("sndlib:germany50"), 4), full=True)
+
+
 def test_plan_refuses_bad_input() -> None:
     sub = partitioned(load_topology("zoo:Abilene"), 1)
     with pytest.raises(LabError, match="at least 2 segments"):
@@ -81,12 +95,13 @@ def test_ospf_config_lists_every_interface_with_its_cost() -> None:
     assert "interface lo\n ip ospf area 0\n ip ospf passive" in text
 
 
-@pytest.fixture
-def built(tiny: Path) -> Iterator[topolab.TopoLab]:
+@pytest.fixture(params=[False, True], ids=["segments", "full"])
+def built(tiny: Path, request: pytest.FixtureRequest) -> Iterator[topolab.TopoLab]:
     require_root()
     if not frr.available():
         pytest.skip("FRR is not installed")
-    topo = topolab.plan(partitioned(load_topology(str(tiny)), 3), max_link_mbps=50)
+    topo = topolab.plan(partitioned(load_topology(str(tiny)), 3), max_link_mbps=50,
+                        full=request.param)
     topolab.build(topo)
     try:
         yield topo
@@ -123,19 +138,19 @@ def test_three_segment_lab_converges_and_the_igp_reroutes_a_cut(
     assert topolab.wait_converged(topo, 60) < 60
     adj = topolab.adjacencies(topo)
     assert all(n["state"] == "Full" for ns in adj.values() for n in ns)
-    assert sum(len(v) for v in adj.values()) == 2 * len(topo.lab.links)
+    assert sum(len(v) for v in adj.values()) == 2 * len(topo.wires)
     # The veths carry the scaled rate as a tbf qdisc, read back from the kernel.
-    lk, tl = topo.lab.links[0], topo.links[0]
-    with IPRoute(netns=topo.lab.routers[lk.a].ns) as ipr:
+    lk, tl = topo.wires[0], topo.links[0]
+    with IPRoute(netns=topo.routers[lk.a].ns) as ipr:
         idx = ipr.link_lookup(ifname=lk.a_dev)[0]
         tbf = [q for q in ipr.get_qdiscs(index=idx) if q.get_attr("TCA_KIND") == "tbf"]
         rate = tbf[0].get_attr("TCA_OPTIONS").get_attr("TCA_TBF_PARMS")["rate"]
     assert rate * 8 / 1e6 == pytest.approx(tl.rate_mbps, rel=0.02)
-    # Cut the direct link a-b: OSPF moves a's route to b's loopback to the other link.
-    ra, rb = topo.lab.routers[lk.a], topo.lab.routers[lk.b]
+    # Cut a link a-b: OSPF moves a's route to b's loopback to another link.
+    ra, rb = topo.routers[lk.a], topo.routers[lk.b]
     # Adjacencies go Full a moment before SPF settles on the direct (cheapest) link.
     assert _wait_route(ra.ns, rb.loopback, lambda dev: dev == lk.a_dev) == lk.a_dev
-    substrate.cut_link(topo.lab, lk.a, lk.b)
+    topolab.cut_wire(topo, lk.a, lk.b)
     dev = _wait_route(ra.ns, rb.loopback, lambda dev: dev not in (None, lk.a_dev))
     assert dev not in (None, lk.a_dev)
     # Both routers reconverge (the return path too): loopback to loopback works again.
@@ -155,7 +170,12 @@ def test_a_stitch_follows_the_igp_after_a_cut(built: topolab.TopoLab) -> None:
         path = [rms.segment_of(r) for r in reply["detail"]["path"]]
         dst = next(h for h in topo.lab.hosts if h.segment == path[-1])
         assert _pings(src.ns, dst.ip, 15), "no traffic through the stitch"
-        substrate.cut_link(topo.lab, path[0], path[1])
+        # Cut a veth on the stitch's way: the segments' link, or with --full a node
+        # link between the two segments.
+        wire = next(w for w in topo.wires
+                    if {topo.routers[w.a].segment, topo.routers[w.b].segment}
+                    == {path[0], path[1]})
+        topolab.cut_wire(topo, wire.a, wire.b)
         assert _pings(src.ns, dst.ip, 30), "the stitch did not come back after the cut"
     finally:
         rms.stop_all()

@@ -41,6 +41,9 @@ def register(sub: Any) -> None:
     up.add_argument("--max-link-mbps", type=_positive_float, default=200.0, metavar="MBPS",
                     help="with --topology: the rate the largest link is scaled to "
                     "(default 200: what veths here carry comfortably)")
+    up.add_argument("--full", action="store_true",
+                    help="with --topology: one router namespace per node (up to 40 "
+                    "nodes), each segment's Route Manager on its gateway node")
     up.add_argument("--no-route-managers", action="store_true",
                     help="with --topology: do not start a Route Manager per segment")
     up.add_argument("--timeout", type=_positive_float, default=90.0, metavar="S",
@@ -116,7 +119,7 @@ def _up_topology(args: argparse.Namespace) -> int:
         raise LabError(f"--segments {args.segments}: {sub.name} has only "
                        f"{sub.graph.number_of_nodes()} nodes")
     topo = topolab.plan(partitioned(sub, args.segments), args.run_id,
-                        max_link_mbps=args.max_link_mbps)
+                        max_link_mbps=args.max_link_mbps, full=args.full)
     with progress(disable=args.json) as bar:
         task = bar.add_task("building", total=None)
         topolab.build(topo, on_step=lambda s: bar.update(task, description=s))
@@ -141,7 +144,8 @@ def _up_topology(args: argparse.Namespace) -> int:
         return 0
     out = console()
     out.print(f"lab [bold]{topo.lab.run_id}[/]: {topo.topology} in {len(topo.segments)} "
-              f"segments, up in {result['up_seconds']} s (OSPF converged in "
+              f"segments ({len(topo.routers)} routers), up in {result['up_seconds']} s "
+              f"(OSPF converged in "
               f"{result['ospf_converged_seconds']} s, {result['adjacencies_full']}/"
               f"{result['adjacencies_expected']} adjacencies Full); remove with: "
               f"vnstitch lab down {topo.lab.run_id}")

@@ -14,6 +14,11 @@ segment in VN 100 (``192.168.100.<n+1>/24``, MTU 1370 so VXLAN over WireGuard fi
 * **Delay.** This kernel has no netem, so propagation delay is not emulated: the
   topology's latency only sets the OSPF cost (``max(1, round(10 x ms))``); the plan
   says so in its notes and :func:`measure_rtts` reports the RTTs really seen.
+* **--full.** For topologies of up to 40 nodes, one router per *node* instead: every
+  substrate link is its own veth at its own scaled rate, and each segment's Route
+  Manager and host sit on its gateway node (the one with the most links leaving the
+  segment). The Route Managers' peerings are then logical (segment adjacencies), and
+  the IGP carries their traffic over the real node-level paths.
 * **IGP.** Routes between loopbacks are not static: :mod:`vnstitch.lab.frr` runs OSPF in
   every router, so a cut link is routed around by the IGP.
 
@@ -55,13 +60,15 @@ from vnstitch.model import Substrate
 
 DEFAULT_MAX_LINK_MBPS = 200.0
 LAB_VNID = 100
+#: --full builds one namespace per node: beyond this many, 2 cores cannot run it.
+MAX_FULL_NODES = 40
 
 
 @dataclass(frozen=True, slots=True)
 class TopoLink:
     """What one lab veth stands for in the real topology."""
 
-    a: str  # segment ids
+    a: str  # router names: segment ids, or node names with --full
     b: str
     substrate_links: int
     capacity_mbps: float  # summed real capacity
@@ -72,31 +79,54 @@ class TopoLink:
 
 @dataclass(frozen=True)
 class TopoLab:
+    """``lab`` is what the Route Managers see (one router per segment: the segment's
+    router, or with ``full`` its gateway node; ``lab.links`` join adjacent segments);
+    ``routers`` and ``wires`` are every namespace router and veth actually built."""
+
     lab: Lab
     topology: str
     segments: list[str]
-    links: list[TopoLink]
+    routers: dict[str, Router]
+    wires: list[Link]
+    links: list[TopoLink]  # one per wire
+    rm_links: list[TopoLink]  # one per segment adjacency (Route Manager peers)
     scale: float
     max_link_mbps: float
+    full: bool = False
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {**self.lab.to_json(), "topology": {
             "name": self.topology, "segments": self.segments, "scale": self.scale,
-            "max_link_mbps": self.max_link_mbps, "links": [asdict(lk) for lk in self.links],
-            "notes": self.notes}}
+            "max_link_mbps": self.max_link_mbps, "full": self.full,
+            "routers": {k: asdict(r) for k, r in self.routers.items()},
+            "wires": [asdict(w) for w in self.wires],
+            "links": [asdict(lk) for lk in self.links],
+            "rm_links": [asdict(lk) for lk in self.rm_links], "notes": self.notes}}
 
-    def frr_folder(self, segment: str) -> Path:
-        return MANIFEST_DIR / self.lab.run_id / "frr" / segment
+    def frr_folder(self, router: str) -> Path:
+        return MANIFEST_DIR / self.lab.run_id / "frr" / router
 
 
 def _loopback(n: int) -> str:
     return f"10.0.{n // 250}.{n % 250 + 1}"
 
 
+def _wire_address(k: int) -> tuple[str, str]:
+    net = ipaddress.ip_network(f"10.1.{(4 * k) // 256}.{(4 * k) % 256}/30")
+    return f"{net[1]}/30", f"{net[2]}/30"
+
+
+def _cost(latency_ms: float) -> int:
+    return max(1, round(10 * latency_ms))
+
+
 def plan(sub: Substrate, run_id: str | None = None, *,
-         max_link_mbps: float = DEFAULT_MAX_LINK_MBPS) -> TopoLab:
-    """The lab for a partitioned substrate (pure; see the module docstring)."""
+         max_link_mbps: float = DEFAULT_MAX_LINK_MBPS, full: bool = False) -> TopoLab:
+    """The lab for a partitioned substrate (pure; see the module docstring). With
+    ``full``, one router per node (at most :data:`MAX_FULL_NODES`), every substrate link
+    a veth, and each segment's Route Manager and host on its gateway node (the node with
+    the most links to other segments)."""
     if not max_link_mbps > 0 or not math.isfinite(max_link_mbps):
         raise LabError(f"max_link_mbps must be a positive number, got {max_link_mbps!r}")
     run_id = run_id or new_run_id()
@@ -105,37 +135,66 @@ def plan(sub: Substrate, run_id: str | None = None, *,
         raise LabError(f"{sub.name}: a lab needs at least 2 segments, got {len(segments)}")
     if len(segments) > 250:
         raise LabError(f"{sub.name}: at most 250 segments in a lab, got {len(segments)}")
-    index = {s: i for i, s in enumerate(segments)}
-    routers = {s: Router(s, f"{NS_PREFIX}{run_id}-r{index[s]}", _loopback(index[s]))
-               for s in segments}
+    seg_index = {s: i for i, s in enumerate(segments)}
     adjacencies = sorted(sub.segment_adjacencies(), key=lambda a: (str(a.a), str(a.b)))
-    if len(adjacencies) > 16000:
-        raise LabError(f"{sub.name}: too many segment adjacencies ({len(adjacencies)})")
-    top = max(adj.capacity_mbps for adj in adjacencies) if adjacencies else 1.0
+    if full:
+        nodes = sorted(sub.nodes())
+        if len(nodes) > MAX_FULL_NODES:
+            raise LabError(f"{sub.name}: --full builds one namespace per node, at most "
+                           f"{MAX_FULL_NODES}; it has {len(nodes)}")
+        edges = sorted((min(lk.a, lk.b), max(lk.a, lk.b), lk) for lk in sub.links())
+        top = max(lk.capacity_mbps for _, _, lk in edges)
+    else:
+        top = max(adj.capacity_mbps for adj in adjacencies)
     scale = max_link_mbps / top
-    links: list[Link] = []
-    topo_links: list[TopoLink] = []
-    for k, adj in enumerate(adjacencies):
-        net = ipaddress.ip_network(f"10.1.{(4 * k) // 256}.{(4 * k) % 256}/30")
-        lo, hi = str(net[1]), str(net[2])
-        a, b = str(adj.a), str(adj.b)
-        links.append(Link(a, b, f"l{index[b]}", f"l{index[a]}", f"{lo}/30", f"{hi}/30"))
-        latency = min(lk.latency_ms for lk in adj.links)
-        topo_links.append(TopoLink(a, b, len(adj.links), adj.capacity_mbps,
-                                   round(max(1.0, adj.capacity_mbps * scale), 3), latency,
-                                   max(1, round(10 * latency))))
-    hosts = [Host(f"h{index[s]}", f"{NS_PREFIX}{run_id}-h{index[s]}", s, LAB_VNID,
-                  f"192.168.{LAB_VNID}.{index[s] + 1}/24", f"h-{index[s]}")
+
+    def topo_link(a: str, b: str, n: int, cap: float, latency: float) -> TopoLink:
+        return TopoLink(a, b, n, cap, round(max(1.0, cap * scale), 3), latency,
+                        _cost(latency))
+
+    rm_links = [topo_link(str(adj.a), str(adj.b), len(adj.links), adj.capacity_mbps,
+                          min(lk.latency_ms for lk in adj.links)) for adj in adjacencies]
+    wires: list[Link] = []
+    links: list[TopoLink] = []
+    if full:
+        node_index = {n: i for i, n in enumerate(nodes)}
+        routers = {n: Router(str(sub.segment_of(n)), f"{NS_PREFIX}{run_id}-n{i}",
+                             _loopback(i)) for n, i in node_index.items()}
+        for k, (a, b, lk) in enumerate(edges):
+            a_addr, b_addr = _wire_address(k)
+            wires.append(Link(a, b, f"l{node_index[b]}", f"l{node_index[a]}", a_addr, b_addr))
+            links.append(topo_link(a, b, 1, lk.capacity_mbps, lk.latency_ms))
+        outside = {n: sum(1 for m in sub.graph[n] if sub.segment_of(m) != sub.segment_of(n))
+                   for n in nodes}
+        gateway = {s: min(sub.nodes_in(s), key=lambda n: (-outside[n], node_index[n]))
+                   for s in sub.segments()}
+        seg_routers = {str(s): Router(str(s), routers[g].ns, routers[g].loopback)
+                       for s, g in gateway.items()}
+        # The Route Managers' links are logical (a segment adjacency has no single veth).
+        rm_wires = [Link(t.a, t.b, "", "", "", "") for t in rm_links]
+    else:
+        routers = {s: Router(s, f"{NS_PREFIX}{run_id}-r{seg_index[s]}",
+                             _loopback(seg_index[s])) for s in segments}
+        for k, t in enumerate(rm_links):
+            a_addr, b_addr = _wire_address(k)
+            wires.append(Link(t.a, t.b, f"l{seg_index[t.b]}", f"l{seg_index[t.a]}",
+                              a_addr, b_addr))
+        links = list(rm_links)
+        seg_routers, rm_wires = dict(routers), list(wires)
+    hosts = [Host(f"h{seg_index[s]}", f"{NS_PREFIX}{run_id}-h{seg_index[s]}", s, LAB_VNID,
+                  f"192.168.{LAB_VNID}.{seg_index[s] + 1}/24", f"h-{seg_index[s]}")
              for s in segments]
-    notes = [f"one scale factor {scale:.6g}: {top:g} Mbit/s (the largest segment-pair "
-             f"capacity) becomes {max_link_mbps:g} Mbit/s",
+    what = "link" if full else "segment-pair capacity"
+    notes = [f"one scale factor {scale:.6g}: {top:g} Mbit/s (the largest {what}) becomes "
+             f"{max_link_mbps:g} Mbit/s",
              "propagation delay is not emulated (this kernel has no netem); the "
              "topology's latency sets the OSPF cost only"]
-    clipped = sum(1 for t in topo_links if t.capacity_mbps * scale < 1.0)
+    clipped = sum(1 for t in links if t.capacity_mbps * scale < 1.0)
     if clipped:
         notes.append(f"{clipped} link(s) scaled below 1 Mbit/s were raised to 1 Mbit/s")
-    lab = Lab(run_id, routers, links, hosts, {})
-    return TopoLab(lab, sub.name, segments, topo_links, scale, max_link_mbps, notes)
+    lab = Lab(run_id, seg_routers, rm_wires, hosts, {})
+    return TopoLab(lab, sub.name, segments, routers, wires, links, rm_links, scale,
+                   max_link_mbps, full, notes)
 
 
 def _up(ipr: Any, name: str, cidr: str | None = None, mtu: int | None = None) -> int:
@@ -159,7 +218,8 @@ def build(topo: TopoLab, *, igp: bool = True,
           on_step: Callable[[str], None] | None = None) -> TopoLab:
     """Create namespaces, veths (rate-limited), hosts and FRR; undo all on failure."""
     lab = topo.lab
-    if any(netns.exists(ns) for ns in lab.namespaces()):
+    if any(netns.exists(r.ns) for r in topo.routers.values()) or \
+            any(netns.exists(h.ns) for h in lab.hosts):
         raise LabError(f"lab {lab.run_id} already exists")
     try:
         _build(topo, igp, on_step or (lambda _s: None))
@@ -173,18 +233,18 @@ def build(topo: TopoLab, *, igp: bool = True,
 
 def _build(topo: TopoLab, igp: bool, step: Callable[[str], None]) -> None:
     lab = topo.lab
-    step(f"{len(lab.namespaces())} namespaces")
-    for ns in lab.namespaces():
+    step(f"{len(topo.routers) + len(lab.hosts)} namespaces")
+    for ns in [r.ns for r in topo.routers.values()] + [h.ns for h in lab.hosts]:
         netns.create(ns)
-    for r in lab.routers.values():
+    for r in topo.routers.values():
         for key in ("net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter",
                     "net.ipv4.conf.default.rp_filter"):
             netns.sysctl(r.ns, key, "1" if key.endswith("forward") else "0")
         with IPRoute(netns=r.ns) as ipr:
             _up(ipr, "lo", f"{r.loopback}/32")
-    step(f"{len(lab.links)} links")
-    for lk, tl in zip(lab.links, topo.links, strict=True):
-        ra, rb = lab.routers[lk.a], lab.routers[lk.b]
+    step(f"{len(topo.wires)} links")
+    for lk, tl in zip(topo.wires, topo.links, strict=True):
+        ra, rb = topo.routers[lk.a], topo.routers[lk.b]
         with IPRoute(netns=ra.ns) as ipr:
             ipr.link("add", ifname=lk.a_dev, kind="veth",
                      peer={"ifname": lk.b_dev, "net_ns_fd": rb.ns})
@@ -203,25 +263,25 @@ def _build(topo: TopoLab, igp: bool, step: Callable[[str], None]) -> None:
             _up(ipr, h.router_port, None, HOST_MTU)
     if igp:
         step("FRR (zebra + ospfd) in every router")
-        for seg, r in lab.routers.items():
-            itfs = [frr.OspfInterface(lk.a_dev if lk.a == seg else lk.b_dev, tl.ospf_cost)
-                    for lk, tl in zip(lab.links, topo.links, strict=True)
-                    if seg in (lk.a, lk.b)]
-            folder = topo.frr_folder(seg)
+        for name, r in topo.routers.items():
+            itfs = [frr.OspfInterface(lk.a_dev if lk.a == name else lk.b_dev, tl.ospf_cost)
+                    for lk, tl in zip(topo.wires, topo.links, strict=True)
+                    if name in (lk.a, lk.b)]
+            folder = topo.frr_folder(name)
             frr.start(r.ns, folder, frr.ospf_config(r.ns, r.loopback, itfs,
                                                     folder / "frr.log"))
 
 
 def expected_adjacencies(topo: TopoLab) -> dict[str, int]:
-    count = dict.fromkeys(topo.segments, 0)
-    for lk in topo.lab.links:
+    count = dict.fromkeys(topo.routers, 0)
+    for lk in topo.wires:
         count[lk.a] += 1
         count[lk.b] += 1
     return count
 
 
 def adjacencies(topo: TopoLab) -> dict[str, list[dict[str, str]]]:
-    return {seg: frr.neighbors(topo.frr_folder(seg)) for seg in topo.segments}
+    return {name: frr.neighbors(topo.frr_folder(name)) for name in topo.routers}
 
 
 def wait_converged(topo: TopoLab, timeout_s: float = 60.0) -> float:
@@ -229,7 +289,7 @@ def wait_converged(topo: TopoLab, timeout_s: float = 60.0) -> float:
     loopback installed by OSPF."""
     t0 = time.monotonic()
     want = expected_adjacencies(topo)
-    loopbacks = {r.loopback for r in topo.lab.routers.values()}
+    loopbacks = {r.loopback for r in topo.routers.values()}
     while True:
         try:
             adj = adjacencies(topo)
@@ -237,7 +297,7 @@ def wait_converged(topo: TopoLab, timeout_s: float = 60.0) -> float:
         except LabError:
             full = False
         if full and all(loopbacks - {r.loopback} <= ospf_routes(r.ns)
-                        for r in topo.lab.routers.values()):
+                        for r in topo.routers.values()):
             return time.monotonic() - t0
         if time.monotonic() - t0 > timeout_s:
             raise LabError(f"lab {topo.lab.run_id}: OSPF did not converge in {timeout_s:g}s")
@@ -254,8 +314,8 @@ def ospf_routes(ns: str) -> set[str]:
 def measure_rtts(topo: TopoLab, count: int = 3) -> dict[str, float | None]:
     """Median ping RTT (ms) between the loopbacks of every pair of adjacent routers."""
     out: dict[str, float | None] = {}
-    for lk in topo.lab.links:
-        ra, rb = topo.lab.routers[lk.a], topo.lab.routers[lk.b]
+    for lk in topo.wires:
+        ra, rb = topo.routers[lk.a], topo.routers[lk.b]
         proc = netns.run_in(ra.ns, ["ping", "-n", "-q", "-c", str(count), "-i", "0.2",
                                     "-W", "1", "-I", ra.loopback, rb.loopback], timeout_s=15,
                             check=False)
@@ -273,13 +333,29 @@ def load(run_id: str) -> TopoLab:
         data = json.loads(path.read_text())
         t = data["topology"]
         return TopoLab(Lab.from_json(data), t["name"], list(t["segments"]),
-                       [TopoLink(**lk) for lk in t["links"]], float(t["scale"]),
-                       float(t["max_link_mbps"]), list(t["notes"]))
+                       {k: Router(**v) for k, v in t["routers"].items()},
+                       [Link(**w) for w in t["wires"]],
+                       [TopoLink(**lk) for lk in t["links"]],
+                       [TopoLink(**lk) for lk in t["rm_links"]], float(t["scale"]),
+                       float(t["max_link_mbps"]), bool(t["full"]), list(t["notes"]))
     except FileNotFoundError:
         raise LabError(f"lab {run_id}: no manifest {path} (is it up?)") from None
     except (ValueError, KeyError, TypeError) as exc:
         raise LabError(f"lab {run_id}: not a topology lab, or a bad manifest: {exc}") \
             from None
+
+
+def cut_wire(topo: TopoLab, a: str, b: str) -> None:
+    """Delete the veth between routers ``a`` and ``b`` (both ends go): a link failure."""
+    for lk in topo.wires:
+        if {lk.a, lk.b} == {a, b}:
+            with IPRoute(netns=topo.routers[lk.a].ns) as ipr:
+                found = ipr.link_lookup(ifname=lk.a_dev)
+                if not found:
+                    raise LabError(f"lab {topo.lab.run_id}: link {a}-{b} already cut")
+                ipr.link("del", index=found[0])
+            return
+    raise LabError(f"lab {topo.lab.run_id}: no link {a}-{b}")
 
 
 def is_topology_lab(run_id: str) -> bool:
@@ -301,8 +377,8 @@ def route_managers_dir(run_id: str) -> Path:
 def start_route_managers(topo: TopoLab, timeout_s: float = 60.0) -> LabRouteManagers:
     """One live Route Manager per segment router (linux dataplane), peers and link costs
     and capacities from the topology (the scaled rates: what the lab's links carry)."""
-    costs = {frozenset((t.a, t.b)): float(t.ospf_cost) for t in topo.links}
-    caps = {frozenset((t.a, t.b)): t.rate_mbps for t in topo.links}
+    costs = {frozenset((t.a, t.b)): float(t.ospf_cost) for t in topo.rm_links}
+    caps = {frozenset((t.a, t.b)): t.rate_mbps for t in topo.rm_links}
     rms = LabRouteManagers(topo.lab, route_managers_dir(topo.lab.run_id),
                            link_costs=costs, link_capacities=caps)
     rms.start_all(timeout_s=timeout_s)
