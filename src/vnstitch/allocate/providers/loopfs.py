@@ -16,7 +16,8 @@ then the device, then the file, and mount again; if any step fails the volume is
 back at its old size and mounted. Sizes are read back from the kernel, never
 remembered: the filesystem size from the superblock (block count x block size, read
 through the loop device), the usage from ``statvfs`` (blocks in use, metadata
-excluded). Every function here runs commands or syscalls; the decisions live in :mod:`~vnstitch.allocate.providers.storage`.
+excluded). Every function here runs commands or syscalls; the decisions live in
+:mod:`~vnstitch.allocate.providers.storage`.
 """
 
 from __future__ import annotations
