@@ -170,6 +170,16 @@ def fs_bytes(device: str) -> int:
     return int(((hi << 32) | lo) * (1024 << log_block))
 
 
+def min_bytes(device: str) -> int:
+    """The smallest size the filesystem can shrink to (``resize2fs -P``), in bytes."""
+    out = _run("resize2fs", "-P", device)
+    try:
+        return int(out.rsplit(":", 1)[1]) * BLOCK
+    except (IndexError, ValueError):
+        raise AllocateError(f"storage: resize2fs -P {device}: unexpected output "
+                            f"{out.strip()!r}") from None
+
+
 def device_bytes(device: str) -> int:
     name = Path(device).name
     return int(Path(f"/sys/block/{name}/size").read_text()) * 512

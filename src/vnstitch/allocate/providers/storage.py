@@ -10,8 +10,9 @@ turns (current size, bytes in use, target) into one action with a reason:
 * ``grow`` when the target is larger (online: ext4 grows mounted; offline where the
   process lacks CAP_SYS_RESOURCE, see :func:`~vnstitch.allocate.providers.loopfs.
   can_grow_online` -- the result's reason says which),
-* ``shrink`` when it is smaller but still holds what is in use (offline: a short unmount,
-  see :mod:`~vnstitch.allocate.providers.loopfs`),
+* ``shrink`` when it is smaller but still holds what is in use and no less than the
+  filesystem's own minimum (``resize2fs -P``; offline: a short unmount, see
+  :mod:`~vnstitch.allocate.providers.loopfs`),
 * ``release`` (target 0) only when the volume holds no more than a fresh, empty one,
 * ``refuse`` a shrink or release below what is used -- the provider never destroys data
   to meet a target -- and sizes below :data:`MIN_BYTES` or above the location's quota.
@@ -66,9 +67,11 @@ class ResizePlan:
 
 
 def plan_resize(current: int | None, used: int, empty_used: int, target: int,
-                quota: int) -> ResizePlan:
+                quota: int, *, smallest: int = 0) -> ResizePlan:
     """What to do to make a volume of ``current`` bytes (None: no volume) ``target``
-    bytes, given ``used`` bytes in use and ``empty_used`` in use when it was new."""
+    bytes, given ``used`` bytes in use, ``empty_used`` in use when it was new and
+    ``smallest``, the least the filesystem can shrink to (``resize2fs -P``: data plus
+    the metadata and journal that must stay)."""
     have = current or 0
     if target == have:
         return ResizePlan(ResizeAction.NONE, have, "already this size")
@@ -86,9 +89,10 @@ def plan_resize(current: int | None, used: int, empty_used: int, target: int,
         return ResizePlan(ResizeAction.CREATE, target, f"new volume of {_mib(target)}")
     if target > have:
         return ResizePlan(ResizeAction.GROW, target, f"grow {_mib(have)} -> {_mib(target)}")
-    if target < used:
+    if target < max(used, smallest):
         return ResizePlan(ResizeAction.REFUSE, have, f"will not shrink to {_mib(target)}: "
-                          f"{_mib(used)} in use")
+                          f"{_mib(used)} in use (the filesystem needs at least "
+                          f"{_mib(max(used, smallest))})")
     return ResizePlan(ResizeAction.SHRINK, target, f"shrink offline {_mib(have)} -> "
                       f"{_mib(target)} ({_mib(used)} in use)")
 
@@ -157,8 +161,11 @@ class StorageProvider:
         entry = self._volumes.get(key.location)
         current = loopfs.device_bytes(entry.volume.device) if entry else None
         used = loopfs.used_bytes(entry.volume.mountpoint) if entry else 0
+        # resize2fs -P only when a shrink is on the table (it reads the whole bitmap).
+        smallest = loopfs.min_bytes(entry.volume.device) \
+            if entry and current is not None and 0 < want < current else 0
         plan = plan_resize(current, used, entry.empty_used if entry else 0, want,
-                           _align(self.quotas[key.location] * self.unit))
+                           _align(self.quotas[key.location] * self.unit), smallest=smallest)
         if plan.action is ResizeAction.NONE:
             return self._record(key, target, RequestStatus.UNCHANGED, now, ready_at=now,
                                 reason=plan.reason)
