@@ -1,4 +1,4 @@
-"""ONE contract for every provider (``sim``, ``linux``, ``compute``, ``storage``).
+"""ONE contract for every provider (``sim``, ``linux``, ``by-kind``, ``compute``, ``storage``).
 
 Each case names the key it exercises, its limit, a unit the amounts are multiples of
 (compute: whole instances; storage: MiB) and ``settle``: real providers start
@@ -25,6 +25,7 @@ from vnstitch.allocate.providers import (
     LinuxBandwidthProvider,
     Outage,
     Provider,
+    ProvidersByKind,
     RequestStatus,
     ResourceKey,
     ResourceKind,
@@ -64,6 +65,13 @@ def make_linux(tmp: Path) -> Iterator[Case]:
                LINK, CAPACITY, 100.0, ResourceKind.STORAGE)
 
 
+def make_by_kind(tmp: Path) -> Iterator[Case]:
+    dp = MemoryDataplane(external_ports=["wg-ab"])
+    linux = LinuxBandwidthProvider(dp, {"A->B": ("wg-ab", 10)}, {"A->B": CAPACITY})
+    yield Case(ProvidersByKind({ResourceKind.BANDWIDTH: linux}), LINK, CAPACITY, 100.0,
+               ResourceKind.STORAGE)
+
+
 def make_compute(tmp: Path) -> Iterator[Case]:
     require_root()
     prefix = f"vstc{run_id()}"
@@ -96,10 +104,10 @@ def make_storage(tmp: Path) -> Iterator[Case]:
     assert storage_leftovers(tmp, prefix) == []
 
 
-@pytest.fixture(params=[make_sim, make_linux,
+@pytest.fixture(params=[make_sim, make_linux, make_by_kind,
                         pytest.param(make_compute, marks=pytest.mark.root),
                         pytest.param(make_storage, marks=pytest.mark.root)],
-                ids=["sim", "linux", "compute", "storage"])
+                ids=["sim", "linux", "by-kind", "compute", "storage"])
 def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Case]:
     factory: Callable[[Path], Iterator[Case]] = request.param
     yield from factory(tmp_path)

@@ -1,5 +1,6 @@
 """Capacity providers behind one interface: ``sim`` (cloud simulator), ``linux`` (HTB),
-``compute`` (workload instances in cgroups) and ``storage`` (loop-mounted ext4 volumes).
+``compute`` (workload instances in cgroups) and ``storage`` (loop-mounted ext4 volumes),
+and ``by-kind``, which routes each kind to one of them.
 
 Theory of operation: see :mod:`vnstitch.allocate.providers.base`.
 """
@@ -11,6 +12,7 @@ from vnstitch.allocate.providers.base import (
     ResourceKind,
     ScaleResult,
 )
+from vnstitch.allocate.providers.bykind import ProvidersByKind
 from vnstitch.allocate.providers.compute import ComputeProvider, Workload
 from vnstitch.allocate.providers.linux import LinuxBandwidthProvider
 from vnstitch.allocate.providers.sim import CapacityLoss, Outage, SimProvider, SimResource
@@ -22,6 +24,7 @@ __all__ = [
     "LinuxBandwidthProvider",
     "Outage",
     "Provider",
+    "ProvidersByKind",
     "RequestStatus",
     "ResourceKey",
     "ResourceKind",

@@ -241,6 +241,7 @@ class Instance:
     phase: Phase = Phase.STARTING
     ready_at: float | None = None
     startup_seconds: float | None = None
+    ended_at: float | None = None  # caller time it was stopped or found lost
 
     def move(self, to: Phase) -> None:
         if to not in _TRANSITIONS[self.phase]:
@@ -328,11 +329,11 @@ class ComputeProvider:
                 started.append(self._launch(key.location, loc, now))
         except AllocateError as exc:
             for inst in started:  # nothing done: undo this request's launches
-                self._end(loc, inst, Phase.STOPPED)
+                self._end(loc, inst, Phase.STOPPED, now)
             return self._record(key, target, RequestStatus.FAILED, now, ready_at=None,
                                 reason=str(exc))
         loc.target = n
-        stopped = self._stop(loc, plan.stop)
+        stopped = self._stop(loc, plan.stop, now)
         parts = []
         if started:
             parts.append(f"started {', '.join(i.id for i in started)} (lead "
@@ -382,14 +383,14 @@ class ComputeProvider:
             time.sleep(interval)
         return False
 
-    def close(self) -> None:
+    def close(self, now: float | None = None) -> None:
         """Stop every instance of every location (idempotent)."""
         errors = []
         for loc in self._locations.values():
             loc.target = 0
             for inst in loc.live():
                 try:
-                    self._end(loc, inst, Phase.STOPPED)
+                    self._end(loc, inst, Phase.STOPPED, now)
                 except AllocateError as exc:
                     errors.append(str(exc))
         if errors:
@@ -415,7 +416,7 @@ class ComputeProvider:
         for inst in loc.live():
             phase = self.executor.probe(inst.proc, loc.workload, inst.id)
             if phase is Phase.LOST:
-                self._end(loc, inst, Phase.LOST)
+                self._end(loc, inst, Phase.LOST, now)
             elif phase is Phase.READY and inst.phase is Phase.STARTING:
                 took = self.executor.clock() - inst.proc.launched
                 inst.startup_seconds = took
@@ -424,28 +425,30 @@ class ComputeProvider:
                 self.startup_seconds.append(took)
             elif inst.phase is Phase.STARTING and \
                     self.executor.clock() - inst.proc.launched > loc.workload.start_timeout:
-                self._end(loc, inst, Phase.LOST)
+                self._end(loc, inst, Phase.LOST, now)
         if len(loc.live()) > loc.target:
             plan = plan_scale([i.view() for i in loc.instances], loc.target, now,
                               self.hold_seconds)
-            self._stop(loc, plan.stop)
+            self._stop(loc, plan.stop, now)
         # Forget finished instances beyond a short tail (their groups are already gone).
         done = [i for i in loc.instances if i.phase in (Phase.STOPPED, Phase.LOST)]
         if len(done) > 64:
             drop = {id(i) for i in done[:-64]}
             loc.instances = [i for i in loc.instances if id(i) not in drop]
 
-    def _stop(self, loc: _Location, ids: Sequence[str]) -> list[str]:
+    def _stop(self, loc: _Location, ids: Sequence[str], now: float) -> list[str]:
         wanted = set(ids)
         out = []
         for inst in loc.live():
             if inst.id in wanted:
-                self._end(loc, inst, Phase.STOPPED)
+                self._end(loc, inst, Phase.STOPPED, now)
                 out.append(inst.id)
         return out
 
-    def _end(self, loc: _Location, inst: Instance, phase: Phase) -> None:
+    def _end(self, loc: _Location, inst: Instance, phase: Phase,
+             now: float | None = None) -> None:
         inst.move(phase)
+        inst.ended_at = now
         self.executor.stop(inst.proc)
 
     def _record(self, key: ResourceKey, target: float, status: RequestStatus, now: float,
