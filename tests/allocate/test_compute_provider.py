@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.allocate.kernel_objects import compute_leftovers
 from tests.rootutil import fresh_netns, require_root, run_id
 from vnstitch.allocate.errors import AllocateError
 from vnstitch.allocate.providers import (
@@ -37,6 +36,7 @@ from vnstitch.allocate.providers.compute import (
     Phase,
     plan_scale,
 )
+from vnstitch.allocate.providers.leftovers import compute_leftovers
 
 MIB = 2**20
 KEY = ResourceKey(ResourceKind.COMPUTE, "vn100")

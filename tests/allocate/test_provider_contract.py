@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.allocate.kernel_objects import compute_leftovers, storage_leftovers
 from tests.rootutil import fresh_netns, require_root, run_id
 from vnstitch.allocate.providers import (
     CapacityLoss,
@@ -35,6 +34,7 @@ from vnstitch.allocate.providers import (
     Workload,
 )
 from vnstitch.allocate.providers.compute import CgroupExecutor
+from vnstitch.allocate.providers.leftovers import compute_leftovers, storage_leftovers
 from vnstitch.allocate.providers.storage import MIB
 from vnstitch.dataplane import MemoryDataplane, RateLimit
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.allocate.kernel_objects import storage_leftovers
 from tests.rootutil import require_root, run_id
 from vnstitch.allocate.errors import AllocateError
 from vnstitch.allocate.providers import (
@@ -24,6 +23,7 @@ from vnstitch.allocate.providers import (
     StorageProvider,
     loopfs,
 )
+from vnstitch.allocate.providers.leftovers import storage_leftovers
 from vnstitch.allocate.providers.storage import MIB, ResizeAction, plan_resize
 
 KEY = ResourceKey(ResourceKind.STORAGE, "vn100")

@@ -18,8 +18,10 @@ The demand comes from either
   ``--speedup`` times faster from row ``--start`` (``value / 100 x --cores-at-100``).
 
 ``--ready-file PATH`` is created once the burner is running, for a readiness command
-(``test -e PATH``). Run as ``python -m vnstitch.workload.burn``. The clock and the sleep
-are injected into :func:`run`, so the loop is testable without waiting.
+(``test -e PATH``); ``{instance}`` in PATH stands for ``$VNSTITCH_INSTANCE``, which the
+compute provider sets for each instance, so one command line serves every instance.
+Run as ``python -m vnstitch.workload.burn``. The clocks and the sleep are injected into
+:func:`run`, so the loop is testable without waiting.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -93,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=None,
                     help="stop after this many seconds (default: run until killed)")
     ap.add_argument("--ready-file", type=Path, metavar="PATH",
-                    help="create this file once burning (for a readiness command)")
+                    help="create this file once burning, for a readiness command "
+                    "({instance} = $VNSTITCH_INSTANCE)")
     args = ap.parse_args(argv)
     if args.interval <= 0 or args.speedup <= 0 or args.cores_at_100 < 0:
         ap.error("--interval and --speedup must be > 0, --cores-at-100 >= 0")
@@ -111,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         demand = trace_demand([float(x) for x in data.values[:, 0]], data.step_seconds,
                               args.speedup, args.cores_at_100, args.start)
     if args.ready_file is not None:
-        args.ready_file.touch()
+        instance = os.environ.get("VNSTITCH_INSTANCE", "instance")
+        Path(str(args.ready_file).replace("{instance}", instance)).touch()
     with contextlib.suppress(KeyboardInterrupt):
         run(demand, args.interval, duration=args.duration)
     return 0

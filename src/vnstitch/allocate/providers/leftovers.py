@@ -1,8 +1,9 @@
-"""What a compute or storage test left on the kernel: exactly its own objects, by prefix.
+"""What the compute and storage providers left on the kernel, by name prefix.
 
-Each test names its objects with a unique prefix (other helpers' tests run on the same
-host at the same time), so these checks look only at groups, processes, loop devices,
-mounts and files carrying that prefix and never at anybody else's.
+Theory of operation: a test or benchmark names its providers' objects with a unique
+prefix (others run on the same host at the same time), so these read-only checks look
+only at cgroups, processes inside them, loop devices, mounts and files carrying that
+prefix and never at anybody else's. An empty list means nothing was left behind.
 """
 
 from __future__ import annotations
