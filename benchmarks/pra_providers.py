@@ -59,7 +59,7 @@ from vnstitch.allocate.providers import (
     StorageProvider,
     Workload,
 )
-from vnstitch.allocate.providers.compute import CgroupExecutor, Instance
+from vnstitch.allocate.providers.compute import CgroupExecutor, ready_before_demand
 from vnstitch.allocate.providers.leftovers import compute_leftovers, storage_leftovers
 from vnstitch.cli.output import console, progress, table
 from vnstitch.forecast.base import make_forecaster
@@ -115,27 +115,6 @@ def quantile_forecast(model: str, history: list[float], horizon: int,
 
 def last_value(value: float, horizon: int) -> QuantileForecast:
     return QuantileForecast((0.5,), np.full((1, horizon), float(value)))
-
-
-def ramp_outcomes(instances: list[Instance], demand: list[float], quota: float, *,
-                  t_start: float, step: float, end: float) -> list[bool]:
-    """Per ramp (instance launched at or after ``t_start``): ready before the demand
-    first exceeded the capacity of the instances live before it (see the docstring)."""
-    out = []
-    for i, inst in enumerate(instances):
-        if inst.started_at < t_start:
-            continue
-        before = sum(1 for o in instances[:i] if o.started_at <= inst.started_at and
-                     (o.ended_at is None or o.ended_at > inst.started_at) and
-                     o.ready_at is not None)
-        first = int((inst.started_at - t_start) // step)
-        stop = inst.ended_at if inst.ended_at is not None else end
-        exceeded = next((t_start + j * step for j in range(first, len(demand))
-                         if t_start + j * step < stop and demand[j] > before * quota + 1e-9),
-                        None)
-        out.append(exceeded is None or
-                   (inst.ready_at is not None and inst.ready_at <= exceeded))
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -341,8 +320,9 @@ def replay(args: argparse.Namespace, vns: list[VN], *, compute: ComputeProvider,
         "storage_online_growth": storage.online,
         "policies": {}}
     for vn in vns:
-        outcomes = ramp_outcomes(compute.instances(vn.ckey), demand, args.quota,
-                                 t_start=t_start, step=step, end=t_end)
+        outcomes = ready_before_demand([i.view() for i in compute.instances(vn.ckey)],
+                                       demand, args.quota, t_start=t_start, step=step,
+                                       end=t_end)
         ready_steps = [s["ready"] for s in vn.steps]
         out["policies"][vn.policy] = {
             "compute_ramps": len(outcomes),

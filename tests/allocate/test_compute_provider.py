@@ -35,6 +35,7 @@ from vnstitch.allocate.providers.compute import (
     InstanceView,
     Phase,
     plan_scale,
+    ready_before_demand,
 )
 from vnstitch.allocate.providers.leftovers import compute_leftovers
 
@@ -256,3 +257,19 @@ def test_the_leftover_check_sees_a_group_and_its_process() -> None:
     finally:
         executor.stop(proc)
     assert compute_leftovers(executor.layout, prefix) == []
+
+
+def test_ready_before_demand_judges_each_ramp_against_the_old_capacity() -> None:
+    # demand per 5 s step; each instance serves 1.0; the clock starts at t=100
+    demand = [1.0, 1.0, 1.5, 1.5, 2.5, 0.5]
+    insts = [
+        InstanceView("warm", Phase.READY, 90.0, 91.0),  # before the start: no ramp
+        InstanceView("early", Phase.READY, 101.0, 102.0),  # ready at 102, needed at 110
+        InstanceView("late", Phase.READY, 116.0, 121.0),  # needed at 120 (2.5 > 2), late
+        InstanceView("unneeded", Phase.STOPPED, 126.0, 127.0, ended_at=128.0),
+    ]
+    assert ready_before_demand(insts, demand, 1.0, t_start=100.0, step=5.0,
+                               end=130.0) == [True, False, True]
+    control = [insts[0], InstanceView("late", Phase.READY, 101.0, 111.0)]
+    assert ready_before_demand(control, demand, 1.0, t_start=100.0, step=5.0,
+                               end=130.0) == [False]  # ready at 111 > needed at 110

@@ -114,6 +114,7 @@ class InstanceView:
     phase: Phase
     started_at: float  # caller time of the launch
     ready_at: float | None  # caller time it became ready (launch + measured start-up)
+    ended_at: float | None = None  # caller time it was stopped or found lost
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +148,35 @@ def plan_scale(instances: Sequence[InstanceView], target: int, now: float,
     held = held[:excess - len(stop)]
     until = min((i.ready_at or 0.0) + hold_seconds for i in held) if held else None
     return ScalePlan(0, tuple(stop), tuple(i.id for i in held), until)
+
+
+def ready_before_demand(instances: Sequence[InstanceView], demand: Sequence[float],
+                        per_instance: float, *, t_start: float, step: float,
+                        end: float) -> list[bool]:
+    """Per scale-out after ``t_start`` (instances in launch order): was the new instance
+    ready before the demand first exceeded what the instances live before it could serve?
+
+    ``demand[j]`` holds over ``[t_start + j*step, t_start + (j+1)*step)``. "Live before
+    it" = launched earlier (same-batch siblings included), not ended by its launch, and
+    ready at some point. The search starts at the step the instance was launched in (a
+    launch into an already exceeded step is late) and ends when the instance ended (or
+    ``end``); a ramp the demand never needed counts as ready. Pure: measurement only.
+    """
+    out = []
+    for i, inst in enumerate(instances):
+        if inst.started_at < t_start:
+            continue
+        before = sum(1 for o in instances[:i] if o.started_at <= inst.started_at and
+                     (o.ended_at is None or o.ended_at > inst.started_at) and
+                     o.ready_at is not None)
+        first = int((inst.started_at - t_start) // step)
+        stop = inst.ended_at if inst.ended_at is not None else end
+        exceeded = next((t_start + j * step for j in range(first, len(demand))
+                         if t_start + j * step < stop and
+                         demand[j] > before * per_instance + 1e-9), None)
+        out.append(exceeded is None or
+                   (inst.ready_at is not None and inst.ready_at <= exceeded))
+    return out
 
 
 @dataclass(slots=True)
@@ -250,7 +280,8 @@ class Instance:
         self.phase = to
 
     def view(self) -> InstanceView:
-        return InstanceView(self.id, self.phase, self.started_at, self.ready_at)
+        return InstanceView(self.id, self.phase, self.started_at, self.ready_at,
+                            self.ended_at)
 
 
 @dataclass(slots=True)

@@ -185,9 +185,24 @@ def device_bytes(device: str) -> int:
     return int(Path(f"/sys/block/{name}/size").read_text()) * 512
 
 
+def capacity_bytes(mountpoint: Path) -> int:
+    """Room for data: the filesystem's size as ``statvfs`` reports it (ext4 leaves its
+    journal, inode tables and bitmaps out)."""
+    st = os.statvfs(mountpoint)
+    return int(st.f_blocks * st.f_frsize)
+
+
 def used_bytes(mountpoint: Path) -> int:
     st = os.statvfs(mountpoint)
     return int((st.f_blocks - st.f_bfree) * st.f_frsize)
+
+
+def mounted_here(vol: Volume) -> bool:
+    """Whether the volume's device is what is mounted at its mount point."""
+    try:
+        return os.stat(vol.mountpoint).st_dev == os.stat(vol.device).st_rdev
+    except OSError:
+        return False
 
 
 def is_mounted(mountpoint: Path) -> bool:

@@ -2,9 +2,15 @@
 
 Theory of operation
 -------------------
-The amount at ``ResourceKey(STORAGE, location)`` is the size of that location's volume
-in ``unit_bytes`` (GiB by default). A request is declarative; :func:`plan_resize` (pure)
-turns (current size, bytes in use, target) into one action with a reason:
+The amount at ``ResourceKey(STORAGE, location)`` is the space that location's volume
+offers for data, in ``unit_bytes`` (GiB by default): what ``statvfs`` reports as the
+filesystem's size (ext4 keeps its journal, inode tables and bitmaps out of it). The
+device is therefore larger than the amount by the filesystem's own overhead, which is
+measured, not assumed: a volume is made or resized to the amount plus an estimate (the
+current overhead, or mke2fs's journal rule plus 1/32 for a new one), then ``statvfs``
+is read and the device grown again while it falls short. A request is declarative;
+:func:`plan_resize` (pure) turns (current amount, bytes in use, target) into one action
+with a reason:
 
 * ``create`` when there is no volume and the target is > 0,
 * ``grow`` when the target is larger (online: ext4 grows mounted; offline where the
@@ -18,9 +24,9 @@ turns (current size, bytes in use, target) into one action with a reason:
   to meet a target -- and sizes below :data:`MIN_BYTES` or above the location's quota.
 
 Volumes live under ``state_dir`` (backing ``<prefix>-<location>.img``, mount point
-``mnt/<prefix>-<location>``). The size is read back from the kernel on every call (the
-superblock through the loop device for ``available``, the device size for
-``committed``), the usage from ``statvfs``. Resizes are synchronous and take what they
+``mnt/<prefix>-<location>``). ``committed`` is the accepted amount; ``available`` is read
+back from the kernel on every call: the amount if ``statvfs`` confirms at least that much
+room for data, else what ``statvfs`` says. Usage is ``statvfs`` too (blocks in use). Resizes are synchronous and take what they
 take: the executor's clock (injected) times each create/grow, ``ready_at`` is the
 request's ``now`` plus that time, and ``lead_time`` is the largest recent one. Failures
 of the tools become ``FAILED`` results with the tool's message; the volume is left
@@ -29,6 +35,7 @@ consistent and mounted. :meth:`StorageProvider.close` destroys every volume it m
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import re
 import time
@@ -105,6 +112,17 @@ def _mib(n: int) -> str:
 class _Entry:
     volume: loopfs.Volume
     empty_used: int
+    amount: int  # bytes for data, as accepted
+
+
+def journal_guess(size: int) -> int:
+    """mke2fs's default journal size for a filesystem of ``size`` bytes (4 KiB blocks)."""
+    blocks = size // BLOCK_ALIGN
+    for limit, journal in ((32768, 1024), (256 * 1024, 4096), (512 * 1024, 8192),
+                           (4096 * 1024, 16384), (8192 * 1024, 32768)):
+        if blocks < limit:
+            return journal * BLOCK_ALIGN
+    return 262144 * BLOCK_ALIGN
 
 
 class StorageProvider:
@@ -159,12 +177,18 @@ class StorageProvider:
                                 reason=f"no volume quota configured for {key.location}")
         want = _align(target * self.unit)
         entry = self._volumes.get(key.location)
-        current = loopfs.device_bytes(entry.volume.device) if entry else None
+        if entry is not None and not loopfs.mounted_here(entry.volume):
+            return self._record(key, target, RequestStatus.FAILED, now, ready_at=None,
+                                reason=f"volume {entry.volume.device} is not mounted at "
+                                f"{entry.volume.mountpoint}")
         used = loopfs.used_bytes(entry.volume.mountpoint) if entry else 0
-        # resize2fs -P only when a shrink is on the table (it reads the whole bitmap).
-        smallest = loopfs.min_bytes(entry.volume.device) \
-            if entry and current is not None and 0 < want < current else 0
-        plan = plan_resize(current, used, entry.empty_used if entry else 0, want,
+        # resize2fs -P only when a shrink is on the table (it reads the whole bitmap); it
+        # counts the filesystem's whole size, so take its overhead off to compare amounts.
+        smallest = 0
+        if entry is not None and 0 < want < entry.amount:
+            smallest = loopfs.min_bytes(entry.volume.device) - self._overhead(entry)
+        plan = plan_resize(entry.amount if entry else None, used,
+                           entry.empty_used if entry else 0, want,
                            _align(self.quotas[key.location] * self.unit), smallest=smallest)
         if plan.action is ResizeAction.NONE:
             return self._record(key, target, RequestStatus.UNCHANGED, now, ready_at=now,
@@ -176,16 +200,27 @@ class StorageProvider:
         try:
             if plan.action is ResizeAction.CREATE:
                 backing, mnt = self.paths(key.location)
-                vol = loopfs.create(backing, mnt, plan.size)
-                self._volumes[key.location] = _Entry(vol, loopfs.used_bytes(mnt))
+                vol = loopfs.create(backing, mnt, _align_up(
+                    want + journal_guess(want) + want // 32 + MIB))
+                entry = self._volumes[key.location] = _Entry(vol, loopfs.used_bytes(mnt), 0)
+                self._fit(entry, want)
             elif entry is not None and plan.action is ResizeAction.GROW:
-                loopfs.grow(entry.volume, plan.size, online=self.online)
+                loopfs.grow(entry.volume, _align_up(want + self._overhead(entry)
+                                                    + (want - entry.amount) // 32),
+                            online=self.online)
+                self._fit(entry, want)
             elif entry is not None and plan.action is ResizeAction.SHRINK:
-                loopfs.shrink(entry.volume, plan.size)
+                loopfs.shrink(entry.volume, _align_up(want + self._overhead(entry)))
+                self._fit(entry, want)
             elif entry is not None and plan.action is ResizeAction.RELEASE:
                 loopfs.destroy(entry.volume)
                 del self._volumes[key.location]
         except (AllocateError, OSError) as exc:
+            if entry is not None and plan.action is ResizeAction.CREATE:
+                with contextlib.suppress(AllocateError):  # else close() tries again
+                    self._drop(key.location)
+            elif entry is not None:  # keep only what the kernel still confirms
+                entry.amount = min(entry.amount, self._capacity(entry))
             return self._record(key, target, RequestStatus.FAILED, now, ready_at=None,
                                 reason=f"{plan.reason}: {exc}")
         took = self.clock() - t0
@@ -197,19 +232,51 @@ class StorageProvider:
         return self._record(key, target, RequestStatus.ACCEPTED, now, ready_at=now + took,
                             reason=f"{plan.reason}{mode} in {took:.3g} s")
 
+    def _overhead(self, entry: _Entry) -> int:
+        """Device bytes the filesystem keeps for itself (journal, inode tables, ...)."""
+        return loopfs.device_bytes(entry.volume.device) - self._capacity(entry)
+
+    @staticmethod
+    def _capacity(entry: _Entry) -> int:
+        """statvfs room for data -- 0 unless the volume is what is mounted there (an
+        unmounted mount point would report its parent filesystem)."""
+        return loopfs.capacity_bytes(entry.volume.mountpoint) \
+            if loopfs.mounted_here(entry.volume) else 0
+
+    def _fit(self, entry: _Entry, want: int, tries: int = 4) -> None:
+        """Grow the device until statvfs offers ``want`` bytes for data."""
+        for _ in range(tries):
+            have = self._capacity(entry)
+            if have >= want:
+                entry.amount = want
+                return
+            short = want - have
+            loopfs.grow(entry.volume, _align_up(loopfs.device_bytes(entry.volume.device)
+                                                + short + short // 32), online=self.online)
+        raise AllocateError(f"storage: {entry.volume.device}: still short of "
+                            f"{_mib(want)} after {tries} resizes")
+
+    def _drop(self, location: str) -> None:
+        loopfs.destroy(self._volumes[location].volume)
+        del self._volumes[location]
+
     def available(self, key: ResourceKey, now: float) -> float:
         entry = self._entry(key)
-        return loopfs.fs_bytes(entry.volume.device) / self.unit if entry else 0.0
+        if entry is None:
+            return 0.0
+        return min(entry.amount, self._capacity(entry)) / self.unit
 
     def committed(self, key: ResourceKey, now: float) -> float:
         entry = self._entry(key)
-        return loopfs.device_bytes(entry.volume.device) / self.unit if entry else 0.0
+        return entry.amount / self.unit if entry else 0.0
 
     # -- beyond the interface ----------------------------------------------------------
     def used(self, key: ResourceKey, now: float) -> float:
         """Space in use on the volume (statvfs, metadata excluded), in units."""
         entry = self._entry(key)
-        return loopfs.used_bytes(entry.volume.mountpoint) / self.unit if entry else 0.0
+        if entry is None or not loopfs.mounted_here(entry.volume):
+            return 0.0
+        return loopfs.used_bytes(entry.volume.mountpoint) / self.unit
 
     def volume(self, key: ResourceKey) -> loopfs.Volume | None:
         entry = self._entry(key)
@@ -243,3 +310,7 @@ BLOCK_ALIGN = loopfs.BLOCK
 def _align(n: float) -> int:
     """Bytes rounded to whole filesystem blocks (a volume is a whole number of blocks)."""
     return round(n / BLOCK_ALIGN) * BLOCK_ALIGN
+
+
+def _align_up(n: int) -> int:
+    return -(-n // BLOCK_ALIGN) * BLOCK_ALIGN
