@@ -30,7 +30,8 @@ room for data, else what ``statvfs`` says. Usage is ``statvfs`` too (blocks in u
 Resizes are synchronous and take what they take: the executor's clock (injected) times
 each create/grow, ``ready_at`` is the request's ``now`` plus that time, and
 ``lead_time`` is the largest recent one. Failures of the tools become ``FAILED`` results
-with the tool's message; the volume is left consistent and mounted. :meth:`StorageProvider.close` destroys every volume it made.
+with the tool's message; the volume is left consistent and mounted.
+:meth:`StorageProvider.close` destroys every volume it made.
 """
 
 from __future__ import annotations
