@@ -122,10 +122,10 @@ def test_is_a_provider(case: Case) -> None:
 def test_scale_out_becomes_available_after_lead_time(case: Case) -> None:
     p, key, u = case.provider, case.key, case.unit
     r = p.request(key, 2 * u, now=0.0)
+    lead = p.lead_time(key.kind)  # before any probe: compute refines it as it measures
     assert r.status is RequestStatus.ACCEPTED and r.ready_at is not None and r.reason
-    assert p.committed(key, 0.0) == 2 * u
-    lead = p.lead_time(key.kind)
     assert r.ready_at == pytest.approx(lead)
+    assert p.committed(key, 0.0) == 2 * u
     case.settle()
     assert p.available(key, lead) == 2 * u
 

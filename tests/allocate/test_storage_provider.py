@@ -14,16 +14,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.rootutil import require_root, run_id
+from tests.rootutil import fresh_netns, require_root, run_id
 from vnstitch.allocate.errors import AllocateError
 from vnstitch.allocate.providers import (
+    ComputeProvider,
     RequestStatus,
     ResourceKey,
     ResourceKind,
     StorageProvider,
+    Workload,
     loopfs,
 )
-from vnstitch.allocate.providers.leftovers import storage_leftovers
+from vnstitch.allocate.providers.compute import CgroupExecutor
+from vnstitch.allocate.providers.leftovers import compute_leftovers, storage_leftovers
 from vnstitch.allocate.providers.storage import MIB, ResizeAction, plan_resize
 
 KEY = ResourceKey(ResourceKind.STORAGE, "vn100")
@@ -160,12 +163,44 @@ def test_the_leftover_check_sees_a_volume(tmp_path: Path) -> None:
     """Control for the fixture's final check: it does report what it should."""
     require_root()
     prefix = f"vsts{run_id()}"
-    vol = loopfs.create(tmp_path / f"{prefix}-x.img", tmp_path / "mnt" / f"{prefix}-x",
-                        16 * MIB)
+    vol = loopfs.create(tmp_path / f"{prefix}-x.img",
+                        tmp_path / f"{prefix}-mnt" / f"{prefix}-x", 16 * MIB)
     try:
         found = storage_leftovers(tmp_path, prefix)
         assert str(vol.backing) in found and f"{vol.device} on {vol.backing}" in found
         assert f"mount {vol.mountpoint}" in found
     finally:
         loopfs.destroy(vol)
+        (tmp_path / f"{prefix}-mnt").rmdir()
     assert storage_leftovers(tmp_path, prefix) == []
+
+
+@pytest.mark.root
+def test_offline_resizes_work_while_instances_run_in_namespaces(
+        provider: StorageProvider) -> None:
+    """An instance entering a namespace copies our mounts into its own mount namespace;
+    under the shared mount root the volume's unmount reaches that copy, so e2fsck and
+    resize2fs can still have the device (before the shared root they refused it)."""
+    prefix = f"vstc{run_id()}"
+    with fresh_netns("sp") as ns:
+        provider.request(KEY, 32, 0.0)
+        executor = CgroupExecutor(prefix=prefix)
+        compute = ComputeProvider({"vn100": Workload(("sleep", "600"), ns, 0.05, 16 * MIB)},
+                                  executor=executor)
+        ckey = ResourceKey(ResourceKind.COMPUTE, "vn100")
+        try:
+            compute.request(ckey, 1, 0.0)
+            assert compute.wait_ready(ckey, lambda: 0.0)
+            (inst,) = compute.instances(ckey)
+            vol = provider.volume(KEY)
+            assert vol is not None
+            theirs = Path(f"/proc/{inst.proc.popen.pid}/mountinfo").read_text()
+            assert str(vol.mountpoint) in theirs  # the copy exists
+            grown = provider.request(KEY, 64, 1.0)
+            shrunk = provider.request(KEY, 40, 2.0)
+            assert grown.status is RequestStatus.ACCEPTED, grown.reason
+            assert shrunk.status is RequestStatus.ACCEPTED, shrunk.reason
+            assert provider.available(KEY, 3.0) == 40
+        finally:
+            compute.close()
+        assert compute_leftovers(executor.layout, prefix) == []

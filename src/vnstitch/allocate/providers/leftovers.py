@@ -36,5 +36,6 @@ def storage_leftovers(state_dir: Path, prefix: str) -> list[str]:
     with open("/proc/self/mountinfo") as f:
         out.extend(f"mount {line.split()[4]}" for line in f
                    if Path(line.split()[4]).name.startswith(f"{prefix}-"))
-    out.extend(str(m) for m in (state_dir / "mnt").glob(f"{prefix}-*"))
+    out.extend(str(m) for m in state_dir.glob(f"{prefix}-mnt"))
+    out.extend(str(m) for m in state_dir.glob(f"{prefix}-mnt/{prefix}-*"))
     return out

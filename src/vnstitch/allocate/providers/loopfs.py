@@ -69,6 +69,38 @@ def _set_file_size(path: Path, size: int) -> None:
         f.truncate(size)
 
 
+def ensure_shared(root: Path) -> bool:
+    """Make ``root`` a shared mount (bind-mounting it onto itself first if it is not a
+    mount point); True if this call created the bind mount.
+
+    Why: a process that enters a network namespace through ``ip netns exec`` (the compute
+    provider's instances) gets its own mount namespace, a copy of ours. Under a private
+    parent -- ``/`` is private on this host -- the copy of a volume's mount stays there
+    after we unmount ours, the filesystem stays in use and ``e2fsck``/``resize2fs`` refuse
+    it. Mounted under a shared root, unmounts propagate to those copies (``ip netns exec``
+    makes them slaves), as ``ip netns`` itself does for ``/run/netns``.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    made = False
+    if not is_mounted(root):
+        _run("mount", "--bind", str(root), str(root))
+        made = True
+    try:
+        _run("mount", "--make-shared", str(root))
+    except AllocateError:
+        if made:
+            _quiet("umount", str(root))
+        raise
+    return made
+
+
+def release_shared(root: Path) -> None:
+    """Undo :func:`ensure_shared` (the bind mount) and remove the empty directory."""
+    if is_mounted(root):
+        _run("umount", str(root))
+    _rmdir(root)
+
+
 def create(backing: Path, mountpoint: Path, size: int) -> Volume:
     """A new volume of ``size`` bytes; on failure everything made here is removed."""
     if backing.exists():

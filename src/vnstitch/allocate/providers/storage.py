@@ -24,10 +24,11 @@ with a reason:
   to meet a target -- and sizes below :data:`MIN_BYTES` or above the location's quota.
 
 Volumes live under ``state_dir`` (backing ``<prefix>-<location>.img``, mount point
-``mnt/<prefix>-<location>``). ``committed`` is the accepted amount; ``available`` is read
-back from the kernel on every call: the amount if ``statvfs`` confirms at least that much
-room for data, else what ``statvfs`` says. Usage is ``statvfs`` too (blocks in use).
-Resizes are synchronous and take what they take: the executor's clock (injected) times
+``<prefix>-mnt/<prefix>-<location>``, under a shared bind mount so that unmounts reach
+the copies in instances' mount namespaces). ``committed`` is the accepted amount;
+``available`` is read back from the kernel on every call: the amount if ``statvfs``
+confirms at least that much room for data, else what ``statvfs`` says. Usage is
+``statvfs`` too (blocks in use). Resizes are synchronous and take what they take: the executor's clock (injected) times
 each create/grow, ``ready_at`` is the request's ``now`` plus that time, and
 ``lead_time`` is the largest recent one. Failures of the tools become ``FAILED`` results
 with the tool's message; the volume is left consistent and mounted.
@@ -147,6 +148,8 @@ class StorageProvider:
         self.clock = clock
         self._history = history
         self._volumes: dict[str, _Entry] = {}
+        self._shared_root = False  # mount_root made shared by this provider
+        self._made_root = False  # ... by bind-mounting it onto itself
         self.resize_seconds: list[float] = []  # every create/grow, in order
         self.log: list[ScaleResult] = []
 
@@ -154,7 +157,13 @@ class StorageProvider:
         """(backing file, mount point) of a location's volume."""
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", location)
         name = f"{self.prefix}-{safe}"
-        return self.state_dir / f"{name}.img", self.state_dir / "mnt" / name
+        return self.state_dir / f"{name}.img", self.mount_root / name
+
+    @property
+    def mount_root(self) -> Path:
+        """The shared mount under which the volumes are mounted (see
+        :func:`~vnstitch.allocate.providers.loopfs.ensure_shared`)."""
+        return self.state_dir / f"{self.prefix}-mnt"
 
     # -- the provider interface ------------------------------------------------------
     def supports(self, kind: ResourceKind) -> bool:
@@ -201,6 +210,9 @@ class StorageProvider:
         try:
             if plan.action is ResizeAction.CREATE:
                 backing, mnt = self.paths(key.location)
+                if not self._shared_root:
+                    self._made_root = loopfs.ensure_shared(self.mount_root)
+                    self._shared_root = True
                 vol = loopfs.create(backing, mnt, _align_up(
                     want + journal_guess(want) + want // 32 + MIB))
                 entry = self._volumes[key.location] = _Entry(vol, loopfs.used_bytes(mnt), 0)
@@ -214,12 +226,14 @@ class StorageProvider:
                 loopfs.shrink(entry.volume, _align_up(want + self._overhead(entry)))
                 self._fit(entry, want)
             elif entry is not None and plan.action is ResizeAction.RELEASE:
-                loopfs.destroy(entry.volume)
-                del self._volumes[key.location]
+                self._drop(key.location)
+                self._release_root_if_idle()
         except (AllocateError, OSError) as exc:
-            if entry is not None and plan.action is ResizeAction.CREATE:
+            if plan.action is ResizeAction.CREATE:
                 with contextlib.suppress(AllocateError):  # else close() tries again
-                    self._drop(key.location)
+                    if key.location in self._volumes:
+                        self._drop(key.location)
+                    self._release_root_if_idle()
             elif entry is not None:  # keep only what the kernel still confirms
                 entry.amount = min(entry.amount, self._capacity(entry))
             return self._record(key, target, RequestStatus.FAILED, now, ready_at=None,
@@ -292,8 +306,18 @@ class StorageProvider:
                 del self._volumes[loc]
             except AllocateError as exc:
                 errors.append(str(exc))
+        try:
+            self._release_root_if_idle()
+        except AllocateError as exc:
+            errors.append(str(exc))
         if errors:
             raise AllocateError("; ".join(errors))
+
+    def _release_root_if_idle(self) -> None:
+        if self._shared_root and not self._volumes:
+            if self._made_root:
+                loopfs.release_shared(self.mount_root)
+            self._made_root = self._shared_root = False
 
     def _entry(self, key: ResourceKey) -> _Entry | None:
         return self._volumes.get(key.location) if key.kind is ResourceKind.STORAGE else None
