@@ -28,11 +28,11 @@ Volumes live under ``state_dir`` (backing ``<prefix>-<location>.img``, mount poi
 the copies in instances' mount namespaces). ``committed`` is the accepted amount;
 ``available`` is read back from the kernel on every call: the amount if ``statvfs``
 confirms at least that much room for data, else what ``statvfs`` says. Usage is
-``statvfs`` too (blocks in use). Resizes are synchronous and take what they take: the executor's clock (injected) times
-each create/grow, ``ready_at`` is the request's ``now`` plus that time, and
-``lead_time`` is the largest recent one. Failures of the tools become ``FAILED`` results
-with the tool's message; the volume is left consistent and mounted.
-:meth:`StorageProvider.close` destroys every volume it made.
+``statvfs`` too (blocks in use). Resizes are synchronous and take what they take: the
+executor's clock (injected) times each create/grow, ``ready_at`` is the request's
+``now`` plus that time, and ``lead_time`` is the largest recent one. Failures of the
+tools become ``FAILED`` results with the tool's message; the volume is left consistent
+and mounted. :meth:`StorageProvider.close` destroys every volume it made.
 """
 
 from __future__ import annotations
