@@ -16,8 +16,8 @@ Allocator` and providers:
   running sum of the increments' quantiles), so a volume is grown before the writes of
   the next few steps, not only the next one (bursts in the disk trace are far above a
   one-step quantile; see the report);
-* ``reactive`` (the named baseline) -- the last observed value, no headroom, lead 1:
-  a threshold autoscaler.
+* ``reactive`` (the named baseline) -- the last observed value (storage: the usage
+  plus the last step's writes), no headroom, lead 1: a threshold autoscaler.
 
 Before the clock starts each VN gets the capacity its policy plans for the first step
 and waits for it (warm-up; start-up times measured there set the lead). Then every
@@ -26,13 +26,15 @@ step's bytes (only what fits: a full volume is recorded), and poll the providers
 ``--poll`` seconds (polling is what observes readiness). Reported per VN:
 ``compute_ramps`` (instances launched after warm-up), ``compute_ready_before_demand_
 fraction`` (ramps whose instance was ready before the demand first exceeded the capacity
-of the instances live before it, from the step it was launched in; a ramp the demand
-never needed counts as ready), CPU demanded and burned (read back from the cgroups),
-``compute_short_steps`` (steps whose demand exceeded the ready instances' quota at the
-step's start), ``storage_grown_before_full`` (no step found too little free space for its writes),
-start-up times, and ``left_behind``: cgroups, processes, loop devices, mounts, files
-and namespaces of this run that remain after cleanup (must be empty). Table, or
-``--json``. Needs root; data from ``$VNSTITCH_DATA`` or ``../shared/data``.
+of the instances live before it, counted from when that capacity was in place, so a
+reaction to an excess already seen is late; a ramp the demand never needed counts as
+ready: :func:`~vnstitch.allocate.providers.compute.ready_before_demand`), CPU demanded
+and burned (read back from the cgroups), ``compute_short_steps`` (steps whose demand
+exceeded the ready instances' quota at the step's start), ``storage_grown_before_full``
+(no step found too little free space for its writes), start-up times, and
+``left_behind``: cgroups, processes, loop devices, mounts, files and namespaces of this
+run that remain after cleanup (must be empty). Table, or ``--json``. Needs root; data
+from ``$VNSTITCH_DATA`` or ``../shared/data``.
 """
 
 from __future__ import annotations
@@ -142,9 +144,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="MiB the disk trace writes over the window (default 96)")
     ap.add_argument("--disk-unit-mib", type=float, default=8.0,
                     help="volume growth step in MiB (default 8)")
-    ap.add_argument("--disk-lead", type=int, default=3,
+    ap.add_argument("--disk-lead", type=int, default=6,
                     help="steps of forecast usage the volume is grown ahead of "
-                    "(default 3; a grow itself takes well under one step)")
+                    "(default 6; a grow itself takes well under one step)")
     ap.add_argument("--model", default="ets", help="forecaster for predictive (default ets)")
     ap.add_argument("--poll", type=float, default=0.05,
                     help="seconds between provider polls (default 0.05)")
@@ -273,7 +275,8 @@ def replay(args: argparse.Namespace, vns: list[VN], *, compute: ComputeProvider,
                     args.model, vn.incr_hist, args.disk_lead, cumulative_from=vn.used_mib)
             else:
                 fcs[f"{vn.location}/cpu"] = last_value(vn.cpu_hist[-1], c_lead)
-                fcs[f"{vn.location}/disk"] = last_value(vn.used_mib, 1)
+                # what the VN wanted to write last step, again (not the capped usage)
+                fcs[f"{vn.location}/disk"] = last_value(vn.used_mib + vn.incr_hist[-1], 1)
         keys = [k for vn in vns for k in (vn.ckey, vn.skey)]
         rep = alloc.step(at, fcs, {k: router.available(k, at) for k in keys})
         if args.decisions:

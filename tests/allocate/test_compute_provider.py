@@ -273,3 +273,14 @@ def test_ready_before_demand_judges_each_ramp_against_the_old_capacity() -> None
     control = [insts[0], InstanceView("late", Phase.READY, 101.0, 111.0)]
     assert ready_before_demand(control, demand, 1.0, t_start=100.0, step=5.0,
                                end=130.0) == [False]  # ready at 111 > needed at 110
+
+
+def test_a_ramp_reacting_to_an_excess_already_seen_is_late() -> None:
+    demand = [1.0, 1.5, 1.0, 1.0]  # step 1 (105-110) exceeds one instance
+    reactive = [InstanceView("a", Phase.READY, 90.0, 91.0),
+                InstanceView("b", Phase.READY, 110.5, 111.0)]  # launched after the excess
+    assert ready_before_demand(reactive, demand, 1.0, t_start=100.0, step=5.0,
+                               end=120.0) == [False]
+    ahead = [reactive[0], InstanceView("b", Phase.READY, 103.0, 104.0)]
+    assert ready_before_demand(ahead, demand, 1.0, t_start=100.0, step=5.0,
+                               end=120.0) == [True]

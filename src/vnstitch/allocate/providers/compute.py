@@ -156,24 +156,31 @@ def ready_before_demand(instances: Sequence[InstanceView], demand: Sequence[floa
     """Per scale-out after ``t_start`` (instances in launch order): was the new instance
     ready before the demand first exceeded what the instances live before it could serve?
 
-    ``demand[j]`` holds over ``[t_start + j*step, t_start + (j+1)*step)``. "Live before
-    it" = launched earlier (same-batch siblings included), not ended by its launch, and
-    ready at some point. The search starts at the step the instance was launched in (a
-    launch into an already exceeded step is late) and ends when the instance ended (or
+    ``demand[j]`` holds over ``[t_start + j*step, t_start + (j+1)*step)``. The *old
+    capacity* is the instances launched earlier (same-batch siblings included), not
+    ended by this launch and ready at some point; it has been in place since the last
+    change to that set (an old instance becoming ready or another ending; ``t_start`` at
+    the latest). The demand's first excess over it is searched from then -- so a launch
+    that reacts to an excess already seen is late -- until the new instance ended (or
     ``end``); a ramp the demand never needed counts as ready. Pure: measurement only.
     """
     out = []
     for i, inst in enumerate(instances):
-        if inst.started_at < t_start:
+        launch = inst.started_at
+        if launch < t_start:
             continue
-        before = sum(1 for o in instances[:i] if o.started_at <= inst.started_at and
-                     (o.ended_at is None or o.ended_at > inst.started_at) and
-                     o.ready_at is not None)
-        first = int((inst.started_at - t_start) // step)
+        earlier = instances[:i]
+        old = [o for o in earlier if o.started_at <= launch and o.ready_at is not None and
+               (o.ended_at is None or o.ended_at > launch)]
+        changes = [o.ready_at for o in old if o.ready_at is not None and o.ready_at <= launch]
+        changes += [o.ended_at for o in earlier if o.ended_at is not None and
+                    o.ended_at <= launch]
+        since = max([t_start, *changes])
         stop = inst.ended_at if inst.ended_at is not None else end
-        exceeded = next((t_start + j * step for j in range(first, len(demand))
-                         if t_start + j * step < stop and
-                         demand[j] > before * per_instance + 1e-9), None)
+        capacity = len(old) * per_instance
+        exceeded = next((max(t_start + j * step, since) for j in range(len(demand))
+                         if t_start + (j + 1) * step > since and t_start + j * step < stop
+                         and demand[j] > capacity + 1e-9), None)
         out.append(exceeded is None or
                    (inst.ready_at is not None and inst.ready_at <= exceeded))
     return out
