@@ -147,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--disk-lead", type=int, default=6,
                     help="steps of forecast usage the volume is grown ahead of "
                     "(default 6; a grow itself takes well under one step)")
+    ap.add_argument("--cpu-c-under", type=float, default=CPU_CLASS.c_under,
+                    help="cost of a unit of unserved CPU relative to an idle one "
+                    f"(newsvendor; default {CPU_CLASS.c_under:g})")
     ap.add_argument("--model", default="ets", help="forecaster for predictive (default ets)")
     ap.add_argument("--poll", type=float, default=0.05,
                     help="seconds between provider polls (default 0.05)")
@@ -247,7 +250,7 @@ def replay(args: argparse.Namespace, vns: list[VN], *, compute: ComputeProvider,
         return time.monotonic() - t0
 
     # Demand is in cores; an instance serves ``quota`` of them.
-    cpu_class = ApplicationClass(CPU_CLASS.name, CPU_CLASS.c_under,
+    cpu_class = ApplicationClass(CPU_CLASS.name, args.cpu_c_under,
                                  resources_per_unit=1.0 / args.quota)
 
     def consumers(lead: int) -> list[Consumer]:
@@ -331,6 +334,7 @@ def replay(args: argparse.Namespace, vns: list[VN], *, compute: ComputeProvider,
         "disk_trace": args.disk_trace, "disk_start": args.disk_start,
         "steps": len(demand), "step_seconds": step, "speedup": args.speedup,
         "quota_cores": args.quota, "model": args.model, "lead_steps": lead,
+        "cpu_quantile": cpu_class.quantile,
         "disk_mib": args.disk_mib, "disk_unit_mib": args.disk_unit_mib,
         "disk_lead_steps": args.disk_lead,
         "startup_seconds": {"mean": float(np.mean(compute.startup_seconds)),
