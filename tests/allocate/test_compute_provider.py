@@ -196,6 +196,8 @@ def test_readiness_command_gates_ready_and_is_measured(setup: Setup, tmp_path: P
     flag.touch()
     assert p.wait_ready(KEY, setup.now)
     assert p.startup_seconds[-1] >= 0.2  # start-up lasted until the readiness passed
+    flag.unlink()  # readiness gates start-up only: a ready instance is not re-probed
+    assert p.available(KEY, setup.now()) == 1
 
 
 @pytest.mark.root

@@ -20,7 +20,8 @@ location and reconciles toward it on every call:
   the command, all one PID, so the workload and every child it forks are limited and
   accounted from their first instruction. It probes an instance (running = the process
   has exec'd the configured command, per ``/proc/PID/cmdline``; ready = running and the
-  readiness command, run inside the namespace, exits 0), stops it (kill the process
+  readiness command, run inside the namespace, exits 0; once ready, only whether the
+  process is alive is checked -- no subprocess per call), stops it (kill the process
   group and every task in the groups, remove the groups) and reads usage back from the
   groups (CPU time, memory).
 
@@ -255,6 +256,10 @@ class CgroupExecutor:
             return Phase.STARTING
         return Phase.READY if rc == 0 else Phase.STARTING
 
+    def alive(self, proc: _Process) -> bool:
+        """Whether the instance's process still runs (no subprocess: cheap)."""
+        return proc.popen.poll() is None
+
     def stop(self, proc: _Process) -> None:
         """Kill the instance and everything in its groups; remove the groups."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -450,9 +455,15 @@ class ComputeProvider:
         return inst
 
     def _observe(self, loc: _Location, now: float) -> None:
-        """Probe booting and ready instances, then perform scale-ins whose hold ended."""
+        """Probe booting instances (fully) and ready ones (alive only: the readiness
+        command gates start-up, it is not a health check), then perform scale-ins whose
+        hold ended."""
         for inst in loc.live():
-            phase = self.executor.probe(inst.proc, loc.workload, inst.id)
+            if inst.phase is Phase.READY:
+                alive = self.executor.alive(inst.proc)
+                phase = Phase.READY if alive else Phase.LOST
+            else:
+                phase = self.executor.probe(inst.proc, loc.workload, inst.id)
             if phase is Phase.LOST:
                 self._end(loc, inst, Phase.LOST, now)
             elif phase is Phase.READY and inst.phase is Phase.STARTING:
