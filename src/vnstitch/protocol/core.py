@@ -26,11 +26,15 @@ from vnstitch.model.virtual import Component, VirtualNetwork
 from vnstitch.protocol.api import (
     Counters,
     DataplaneChange,
+    LinkUsageView,
     Output,
     PeerFault,
     RouteChanged,
+    RouteView,
     SendDatagram,
     StitchConstraints,
+    StitchView,
+    TunnelView,
 )
 from vnstitch.protocol.codec import Codec
 from vnstitch.protocol.config import CoreConfig
@@ -288,6 +292,24 @@ class RouteManagerCore(StitchingMixin):
     def link_usage(self) -> dict[RouteManagerId, tuple[float, float]]:
         """Per neighbour link: (reserved Mbit/s, capacity Mbit/s)."""
         return self.ledger.usage()
+
+    # -- typed views (RouteManagerViews) ---------------------------------------------------
+    def stitch_views(self) -> list[StitchView]:
+        return [StitchView(r.stitch_id, r.vnid, r.state.value, r.path,
+                           r.constraints.bandwidth_mbps) for r in self.requests.values()]
+
+    def tunnel_views(self) -> list[TunnelView]:
+        return [TunnelView(t.tunnel_id, t.stitch_id, t.vnid, t.peer, t.origin, t.state.value,
+                           t.path, t.bandwidth_mbps, t.vxlan_name, t.wg_name, t.class_id,
+                           t.rtt_ms, t.loss) for t in self.tunnels.values()]
+
+    def route_views(self) -> list[RouteView]:
+        return [RouteView(r.entry.vnid, r.via, r.entry.path, r.entry.bandwidth_mbps)
+                for vnid in sorted(self.discovery.best_by_vnid)
+                for r in self.discovery.routes_to(vnid)]
+
+    def link_usage_views(self) -> list[LinkUsageView]:
+        return [LinkUsageView(peer, used, cap) for peer, (used, cap) in self.link_usage().items()]
 
     def request(self, stitch_id: str) -> StitchRequest | None:
         return self.requests.get(stitch_id)
