@@ -252,16 +252,21 @@ class Controller:
     def _allocate(self, now: float, group: str, consumers: Sequence[Consumer], *,
                   measured: Mapping[str, float | None], notes: Mapping[str, str],
                   limits: Mapping[str, float], out: ControlResult) -> None:
-        if not consumers:
+        if not consumers or any(self.bank.count(c.id) < self.policy.warmup
+                                for c in consumers):
             return
         available: dict[ResourceKey, float] = {}
+        seen: set[int] = set()
         for c in consumers:
-            for link, cap in c.capacity.items():
-                available[_key(link)] = cap
-                if self.provider is self.book:
-                    self.book.capacity[link] = cap
-                    if c.reserved_mbps is not None:
-                        self.book.reserved[link] = c.reserved_mbps
+            if id(c.capacity) not in seen:  # one map may be shared by many flows
+                seen.add(id(c.capacity))
+                for link, cap in c.capacity.items():
+                    available[_key(link)] = cap
+                    if self.provider is self.book:
+                        self.book.capacity[link] = cap
+            if self.provider is self.book and c.reserved_mbps is not None:
+                for link in c.links:
+                    self.book.reserved[link] = c.reserved_mbps
         ids = [c.id for c in consumers]
         alloc = self._allocator(group, consumers)
         try:

@@ -72,6 +72,10 @@ class ForecastBank:
         s = self._series.get(consumer)
         return [] if s is None else list(s.history)
 
+    def count(self, consumer: str) -> int:
+        s = self._series.get(consumer)
+        return 0 if s is None else len(s.history)
+
     def forget(self, keep: set[str]) -> None:
         for c in [c for c in self._series if c not in keep]:
             del self._series[c]

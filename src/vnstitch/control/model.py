@@ -126,6 +126,8 @@ class ControlPolicy:
     #: One allocator over all consumers (they share links: the simulator's flows), or
     #: one per consumer (each stitch end has its own HTB class: the daemon).
     joint: bool = False
+    #: Measure this many samples of every consumer before the first allocation.
+    warmup: int = 0
 
 
 # -- actions -------------------------------------------------------------------------------------
