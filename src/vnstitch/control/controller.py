@@ -305,7 +305,8 @@ class Controller:
                     limits=limits, out=out, asks=asks)
         for d in report.decisions:
             out.records.append(self._record(d, measured, notes, consumers, grow_why))
-            if d.action in ("scale-substrate", "scale-refused"):
+            if self.provider is not self.book and \
+                    d.action in ("scale-substrate", "scale-refused"):
                 out.actions.append(ProviderOrder(d.subject, d.amount,
                                                  "granted" if d.action == "scale-substrate"
                                                  else "refused", d.reason))
