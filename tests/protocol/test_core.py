@@ -23,6 +23,7 @@ from vnstitch.protocol.core import RouteManagerCore
 from vnstitch.protocol.messages import Hello, MsgType
 from vnstitch.protocol.testing import InMemoryNetwork
 from vnstitch.protocol.tunnels import TunnelState
+from vnstitch.routing.table import stitch_route_metric
 
 ORIGIN, TARGET, TRANSIT = SegmentId("seg02"), SegmentId("seg01"), SegmentId("seg00")
 VN = VNID(100)
@@ -88,7 +89,7 @@ def test_transit_stitch_in_three_round_trips(abilene4) -> None:  # type: ignore[
     ot, tt = o.active_tunnels()[0], t.active_tunnels()[0]
     assert ot.peer_public == tt.public_key and tt.peer_public == ot.public_key
     dp = net.dataplane[o.rm_id]
-    assert "route:254:10.100.1.0/24:50" in dp and f"wg:{ot.wg_name}" in dp
+    assert f"route:254:10.100.1.0/24:{stitch_route_metric()}" in dp and f"wg:{ot.wg_name}" in dp
     # Both ends may share a host (user-space WireGuard's socket is per interface name).
     assert ot.wg_name != tt.wg_name and max(len(ot.wg_name), len(ot.vxlan_name)) <= 15
     assert f"rate:{ot.vxlan_name}:{ot.class_id}" in dp  # one HTB class per VXLAN port
