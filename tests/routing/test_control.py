@@ -9,6 +9,7 @@ import pytest
 
 from vnstitch.dataplane.objects import U32Filter
 from vnstitch.model.errors import TopologyLoadError
+from vnstitch.model.ids import SegmentId
 from vnstitch.model.loaders import load_sndlib
 from vnstitch.model.substrate import substrate_from_links
 from vnstitch.protocol.config import CoreConfig
@@ -197,6 +198,6 @@ def test_stitching_priority_table_gives_the_tunnel_routes_their_metric() -> None
     assert table.metric(7, "bulk") < SUBSTRATE_METRIC  # every stitched band beats the IGP
     plain = to_dataplane_route(RouteEntry("10.1.0.0/16", "s", "eth0"))
     assert plain.metric >= SUBSTRATE_METRIC  # control: an ordinary route does not
-    assert CoreConfig("A", ()).route_metric == stitch_route_metric() == table.metric(7)
+    assert CoreConfig(SegmentId("A"), ()).route_metric == stitch_route_metric() == table.metric(7)
     with pytest.raises(RoutingError):
         StitchPriorities(default=0)

@@ -210,6 +210,7 @@ class Controller:
                     now, c.id, "keep", f"counter read failed: {s.error or 'no sample'}; "
                     "keeping the last reservation", consumer=c.id))
                 continue
+            mbps: float | None
             if s.mbps is not None:
                 mbps, notes[c.id] = s.mbps, "measured rate"
             else:

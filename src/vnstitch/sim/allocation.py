@@ -210,11 +210,11 @@ class SimAllocation:
         rules = ScalingRules(unit=spec.unit_mbps, hold_steps=spec.hold_intervals,
                              scale_in_hysteresis=spec.hysteresis,
                              scale_in_window=spec.scale_in_window)
-        policy = ControlPolicy({c: spec.app(c) for c in spec.classes}, rules,
-                               ForecastPolicy(spec.forecaster, spec.season, spec.refit_every,
-                                              spec.error_window),
-                               joint=True, warmup=spec.warmup_intervals)
-        self.controller = Controller(policy, self.provider, reroute)
+        control = ControlPolicy({c: spec.app(c) for c in spec.classes}, rules,
+                                ForecastPolicy(spec.forecaster, spec.season,
+                                               spec.refit_every, spec.error_window),
+                                joint=True, warmup=spec.warmup_intervals)
+        self.controller = Controller(control, self.provider, reroute)
         self.capacity = {link_id(*a): b for a, b in self.base.items()}
         self.amounts: list[float] | None = None  # in force since the last decision
         self.result = AllocationResult(spec, interval_s, list(self.names), list(spec.classes),

@@ -120,9 +120,9 @@ class ProtocolCoreFactory:
 
     def link_usage(self, core: RouteManagerCoreAPI) -> Sequence[LinkUsage]:
         assert isinstance(core, RouteManagerCore)
-        return [LinkUsage(peer, reserved, cap)
-                for peer, (reserved, cap) in core.link_usage().items()]
+        return [LinkUsage(u.peer, u.reserved_mbps, u.capacity_mbps)
+                for u in core.link_usage_views()]
 
     def tunnel_states(self, core: RouteManagerCoreAPI) -> Mapping[str, str]:
         assert isinstance(core, RouteManagerCore)
-        return {t.stitch_id: t.state.value for t in core.tunnels.values() if t.origin}
+        return {t.stitch_id: t.state for t in core.tunnel_views() if t.origin}
