@@ -18,6 +18,7 @@ neighbours share (:mod:`vnstitch.protocol.leases`).
 
 from __future__ import annotations
 
+import json
 import random
 from typing import Any, Self
 
@@ -39,7 +40,7 @@ from vnstitch.protocol.api import (
 from vnstitch.protocol.codec import Codec
 from vnstitch.protocol.config import CoreConfig
 from vnstitch.protocol.discovery import Discovery, Key
-from vnstitch.protocol.errors import RemoteProtocolError
+from vnstitch.protocol.errors import ProtocolError, RemoteProtocolError
 from vnstitch.protocol.identity import Identity, TrustStore
 from vnstitch.protocol.messages import Hello, Message, Probe, Resync, Update
 from vnstitch.protocol.negotiation import StitchRequest
@@ -49,6 +50,23 @@ from vnstitch.protocol.stitching import StitchingMixin
 from vnstitch.protocol.tunnels import Tunnel, TunnelState
 
 STATE_VERSION = 1
+
+
+def encode_state(state: dict[str, Any]) -> bytes:
+    """The one on-disk form of :meth:`RouteManagerCore.export_state`: canonical JSON (sorted
+    keys), what the daemon stores and what the simulator keeps across a crash."""
+    return json.dumps(state, sort_keys=True).encode()
+
+
+def decode_state(data: bytes) -> dict[str, Any]:
+    """:func:`encode_state`'s bytes back to the plain state; refuses what is not one."""
+    try:
+        state = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"saved core state is unreadable: {exc}") from None
+    if not isinstance(state, dict):
+        raise ProtocolError("saved core state is not a JSON object")
+    return state
 
 
 class RouteManagerCore(StitchingMixin):
