@@ -19,9 +19,11 @@ from vnstitch.protocol.api import (
     StitchFailed,
     StitchTornDown,
 )
-from vnstitch.protocol.core import RouteManagerCore
+from vnstitch.protocol.core import RouteManagerCore, decode_state, encode_state
+from vnstitch.protocol.errors import ProtocolError
 from vnstitch.protocol.messages import Hello, MsgType
 from vnstitch.protocol.testing import InMemoryNetwork
+from vnstitch.protocol.timers import TimerKind
 from vnstitch.protocol.tunnels import TunnelState
 from vnstitch.routing.table import stitch_route_metric
 
@@ -196,6 +198,8 @@ def test_export_and_restore(abilene4) -> None:  # type: ignore[no-untyped-def]
     o = net.core(ORIGIN)
     state = o.export_state()
     state = msgpack.unpackb(msgpack.packb(state))  # survives serialisation
+    assert decode_state(encode_state(state)) == decode_state(encode_state(o.export_state()))
+    state = decode_state(encode_state(state))  # ... and the one on-disk format (JSON)
     back = RouteManagerCore.from_state(o.config, o.identity, o.trust, random.Random(5), state)
     out = back.start(net.now)
     assert back.requests[sid].state.value == "established"
@@ -225,3 +229,23 @@ def test_random_requests_never_overcommit(ops, seed) -> None:  # type: ignore[no
     net.run_until(net.now + 10)
     for sid in sids:
         assert _outcome(net, sid) is not None
+
+
+def test_timer_kinds_are_an_enum_and_an_unknown_kind_is_refused(abilene4) -> None:  # type: ignore[no-untyped-def]
+    net = _net(abilene4)
+    sid = _request(net, ORIGIN, 1000)
+    net.run_until(net.now + 3)
+    o = net.core(ORIGIN)
+    kinds = {k for k, _ in o.timers}
+    assert kinds and all(isinstance(k, TimerKind) for k in kinds)
+    assert {TimerKind.HELLO, TimerKind.PROBE} <= kinds
+    assert o.timer_due("probe", sid) == o.timer_due(TimerKind.PROBE, sid) is not None
+    with pytest.raises(ProtocolError, match="unknown timer kind 'prbe'"):
+        o.set_timer("prbe", sid, net.now + 1)
+
+
+def test_a_state_that_is_not_one_is_refused() -> None:
+    with pytest.raises(ProtocolError, match="unreadable"):
+        decode_state(b"\x81\xa1a")  # msgpack, not the on-disk format
+    with pytest.raises(ProtocolError, match="not a JSON object"):
+        decode_state(b"[1, 2]")

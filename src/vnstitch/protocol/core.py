@@ -47,6 +47,7 @@ from vnstitch.protocol.negotiation import StitchRequest
 from vnstitch.protocol.reservation import Ledger, Reservation, ReservationState
 from vnstitch.protocol.resize import ResizeAttempt
 from vnstitch.protocol.stitching import StitchingMixin
+from vnstitch.protocol.timers import TimerKind
 from vnstitch.protocol.tunnels import Tunnel, TunnelState
 
 STATE_VERSION = 1
@@ -91,7 +92,7 @@ class RouteManagerCore(StitchingMixin):
             config.timers.bandwidth_change_fraction)
         for vn in config.local_vns:
             self.discovery.set_local(vn)
-        self.timers: dict[tuple[str, str], float] = {}
+        self.timers: dict[tuple[TimerKind, str], float] = {}
         self.last_heard: dict[RouteManagerId, float] = {}
         #: Neighbours dropped for silence; hearing one again triggers a two-way resync.
         self.lost_peers: set[RouteManagerId] = set()
@@ -132,14 +133,16 @@ class RouteManagerCore(StitchingMixin):
         c.sent_by_type[name] = c.sent_by_type.get(name, 0) + 1
         out.append(SendDatagram(peer, payload, address, tunnel_address))
 
-    def set_timer(self, kind: str, key: str, when: float) -> None:
-        self.timers[(kind, key)] = when
+    # Timer kinds are TimerKind members; a name is accepted (and checked) so roles that
+    # still spell kinds as strings keep working.
+    def set_timer(self, kind: TimerKind | str, key: str, when: float) -> None:
+        self.timers[(TimerKind.of(kind), key)] = when
 
-    def cancel_timer(self, kind: str, key: str) -> None:
-        self.timers.pop((kind, key), None)
+    def cancel_timer(self, kind: TimerKind | str, key: str) -> None:
+        self.timers.pop((TimerKind.of(kind), key), None)
 
-    def timer_due(self, kind: str, key: str) -> float | None:
-        return self.timers.get((kind, key))
+    def timer_due(self, kind: TimerKind | str, key: str) -> float | None:
+        return self.timers.get((TimerKind.of(kind), key))
 
     def next_timer(self) -> float | None:
         return min(self.timers.values()) if self.timers else None
@@ -156,12 +159,12 @@ class RouteManagerCore(StitchingMixin):
                 del self.timers[key]
                 self._fire(key[0], key[1], now, out)
 
-    def _fire(self, kind: str, key: str, now: float, out: list[Output]) -> None:
-        if kind == "hello":
+    def _fire(self, kind: TimerKind, key: str, now: float, out: list[Output]) -> None:
+        if kind == TimerKind.HELLO:
             self._hello_tick(now, out)
-        elif kind == "flush":
+        elif kind == TimerKind.FLUSH:
             self._flush(RouteManagerId(key), now, out)
-        elif kind == "expire":
+        elif kind == TimerKind.EXPIRE:
             self._expire(RouteManagerId(key), now, out)
         else:
             self.fire_stitching_timer(kind, key, now, out)
@@ -181,7 +184,7 @@ class RouteManagerCore(StitchingMixin):
 
     def _schedule_hello(self, now: float) -> None:
         jitter = 1.0 + self.rng.uniform(-0.1, 0.1)
-        self.set_timer("hello", "", now + self.timers_cfg.announce_interval_s * jitter)
+        self.set_timer(TimerKind.HELLO, "", now + self.timers_cfg.announce_interval_s * jitter)
 
     def _hello_tick(self, now: float, out: list[Output]) -> None:
         for peer in self.peers:
@@ -194,8 +197,8 @@ class RouteManagerCore(StitchingMixin):
         moves itself to last-heard + hold, so it costs one timer per hold time, and a
         silent neighbour is dropped exactly at last-heard + hold."""
         self.last_heard[peer] = now
-        if ("expire", peer) not in self.timers:
-            self.set_timer("expire", peer, now + self.timers_cfg.hold_time_s)
+        if (TimerKind.EXPIRE, peer) not in self.timers:
+            self.set_timer(TimerKind.EXPIRE, peer, now + self.timers_cfg.hold_time_s)
         if peer in self.lost_peers:
             # Back after we dropped it (partition healed, it restarted): both sides
             # forgot what they had told each other, so resync the full table both ways.
@@ -211,7 +214,7 @@ class RouteManagerCore(StitchingMixin):
             return
         due = heard + self.timers_cfg.hold_time_s
         if due > now:
-            self.set_timer("expire", peer, due)
+            self.set_timer(TimerKind.EXPIRE, peer, due)
             return
         del self.last_heard[peer]
         self.lost_peers.add(peer)
@@ -265,8 +268,8 @@ class RouteManagerCore(StitchingMixin):
             out.append(RouteChanged(vnid, best[0].entry.path if best else None, now))
         gap = self.timers_cfg.withdrawal_interval_s
         for peer in self.peers:
-            if ("flush", peer) not in self.timers:
-                self.set_timer("flush", peer,
+            if (TimerKind.FLUSH, peer) not in self.timers:
+                self.set_timer(TimerKind.FLUSH, peer,
                                max(now, self.last_update.get(peer, -gap) + gap))
 
     def _flush(self, peer: RouteManagerId, now: float, out: list[Output]) -> None:
@@ -286,7 +289,7 @@ class RouteManagerCore(StitchingMixin):
         for upd in updates:
             self.send(peer, upd, now, out)
         if held:
-            self.set_timer("flush", peer, next_announce)
+            self.set_timer(TimerKind.FLUSH, peer, next_announce)
 
     def capacity_changed(self, peers: tuple[RouteManagerId, ...], now: float,
                          out: list[Output]) -> None:
