@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tests.sim.test_allocation import _tri, _tri_data
+import networkx as nx
+
 from vnstitch.allocate.policy import DEFAULT_CLASSES, ScalingRules
 from vnstitch.control import (
     Consumer,
@@ -29,9 +30,9 @@ from vnstitch.dataplane import (
     WireguardInterface,
     reconcile,
 )
+from vnstitch.routing.qos import QosClass, QosPolicy
 from vnstitch.sim.allocation import SimAllocation
-from vnstitch.sim.scenario import scenario_from_mapping
-from vnstitch.sim.traffic import TrafficSim
+from vnstitch.sim.allocation_spec import AllocationSpec
 
 APP = DEFAULT_CLASSES["video_conferencing"]
 #: One policy for both: the per-runtime config mapping is not what this test is about.
@@ -57,23 +58,26 @@ class Spy(Controller):
 
 
 def _via_sim(script: list[int]) -> tuple[list[list[float]], float]:
-    sc = scenario_from_mapping(_tri_data([], allocation={"unit_mbps": 10}), "test")
-    assert sc.traffic is not None
-    sim = TrafficSim(sc.traffic, _tri())
-    spec = sc.traffic.allocation
-    assert spec is not None
-    alloc = SimAllocation(spec, policy=sc.traffic.policy, borrow=sc.traffic.borrow,
-                          interval_s=1.0, graph=sim.graph, cap=sim.cap,
-                          flows=[(f.name, f.qos_class, f.src, f.dst, f.home)
-                                 for f in sim.flows])
+    """A camera (stitched video) beside a backup on A->B of a triangle of 1000 Mbit/s."""
+    graph = nx.Graph()
+    for u, v in (("A", "B"), ("A", "C"), ("C", "B")):
+        graph.add_edge(u, v, latency_ms=1.0, capacity_mbps=1000.0)
+    cap = {arc: 1000.0 for u, v in graph.edges for arc in ((u, v), (v, u))}
+    policy = QosPolicy(1000.0, (QosClass("video", 0, 400.0, 1000.0),
+                                QosClass("bulk", 1, 300.0, 1000.0)), ())
+    home = ("A", "B")
+    flows = [("cam", "video", "A", "B", home), ("backup", "bulk", "A", "B", home)]
+    alloc = SimAllocation(AllocationSpec(("video",), (("video", APP),), unit_mbps=10.0),
+                          policy=policy, borrow="quantum", interval_s=1.0, graph=graph,
+                          cap=cap, flows=flows)
+    assert alloc.base[home] == FREE
     spy = alloc.controller = Spy(POLICY)
-    planned = [f.home for f in sim.flows]
+    planned = [home, home]
     for k, mbps in enumerate(script, start=1):
-        offered = [float(mbps) if f.name == "cam" else 0.0 for f in sim.flows]
+        offered = [float(mbps), 0.0]
         alloc.decide(float(k), offered, offered, planned)
     trees, _ = alloc.dataplane(float(len(script)), planned)
-    arc = tuple(planned[0][:2])
-    applied = next(c.rate_mbps for c in trees[arc].classes if c.name == "video")  # type: ignore[index]
+    applied = next(c.rate_mbps for c in trees[home].classes if c.name == "video")
     return [[a.mbps for a in step] for step in spy.trail], applied
 
 
