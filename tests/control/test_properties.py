@@ -19,10 +19,12 @@ from vnstitch.control import (
     Renegotiate,
     Reserve,
     ResizeStitch,
+    SetQosClasses,
     StitchSample,
 )
 from vnstitch.protocol.api import StitchResized
 from vnstitch.routing.monitor import MonitorConfig
+from vnstitch.routing.qos import QosClass, QosPolicy
 
 HOLD_GROW, HOLD_MOVE = 7.0, 5.0
 
@@ -33,7 +35,13 @@ def _policy(unit: float) -> ControlPolicy:
                          ForecastPolicy("naive", 1, 1, 20, 50, 3),
                          GrowRules(unit, grow_after=1, grow_headroom=0.5,
                                    grow_holddown_s=HOLD_GROW, grow_max_factor=10.0),
-                         CongestionRules(MonitorConfig(0.8, 0.6, 1, 1), HOLD_MOVE))
+                         CongestionRules(MonitorConfig(0.8, 0.6, 1, 1), HOLD_MOVE),
+                         qos=QOS)
+
+
+#: Over-subscribed on purpose: 700 + 600 guaranteed on a 1000 Mbit/s reference link.
+QOS = QosPolicy(1000.0, (QosClass("video", 0, 700.0, 1000.0),
+                         QosClass("bulk", 1, 600.0, 1500.0)), ())
 
 
 stitch = st.tuples(st.floats(5, 200), st.sampled_from(sorted(DEFAULT_CLASSES)),
@@ -55,6 +63,7 @@ def test_no_action_exceeds_a_capacity_and_hold_downs_hold(
     refused_at: dict[str, float] = {}
     moved_at: dict[str, float] = {}
     link_bytes = 0.0
+    qos_sets = 0
     for t, (rates, util, outcome) in enumerate(script):
         now = float(t)
         consumers = [Consumer(sid, stitches[k][1], (f"dev{k}",), {f"dev{k}": negotiated[sid]},
@@ -84,10 +93,15 @@ def test_no_action_exceeds_a_capacity_and_hold_downs_hold(
                         negotiated[a.stitch_id] = a.mbps
                     else:
                         refused_at[a.stitch_id] = now
+            elif isinstance(a, SetQosClasses):
+                assert a.device == "to-peer"
+                assert all(0 <= rate <= ceil <= link_cap + 1e-9 for _, rate, ceil in a.classes)
+                qos_sets += 1
             elif isinstance(a, Renegotiate):
                 assert a.around == "to-peer"
                 assert now >= moved_at.get(a.stitch_id, -math.inf) + HOLD_MOVE
                 moved_at[a.stitch_id] = now
+    assert qos_sets == 1  # once per link and capacity, not every interval
 
 
 def test_control_without_hold_down_the_same_script_renegotiates_every_interval() -> None:

@@ -67,6 +67,7 @@ from vnstitch.control.model import (
     Renegotiate,
     Reserve,
     ResizeStitch,
+    SetQosClasses,
     StitchSample,
 )
 from vnstitch.protocol.api import StitchResized
@@ -169,6 +170,7 @@ class Controller:
         self.monitor = CongestionMonitor(cong.monitor) if cong is not None else None
         self._links: dict[str, tuple[float, float]] = {}  # link -> (t, bytes) last read
         self.renegotiate_until: dict[str, float] = {}
+        self._qos_for: dict[str, float] = {}  # owned link -> capacity its classes are for
         self.steps = 0
 
     # -- inputs besides step ---------------------------------------------------------------
@@ -231,7 +233,26 @@ class Controller:
                 self._allocate(now, c.id, [c], measured=measured, notes=notes, limits=limits,
                                out=out)
         self._congestion(now, links, crossing or {}, measured, out)
+        self._qos(now, links, out)
         return out
+
+    def _qos(self, now: float, links: Sequence[LinkSample], out: ControlResult) -> None:
+        """The policy's classes on each owned link, once per link and capacity: rates
+        scaled from the policy's ``link_mbps`` to the link, none above its capacity."""
+        qos = self.policy.qos
+        if qos is None:
+            return
+        for s in links:
+            if self._qos_for.get(s.link) == s.capacity_mbps or s.capacity_mbps <= 0:
+                continue
+            self._qos_for[s.link] = s.capacity_mbps
+            k = s.capacity_mbps / qos.link_mbps
+            classes = tuple((c.name, min(c.guaranteed_mbps * k, s.capacity_mbps),
+                             min(c.max_mbps * k, s.capacity_mbps)) for c in qos.classes)
+            out.actions.append(SetQosClasses(s.link, classes))
+            out.records.append(DecisionRecord(
+                now, s.link, "qos-classes", f"{len(classes)} class(es) of the QoS policy "
+                f"scaled from {qos.link_mbps:g} to {s.capacity_mbps:g} Mbit/s"))
 
     def _allocator(self, group: str, consumers: Sequence[Consumer]) -> Allocator:
         pol = self.policy

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from vnstitch.allocate.policy import ApplicationClass, ScalingRules
 from vnstitch.control.errors import ControlError
 from vnstitch.routing.monitor import MonitorConfig
+from vnstitch.routing.qos import QosPolicy
 
 # -- measurements ----------------------------------------------------------------------------
 
@@ -128,6 +129,8 @@ class ControlPolicy:
     joint: bool = False
     #: Measure this many samples of every consumer before the first allocation.
     warmup: int = 0
+    #: QoS classes for the owned links (rates for a ``link_mbps`` link, scaled to each).
+    qos: QosPolicy | None = None
 
 
 # -- actions -------------------------------------------------------------------------------------
@@ -163,7 +166,7 @@ class Renegotiate:
 
 @dataclass(frozen=True, slots=True)
 class SetQosClasses:
-    """Install these (class, rate, ceil) HTB leaves on ``device``."""
+    """Install these (class, rate, ceil) HTB leaves on ``device`` (an owned link)."""
 
     device: str
     classes: tuple[tuple[str, float, float], ...]
