@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 
 from vnstitch.daemon.errors import ControlError
 from vnstitch.errors import VnstitchError
-from vnstitch.model.ids import VNID
 from vnstitch.model.ids import vnid as parse_vnid
 from vnstitch.protocol.api import StitchConstraints
 
@@ -67,10 +66,8 @@ def view(daemon: RouteManagerDaemon, what: str) -> Any:
                  "latency_ms": s.latency_ms, "cost": s.cost}
                 for s in daemon.store.stitches()]
     if what == "tunnels":
-        # Interface names come from the core's live tunnels, when the core exposes them.
-        live = getattr(daemon.core, "tunnels", {})
-        return [{"tunnel_id": t, "peer": peer, "state": state,
-                 "interface": getattr(live.get(t), "wg_name", None)}
+        live = {t.tunnel_id: t.wg_device for t in daemon.core.tunnel_views()}
+        return [{"tunnel_id": t, "peer": peer, "state": state, "interface": live.get(t)}
                 for t, peer, state, _ in daemon.store.tunnels()]
     if what == "metrics":
         return metrics_text(daemon)
@@ -100,25 +97,16 @@ def _allocation_status(daemon: RouteManagerDaemon) -> dict[str, Any]:
 
 
 def _remote_routes(daemon: RouteManagerDaemon) -> list[dict[str, Any]]:
-    """Every learned route (one per VNID and origin) when the core exposes its discovery
-    table -- a VN present here *and* elsewhere then shows its remote origins too; else
-    the best route per VNID from the core's RouteChanged events."""
-    discovery = getattr(daemon.core, "discovery", None)
-    if discovery is None:
-        return [{"vnid": v, "where": "remote", "via": list(via)}
-                for v, via in sorted(daemon.routes.items()) if via is not None]
-    vnids = sorted({int(v) for v, _ in discovery.best})
-    return [{"vnid": v, "where": "remote", "via": list(r.entry.path)}
-            for v in vnids for r in discovery.routes_to(VNID(v)) if r.via is not None]
+    """Every learned remote route (one per VNID and origin): a VN present here *and*
+    elsewhere then shows its remote origins too."""
+    return [{"vnid": int(r.vnid), "where": "remote", "via": list(r.path)}
+            for r in daemon.core.route_views() if r.via is not None]
 
 
 def _link_usage(daemon: RouteManagerDaemon) -> dict[str, dict[str, float]]:
     """Reserved vs capacity per neighbour link (transit reservations included)."""
-    usage = getattr(daemon.core, "link_usage", None)
-    if usage is None:
-        return {}
-    return {str(peer): {"reserved_mbps": used, "capacity_mbps": cap}
-            for peer, (used, cap) in usage().items()}
+    return {str(u.peer): {"reserved_mbps": u.reserved_mbps, "capacity_mbps": u.capacity_mbps}
+            for u in daemon.core.link_usage_views()}
 
 
 def _label(value: str) -> str:
