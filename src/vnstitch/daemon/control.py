@@ -67,11 +67,12 @@ def view(daemon: RouteManagerDaemon, what: str) -> Any:
         return local + _remote_routes(daemon)
     if what == "stitches":
         reserved = {r.stitch_id: r.bandwidth_mbps for r in daemon.store.reservations()}
-        return [{"stitch_id": s.stitch_id, "vnid": s.vnid, "status": s.status,
+        rows = [{"stitch_id": s.stitch_id, "vnid": s.vnid, "status": s.status,
                  "path": list(s.path), "bandwidth_mbps": s.bandwidth_mbps,
                  "reserved_mbps": reserved.get(s.stitch_id, 0.0),
-                 "latency_ms": s.latency_ms, "cost": s.cost}
+                 "latency_ms": s.latency_ms, "cost": s.cost, "role": "origin"}
                 for s in daemon.store.stitches()]
+        return rows + _terminated(daemon, {str(r["stitch_id"]) for r in rows})
     if what == "tunnels":
         # Interface names come from the core's live tunnels, when the core exposes them.
         live = getattr(daemon.core, "tunnels", {})
@@ -106,6 +107,26 @@ def view(daemon: RouteManagerDaemon, what: str) -> Any:
         # The allocation loop is the only decision maker today; each row says its kind.
         return [{"kind": "allocation", **d} for d in view(daemon, "allocations")]
     raise ControlError(f"show: unknown view {what!r} (one of {', '.join(SHOW_WHAT)})")
+
+
+_TUNNEL_TO_STITCH = {"requested": "requested", "keys_exchanged": "requested", "up": "up",
+                     "degraded": "up", "down": "down"}
+
+
+def _terminated(daemon: RouteManagerDaemon, known: set[str]) -> list[dict[str, Any]]:
+    """Stitches ending here that another RM originated, from the core's live tunnel ends
+    (the state database records only the stitches this RM asked for)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for t in getattr(daemon.core, "tunnels", {}).values():
+        if t.origin or t.stitch_id in known or t.stitch_id in rows:
+            continue
+        state = getattr(t.state, "value", str(t.state))
+        rows[t.stitch_id] = {"stitch_id": t.stitch_id, "vnid": int(t.vnid),
+                             "status": _TUNNEL_TO_STITCH.get(state, "requested"),
+                             "path": [str(p) for p in t.path],
+                             "bandwidth_mbps": t.bandwidth_mbps, "reserved_mbps": 0.0,
+                             "latency_ms": 0.0, "cost": 0.0, "role": "terminator"}
+    return list(rows.values())
 
 
 def _allocation_status(daemon: RouteManagerDaemon) -> dict[str, Any]:
