@@ -70,14 +70,18 @@ class HttpNode:
         return status, json.loads(text) if "json" in ctype else text
 
 
-def write_http_cluster(tmp: Path, *, metrics_auth: bool = False) -> dict[str, Path]:
-    """Configs for A -- B (memory dataplane) each with an ``http:`` section."""
+def write_http_cluster(tmp: Path, *, metrics_auth: bool = False,
+                       allocation: dict[str, Any] | None = None) -> dict[str, Path]:
+    """Configs for A -- B (memory dataplane) each with an ``http:`` section (and an
+    ``allocation:`` section when given)."""
     nodes = write_cluster(tmp, ["A", "B"], [("A", "B")], VNS, TIMERS)
     paths = {}
     for name, node in nodes.items():
         cfg = yaml.safe_load(node.config_path.read_text())
         cfg["http"] = {"listen": f"127.0.0.1:{free_tcp_port()}",
                        "token_file": f"{name}.token", "metrics_auth": metrics_auth}
+        if allocation is not None:
+            cfg["allocation"] = allocation
         write_token(tmp / f"{name}.token")
         node.config_path.write_text(yaml.safe_dump(cfg))
         paths[name] = node.config_path
@@ -85,10 +89,11 @@ def write_http_cluster(tmp: Path, *, metrics_auth: bool = False) -> dict[str, Pa
 
 
 @contextlib.contextmanager
-def http_daemons(tmp: Path) -> Iterator[list[HttpNode]]:
+def http_daemons(tmp: Path, allocation: dict[str, Any] | None = None
+                 ) -> Iterator[list[HttpNode]]:
     """Daemons A and B with the real protocol core and the HTTP listener, served by an
     event loop in a thread; stopped even on failure."""
-    configs = write_http_cluster(tmp)
+    configs = write_http_cluster(tmp, allocation=allocation)
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     daemons: list[RouteManagerDaemon] = []

@@ -178,6 +178,20 @@ class Decision(Allocation):
     kind: str
 
 
+class Status(_Out):
+    """This RM: identity, addresses, uptime, link usage, allocation loop."""
+
+    rm_id: str
+    segment: str
+    listen: str
+    driver: str
+    uptime_s: float
+    dataplane_objects: int
+    link_usage: dict[str, dict[str, float]] = Field(
+        description="per neighbour: reserved_mbps and capacity_mbps")
+    allocation: dict[str, Any]
+
+
 class Health(_Out):
     status: str
 
@@ -229,6 +243,7 @@ ROUTES: tuple[Operation, ...] = (
     Operation("get", "/healthz", "the daemon's event loop answers", Health, auth=False),
     Operation("get", "/readyz", "started: state open, UDP bound", Ready, errors=(503,),
            auth=False),
+    Operation("get", f"{API_PREFIX}/status", "this Route Manager", Status),
     Operation("get", f"{API_PREFIX}/stitches", "every stitch in the state database", Stitch,
            many=True),
     Operation("post", f"{API_PREFIX}/stitches", "request a stitch and wait for its outcome",

@@ -123,13 +123,14 @@ class HttpServer:
         r.add_get("/readyz", self._readyz)
         r.add_get("/openapi.json", self._openapi)
         r.add_get("/metrics", self._metrics)
+        r.add_get(f"{API_PREFIX}/status", self._show("status"))
         r.add_get(f"{API_PREFIX}/stitches", self._stitches)
         r.add_post(f"{API_PREFIX}/stitches", self._create)
         r.add_get(f"{API_PREFIX}/stitches/{{stitch_id}}", self._stitch)
         r.add_patch(f"{API_PREFIX}/stitches/{{stitch_id}}", self._resize)
         r.add_delete(f"{API_PREFIX}/stitches/{{stitch_id}}", self._release)
         for name in LISTS:
-            r.add_get(f"{API_PREFIX}/{name}", self._list(name))
+            r.add_get(f"{API_PREFIX}/{name}", self._show(name))
         r.add_get("/", self._index)
         r.add_static("/static/", _dashboard_dir(), show_index=False, follow_symlinks=False)
         return app
@@ -204,7 +205,7 @@ class HttpServer:
     async def _index(self, _: web.Request) -> web.FileResponse:
         return web.FileResponse(_dashboard_dir() / "index.html")
 
-    def _list(self, name: str) -> Handler:
+    def _show(self, name: str) -> Handler:
         async def handler(_: web.Request) -> web.Response:
             return _json(await dispatch(self._daemon, {"cmd": "show", "what": name}))
         return handler
