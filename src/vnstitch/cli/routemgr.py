@@ -2,18 +2,20 @@
 
 Subcommands: ``keygen`` (Ed25519 key file, mode 0600), ``check`` (validate a config),
 ``run`` (the daemon, until SIGTERM/SIGINT), ``show peers|vnids|stitches|tunnels|metrics|
-status|allocations`` and ``stitch`` / ``release`` / ``resize`` against a running daemon's
-control socket (given by ``--socket`` or found through ``--config``).
+status|allocations|routes|qos|decisions`` and ``stitch`` / ``release`` / ``resize``
+against a running daemon's control socket (given by ``--socket`` or found through
+``--config``); ``init`` (a new site's key, token, config and systemd unit) lives in
+:mod:`vnstitch.cli.routemgr_init`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 from pathlib import Path
 from typing import Any
 
+from vnstitch.cli import routemgr_init
 from vnstitch.cli.output import add_json_flag, console, print_json, table
 
 SHOW_COLUMNS: dict[str, list[str]] = {
@@ -24,6 +26,9 @@ SHOW_COLUMNS: dict[str, list[str]] = {
     "tunnels": ["tunnel_id", "peer", "state", "interface"],
     "allocations": ["now", "stitch_id", "measured_mbps", "forecast_mbps", "quantile",
                     "available_mbps", "reserved_mbps", "action"],
+    "routes": ["vnid", "where", "via"],
+    "qos": ["device", "class_id", "rate_mbps", "ceil_mbps", "prio"],
+    "decisions": ["now", "kind", "stitch_id", "action", "reason"],
 }
 
 
@@ -38,6 +43,7 @@ def register(sub: Any) -> None:
     keygen.add_argument("--out", required=True, type=Path, help="key file to create")
     add_json_flag(keygen)
     keygen.set_defaults(handler=_keygen)
+    routemgr_init.register(rsub)  # key, token, config skeleton, systemd unit
 
     check = rsub.add_parser("check", help="validate a config file")
     check.add_argument("--config", required=True, type=Path)
@@ -48,12 +54,15 @@ def register(sub: Any) -> None:
     run.add_argument("--config", required=True, type=Path)
     run.add_argument("--log-level", default="info",
                      choices=["debug", "info", "warning", "error"])
+    run.add_argument("--log-format", default="text", choices=["text", "json"],
+                     help="log lines as text or as one JSON object each (default text)")
     add_json_flag(run)
     run.set_defaults(handler=_run)
 
     show = rsub.add_parser("show", help="show state of a running daemon")
     show.add_argument("what", choices=["peers", "vnids", "stitches", "tunnels", "metrics",
-                                       "status", "allocations"])
+                                       "status", "allocations", "routes", "qos",
+                                       "decisions"])
     _socket_args(show)
     add_json_flag(show)
     show.set_defaults(handler=_show)
@@ -133,10 +142,10 @@ def _check(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from vnstitch.daemon.config import load_config  # noqa: PLC0415
     from vnstitch.daemon.coreadapter import make_driver, protocol_core_factory  # noqa: PLC0415
+    from vnstitch.daemon.logfmt import configure_logging  # noqa: PLC0415
     from vnstitch.daemon.runtime import RouteManagerDaemon, run_daemon  # noqa: PLC0415
 
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level, args.log_format)
     cfg = load_config(args.config)
     daemon = RouteManagerDaemon(cfg, protocol_core_factory, make_driver(cfg))
     asyncio.run(run_daemon(daemon))
