@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,3 +111,26 @@ def test_token_file_readable_by_others_refuses_to_start(tmp_path: Path) -> None:
     run(body(True))
     os.chmod(tmp_path / "A.token", 0o600)  # control: the same file at 0600 starts
     run(body(False))
+
+
+def test_cli_through_http_matches_the_socket(nodes: list[HttpNode],
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from vnstitch.cli import main  # noqa: PLC0415
+
+    a = nodes[0]
+    assert a.daemon.config.http is not None
+    door = ["--url", a.base, "--token-file", str(a.daemon.config.http.token_file)]
+    assert main(["routemgr", "stitch", "--vnid", "100", "--bandwidth", "5", *door,
+                 "--json"]) == 0
+    sid = json.loads(capsys.readouterr().out)["stitch_id"]
+    shown = {}
+    for how in (door, ["--socket", str(a.daemon.config.control_socket)]):
+        assert main(["routemgr", "show", "stitches", *how, "--json"]) == 0
+        shown[how[0]] = {s["stitch_id"]: s["status"]
+                         for s in json.loads(capsys.readouterr().out)["stitches"]}
+    assert shown["--url"] == shown["--socket"] and shown["--url"][sid] == "up"
+    assert main(["routemgr", "release", sid, *door]) == 0
+    capsys.readouterr()
+    # a refusal arrives as one line naming the field, exit 2
+    assert main(["routemgr", "stitch", "--vnid", "200", "--bandwidth", "-1", *door]) == 2
+    assert "bandwidth_mbps" in capsys.readouterr().err

@@ -100,6 +100,23 @@ def _socket_args(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--socket", type=Path, help="the daemon's control socket")
     g.add_argument("--config", type=Path, help="the daemon's config (to find its socket)")
+    g.add_argument("--url", help="the daemon's HTTP API instead, e.g. http://127.0.0.1:9464")
+    p.add_argument("--token-file", type=Path, help="bearer token for --url (mode 0600)")
+
+
+def _request(args: argparse.Namespace, req: dict[str, Any], timeout_s: float = 30.0) -> Any:
+    """Send ``req`` through the control socket, or the HTTP API with ``--url``."""
+    if args.url is None:
+        from vnstitch.daemon.control import request  # noqa: PLC0415
+
+        return request(_socket_path(args), req, timeout_s)
+    from vnstitch.daemon.http import http_request, read_token  # noqa: PLC0415
+
+    if args.token_file is None:
+        from vnstitch.daemon.errors import ControlError  # noqa: PLC0415
+
+        raise ControlError("--url needs --token-file")
+    return http_request(args.url, read_token(args.token_file), req, timeout_s)
 
 
 def _socket_path(args: argparse.Namespace) -> Path:
@@ -156,9 +173,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from vnstitch.daemon.control import request  # noqa: PLC0415
-
-    result = request(_socket_path(args), {"cmd": "show", "what": args.what})
+    result = _request(args, {"cmd": "show", "what": args.what})
     if args.what == "metrics" and not args.json:
         print(result, end="")
         return 0
@@ -184,15 +199,13 @@ def _cell(value: object) -> object:
 
 
 def _stitch(args: argparse.Namespace) -> int:
-    from vnstitch.daemon.control import request  # noqa: PLC0415
-
     req: dict[str, Any] = {"cmd": "stitch", "vnid": args.vnid, "bandwidth_mbps": args.bandwidth,
                            "wait_s": args.wait}
     for name, value in (("max_latency_ms", args.max_latency), ("max_cost", args.max_cost),
                         ("hop_limit", args.hop_limit)):
         if value is not None:
             req[name] = value
-    result = request(_socket_path(args), req, timeout_s=args.wait + 5)
+    result = _request(args, req, timeout_s=args.wait + 5)
     if args.json:
         print_json(result)
     else:
@@ -203,9 +216,7 @@ def _stitch(args: argparse.Namespace) -> int:
 
 
 def _release(args: argparse.Namespace) -> int:
-    from vnstitch.daemon.control import request  # noqa: PLC0415
-
-    result = request(_socket_path(args), {"cmd": "release", "stitch_id": args.stitch_id})
+    result = _request(args, {"cmd": "release", "stitch_id": args.stitch_id})
     if args.json:
         print_json(result)
     else:
@@ -214,9 +225,7 @@ def _release(args: argparse.Namespace) -> int:
 
 
 def _resize(args: argparse.Namespace) -> int:
-    from vnstitch.daemon.control import request  # noqa: PLC0415
-
-    result = request(_socket_path(args), {"cmd": "resize", "stitch_id": args.stitch_id,
+    result = _request(args, {"cmd": "resize", "stitch_id": args.stitch_id,
                                           "bandwidth_mbps": args.bandwidth,
                                           "wait_s": args.wait}, timeout_s=args.wait + 5)
     if args.json:

@@ -15,6 +15,9 @@ content of ``http.token_file``; the file must be a regular file readable by its 
 ``http.metrics_auth: true``; ``/healthz``, ``/readyz``, ``/openapi.json`` and the
 dashboard's static files never do (the dashboard asks the user for the token and sends it
 on its own API calls). The listener defaults to 127.0.0.1.
+
+:func:`http_request` is the client side: it takes the control socket's request dict and
+sends it as the matching HTTP call, so the CLI can use either door.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from collections.abc import Awaitable, Callable
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -39,7 +43,7 @@ from vnstitch.daemon.api_models import (
     openapi_document,
 )
 from vnstitch.daemon.control import dispatch, view
-from vnstitch.daemon.errors import DaemonError
+from vnstitch.daemon.errors import ControlError, DaemonError
 from vnstitch.daemon.metrics import CONTENT_TYPE, exposition, new_registry
 from vnstitch.errors import VnstitchError
 
@@ -257,3 +261,52 @@ def _bound(daemon: RouteManagerDaemon) -> bool:
 
 def _dashboard_dir() -> Path:
     return Path(str(resources.files("vnstitch.daemon") / "dashboard"))
+
+
+# -- client (the CLI's other door) --------------------------------------------------------
+
+
+def http_request(base_url: str, token: str, req: dict[str, Any],
+                 timeout_s: float = 30.0) -> Any:
+    """Carry out control request ``req`` (the socket's dict) through the HTTP API at
+    ``base_url``; its result, or :class:`ControlError` with the daemon's reason."""
+    import urllib.error  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
+    method, path, body = _http_route(req)
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(base_url.rstrip("/") + path, data=data, method=method,
+                                     headers={"Authorization": f"Bearer {token}",
+                                              "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as resp:
+            text = resp.read().decode("utf-8")
+            if path == "/metrics":
+                return text
+            return json.loads(text)
+    except urllib.error.HTTPError as exc:
+        try:
+            err = json.loads(exc.read())
+            problems = "; ".join(f"{p['field']}: {p['problem']}" for p in err["problems"])
+            reason = err["error"] + (f" ({problems})" if problems else "")
+        except (ValueError, KeyError, TypeError):
+            reason = f"HTTP {exc.code}"
+        raise ControlError(f"daemon refused: {reason}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise ControlError(f"{base_url}: {getattr(exc, 'reason', exc)}") from None
+
+
+def _http_route(req: dict[str, Any]) -> tuple[str, str, dict[str, Any] | None]:
+    cmd = req.get("cmd")
+    if cmd == "show":
+        what = str(req.get("what"))
+        return "GET", "/metrics" if what == "metrics" else f"{API_PREFIX}/{what}", None
+    fields = {k: v for k, v in req.items() if k not in ("cmd", "stitch_id")}
+    if cmd == "stitch":
+        return "POST", f"{API_PREFIX}/stitches", fields
+    sid = quote(str(req.get("stitch_id")), safe="")
+    if cmd == "release":
+        return "DELETE", f"{API_PREFIX}/stitches/{sid}", None
+    if cmd == "resize":
+        return "PATCH", f"{API_PREFIX}/stitches/{sid}", fields
+    raise ControlError(f"unknown cmd {cmd!r} (show, stitch, release, resize)")
