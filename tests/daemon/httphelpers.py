@@ -20,6 +20,7 @@ import yaml
 
 from tests.daemon.helpers import start_daemon, until, write_cluster
 from vnstitch.daemon.coreadapter import protocol_core_factory
+from vnstitch.daemon.identity import write_key_file
 from vnstitch.daemon.runtime import RouteManagerDaemon
 
 VNS = {"A": [{"vnid": 100, "components": ["10.1.0.0/24"], "host_ports": ["hA"]}],
@@ -48,6 +49,15 @@ class HttpNode:
     daemon: RouteManagerDaemon
     base: str  # http://127.0.0.1:PORT
     token: str
+    loop: asyncio.AbstractEventLoop  # the daemons' loop (in another thread)
+
+    def door(self) -> list[str]:
+        """CLI arguments that reach this daemon through its HTTP API."""
+        assert self.daemon.config.http is not None
+        return ["--url", self.base, "--token-file", str(self.daemon.config.http.token_file)]
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.daemon.stop(), self.loop).result(10)
 
     def call(self, method: str, path: str, body: Any = None, *, token: str | None = None,
              raw: bytes | None = None) -> tuple[int, Any]:
@@ -71,7 +81,8 @@ class HttpNode:
 
 
 def write_http_cluster(tmp: Path, *, metrics_auth: bool = False,
-                       allocation: dict[str, Any] | None = None) -> dict[str, Path]:
+                       allocation: dict[str, Any] | None = None, a_trusts_b: bool = True,
+                       ) -> dict[str, Path]:
     """Configs for A -- B (memory dataplane) each with an ``http:`` section (and an
     ``allocation:`` section when given)."""
     nodes = write_cluster(tmp, ["A", "B"], [("A", "B")], VNS, TIMERS)
@@ -82,6 +93,12 @@ def write_http_cluster(tmp: Path, *, metrics_auth: bool = False,
                        "token_file": f"{name}.token", "metrics_auth": metrics_auth}
         if allocation is not None:
             cfg["allocation"] = allocation
+        if name == "A" and not a_trusts_b:  # A knows B by a key B no longer has
+            stale = write_key_file(tmp / "B-old.key")
+            for t in cfg["trust"]:
+                if t["name"] == "B":
+                    t["public_key"] = stale.public_key_b64
+            cfg["peers"][0]["id"] = stale.rm_id
         write_token(tmp / f"{name}.token")
         node.config_path.write_text(yaml.safe_dump(cfg))
         paths[name] = node.config_path
@@ -89,11 +106,12 @@ def write_http_cluster(tmp: Path, *, metrics_auth: bool = False,
 
 
 @contextlib.contextmanager
-def http_daemons(tmp: Path, allocation: dict[str, Any] | None = None
-                 ) -> Iterator[list[HttpNode]]:
+def http_daemons(tmp: Path, allocation: dict[str, Any] | None = None,
+                 a_trusts_b: bool = True) -> Iterator[list[HttpNode]]:
     """Daemons A and B with the real protocol core and the HTTP listener, served by an
-    event loop in a thread; stopped even on failure."""
-    configs = write_http_cluster(tmp, allocation=allocation)
+    event loop in a thread; stopped even on failure. With ``a_trusts_b=False`` A does
+    not trust B's key (ready once A has dropped B's datagrams)."""
+    configs = write_http_cluster(tmp, allocation=allocation, a_trusts_b=a_trusts_b)
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     daemons: list[RouteManagerDaemon] = []
@@ -103,7 +121,10 @@ def http_daemons(tmp: Path, allocation: dict[str, Any] | None = None
         try:
             for n in ("A", "B"):
                 daemons.append(await start_daemon(configs[n], protocol_core_factory))
-            await until(lambda: daemons[0].routes.get(200) is not None, 5)
+            if a_trusts_b:
+                await until(lambda: daemons[0].routes.get(200) is not None, 5)
+            else:
+                await until(lambda: sum(p.faults for p in daemons[0].peers.values()) > 0, 5)
         except BaseException as exc:
             failure.append(exc)
             raise
@@ -120,7 +141,7 @@ def http_daemons(tmp: Path, allocation: dict[str, Any] | None = None
         for d in daemons:
             assert d.config.http is not None and d.http is not None
             token = d.config.http.token_file.read_text().strip()
-            nodes.append(HttpNode(d, f"http://127.0.0.1:{d.http.port}", token))
+            nodes.append(HttpNode(d, f"http://127.0.0.1:{d.http.port}", token, loop))
         yield nodes
     finally:
         async def stop_all() -> None:

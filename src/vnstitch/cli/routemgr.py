@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vnstitch.cli import routemgr_init
+from vnstitch.cli.daemonclient import add_target_args, send
 from vnstitch.cli.output import add_json_flag, console, print_json, table
 
 SHOW_COLUMNS: dict[str, list[str]] = {
@@ -63,7 +64,7 @@ def register(sub: Any) -> None:
     show.add_argument("what", choices=["peers", "vnids", "stitches", "tunnels", "metrics",
                                        "status", "allocations", "routes", "qos",
                                        "decisions"])
-    _socket_args(show)
+    add_target_args(show)
     add_json_flag(show)
     show.set_defaults(handler=_show)
 
@@ -75,13 +76,13 @@ def register(sub: Any) -> None:
     stitch.add_argument("--hop-limit", type=int)
     stitch.add_argument("--wait", type=float, default=10.0, metavar="S",
                         help="seconds to wait for the outcome (default 10)")
-    _socket_args(stitch)
+    add_target_args(stitch)
     add_json_flag(stitch)
     stitch.set_defaults(handler=_stitch)
 
     release = rsub.add_parser("release", help="release a stitch on a running daemon")
     release.add_argument("stitch_id")
-    _socket_args(release)
+    add_target_args(release)
     add_json_flag(release)
     release.set_defaults(handler=_release)
 
@@ -91,40 +92,9 @@ def register(sub: Any) -> None:
     resize.add_argument("--bandwidth", required=True, type=float, metavar="MBPS")
     resize.add_argument("--wait", type=float, default=10.0, metavar="S",
                         help="seconds to wait for the path's answer (default 10)")
-    _socket_args(resize)
+    add_target_args(resize)
     add_json_flag(resize)
     resize.set_defaults(handler=_resize)
-
-
-def _socket_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--socket", type=Path, help="the daemon's control socket")
-    g.add_argument("--config", type=Path, help="the daemon's config (to find its socket)")
-    g.add_argument("--url", help="the daemon's HTTP API instead, e.g. http://127.0.0.1:9464")
-    p.add_argument("--token-file", type=Path, help="bearer token for --url (mode 0600)")
-
-
-def _request(args: argparse.Namespace, req: dict[str, Any], timeout_s: float = 30.0) -> Any:
-    """Send ``req`` through the control socket, or the HTTP API with ``--url``."""
-    if args.url is None:
-        from vnstitch.daemon.control import request  # noqa: PLC0415
-
-        return request(_socket_path(args), req, timeout_s)
-    from vnstitch.daemon.http import http_request, read_token  # noqa: PLC0415
-
-    if args.token_file is None:
-        from vnstitch.daemon.errors import ControlError  # noqa: PLC0415
-
-        raise ControlError("--url needs --token-file")
-    return http_request(args.url, read_token(args.token_file), req, timeout_s)
-
-
-def _socket_path(args: argparse.Namespace) -> Path:
-    if args.socket is not None:
-        return Path(args.socket)
-    from vnstitch.daemon.config import load_config  # noqa: PLC0415
-
-    return load_config(args.config).control_socket
 
 
 def _keygen(args: argparse.Namespace) -> int:
@@ -173,7 +143,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    result = _request(args, {"cmd": "show", "what": args.what})
+    result = send(args, {"cmd": "show", "what": args.what})
     if args.what == "metrics" and not args.json:
         print(result, end="")
         return 0
@@ -205,7 +175,7 @@ def _stitch(args: argparse.Namespace) -> int:
                         ("hop_limit", args.hop_limit)):
         if value is not None:
             req[name] = value
-    result = _request(args, req, timeout_s=args.wait + 5)
+    result = send(args, req, timeout_s=args.wait + 5)
     if args.json:
         print_json(result)
     else:
@@ -216,7 +186,7 @@ def _stitch(args: argparse.Namespace) -> int:
 
 
 def _release(args: argparse.Namespace) -> int:
-    result = _request(args, {"cmd": "release", "stitch_id": args.stitch_id})
+    result = send(args, {"cmd": "release", "stitch_id": args.stitch_id})
     if args.json:
         print_json(result)
     else:
@@ -225,7 +195,7 @@ def _release(args: argparse.Namespace) -> int:
 
 
 def _resize(args: argparse.Namespace) -> int:
-    result = _request(args, {"cmd": "resize", "stitch_id": args.stitch_id,
+    result = send(args, {"cmd": "resize", "stitch_id": args.stitch_id,
                                           "bandwidth_mbps": args.bandwidth,
                                           "wait_s": args.wait}, timeout_s=args.wait + 5)
     if args.json:
