@@ -107,11 +107,13 @@ def write_http_cluster(tmp: Path, *, metrics_auth: bool = False,
 
 @contextlib.contextmanager
 def http_daemons(tmp: Path, allocation: dict[str, Any] | None = None,
-                 a_trusts_b: bool = True) -> Iterator[list[HttpNode]]:
+                 a_trusts_b: bool = True, metrics_auth: bool = False
+                 ) -> Iterator[list[HttpNode]]:
     """Daemons A and B with the real protocol core and the HTTP listener, served by an
     event loop in a thread; stopped even on failure. With ``a_trusts_b=False`` A does
     not trust B's key (ready once A has dropped B's datagrams)."""
-    configs = write_http_cluster(tmp, allocation=allocation, a_trusts_b=a_trusts_b)
+    configs = write_http_cluster(tmp, allocation=allocation, a_trusts_b=a_trusts_b,
+                                 metrics_auth=metrics_auth)
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     daemons: list[RouteManagerDaemon] = []

@@ -118,3 +118,11 @@ def test_prometheus_scrapes_and_answers_a_series(
             proc.kill()
             proc.wait(5)
         log.close()
+
+
+def test_metrics_auth_asks_for_the_token(tmp_path: Path) -> None:
+    with http_daemons(tmp_path, metrics_auth=True) as (a, _b):
+        assert a.call("GET", "/metrics", token="")[0] == 401
+        status, text = a.call("GET", "/metrics")
+        assert status == 200 and "vnstitch_peer_state" in text
+        assert a.call("GET", "/healthz", token="")[0] == 200  # health stays open
