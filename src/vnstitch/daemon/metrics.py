@@ -156,8 +156,11 @@ def _stitch_families(rm: str, stitches: list[dict[str, Any]], tunnels: list[dict
                        ["stitch_id"])
     measured = _gauge("stitch_measured_mbps", "last measured rate sent into the stitch here",
                       ["stitch_id"])
+    # .get: the allocation loop's rows are its own; a missing field drops a sample, never
+    # the whole scrape.
     for row in allocation.get("stitches", []) if allocation.get("enabled") else []:
-        allocated.add_metric([rm, str(row["stitch_id"])], float(row["reserved_mbps"]))
+        if row.get("reserved_mbps") is not None:
+            allocated.add_metric([rm, str(row["stitch_id"])], float(row["reserved_mbps"]))
         if row.get("last_mbps") is not None:
             measured.add_metric([rm, str(row["stitch_id"])], float(row["last_mbps"]))
     forecast = _gauge("stitch_forecast_mbps", "the allocator's latest forecast of the "
@@ -166,7 +169,7 @@ def _stitch_families(rm: str, stitches: list[dict[str, Any]], tunnels: list[dict
     latest: dict[str, dict[str, Any]] = {}
     for row in decisions:
         if row.get("quantile") is not None and row.get("forecast_mbps") is not None:
-            latest[str(row["stitch_id"])] = row
+            latest[str(row.get("stitch_id"))] = row
     for sid, row in sorted(latest.items()):
         forecast.add_metric([rm, sid, f"{float(row['quantile']):g}"],
                             float(row["forecast_mbps"]))
