@@ -39,7 +39,10 @@ def test_healthy_stitch_then_transit_down(tmp_path: Path,
         assert _verdicts(checks, "stitch-state") == ["ok"]
         assert _verdicts(checks, "peer-reachable") == ["ok"]
         assert _verdicts(checks, "peer-trust") == ["ok"]
+        assert main(["routemgr", "show", "stitches", "--wait", "5", *a.door()]) == 0
+        capsys.readouterr()
         b.stop()  # the only neighbour, hence the stitch's far end, goes away
+        stopped_at = time.monotonic()
         deadline = time.monotonic() + 10
         code = 0
         while code == 0 and time.monotonic() < deadline:
@@ -48,6 +51,11 @@ def test_healthy_stitch_then_transit_down(tmp_path: Path,
         assert code == 1
         reach = [c for c in checks if c["check"] == "peer-reachable"]
         assert reach[0]["verdict"] == "fail" and "transit down" in reach[0]["cause"]
+        # show --wait gives up after its bound and says why (once B is silent for longer
+        # than the default 5 s it allows)
+        time.sleep(max(0.0, 5.5 - (time.monotonic() - stopped_at)))
+        assert main(["routemgr", "show", "stitches", "--wait", "1", *a.door()]) == 1
+        assert "not healthy: peer-reachable" in capsys.readouterr().err
 
 
 def test_untrusted_peer_key_is_named(tmp_path: Path,

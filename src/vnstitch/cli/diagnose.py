@@ -7,10 +7,14 @@ Reads a running daemon's views through its control socket or HTTP API and runs
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
 from vnstitch.cli.daemonclient import add_target_args, send
 from vnstitch.cli.output import add_json_flag, console, print_json, table
+
+if TYPE_CHECKING:
+    from vnstitch.daemon.diagnosis import Check
 
 VIEWS = ("status", "peers", "stitches", "tunnels", "decisions")
 
@@ -29,12 +33,30 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=_diagnose)
 
 
-def _diagnose(args: argparse.Namespace) -> int:
+def run_checks(args: argparse.Namespace, stitch_id: str | None = None,
+               stale_s: float = 5.0) -> list[Check]:
+    """Read the daemon's views through ``args``' door and diagnose them."""
     from vnstitch.daemon.diagnosis import diagnose, parse_faults  # noqa: PLC0415
 
     views = {v: send(args, {"cmd": "show", "what": v}) for v in VIEWS}
     faults = parse_faults(send(args, {"cmd": "show", "what": "metrics"}))
-    checks = diagnose(views, args.stitch_id, stale_s=args.stale, faults=faults)
+    return diagnose(views, stitch_id, stale_s=stale_s, faults=faults)
+
+
+def wait_healthy(args: argparse.Namespace, timeout_s: float, step_s: float = 0.5
+                 ) -> list[Check]:
+    """Poll until no check fails or ``timeout_s`` passed; the failing checks ([] healthy)."""
+    deadline = time.monotonic() + timeout_s
+    with console().status(f"waiting up to {timeout_s:g} s for the daemon to be healthy"):
+        while True:
+            failing = [c for c in run_checks(args) if c.verdict == "fail"]
+            if not failing or time.monotonic() >= deadline:
+                return failing
+            time.sleep(step_s)
+
+
+def _diagnose(args: argparse.Namespace) -> int:
+    checks = run_checks(args, args.stitch_id, args.stale)
     failed = sum(c.verdict == "fail" for c in checks)
     if args.json:
         print_json({"checks": [c.as_dict() for c in checks], "failed": failed})

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,9 @@ def register(sub: Any) -> None:
     show.add_argument("what", choices=["peers", "vnids", "stitches", "tunnels", "metrics",
                                        "status", "allocations", "routes", "qos",
                                        "decisions"])
+    show.add_argument("--wait", type=float, metavar="S",
+                      help="first wait up to S seconds until `vnstitch diagnose` finds no "
+                           "failure; exit 1 (and say which checks fail) if it still does")
     add_target_args(show)
     add_json_flag(show)
     show.set_defaults(handler=_show)
@@ -143,6 +147,15 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    if args.wait is not None:
+        from vnstitch.cli.diagnose import wait_healthy  # noqa: PLC0415
+
+        failing = wait_healthy(args, args.wait)
+        for c in failing:
+            print(f"not healthy: {c.check} {c.subject}: {c.evidence} ({c.cause})",
+                  file=sys.stderr)
+        if failing:
+            return 1
     result = send(args, {"cmd": "show", "what": args.what})
     if args.what == "metrics" and not args.json:
         print(result, end="")

@@ -11,7 +11,8 @@ order a person would look:
   ``bad_signature`` -- its key is not in ``trust:`` (or it signs with another key);
 - ``peer-reachable``: a neighbour never heard from, or not heard within ``stale_s``;
 - ``stitch-state``: the stitch's status; for one not up, the first neighbour on its
-  path that is unreachable (transit down) when there is one;
+  path that is unreachable (transit down) when there is one (an ended stitch -- failed
+  or down -- is a warning unless it is the stitch asked about);
 - ``tunnel-health``: the stitch's tunnel end here: state, probe loss and RTT; a tunnel
   whose probes go unanswered while the peer is heard on the control channel points at
   the data path (WireGuard / VXLAN, e.g. a killed wireguard-go);
@@ -58,7 +59,12 @@ def diagnose(views: Mapping[str, Any], stitch_id: str | None = None, *,
     unreachable = {c.subject for c in out if c.check == "peer-reachable" and c.verdict == "fail"}
     tunnels: Sequence[dict[str, Any]] = views.get("tunnels", [])
     for s in stitches:
-        out.append(_stitch_check(s, unreachable))
+        check = _stitch_check(s, unreachable)
+        if stitch_id is None and s["status"] in ("failed", "down") and check.verdict == "fail":
+            # the state database keeps ended stitches: history, not a current failure,
+            # unless that stitch is the one asked about
+            check = Check(check.check, check.subject, "warn", check.evidence, check.cause)
+        out.append(check)
         out.extend(_tunnel_checks(s, [t for t in tunnels if t.get("stitch_id") ==
                                       s["stitch_id"]], unreachable))
     out.extend(_allocation_checks(views.get("decisions", []), {s["stitch_id"] for s in stitches}))
