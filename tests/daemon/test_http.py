@@ -134,3 +134,15 @@ def test_cli_through_http_matches_the_socket(nodes: list[HttpNode],
     # a refusal arrives as one line naming the field, exit 2
     assert main(["routemgr", "stitch", "--vnid", "200", "--bandwidth", "-1", *door]) == 2
     assert "bandwidth_mbps" in capsys.readouterr().err
+
+
+def test_socket_refuses_infinite_hop_limit_with_a_reason(nodes: list[HttpNode]) -> None:
+    from vnstitch.daemon.control import request  # noqa: PLC0415
+    from vnstitch.daemon.errors import ControlError  # noqa: PLC0415
+
+    sock = nodes[0].daemon.config.control_socket
+    with pytest.raises(ControlError, match="hop_limit must be a finite number"):
+        request(sock, {"cmd": "stitch", "vnid": 100, "bandwidth_mbps": 1,
+                       "hop_limit": 1e400})
+    # control: the connection-level door still answers afterwards
+    assert isinstance(request(sock, {"cmd": "show", "what": "peers"}), list)

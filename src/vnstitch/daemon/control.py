@@ -278,7 +278,7 @@ async def _stitch(daemon: RouteManagerDaemon, req: dict[str, Any]) -> dict[str, 
         bandwidth_mbps=_positive(req, "bandwidth_mbps", None),
         max_latency_ms=_positive(req, "max_latency_ms", math.inf),
         max_cost=_positive(req, "max_cost", math.inf),
-        hop_limit=int(_positive(req, "hop_limit", 16)),
+        hop_limit=_hop_limit(req),
     )
     wait_s = _positive(req, "wait_s", 10.0)
     stitch_id, fut = daemon.request_stitch(vn, c)
@@ -289,6 +289,13 @@ async def _stitch(daemon: RouteManagerDaemon, req: dict[str, Any]) -> dict[str, 
                 "detail": {"reason": "still negotiating after wait_s"}}
     return {"stitch_id": stitch_id, "established": outcome.established,
             "pending": False, "detail": outcome.detail}
+
+
+def _hop_limit(req: dict[str, Any]) -> int:
+    hops = _positive(req, "hop_limit", 16)
+    if not math.isfinite(hops):  # int(inf) would raise OverflowError, not a refusal
+        raise ControlError(f"stitch: hop_limit must be a finite number, got {hops!r}")
+    return int(hops)
 
 
 def _positive(req: dict[str, Any], name: str, default: float | None,
