@@ -117,7 +117,7 @@ class HttpServer:
         self._token = ""
         self._registry = new_registry(daemon)
         self._runner: web.AppRunner | None = None
-        self.port = config.port
+        self.port = config.port  # http.listen's port is never 0 (the config refuses it)
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY,
@@ -151,10 +151,6 @@ class HttpServer:
             raise HttpError(f"http.listen {self.config.host}:{self.config.port}: cannot "
                             f"listen: {exc.strerror or exc}") from None
         self._runner = runner
-        server = getattr(site, "_server", None)
-        sockets = getattr(server, "sockets", None) or []
-        if sockets:
-            self.port = int(sockets[0].getsockname()[1])
         log.info("HTTP API on http://%s:%d/", self.config.host, self.port)
 
     async def stop(self) -> None:
