@@ -386,6 +386,10 @@ class RouteManagerCore(StitchingMixin):
                        now: float) -> tuple[str, list[Output]]:
         return self.start_request(vnid, constraints, now)
 
+    def renegotiate_stitch(self, stitch_id: str, avoid: frozenset[tuple[RouteManagerId, ...]],
+                           now: float) -> tuple[str, list[Output]]:
+        return self.start_renegotiation(stitch_id, avoid, now)
+
     def release_stitch(self, stitch_id: str, now: float) -> list[Output]:
         out: list[Output] = []
         self.release_request(stitch_id, now, out)
