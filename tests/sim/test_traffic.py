@@ -13,8 +13,9 @@ import yaml
 from vnstitch.model.substrate import Substrate, substrate_from_links
 from vnstitch.sim.runner import load_substrate
 from vnstitch.sim.scenario import Scenario, scenario_from_mapping
-from vnstitch.sim.traffic import TrafficResult, TrafficSim, run_traffic, summarise_traffic
+from vnstitch.sim.traffic import TrafficResult, TrafficSim, run_traffic
 from vnstitch.sim.traffic_spec import TrafficSpec
+from vnstitch.sim.traffic_summary import summarise_traffic
 
 
 def _builtin() -> dict[str, Any]:

@@ -84,14 +84,14 @@ class OriginMixin(StitchingBase):
     def start_renegotiation(self, sid: str, avoid: frozenset[tuple[RouteManagerId, ...]],
                             now: float) -> tuple[str, list[Output]]:
         """Make-before-break: a successor of established stitch ``sid`` whose path avoids
-        every element of ``avoid`` (``(rm,)``: that segment; ``(a, b)``: that adjacency).
+        every element of ``avoid`` (``(rm,)``: that segment; ``(a, b)``: that adjacency;
+        empty: the best path now, e.g. to return home after congestion cleared).
         Returns the successor's stitch id; its outcome arrives as events (module doc)."""
         old = self.requests.get(sid)
         new_sid = self.rng.randbytes(6).hex()
         out: list[Output] = []
-        if old is None or old.state is not StitchState.ESTABLISHED or not avoid:
-            why = ("nothing to avoid" if old is not None and not avoid else
-                   f"stitch {sid} is not established here")
+        if old is None or old.state is not StitchState.ESTABLISHED:
+            why = f"stitch {sid} is not established here"
             req = StitchRequest(new_sid, old.vnid if old else VNID(0),
                                 old.constraints if old else StitchConstraints(0.0), now)
             req.machine.move(StitchState.FAILED)

@@ -6,7 +6,14 @@ dotted field (``traffic.flows[2].schedule[0].at``, ``qos.classes[1].max_mbps``).
 ``qos:`` section is a QoS policy in the format of :mod:`vnstitch.routing.qos` (validated
 by its own parser, errors re-labelled under ``qos.``) plus ``borrow``, how HTB lends
 spare capacity (see :mod:`vnstitch.sim.htb`). Node names in flows are checked later,
-against the loaded topology, by :func:`vnstitch.sim.traffic.resolve`. Unknown fields are
+against the loaded topology, by :func:`vnstitch.sim.traffic.resolve`.
+
+Every flow names its virtual network (``vn``, a VNID) and the substrate nodes its hosts
+sit at; the run places that VN on the two segments of ``src`` and ``dst`` and the VN's
+origin (the segment of its first flow's ``src``) requests the stitch itself at
+``stitch_at_s`` with the sum of its flows' initial rates as bandwidth (a scenario never
+names a path, and a flow never rides anything but its stitch). All flows of one VN must
+join the same two segments, which must differ. Unknown fields are
 errors, so a typo never falls back to a default silently::
 
     qos:
@@ -21,9 +28,10 @@ errors, so a typo never falls back to a default silently::
       monitor: {high: 0.8, low: 0.6, raise_samples: 2, clear_samples: 3}
       reroute: {k: 4, target: 0.75, hold_down_s: 60, install_s: 0.2, returns: true,
                 return_below: 0.45, classes: null}    # null: any class may move
-      flows:
-        - {name: tv, class: video, src: New York, dst: Los Angeles, mbps: 2500}
-        - {name: backup, class: bulk, src: New York, dst: Atlanta, mbps: 1000,
+      stitch_at_s: 2           # when each VN's origin asks for its stitch
+      flows:                    # traffic of virtual networks: each rides its VN's stitch
+        - {name: tv, vn: 7, class: video, src: New York, dst: Los Angeles, mbps: 2500}
+        - {name: backup, vn: 8, class: bulk, src: New York, dst: Houston, mbps: 1000,
            schedule: [{at: 30, mbps: 5000}, {at: 90, mbps: 1000}]}
       matrix:                   # optional background from a traffic-matrix CSV
         file: data:abilene/abilene_tm_5min.csv.gz
@@ -62,6 +70,12 @@ class FlowSpec:
     mbps: float
     schedule: tuple[tuple[float, float], ...] = ()
     field: str = ""  # where it came from, for errors found once the topology is known
+    #: The virtual network this flow belongs to: it rides that VN's stitch between the
+    #: segments of ``src`` and ``dst``. ``None``: substrate background (matrix) traffic.
+    vn: int | None = None
+
+    def peak(self) -> float:
+        return max([self.mbps, *(m for _, m in self.schedule)])
 
     def offered_at(self, t: float) -> float:
         k = bisect.bisect_right(self.schedule, (t, math.inf))
@@ -104,6 +118,8 @@ class TrafficSpec:
     matrix: MatrixSpec | None = None
     #: the top-level ``allocation:`` section (see :mod:`vnstitch.sim.allocation_spec`)
     allocation: AllocationSpec | None = None
+    #: When the traffic layer asks each VN's origin for its stitch (virtual seconds).
+    stitch_at_s: float = 2.0
 
 
 def _policy(source: str, data: object) -> tuple[QosPolicy, BorrowMode]:
@@ -162,6 +178,10 @@ def _flow(source: str, index: int, data: object, classes: set[str]) -> FlowSpec:
     src, dst = r.name("src"), r.name("dst")
     if src == dst:
         raise r.fail("dst", f"must differ from src ({src!r})")
+    vn = r.integer("vn", 0, lo=1, hi=2**24 - 1) if r.raw("vn") is not None else None
+    if vn is None:
+        raise r.fail("vn", "is required: a flow is traffic of a virtual network and rides "
+                     "its stitch (background without a VN comes from traffic.matrix)")
     mbps = r.number("mbps", None, lo=0.0)
     raw = r.raw("schedule")
     steps: list[tuple[float, float]] = []
@@ -177,7 +197,7 @@ def _flow(source: str, index: int, data: object, classes: set[str]) -> FlowSpec:
             steps.append((at, s.number("mbps", None, lo=0.0)))
             s.finish()
     r.finish()
-    return FlowSpec(name, cls, src, dst, mbps, tuple(steps), r.path)
+    return FlowSpec(name, cls, src, dst, mbps, tuple(steps), r.path, vn)
 
 
 def _matrix(source: str, data: object, classes: set[str]) -> MatrixSpec | None:
@@ -222,6 +242,7 @@ def parse_traffic(source: str, traffic: object, qos: object) -> TrafficSpec | No
     classes = {c.name for c in policy.classes}
     r = FieldReader(source, "traffic", traffic)
     interval = r.number("interval_s", 5.0, lo=0.0, hi=1e6, lo_open=True)
+    stitch_at = r.number("stitch_at_s", 2.0, lo=0.0)
     monitor = _monitor(source, r.raw("monitor"))
     reroute = _reroute(source, r.raw("reroute"), classes)
     matrix = _matrix(source, r.raw("matrix"), classes)
@@ -244,4 +265,4 @@ def parse_traffic(source: str, traffic: object, qos: object) -> TrafficSpec | No
         stitched = tuple(c.name for c in policy.classes if c.priority == top)
     r.finish()
     return TrafficSpec(policy, borrow, interval, monitor, reroute, tuple(flows), stitched,
-                       matrix)
+                       matrix, stitch_at_s=stitch_at)

@@ -12,8 +12,9 @@ from typing import Any
 from vnstitch.routing.monitor import ArcState
 from vnstitch.sim.runner import load_substrate
 from vnstitch.sim.scenario import load_scenario
-from vnstitch.sim.traffic import TrafficResult, summarise_traffic
+from vnstitch.sim.traffic import TrafficResult
 from vnstitch.sim.traffic_matrix import build_traffic
+from vnstitch.sim.traffic_summary import summarise_traffic
 
 #: Issue 7's bound: congestion rerouted around within this many monitoring intervals.
 REROUTE_TARGET_INTERVALS = 3.0
