@@ -11,7 +11,7 @@ import pytest
 
 from tests.sim.test_allocation import _builtin, _tri, _tri_data
 from vnstitch.sim.allocation import SimAllocation
-from vnstitch.sim.runner import load_substrate
+from vnstitch.sim.runner import run
 from vnstitch.sim.scenario import scenario_from_mapping
 from vnstitch.sim.traffic import TrafficResult, TrafficSim
 from vnstitch.sim.traffic_summary import summarise_traffic
@@ -37,7 +37,8 @@ def _returns_on(*, tv_falls: bool = True) -> dict[str, Any]:
 def _run(data: dict[str, Any]) -> tuple[TrafficResult, dict[str, Any]]:
     sc = scenario_from_mapping(data, "test")
     assert sc.traffic is not None
-    res = TrafficSim(sc.traffic, load_substrate(sc)).run(sc.duration_s)
+    res = run(sc, check_every_step=False).traffic  # one simulation: flows ride stitches
+    assert res is not None
     return res, summarise_traffic(res)
 
 

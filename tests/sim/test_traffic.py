@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from vnstitch.model.substrate import Substrate, substrate_from_links
-from vnstitch.sim.runner import load_substrate
+from vnstitch.sim.runner import load_substrate, run
 from vnstitch.sim.scenario import Scenario, scenario_from_mapping
 from vnstitch.sim.traffic import TrafficResult, TrafficSim, run_traffic
 from vnstitch.sim.traffic_spec import TrafficSpec
@@ -29,7 +29,8 @@ def _builtin() -> dict[str, Any]:
 def _run(data: dict[str, Any]) -> tuple[Scenario, TrafficResult, dict[str, Any]]:
     sc = scenario_from_mapping(data, "test")
     assert sc.traffic is not None
-    res = run_traffic(sc.traffic, load_substrate(sc), sc.duration_s)
+    res = run(sc, check_every_step=False).traffic  # one simulation: flows ride stitches
+    assert res is not None
     return sc, res, summarise_traffic(res)
 
 

@@ -49,7 +49,8 @@ from vnstitch.sim.network import Impairments
 from vnstitch.sim.traffic_spec import TrafficSpec, parse_traffic
 from vnstitch.sim.workload import FaultKind
 
-BUILTIN = ("small", "medium", "faulty", "congestion", "abilene-tm", "allocation")
+BUILTIN = ("small", "medium", "faulty", "congestion", "abilene-tm", "allocation",
+           "transit-crash")
 
 
 @dataclass(frozen=True, slots=True)

@@ -174,8 +174,10 @@ class StitchedFlows:
         self.unavoidable: list[tuple[float, Arc, str]] = []
 
     def request(self, now: float) -> None:
+        """Ask for each group's stitch; again (each monitoring interval) after one failed."""
         for g in self.groups:
-            if g.sid is None:
+            if g.sid is None or ((g.origin, g.sid) in self.log.failed
+                                 and (g.origin, g.sid) not in self.log.open):
                 g.sid = self.sim.request(g.origin, StitchRequest(
                     now, self.sim.segments[g.origin], VNID(g.vnid),
                     StitchConstraints(g.bandwidth_mbps)), now)

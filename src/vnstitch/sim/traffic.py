@@ -218,7 +218,8 @@ def resolve(spec: TrafficSpec, substrate: Substrate, source: str) -> tuple[
             raise ScenarioError(source, f"{f.field}.dst", f"{f.dst!r} is in segment "
                                 f"{seg[fl.dst]} like src {f.src!r}: VN traffic inside one "
                                 "segment needs no stitch")
-        first = next((x for _, x in f.schedule if x > 0), 0.0) if f.mbps <= 0 else f.mbps
+        first = f.reserve_mbps if f.reserve_mbps is not None else \
+            next((x for _, x in f.schedule if x > 0), 0.0) if f.mbps <= 0 else f.mbps
         if f.vn not in by_vn:
             by_vn[f.vn] = len(groups)
             groups.append(Group(f.vn, a, b, [], 0.0))
@@ -324,13 +325,15 @@ class TrafficSim:
                 continue
             g = self.groups[f.group]
             c = st.commitment(g)
+            ids = self.res.flow_stitches[i]
+            if c is not None and self.paths[i] and ids and ids[-1] == c.id:
+                continue  # same commitment: keep its links (the allocator may move them)
             path: Path = ()
             if c is not None:
                 if not g.home_path:
                     g.home_path = c.path
                 path = segment_route(self.graph, st.segments_of(c, f.reverse),
                                      f.src, f.dst) or ()
-                ids = self.res.flow_stitches[i]
                 if path and (not ids or ids[-1] != c.id):
                     ids.append(c.id)
             if path != self.paths[i]:
@@ -344,6 +347,9 @@ class TrafficSim:
                                                self._move_reason(f.group)))
         if changed:
             self._paths_changed(t, "reroute" if moved else "stitch_down")
+
+    def _segs(self, path: Path) -> list[str]:
+        return [k for k, _ in itertools.groupby(self.seg_of[n] for n in path)]
 
     def _move_reason(self, group: int) -> str:
         st = self.stitched
@@ -644,8 +650,7 @@ class TrafficSim:
         install = self.spec.reroute.install_s
         for i, path in sorted(self.alloc.decide(t, offered, delivered, self.planned).items()):
             f = self.flows[i]
-            if f.group is not None and [self.seg_of[n] for n in path] != [
-                    self.seg_of[n] for n in self.planned[i]]:
+            if f.group is not None and self._segs(path) != self._segs(self.planned[i]):
                 continue  # a VN flow may change links only inside its stitch's segments
             move = Move(f.name, f.qos_class, "allocate", t, t + install, t + 2 * install,
                         self.planned[i], path, "allocator: the provider could not scale a "
@@ -701,6 +706,8 @@ class TrafficSim:
         res.intervals.append(IntervalRecord(t, max(util.values(), default=0.0),
                                             list(congested), offered_cls, delivered_cls))
         rr = spec.reroute
+        if self.stitched is not None and self.request_at is None:
+            self.stitched.request(t)  # a stitch that failed is asked for again
         asked = self._plan_stitches(t, congested, util, mean_offered)
         # VN flows count in the load but move only with their stitch: no candidates.
         sized = [Flow(f.name, f.src if f.group is None else f"vn:{f.name}", f.dst,

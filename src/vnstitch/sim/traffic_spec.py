@@ -8,10 +8,12 @@ by its own parser, errors re-labelled under ``qos.``) plus ``borrow``, how HTB l
 spare capacity (see :mod:`vnstitch.sim.htb`). Node names in flows are checked later,
 against the loaded topology, by :func:`vnstitch.sim.traffic.resolve`.
 
-Every flow names its virtual network (``vn``, a VNID) and the substrate nodes its hosts
-sit at; the run places that VN on the two segments of ``src`` and ``dst`` and the VN's
+A flow names its virtual network (``vn``, a VNID) and the substrate nodes its hosts sit
+at (a flow without ``vn`` is substrate background traffic on shortest paths, like the
+matrix's rows; every builtin scenario names a VN for each of its flows); the run places that VN on the two segments of ``src`` and ``dst`` and the VN's
 origin (the segment of its first flow's ``src``) requests the stitch itself at
-``stitch_at_s`` with the sum of its flows' initial rates as bandwidth (a scenario never
+``stitch_at_s`` with the sum of its flows' ``reserve_mbps`` as bandwidth (default: each
+flow's first non-zero rate; traffic above it is HTB's to share) (a scenario never
 names a path, and a flow never rides anything but its stitch). All flows of one VN must
 join the same two segments, which must differ. Unknown fields are
 errors, so a typo never falls back to a default silently::
@@ -30,7 +32,7 @@ errors, so a typo never falls back to a default silently::
                 return_below: 0.45, classes: null}    # null: any class may move
       stitch_at_s: 2           # when each VN's origin asks for its stitch
       flows:                    # traffic of virtual networks: each rides its VN's stitch
-        - {name: tv, vn: 7, class: video, src: New York, dst: Los Angeles, mbps: 2500}
+        - {name: tv, vn: 7, class: video, reserve_mbps: 2500, src: New York, dst: Los Angeles, mbps: 2500}
         - {name: backup, vn: 8, class: bulk, src: New York, dst: Houston, mbps: 1000,
            schedule: [{at: 30, mbps: 5000}, {at: 90, mbps: 1000}]}
       matrix:                   # optional background from a traffic-matrix CSV
@@ -73,6 +75,8 @@ class FlowSpec:
     #: The virtual network this flow belongs to: it rides that VN's stitch between the
     #: segments of ``src`` and ``dst``. ``None``: substrate background (matrix) traffic.
     vn: int | None = None
+    #: What this flow adds to its VN's stitch reservation (``None``: its first rate).
+    reserve_mbps: float | None = None
 
     def peak(self) -> float:
         return max([self.mbps, *(m for _, m in self.schedule)])
@@ -178,11 +182,11 @@ def _flow(source: str, index: int, data: object, classes: set[str]) -> FlowSpec:
     src, dst = r.name("src"), r.name("dst")
     if src == dst:
         raise r.fail("dst", f"must differ from src ({src!r})")
+    # No VN: substrate background traffic (as matrix rows are), on shortest paths.
     vn = r.integer("vn", 0, lo=1, hi=2**24 - 1) if r.raw("vn") is not None else None
-    if vn is None:
-        raise r.fail("vn", "is required: a flow is traffic of a virtual network and rides "
-                     "its stitch (background without a VN comes from traffic.matrix)")
     mbps = r.number("mbps", None, lo=0.0)
+    reserve = r.number("reserve_mbps", 0.0, lo=0.0) if r.raw("reserve_mbps") is not None \
+        else None
     raw = r.raw("schedule")
     steps: list[tuple[float, float]] = []
     if raw is not None:
@@ -197,7 +201,7 @@ def _flow(source: str, index: int, data: object, classes: set[str]) -> FlowSpec:
             steps.append((at, s.number("mbps", None, lo=0.0)))
             s.finish()
     r.finish()
-    return FlowSpec(name, cls, src, dst, mbps, tuple(steps), r.path, vn)
+    return FlowSpec(name, cls, src, dst, mbps, tuple(steps), r.path, vn, reserve)
 
 
 def _matrix(source: str, data: object, classes: set[str]) -> MatrixSpec | None:
