@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -64,7 +65,6 @@ def test_congestion_renegotiates_the_stitch_make_before_break(
 def test_control_without_the_surge_nothing_moves() -> None:
     sc = load_scenario("builtin:congestion")
     assert sc.traffic is not None
-    import dataclasses
     flows = tuple(dataclasses.replace(f, schedule=()) for f in sc.traffic.flows)
     sc = dataclasses.replace(sc, traffic=dataclasses.replace(sc.traffic, flows=flows))
     t = run(sc, check_every_step=False).summary["traffic"]

@@ -10,7 +10,8 @@ against the loaded topology, by :func:`vnstitch.sim.traffic.resolve`.
 
 A flow names its virtual network (``vn``, a VNID) and the substrate nodes its hosts sit
 at (a flow without ``vn`` is substrate background traffic on shortest paths, like the
-matrix's rows; every builtin scenario names a VN for each of its flows); the run places that VN on the two segments of ``src`` and ``dst`` and the VN's
+matrix's rows; every builtin scenario names a VN for each of its flows); the run places
+that VN on the two segments of ``src`` and ``dst`` and the VN's
 origin (the segment of its first flow's ``src``) requests the stitch itself at
 ``stitch_at_s`` with the sum of its flows' ``reserve_mbps`` as bandwidth (default: each
 flow's first non-zero rate; traffic above it is HTB's to share) (a scenario never
@@ -32,7 +33,8 @@ errors, so a typo never falls back to a default silently::
                 return_below: 0.45, classes: null}    # null: any class may move
       stitch_at_s: 2           # when each VN's origin asks for its stitch
       flows:                    # traffic of virtual networks: each rides its VN's stitch
-        - {name: tv, vn: 7, class: video, reserve_mbps: 2500, src: New York, dst: Los Angeles, mbps: 2500}
+        - {name: tv, vn: 7, class: video, reserve_mbps: 2500, src: New York,
+           dst: Los Angeles, mbps: 2500}
         - {name: backup, vn: 8, class: bulk, src: New York, dst: Houston, mbps: 1000,
            schedule: [{at: 30, mbps: 5000}, {at: 90, mbps: 1000}]}
       matrix:                   # optional background from a traffic-matrix CSV
