@@ -50,6 +50,8 @@ class RunResult:
     wall_seconds: float
     setup_seconds: float
     traffic: TrafficResult | None = None
+    #: the traffic layer itself, in its final state (paths, trees)
+    traffic_sim: TrafficSim | None = None
 
     @property
     def events_per_second(self) -> float:
@@ -174,4 +176,4 @@ def run(
         if result.allocation is not None:
             summary["allocation"] = summarise_allocation(result.allocation,
                                                          scenario.duration_s, result.labels)
-    return RunResult(sim, summary, t2 - t1, t1 - t0, result)
+    return RunResult(sim, summary, t2 - t1, t1 - t0, result, traffic)

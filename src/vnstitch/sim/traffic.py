@@ -76,7 +76,7 @@ from vnstitch.sim.allocation import AllocationResult, SimAllocation
 from vnstitch.sim.engine import Simulation
 from vnstitch.sim.errors import ScenarioError
 from vnstitch.sim.htb import HtbTree, flows_share, tree_for_link
-from vnstitch.sim.stitched import Group, StitchedFlows, StitchLog, segment_route
+from vnstitch.sim.stitched import Group, StitchedFlows, StitchLog, StitchMove, segment_route
 from vnstitch.sim.traffic_spec import FlowSpec, TrafficSpec
 
 Arc = tuple[str, str]
@@ -341,21 +341,25 @@ class TrafficSim:
                 self.paths[i] = self.planned[i] = path
                 changed = True
                 if old and path:
-                    kind = "stitch-return" if st.moves and moved and \
-                        st.moves[-1].kind == "return" else "stitch"
-                    self.res.moves.append(Move(f.name, f.qos_class, kind, t, t, t, old, path,
-                                               self._move_reason(f.group)))
+                    why = self._last_move(f.group)
+                    kind = "stitch" if why is None or why.kind == "renegotiate" else \
+                        "stitch-return"
+                    # Make-before-break: decided at a sample, effective when the successor
+                    # is committed; the old stitch is released in that same step.
+                    self.res.moves.append(Move(
+                        f.name, f.qos_class, kind, why.decided_s if why else t, t, t, old,
+                        path, why.reason if why else "stitch renegotiated by the protocol"))
         if changed:
             self._paths_changed(t, "reroute" if moved else "stitch_down")
 
     def _segs(self, path: Path) -> list[str]:
         return [k for k, _ in itertools.groupby(self.seg_of[n] for n in path)]
 
-    def _move_reason(self, group: int) -> str:
+    def _last_move(self, group: int) -> StitchMove | None:
         st = self.stitched
         assert st is not None
         last = [m for m in st.moves if m.group == group]
-        return last[-1].reason if last else "stitch renegotiated by the protocol"
+        return last[-1] if last else None
 
     # -- serving ---------------------------------------------------------------------
     def serve(self, offered: Sequence[float]) -> _State:
@@ -466,6 +470,7 @@ class TrafficSim:
         self.acc_carried: dict[Arc, float] = dict.fromkeys(self.cap, 0.0)
         self.acc_off = [0.0] * len(self.flows)
         self.acc_del = [0.0] * len(self.flows)
+        self.acc_unattached = [0.0] * len(self.flows)  # offered while unattached
 
     def next_event(self) -> float:
         return min(self.next_sample, self.changes[0] if self.changes else math.inf,
@@ -493,6 +498,7 @@ class TrafficSim:
             if not self.paths[i]:
                 res.unattached_s[i] += dt
                 res.unattached_mbit[c] += off
+                self.acc_unattached[i] += off
         for c, bad in state.below_guarantee.items():
             if bad:
                 res.seconds_below_guarantee[c] += dt
@@ -611,6 +617,9 @@ class TrafficSim:
                     gl[a] = gl.get(a, 0.0) + mean_offered[i]
         if congested:
             names = {a: self.res.link(a) for a in congested}
+            movable = {k for k in load if rr.classes is None or any(
+                self.flows[i].qos_class in rr.classes for i in self.groups[k].flows)}
+            load = {k: v for k, v in load.items() if k in movable}
             return st.plan(t, congested, util, self.cap, group_load=load, seg_of=self.seg_of,
                            target=rr.target, hold_down_s=rr.hold_down_s, names=names)
         if rr.returns:
@@ -700,7 +709,9 @@ class TrafficSim:
         offered_cls: dict[str, float] = {}
         delivered_cls: dict[str, float] = {}
         for i, f in enumerate(self.flows):
-            offered_cls[f.qos_class] = offered_cls.get(f.qos_class, 0.0) + mean_offered[i]
+            # what the links were offered: traffic without a stitch is counted apart
+            attached = mean_offered[i] - self.acc_unattached[i] / interval
+            offered_cls[f.qos_class] = offered_cls.get(f.qos_class, 0.0) + attached
             delivered_cls[f.qos_class] = (delivered_cls.get(f.qos_class, 0.0)
                                           + acc_del[i] / interval)
         res.intervals.append(IntervalRecord(t, max(util.values(), default=0.0),
