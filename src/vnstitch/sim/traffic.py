@@ -15,7 +15,7 @@ stitch events reach the traffic layer as they happen (which first integrates up 
 moment), then the traffic layer processes its own event.
 
 * **Serving.** Each directed substrate arc carries the HTB tree the QoS policy would get
-  there (:mod:`vnstitch.sim.htb`). A flow enters its first arc at its offered rate; what
+  there (:mod:`vnstitch.routing.htb`). A flow enters its first arc at its offered rate; what
   an arc passes on is what enters the next, so rates are found by a fixed point over the
   arcs (a few sweeps; a path has no loops). A flow's delivered rate is what leaves its
   last arc: computed, never assumed.
@@ -61,21 +61,19 @@ from vnstitch.model import Substrate
 from vnstitch.model.ids import VNID
 from vnstitch.model.virtual import Component, VirtualNetwork
 from vnstitch.protocol.api import Event
+from vnstitch.routing.htb import HtbTree, flows_share, tree_for_link
 from vnstitch.routing.monitor import (
     ArcState,
     CongestionEvent,
     CongestionMonitor,
     Flow,
     RerouteDecision,
-    RerouteState,
-    plan_reroutes,
-    plan_returns,
+    RerouteLoop,
 )
 from vnstitch.routing.paths import all_pairs_k_shortest_paths
 from vnstitch.sim.allocation import AllocationResult, SimAllocation
 from vnstitch.sim.engine import Simulation
 from vnstitch.sim.errors import ScenarioError
-from vnstitch.sim.htb import HtbTree, flows_share, tree_for_link
 from vnstitch.sim.stitched import Group, StitchedFlows, StitchLog, StitchMove, segment_route
 from vnstitch.sim.traffic_spec import FlowSpec, TrafficSpec
 
@@ -437,8 +435,12 @@ class TrafficSim:
     def begin(self, duration_s: float) -> None:
         spec = self.spec
         self.duration_s = duration_s
-        self.monitor = CongestionMonitor(spec.monitor)
-        self.rstate = RerouteState()
+        rr = spec.reroute
+        self.loop = RerouteLoop(CongestionMonitor(spec.monitor), target=rr.target,
+                                hold_down_s=rr.hold_down_s, returns=rr.returns,
+                                return_below=rr.return_below,
+                                movable_classes=frozenset(rr.classes)
+                                if rr.classes is not None else None)
         res = self.res = TrafficResult(spec, self.flows, self.labels, duration_s)
         classes = [c.name for c in spec.policy.classes]
         for key in ("offered_mbit", "delivered_mbit", "seconds_below_guarantee",
@@ -555,9 +557,7 @@ class TrafficSim:
                 interval = self.spec.interval_s
                 util = {a: self.acc_carried[a] / (self.cap[a] * interval) for a in self.cap}
                 mean_off = [x / interval for x in self.acc_off]
-                self._sample(t, util=util, mean_offered=mean_off, acc_del=self.acc_del,
-                             monitor=self.monitor, rstate=self.rstate, res=res,
-                             open_ep=self.open_ep, pending=self.pending, seq=self.seq)
+                self._sample(t, util, mean_off)
                 self._reset_acc()
                 self.samples += 1
                 self.next_sample = self.samples * interval  # no drift from repeated sums
@@ -580,28 +580,15 @@ class TrafficSim:
             res.allocation = self.alloc.finish(self.duration_s)
         return res
 
-    def _returns(self, t: float, sized: Sequence[Flow], rstate: RerouteState,
-                 res: TrafficResult) -> list[RerouteDecision]:
-        """:func:`plan_returns` on a trial state; a return the allocator cannot host is
-        recorded and its flow left out, and the planner may pick another flow."""
-        rr = self.spec.reroute
-        home = {f.name: f.home for f in self.flows if f.group is None}
-        while True:
-            trial = RerouteState(dict(rstate.last_moved))
-            decisions = plan_returns(t, sized, self.cap, home, state=trial,
-                                     below=rr.return_below, hold_down_s=rr.hold_down_s,
-                                     max_moves=1)
-            refused = False
-            for d in decisions:
-                ok, why = (self.alloc.can_host(d.flow_id, d.new_path, t, self.planned)
-                           if self.alloc is not None else (True, ""))
-                if not ok:
-                    res.returns_blocked.append((t, d.flow_id, why))
-                    del home[d.flow_id]
-                    refused = True
-            if not refused:
-                rstate.last_moved.update(trial.last_moved)
-                return decisions
+    def _may_return(self, t: float, d: RerouteDecision) -> bool:
+        """A return the allocator cannot host is refused and recorded (it was moved
+        because a home link could not host it; load alone would send it back)."""
+        if self.alloc is None:
+            return True
+        ok, why = self.alloc.can_host(d.flow_id, d.new_path, t, self.planned)
+        if not ok:
+            self.res.returns_blocked.append((t, d.flow_id, why))
+        return ok
 
     def _plan_stitches(self, t: float, congested: Sequence[Arc], util: Mapping[Arc, float],
                        mean_offered: Sequence[float]) -> set[int]:
@@ -651,9 +638,8 @@ class TrafficSim:
             flows=[(f.name, f.qos_class, f.src, f.dst, f.home) for f in self.flows])
         self.tree, self.cap = self.alloc.dataplane(0.0, self.planned)
 
-    def _allocate(self, t: float, offered: Sequence[float], delivered: Sequence[float], *,
-                  res: TrafficResult, pending: list[tuple[float, int, int, Move]],
-                  seq: itertools.count[int], rstate: RerouteState) -> None:
+    def _allocate(self, t: float, offered: Sequence[float],
+                  delivered: Sequence[float]) -> None:
         """Run the allocator; its reroutes are make-before-break moves like any other."""
         assert self.alloc is not None
         install = self.spec.reroute.install_s
@@ -665,9 +651,9 @@ class TrafficSim:
                         self.planned[i], path, "allocator: the provider could not scale a "
                         "link of its path; routing found one with room")
             self.planned[i] = path
-            rstate.last_moved[f.name] = t  # the return planner's hold-down applies
-            res.moves.append(move)
-            heapq.heappush(pending, (move.effective_s, next(seq), i, move))
+            self.loop.state.last_moved[f.name] = t  # the return planner's hold-down applies
+            self.res.moves.append(move)
+            heapq.heappush(self.pending, (move.effective_s, next(self.seq), i, move))
 
     def _load(self, offered: Sequence[float], arc: Arc) -> float:
         return sum(offered[i] for i, p in enumerate(self.paths) if arc in _arcs(p))
@@ -693,19 +679,19 @@ class TrafficSim:
             open_ep[a] = ep
             res.episodes.append(ep)
 
-    def _sample(self, t: float, *, util: dict[Arc, float], mean_offered: Sequence[float],
-                acc_del: Sequence[float], monitor: CongestionMonitor, rstate: RerouteState,
-                res: TrafficResult, open_ep: dict[Arc, Episode],
-                pending: list[tuple[float, int, int, Move]], seq: itertools.count[int]
-                ) -> None:
-        spec, interval = self.spec, self.spec.interval_s
-        events = monitor.observe(t, util)
+    def _sample(self, t: float, util: dict[Arc, float],
+                mean_offered: Sequence[float]) -> None:
+        """End of a monitoring interval: record it, then the routing layer's loop and
+        the stitches' plan decide; moves are make-before-break."""
+        spec, interval, res, open_ep = self.spec, self.spec.interval_s, self.res, self.open_ep
+        acc_del = self.acc_del
+        events = self.loop.observe(t, util)
         res.events.extend(events)
         for ev in events:
             if ev.new is ArcState.CONGESTED and ev.arc in open_ep \
                     and open_ep[ev.arc].detected_s is None:
                 open_ep[ev.arc].detected_s = t
-        congested = monitor.congested()
+        congested = self.loop.congested()
         offered_cls: dict[str, float] = {}
         delivered_cls: dict[str, float] = {}
         for i, f in enumerate(self.flows):
@@ -724,18 +710,9 @@ class TrafficSim:
         sized = [Flow(f.name, f.src if f.group is None else f"vn:{f.name}", f.dst,
                       mean_offered[i], self.planned[i], f.qos_class)
                  for i, f in enumerate(self.flows) if f.group not in asked]
-        decisions: list[RerouteDecision]
-        if congested:
-            movable = frozenset(rr.classes) if rr.classes is not None else None
-            decisions = plan_reroutes(t, sized, self.cap, congested, self.cands,
-                                      state=rstate, target=rr.target,
-                                      hold_down_s=rr.hold_down_s, movable_classes=movable)
-            kind = "reroute"
-        elif rr.returns:
-            decisions = self._returns(t, sized, rstate, res)
-            kind = "return"
-        else:
-            decisions = []
+        home = {f.name: f.home for f in self.flows if f.group is None}
+        kind, decisions = self.loop.decide(t, sized, self.cap, self.cands, home=home,
+                                           may_return=lambda d: self._may_return(t, d))
         index = {f.name: i for i, f in enumerate(self.flows)}
         for d in decisions:
             i = index[d.flow_id]
@@ -743,10 +720,9 @@ class TrafficSim:
                         t + 2 * rr.install_s, d.old_path, d.new_path, d.reason)
             self.planned[i] = d.new_path
             res.moves.append(move)
-            heapq.heappush(pending, (move.effective_s, next(seq), i, move))
+            heapq.heappush(self.pending, (move.effective_s, next(self.seq), i, move))
         if self.alloc is not None:
-            self._allocate(t, mean_offered, [x / interval for x in acc_del], res=res,
-                           pending=pending, seq=seq, rstate=rstate)
+            self._allocate(t, mean_offered, [x / interval for x in acc_del])
 
 
 def run_traffic(spec: TrafficSpec, substrate: Substrate, duration_s: float, *,

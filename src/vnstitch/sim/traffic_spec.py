@@ -5,7 +5,7 @@ Theory of operation: :func:`parse_traffic` turns the two raw YAML values into a
 dotted field (``traffic.flows[2].schedule[0].at``, ``qos.classes[1].max_mbps``). The
 ``qos:`` section is a QoS policy in the format of :mod:`vnstitch.routing.qos` (validated
 by its own parser, errors re-labelled under ``qos.``) plus ``borrow``, how HTB lends
-spare capacity (see :mod:`vnstitch.sim.htb`). Node names in flows are checked later,
+spare capacity (see :mod:`vnstitch.routing.htb`). Node names in flows are checked later,
 against the loaded topology, by :func:`vnstitch.sim.traffic.resolve`.
 
 A flow names its virtual network (``vn``, a VNID) and the substrate nodes its hosts sit
@@ -54,12 +54,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from vnstitch.routing.errors import PolicyError
+from vnstitch.routing.htb import BORROW_MODES, BorrowMode
 from vnstitch.routing.monitor import MonitorConfig
 from vnstitch.routing.qos import QosPolicy, parse_policy
 from vnstitch.sim.allocation_spec import AllocationSpec
 from vnstitch.sim.errors import ScenarioError
 from vnstitch.sim.fields import FieldReader
-from vnstitch.sim.htb import BORROW_MODES, BorrowMode
 
 
 @dataclass(frozen=True, slots=True)
