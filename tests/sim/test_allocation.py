@@ -22,7 +22,8 @@ from vnstitch.sim.allocation import summarise_allocation
 from vnstitch.sim.errors import ScenarioError
 from vnstitch.sim.runner import run
 from vnstitch.sim.scenario import parse_scenario, scenario_from_mapping
-from vnstitch.sim.traffic import TrafficResult, TrafficSim
+from vnstitch.sim.traffic import TrafficSim
+from vnstitch.sim.traffic_model import TrafficResult
 from vnstitch.sim.traffic_summary import summarise_traffic
 
 AB = ("A", "B")

@@ -13,7 +13,8 @@ from tests.sim.test_allocation import _builtin, _tri, _tri_data
 from vnstitch.sim.allocation import SimAllocation
 from vnstitch.sim.runner import load_substrate
 from vnstitch.sim.scenario import scenario_from_mapping
-from vnstitch.sim.traffic import TrafficResult, TrafficSim
+from vnstitch.sim.traffic import TrafficSim
+from vnstitch.sim.traffic_model import TrafficResult
 from vnstitch.sim.traffic_summary import summarise_traffic
 
 #: tv2's home path (New York > Washington DC > Atlanta > Houston) on Abilene's node ids.

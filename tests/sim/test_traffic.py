@@ -13,7 +13,8 @@ import yaml
 from vnstitch.model.substrate import Substrate, substrate_from_links
 from vnstitch.sim.runner import run
 from vnstitch.sim.scenario import Scenario, scenario_from_mapping
-from vnstitch.sim.traffic import TrafficResult, run_traffic
+from vnstitch.sim.traffic import run_traffic
+from vnstitch.sim.traffic_model import TrafficResult
 from vnstitch.sim.traffic_spec import TrafficSpec
 from vnstitch.sim.traffic_summary import summarise_traffic
 

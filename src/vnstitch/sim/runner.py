@@ -29,8 +29,9 @@ from vnstitch.sim.errors import ScenarioError
 from vnstitch.sim.protocol_cores import ProtocolCoreFactory
 from vnstitch.sim.scenario import Scenario, request_window
 from vnstitch.sim.summary import summarise
-from vnstitch.sim.traffic import TrafficResult, TrafficSim
+from vnstitch.sim.traffic import TrafficSim
 from vnstitch.sim.traffic_matrix import build_traffic
+from vnstitch.sim.traffic_model import TrafficResult
 from vnstitch.sim.traffic_summary import summarise_stitches, summarise_traffic
 from vnstitch.sim.workload import (
     BUSIEST_TRANSIT,

@@ -12,7 +12,7 @@ from typing import Any
 from vnstitch.routing.monitor import ArcState
 from vnstitch.sim.runner import run
 from vnstitch.sim.scenario import load_scenario
-from vnstitch.sim.traffic import TrafficResult
+from vnstitch.sim.traffic_model import TrafficResult
 from vnstitch.sim.traffic_summary import summarise_traffic
 
 #: Issue 7's bound: congestion rerouted around within this many monitoring intervals.

@@ -15,7 +15,7 @@ import math
 from typing import Any
 
 from vnstitch.sim.stitched import StitchLog
-from vnstitch.sim.traffic import TrafficResult
+from vnstitch.sim.traffic_model import TrafficResult
 
 _EPS = 1e-9
 
