@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 import pytest
 
+from vnstitch.sim.errors import ScenarioError
 from vnstitch.sim.runner import run
-from vnstitch.sim.scenario import load_scenario
+from vnstitch.sim.scenario import load_scenario, scenario_from_mapping
+from vnstitch.sim.stitched import segment_route
 
 
 def _summary(name: str) -> dict[str, Any]:
@@ -83,3 +86,44 @@ def test_transit_crash_unattached_for_the_repair_then_a_new_stitch(
     before_first = old["committed_s"]
     assert tv["unattached_seconds"] == pytest.approx(before_first + gap, abs=1e-2)
     assert tv["delivered_mbit"] < tv["offered_mbit"]
+
+
+def test_segment_route_visits_exactly_the_segments_in_order(abilene4: Any) -> None:
+    g = abilene4.graph
+    node = {lab: n for n, lab in g.nodes(data="label")}
+    ny, la = node["New York"], node["Los Angeles"]
+    home = segment_route(g, ["seg02", "seg00", "seg01"], ny, la)
+    detour = segment_route(g, ["seg02", "seg00", "seg03", "seg01"], ny, la)
+    lab = dict(g.nodes(data="label"))
+    assert home is not None and detour is not None
+    assert [lab[n] for n in home] == ["New York", "Washington DC", "Atlanta", "Houston",
+                                      "Los Angeles"]
+    assert "Denver" in {lab[n] for n in detour} and "Houston" not in {lab[n] for n in detour}
+    assert segment_route(g, ["seg02", "seg01"], ny, la) is None  # not adjacent
+    assert segment_route(g, ["seg00", "seg01"], ny, la) is None  # src not in the first
+
+
+def _vn_scenario(flows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"name": "t", "topology": "zoo:Abilene", "segments": 4, "duration_s": 10,
+            "vns": {"count": 1, "segments_per_vn": 2},
+            "requests": {"count": 0},
+            "qos": {"link_mbps": 10000, "classes": [
+                {"name": "video", "priority": 0, "guaranteed_mbps": 2000,
+                 "max_mbps": 10000}]},
+            "traffic": {"flows": flows}}
+
+
+@pytest.mark.parametrize(("flows", "field", "problem"), [
+    ([{"name": "a", "vn": 1, "class": "video", "src": "New York", "dst": "Atlanta",
+       "mbps": 1}], "traffic.flows[0].dst", "needs no stitch"),
+    ([{"name": "a", "vn": 1, "class": "video", "src": "New York", "dst": "Houston",
+       "mbps": 1},
+      {"name": "b", "vn": 1, "class": "video", "src": "Seattle", "dst": "Houston",
+       "mbps": 1}], "traffic.flows[1].vn", "share one stitch"),
+    ([{"name": "a", "vn": 100, "class": "video", "src": "New York", "dst": "Houston",
+       "mbps": 1}], "traffic.flows[0].vn", "vns: section"),
+])
+def test_bad_vn_flows_name_the_field(flows: list[dict[str, Any]], field: str,
+                                     problem: str) -> None:
+    with pytest.raises(ScenarioError, match=rf"{re.escape(field)}: .*{problem}"):
+        run(scenario_from_mapping(_vn_scenario(flows), "t.yaml"), check_every_step=False)
