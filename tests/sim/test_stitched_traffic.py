@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
 from typing import Any
 
@@ -10,8 +11,9 @@ import pytest
 
 from vnstitch.sim.errors import ScenarioError
 from vnstitch.sim.runner import run
-from vnstitch.sim.scenario import load_scenario, scenario_from_mapping
+from vnstitch.sim.scenario import FaultSpec, load_scenario, scenario_from_mapping
 from vnstitch.sim.stitched import segment_route
+from vnstitch.sim.workload import FaultKind
 
 
 def _summary(name: str) -> dict[str, Any]:
@@ -127,3 +129,40 @@ def test_bad_vn_flows_name_the_field(flows: list[dict[str, Any]], field: str,
                                      problem: str) -> None:
     with pytest.raises(ScenarioError, match=rf"{re.escape(field)}: .*{problem}"):
         run(scenario_from_mapping(_vn_scenario(flows), "t.yaml"), check_every_step=False)
+
+
+def _cut(name: str, a: str, b: str) -> Any:
+    """``name`` for 28 s with substrate link a-b cut from 20 s to 25 s."""
+    sc = load_scenario(f"builtin:{name}")
+    cut = FaultSpec(20.0, FaultKind.CUT_LINK, link=(a, b))
+    fix = FaultSpec(25.0, FaultKind.REPAIR_LINK, link=(a, b))
+    return run(dataclasses.replace(
+        sc, faults=(cut, fix), duration_s=28.0,
+        requests=dataclasses.replace(sc.requests, start_s=5.0, end_s=10.0)),
+        check_every_step=False)
+
+
+def test_a_cut_inside_the_segments_repicks_links_and_never_rides_the_cut() -> None:
+    """tv's stitch seg02 > seg00 > seg01 runs New York > Washington DC > Atlanta > ...;
+    cutting Washington DC - Atlanta (inside seg02) leaves the stitch up and the segments
+    re-pick its links; the repair brings them back."""
+    wash, atl = "2", "9"
+    out = _cut("congestion", wash, atl)
+    res = out.traffic
+    assert res is not None
+    igp = [m for m in res.moves if m.flow == "tv" and m.kind == "igp"]
+    assert [m.effective_s for m in igp] == [20.0, 25.0]
+    assert (wash, atl) in itertools.pairwise(igp[0].old_path)
+    assert (wash, atl) not in itertools.pairwise(igp[0].new_path)
+    assert igp[1].new_path == igp[0].old_path
+    tv = next(f for f in out.summary["traffic"]["flows"] if f["name"] == "tv")
+    assert len(tv["stitch_ids"]) == 1 and tv["unattached_seconds"] < 3
+
+
+def test_a_cut_with_no_way_round_inside_the_segments_leaves_the_flow_unattached() -> None:
+    """Control: in 5 segments Washington DC - Atlanta is the only seg02-seg04 link, so
+    while it is cut tv has no path through its stitch's segments: unattached, counted."""
+    out = _cut("transit-crash", "2", "9")
+    tv = next(f for f in out.summary["traffic"]["flows"] if f["name"] == "tv")
+    first = next(x for x in out.summary["stitches"] if x["id"] == tv["stitch_ids"][0])
+    assert tv["unattached_seconds"] == pytest.approx(first["committed_s"] + 5.0, abs=1e-6)

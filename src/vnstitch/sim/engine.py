@@ -64,6 +64,9 @@ class StitchObserver(Protocol):
 
     def on_crash(self, rm: int, now: float) -> None: ...
 
+    def on_links(self, now: float) -> None:
+        """Substrate links were cut or repaired (``net.down_links()`` has changed)."""
+
 
 def derive_seed(seed: int, *parts: object) -> int:
     """An independent, stable sub-seed (``hash()`` is salted per process; sha256 is not)."""
@@ -385,6 +388,9 @@ class Simulation:
         else:
             self.net.heal(fault.name)
             m.note(now, "fault", f"partition {fault.name!r} healed")
+        if fault.kind not in (FaultKind.CRASH, FaultKind.RESTART):
+            for obs in self.observers:
+                obs.on_links(now)
         self._push(now + self.factory.hold_time_s + STALE_CHECK_GRACE_S, CHECK, -1,
                    self.components())
 

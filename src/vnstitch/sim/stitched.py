@@ -8,9 +8,10 @@ established path of a stitch, id ``STITCH/N``; a repair after a crash or cut end
 commitment and, when the stitch is up again, opens the next. A flow rides its group's
 open commitment, on the substrate path through that commitment's segments
 (:func:`segment_route`: the latency-shortest path from the flow's source node to its
-destination node that visits exactly those segments in order; inside a segment the
-segment's own IGP picks the links). No open commitment: the flow is *unattached*, its
-traffic offered and not delivered.
+destination node that visits exactly those segments in order, over links that are not
+cut; inside a segment the segment's own IGP picks the links, and re-picks them when a
+link is cut or repaired). No open commitment, or no uncut path through its segments:
+the flow is *unattached*, its traffic offered and not delivered.
 
 Congestion (:meth:`StitchedFlows.plan`). Each substrate arc belongs to the Route Manager
 of its tail node's segment; that RM measures the arc (interval-mean carried load, fed to
@@ -31,7 +32,7 @@ congested, its home path was cheaper, and every arc of that path would stay unde
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -52,8 +53,10 @@ Path = tuple[str, ...]
 Element = tuple[RouteManagerId, ...]
 
 
-def segment_route(graph: nx.Graph, segs: Sequence[str], src: str, dst: str) -> Path | None:
-    """Latency-shortest substrate path ``src`` .. ``dst`` through ``segs`` in order."""
+def segment_route(graph: nx.Graph, segs: Sequence[str], src: str, dst: str,
+                  down: Collection[tuple[str, str]] = ()) -> Path | None:
+    """Latency-shortest substrate path ``src`` .. ``dst`` through ``segs`` in order,
+    over links not ``down`` (node pairs, sorted)."""
     seg = nx.get_node_attributes(graph, "segment")
     if not segs or seg.get(src) != segs[0] or seg.get(dst) != segs[-1]:
         return None
@@ -62,6 +65,8 @@ def segment_route(graph: nx.Graph, segs: Sequence[str], src: str, dst: str) -> P
         return None
     h: nx.DiGraph = nx.DiGraph()
     for u, v, d in graph.edges(data=True):
+        if (min(u, v), max(u, v)) in down:
+            continue
         w = float(d["latency_ms"])
         for a, b in ((u, v), (v, u)):
             ka, kb = layers.get(seg[a]), layers.get(seg[b])

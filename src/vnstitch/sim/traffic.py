@@ -134,6 +134,7 @@ class TrafficSim:
         self.alloc: SimAllocation | None = None
         self.stitched: StitchedFlows | None = None
         self.log: StitchLog | None = None
+        self.down: set[tuple[str, str]] = set()  # substrate links cut (sorted node pairs)
 
     def _start_paths(self) -> list[Path]:
         """Background flows start home; VN flows start unattached."""
@@ -177,34 +178,48 @@ class TrafficSim:
         self.log.on_crash(rm, now)
         self._rebind(now)
 
-    def _rebind(self, t: float) -> None:
-        """Each VN flow onto its group's open commitment (or unattached)."""
+    def on_links(self, now: float) -> None:
+        if self.stitched is None or not hasattr(self, "res"):
+            return
+        self.integrate_to(now)
+        self.down = set(self.stitched.sim.net.down_links())
+        self._rebind(now, links=True)
+
+    def _rebind(self, t: float, *, links: bool = False) -> None:
+        """Each VN flow onto its group's open commitment (or unattached); with ``links``
+        (a cut or repair), every VN flow's links are picked again."""
         st = self.stitched
         if st is None:
             return
         moved = st.adopt_successors()
         changed = False
+        down = self.down
         for i, f in enumerate(self.flows):
             if f.group is None:
                 continue
             g = self.groups[f.group]
             c = st.commitment(g)
             ids = self.res.flow_stitches[i]
-            if c is not None and self.paths[i] and ids and ids[-1] == c.id:
+            same = c is not None and bool(ids) and ids[-1] == c.id
+            if same and self.paths[i] and not links:
                 continue  # same commitment: keep its links (the allocator may move them)
             path: Path = ()
             if c is not None:
                 if not g.home_path:
                     g.home_path = c.path
                 path = segment_route(self.graph, st.segments_of(c, f.reverse),
-                                     f.src, f.dst) or ()
+                                     f.src, f.dst, down) or ()
                 if path and (not ids or ids[-1] != c.id):
                     ids.append(c.id)
             if path != self.paths[i]:
                 old = self.paths[i]
                 self.paths[i] = self.planned[i] = path
                 changed = True
-                if old and path:
+                if old and path and same:
+                    self.res.moves.append(Move(
+                        f.name, f.qos_class, "igp", t, t, t, old, path, "a substrate link "
+                        "was cut or repaired: the segments re-picked the stitch's links"))
+                elif old and path:
                     why = self._last_move(f.group)
                     kind = "stitch" if why is None or why.kind == "renegotiate" else \
                         "stitch-return"
@@ -214,7 +229,8 @@ class TrafficSim:
                         f.name, f.qos_class, kind, why.decided_s if why else t, t, t, old,
                         path, why.reason if why else "stitch renegotiated by the protocol"))
         if changed:
-            self._paths_changed(t, "reroute" if moved else "stitch_down")
+            self._paths_changed(t, "reroute" if moved else "link_change" if links
+                                else "stitch_down")
 
     def _segs(self, path: Path) -> list[str]:
         return [k for k, _ in itertools.groupby(self.seg_of[n] for n in path)]
@@ -322,6 +338,7 @@ class TrafficSim:
         self.pending: list[tuple[float, int, int, Move]] = []
         self.seq = itertools.count()
         self.t = 0.0
+        self.down = set()
         self.paths = self._start_paths()  # a run always starts from home / unattached
         self.planned = list(self.paths)
         self.request_at: float | None = spec.stitch_at_s if self.stitched else None

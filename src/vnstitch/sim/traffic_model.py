@@ -46,7 +46,7 @@ class Move:
 
     flow: str
     qos_class: str
-    kind: str  # "reroute" | "return" | "allocate" | "stitch" | "stitch-return"
+    kind: str  # "reroute" | "return" | "allocate" | "stitch" | "stitch-return" | "igp"
     decided_s: float
     effective_s: float  # new path installed, traffic shifted
     removed_s: float  # old path removed
@@ -62,7 +62,8 @@ class Episode:
     peak_offered_util: float
     detected_s: float | None = None
     resolved_s: float | None = None
-    resolved_by: str | None = None  # "reroute" | "load" | "stitch_down" | None (still hot)
+    #: "reroute" | "load" | "stitch_down" | "link_change" | None (still hot at the end)
+    resolved_by: str | None = None
     stitched: bool = False  # a stitch's flow crossed the arc during the episode
 
 
