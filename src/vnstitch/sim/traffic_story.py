@@ -31,8 +31,11 @@ def summary_rows(t: dict[str, Any]) -> list[tuple[str, object]]:
         ("onset to reroute, worst (intervals)",
          "-" if worst is None else f"{worst:g} (target <= {REROUTE_TARGET_INTERVALS:g})"),
         ("longest congestion, any cause (intervals)", t["max_intervals_congested"] or "-"),
-        ("reroutes / returns", f"{t['reroutes']} / {t['returns']}"
+        ("stitches moved around congestion / returned",
+         f"{t['stitch_moves']} / {t['stitch_returns']}"),
+        ("background reroutes / returns", f"{t['reroutes']} / {t['returns']}"
          + (f" (+{t['allocator_moves']} by the allocator)" if t.get("allocator_moves") else "")),
+        ("traffic offered without a stitch (Mbit)", f"{t['unattached_mbit_total']:g}"),
         ("max path changes per flow (min gap s)",
          f"{t['max_path_changes_per_flow']} ({t['min_seconds_between_moves_of_a_flow'] or '-'})"),
         ("stitched classes keep their guarantee",
