@@ -20,7 +20,8 @@ result in the next interval. A flow moved less than ``hold_down_s`` ago is not m
 again (dampening). Each move is a :class:`RerouteDecision` with its reason and the
 make-before-break steps the executor must follow (install new path, shift traffic,
 remove old path). :class:`RerouteLoop` is the one loop that drives both each interval
-(the simulator and :func:`vnstitch.routing.evaluate.evaluate` use it).
+(the simulator, :func:`vnstitch.routing.evaluate.evaluate` and, with its LP planner,
+:func:`vnstitch.routing.replay.replay` use it).
 """
 
 from __future__ import annotations
@@ -279,7 +280,9 @@ class RerouteLoop:
     """The one monitor-and-reroute loop: each interval, :meth:`observe` the arcs'
     utilisation, then :meth:`decide` -- move flows off congested arcs
     (:func:`plan_reroutes`) or, with nothing congested, bring one home
-    (:func:`plan_returns`). ``may_return`` lets the caller veto a return (e.g. the
+    (:func:`plan_returns`). A caller with its own planner (the offline replay's LP)
+    uses the same detection and dampening through :meth:`held` and :meth:`moved`.
+    ``may_return`` lets the caller veto a return (e.g. the
     allocator cannot host the flow's reservation there); a vetoed flow is left out and
     the planner may pick another. Both planners share one hold-down state."""
 
@@ -297,6 +300,14 @@ class RerouteLoop:
 
     def congested(self) -> list[ArcKey]:
         return self.monitor.congested()
+
+    def held(self, flow_id: str, now: float) -> bool:
+        """Did ``flow_id`` move less than ``hold_down_s`` ago (dampening)?"""
+        return now - self.state.last_moved.get(flow_id, -float("inf")) < self.hold_down_s
+
+    def moved(self, flow_id: str, now: float) -> None:
+        """Record a move a caller's own planner made (starts its hold-down)."""
+        self.state.last_moved[flow_id] = now
 
     def decide(self, now: float, flows: Sequence[Flow], capacity: Mapping[ArcKey, float],
                candidates: Mapping[tuple[str, str], Sequence[tuple[str, ...]]], *,
