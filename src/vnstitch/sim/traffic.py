@@ -215,6 +215,8 @@ class TrafficSim:
                 old = self.paths[i]
                 self.paths[i] = self.planned[i] = path
                 changed = True
+                if path:
+                    self.res.first_paths.setdefault(f.name, path)
                 if old and path and same:
                     self.res.moves.append(Move(
                         f.name, f.qos_class, "igp", t, t, t, old, path, "a substrate link "

@@ -99,6 +99,7 @@ class TrafficResult:
     flow_offered: list[float] = field(default_factory=list)  # Mbit per flow
     flow_delivered: list[float] = field(default_factory=list)
     flow_stitches: list[list[str]] = field(default_factory=list)  # commitment ids
+    first_paths: dict[str, Path] = field(default_factory=dict)  # a VN flow's first links
     stitched: StitchedFlows | None = None  # with a protocol engine attached
 
     def name(self, path: Sequence[str]) -> str:

@@ -105,7 +105,10 @@ def story(res: TrafficResult, t: dict[str, Any]) -> list[str]:
              f"({', '.join(t['classes'])}); stitched: {', '.join(t['stitched_classes'])}; "
              f"links sampled every {t['interval_s']:g} s."]
     for f in res.flows:
-        lines.append(f"  {f.name} ({f.qos_class}, {f.spec.mbps:g} Mbit/s): {res.name(f.home)}")
+        path = res.first_paths.get(f.name, f.home if f.group is None else ())
+        where = res.name(path) if path else "never attached to a stitch"
+        vn = f", VN {f.spec.vn}" if f.spec.vn is not None else ""
+        lines.append(f"  {f.name} ({f.qos_class}{vn}, {f.spec.mbps:g} Mbit/s): {where}")
     timeline: list[tuple[float, int, str]] = []
     for ep in res.episodes:
         timeline.append((ep.onset_s, 0, f"{res.link(ep.arc)} offered "
