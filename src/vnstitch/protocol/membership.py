@@ -19,7 +19,8 @@ revocation by at most one interval. Lists are kept per (VNID, owner key) and onl
 that verifies under the key it names is kept or relayed: an RM that does not host the VN
 cannot tell the owner, but a forged list under another key never displaces the owner's
 (no host trusts that key). At the origin, QUERY_REFUSED is relayed back along the path;
-once every origin discovery knows for the VNID has refused, the request fails at once
+once every route discovery knows for the VNID leads to or through an RM that refused
+(a host answers a query and does not forward it), the request fails at once
 with ``not_authorised`` instead of waiting for the query timeout.
 """
 
@@ -69,6 +70,8 @@ class MembershipMixin(StitchingBase):
         self.revocations_changed_at = {}
         self.admitted = {}
         self.discovery.policy = self.access_policy
+        # local routes made before the policy was known say whether they are public
+        self.discovery.recompute([(v, self.me) for v in self.discovery.local])
 
     # -- policy ---------------------------------------------------------------------------
     def access_policy(self, vnid: VNID) -> AccessPolicy:
@@ -208,9 +211,11 @@ class MembershipMixin(StitchingBase):
             return
         req.denials.append(f"{m.at[:8]} refused: {m.reason} (VNID {req.vnid})")
         req.denied.add(m.at)
-        origins = {r.entry.path[-1] for r in self.discovery.routes_to(req.vnid)
-                   if r.via is not None}
-        if not req.feasible() and origins <= req.denied:
+        # A host answers a query and never forwards it: a route through an RM that
+        # refused cannot bring an offer either.
+        open_routes = [r for r in self.discovery.routes_to(req.vnid) if r.via is not None
+                       and req.denied.isdisjoint(r.entry.path)]
+        if not req.feasible() and not open_routes:
             self._decide(req, now, out)  # nobody else could offer: fail now
 
 
