@@ -97,16 +97,24 @@ def run(coro: Awaitable[Any], timeout_s: float = 20.0) -> Any:
 
 @contextlib.contextmanager
 def daemons_in_thread(tmp: Path, factory: CoreFactory,
-                      vns: dict[str, list[dict[str, Any]]]) -> Iterator[list[RouteManagerDaemon]]:
-    """Daemons A and B (linked, ``vns`` per segment) served by an event loop in a thread,
-    so a test can drive them through the synchronous CLI; stopped even on failure."""
-    nodes = write_cluster(tmp, ["A", "B"], [("A", "B")], vns)
+                      vns: dict[str, list[dict[str, Any]]], *,
+                      names: Sequence[str] = ("A", "B"),
+                      links: Sequence[tuple[str, str]] = (("A", "B"),),
+                      before_start: Callable[[dict[str, Node]], None] | None = None,
+                      timers: dict[str, float] | None = None,
+                      ) -> Iterator[list[RouteManagerDaemon]]:
+    """Daemons ``names`` (default A and B, linked; ``vns`` per segment) served by an event
+    loop in a thread, so a test can drive them through the synchronous CLI; stopped even
+    on failure. ``before_start`` sees the written nodes (keys, configs) first."""
+    nodes = write_cluster(tmp, names, links, vns, timers)
+    if before_start is not None:
+        before_start(nodes)
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     daemons: list[RouteManagerDaemon] = []
 
     async def serve() -> None:
-        for n in ("A", "B"):
+        for n in names:
             daemons.append(await start_daemon(nodes[n].config_path, factory))
         await until(lambda: daemons[0].routes.get(100) is not None, 5)
         ready.set()

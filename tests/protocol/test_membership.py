@@ -24,7 +24,7 @@ from vnstitch.protocol.api import (
     StitchTornDown,
 )
 from vnstitch.protocol.config import CoreConfig
-from vnstitch.protocol.grants import AccessPolicy, OwnerKey
+from vnstitch.protocol.grants import AccessPolicy, Grant, OwnerKey
 from vnstitch.protocol.messages import Hold, Query, message_from_wire
 from vnstitch.protocol.reservation import ReservationState
 from vnstitch.protocol.testing import InMemoryNetwork
@@ -48,10 +48,14 @@ def _vns() -> dict[SegmentId, list[VirtualNetwork]]:
 
 def members(policy: Callable[[Mapping[SegmentId, RouteManagerId]], AccessPolicy],
             grant_b: bool = True, expires: float = 1e9) -> Configure:
-    """Every segment hosts VN 100 under ``policy``; B holds a grant (serial 1)."""
+    """Every segment hosts VN 100 under ``policy``; B holds a grant (serial 1), and so
+    does A (serial 10: membership is checked both ways, the origin admits the target)."""
     def configure(cfg: CoreConfig, rm_of: Mapping[SegmentId, RouteManagerId]) -> CoreConfig:
-        grants = (OWNER.grant(VN, rm_of[B], expires, 1),) if grant_b and \
-            cfg.segment == B else ()
+        grants: tuple[Grant, ...] = ()
+        if grant_b and cfg.segment == B:
+            grants = (OWNER.grant(VN, rm_of[B], expires, 1),)
+        elif cfg.segment == A:
+            grants = (OWNER.grant(VN, rm_of[A], 1e9, 10),)
         return dataclasses.replace(cfg, access={VN: policy(rm_of)}, grants=grants)
     return configure
 
@@ -103,6 +107,9 @@ def test_member_with_grant_stitches_and_non_member_is_refused(abilene3: Substrat
     refusals = [e for _, rm, e in net.events if isinstance(e, AccessRefused)
                 and e.origin == c.rm_id]
     assert refusals and all(e.cause == "no_grant" for e in refusals)
+    # C hosts VN 100 too, but B admits targets as targets admit origins: B's HOLD (and its
+    # components) never reached C
+    assert not [t for t in c.tunnels if t.startswith(sid_b)]
 
 
 def test_non_member_fails_fast_without_waiting_for_the_query_timeout(
@@ -116,7 +123,7 @@ def test_non_member_fails_fast_without_waiting_for_the_query_timeout(
 
 
 def test_allow_list_admits_without_grant(abilene3: Substrate) -> None:
-    net = _net(abilene3, members(lambda rm: AccessPolicy(allow=frozenset({rm[B]})),
+    net = _net(abilene3, members(lambda rm: AccessPolicy(allow=frozenset({rm[A], rm[B]})),
                                  grant_b=False))
     sid_b, sid_c = _request(net, B), _request(net, C)
     net.run_until(net.now + 5)
@@ -137,7 +144,7 @@ def test_allow_any_keeps_todays_behaviour(abilene3: Substrate) -> None:
 
 
 def test_components_only_towards_members(abilene3: Substrate) -> None:
-    net = _net(abilene3, members(lambda rm: AccessPolicy(allow=frozenset({rm[B]}))))
+    net = _net(abilene3, members(lambda rm: AccessPolicy(allow=frozenset({rm[A], rm[B]}))))
     a_rm = net.rm_of[A]
     b_routes = {r.entry.path[-1]: r for r in net.core(B).discovery.routes_to(VN)}
     c_routes = {r.entry.path[-1]: r for r in net.core(C).discovery.routes_to(VN)}
@@ -220,8 +227,9 @@ def test_replayed_grant_of_another_member_is_refused(abilene3: Substrate) -> Non
     """C presents B's (valid, unexpired) grant: it names B, so it admits only B."""
     def configure(cfg: CoreConfig, rm_of: Mapping[SegmentId, RouteManagerId]) -> CoreConfig:
         stolen = OWNER.grant(VN, rm_of[B], 1e9, 1)
+        own = (OWNER.grant(VN, rm_of[A], 1e9, 10),) if cfg.segment == A else ()
         return dataclasses.replace(cfg, access={VN: AccessPolicy(owner=OWNER.public_bytes)},
-                                   grants=(stolen,) if cfg.segment in (B, C) else ())
+                                   grants=(stolen,) if cfg.segment in (B, C) else own)
     net = _net(abilene3, configure)
     sid_c = _request(net, C)
     net.run_until(net.now + 5)

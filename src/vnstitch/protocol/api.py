@@ -240,6 +240,8 @@ class RouteView:
     via: RouteManagerId | None
     path: tuple[RouteManagerId, ...]
     bandwidth_mbps: float
+    #: What the announcements carried (empty for a VN this RM is no member of).
+    components: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -328,7 +328,8 @@ class RouteManagerCore(StitchingMixin):
                            t.rtt_ms, t.loss) for t in self.tunnels.values()]
 
     def route_views(self) -> list[RouteView]:
-        return [RouteView(r.entry.vnid, r.via, r.entry.path, r.entry.bandwidth_mbps)
+        return [RouteView(r.entry.vnid, r.via, r.entry.path, r.entry.bandwidth_mbps,
+                          r.entry.components)
                 for vnid in sorted(self.discovery.best_by_vnid)
                 for r in self.discovery.routes_to(vnid)]
 

@@ -138,8 +138,12 @@ class Discovery:
         self.sync_gen = 0
         self.loops_refused = 0
         self.oversized_refused = 0
-        #: Access policy of each hosted VN (set by the core): whom its components go to.
+        #: Access policy of each hosted VN (set by the core): whether its components are
+        #: public (relayed by anyone) ...
         self.policy: Callable[[VNID], AccessPolicy] = lambda _vnid: OPEN
+        #: ... and, if not, whether a neighbour is a member that may have them from us.
+        self.member: Callable[[RouteManagerId, VNID], bool] = \
+            lambda peer, vnid: self.policy(vnid).allows_without_grant(peer)
 
     # -- local VNs -----------------------------------------------------------------------
     def set_local(self, vn: VirtualNetwork) -> list[Key]:
@@ -297,7 +301,7 @@ class Discovery:
         # Need to know: a VN's components go only to members -- from its host, to the
         # neighbours it admits; a VN open to any RM keeps them (and they are relayed).
         if not e.public and e.components and not (
-                route.via is None and self.policy(key[0]).allows_without_grant(peer)):
+                route.via is None and self.member(peer, key[0])):
             return Entry(e.vnid, e.path, e.bandwidth_mbps, e.latency_ms, e.cost, (), False)
         return e
 

@@ -41,6 +41,7 @@ from vnstitch.protocol.grants import (
     Revocations,
     check_access,
 )
+from vnstitch.protocol.messages import Offer
 from vnstitch.protocol.negotiation import StitchState
 from vnstitch.protocol.reservation import ReservationState
 from vnstitch.protocol.stitchbase import StitchingBase
@@ -59,9 +60,14 @@ class MembershipMixin(StitchingBase):
     revocations_changed_at: dict[tuple[VNID, bytes], float]
     #: token -> (VNID, origin, grant serial or None, grant expiry) of stitches we admitted.
     admitted: dict[str, tuple[VNID, RouteManagerId, int | None, float]]
+    #: Per hosted VN: neighbours that showed a valid grant -> (serial, expiry). They get
+    #: the VN's components in our announcements until it expires or is revoked.
+    grant_members: dict[VNID, dict[RouteManagerId, tuple[int, float]]]
 
     if TYPE_CHECKING:
         def _decide(self, req: StitchRequest, now: float, out: list[Output]) -> None: ...
+        def routes_changed(self, keys: list[tuple[VNID, RouteManagerId]], now: float,
+                           out: list[Output]) -> None: ...
 
     def init_membership(self) -> None:
         self.access_refusals = {}
@@ -69,13 +75,28 @@ class MembershipMixin(StitchingBase):
         self.revocation_lists = {}
         self.revocations_changed_at = {}
         self.admitted = {}
+        self.grant_members = {}
         self.discovery.policy = self.access_policy
+        self.discovery.member = self.is_member
         # local routes made before the policy was known say whether they are public
         self.discovery.recompute([(v, self.me) for v in self.discovery.local])
 
     # -- policy ---------------------------------------------------------------------------
     def access_policy(self, vnid: VNID) -> AccessPolicy:
         return self.config.access.get(vnid, OPEN)
+
+    def is_member(self, peer: RouteManagerId, vnid: VNID) -> bool:
+        """Whether neighbour ``peer`` may learn ``vnid``'s components from us."""
+        return self.access_policy(vnid).allows_without_grant(peer) or \
+            peer in self.grant_members.get(vnid, {})
+
+    def _reannounce(self, peer: RouteManagerId, vnid: VNID, now: float,
+                    out: list[Output]) -> None:
+        """``peer``'s membership of ``vnid`` changed: announce our route to it again."""
+        key = (vnid, self.me)
+        if key in self.discovery.best:
+            self.discovery.pending[peer].add(key)
+            self.routes_changed([key], now, out)
 
     def revoked_serials(self, vnid: VNID) -> frozenset[int]:
         owner = self.access_policy(vnid).owner
@@ -92,7 +113,28 @@ class MembershipMixin(StitchingBase):
             self.access_refusals[key] = self.access_refusals.get(key, 0) + 1
             self.stat(NOT_AUTHORISED)
             out.append(AccessRefused(origin, vnid, kind, d.cause, now))
+        elif d.serial is not None and origin in self.peers:
+            known = self.grant_members.setdefault(vnid, {})
+            if origin not in known:
+                known[origin] = (d.serial, d.expires)
+                self._reannounce(origin, vnid, now, out)
         return d
+
+    def offer_admitted(self, offer: Offer, now: float, out: list[Output]) -> bool:
+        """At the origin: is the target of ``offer`` a member of the VN (by our policy for
+        our own part of it)? A stitch joins two parts of a VN, so membership is checked
+        both ways: otherwise a non-member could host the VN and learn members' components
+        from their HOLDs."""
+        sid = self.query_owner.get(offer.query_id)
+        req = self.requests.get(sid) if sid else None
+        if req is None:
+            return True  # a late offer: the origin logic counts it
+        target = offer.path[-1]
+        if self.authorise(target, req.vnid, offer.grant, kind="offer", now=now, out=out).ok:
+            return True
+        self._deny(req, target, f"{target[:8]} is not a member of VNID {req.vnid} "
+                   f"(its offer was refused: not_authorised)", now, out)
+        return False
 
     def grant_for(self, vnid: VNID) -> Grant | None:
         """The grant this RM presents when it asks for a stitch into ``vnid``."""
@@ -173,7 +215,14 @@ class MembershipMixin(StitchingBase):
         self.enforce_membership(now, out)
 
     def enforce_membership(self, now: float, out: list[Output]) -> None:
-        """Tear down every stitch we admitted whose admission no longer holds."""
+        """Tear down every stitch we admitted whose admission no longer holds, and stop
+        announcing components to members whose grant did the same."""
+        for vnid, known in self.grant_members.items():
+            revoked = self.revoked_serials(vnid)
+            for peer, (member_serial, until) in list(known.items()):
+                if member_serial in revoked or until <= now:
+                    del known[peer]
+                    self._reannounce(peer, vnid, now, out)
         for token, (vnid, origin, serial, expires) in list(self.admitted.items()):
             res = self.reservations.get(token)
             if res is None or res.state not in (ReservationState.HELD,
@@ -209,8 +258,14 @@ class MembershipMixin(StitchingBase):
                 m.query_id not in req.query_ids:
             self.stat("late_query_refused")
             return
-        req.denials.append(f"{m.at[:8]} refused: {m.reason} (VNID {req.vnid})")
-        req.denied.add(m.at)
+        self._deny(req, m.at, f"{m.at[:8]} refused: {m.reason} (VNID {req.vnid})", now, out)
+
+    def _deny(self, req: StitchRequest, at: RouteManagerId, text: str, now: float,
+              out: list[Output]) -> None:
+        if req.state is not StitchState.QUERYING:
+            return
+        req.denials.append(text)
+        req.denied.add(at)
         # A host answers a query and never forwards it: a route through an RM that
         # refused cannot bring an offer either.
         open_routes = [r for r in self.discovery.routes_to(req.vnid) if r.via is not None

@@ -266,16 +266,19 @@ class Offer:
     cost: float
     bottleneck_mbps: float
     components: tuple[str, ...]
+    #: The target's membership grant: the origin admits targets as targets admit origins.
+    grant: Grant | None = None
 
     def to_wire(self) -> list[Any]:
         return [self.query_id, wire_path(self.path), self.latency_ms, self.cost,
-                self.bottleneck_mbps, list(self.components)]
+                self.bottleneck_mbps, list(self.components), _grant_wire(self.grant)]
 
     @classmethod
     def from_wire(cls, p: Any) -> Offer:
-        qid, path, lat, cost, bn, comps = _unpack(p, 6, "offer")
+        qid, path, lat, cost, bn, comps, gr = _unpack(p, 7, "offer")
         return cls(_bytes(qid, "query_id", 8), _path(path, "path", 2), _num(lat, "latency"),
-                   _num(cost, "cost"), _num(bn, "bottleneck", True), _comps(comps))
+                   _num(cost, "cost"), _num(bn, "bottleneck", True), _comps(comps),
+                   _grant_from(gr))
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,8 +50,8 @@ class PathHopMixin(MembershipMixin):
                           now, out)
                 return
             comps = tuple(str(c) for c in vn.components)
-            self.send(sender, Offer(q.query_id, path, q2.latency_ms, q2.cost, bn, comps),
-                      now, out)
+            self.send(sender, Offer(q.query_id, path, q2.latency_ms, q2.cost, bn, comps,
+                                    self.grant_for(q.vnid)), now, out)
             return
         if len(path) - 1 >= q.hop_limit:
             self.stat("query_hop_limit")

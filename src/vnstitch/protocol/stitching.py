@@ -98,7 +98,7 @@ class StitchingMixin(OriginMixin, PathHopMixin, LeaseMixin, ProbeMixin, ResizeMi
             i = self._pos(msg.path, sender, forward=False)
             if i > 0:
                 self.send(msg.path[i - 1], msg, now, out)
-            else:
+            elif self.offer_admitted(msg, now, out):
                 self._on_offer(msg, now, out)
         elif isinstance(msg, Hold):
             self._on_hold(sender, msg, now, out)
