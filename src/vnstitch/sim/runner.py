@@ -19,10 +19,12 @@ from typing import Any
 
 from vnstitch.model import Substrate, load_topology, partitioned
 from vnstitch.model.ids import SegmentId
+from vnstitch.model.virtual import VirtualNetwork
 from vnstitch.sim.allocation import summarise_allocation
 from vnstitch.sim.cores import CoreFactory
 from vnstitch.sim.engine import Simulation, derive_seed
 from vnstitch.sim.errors import ScenarioError
+from vnstitch.sim.membership import MemberPolicies, place_non_members, summarise_membership
 from vnstitch.sim.protocol_cores import ProtocolCoreFactory
 from vnstitch.sim.scenario import Scenario, request_window
 from vnstitch.sim.summary import summarise
@@ -104,6 +106,13 @@ def build(
     segments = sub.segments()
     rng = random.Random(derive_seed(scenario.seed, "workload"))
     placements = place_vns(segments, scenario.vns.count, scenario.vns.segments_per_vn, rng)
+    made = factory(scenario, sub)
+    non_members: list[VirtualNetwork] = []
+    if scenario.vns.non_members:
+        non_members = place_non_members(placements, segments, scenario.vns.non_members, rng)
+        if isinstance(made, ProtocolCoreFactory):
+            made.access = MemberPolicies(placements, placements + non_members, made.identity)
+        placements = placements + non_members
     rq = scenario.requests
     if rq.arrival == "file":
         assert rq.file is not None
@@ -121,7 +130,7 @@ def build(
             bandwidth_mbps=rq.bandwidth_mbps, rng=rng,
             max_latency_ms=rq.max_latency_ms, hop_limit=rq.hop_limit, hold_s=rq.hold_s)
     return Simulation(
-        sub, factory(scenario, sub), placements=placements, requests=requests,
+        sub, made, placements=placements, requests=requests,
         faults=_faults(scenario, sub), impairments=scenario.network, seed=scenario.seed,
         check_every_step=check_every_step)
 
@@ -144,6 +153,8 @@ def run(
     result = traffic.run(scenario.duration_s) if traffic is not None else None
     t2 = time.perf_counter()
     summary = summarise(sim, name=scenario.name, duration_s=scenario.duration_s)
+    if scenario.vns.non_members:
+        summary["membership"] = summarise_membership(sim)
     if result is not None:
         summary["traffic"] = summarise_traffic(result)
         if result.allocation is not None:
