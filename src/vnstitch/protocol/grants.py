@@ -50,7 +50,7 @@ from vnstitch.protocol.wirefields import (
 #: The one reason a refused QUERY / HOLD / RESIZE carries on the wire.
 NOT_AUTHORISED = "not_authorised"
 #: Most revoked serials one list carries (it must fit one datagram with its signature).
-MAX_REVOKED = 64
+MAX_REVOKED = 56
 _GRANT_TAG = b"vnstitch-grant-v1"
 _REVOCATION_TAG = b"vnstitch-revocations-v1"
 
