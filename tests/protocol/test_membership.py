@@ -8,6 +8,7 @@ paired with its control (the same request by a member succeeds; ``allow: any`` a
 from __future__ import annotations
 
 import dataclasses
+import random
 from collections.abc import Callable, Mapping
 
 import pytest
@@ -24,6 +25,7 @@ from vnstitch.protocol.api import (
     StitchTornDown,
 )
 from vnstitch.protocol.config import CoreConfig
+from vnstitch.protocol.core import decode_state, encode_state
 from vnstitch.protocol.grants import AccessPolicy, Grant, OwnerKey
 from vnstitch.protocol.messages import Hold, Query, message_from_wire
 from vnstitch.protocol.reservation import ReservationState
@@ -265,3 +267,22 @@ def test_resize_after_revocation_is_refused_before_enforcement(abilene3: Substra
     target.revocation_lists[(VN, OWNER.public_bytes)] = OWNER.revocations(VN, 1, [(1, 1e9)])
     assert not target.authorise_resize(token, net.rm_of[B], net.now, out)  # type: ignore[arg-type]
     assert any(isinstance(e, AccessRefused) and e.kind == "resize" for e in out)
+
+
+def test_admissions_survive_a_restore(abilene3: Substrate) -> None:
+    """A target restarted after admitting a stitch still tears it down on revocation."""
+    net = _net(abilene3, GRANT_ONLY)
+    sid = _request(net, B)
+    net.run_until(net.now + 5)
+    ok = _outcome(net, sid)
+    assert isinstance(ok, StitchEstablished)
+    target = net.cores[ok.path[-1]]
+    state = decode_state(encode_state(target.export_state()))
+    back = type(target).from_state(target.config, target.identity, target.trust,
+                                   random.Random(5), state)
+    assert back.admitted == target.admitted and back.admitted
+    back.revocation_lists[(VN, OWNER.public_bytes)] = OWNER.revocations(VN, 1, [(1, 1e9)])
+    out: list[object] = []
+    back.enforce_membership(net.now, out)  # type: ignore[arg-type]
+    assert not back.admitted
+    assert any(isinstance(e, AccessRefused) and e.cause == "revoked" for e in out)

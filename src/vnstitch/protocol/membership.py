@@ -275,10 +275,13 @@ class MembershipMixin(StitchingBase):
 
 
 def export_admitted(m: MembershipMixin) -> list[list[Any]]:
-    return [[t, int(v), o, s, e] for t, (v, o, s, e) in m.admitted.items()]
+    """Plain JSON (no infinity: an admission without a grant has no expiry, ``None``)."""
+    return [[t, int(v), o, s, None if e == float("inf") else e]
+            for t, (v, o, s, e) in m.admitted.items()]
 
 
 def restore_admitted(m: MembershipMixin, rows: list[list[Any]]) -> None:
     for t, v, o, s, e in rows:
         m.admitted[str(t)] = (VNID(int(v)), RouteManagerId(str(o)),
-                              None if s is None else int(s), float(e))
+                              None if s is None else int(s),
+                              float("inf") if e is None else float(e))
