@@ -118,6 +118,9 @@ class StitchRequest:
     avoid: frozenset[tuple[RouteManagerId, ...]] = frozenset()
     #: The stitch this one replaces once it is established (make-before-break).
     replaces: str = ""
+    #: Targets that refused this round as ``not_authorised`` (what they said; who).
+    denials: list[str] = field(default_factory=list)
+    denied: set[RouteManagerId] = field(default_factory=set)
 
     @property
     def state(self) -> StitchState:
@@ -130,6 +133,9 @@ class StitchRequest:
 
     def failure(self) -> tuple[FailureReason, str]:
         """Why no offer works: the failing constraint and the best offer seen."""
+        if self.denials and len(self.denials) >= len(self.refusals) and (
+                self.refusals or not self.offers):
+            return FailureReason.NOT_AUTHORISED, "; ".join(self.denials[-3:])
         if self.refusals:
             return FailureReason.RESERVATION_REFUSED, "; ".join(self.refusals[-3:])
         if not self.offers:

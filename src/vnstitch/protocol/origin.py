@@ -107,6 +107,7 @@ class OriginMixin(StitchingBase):
     def _send_query(self, req: StitchRequest, now: float, out: list[Output]) -> None:
         req.query_sent_at = now
         req.offers, req.tried, req.refusals, req.decide_at = [], set(), [], None
+        req.denials, req.denied = [], set()
         for qid in req.query_ids:
             self.query_owner.pop(qid, None)
         req.query_ids = {}
@@ -136,7 +137,7 @@ class OriginMixin(StitchingBase):
         self.query_owner[req.query_id] = req.stitch_id
         q = Query(req.query_id, req.vnid, c.bandwidth_mbps, c.max_latency_ms, c.max_cost,
                   min(c.hop_limit, MAX_PATH - 1), (self.me,), 0.0, 0.0,
-                  self.ledger.rm_available(), fanout)
+                  self.ledger.rm_available(), fanout, self.grant_for(req.vnid))
         for peer in hops or list(self.peers):
             self.send(peer, q, now, out)
         self.set_timer("qrtx", req.stitch_id, now + req.rto)
@@ -264,7 +265,7 @@ class OriginMixin(StitchingBase):
         local = self.discovery.local[req.vnid]
         hold = Hold(token, req.vnid, offer.path, bw, 2 * hold_s, public, tun.endpoint, own_addr,
                     peer_addr, tuple(str(c) for c in local.components), NO_SIG,
-                    self.config.probe_address)
+                    self.config.probe_address, self.grant_for(req.vnid))
         hold = dataclasses.replace(hold, keysig=self.identity.sign(hold.key_material()))
         req.outstanding, req.rto = hold, self._rto(offer.latency_ms)
         self.send(offer.path[1], hold, now, out)

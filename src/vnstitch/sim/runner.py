@@ -22,10 +22,12 @@ from typing import Any
 
 from vnstitch.model import Substrate, load_topology, partitioned
 from vnstitch.model.ids import SegmentId
+from vnstitch.model.virtual import VirtualNetwork
 from vnstitch.sim.allocation import summarise_allocation
 from vnstitch.sim.cores import CoreFactory
 from vnstitch.sim.engine import Simulation, derive_seed
 from vnstitch.sim.errors import ScenarioError
+from vnstitch.sim.membership import MemberPolicies, place_non_members, summarise_membership
 from vnstitch.sim.protocol_cores import ProtocolCoreFactory
 from vnstitch.sim.scenario import Scenario, request_window
 from vnstitch.sim.summary import summarise
@@ -113,6 +115,14 @@ def build(
     rng = random.Random(derive_seed(scenario.seed, "workload"))
     placements = place_vns(segments, scenario.vns.count, scenario.vns.segments_per_vn, rng)
     own = traffic.placements(placements) if traffic is not None else []
+    made = factory(scenario, sub)
+    non_members: list[VirtualNetwork] = []
+    if scenario.vns.non_members:
+        non_members = place_non_members(placements, segments, scenario.vns.non_members, rng)
+        if isinstance(made, ProtocolCoreFactory):
+            made.access = MemberPolicies(placements + own, placements + own + non_members,
+                                         made.identity)
+        placements = placements + non_members
     rq = scenario.requests
     if rq.arrival == "file":
         assert rq.file is not None
@@ -130,7 +140,7 @@ def build(
             bandwidth_mbps=rq.bandwidth_mbps, rng=rng,
             max_latency_ms=rq.max_latency_ms, hop_limit=rq.hop_limit, hold_s=rq.hold_s)
     sim = Simulation(
-        sub, factory(scenario, sub), placements=placements + own, requests=requests,
+        sub, made, placements=placements + own, requests=requests,
         faults=_faults(scenario, sub), impairments=scenario.network, seed=scenario.seed,
         check_every_step=check_every_step)
     if traffic is not None:
@@ -170,6 +180,8 @@ def run(
         result = traffic.finish()
     t2 = time.perf_counter()
     summary = summarise(sim, name=scenario.name, duration_s=scenario.duration_s)
+    if scenario.vns.non_members:
+        summary["membership"] = summarise_membership(sim)
     if result is not None:
         assert traffic is not None and traffic.log is not None
         summary["stitches"] = summarise_stitches(traffic.log, [str(s) for s in sim.segments])
