@@ -33,7 +33,7 @@ def register(sub: Any) -> None:
         description="Part 1: partition a built-in topology into segments (one in-memory "
         "Route Manager each, virtual clock), let discovery converge and stitch a VNID "
         "between the two segments farthest apart. Part 2: run the simulator's default "
-        "scenario on Abilene (requests, 2%% loss, a transit Route Manager crash and "
+        "scenario on Abilene (requests, 2% loss, a transit Route Manager crash and "
         "restart), tell the story, print the summary and write an HTML report. Part 3: a "
         "link congests; QoS and reroute. Part 4: forecast three VNs' traffic and replay "
         "the last day through static, reactive and predictive allocation.")

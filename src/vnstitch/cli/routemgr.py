@@ -48,14 +48,17 @@ def register(sub: Any) -> None:
     routemgr_init.register(rsub)  # key, token, config skeleton, systemd unit
 
     check = rsub.add_parser("check", help="validate a config file")
-    check.add_argument("--config", required=True, type=Path)
+    check.add_argument("--config", required=True, type=Path,
+                       help="the daemon's YAML config file to check")
     add_json_flag(check)
     check.set_defaults(handler=_check)
 
     run = rsub.add_parser("run", help="run the daemon until SIGTERM/SIGINT")
-    run.add_argument("--config", required=True, type=Path)
+    run.add_argument("--config", required=True, type=Path,
+                     help="the daemon's YAML config file")
     run.add_argument("--log-level", default="info",
-                     choices=["debug", "info", "warning", "error"])
+                     choices=["debug", "info", "warning", "error"],
+                     help="least severe log level written to stderr (default info)")
     run.add_argument("--log-format", default="text", choices=["text", "json"],
                      help="log lines as text or as one JSON object each (default text)")
     add_json_flag(run)
@@ -64,7 +67,8 @@ def register(sub: Any) -> None:
     show = rsub.add_parser("show", help="show state of a running daemon")
     show.add_argument("what", choices=["peers", "vnids", "stitches", "tunnels", "metrics",
                                        "status", "allocations", "routes", "qos",
-                                       "decisions"])
+                                       "decisions"],
+                      help="which state to show")
     show.add_argument("--wait", type=float, metavar="S",
                       help="first wait up to S seconds until `vnstitch diagnose` finds no "
                            "failure; exit 1 (and say which checks fail) if it still does")
@@ -73,11 +77,15 @@ def register(sub: Any) -> None:
     show.set_defaults(handler=_show)
 
     stitch = rsub.add_parser("stitch", help="ask a running daemon for a stitch to a VNID")
-    stitch.add_argument("--vnid", required=True, type=int)
-    stitch.add_argument("--bandwidth", required=True, type=float, metavar="MBPS")
-    stitch.add_argument("--max-latency", type=float, metavar="MS")
-    stitch.add_argument("--max-cost", type=float)
-    stitch.add_argument("--hop-limit", type=int)
+    stitch.add_argument("--vnid", required=True, type=int, help="the VNID to stitch to")
+    stitch.add_argument("--bandwidth", required=True, type=float, metavar="MBPS",
+                        help="bandwidth to reserve on every segment of the path")
+    stitch.add_argument("--max-latency", type=float, metavar="MS",
+                        help="refuse paths slower than this (default no limit)")
+    stitch.add_argument("--max-cost", type=float,
+                        help="refuse paths costlier than this (default no limit)")
+    stitch.add_argument("--hop-limit", type=int,
+                        help="refuse paths through more segments (default no limit)")
     stitch.add_argument("--wait", type=float, default=10.0, metavar="S",
                         help="seconds to wait for the outcome (default 10)")
     add_target_args(stitch)
@@ -85,15 +93,16 @@ def register(sub: Any) -> None:
     stitch.set_defaults(handler=_stitch)
 
     release = rsub.add_parser("release", help="release a stitch on a running daemon")
-    release.add_argument("stitch_id")
+    release.add_argument("stitch_id", help="the stitch id (see show stitches)")
     add_target_args(release)
     add_json_flag(release)
     release.set_defaults(handler=_release)
 
     resize = rsub.add_parser("resize", help="change an established stitch's bandwidth in "
                                             "place (no outage; only at its origin)")
-    resize.add_argument("stitch_id")
-    resize.add_argument("--bandwidth", required=True, type=float, metavar="MBPS")
+    resize.add_argument("stitch_id", help="the stitch id (see show stitches)")
+    resize.add_argument("--bandwidth", required=True, type=float, metavar="MBPS",
+                        help="the new bandwidth to reserve")
     resize.add_argument("--wait", type=float, default=10.0, metavar="S",
                         help="seconds to wait for the path's answer (default 10)")
     add_target_args(resize)
