@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -87,3 +88,27 @@ def test_a_wide_table_stacks_and_keeps_every_identifying_cell_whole() -> None:
     (30000.0, "30,000"), (True, "yes"), (None, "-"), (0.5, "0.5")])
 def test_values_are_text_not_python_repr(value: object, text: str) -> None:
     assert fmt(value) == text
+
+
+def _runner() -> object:
+    import importlib.util  # noqa: PLC0415
+
+    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "benchmarks" / "run.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["bench_run"] = mod  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_benchmark_runner_knows_every_benchmark_and_lists_it(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    run = _runner()
+    assert sorted(run.BENCHMARKS) == run.available()  # type: ignore[attr-defined]
+    assert run.main(["--list"]) == 0  # type: ignore[attr-defined]
+    out = capsys.readouterr().out
+    for name, bench in run.BENCHMARKS.items():  # type: ignore[attr-defined]
+        line = next(x for x in out.splitlines() if x.startswith(f"{name}  "))
+        assert bench.typical in line
+        assert ("needs root" in line) == bench.root
+        assert not (bench.quick and bench.root)  # the default run never needs root

@@ -18,7 +18,7 @@ from typing import Any
 
 from vnstitch.cli import routemgr_init
 from vnstitch.cli.daemonclient import add_target_args, send
-from vnstitch.cli.output import add_json_flag, console, print_json, table
+from vnstitch.cli.output import add_json_flag, console, fmt, print_json, table
 
 SHOW_COLUMNS: dict[str, list[str]] = {
     "peers": ["id", "address", "received", "sent", "faults", "last_heard_s_ago"],
@@ -174,11 +174,13 @@ def _show(args: argparse.Namespace) -> int:
         return 0
     out = console()
     if isinstance(result, dict):
-        out.print(table(args.what, ["field", "value"], list(result.items())))
+        out.print(table(args.what, ["field", "value"],
+                        [(k.replace("_", " "), v) for k, v in result.items()]))
         return 0
     cols = SHOW_COLUMNS[args.what]
     rows = [[_cell(r.get(c)) for c in cols] for r in result]
-    out.print(table(f"{args.what} ({len(rows)})", cols, rows))
+    # Headers in words so they can wrap at 80 columns; the first column is the key.
+    out.print(table(f"{args.what} ({len(rows)})", [c.replace("_", " ") for c in cols], rows))
     return 0
 
 
@@ -203,7 +205,8 @@ def _stitch(args: argparse.Namespace) -> int:
     else:
         state = ("established" if result["established"] else
                  "pending" if result["pending"] else "failed")
-        console().print(f"stitch {result['stitch_id']}: {state} {result['detail']}")
+        console().print(f"stitch {result['stitch_id']}: {state} {fmt(result['detail'])}",
+                        markup=False)
     return 0 if result["established"] or result["pending"] else 1
 
 
@@ -228,5 +231,5 @@ def _resize(args: argparse.Namespace) -> int:
         state = "resized" if result["ok"] else "refused"
         console().print(f"resize of {args.stitch_id}: {state} ({result['reason']}) "
                         f"{result['old_mbps']:g} -> {result['new_mbps']:g} Mbit/s "
-                        f"{result['detail']}")
+                        f"{fmt(result['detail'])}", markup=False)
     return 0 if result["ok"] else 1
