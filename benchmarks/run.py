@@ -42,7 +42,7 @@ BENCHMARKS: dict[str, Benchmark] = {
                                "called directly; hostile datagrams dropped per second",
                                "~20 s", quick=True),
     "routing_te": Benchmark("min-MLU TE on Topology Zoo graphs: fast method vs Yen + path "
-                            "LP vs the exact arc-LP optimum", "~5 min"),
+                            "LP vs the exact arc-LP optimum", "~15 min"),
     "routing_abilene": Benchmark("Abilene matrices replayed in order: static shortest path "
                                  "vs reroute-on-congestion vs per-interval optimum",
                                  "~5 min"),
@@ -55,7 +55,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "allocate_provider": Benchmark("allocation scored on what the simulated cloud made "
                                    "usable (boot delays, outage), with a bill", "~3 min"),
     "sp_scale": Benchmark("Stitching Protocol at 10, 100 and 1,000 Route Managers for 60 "
-                          "virtual seconds", "~5 min"),
+                          "virtual seconds", "~2 min"),
     "lab_throughput": Benchmark("TCP throughput in the namespace lab: veth vs VXLAN vs "
                                 "VXLAN over WireGuard", "~1 min", root=True),
     "lab_stitch": Benchmark("live Route Managers in the lab: stitch setup, throughput, "
