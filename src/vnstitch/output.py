@@ -90,13 +90,31 @@ class StackedTable:
             (len(w) for w in self.columns[i].split()), default=0)
         return max(width, header, 1)
 
-    def _table(self, cols: Sequence[int]) -> Table:
-        t = Table(box=box.SIMPLE_HEAD,
-                  pad_edge=False, show_edge=False)
+    def _widths(self, cols: Sequence[int], max_width: int) -> dict[int, int]:
+        """Each column's width; when even one group is too wide, the non-key columns give
+        up width (widest first, down to their longest header word) and wrap their cells,
+        so the key columns are never cut."""
+        widths = {i: self._need(i) for i in cols}
+        excess = sum(widths.values()) + 3 * (len(cols) - 1) - max_width
+        while excess > 0:
+            free = [i for i in cols if i >= self.keys and widths[i] > self._floor(i)]
+            if not free:
+                break
+            i = max(free, key=lambda c: widths[c])
+            widths[i] -= 1
+            excess -= 1
+        return widths
+
+    def _floor(self, i: int) -> int:
+        return max(6, *(len(w) for w in self.columns[i].split() or [""]))
+
+    def _table(self, cols: Sequence[int], max_width: int) -> Table:
+        t = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+        widths = self._widths(cols, max_width)
         for i in cols:
             # Fixed widths: rich would otherwise shrink columns to fit, cutting cells.
             t.add_column(self.columns[i], justify="left" if i < self.keys else "right",
-                         no_wrap=i < self.keys, overflow="fold", width=self._need(i))
+                         no_wrap=i < self.keys, overflow="fold", width=widths[i])
         for r in self.rows:
             t.add_row(*(r[i] if i < len(r) else "" for i in cols))
         return t
@@ -130,7 +148,7 @@ class StackedTable:
             if self.title:
                 yield Text(self.title if len(groups) == 1
                            else f"{self.title} ({n}/{len(groups)})", style="italic")
-            yield self._table(cols)
+            yield self._table(cols, options.max_width)
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         return Measurement(1, options.max_width)
