@@ -56,6 +56,8 @@ BENCHMARKS: dict[str, Benchmark] = {
                                    "usable (boot delays, outage), with a bill", "~3 min"),
     "sp_scale": Benchmark("Stitching Protocol at 10, 100 and 1,000 Route Managers for 60 "
                           "virtual seconds", "~2 min"),
+    "sweep": Benchmark("simulator sweep throughput: one by one vs the local process pool vs "
+                       "a local Ray cluster, with per-run results compared", "~3 min"),
     "lab_throughput": Benchmark("TCP throughput in the namespace lab: veth vs VXLAN vs "
                                 "VXLAN over WireGuard", "~1 min", root=True),
     "lab_stitch": Benchmark("live Route Managers in the lab: stitch setup, throughput, "
