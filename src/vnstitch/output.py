@@ -7,9 +7,10 @@ when stderr is a terminal, so piping and CI logs stay clean.
 
 Tables never cut an identifying column: :func:`table` returns a renderable that, at
 render time, measures itself against the terminal. The key columns (the first ``keys``)
-never wrap; the others may wrap their headers at spaces but never their cells. When the
-whole table is still too wide it is *stacked*: printed as several tables, each repeating
-the key columns with as many of the other columns as fit. Values are formatted by
+never wrap; the others may wrap their headers and text cells at spaces, never inside a
+word (a number, an id, an address). When the whole table is still too wide it is
+*stacked*: printed as several tables, each repeating the key columns with as many of the
+other columns as fit. Values are formatted by
 :func:`fmt` (no Python repr: dicts and tuples become ``key value`` text, floats get
 fixed notation).
 """
@@ -106,26 +107,29 @@ class StackedTable:
         return widths
 
     def _floor(self, i: int) -> int:
-        return max(6, *(len(w) for w in self.columns[i].split() or [""]))
+        """Narrowest column ``i`` may get: key columns never shrink; the others wrap at
+        spaces only, so no word (a number, an id, an address) is ever broken."""
+        if i < self.keys:
+            return self._need(i)
+        words = [w for r in self.rows if i < len(r) for w in r[i].split()]
+        words += self.columns[i].split()
+        return max([len(w) for w in words] + [1])
 
     def _table(self, cols: Sequence[int], max_width: int) -> Table:
         t = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
         widths = self._widths(cols, max_width)
         for i in cols:
             # Fixed widths: rich would otherwise shrink columns to fit, cutting cells.
-            t.add_column(self.columns[i], justify="left" if i < self.keys else "right",
+            right = i >= self.keys and all(_numeric(r[i]) for r in self.rows if i < len(r))
+            t.add_column(self.columns[i], justify="right" if right else "left",
                          no_wrap=i < self.keys, overflow="fold", width=widths[i])
         for r in self.rows:
             t.add_row(*(r[i] if i < len(r) else "" for i in cols))
         return t
 
-    def _width(self, cols: Sequence[int]) -> int:
-        """Columns the table needs: each column's width, one space of padding on each
-        inner side and one separator between columns."""
-        return sum(self._need(i) for i in cols) + 3 * (len(cols) - 1)
-
     def _fits(self, options: ConsoleOptions, cols: Sequence[int]) -> bool:
-        return self._width(cols) <= options.max_width
+        """Whether ``cols`` fit side by side, wrapping text cells at spaces if need be."""
+        return sum(self._floor(i) for i in cols) + 3 * (len(cols) - 1) <= options.max_width
 
     def _groups(self, options: ConsoleOptions) -> list[list[int]]:
         key = list(range(self.keys))
@@ -152,6 +156,18 @@ class StackedTable:
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         return Measurement(1, options.max_width)
+
+
+def _numeric(cell: str) -> bool:
+    """A cell that reads as a number ("1,234", "5.2%", "-") is right-aligned."""
+    text = cell.replace(",", "").rstrip("%").strip()
+    if text in ("", "-"):
+        return True
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]], *,

@@ -188,7 +188,7 @@ def _cell(value: object) -> object:
     if value is None:
         return "-"
     if isinstance(value, list):
-        return ",".join(str(v) for v in value) or "-"
+        return ", ".join(str(v) for v in value) or "-"
     return value
 
 
