@@ -90,10 +90,12 @@ def _te(args: argparse.Namespace) -> int:
     title = f"route te{' --method classes' if args.method == 'classes' else ''}: " \
         f"{result['topology']}"
     out.print(table(title, ["figure", "value"],
-                    [(k, v) for k, v in result.items() if k not in ("notes", "classes")]))
+                    [(k.replace("_", " "), v) for k, v in result.items()
+                     if k not in ("notes", "classes")]))
     per_class = result.get("classes") or []
     if per_class:
-        out.print(table("classes in precedence order", list(per_class[0]),
+        out.print(table("classes in precedence order",
+                        [c.replace("_", " ") for c in per_class[0]],
                         [list(r.values()) for r in per_class]))
     for note in result["notes"]:
         out.print(f"  note: {note}", markup=False)
