@@ -187,8 +187,9 @@ def _evaluate(args: argparse.Namespace) -> int:
          *(f"cost r={r:g}" for r in COST_RATIOS), *(["bill"] if billed else [])], rows))
     for name, cmp in result.get("predictive_curve_below", {}).items():
         lo, hi = cmp["slack_range"]
-        out.print(f"predictive trade-off below {name}: {cmp['below']} on slack "
-                  f"[{lo:.3g}, {hi:.3g}] (worst margin {cmp['worst_margin']:.3g})")
+        out.print(f"predictive's trade-off curve is {'' if cmp['below'] else 'not '}below "
+                  f"{name}'s on slack {lo:.3g} to {hi:.3g} (worst margin "
+                  f"{cmp['worst_margin']:.3g})")
     if args.plot:
         out.print(f"plot written to {args.plot}")
     return 0
