@@ -132,17 +132,28 @@ class StackedTable:
         return sum(self._floor(i) for i in cols) + 3 * (len(cols) - 1) <= options.max_width
 
     def _groups(self, options: ConsoleOptions) -> list[list[int]]:
+        """The fewest groups of columns that fit (greedy), then the same number of groups
+        with the columns spread evenly, when that fits too (no lone last column)."""
         key = list(range(self.keys))
-        groups: list[list[int]] = []
+        rest = list(range(self.keys, len(self.columns)))
+        greedy: list[list[int]] = []
         current = list(key)
-        for i in range(self.keys, len(self.columns)):
+        for i in rest:
             if len(current) > len(key) and not self._fits(options, [*current, i]):
-                groups.append(current)
+                greedy.append(current)
                 current = [*key, i]
             else:
                 current.append(i)
-        groups.append(current)
-        return groups
+        greedy.append(current)
+        n = len(greedy)
+        size, extra = divmod(len(rest), n)
+        even: list[list[int]] = []
+        start = 0
+        for g in range(n):
+            stop = start + size + (1 if g < extra else 0)
+            even.append([*key, *rest[start:stop]])
+            start = stop
+        return even if all(self._fits(options, g) for g in even) else greedy
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         everything = list(range(len(self.columns)))
