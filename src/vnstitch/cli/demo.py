@@ -48,15 +48,15 @@ def register(sub: Any) -> None:
         "loss, crashes the busiest transit Route Manager and shows what traffic did. "
         "Part 3: a link congests; QoS and reroute. Part 4: three VNs' traffic is "
         "forecast and their bandwidth allocated ahead of demand.")
-    p.add_argument("--topology", default="zoo:Abilene",
+    p.add_argument("--topology", default="zoo:Abilene", metavar="SPEC",
                    help="topology for parts 1 and 2: zoo:NAME | sndlib:NAME | PATH "
                    "(default zoo:Abilene)")
-    p.add_argument("--segments", type=int, default=5,
+    p.add_argument("--segments", type=int, default=5, metavar="K",
                    help="segments (one Route Manager each) for parts 1 and 2 (default 5)")
-    p.add_argument("--bandwidth", type=float, default=1000.0,
+    p.add_argument("--bandwidth", type=float, default=1000.0, metavar="MBPS",
                    help="Mbit/s the part 1 stitch reserves (default 1000)")
-    p.add_argument("--seed", type=int, default=1, help="part 1 seed (default 1)")
-    p.add_argument("--report", type=Path, default=None,
+    p.add_argument("--seed", type=int, default=1, metavar="N", help="part 1 seed (default 1)")
+    p.add_argument("--report", type=Path, default=None, metavar="FILE.html",
                    help="where to write the HTML report (default: report.html in a new "
                    "temporary folder, named in the output)")
     p.add_argument("--no-simulation", action="store_true",
