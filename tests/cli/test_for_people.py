@@ -112,3 +112,10 @@ def test_benchmark_runner_knows_every_benchmark_and_lists_it(
         assert bench.typical in line
         assert ("needs root" in line) == bench.root
         assert not (bench.quick and bench.root)  # the default run never needs root
+
+
+def test_demo_refuses_fewer_than_two_segments(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--segments", "1", "--no-simulation"])
+    assert exc.value.code == 2
+    assert "need K >= 2" in capsys.readouterr().err

@@ -39,6 +39,16 @@ WHAT_NEXT = (
 )
 
 
+def _segments(text: str) -> int:
+    try:
+        k = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if k < 2:
+        raise argparse.ArgumentTypeError(f"{k}: a stitch joins two segments, need K >= 2")
+    return k
+
+
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "demo", help="the main job: stitch VNs on a built-in topology, fail and repair",
@@ -51,7 +61,7 @@ def register(sub: Any) -> None:
     p.add_argument("--topology", default="zoo:Abilene", metavar="SPEC",
                    help="topology for parts 1 and 2: zoo:NAME | sndlib:NAME | PATH "
                    "(default zoo:Abilene)")
-    p.add_argument("--segments", type=int, default=5, metavar="K",
+    p.add_argument("--segments", type=_segments, default=5, metavar="K",
                    help="segments (one Route Manager each) for parts 1 and 2 (default 5)")
     p.add_argument("--bandwidth", type=float, default=1000.0, metavar="MBPS",
                    help="Mbit/s the part 1 stitch reserves (default 1000)")
