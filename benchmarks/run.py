@@ -58,6 +58,9 @@ BENCHMARKS: dict[str, Benchmark] = {
                           "virtual seconds", "~2 min"),
     "sweep": Benchmark("simulator sweep throughput: one by one vs the local process pool vs "
                        "a local Ray cluster, with per-run results compared", "~3 min"),
+    "pra_providers": Benchmark("the allocator driving the live compute (cgroups) and storage "
+                               "(loop volumes) providers on replayed CloudWatch traces",
+                               "~4 min (3 min replay)", root=True),
     "lab_throughput": Benchmark("TCP throughput in the namespace lab: veth vs VXLAN vs "
                                 "VXLAN over WireGuard", "~1 min", root=True),
     "lab_stitch": Benchmark("live Route Managers in the lab: stitch setup, throughput, "
