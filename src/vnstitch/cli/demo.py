@@ -201,7 +201,9 @@ def _print_rest(sim: dict[str, Any]) -> None:
     con.print(f"- {s['committed']} of {s['requests']} stitches committed, "
               f"{s['repairs']} repaired around the crashed Route Manager, no over-commit "
               f"({s['overcommit_violations']} violations).", markup=False)
-    con.print(f"- Congestion rerouted {t['reroutes']} time(s); the stitched classes "
+    moved = t["reroutes"] + t.get("stitch_moves", 0)
+    con.print(f"- {t['congestion_resolved_by_reroute']} congestion episode(s) resolved by "
+              f"{moved} move(s) of traffic; the stitched classes "
               f"{'kept' if t['stitched_guarantee_kept'] else 'lost'} their guarantee.",
               markup=False)
     con.print(f"- Predictive allocation cost least on {wins} of {len(f['vns'])} VNs "
