@@ -18,7 +18,7 @@ from typing import Any
 
 from vnstitch.cli import routemgr_init
 from vnstitch.cli.daemonclient import add_target_args, send
-from vnstitch.cli.output import add_json_flag, console, print_json, table
+from vnstitch.cli.output import add_json_flag, console, fmt, print_json, table
 
 SHOW_COLUMNS: dict[str, list[str]] = {
     "peers": ["id", "address", "received", "sent", "faults", "last_heard_s_ago"],
@@ -48,14 +48,17 @@ def register(sub: Any) -> None:
     routemgr_init.register(rsub)  # key, token, config skeleton, systemd unit
 
     check = rsub.add_parser("check", help="validate a config file")
-    check.add_argument("--config", required=True, type=Path)
+    check.add_argument("--config", required=True, type=Path,
+                       help="the daemon's YAML config file to check")
     add_json_flag(check)
     check.set_defaults(handler=_check)
 
     run = rsub.add_parser("run", help="run the daemon until SIGTERM/SIGINT")
-    run.add_argument("--config", required=True, type=Path)
+    run.add_argument("--config", required=True, type=Path,
+                     help="the daemon's YAML config file")
     run.add_argument("--log-level", default="info",
-                     choices=["debug", "info", "warning", "error"])
+                     choices=["debug", "info", "warning", "error"],
+                     help="least severe log level written to stderr (default info)")
     run.add_argument("--log-format", default="text", choices=["text", "json"],
                      help="log lines as text or as one JSON object each (default text)")
     add_json_flag(run)
@@ -64,7 +67,8 @@ def register(sub: Any) -> None:
     show = rsub.add_parser("show", help="show state of a running daemon")
     show.add_argument("what", choices=["peers", "vnids", "stitches", "tunnels", "metrics",
                                        "status", "allocations", "routes", "qos",
-                                       "decisions"])
+                                       "decisions"],
+                      help="which state to show")
     show.add_argument("--wait", type=float, metavar="S",
                       help="first wait up to S seconds until `vnstitch diagnose` finds no "
                            "failure; exit 1 (and say which checks fail) if it still does")
@@ -73,11 +77,15 @@ def register(sub: Any) -> None:
     show.set_defaults(handler=_show)
 
     stitch = rsub.add_parser("stitch", help="ask a running daemon for a stitch to a VNID")
-    stitch.add_argument("--vnid", required=True, type=int)
-    stitch.add_argument("--bandwidth", required=True, type=float, metavar="MBPS")
-    stitch.add_argument("--max-latency", type=float, metavar="MS")
-    stitch.add_argument("--max-cost", type=float)
-    stitch.add_argument("--hop-limit", type=int)
+    stitch.add_argument("--vnid", required=True, type=int, help="the VNID to stitch to")
+    stitch.add_argument("--bandwidth", required=True, type=float, metavar="MBPS",
+                        help="bandwidth to reserve on every segment of the path")
+    stitch.add_argument("--max-latency", type=float, metavar="MS",
+                        help="refuse paths slower than this (default no limit)")
+    stitch.add_argument("--max-cost", type=float,
+                        help="refuse paths costlier than this (default no limit)")
+    stitch.add_argument("--hop-limit", type=int,
+                        help="refuse paths through more segments (default no limit)")
     stitch.add_argument("--wait", type=float, default=10.0, metavar="S",
                         help="seconds to wait for the outcome (default 10)")
     add_target_args(stitch)
@@ -85,15 +93,16 @@ def register(sub: Any) -> None:
     stitch.set_defaults(handler=_stitch)
 
     release = rsub.add_parser("release", help="release a stitch on a running daemon")
-    release.add_argument("stitch_id")
+    release.add_argument("stitch_id", help="the stitch id (see show stitches)")
     add_target_args(release)
     add_json_flag(release)
     release.set_defaults(handler=_release)
 
     resize = rsub.add_parser("resize", help="change an established stitch's bandwidth in "
                                             "place (no outage; only at its origin)")
-    resize.add_argument("stitch_id")
-    resize.add_argument("--bandwidth", required=True, type=float, metavar="MBPS")
+    resize.add_argument("stitch_id", help="the stitch id (see show stitches)")
+    resize.add_argument("--bandwidth", required=True, type=float, metavar="MBPS",
+                        help="the new bandwidth to reserve")
     resize.add_argument("--wait", type=float, default=10.0, metavar="S",
                         help="seconds to wait for the path's answer (default 10)")
     add_target_args(resize)
@@ -165,11 +174,13 @@ def _show(args: argparse.Namespace) -> int:
         return 0
     out = console()
     if isinstance(result, dict):
-        out.print(table(args.what, ["field", "value"], list(result.items())))
+        out.print(table(args.what, ["field", "value"],
+                        [(k.replace("_", " "), v) for k, v in result.items()]))
         return 0
     cols = SHOW_COLUMNS[args.what]
     rows = [[_cell(r.get(c)) for c in cols] for r in result]
-    out.print(table(f"{args.what} ({len(rows)})", cols, rows))
+    # Headers in words so they can wrap at 80 columns; the first column is the key.
+    out.print(table(f"{args.what} ({len(rows)})", [c.replace("_", " ") for c in cols], rows))
     return 0
 
 
@@ -177,7 +188,7 @@ def _cell(value: object) -> object:
     if value is None:
         return "-"
     if isinstance(value, list):
-        return ",".join(str(v) for v in value) or "-"
+        return ", ".join(str(v) for v in value) or "-"
     return value
 
 
@@ -194,7 +205,8 @@ def _stitch(args: argparse.Namespace) -> int:
     else:
         state = ("established" if result["established"] else
                  "pending" if result["pending"] else "failed")
-        console().print(f"stitch {result['stitch_id']}: {state} {result['detail']}")
+        console().print(f"stitch {result['stitch_id']}: {state} {fmt(result['detail'])}",
+                        markup=False)
     return 0 if result["established"] or result["pending"] else 1
 
 
@@ -219,5 +231,5 @@ def _resize(args: argparse.Namespace) -> int:
         state = "resized" if result["ok"] else "refused"
         console().print(f"resize of {args.stitch_id}: {state} ({result['reason']}) "
                         f"{result['old_mbps']:g} -> {result['new_mbps']:g} Mbit/s "
-                        f"{result['detail']}")
+                        f"{fmt(result['detail'])}", markup=False)
     return 0 if result["ok"] else 1
