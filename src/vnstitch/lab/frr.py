@@ -4,7 +4,9 @@ Theory of operation. :func:`ospf_config` renders a router's ``frr.conf`` (pure):
 substrate interface in OSPF area 0 as point-to-point with a 1 s hello and 4 s dead
 interval (a cut link is noticed in seconds, and netlink carrier loss at once), the
 loopback passive (it is the Route Manager's and the tunnels' endpoint), each interface's
-cost from the topology, and SPF throttled at 0/50/500 ms so the IGP reconverges quickly.
+cost from the topology, SPF throttled at 0/50/500 ms so the IGP reconverges quickly, and
+a zebra route-map that gives every OSPF route the loopback as source address (so a
+reroute never changes the address peers see this router's datagrams come from).
 :func:`start` runs ``zebra`` then ``ospfd`` inside the namespace (``-N NS`` gives each
 instance its own pathspace ``/var/run/frr/NS``, ``--vty_socket DIR`` its own vty
 sockets), as the ``frr`` user, daemonised, with pid files in the router's folder.
@@ -53,7 +55,12 @@ def ospf_config(hostname: str, router_id: str, interfaces: Sequence[OspfInterfac
                   " ip ospf dead-interval 4", f" ip ospf cost {itf.cost}", "!"]
     lines += ["interface lo", " ip ospf area 0", " ip ospf passive", "!",
               "router ospf", f" ospf router-id {router_id}",
-              " timers throttle spf 0 50 500", "!", ""]
+              " timers throttle spf 0 50 500", "!",
+              # Routes OSPF installs carry the loopback as source address: what this
+              # router sends (Route Manager datagrams, WireGuard) keeps its configured
+              # address when the IGP moves it to another interface.
+              "route-map VNSTITCH-SRC permit 10", f" set src {router_id}", "!",
+              "ip protocol ospf route-map VNSTITCH-SRC", "!", ""]
     return "\n".join(lines)
 
 
