@@ -71,7 +71,7 @@ class _StatsforecastModel(PointForecaster):
                 else:
                     try:
                         model = self._new_model().fit(col.copy())
-                    except Exception as exc:  # noqa: BLE001 (statsforecast raises bare errors)
+                    except Exception as exc:  # statsforecast raises bare errors
                         why = f"fit failed ({type(exc).__name__}: {exc})"
                 if why is not None:
                     fallback.setdefault(why, []).append(j)
@@ -95,7 +95,7 @@ class _StatsforecastModel(PointForecaster):
                     try:
                         res = np.asarray(model.forward(y=col[: int(t)], h=horizon)["mean"],
                                          dtype=np.float64)
-                    except Exception:  # noqa: BLE001 (too short a prefix, numerical trouble)
+                    except Exception:  # too short a prefix, numerical trouble
                         failed += 1
                         continue
                     if res.shape == (horizon,) and np.isfinite(res).all():
