@@ -7,7 +7,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from vnstitch.forecast import MODEL_NAMES, Forecast, ForecastError, make_forecaster
+from vnstitch.forecast import (
+    MODEL_NAMES,
+    Forecast,
+    ForecastError,
+    PointForecaster,
+    make_forecaster,
+)
 from vnstitch.forecast.backtest import rolling_forecasts, score
 
 SEASON = 24
@@ -142,9 +148,11 @@ def test_reference_models_note_their_fallbacks() -> None:
     hist = np.column_stack([synthetic(60, 1)[:, 0], np.zeros(60), np.full(60, 2.0)])
     for name in ("sf_autoets", "sf_autoarima"):
         m = make_forecaster(name, SEASON).fit(hist)
+        assert isinstance(m, PointForecaster)
         assert any("constant series" in n and "2 series" in n for n in m.notes), m.notes
         np.testing.assert_allclose(m.predict(3).mean[:, 1:], [[0.0, 2.0]] * 3)
         rf = rolling_forecasts(name, np.vstack([hist, hist[:5]]), 60, 2, season=SEASON)
         assert any("constant series" in n for n in rf.notes)
     # a series long enough to fit carries no note
-    assert make_forecaster("sf_autoarima", SEASON).fit(synthetic(60, 1)).notes == []
+    fitted = make_forecaster("sf_autoarima", SEASON).fit(synthetic(60, 1))
+    assert isinstance(fitted, PointForecaster) and fitted.notes == []
