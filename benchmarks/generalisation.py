@@ -308,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
                     "(default 1,2,4,7; quick 1,2,4)")
     ap.add_argument("--no-allocation", action="store_true", help="forecasting only")
     ap.add_argument("--no-refs", action="store_true", help="skip statsforecast references")
+    ap.add_argument("--cells-to", metavar="FILE.jsonl",
+                    help="also append each finished cell as one JSON line to FILE")
     args = ap.parse_args(argv)
     lengths = tuple(int(x) for x in args.lengths.split(",") if x) or (
         QUICK_LENGTHS if args.quick else LENGTHS)
@@ -336,6 +338,9 @@ def main(argv: list[str] | None = None) -> int:
             cell["seconds"] = time.perf_counter() - t0
             print(f"{ds.name} {days}d done in {cell['seconds']:.0f} s", file=sys.stderr)
             cells.append(cell)
+            if args.cells_to:
+                with Path(args.cells_to).open("a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(cell, default=str) + "\n")
     rows = checks(cells)
     mode = "quick" if args.quick else "full"
     if args.json:
