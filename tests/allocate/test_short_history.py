@@ -5,6 +5,7 @@ rule it claims to beat on its own training window."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from vnstitch.allocate.baselines import reactive_units
 from vnstitch.allocate.calibrate import select_forecasts
@@ -82,3 +83,26 @@ def test_one_day_history_runs_and_never_collapses() -> None:
         np.testing.assert_allclose(
             res.alloc_total["predictive"],
             reactive_units(values, start, 1, 0.1).sum(axis=1) * 0.1)
+
+
+def test_cold_start_reserves_from_profile_and_requested_bandwidth() -> None:
+    from vnstitch.allocate.errors import AllocateError  # noqa: PLC0415
+    from vnstitch.allocate.forecasts import cold_start_units  # noqa: PLC0415
+    from vnstitch.forecast.profiles import load_profiles  # noqa: PLC0415
+
+    profile = next(iter(load_profiles().values()))
+    day = np.datetime64("2024-03-04T00:00") + np.arange(24) * np.timedelta64(1, "h")
+    low = cold_start_units(profile=profile, expected_mbps=10.0, future=day, unit=0.1,
+                           c_under=10.0)
+    high = cold_start_units(profile=profile, expected_mbps=100.0, future=day, unit=0.1,
+                            c_under=10.0)
+    cheap = cold_start_units(profile=profile, expected_mbps=10.0, future=day, unit=0.1,
+                             c_under=1.0)
+    assert low.shape == (24,) and (low > 0).any()
+    assert (high >= low).all() and high.sum() > 5 * low.sum()  # follows the request
+    assert (cheap <= low).all() and cheap.sum() < low.sum()  # a higher quantile at r=10
+    # the application's daily shape shows: not one flat level all day
+    assert low.max() > low.min()
+    with pytest.raises(AllocateError, match="expected_mbps"):  # no history, no request
+        cold_start_units(profile=profile, expected_mbps=None, future=day, unit=0.1,
+                         c_under=10.0)
