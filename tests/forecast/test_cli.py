@@ -64,3 +64,25 @@ def test_unknown_model_rejected(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         main(["forecast", "backtest", "--data", "x", "--season", "2", "--horizon", "1",
               "--models", "naive,magic"])
+
+
+@pytest.mark.parametrize("args", [
+    ["run", "--horizon", "0"], ["run", "--horizon", "-2"], ["run", "--horizon", "x"],
+    ["run", "--horizon", "2", "--season", "0"],
+    ["backtest", "--horizon", "0", "--season", "24"],
+    ["backtest", "--horizon", "2", "--season", "-1"],
+    ["backtest", "--horizon", "2", "--season", "24", "--test-steps", "0"],
+    ["backtest", "--horizon", "2", "--season", "24", "--test-steps", "100000"],
+])
+def test_bad_numbers_are_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                      args: list[str]) -> None:
+    p = make_csv(tmp_path)
+    with pytest.raises(SystemExit) as info:  # argparse: usage error
+        code = main(["forecast", args[0], "--data", str(p), *args[1:]])
+        raise SystemExit(code)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip()
+    # control: the same command with sane numbers works
+    assert main(["forecast", "run", "--data", str(p), "--horizon", "2", "--season", "24",
+                 "--model", "naive", "--json"]) == 0

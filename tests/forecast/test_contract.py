@@ -7,7 +7,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from vnstitch.forecast import MODEL_NAMES, Forecast, ForecastError, make_forecaster
+from vnstitch.forecast import (
+    MODEL_NAMES,
+    Forecast,
+    ForecastError,
+    PointForecaster,
+    make_forecaster,
+)
 from vnstitch.forecast.backtest import rolling_forecasts, score
 
 SEASON = 24
@@ -114,3 +120,39 @@ def test_models_beat_noise_floor_on_seasonal_data() -> None:
 def test_unknown_model() -> None:
     with pytest.raises(ForecastError, match="unknown model"):
         make_forecaster("prophet", 24)
+
+
+@pytest.mark.parametrize("kind", ["one step", "two steps", "short", "constant", "all zero",
+                                  "one season"])
+def test_short_constant_and_zero_histories_never_raise(name: str, kind: str) -> None:
+    """Every model forecasts from any history of >= 1 step; fallbacks are notes."""
+    rng = np.random.default_rng(4)
+    hist = {"one step": rng.random((1, 2)), "two steps": rng.random((2, 2)),
+            "short": 5 * rng.random((10, 2)), "constant": np.full((60, 2), 3.0),
+            "all zero": np.zeros((60, 2)), "one season": synthetic(SEASON, 2)}[kind]
+    m = model(name).fit(hist)
+    fc = m.predict(4)
+    assert fc.mean.shape == (4, 2) and np.isfinite(fc.mean).all()
+    for q in fc.quantiles.values():
+        assert np.isfinite(q).all()
+    if kind in ("constant", "all zero"):  # the last value is the only sane forecast
+        np.testing.assert_allclose(fc.mean, np.repeat(hist[-1:], 4, axis=0), atol=1e-6)
+    full = np.vstack([hist, 5 * rng.random((6, 2))])
+    rf = rolling_forecasts(name, full,
+                           hist.shape[0], 2, season=SEASON, options=OPTIONS.get(name, {}))
+    assert np.isfinite(rf.mean).all()
+
+
+def test_reference_models_note_their_fallbacks() -> None:
+    """The statsforecast wrappers fall back per series and say so (no traceback)."""
+    hist = np.column_stack([synthetic(60, 1)[:, 0], np.zeros(60), np.full(60, 2.0)])
+    for name in ("sf_autoets", "sf_autoarima"):
+        m = make_forecaster(name, SEASON).fit(hist)
+        assert isinstance(m, PointForecaster)
+        assert any("constant series" in n and "2 series" in n for n in m.notes), m.notes
+        np.testing.assert_allclose(m.predict(3).mean[:, 1:], [[0.0, 2.0]] * 3)
+        rf = rolling_forecasts(name, np.vstack([hist, hist[:5]]), 60, 2, season=SEASON)
+        assert any("constant series" in n for n in rf.notes)
+    # a series long enough to fit carries no note
+    fitted = make_forecaster("sf_autoarima", SEASON).fit(synthetic(60, 1))
+    assert isinstance(fitted, PointForecaster) and fitted.notes == []

@@ -27,6 +27,16 @@ preferred forecaster's calibration and churn rules, cost it least on the scoring
 the calibration and churn rules are then chosen again for the combined forecasts, which
 are kept only if they beat the preferred forecaster alone on the scoring half.
 
+*Reactive guard.* The predictive policy claims to beat the reactive (HPA) rule, so it
+must not be worse than it where we can check without looking at the test window: when
+the reactive rule's units on the scoring half are given, the chosen predictive policy is
+kept only if on that half it costs no more than the reactive rule at the operator's
+ratio **and**, at ratios of 10 or more (unserved demand is the expensive side), leaves no
+more demand unserved than ``max(1%, reactive's)``; otherwise
+the choice says ``reactive`` and the caller replays the HPA rule instead. With short
+histories (a few hundred scored steps, many candidates) this is what keeps a noisy
+choice from collapsing; with long ones it rarely triggers.
+
 Nothing from the test window is used to choose anything; during the test replay only
 demand already observed at each decision is used.
 """
@@ -108,6 +118,10 @@ class CalibratedChoice:
     # Per series, the index of the candidate point forecast it uses (see
     # :func:`select_forecasts`); empty = the first (only) candidate for every series.
     sources: tuple[int, ...] = ()
+    train_unserved: float = float("nan")  # unserved fraction on the scoring half
+    # True: predictive did not beat the reactive rule on training (the reactive guard):
+    # replay the reactive rule instead.
+    reactive: bool = False
 
     def center(self, centers: Sequence[FloatArray]) -> FloatArray:
         """The point forecasts this choice uses: per series, column of its source."""
@@ -148,7 +162,8 @@ def select(center: FloatArray, actual: FloatArray, lead: int, *, c_under: float,
         for rules, units in zip(candidates, controlled_many(targets, candidates), strict=True):
             t = tally(actual[half:], units.astype(np.float64) * base.unit, step_seconds)
             cost = t.cost(ratio) if np.isfinite(ratio) else t.unserved_fraction
-            cand = CalibratedChoice(setting, rules, cost, t.changes_per_hour, churn_budget)
+            cand = CalibratedChoice(setting, rules, cost, t.changes_per_hour, churn_budget,
+                                    train_unserved=t.unserved_fraction)
             if (fallback is None
                     or cand.train_changes_per_hour < fallback.train_changes_per_hour
                     or (cand.train_changes_per_hour == fallback.train_changes_per_hour
@@ -181,7 +196,7 @@ def series_costs(center: FloatArray, actual: FloatArray, lead: int, choice: Cali
 def select_forecasts(centers: Sequence[FloatArray], actual: FloatArray, lead: int, *,
                      c_under: float, c_over: float, base: ScalingRules, churn_budget: float,
                      step_seconds: float, settings: Sequence[Setting] = SETTINGS,
-                     refresh: int = 288) -> CalibratedChoice:
+                     refresh: int = 288, reactive: IntArray | None = None) -> CalibratedChoice:
     """:func:`select`, also choosing per series which candidate point forecast to use.
 
     ``centers``: the calibration-window forecasts of several forecasters, the preferred
@@ -190,10 +205,44 @@ def select_forecasts(centers: Sequence[FloatArray], actual: FloatArray, lead: in
     (ties go to the earlier candidate), and the error conditioning and churn rules are
     chosen again for the combined forecasts. The combination is kept only if it is
     cheaper on the scoring half than the preferred forecaster alone (within the churn
-    budget first). Training window only, like :func:`select`.
+    budget first). Training window only, like :func:`select`. ``reactive``: the reactive
+    rule's units on the scoring half (``C - C // 2`` steps), for the reactive guard (see
+    the module docstring).
     """
     if not centers:
         raise AllocateError("no candidate forecasts given")
+    chosen = _select_forecasts(centers, actual, lead, c_under=c_under, c_over=c_over,
+                               base=base, churn_budget=churn_budget,
+                               step_seconds=step_seconds, settings=settings, refresh=refresh)
+    if reactive is None:
+        return chosen
+    half = actual.shape[0] // 2
+    if reactive.shape != actual[half:].shape:
+        raise AllocateError(f"reactive units shaped {reactive.shape} do not match the "
+                            f"scoring half {actual[half:].shape}")
+    t = tally(actual[half:], reactive.astype(np.float64) * base.unit, step_seconds)
+    ratio = c_under / c_over if c_over > 0 else float("inf")
+    cost = t.cost(ratio) if np.isfinite(ratio) else t.unserved_fraction
+    # the unserved cap only where unserved demand is the expensive side (ratio >= 10);
+    # at r = 1 the operator has said a unit unserved costs no more than one idle
+    capped = ratio >= UNSERVED_CAP_RATIO
+    unserved_cap = max(UNSERVED_FLOOR, t.unserved_fraction) if capped else float("inf")
+    beats = (chosen.train_cost <= cost + 1e-12
+             and not chosen.train_unserved > unserved_cap + 1e-12)
+    return chosen if beats else replace(chosen, reactive=True)
+
+
+#: The reactive guard allows this much unserved demand even when the reactive rule
+#: leaves less (a cost ratio that prices unserved demand may trade some for slack).
+UNSERVED_FLOOR = 0.01
+#: ... and only at cost ratios c_under / c_over of at least this.
+UNSERVED_CAP_RATIO = 10.0
+
+
+def _select_forecasts(centers: Sequence[FloatArray], actual: FloatArray, lead: int, *,
+                      c_under: float, c_over: float, base: ScalingRules,
+                      churn_budget: float, step_seconds: float,
+                      settings: Sequence[Setting], refresh: int) -> CalibratedChoice:
 
     def calibrate(center: FloatArray) -> CalibratedChoice:
         return select(center, actual, lead, c_under=c_under, c_over=c_over, base=base,

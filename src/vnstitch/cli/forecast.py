@@ -30,6 +30,17 @@ def _floats(text: str) -> list[float]:
             f"not a comma-separated list of numbers: {text!r}") from None
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1 (steps, seasons), else a usage error."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def _models(text: str) -> list[str]:
     names = [x.strip() for x in text.split(",") if x.strip()]
     bad = [n for n in names if n not in MODEL_NAMES]
@@ -46,11 +57,11 @@ def register(sub: Any) -> None:
     fsub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     bt = fsub.add_parser("backtest", help="rolling-origin backtest of several models")
     bt.add_argument("--data", required=True, metavar="FILE", help="CSV or CSV.gz file")
-    bt.add_argument("--season", type=int, required=True, metavar="S",
+    bt.add_argument("--season", type=positive_int, required=True, metavar="S",
                     help="season length in steps (288 = one day of 5-minute steps)")
-    bt.add_argument("--horizon", type=int, required=True, metavar="H",
-                    help="steps ahead to forecast from every origin")
-    bt.add_argument("--test-steps", type=int, default=None, metavar="N",
+    bt.add_argument("--horizon", type=positive_int, required=True, metavar="H",
+                    help="steps ahead to forecast from every origin (>= 1)")
+    bt.add_argument("--test-steps", type=positive_int, default=None, metavar="N",
                     help="score the last N steps (default: 3 seasons)")
     bt.add_argument("--models", type=_models, default=["naive", "seasonal_naive", "ets", "auto"],
                     help=f"comma-separated, from {','.join(MODEL_NAMES)} "
@@ -65,9 +76,9 @@ def register(sub: Any) -> None:
     bt.set_defaults(handler=_backtest)
     run = fsub.add_parser("run", help="forecast the next H steps")
     run.add_argument("--data", required=True, metavar="FILE", help="CSV or CSV.gz file")
-    run.add_argument("--horizon", type=int, required=True, metavar="H",
-                     help="steps to forecast after the last row")
-    run.add_argument("--season", type=int, default=None, metavar="S",
+    run.add_argument("--horizon", type=positive_int, required=True, metavar="H",
+                     help="steps to forecast after the last row (>= 1)")
+    run.add_argument("--season", type=positive_int, default=None, metavar="S",
                      help="season in steps (default: one day of the file's step)")
     run.add_argument("--model", default="auto", choices=MODEL_NAMES,
                      help="forecaster (default auto)")

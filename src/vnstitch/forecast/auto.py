@@ -1,18 +1,23 @@
-"""``auto``: per-series model choice by rolling-origin backtest on the training window.
+"""``auto``: one model for all series, chosen by a rolling-origin backtest on the training window.
 
-Theory of operation. Every candidate (default: seasonal naive and ``lagreg``, the L1 lag
-regression that falls back to naive per series; ``naive``, ``ets``, ``lstm`` or the
-statsforecast models can be added through ``candidates``) is fitted on the training
-history. Each candidate's rolling forecasts over the tail of the training window
-(origins before the end of training only, each seeing only data before it) give its mean
-absolute error per series over steps 1..``horizon`` on the same latest origins for every
-candidate (``lagreg`` reports out-of-sample holdout errors there); each series then uses
-the candidate with the lowest error, except that the default candidate (``lagreg``) is
-kept unless a rival's error is below ``switch_margin`` (0.8) times the default's.
-Nothing after the training window is looked at.
-Rolling forecasts gather, per series, the chosen candidate's forecast; quantiles come
-from the chosen candidate's calibration errors on those origins (out-of-sample for
-``lagreg``), so they reflect the mix actually chosen.
+Theory of operation (the rule in one paragraph). Every candidate (default: seasonal naive
+and ``lagreg``, the L1 lag regression that shrinks to the naive forecast per series and
+step; ``naive``, ``ets``, ``lstm`` or the statsforecast models can be added through
+``candidates``) is fitted on the training history and backtested on its tail by rolling
+origin: at the same latest origins for every candidate, each forecast sees only data
+before its origin (``lagreg``'s are out of sample: it is refitted without that tail).
+Each candidate's score is its error pooled over all series, origins and steps
+1..``horizon`` (Σ|error|, so the series that carry the traffic carry the decision). The
+choice is shrunk toward a robust default: ``auto`` uses the default (``lagreg``) for every
+series unless a rival's pooled score is below ``switch_margin`` (0.7) times the default's,
+in which case that rival is used for every series. One choice for the whole set, not one
+per series: per-series choices on a short tail mostly fit its noise (on held-out data
+they cost up to 2.3x the best candidate's error), and a pooled score over many series
+and origins is what carries over to the test window. The margin was checked by
+leave-one-data-set-out (``benchmarks/generalisation.py``): picked on the other sets it
+is 0.7 for every held-out set but one. Nothing after the training window is looked at.
+Quantiles come from the chosen candidate's calibration errors on those origins
+(out-of-sample for ``lagreg``).
 """
 
 from __future__ import annotations
@@ -38,14 +43,14 @@ HORIZON_AWARE = frozenset({"lagreg", "lstm"})
 
 
 class AutoForecaster(PointForecaster):
-    """Picks the best candidate per series (see the module docstring)."""
+    """Picks one candidate for all series by pooled backtest (see the module docstring)."""
 
     name = "auto"
 
     def __init__(self, season: int, *, horizon: int = 1,
                  candidates: Sequence[str] = DEFAULT_CANDIDATES,
                  candidate_options: dict[str, dict[str, Any]] | None = None,
-                 default: str = "lagreg", switch_margin: float = 0.8,
+                 default: str = "lagreg", switch_margin: float = 0.7,
                  **kwargs: Any) -> None:
         super().__init__(season, **kwargs)
         if not candidates or "auto" in candidates:
@@ -80,15 +85,14 @@ class AutoForecaster(PointForecaster):
         rows = min(e.shape[0] for e in errs)
         self.candidate_mae = np.stack([np.abs(e[-rows:]).mean(axis=(0, 1)) for e in errs])
         self._candidate_errors = [e[-rows:] for e in errs]
-        self.choice = np.argmin(self.candidate_mae, axis=0).astype(np.int64)
+        pooled = self.candidate_mae.sum(axis=1)  # (K,): error summed over series
+        pick = int(np.argmin(pooled))
         if self.default in self.candidates:
-            # Prefer the default (which nests naive) unless a rival is clearly better on
-            # the training tail: a small edge there does not survive a level shift, and
-            # seasonal naive fails badly when a series changes level.
             d = self.candidates.index(self.default)
-            best = self.candidate_mae[self.choice, np.arange(self.choice.size)]
-            keep_default = best > self.switch_margin * self.candidate_mae[d]
-            self.choice[keep_default] = d
+            # shrinkage toward the default: a rival must be clearly better on the tail
+            if not pooled[pick] < self.switch_margin * pooled[d]:
+                pick = d
+        self.choice = np.full(history.shape[1], pick, dtype=np.int64)
 
     def _roll_point(self, values: FloatArray, origins: IntArray, horizon: int) -> FloatArray:
         if not self._models:

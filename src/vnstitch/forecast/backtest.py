@@ -72,8 +72,8 @@ def rolling_forecasts(model: ModelSpec, values: FloatArray, start: int, horizon:
     horizon = check_horizon(horizon)
     qs = check_quantiles(quantiles)
     t_len = vals.shape[0]
-    if not 2 <= start < t_len + 1:
-        raise ForecastError(f"start must lie in [2, {t_len}], got {start}")
+    if not 1 <= start < t_len + 1:
+        raise ForecastError(f"start must lie in [1, {t_len}], got {start}")
     if stride < 1:
         raise ForecastError(f"stride must be >= 1, got {stride}")
     factory = _factory(model, season, options or {})
@@ -83,6 +83,7 @@ def rolling_forecasts(model: ModelSpec, values: FloatArray, start: int, horizon:
     quants: dict[float, list[FloatArray]] = {}
     fit_s = pred_s = 0.0
     done = 0
+    notes: list[str] = []
     for b0 in range(start, t_len, block) if start < t_len else [start]:
         sel = origins[(origins >= b0) & (origins < b0 + block)]
         if sel.size == 0:
@@ -97,6 +98,7 @@ def rolling_forecasts(model: ModelSpec, values: FloatArray, start: int, horizon:
         else:
             mean, qd = _refit_each(factory, vals, sel, horizon, qs=qs, exog=exog)
         pred_s += time.perf_counter() - t0
+        notes += [n for n in getattr(m, "notes", ()) if n not in notes]
         means.append(mean)
         for q, arr in qd.items():
             quants.setdefault(q, []).append(arr)
@@ -106,7 +108,7 @@ def rolling_forecasts(model: ModelSpec, values: FloatArray, start: int, horizon:
     return RollingForecast(
         origins=origins, mean=np.concatenate(means),
         quantiles={q: np.concatenate(v) for q, v in quants.items()},
-        fit_seconds=fit_s, predict_seconds=pred_s)
+        fit_seconds=fit_s, predict_seconds=pred_s, notes=notes)
 
 
 def _factory(model: ModelSpec, season: int | None,

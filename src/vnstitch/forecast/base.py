@@ -25,7 +25,13 @@ On top of that the base class provides:
 * **non-negativity**: when the training history is non-negative (traffic, bytes) the
   mean and every quantile are clipped at zero;
 * ``rolling(values, origins, horizon, quantiles)``, which the backtester and the
-  allocator use to replay a trace without refitting per origin.
+  allocator use to replay a trace without refitting per origin;
+* ``notes``: what a model could not do as asked on this history (e.g. a reference model
+  that fell back to the naive forecast for a constant series); the backtester copies
+  them into its result, so a fallback is reported instead of raised.
+
+A model never needs more than one observation: with too little history for its own
+parameters it says so in ``notes`` and forecasts like the naive model.
 
 The registry :func:`make_forecaster` builds any model by name, importing its module
 only then (so ``import vnstitch.forecast`` does not pull in torch or statsforecast).
@@ -97,8 +103,8 @@ def check_history(history: object, what: str = "history") -> FloatArray:
         arr = arr[:, None]
     if arr.ndim != 2:
         raise ForecastError(f"{what}: expected a 2-D array (time x series), got shape {arr.shape}")
-    if arr.shape[0] < 2 or arr.shape[1] < 1:
-        raise ForecastError(f"{what}: need at least 2 time steps and 1 series, got {arr.shape}")
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ForecastError(f"{what}: need at least 1 time step and 1 series, got {arr.shape}")
     bad = ~np.isfinite(arr)
     if bad.any():
         t, n = np.argwhere(bad)[0]
@@ -140,6 +146,7 @@ class PointForecaster(ABC):
         self._beta: FloatArray | None = None
         self._nonneg = False
         self._error_cache: dict[int, FloatArray] = {}
+        self.notes: list[str] = []
 
     # -- to implement -------------------------------------------------------------
     @abstractmethod
@@ -153,6 +160,7 @@ class PointForecaster(ABC):
     # -- public API ----------------------------------------------------------------
     def fit(self, history: FloatArray, exog: FloatArray | None = None) -> Self:
         hist = check_history(history)
+        self.notes = []
         self._nonneg = self.clip_nonnegative and bool((hist >= 0).all())
         self._beta = None
         self._exog = None

@@ -133,6 +133,8 @@ class ExponentialSmoothing(PointForecaster):
         origins = np.arange(max(burn, 1), t_len - h + 1, dtype=np.int64)
         if origins.size == 0:
             origins = np.arange(1, t_len - h + 1, dtype=np.int64)
+        if origins.size == 0:  # one or two observations: nothing to choose by
+            return np.zeros(y.shape[1])
         fc = self._from_states(states, p, origins, h)[:, h - 1]
         actual = y[origins + h - 1]
         err: FloatArray = np.abs(actual - fc).mean(axis=0)
@@ -197,6 +199,8 @@ class ExponentialSmoothing(PointForecaster):
 def _robust_scale(history: FloatArray) -> FloatArray:
     """Typical one-step change per series (for clipping bursts); never zero."""
     diffs = np.abs(np.diff(history, axis=0))
+    if diffs.shape[0] == 0:  # one observation: no change seen yet
+        diffs = np.zeros((1, history.shape[1]))
     med = np.median(diffs, axis=0) * 1.4826
     fallback = np.abs(history).mean(axis=0) * 0.1 + 1e-9
     return np.where(med > 0, med, fallback)

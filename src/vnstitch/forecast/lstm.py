@@ -15,6 +15,8 @@ two CPU cores with the defaults, so ~20 s), early stopping when the validation l
 (last 15% of training origins, checked every ``eval_every`` batches) has not improved
 ``patience`` times in a row; the best weights are kept. The network is trained for
 ``horizon`` steps (an option); asking for more steps falls back to repeating its last step.
+With too little history to train on (fewer than ``window + 10 + horizon`` steps) the
+model is the naive forecast, said in ``notes``.
 """
 
 from __future__ import annotations
@@ -106,9 +108,11 @@ class GlobalLSTM(PointForecaster):
         last = t_len - self.horizon
         if last - first < 10:
             first = self.window
+        self._net = None
         if last - first < 10:
-            raise ForecastError(f"lstm: need more history than {first + 10 + self.horizon} "
-                                f"steps, have {t_len}")
+            self.notes.append(f"lstm: naive forecast (need more than "
+                              f"{first + 10 + self.horizon} steps to train, have {t_len})")
+            return
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
         origins = np.arange(first, last + 1, dtype=np.int64)
@@ -182,10 +186,12 @@ class GlobalLSTM(PointForecaster):
         return float((np.abs(pred - y) * w[:, None]).mean())
 
     def _roll_point(self, values: FloatArray, origins: IntArray, horizon: int) -> FloatArray:
-        if self._net is None or self._scale is None:
+        if self._scale is None:
             raise ForecastError("lstm: not fitted")
         if origins.size == 0:
             return np.zeros((0, horizon, values.shape[1]))
+        if self._net is None:  # too little history to train: the naive forecast
+            return np.repeat(values[origins - 1][:, None, :], horizon, axis=1)
         n = values.shape[1]
         seq, flag = self._features(values, origins)
         pred = self._predict_norm(self._net, seq, flag).reshape(origins.size, n, self.horizon)

@@ -8,6 +8,14 @@ Quantiles use the shared empirical-residual method (so all models are calibrated
 same way); the calibration uses every 12th origin because each forward call is a
 full pass over the history.
 
+*Never a traceback.* statsforecast raises bare errors on series it cannot fit (too short
+for the model, constant, all zeros: ``IndexError`` inside AutoETS, ``ValueError: Not
+enough data`` from AutoARIMA). The wrappers therefore fit what can be fitted and fall
+back **per series** to the naive forecast (the last value; exact for a constant series)
+where they cannot: a series shorter than :data:`MIN_FIT_STEPS`, a constant one, a fit
+that raises, and any origin whose ``forward`` raises or returns non-finite values. Each
+fallback is recorded in ``notes`` (copied into the backtest result), never raised.
+
 Restrictions (so a fit finishes on 5-minute data; they are the reference's own limits):
 
 * AutoETS: ``season_length`` as given; statsforecast drops seasonal ETS when the season
@@ -26,7 +34,10 @@ from typing import Any
 
 import numpy as np
 
-from vnstitch.forecast.base import FloatArray, ForecastError, IntArray, PointForecaster
+from vnstitch.forecast.base import FloatArray, IntArray, PointForecaster
+
+#: Fewer observations than this: the series is not fitted (naive forecast instead).
+MIN_FIT_STEPS = 8
 
 
 class _StatsforecastModel(PointForecaster):
@@ -35,34 +46,65 @@ class _StatsforecastModel(PointForecaster):
     def __init__(self, season: int, **kwargs: Any) -> None:
         kwargs.setdefault("calibration_steps", 3 * season)
         super().__init__(season, **kwargs)
-        self._models: list[Any] = []
+        self._models: list[Any] = []  # per series: a fitted model, or None (naive)
 
     def _new_model(self) -> Any:
         raise NotImplementedError
 
+    def _note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
     def _fit_point(self, history: FloatArray) -> None:
         self._models = []
+        fallback: dict[str, list[int]] = {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for j in range(history.shape[1]):
-                try:
-                    self._models.append(self._new_model().fit(history[:, j].copy()))
-                except Exception as exc:  # statsforecast raises bare errors on odd series
-                    raise ForecastError(f"{self.name}: fit failed on series {j}: {exc}") from exc
+                col = np.ascontiguousarray(history[:, j])
+                why = None
+                model: Any = None
+                if col.size < MIN_FIT_STEPS:
+                    why = f"fewer than {MIN_FIT_STEPS} observations"
+                elif np.ptp(col) == 0:
+                    why = "constant series"
+                else:
+                    try:
+                        model = self._new_model().fit(col.copy())
+                    except Exception as exc:  # statsforecast raises bare errors
+                        why = f"fit failed ({type(exc).__name__}: {exc})"
+                if why is not None:
+                    fallback.setdefault(why, []).append(j)
+                self._models.append(model)
+        for why, cols in fallback.items():
+            shown = ", ".join(str(c) for c in cols[:8]) + (" ..." if len(cols) > 8 else "")
+            self._note(f"{self.name}: naive forecast for {len(cols)} series ({why}): "
+                       f"series {shown}")
 
     def _roll_point(self, values: FloatArray, origins: IntArray, horizon: int) -> FloatArray:
-        out = np.empty((origins.size, horizon, values.shape[1]))
+        # the naive forecast everywhere; fitted series overwrite it origin by origin
+        out = np.repeat(values[origins - 1][:, None, :], horizon, axis=1)
+        failed = 0
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for j, model in enumerate(self._models):
+                if model is None:
+                    continue
                 col = np.ascontiguousarray(values[:, j])
                 for i, t in enumerate(origins):
-                    res = model.forward(y=col[: int(t)], h=horizon)
-                    out[i, :, j] = res["mean"]
-        bad = ~np.isfinite(out)
-        if bad.any():  # a diverging reference forecast falls back to the last value
-            last = values[origins - 1][:, None, :].repeat(horizon, axis=1)
-            out[bad] = last[bad]
+                    try:
+                        res = np.asarray(model.forward(y=col[: int(t)], h=horizon)["mean"],
+                                         dtype=np.float64)
+                    except Exception:  # too short a prefix, numerical trouble
+                        failed += 1
+                        continue
+                    if res.shape == (horizon,) and np.isfinite(res).all():
+                        out[i, :, j] = res
+                    else:
+                        failed += 1
+        if failed:
+            self._note(f"{self.name}: naive forecast at {failed} (origin, series) pair(s) "
+                       "where the fitted model could not forecast")
         return out
 
 
