@@ -54,6 +54,9 @@ BENCHMARKS: dict[str, Benchmark] = {
                                     "hindsight on the test window", "~3 min"),
     "allocate_provider": Benchmark("allocation scored on what the simulated cloud made "
                                    "usable (boot delays, outage), with a bill", "~3 min"),
+    "generalisation": Benchmark("forecasting and allocation on held-out data sets and short "
+                                "histories (1-7 days), leave one data set out; --quick "
+                                "for a subset", "~8 min --quick, ~40 min full"),
     "sp_scale": Benchmark("Stitching Protocol at 10, 100 and 1,000 Route Managers for 60 "
                           "virtual seconds", "~2 min"),
     "sweep": Benchmark("simulator sweep throughput: one by one vs the local process pool vs "
