@@ -11,10 +11,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
+from vnstitch.cli.argtypes import bounded_int, finite_float
 from vnstitch.cli.output import add_json_flag, console, print_json, table
+from vnstitch.daemon.limits import MAX_BANDWIDTH_MBPS, MAX_HOP_LIMIT, MAX_WAIT_S
+from vnstitch.model.ids import VNID_MAX
 
 SHOW_COLUMNS: dict[str, list[str]] = {
     "peers": ["id", "address", "received", "sent", "faults", "last_heard_s_ago"],
@@ -39,48 +43,64 @@ def register(sub: Any) -> None:
     add_json_flag(keygen)
     keygen.set_defaults(handler=_keygen)
 
-    check = rsub.add_parser("check", help="validate a config file")
-    check.add_argument("--config", required=True, type=Path)
+    check = rsub.add_parser("check", help="validate a config file and its key file "
+                                          "(reports every problem, FILE:LINE:COL: field: "
+                                          "problem)")
+    check.add_argument("--config", required=True, type=Path, help="the config file to check")
     add_json_flag(check)
     check.set_defaults(handler=_check)
 
     run = rsub.add_parser("run", help="run the daemon until SIGTERM/SIGINT")
-    run.add_argument("--config", required=True, type=Path)
+    run.add_argument("--config", required=True, type=Path, help="the daemon's config file")
     run.add_argument("--log-level", default="info",
-                     choices=["debug", "info", "warning", "error"])
+                     choices=["debug", "info", "warning", "error"],
+                     help="log verbosity on stderr (default info)")
+    run.add_argument("--init-state", action="store_true",
+                     help="initialise the state database when it is empty (zero bytes) or "
+                          "not a vnstitch database (that file is moved aside first); "
+                          "without it such a file is refused")
     add_json_flag(run)
     run.set_defaults(handler=_run)
 
     show = rsub.add_parser("show", help="show state of a running daemon")
     show.add_argument("what", choices=["peers", "vnids", "stitches", "tunnels", "metrics",
-                                       "status", "allocations"])
+                                       "status", "allocations"], help="which view")
     _socket_args(show)
     add_json_flag(show)
     show.set_defaults(handler=_show)
 
     stitch = rsub.add_parser("stitch", help="ask a running daemon for a stitch to a VNID")
-    stitch.add_argument("--vnid", required=True, type=int)
-    stitch.add_argument("--bandwidth", required=True, type=float, metavar="MBPS")
-    stitch.add_argument("--max-latency", type=float, metavar="MS")
-    stitch.add_argument("--max-cost", type=float)
-    stitch.add_argument("--hop-limit", type=int)
-    stitch.add_argument("--wait", type=float, default=10.0, metavar="S",
-                        help="seconds to wait for the outcome (default 10)")
+    stitch.add_argument("--vnid", required=True, type=bounded_int(0, VNID_MAX),
+                        help=f"the VNID to stitch to (0..{VNID_MAX})")
+    stitch.add_argument("--bandwidth", required=True, metavar="MBPS",
+                        type=finite_float(maximum=MAX_BANDWIDTH_MBPS),
+                        help="bandwidth to reserve along the path, Mbit/s")
+    stitch.add_argument("--max-latency", type=finite_float(), metavar="MS",
+                        help="refuse paths slower than this (default: any)")
+    stitch.add_argument("--max-cost", type=finite_float(),
+                        help="refuse paths costlier than this (default: any)")
+    stitch.add_argument("--hop-limit", type=bounded_int(1, MAX_HOP_LIMIT),
+                        help="most Route Managers on the path (default 16)")
+    stitch.add_argument("--wait", type=finite_float(maximum=MAX_WAIT_S), default=10.0,
+                        metavar="S", help="seconds to wait for the outcome (default 10)")
     _socket_args(stitch)
     add_json_flag(stitch)
     stitch.set_defaults(handler=_stitch)
 
     release = rsub.add_parser("release", help="release a stitch on a running daemon")
-    release.add_argument("stitch_id")
+    release.add_argument("stitch_id", help="the stitch to release (see 'show stitches')")
     _socket_args(release)
     add_json_flag(release)
     release.set_defaults(handler=_release)
 
     resize = rsub.add_parser("resize", help="change an established stitch's bandwidth in "
                                             "place (no outage; only at its origin)")
-    resize.add_argument("stitch_id")
-    resize.add_argument("--bandwidth", required=True, type=float, metavar="MBPS")
-    resize.add_argument("--wait", type=float, default=10.0, metavar="S",
+    resize.add_argument("stitch_id", help="the stitch to resize (see 'show stitches')")
+    resize.add_argument("--bandwidth", required=True, metavar="MBPS",
+                        type=finite_float(maximum=MAX_BANDWIDTH_MBPS),
+                        help="the new bandwidth, Mbit/s")
+    resize.add_argument("--wait", type=finite_float(maximum=MAX_WAIT_S), default=10.0,
+                        metavar="S",
                         help="seconds to wait for the path's answer (default 10)")
     _socket_args(resize)
     add_json_flag(resize)
@@ -115,9 +135,18 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from vnstitch.daemon.config import load_config  # noqa: PLC0415
+    from vnstitch.daemon.config import ConfigProblemsError, load_config  # noqa: PLC0415
 
-    cfg = load_config(args.config)
+    try:
+        cfg = load_config(args.config, check_files=True)
+    except ConfigProblemsError as exc:
+        if args.json:
+            print_json({"config": str(args.config), "ok": False, "problems": exc.problems})
+        else:
+            for line in exc.problems:
+                print(line, file=sys.stderr)
+            print(f"{args.config}: {len(exc.problems)} problem(s)", file=sys.stderr)
+        return 2
     result = {"config": str(args.config), "ok": True, "segment": cfg.segment,
               "listen": f"{cfg.listen_host}:{cfg.listen_port}", "peers": len(cfg.peers),
               "local_vns": [int(v.vnid) for v in cfg.local_vns],
@@ -138,7 +167,8 @@ def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = load_config(args.config)
-    daemon = RouteManagerDaemon(cfg, protocol_core_factory, make_driver(cfg))
+    daemon = RouteManagerDaemon(cfg, protocol_core_factory, make_driver(cfg),
+                                init_state=args.init_state)
     asyncio.run(run_daemon(daemon))
     if args.json:
         print_json({"rm_id": daemon.rm_id if daemon.stopped.is_set() else None,

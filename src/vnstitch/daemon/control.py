@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import math
 import os
 import socket
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vnstitch.daemon.errors import ControlError
+from vnstitch.daemon.limits import MAX_BANDWIDTH_MBPS, MAX_HOP_LIMIT, MAX_WAIT_S
 from vnstitch.errors import VnstitchError
 from vnstitch.model.ids import VNID
 from vnstitch.model.ids import vnid as parse_vnid
@@ -38,6 +40,8 @@ from vnstitch.protocol.api import StitchConstraints
 
 if TYPE_CHECKING:
     from vnstitch.daemon.runtime import RouteManagerDaemon
+
+log = logging.getLogger("vnstitch.daemon.control")
 
 MAX_LINE = 64 * 1024
 SHOW_WHAT = ("peers", "vnids", "stitches", "tunnels", "metrics", "status", "allocations")
@@ -228,16 +232,21 @@ class ControlServer:
 
     async def _handle_line(self, line: bytes) -> bytes:
         try:
-            request = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            request = json.loads(line, parse_constant=_refuse_constant)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             return _reply_error(f"not JSON: {exc}")
         if not isinstance(request, dict):
             return _reply_error("request must be a JSON object")
         try:
             result = await self._dispatch(request)
+            return (json.dumps({"ok": True, "result": result}, allow_nan=False)
+                    + "\n").encode()
         except VnstitchError as exc:
             return _reply_error(str(exc))
-        return (json.dumps({"ok": True, "result": result}, allow_nan=False) + "\n").encode()
+        except Exception:  # a bug must cost one request, never the control socket
+            log.exception("control request %.200r failed", request)
+            self._daemon.metrics["control_exceptions"] += 1
+            return _reply_error("internal error (logged by the daemon)")
 
     async def _dispatch(self, req: dict[str, Any]) -> Any:
         cmd = req.get("cmd")
@@ -249,21 +258,28 @@ class ControlServer:
             sid = req.get("stitch_id")
             if not isinstance(sid, str):
                 raise ControlError("release: stitch_id must be a string")
+            self._known_stitch(sid, "release")
             self._daemon.release_stitch(sid)
             return {"stitch_id": sid, "released": True}
         if cmd == "resize":
             return await self._resize(req)
         raise ControlError(f"unknown cmd {cmd!r} (show, stitch, release, resize)")
 
+    def _known_stitch(self, stitch_id: str, cmd: str) -> None:
+        if not any(s.stitch_id == stitch_id for s in self._daemon.store.stitches()):
+            raise ControlError(f"{cmd}: no stitch {stitch_id[:80]!r} on this Route Manager "
+                               "(see 'show stitches')")
+
     async def _resize(self, req: dict[str, Any]) -> dict[str, Any]:
         sid = req.get("stitch_id")
         if not isinstance(sid, str):
             raise ControlError("resize: stitch_id must be a string")
-        mbps = _positive(req, "bandwidth_mbps", None, "resize")
+        mbps = _positive(req, "bandwidth_mbps", None, "resize", maximum=MAX_BANDWIDTH_MBPS)
+        wait_s = _positive(req, "wait_s", 10.0, "resize", maximum=MAX_WAIT_S)
+        self._known_stitch(sid, "resize")
         fut = self._daemon.resize_stitch(sid, mbps)
         try:
-            ev = await asyncio.wait_for(asyncio.shield(fut), _positive(req, "wait_s", 10.0,
-                                                                       "resize"))
+            ev = await asyncio.wait_for(asyncio.shield(fut), wait_s)
         except TimeoutError:
             return {"stitch_id": sid, "ok": False, "pending": True,
                     "reason": "no answer from the path within wait_s"}
@@ -276,12 +292,13 @@ class ControlServer:
         except VnstitchError as exc:
             raise ControlError(f"stitch: vnid: {exc}") from None
         c = StitchConstraints(
-            bandwidth_mbps=_positive(req, "bandwidth_mbps", None),
+            bandwidth_mbps=_positive(req, "bandwidth_mbps", None,
+                                     maximum=MAX_BANDWIDTH_MBPS),
             max_latency_ms=_positive(req, "max_latency_ms", math.inf),
             max_cost=_positive(req, "max_cost", math.inf),
-            hop_limit=int(_positive(req, "hop_limit", 16)),
+            hop_limit=_hop_limit(req),
         )
-        wait_s = _positive(req, "wait_s", 10.0)
+        wait_s = _positive(req, "wait_s", 10.0, maximum=MAX_WAIT_S)
         stitch_id, fut = self._daemon.request_stitch(vn, c)
         try:
             outcome = await asyncio.wait_for(asyncio.shield(fut), wait_s)
@@ -293,14 +310,54 @@ class ControlServer:
 
 
 def _positive(req: dict[str, Any], name: str, default: float | None,
-              cmd: str = "stitch") -> float:
-    value = req.get(name, default)
-    if value is None:
-        raise ControlError(f"{cmd}: {name} is required")
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0 or \
-            (cmd == "resize" and not math.isfinite(value)):
+              cmd: str = "stitch", *, maximum: float = math.inf) -> float:
+    """A finite number in (0, maximum]; ``default`` when absent (inf allowed only there)."""
+    if name not in req or req[name] is None:
+        if default is None:
+            raise ControlError(f"{cmd}: {name} is required")
+        return default
+    value = req[name]
+    if isinstance(value, _NonFinite):
+        raise ControlError(f"{cmd}: {name} must be a finite number, got {value}")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ControlError(f"{cmd}: {name} must be a number, got {_kind(value)}")
+    if isinstance(value, int) and abs(value) > 2 ** 53:
+        raise ControlError(f"{cmd}: {name} is out of range (at most {maximum:g})")
+    if not math.isfinite(value):
+        raise ControlError(f"{cmd}: {name} must be a finite number, got {value!r}")
+    if not value > 0:
         raise ControlError(f"{cmd}: {name} must be a number > 0, got {value!r}")
+    if value > maximum:
+        raise ControlError(f"{cmd}: {name} must be at most {maximum:g}, got {value!r}")
     return float(value)
+
+
+def _hop_limit(req: dict[str, Any]) -> int:
+    value = req.get("hop_limit")
+    if value is None:
+        return 16
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ControlError(f"stitch: hop_limit must be an integer, got {str(value)[:40]}")
+    if not 1 <= value <= MAX_HOP_LIMIT:
+        raise ControlError(f"stitch: hop_limit must be in 1..{MAX_HOP_LIMIT}, got "
+                           f"{value if abs(value) < 10 ** 12 else 'a huge number'}")
+    return value
+
+
+def _kind(value: Any) -> str:
+    return {str: "a string", list: "a list", dict: "an object", bool: "a boolean",
+            type(None): "null"}.get(type(value), type(value).__name__)
+
+
+class _NonFinite(str):
+    """What ``NaN`` / ``Infinity`` / ``-Infinity`` parse to: not a number at all, so every
+    number check refuses it and names the field (JSON has no such numbers)."""
+
+
+def _refuse_constant(name: str) -> Any:
+    return _NonFinite(name)
 
 
 def _reply_error(message: str) -> bytes:

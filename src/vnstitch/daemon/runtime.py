@@ -128,8 +128,10 @@ class RouteManagerDaemon:
     """One Route Manager on an asyncio loop; build, ``await start()``, ``await stop()``."""
 
     def __init__(self, config: DaemonConfig, core_factory: CoreFactory,
-                 driver: DataplaneDriver, *, key: KeyInfo | None = None) -> None:
+                 driver: DataplaneDriver, *, key: KeyInfo | None = None,
+                 init_state: bool = False) -> None:
         self.config = config
+        self._init_state = init_state  # initialise an empty / unusable state database
         self._core_factory = core_factory
         self.driver = driver
         self._key = key
@@ -227,7 +229,7 @@ class RouteManagerDaemon:
         self._loop = asyncio.get_running_loop()
         self._offset = time.time() - self._loop.time()
         key = self._key or load_key_file(self.config.key_file)
-        store = StateStore.open(self.config.state_db)
+        store = StateStore.open(self.config.state_db, initialise=self._init_state)
         try:
             store.claim(key.rm_id)
             self._seq_high_water = store.sequence_high_water()
