@@ -87,6 +87,7 @@ def view(daemon: RouteManagerDaemon, what: str) -> Any:
                 "adopted_ops": daemon.metrics["adopted_ops"],
                 "reconciles": daemon.metrics["reconciles"],
                 "dataplane_errors": daemon.metrics["dataplane_errors"],
+                "dataplane_failing": daemon.object_retry.summary(now),
                 "link_usage": _link_usage(daemon),
                 "allocation": _allocation_status(daemon)}
     if what == "allocations":

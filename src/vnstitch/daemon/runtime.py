@@ -44,13 +44,17 @@ objects -- the daemon's reconcile stays the only writer of the dataplane.
 
 A peer's bytes never stop the daemon: the core reports bad datagrams as ``PeerFault``
 events, which are counted; an exception escaping the core (a bug) is logged and counted
-too, and the daemon keeps serving. Dataplane errors are counted and retried.
+too, and the daemon keeps serving. Dataplane errors are counted and retried per object:
+the driver tries every op and names the objects that failed; those wait out a capped
+exponential backoff with jitter (:mod:`vnstitch.dataplane.retry`) while every other
+object keeps converging (``show status`` lists the failing ones).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -64,9 +68,15 @@ from vnstitch.daemon.identity import KeyInfo, load_key_file
 from vnstitch.daemon.resizing import on_resized, request_resize
 from vnstitch.daemon.state import ReservationRecord, StateStore, StitchRecord
 from vnstitch.daemon.tunnelprobe import TunnelProbeSockets, host_port
-from vnstitch.dataplane.base import DataplaneDriver, DataplaneError, reconcile
+from vnstitch.dataplane.base import (
+    DataplaneApplyError,
+    DataplaneDriver,
+    DataplaneError,
+    reconcile,
+)
 from vnstitch.dataplane.memory import MemoryDataplane
 from vnstitch.dataplane.objects import DataplaneState, Op
+from vnstitch.dataplane.retry import ObjectRetry
 from vnstitch.model.ids import VNID, RouteManagerId
 from vnstitch.protocol.api import (
     DataplaneChange,
@@ -129,8 +139,11 @@ class RouteManagerDaemon:
 
     def __init__(self, config: DaemonConfig, core_factory: CoreFactory,
                  driver: DataplaneDriver, *, key: KeyInfo | None = None,
-                 init_state: bool = False) -> None:
+                 init_state: bool = False, rng: random.Random | None = None) -> None:
         self.config = config
+        # Jitter of retries; the OS generator unless a test injects a seeded one.
+        self.rng = rng if rng is not None else random.SystemRandom()
+        self.object_retry = ObjectRetry(self.rng)
         self._init_state = init_state  # initialise an empty / unusable state database
         self._core_factory = core_factory
         self.driver = driver
@@ -476,12 +489,14 @@ class RouteManagerDaemon:
             if self._reconcile_task is None and self._loop is not None:
                 self._reconcile_task = self._loop.create_task(self._reconcile_worker())
             return
+        now = self.now()
+        waiting = self.object_retry.waiting(now)
         try:
-            ops = reconcile(self.driver, self.desired_state())
+            ops = reconcile(self.driver, self.desired_state(), waiting)
         except DataplaneError as exc:
-            self._reconcile_failed(exc)
+            self._reconcile_failed(exc, waiting, now)
             return
-        self._reconciled(ops)
+        self._reconciled(ops, waiting)
 
     async def _reconcile_worker(self) -> None:
         try:
@@ -502,26 +517,48 @@ class RouteManagerDaemon:
     async def _reconcile_off_loop(self) -> bool:
         """One reconcile in a worker thread against the current desired state."""
         desired = self.desired_state()
+        now = self.now()
+        waiting = self.object_retry.waiting(now)
         try:
-            ops = await asyncio.to_thread(reconcile, self.driver, desired)
+            ops = await asyncio.to_thread(reconcile, self.driver, desired, waiting)
         except DataplaneError as exc:
-            self._reconcile_failed(exc)
+            self._reconcile_failed(exc, waiting, now)
             return False
-        self._reconciled(ops)
+        self._reconciled(ops, waiting)
         return True
 
-    def _reconciled(self, ops: list[Op]) -> None:
+    def _reconciled(self, ops: list[Op], waiting: frozenset[str]) -> None:
         self.last_reconcile_ops = [str(op) for op in ops]
         self.metrics["dataplane_ops"] += len(ops)
         self.metrics["reconciles"] += 1
+        # Every object tried in this pass converged (applied, or nothing to do).
+        self.object_retry.succeeded([k for k in self.object_retry.failing if k not in waiting])
         if ops:
             log.info("dataplane: %s", "; ".join(self.last_reconcile_ops))
+        self._schedule_object_retry()
 
-    def _reconcile_failed(self, exc: DataplaneError) -> None:
-        log.error("dataplane reconcile failed (will retry): %s", exc)
+    def _reconcile_failed(self, exc: DataplaneError, waiting: frozenset[str],
+                          now: float) -> None:
         self.metrics["dataplane_errors"] += 1
+        if isinstance(exc, DataplaneApplyError):
+            # Some objects failed, the others applied: back off those objects only.
+            self.metrics["dataplane_object_errors"] += len(exc.failures)
+            self.object_retry.failed(exc.failures, now)
+            self._reconciled(exc.applied, waiting | frozenset(exc.failures))
+            log.error("dataplane: %d object(s) failed (each retried with backoff): %s",
+                      len(exc.failures), exc)
+            return
+        log.error("dataplane reconcile failed (will retry): %s", exc)
         if self._loop is not None and self._store is not None:
             self._retry_timer = self._loop.call_later(RECONCILE_RETRY_S, self._reconcile)
+
+    def _schedule_object_retry(self) -> None:
+        due = self.object_retry.next_due()
+        if due is None or self._loop is None or self._store is None:
+            return
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+        self._retry_timer = self._loop.call_later(max(0.0, due - self.now()), self._reconcile)
 
     def _send(self, send: SendDatagram) -> None:
         if self._transport is None:
