@@ -17,14 +17,19 @@ from typing import Any
 
 from vnstitch.cli.argtypes import bounded_int, finite_float
 from vnstitch.cli.output import add_json_flag, console, print_json, table
-from vnstitch.daemon.limits import MAX_BANDWIDTH_MBPS, MAX_HOP_LIMIT, MAX_WAIT_S
+from vnstitch.daemon.limits import (
+    MAX_BANDWIDTH_MBPS,
+    MAX_HOP_LIMIT,
+    MAX_RETRY_FOR_S,
+    MAX_WAIT_S,
+)
 from vnstitch.model.ids import VNID_MAX
 
 SHOW_COLUMNS: dict[str, list[str]] = {
     "peers": ["id", "address", "received", "sent", "faults", "last_heard_s_ago"],
     "vnids": ["vnid", "where", "components", "host_ports", "via"],
-    "stitches": ["stitch_id", "vnid", "status", "path", "bandwidth_mbps", "reserved_mbps",
-                 "latency_ms", "cost"],
+    "stitches": ["stitch_id", "vnid", "desired", "status", "path", "bandwidth_mbps",
+                 "reserved_mbps", "attempts", "last_failure", "next_attempt_s"],
     "tunnels": ["tunnel_id", "peer", "state", "interface"],
     "allocations": ["now", "stitch_id", "measured_mbps", "forecast_mbps", "quantile",
                     "available_mbps", "reserved_mbps", "action"],
@@ -83,6 +88,9 @@ def register(sub: Any) -> None:
                         help="most Route Managers on the path (default 16)")
     stitch.add_argument("--wait", type=finite_float(maximum=MAX_WAIT_S), default=10.0,
                         metavar="S", help="seconds to wait for the outcome (default 10)")
+    stitch.add_argument("--retry-for", type=finite_float(maximum=MAX_RETRY_FOR_S),
+                        metavar="S", help="retry capacity refusals for this long (default: "
+                        "until released); transient failures are always retried")
     _socket_args(stitch)
     add_json_flag(stitch)
     stitch.set_defaults(handler=_stitch)
@@ -210,7 +218,7 @@ def _stitch(args: argparse.Namespace) -> int:
     req: dict[str, Any] = {"cmd": "stitch", "vnid": args.vnid, "bandwidth_mbps": args.bandwidth,
                            "wait_s": args.wait}
     for name, value in (("max_latency_ms", args.max_latency), ("max_cost", args.max_cost),
-                        ("hop_limit", args.hop_limit)):
+                        ("hop_limit", args.hop_limit), ("retry_for_s", args.retry_for)):
         if value is not None:
             req[name] = value
     result = request(_socket_path(args), req, timeout_s=args.wait + 5)

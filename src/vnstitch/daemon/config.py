@@ -36,6 +36,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -378,7 +379,7 @@ def _trust(r: _Reader, data: Any) -> dict[RouteManagerId, bytes]:
         trust[rm] = key
 
     for i, item in enumerate(_list(r, "trust", data)):
-        r.guard(lambda i=i, item=item: entry(i, item), None)
+        r.guard(partial(entry, i, item), None)
     return trust
 
 
@@ -388,20 +389,17 @@ def _peers(r: _Reader, data: Any, trust: dict[RouteManagerId, bytes]) -> tuple[P
     seen: dict[tuple[str, int], str] = {}  # address -> the entry that has it
     for i, entry in enumerate(_list(r, "peers", data)):
         path = f"peers[{i}]"
-        e = r.guard(lambda entry=entry, path=path: _fields(
-            r, entry, path, {"id", "address", "capacity_mbps", "latency_ms", "cost"},
-            {"id", "address", "capacity_mbps", "latency_ms"}), None)
+        e = r.guard(partial(_fields, r, entry, path,
+                            {"id", "address", "capacity_mbps", "latency_ms", "cost"},
+                            {"id", "address", "capacity_mbps", "latency_ms"}), None)
         if e is None:
             continue
-        rm = r.guard(lambda e=e, path=path: _peer_id(r, path, e["id"], trust, peers), None)
-        addr = r.guard(lambda e=e, path=path: _peer_address(r, path, e["address"], seen),
-                       None)
-        cap = r.guard(lambda e=e, path=path: _number(
-            r, f"{path}.capacity_mbps", e["capacity_mbps"], strict=True), None)
-        lat = r.guard(lambda e=e, path=path: _number(
-            r, f"{path}.latency_ms", e["latency_ms"]), None)
-        cost = r.guard(lambda e=e, path=path: _number(r, f"{path}.cost", e.get("cost", 1.0)),
-                       None)
+        rm = r.guard(partial(_peer_id, r, path, e["id"], trust, peers), None)
+        addr = r.guard(partial(_peer_address, r, path, e["address"], seen), None)
+        cap = r.guard(partial(_number, r, f"{path}.capacity_mbps", e["capacity_mbps"],
+                              strict=True), None)
+        lat = r.guard(partial(_number, r, f"{path}.latency_ms", e["latency_ms"]), None)
+        cost = r.guard(partial(_number, r, f"{path}.cost", e.get("cost", 1.0)), None)
         if rm is None or addr is None or cap is None or lat is None or cost is None:
             continue
         peers.append(PeerConfig(rm_id=rm, host=addr[0], port=addr[1], capacity_mbps=cap,
@@ -434,8 +432,7 @@ def _peer_address(r: _Reader, path: str, value: Any, seen: dict[tuple[str, int],
 def _local_vns(r: _Reader, data: Any) -> tuple[LocalVnConfig, ...]:
     vns: list[LocalVnConfig] = []
     for i, entry in enumerate(_list(r, "local_vns", data)):
-        vn = r.guard(lambda i=i, entry=entry: _local_vn(r, f"local_vns[{i}]", entry, vns),
-                     None)
+        vn = r.guard(partial(_local_vn, r, f"local_vns[{i}]", entry, vns), None)
         if vn is not None:
             vns.append(vn)
     return tuple(vns)
@@ -492,8 +489,8 @@ def _timers(r: _Reader, data: Any) -> TimerConfig:
     values: dict[str, Any] = {}
     for name, kind in _TIMER_FIELDS.items():
         if name in e:
-            v = r.guard(lambda name=name, kind=kind: _number(
-                r, f"timers.{name}", e[name], strict=True, integer=kind is int), None)
+            v = r.guard(partial(_number, r, f"timers.{name}", e[name], strict=True,
+                                integer=kind is int), None)
             if v is not None:
                 values[name] = int(v) if kind is int else v
     if "hold_time_s" not in values and "announce_interval_s" in values:
@@ -627,12 +624,15 @@ def _config(r: _Reader, data: Any, source: str, base: Path, check_files: bool
         return host, _port(r, "listen.port", e["port"], allow_zero=True)
 
     host, port = r.guard(listen, ("0.0.0.0", 0))
-    trust = r.guard(lambda: _trust(r, top.get("trust")), {})
+    no_trust: dict[RouteManagerId, bytes] = {}
+    no_peers: tuple[PeerConfig, ...] = ()
+    no_vns: tuple[LocalVnConfig, ...] = ()
+    trust = r.guard(lambda: _trust(r, top.get("trust")), no_trust)
     parts = {
         "segment": r.guard(lambda: _check(r, "segment", segment_id, top["segment"]), None),
         "key_file": r.guard(lambda: _key_file(r, path_field("key_file"), check_files), None),
-        "peers": r.guard(lambda: _peers(r, top.get("peers"), trust), ()),
-        "local_vns": r.guard(lambda: _local_vns(r, top.get("local_vns")), ()),
+        "peers": r.guard(lambda: _peers(r, top.get("peers"), trust), no_peers),
+        "local_vns": r.guard(lambda: _local_vns(r, top.get("local_vns")), no_vns),
         "dataplane": r.guard(lambda: _dataplane(r, top.get("dataplane"), host), None),
         "timers": r.guard(lambda: _timers(r, top.get("timers")), None),
         "state_db": r.guard(lambda: path_field("state_db"), None),

@@ -9,8 +9,11 @@ A bad line gets an error reply and the connection stays usable. Requests:
   "allocations"}`` -- ``allocations`` lists the allocation loop's kept decisions (oldest
   first; empty when the config has no ``allocation:`` section)
 - ``{"cmd": "stitch", "vnid": 100, "bandwidth_mbps": 10, "max_latency_ms": ...,
-  "max_cost": ..., "hop_limit": ..., "wait_s": 10}`` -- waits for established / failed
-- ``{"cmd": "release", "stitch_id": "..."}``
+  "max_cost": ..., "hop_limit": ..., "wait_s": 10, "retry_for_s": ...}`` -- a stitch
+  *intent*: kept and retried until released (capacity refusals until ``retry_for_s``,
+  default forever; :mod:`vnstitch.protocol.intent`); waits for the first attempt's
+  established / failed. A second stitch for a VNID with a live one is refused.
+- ``{"cmd": "release", "stitch_id": "..."}`` -- an unknown id is an error
 - ``{"cmd": "resize", "stitch_id": "...", "bandwidth_mbps": 40, "wait_s": 10}`` -- an
   in-place resize of a stitch originated here; waits for its outcome
 
@@ -32,7 +35,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vnstitch.daemon.errors import ControlError
-from vnstitch.daemon.limits import MAX_BANDWIDTH_MBPS, MAX_HOP_LIMIT, MAX_WAIT_S
+from vnstitch.daemon.limits import (
+    MAX_BANDWIDTH_MBPS,
+    MAX_HOP_LIMIT,
+    MAX_RETRY_FOR_S,
+    MAX_WAIT_S,
+)
 from vnstitch.errors import VnstitchError
 from vnstitch.model.ids import VNID
 from vnstitch.model.ids import vnid as parse_vnid
@@ -64,11 +72,13 @@ def view(daemon: RouteManagerDaemon, what: str) -> Any:
                   "host_ports": list(vn.host_ports)} for vn in daemon.config.local_vns]
         return local + _remote_routes(daemon)
     if what == "stitches":
+        # Desired state (the intent) next to the actual state of its current attempt.
         reserved = {r.stitch_id: r.bandwidth_mbps for r in daemon.store.reservations()}
         return [{"stitch_id": s.stitch_id, "vnid": s.vnid, "status": s.status,
                  "path": list(s.path), "bandwidth_mbps": s.bandwidth_mbps,
                  "reserved_mbps": reserved.get(s.stitch_id, 0.0),
-                 "latency_ms": s.latency_ms, "cost": s.cost}
+                 "latency_ms": s.latency_ms, "cost": s.cost,
+                 **daemon.intents.row_fields(s.stitch_id, now)}
                 for s in daemon.store.stitches()]
     if what == "tunnels":
         # Interface names come from the core's live tunnels, when the core exposes them.
@@ -267,7 +277,8 @@ class ControlServer:
         raise ControlError(f"unknown cmd {cmd!r} (show, stitch, release, resize)")
 
     def _known_stitch(self, stitch_id: str, cmd: str) -> None:
-        if not any(s.stitch_id == stitch_id for s in self._daemon.store.stitches()):
+        if not self._daemon.intents.known(stitch_id) and \
+                not any(s.stitch_id == stitch_id for s in self._daemon.store.stitches()):
             raise ControlError(f"{cmd}: no stitch {stitch_id[:80]!r} on this Route Manager "
                                "(see 'show stitches')")
 
@@ -300,7 +311,9 @@ class ControlServer:
             hop_limit=_hop_limit(req),
         )
         wait_s = _positive(req, "wait_s", 10.0, maximum=MAX_WAIT_S)
-        stitch_id, fut = self._daemon.request_stitch(vn, c)
+        retry_for = (None if req.get("retry_for_s") is None else
+                     _positive(req, "retry_for_s", None, maximum=MAX_RETRY_FOR_S))
+        stitch_id, fut = self._daemon.request_stitch(vn, c, retry_for)
         try:
             outcome = await asyncio.wait_for(asyncio.shield(fut), wait_s)
         except TimeoutError:

@@ -13,3 +13,5 @@ MAX_BANDWIDTH_MBPS = 1_000_000.0
 MAX_WAIT_S = 3600.0
 #: Most Route Managers a path may cross.
 MAX_HOP_LIMIT = 255
+#: Longest a stitch request may ask its capacity refusals to be retried (a year).
+MAX_RETRY_FOR_S = 365 * 86400.0

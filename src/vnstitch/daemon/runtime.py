@@ -65,6 +65,7 @@ from vnstitch.daemon.config import DaemonConfig
 from vnstitch.daemon.coreadapter import CoreFactory, CoreSetup, DaemonCore, local_objects
 from vnstitch.daemon.errors import DaemonError
 from vnstitch.daemon.identity import KeyInfo, load_key_file
+from vnstitch.daemon.intents import IntentRunner
 from vnstitch.daemon.resizing import on_resized, request_resize
 from vnstitch.daemon.state import ReservationRecord, StateStore, StitchRecord
 from vnstitch.daemon.tunnelprobe import TunnelProbeSockets, host_port
@@ -91,6 +92,7 @@ from vnstitch.protocol.api import (
     StitchTornDown,
     TunnelStateChanged,
 )
+from vnstitch.protocol.intent import IntentTable
 
 log = logging.getLogger("vnstitch.daemon")
 
@@ -144,6 +146,7 @@ class RouteManagerDaemon:
         # Jitter of retries; the OS generator unless a test injects a seeded one.
         self.rng = rng if rng is not None else random.SystemRandom()
         self.object_retry = ObjectRetry(self.rng)
+        self.intents = IntentRunner(self, IntentTable(self.rng))
         self._init_state = init_state  # initialise an empty / unusable state database
         self._core_factory = core_factory
         self.driver = driver
@@ -222,6 +225,10 @@ class RouteManagerDaemon:
         return base if self.allocation is None else self.allocation.loop.overlay(base)
 
     @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        return self._loop
+
+    @property
     def offloads_dataplane(self) -> bool:
         """True when driver calls must run in a worker thread (the Linux driver)."""
         return self._offload
@@ -251,6 +258,7 @@ class RouteManagerDaemon:
             self._core = self._core_factory(CoreSetup(
                 self.config, key, store.load_core_state(), self._seq_high_water, now))
             self._store = store
+            self.intents.restore()
             self.core_desired = store.load_desired()
             if self.allocation is not None:  # before adopting: keep the last reservations
                 self.allocation.restore()
@@ -273,6 +281,7 @@ class RouteManagerDaemon:
             outputs += self.core.add_local_vn(vn.virtual_network(self.config.segment), now)
         self._execute(outputs, persist=True)
         self._schedule_persist()
+        self.intents.schedule()
         if self.allocation is not None:
             self.allocation.start()
         log.info("route manager %s listening on %s:%d", key.rm_id, *self.local_address)
@@ -289,6 +298,7 @@ class RouteManagerDaemon:
         for handle in (self._timer, self._persist_timer, self._retry_timer):
             if handle is not None:
                 handle.cancel()
+        self.intents.stop()
         if self.allocation is not None:
             await self.allocation.stop()
         if self._control is not None:
@@ -353,26 +363,24 @@ class RouteManagerDaemon:
             outputs = []
         self._execute(outputs)
 
-    def request_stitch(self, vnid: VNID, constraints: StitchConstraints
+    def request_stitch(self, vnid: VNID, constraints: StitchConstraints,
+                       retry_for_s: float | None = None
                        ) -> tuple[str, asyncio.Future[StitchOutcome]]:
-        """Ask the core for a stitch; the future resolves on established / failed."""
+        """Ask for a stitch: an intent kept until released (:mod:`vnstitch.daemon.intents`);
+        the future resolves on the first attempt's outcome (established / failed)."""
         assert self._loop is not None
-        now = self.now()
-        stitch_id, outputs = self.core.request_stitch(vnid, constraints, now)
+        stitch_id, outputs = self.intents.request(vnid, constraints, self.now(), retry_for_s)
         fut: asyncio.Future[StitchOutcome] = self._loop.create_future()
         self._waiters[stitch_id] = fut
-        self.store.put_stitch(StitchRecord(stitch_id, int(vnid), (), constraints.bandwidth_mbps,
-                                           0.0, 0.0, "requested", now, now))
         self._execute(outputs, persist=True)
         return stitch_id, fut
 
     def release_stitch(self, stitch_id: str) -> None:
-        outputs = self.core.release_stitch(stitch_id, self.now())
-        self._execute(outputs, persist=True)
+        self._execute(self.intents.release(stitch_id), persist=True)
 
     def resize_stitch(self, stitch_id: str, mbps: float) -> asyncio.Future[StitchResized]:
         """Resize a stitch originated here in place (:mod:`vnstitch.daemon.resizing`)."""
-        return request_resize(self, stitch_id, mbps)
+        return request_resize(self, self.intents.attempt_of(stitch_id), mbps)
 
     def execute(self, outputs: list[Output]) -> None:
         self._execute(outputs, persist=True)
@@ -431,6 +439,7 @@ class RouteManagerDaemon:
                     ev.stitch_id, ev.stitch_id, int(ev.vnid), ev.bandwidth_mbps,
                     tuple(ev.path), ev.now))
             self.metrics["stitches_established"] += 1
+            self.intents.on_event(ev)
             self._resolve(ev.stitch_id, True, {
                 "path": list(ev.path), "bandwidth_mbps": ev.bandwidth_mbps,
                 "latency_ms": ev.latency_ms, "cost": ev.cost,
@@ -440,13 +449,16 @@ class RouteManagerDaemon:
             self._set_status(ev.stitch_id, int(ev.vnid), "failed", ev.now)
             store.delete_reservation(ev.stitch_id)
             self.metrics["stitches_failed"] += 1
-            self._resolve(ev.stitch_id, False, {"reason": ev.reason.value, "detail": ev.detail})
+            retry = self.intents.on_event(ev)
+            self._resolve(ev.stitch_id, False, {"reason": ev.reason.value, "detail": ev.detail,
+                                                **retry})
             return True
         if isinstance(ev, StitchTornDown):
             status = "renegotiating" if ev.renegotiating else "down"
             self._set_status(ev.stitch_id, int(ev.vnid), status, ev.now)
             store.delete_reservation(ev.stitch_id)
             self.metrics["stitches_torn_down"] += 1
+            self.intents.on_event(ev)
             return True
         if isinstance(ev, StitchResized):
             return on_resized(self, ev)

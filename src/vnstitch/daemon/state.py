@@ -42,6 +42,7 @@ from vnstitch.dataplane.objects import (
     object_from_json,
     object_to_json,
 )
+from vnstitch.protocol.intent import Intent, IntentError
 
 SCHEMA_VERSION = 1
 
@@ -70,11 +71,13 @@ CREATE TABLE IF NOT EXISTS allocation_samples (
     PRIMARY KEY (stitch_id, t));
 CREATE TABLE IF NOT EXISTS allocation_overrides (
     key TEXT PRIMARY KEY, obj TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS intents (
+    intent_id TEXT PRIMARY KEY, obj TEXT NOT NULL);
 """
 
 TABLES = frozenset({"meta", "stitches", "reservations", "tunnel_keys", "dataplane_desired",
                     "tunnels", "sequence", "core_state", "allocation_samples",
-                    "allocation_overrides"})
+                    "allocation_overrides", "intents"})
 
 
 
@@ -387,6 +390,29 @@ class StateStore:
     def load_core_state(self) -> bytes | None:
         row = self._conn.execute("SELECT blob FROM core_state").fetchone()
         return None if row is None else bytes(row[0])
+
+    # -- stitch intents (vnstitch.protocol.intent) ----------------------------------------
+
+    def put_intent(self, intent: Intent) -> None:
+        with self.transaction():
+            self._conn.execute("INSERT OR REPLACE INTO intents VALUES (?,?)",
+                               (intent.intent_id, json.dumps(intent.to_json(),
+                                                             allow_nan=False)))
+
+    def delete_intent(self, intent_id: str) -> None:
+        with self.transaction():
+            self._conn.execute("DELETE FROM intents WHERE intent_id=?", (intent_id,))
+
+    def intents(self) -> list[Intent]:
+        """Every readable intent (a bad row is skipped and named in :attr:`bad_rows`)."""
+        out: list[Intent] = []
+        for key, text in self._conn.execute("SELECT intent_id, obj FROM intents "
+                                            "ORDER BY intent_id").fetchall():
+            try:
+                out.append(Intent.from_json(json.loads(text)))
+            except (ValueError, TypeError, IntentError) as exc:
+                self.bad_rows[f"intents:{key!s:.80}"] = str(exc)[:200]
+        return out
 
     # -- allocation loop ------------------------------------------------------------------
 
