@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import socket
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from vnstitch.daemon.runtime import RouteManagerDaemon
 from vnstitch.model.ids import VNID
 from vnstitch.protocol.api import StitchConstraints
 from vnstitch.protocol.intent import IntentState
+from vnstitch.protocol.messages import Hello
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -124,3 +127,40 @@ def test_intent_is_restored_from_sqlite_after_an_origin_restart(tmp_path: Path) 
             await b.stop()
 
     run(body(), timeout_s=50)
+
+
+def test_a_forged_flood_is_dropped_before_verification_and_the_stitch_stays_up(
+        tmp_path: Path) -> None:
+    nodes = write_cluster(tmp_path, ["A", "B"], [("A", "B")], VNS)
+
+    async def body() -> None:
+        a = await start_daemon(nodes["A"].config_path, protocol_core_factory)
+        b = await start_daemon(nodes["B"].config_path, protocol_core_factory)
+        try:
+            await until(lambda: a.routes.get(100) is not None, 5)
+            sid, fut = a.request_stitch(VNID(100), StitchConstraints(10.0))
+            assert (await asyncio.wait_for(fut, 5)).established
+            # B's id, a random signature, sent from an address B is not configured at.
+            genuine = b.core.codec.encode(a.rm_id, Hello(1, 1), b.now())  # type: ignore[attr-defined]
+            forged = genuine[:-64] + bytes(64)
+            verified_before = a.core.counters.dropped.get("bad_signature", 0)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.setblocking(False)
+                for n in range(20_000):
+                    with contextlib.suppress(BlockingIOError):
+                        s.sendto(forged, a.local_address)
+                    if n % 50 == 0:
+                        await asyncio.sleep(0.001)  # let A read (one loop for both)
+            await until(lambda: a.faults["address_mismatch"] >= 5000, 5)
+            await asyncio.sleep(1.0)
+            # None of them reached signature verification; the stitch never flapped.
+            assert a.core.counters.dropped.get("bad_signature", 0) == verified_before
+            assert a.intents.table.intents[sid].state is IntentState.UP
+            assert a.intents.table.intents[sid].failures == 0
+            heard = a.peers[b.rm_id].last_heard
+            assert heard is not None and a.now() - heard < 1.0  # B is still heard
+        finally:
+            await a.stop()
+            await b.stop()
+
+    run(body())

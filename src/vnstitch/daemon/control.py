@@ -98,6 +98,9 @@ def view(daemon: RouteManagerDaemon, what: str) -> Any:
                 "reconciles": daemon.metrics["reconciles"],
                 "dataplane_errors": daemon.metrics["dataplane_errors"],
                 "dataplane_failing": daemon.object_retry.summary(now),
+                "admission": {"admitted_by_tier": list(daemon.admission.admitted),
+                              "dropped": daemon.metrics["admission_dropped"],
+                              "sources_tracked": daemon.admission.sources_tracked},
                 "link_usage": _link_usage(daemon),
                 "allocation": _allocation_status(daemon)}
     if what == "allocations":

@@ -34,6 +34,7 @@ import random
 from vnstitch.daemon.coreadapter import CoreSetup
 from vnstitch.daemon.errors import StateError
 from vnstitch.protocol.api import PeerLink
+from vnstitch.protocol.codec import Peek
 from vnstitch.protocol.config import CoreConfig, Timers
 from vnstitch.protocol.core import RouteManagerCore
 from vnstitch.protocol.identity import Identity, TrustStore
@@ -44,6 +45,10 @@ class ProtocolCore(RouteManagerCore):
 
     def snapshot(self) -> bytes:
         return json.dumps(self.export_state(), sort_keys=True).encode()
+
+    def peek(self, datagram: bytes) -> Peek:
+        """An unverified look at a datagram, for admission control (codec.peek)."""
+        return self.codec.peek(datagram)
 
     @property
     def last_sequence(self) -> int:

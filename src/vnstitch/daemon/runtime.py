@@ -57,6 +57,7 @@ import logging
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,9 +77,10 @@ from vnstitch.dataplane.base import (
     reconcile,
 )
 from vnstitch.dataplane.memory import MemoryDataplane
-from vnstitch.dataplane.objects import DataplaneState, Op
+from vnstitch.dataplane.objects import DataplaneState, Op, WireguardInterface
 from vnstitch.dataplane.retry import ObjectRetry
 from vnstitch.model.ids import VNID, RouteManagerId
+from vnstitch.protocol.admission import Admission
 from vnstitch.protocol.api import (
     DataplaneChange,
     Output,
@@ -92,6 +94,7 @@ from vnstitch.protocol.api import (
     StitchTornDown,
     TunnelStateChanged,
 )
+from vnstitch.protocol.codec import Peek
 from vnstitch.protocol.intent import IntentTable
 
 log = logging.getLogger("vnstitch.daemon")
@@ -100,6 +103,14 @@ log = logging.getLogger("vnstitch.daemon")
 SEQUENCE_BLOCK = 1024
 #: Retry delay after a failed dataplane reconcile.
 RECONCILE_RETRY_S = 1.0
+#: Datagrams held back while a reconcile pass runs (the protocol retransmits the rest).
+MAX_DEFERRED_SENDS = 4096
+
+
+def tunnel_hosts(state: DataplaneState) -> frozenset[str]:
+    """Far-end addresses inside our tunnels (their probes come from there)."""
+    return frozenset(ip.split("/")[0] for obj in state if isinstance(obj, WireguardInterface)
+                     for peer in obj.peers for ip in peer.allowed_ips)
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
@@ -147,6 +158,10 @@ class RouteManagerDaemon:
         self.rng = rng if rng is not None else random.SystemRandom()
         self.object_retry = ObjectRetry(self.rng)
         self.intents = IntentRunner(self, IntentTable(self.rng))
+        # Cheap checks before signature verification (protocol/admission.py).
+        self.admission = Admission({p.rm_id: p.address for p in config.peers})
+        self._peek: Callable[[bytes], Peek] | None = None
+        self._tunnel_hosts: frozenset[str] = frozenset()
         self._init_state = init_state  # initialise an empty / unusable state database
         self._core_factory = core_factory
         self.driver = driver
@@ -260,6 +275,8 @@ class RouteManagerDaemon:
             self._store = store
             self.intents.restore()
             self.core_desired = store.load_desired()
+            self._tunnel_hosts = tunnel_hosts(self.core_desired)
+            self._peek = getattr(self._core, "peek", None)  # cores without one: no checks
             if self.allocation is not None:  # before adopting: keep the last reservations
                 self.allocation.restore()
             # Adopt what is there, remove what we own but no longer want.
@@ -337,6 +354,13 @@ class RouteManagerDaemon:
         if peer is not None:
             peer.received += 1
         now = self.now()
+        if self._peek is not None:
+            refused = self.admission.check(self._peek(data), addr, now, self._tunnel_hosts)
+            if refused is not None:  # dropped before any signature was checked
+                self.faults[refused] += 1
+                self.metrics["peer_faults"] += 1
+                self.metrics["admission_dropped"] += 1
+                return
         try:
             outputs = self.core.receive(data, addr, now)
         except Exception:  # a core bug must not take the daemon down with it
@@ -408,11 +432,16 @@ class RouteManagerDaemon:
             if persist:
                 self._persist_core()
         if dataplane_changed:
+            self._tunnel_hosts = tunnel_hosts(self.core_desired)
             self._reconcile()
             if self._loop is not None:
                 self._probes.sync(self._loop, self.core_desired, self._transport)
         if self._reconcile_task is not None and (dataplane_changed or self._deferred_sends):
             self._deferred_sends.extend(sends)  # the worker sends them after its pass
+            if len(self._deferred_sends) > MAX_DEFERRED_SENDS:  # bounded: drop the oldest
+                drop = len(self._deferred_sends) - MAX_DEFERRED_SENDS
+                del self._deferred_sends[:drop]
+                self.metrics["deferred_sends_dropped"] += drop
         else:
             for send in sends:
                 self._send(send)
