@@ -16,18 +16,12 @@ out in a fixed order that makes a crash at any point safe:
    without flapping, and garbage-collects owned objects no longer wanted);
 4. send the datagrams.
 
-Blocking drivers: the Linux driver does netlink round trips and starts ``wireguard-go``
-(tens to hundreds of milliseconds), and refuses to run on the event loop's thread. For
-it, step 3 only marks the dataplane dirty; one reconcile worker at a time runs
-``reconcile`` in a thread (``asyncio.to_thread``) against the *latest* desired state,
-and runs again if the state changed meanwhile (changes coalesce, never interleave).
-The order "reconcile, then send" still holds: datagrams of a batch that changed the
-dataplane (and any sent after them, to keep per-peer sequence order) wait until the
-reconcile pass covering that change has run. That matters on the wire: the target's
-COMMIT_ACK must not reach the origin before the target's WireGuard device listens, or
-the origin's first handshake is lost and WireGuard waits its 5 s rekey timeout. The
-desired state is persisted before, so a crash mid-apply is repaired by the reconcile
-at the next start. The in-memory driver is reconciled inline, as before.
+Blocking drivers and per-object backoff: step 3 goes through
+:class:`~vnstitch.daemon.reconciler.Reconciler` (inline for the in-memory driver, in a
+worker thread for the Linux one; datagrams of a batch that changed the dataplane wait
+for the pass covering it, so a COMMIT_ACK never overtakes the WireGuard device it
+announces; one failing kernel object backs off alone). The desired state is persisted
+before, so a crash mid-apply is repaired by the reconcile at the next start.
 
 Clock: the core's ``now`` is wall-clock seconds (peers compare message timestamps),
 computed as ``loop.time() + offset`` with the offset fixed at start, so it is monotonic
@@ -44,10 +38,10 @@ objects -- the daemon's reconcile stays the only writer of the dataplane.
 
 A peer's bytes never stop the daemon: the core reports bad datagrams as ``PeerFault``
 events, which are counted; an exception escaping the core (a bug) is logged and counted
-too, and the daemon keeps serving. Dataplane errors are counted and retried per object:
-the driver tries every op and names the objects that failed; those wait out a capped
-exponential backoff with jitter (:mod:`vnstitch.dataplane.retry`) while every other
-object keeps converging (``show status`` lists the failing ones).
+too, and the daemon keeps serving. Dataplane errors are counted and retried per object
+(``show status`` lists the failing ones). Stitch requests are intents the origin keeps
+converging to (:mod:`vnstitch.daemon.intents`), and datagrams pass cheap admission
+checks before any signature is verified (:mod:`vnstitch.protocol.admission`).
 """
 
 from __future__ import annotations
@@ -67,17 +61,13 @@ from vnstitch.daemon.coreadapter import CoreFactory, CoreSetup, DaemonCore, loca
 from vnstitch.daemon.errors import DaemonError
 from vnstitch.daemon.identity import KeyInfo, load_key_file
 from vnstitch.daemon.intents import IntentRunner
+from vnstitch.daemon.reconciler import Reconciler
 from vnstitch.daemon.resizing import on_resized, request_resize
 from vnstitch.daemon.state import ReservationRecord, StateStore, StitchRecord
 from vnstitch.daemon.tunnelprobe import TunnelProbeSockets, host_port
-from vnstitch.dataplane.base import (
-    DataplaneApplyError,
-    DataplaneDriver,
-    DataplaneError,
-    reconcile,
-)
+from vnstitch.dataplane.base import DataplaneDriver
 from vnstitch.dataplane.memory import MemoryDataplane
-from vnstitch.dataplane.objects import DataplaneState, Op, WireguardInterface
+from vnstitch.dataplane.objects import DataplaneState, WireguardInterface
 from vnstitch.dataplane.retry import ObjectRetry
 from vnstitch.model.ids import VNID, RouteManagerId
 from vnstitch.protocol.admission import Admission
@@ -101,10 +91,6 @@ log = logging.getLogger("vnstitch.daemon")
 
 #: Sequence numbers reserved per SQLite write (bounds the writes to one per block).
 SEQUENCE_BLOCK = 1024
-#: Retry delay after a failed dataplane reconcile.
-RECONCILE_RETRY_S = 1.0
-#: Datagrams held back while a reconcile pass runs (the protocol retransmits the rest).
-MAX_DEFERRED_SENDS = 4096
 
 
 def tunnel_hosts(state: DataplaneState) -> frozenset[str]:
@@ -156,7 +142,6 @@ class RouteManagerDaemon:
         self.config = config
         # Jitter of retries; the OS generator unless a test injects a seeded one.
         self.rng = rng if rng is not None else random.SystemRandom()
-        self.object_retry = ObjectRetry(self.rng)
         self.intents = IntentRunner(self, IntentTable(self.rng))
         # Cheap checks before signature verification (protocol/admission.py).
         self.admission = Admission({p.rm_id: p.address for p in config.peers})
@@ -183,18 +168,16 @@ class RouteManagerDaemon:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._persist_timer: asyncio.TimerHandle | None = None
-        self._retry_timer: asyncio.TimerHandle | None = None
         self._seq_high_water = 0
         self._waiters: dict[str, asyncio.Future[StitchOutcome]] = {}
         self.resize_waiters: dict[str, asyncio.Future[StitchResized]] = {}
         self._control: Any = None
-        self.last_reconcile_ops: list[str] = []
         self.started_at = 0.0
         # Only the in-memory driver is cheap enough to run on the loop's thread.
         self._offload = not isinstance(driver, MemoryDataplane)
-        self._reconcile_task: asyncio.Task[None] | None = None
-        self._dataplane_dirty = False
-        self._deferred_sends: list[SendDatagram] = []  # wait for the reconcile pass
+        self.reconciler = Reconciler(driver, offload=self._offload, rng=self.rng,
+                                     desired=self.desired_state, now=self.now,
+                                     send=self._send, metrics=self.metrics)
         # Sockets on our tunnel addresses (inner /31 ends) for probes inside tunnels.
         self._probes = TunnelProbeSockets(
             config.listen_host, config.listen_port, self.on_datagram, self.metrics,
@@ -240,6 +223,14 @@ class RouteManagerDaemon:
         return base if self.allocation is None else self.allocation.loop.overlay(base)
 
     @property
+    def object_retry(self) -> ObjectRetry:
+        return self.reconciler.retry
+
+    @property
+    def last_reconcile_ops(self) -> list[str]:
+        return self.reconciler.last_ops
+
+    @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
         return self._loop
 
@@ -280,10 +271,11 @@ class RouteManagerDaemon:
             if self.allocation is not None:  # before adopting: keep the last reservations
                 self.allocation.restore()
             # Adopt what is there, remove what we own but no longer want.
+            self.reconciler.open(self._loop)
             if self._offload:
-                await self._reconcile_off_loop()
+                await self.reconciler.pass_off_loop()
             else:
-                self._reconcile()
+                self.reconciler.request()
             self.metrics["adopted_ops"] = len(self.last_reconcile_ops)
             self._transport, self._protocol = await self._loop.create_datagram_endpoint(
                 lambda: _UdpProtocol(self),
@@ -312,7 +304,7 @@ class RouteManagerDaemon:
 
     async def stop(self) -> None:
         """Persist the core state and close everything (dataplane objects stay)."""
-        for handle in (self._timer, self._persist_timer, self._retry_timer):
+        for handle in (self._timer, self._persist_timer):
             if handle is not None:
                 handle.cancel()
         self.intents.stop()
@@ -321,10 +313,7 @@ class RouteManagerDaemon:
         if self._control is not None:
             await self._control.stop()
             self._control = None
-        if self._reconcile_task is not None:  # let a running kernel apply finish
-            self._dataplane_dirty = False
-            await asyncio.gather(self._reconcile_task, return_exceptions=True)
-            self._reconcile_task = None
+        await self.reconciler.stop()  # lets a running kernel apply finish
         self._probes.close()
         if self._transport is not None:
             self._transport.close()
@@ -436,13 +425,7 @@ class RouteManagerDaemon:
             self._reconcile()
             if self._loop is not None:
                 self._probes.sync(self._loop, self.core_desired, self._transport)
-        if self._reconcile_task is not None and (dataplane_changed or self._deferred_sends):
-            self._deferred_sends.extend(sends)  # the worker sends them after its pass
-            if len(self._deferred_sends) > MAX_DEFERRED_SENDS:  # bounded: drop the oldest
-                drop = len(self._deferred_sends) - MAX_DEFERRED_SENDS
-                del self._deferred_sends[:drop]
-                self.metrics["deferred_sends_dropped"] += drop
-        else:
+        if not self.reconciler.defer(sends, dataplane_changed):  # else sent after its pass
             for send in sends:
                 self._send(send)
         self._schedule_timer()
@@ -521,85 +504,8 @@ class RouteManagerDaemon:
         self.metrics["core_state_saves"] += 1
 
     def _reconcile(self) -> None:
-        """Bring the dataplane to the desired state (inline, or via the worker)."""
-        if self._retry_timer is not None:
-            self._retry_timer.cancel()
-            self._retry_timer = None
-        if self._offload:
-            self._dataplane_dirty = True
-            if self._reconcile_task is None and self._loop is not None:
-                self._reconcile_task = self._loop.create_task(self._reconcile_worker())
-            return
-        now = self.now()
-        waiting = self.object_retry.waiting(now)
-        try:
-            ops = reconcile(self.driver, self.desired_state(), waiting)
-        except DataplaneError as exc:
-            self._reconcile_failed(exc, waiting, now)
-            return
-        self._reconciled(ops, waiting)
-
-    async def _reconcile_worker(self) -> None:
-        try:
-            while self._dataplane_dirty and self._store is not None:
-                self._dataplane_dirty = False
-                sends, self._deferred_sends = self._deferred_sends, []
-                ok = await self._reconcile_off_loop()
-                for send in sends:  # sent even after a failed pass: the protocol goes on
-                    self._send(send)
-                if not ok:
-                    break
-        finally:
-            self._reconcile_task = None
-            sends, self._deferred_sends = self._deferred_sends, []
-            for send in sends:
-                self._send(send)
-
-    async def _reconcile_off_loop(self) -> bool:
-        """One reconcile in a worker thread against the current desired state."""
-        desired = self.desired_state()
-        now = self.now()
-        waiting = self.object_retry.waiting(now)
-        try:
-            ops = await asyncio.to_thread(reconcile, self.driver, desired, waiting)
-        except DataplaneError as exc:
-            self._reconcile_failed(exc, waiting, now)
-            return False
-        self._reconciled(ops, waiting)
-        return True
-
-    def _reconciled(self, ops: list[Op], waiting: frozenset[str]) -> None:
-        self.last_reconcile_ops = [str(op) for op in ops]
-        self.metrics["dataplane_ops"] += len(ops)
-        self.metrics["reconciles"] += 1
-        # Every object tried in this pass converged (applied, or nothing to do).
-        self.object_retry.succeeded([k for k in self.object_retry.failing if k not in waiting])
-        if ops:
-            log.info("dataplane: %s", "; ".join(self.last_reconcile_ops))
-        self._schedule_object_retry()
-
-    def _reconcile_failed(self, exc: DataplaneError, waiting: frozenset[str],
-                          now: float) -> None:
-        self.metrics["dataplane_errors"] += 1
-        if isinstance(exc, DataplaneApplyError):
-            # Some objects failed, the others applied: back off those objects only.
-            self.metrics["dataplane_object_errors"] += len(exc.failures)
-            self.object_retry.failed(exc.failures, now)
-            self._reconciled(exc.applied, waiting | frozenset(exc.failures))
-            log.error("dataplane: %d object(s) failed (each retried with backoff): %s",
-                      len(exc.failures), exc)
-            return
-        log.error("dataplane reconcile failed (will retry): %s", exc)
-        if self._loop is not None and self._store is not None:
-            self._retry_timer = self._loop.call_later(RECONCILE_RETRY_S, self._reconcile)
-
-    def _schedule_object_retry(self) -> None:
-        due = self.object_retry.next_due()
-        if due is None or self._loop is None or self._store is None:
-            return
-        if self._retry_timer is not None:
-            self._retry_timer.cancel()
-        self._retry_timer = self._loop.call_later(max(0.0, due - self.now()), self._reconcile)
+        if self._store is not None:
+            self.reconciler.request()
 
     def _send(self, send: SendDatagram) -> None:
         if self._transport is None:
