@@ -60,10 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     hashes: dict[str, dict[str, str]] = {}
     for name in engines:
-        with tempfile.TemporaryDirectory(prefix=f"vnstitch-sweep-{name}-") as out:
+        with tempfile.TemporaryDirectory(prefix=f"vnstitch-sweep-{name}-") as folder:
             engine = make_engine(name, workers=args.workers)
             t0 = time.perf_counter()
-            result = run_sweep(spec, engine, Path(out))
+            result = run_sweep(spec, engine, Path(folder))
             wall = time.perf_counter() - t0
         hashes[name] = {r.outcome.run_id: r.outcome.summary_sha256 for r in result.rows}
         rows.append({"engine": name, "runs": len(result.rows), "failed": result.failed,

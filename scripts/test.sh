@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEB_PACKAGES=(iproute2 iputils-ping iperf3 wireguard-go wireguard-tools tcpdump frr)
+DEB_PACKAGES=(iproute2 iputils-ping iperf3 wireguard-go wireguard-tools tcpdump frr e2fsprogs mount
+              prometheus chromium chromium-driver)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   missing=()
   for pkg in "${DEB_PACKAGES[@]}"; do

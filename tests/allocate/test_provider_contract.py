@@ -1,96 +1,177 @@
-"""ONE contract for every provider (``sim`` and ``linux``): the same test runs on both."""
+"""ONE contract for every provider (``sim``, ``linux``, ``by-kind``, ``compute``, ``storage``).
+
+Each case names the key it exercises, its limit, a unit the amounts are multiples of
+(compute: whole instances; storage: MiB) and ``settle``: real providers start
+instances in real time, so the check that scaled-out capacity becomes available waits
+for them first (a no-op for the others). The compute and storage cases need root
+(cgroups, loop devices) and skip cleanly otherwise; after each of them the fixture
+checks that exactly their own kernel objects are gone.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
+from tests.rootutil import fresh_netns, require_root, run_id
 from vnstitch.allocate.providers import (
     CapacityLoss,
+    ComputeProvider,
     LinuxBandwidthProvider,
     Outage,
     Provider,
+    ProvidersByKind,
     RequestStatus,
     ResourceKey,
     ResourceKind,
     SimProvider,
     SimResource,
+    StorageProvider,
+    Workload,
 )
+from vnstitch.allocate.providers.compute import CgroupExecutor
+from vnstitch.allocate.providers.leftovers import compute_leftovers, storage_leftovers
+from vnstitch.allocate.providers.storage import MIB
 from vnstitch.dataplane import MemoryDataplane, RateLimit
 
 LINK = ResourceKey(ResourceKind.BANDWIDTH, "A->B")
 CAPACITY = 1000.0
 
 
-def make_sim() -> Provider:
-    return SimProvider({ResourceKind.BANDWIDTH: SimResource(delay_seconds=60.0, quota=CAPACITY,
-                                                            price_per_unit_hour=0.01)})
+@dataclass
+class Case:
+    provider: Provider
+    key: ResourceKey
+    limit: float
+    unit: float
+    other: ResourceKind  # a kind this provider does not offer
+    settle: Callable[[], None] = lambda: None
+    extra: dict[str, object] = field(default_factory=dict)
 
 
-def make_linux() -> Provider:
+def make_sim(tmp: Path) -> Iterator[Case]:
+    yield Case(SimProvider({ResourceKind.BANDWIDTH: SimResource(
+        delay_seconds=60.0, quota=CAPACITY, price_per_unit_hour=0.01)}),
+        LINK, CAPACITY, 100.0, ResourceKind.STORAGE)
+
+
+def make_linux(tmp: Path) -> Iterator[Case]:
     dp = MemoryDataplane(external_ports=["wg-ab"])
-    return LinuxBandwidthProvider(dp, {"A->B": ("wg-ab", 10)}, {"A->B": CAPACITY})
+    yield Case(LinuxBandwidthProvider(dp, {"A->B": ("wg-ab", 10)}, {"A->B": CAPACITY}),
+               LINK, CAPACITY, 100.0, ResourceKind.STORAGE)
 
 
-@pytest.fixture(params=[make_sim, make_linux], ids=["sim", "linux"])
-def provider(request: pytest.FixtureRequest) -> Provider:
-    factory: Callable[[], Provider] = request.param
-    return factory()
+def make_by_kind(tmp: Path) -> Iterator[Case]:
+    dp = MemoryDataplane(external_ports=["wg-ab"])
+    linux = LinuxBandwidthProvider(dp, {"A->B": ("wg-ab", 10)}, {"A->B": CAPACITY})
+    yield Case(ProvidersByKind({ResourceKind.BANDWIDTH: linux}), LINK, CAPACITY, 100.0,
+               ResourceKind.STORAGE)
 
 
-def test_is_a_provider(provider: Provider) -> None:
-    assert isinstance(provider, Provider)
-    assert provider.supports(ResourceKind.BANDWIDTH)
-    assert provider.limit(LINK) == CAPACITY
+def make_compute(tmp: Path) -> Iterator[Case]:
+    require_root()
+    prefix = f"vstc{run_id()}"
+    with fresh_netns("pc") as ns:
+        executor = CgroupExecutor(prefix=prefix)
+        p = ComputeProvider({"vn100": Workload(("sleep", "600"), ns, 0.1, 16 * MIB,
+                                               max_instances=4)}, executor=executor)
+        key = ResourceKey(ResourceKind.COMPUTE, "vn100")
+        t0 = time.monotonic()
+
+        def settle() -> None:
+            assert p.wait_ready(key, lambda: time.monotonic() - t0, timeout=20)
+
+        try:
+            yield Case(p, key, 4.0, 1.0, ResourceKind.STORAGE, settle)
+        finally:
+            p.close()
+        assert compute_leftovers(executor.layout, prefix) == []
 
 
-def test_scale_out_becomes_available_after_lead_time(provider: Provider) -> None:
-    r = provider.request(LINK, 200.0, now=0.0)
+def make_storage(tmp: Path) -> Iterator[Case]:
+    require_root()
+    prefix = f"vsts{run_id()}"
+    p = StorageProvider({"vn100": 256.0}, tmp, unit_bytes=MIB, prefix=prefix)
+    try:
+        yield Case(p, ResourceKey(ResourceKind.STORAGE, "vn100"), 256.0, 16.0,
+                   ResourceKind.COMPUTE)
+    finally:
+        p.close()
+    assert storage_leftovers(tmp, prefix) == []
+
+
+@pytest.fixture(params=[make_sim, make_linux, make_by_kind,
+                        pytest.param(make_compute, marks=pytest.mark.root),
+                        pytest.param(make_storage, marks=pytest.mark.root)],
+                ids=["sim", "linux", "by-kind", "compute", "storage"])
+def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Case]:
+    factory: Callable[[Path], Iterator[Case]] = request.param
+    yield from factory(tmp_path)
+
+
+def test_is_a_provider(case: Case) -> None:
+    assert isinstance(case.provider, Provider)
+    assert case.provider.supports(case.key.kind)
+    assert case.provider.limit(case.key) == case.limit
+
+
+def test_scale_out_becomes_available_after_lead_time(case: Case) -> None:
+    p, key, u = case.provider, case.key, case.unit
+    r = p.request(key, 2 * u, now=0.0)
+    lead = p.lead_time(key.kind)  # before any probe: compute refines it as it measures
     assert r.status is RequestStatus.ACCEPTED and r.ready_at is not None and r.reason
-    assert provider.committed(LINK, 0.0) == 200.0
-    lead = provider.lead_time(ResourceKind.BANDWIDTH)
     assert r.ready_at == pytest.approx(lead)
-    assert provider.available(LINK, lead) == 200.0
+    assert p.committed(key, 0.0) == 2 * u
+    case.settle()
+    assert p.available(key, lead) == 2 * u
 
 
-def test_requests_are_idempotent(provider: Provider) -> None:
-    first = provider.request(LINK, 300.0, now=0.0)
-    again = provider.request(LINK, 300.0, now=1.0)
+def test_requests_are_idempotent(case: Case) -> None:
+    p, key, u = case.provider, case.key, case.unit
+    first = p.request(key, 3 * u, now=0.0)
+    again = p.request(key, 3 * u, now=1.0)
     assert first.status is RequestStatus.ACCEPTED
     assert again.status is RequestStatus.UNCHANGED
-    assert provider.committed(LINK, 2.0) == 300.0
+    assert p.committed(key, 2.0) == 3 * u
 
 
-def test_scale_in_is_immediate(provider: Provider) -> None:
-    provider.request(LINK, 300.0, now=0.0)
-    settle = provider.lead_time(ResourceKind.BANDWIDTH) + 1
-    assert provider.request(LINK, 100.0, now=settle).status is RequestStatus.ACCEPTED
-    assert provider.available(LINK, settle) == 100.0
-    assert provider.request(LINK, 0.0, now=settle + 1).ok
-    assert provider.committed(LINK, settle + 1) == 0.0
+def test_scale_in_is_immediate(case: Case) -> None:
+    p, key, u = case.provider, case.key, case.unit
+    p.request(key, 3 * u, now=0.0)
+    case.settle()
+    settle = p.lead_time(key.kind) + 1
+    assert p.request(key, 1 * u, now=settle).status is RequestStatus.ACCEPTED
+    assert p.available(key, settle) == 1 * u
+    assert p.request(key, 0.0, now=settle + 1).ok
+    assert p.committed(key, settle + 1) == 0.0
 
 
-def test_beyond_limit_is_refused_and_changes_nothing(provider: Provider) -> None:
-    provider.request(LINK, 100.0, now=0.0)
-    r = provider.request(LINK, CAPACITY + 1, now=1.0)
+def test_beyond_limit_is_refused_and_changes_nothing(case: Case) -> None:
+    p, key, u = case.provider, case.key, case.unit
+    p.request(key, 1 * u, now=0.0)
+    r = p.request(key, case.limit + u, now=1.0)
     assert r.status is RequestStatus.REFUSED and not r.ok and r.reason
-    assert provider.committed(LINK, 1.0) == 100.0
+    assert p.committed(key, 1.0) == 1 * u
 
 
-def test_every_result_is_logged_with_a_reason(provider: Provider) -> None:
-    provider.request(LINK, 10.0, now=0.0)
-    provider.request(LINK, 10.0, now=1.0)
-    provider.request(LINK, CAPACITY * 2, now=2.0)
-    assert [r.status for r in provider.log] == [
+def test_every_result_is_logged_with_a_reason(case: Case) -> None:
+    p, key, u = case.provider, case.key, case.unit
+    p.request(key, 1 * u, now=0.0)
+    p.request(key, 1 * u, now=1.0)
+    p.request(key, case.limit * 2, now=2.0)
+    assert [r.status for r in p.log] == [
         RequestStatus.ACCEPTED, RequestStatus.UNCHANGED, RequestStatus.REFUSED]
-    assert all(r.reason for r in provider.log)
+    assert all(r.reason for r in p.log)
 
 
-def test_unsupported_kind_is_refused_not_raised(provider: Provider) -> None:
-    key = ResourceKey(ResourceKind.STORAGE, "seg-1")
-    assert not provider.supports(ResourceKind.STORAGE)
-    assert provider.request(key, 5.0, now=0.0).status is RequestStatus.REFUSED
+def test_unsupported_kind_is_refused_not_raised(case: Case) -> None:
+    key = ResourceKey(case.other, "seg-1")
+    assert not case.provider.supports(case.other)
+    assert case.provider.request(key, 5.0, now=0.0).status is RequestStatus.REFUSED
 
 
 # -- implementation-specific behaviour beyond the contract -----------------------------

@@ -31,15 +31,20 @@ from vnstitch.protocol.api import (
     Counters,
     DataplaneChange,
     FailureReason,
+    LinkUsageView,
     Output,
     PeerFault,
     RouteChanged,
+    RouteView,
     SendDatagram,
     StitchConstraints,
     StitchEstablished,
     StitchFailed,
+    StitchResized,
     StitchTornDown,
+    StitchView,
     TunnelStateChanged,
+    TunnelView,
 )
 
 
@@ -221,6 +226,31 @@ class FakeCore:
             if s.state == "up" and heard is not None and now >= heard + self._probe_at():
                 out += self._tunnel_down(s, now)
         return out
+
+    # -- typed views ------------------------------------------------------------------------
+    def stitch_views(self) -> list[StitchView]:
+        me = RouteManagerId(self.rm_id)
+        return [StitchView(s.stitch_id, VNID(s.vnid), s.state, (me, RouteManagerId(s.peer)),
+                           s.bandwidth) for s in self.stitches.values()]
+
+    def tunnel_views(self) -> list[TunnelView]:
+        return [TunnelView(f"t-{s.stitch_id}", s.stitch_id, VNID(s.vnid),
+                           RouteManagerId(s.peer), True, s.state,
+                           (self.rm_id, RouteManagerId(s.peer)), s.bandwidth,
+                           f"vx{s.stitch_id[-6:]}", f"wg{s.stitch_id[-6:]}", 1, None, 0.0)
+                for s in self.stitches.values() if s.state == "up"]
+
+    def route_views(self) -> list[RouteView]:
+        return [RouteView(VNID(v), RouteManagerId(peer), (RouteManagerId(peer),), 0.0)
+                for v, peer in sorted(self.routes.items())]
+
+    def link_usage_views(self) -> list[LinkUsageView]:
+        return []
+
+    def resize_stitch(self, stitch_id: str, bandwidth_mbps: float,
+                      now: float) -> list[Output]:
+        return [StitchResized(stitch_id, 0.0, bandwidth_mbps, False, "local", now,
+                              "this core cannot resize stitches")]
 
 
 def fake_core_factory(setup: CoreSetup) -> FakeCore:

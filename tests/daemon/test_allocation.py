@@ -13,9 +13,11 @@ import yaml
 
 from tests.daemon.helpers import run, start_daemon, until, write_cluster
 from vnstitch.allocate.policy import interpolate_quantile
+from vnstitch.control import ForecastBank
+from vnstitch.control import forecasting as forecasting_mod
 from vnstitch.daemon import allocation as alloc_mod
 from vnstitch.daemon import control
-from vnstitch.daemon.allocation import AllocationLoop, forecast_next, tunnel_ends
+from vnstitch.daemon.allocation import AllocationLoop, control_policy, tunnel_ends
 from vnstitch.daemon.config import AllocationConfig, load_config, parse_config
 from vnstitch.daemon.coreadapter import make_driver, protocol_core_factory
 from vnstitch.daemon.errors import ConfigError
@@ -124,7 +126,7 @@ def test_bad_counters_and_forecaster_errors_keep_the_last_reservation(
     def broken(*args: object, **kwargs: object) -> object:
         raise RuntimeError("model exploded")
 
-    monkeypatch.setattr(alloc_mod, "make_forecaster", broken)
+    monkeypatch.setattr(forecasting_mod, "make_forecaster", broken)
     rows = rig.step(30.0)
     assert [r["action"] for r in rows] == ["keep"] and "model exploded" in str(rows[0]["reason"])
     assert rig.rate().rate_mbps == kept
@@ -148,11 +150,11 @@ def test_decisions_use_only_past_samples() -> None:
         runs.append([_consumer_row(rig.step(m)) for m in prefix + future])
     assert runs[0][:len(prefix)] == runs[1][:len(prefix)]
     assert runs[0][len(prefix)] != runs[1][len(prefix)]
-    seen: list[float] = []
+    bank = ForecastBank(control_policy(AllocationConfig()).forecast)
     for row in runs[0]:
         if row["measured_mbps"] is not None:
-            seen.append(float(str(row["measured_mbps"])))
-        fc = forecast_next(seen, "naive")  # what was measured up to this step, no more
+            bank.observe("s1", float(str(row["measured_mbps"])))
+        fc = bank.forecast(["s1"])["s1"]  # what was measured up to this step, no more
         q = float(str(row["quantile"]))
         expect = float(interpolate_quantile(fc.levels, fc.values, q)[0])
         assert row["forecast_mbps"] == pytest.approx(expect, abs=1e-3)
@@ -295,7 +297,7 @@ def test_daemon_allocates_from_counters_and_survives_restart(cluster: dict[str, 
             a2 = await start_daemon(cfg_a, protocol_core_factory, kernel)
             try:
                 assert a2.allocation is not None
-                assert len(a2.allocation.loop.series[sid].samples) >= samples
+                assert len(a2.allocation.loop.controller.bank.history(sid)) >= samples
                 assert rate() == 20.0  # the reservation survived the restart
             finally:
                 await a2.stop()

@@ -7,18 +7,19 @@ import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from tests.daemon.helpers import daemons_in_thread, run, start_daemon, until, write_cluster
 from vnstitch.cli import main
+from vnstitch.control import GrowPolicy, GrowRules, needed_mbps
 from vnstitch.daemon import control
-from vnstitch.daemon.allocation import tunnel_ends
+from vnstitch.daemon.allocation import grow_rules, tunnel_ends
 from vnstitch.daemon.config import AllocationConfig, load_config, parse_config
 from vnstitch.daemon.coreadapter import make_driver, protocol_core_factory
 from vnstitch.daemon.errors import ConfigError
-from vnstitch.daemon.resizing import GrowPolicy, needed_mbps
 from vnstitch.daemon.runtime import RouteManagerDaemon
 from vnstitch.dataplane import MemoryDataplane, RateLimit
 from vnstitch.model.ids import VNID
@@ -30,8 +31,12 @@ VN_A = [{"vnid": 100, "components": ["10.1.0.0/24"], "host_ports": ["hA"]}]
 VN_B = [{"vnid": 100, "components": ["10.2.0.0/24"], "host_ports": ["hB"]}]
 
 
+def _rules(**fields: Any) -> GrowRules:
+    return grow_rules(AllocationConfig(**fields))
+
+
 def test_grow_policy_waits_asks_once_and_holds_down_after_a_refusal() -> None:
-    p = GrowPolicy(AllocationConfig(grow_after=2, grow_headroom=0.25, unit_mbps=5,
+    p = GrowPolicy(_rules(grow_after=2, grow_headroom=0.25, unit_mbps=5,
                                     grow_holddown_s=10))
     assert p.consider(0, "s", 20, None, originated=True) == (None, "")
     ask, why = p.consider(1, "s", 20, 30.0, originated=True)
@@ -46,7 +51,7 @@ def test_grow_policy_waits_asks_once_and_holds_down_after_a_refusal() -> None:
     assert p.outcome(StitchResized("other", 1, 2, True, "resized", 1)) is None
     assert p.target(100, 50) == 105  # always at least one unit above what we have
     assert "only the origin" in p.consider(0, "t", 20, 30.0, originated=False)[1]
-    off = GrowPolicy(AllocationConfig(grow_after=0))
+    off = GrowPolicy(_rules(grow_after=0))
     assert "disabled" in off.consider(0, "s", 20, 30, originated=True)[1]
 
 
@@ -55,13 +60,13 @@ def test_a_stitch_measured_at_its_cap_needs_more_than_it_has() -> None:
     assert needed_mbps(None, 5.0, 10.0) is None
     assert needed_mbps(12.0, 9.7, 10.0) == 12.0
     assert needed_mbps(12.0, None, 10.0) == 12.0
-    p = GrowPolicy(AllocationConfig(grow_after=1, unit_mbps=1, grow_headroom=0.2))
+    p = GrowPolicy(_rules(grow_after=1, unit_mbps=1, grow_headroom=0.2))
     assert p.consider(0, "s", 10, needed_mbps(None, 9.9, 10), originated=True)[0] == 12.0
 
 
 def test_growth_stops_at_grow_max_factor_times_the_original() -> None:
     """A saturated TCP flow keeps asking for more; the stitch stops at the factor."""
-    p = GrowPolicy(AllocationConfig(grow_after=1, unit_mbps=1, grow_headroom=0.2,
+    p = GrowPolicy(_rules(grow_after=1, unit_mbps=1, grow_headroom=0.2,
                                     grow_max_factor=3))
     negotiated, asks = 100.0, []
     for t in range(10):  # measured at the cap every interval, grant every request
@@ -73,12 +78,12 @@ def test_growth_stops_at_grow_max_factor_times_the_original() -> None:
             negotiated = ask
     assert asks == [120.0, 144.0, 173.0, 208.0, 250.0, 300.0]
     assert "growth limit" in why and "300" in why
-    unbounded = GrowPolicy(AllocationConfig(grow_after=1, unit_mbps=1, grow_max_factor=1e9))
+    unbounded = GrowPolicy(_rules(grow_after=1, unit_mbps=1, grow_max_factor=1e9))
     assert unbounded.consider(0, "s", 300, 300.0, originated=True)[0] == 360.0  # control
 
 
 def test_shrink_gives_grown_bandwidth_back_but_never_below_the_original() -> None:
-    p = GrowPolicy(AllocationConfig(shrink_after=3, shrink_below=0.5, unit_mbps=5,
+    p = GrowPolicy(_rules(shrink_after=3, shrink_below=0.5, unit_mbps=5,
                                     grow_headroom=0.2))
     for t in range(5):  # at the original amount: nothing to give back
         assert p.consider(t, "s", 20, None, originated=True, reserved=2.0) == (None, "")

@@ -19,10 +19,13 @@ from vnstitch.protocol.api import (
     StitchFailed,
     StitchTornDown,
 )
-from vnstitch.protocol.core import RouteManagerCore
+from vnstitch.protocol.core import RouteManagerCore, decode_state, encode_state
+from vnstitch.protocol.errors import ProtocolError
 from vnstitch.protocol.messages import Hello, MsgType
 from vnstitch.protocol.testing import InMemoryNetwork
+from vnstitch.protocol.timers import TimerKind
 from vnstitch.protocol.tunnels import TunnelState
+from vnstitch.routing.table import stitch_route_metric
 
 ORIGIN, TARGET, TRANSIT = SegmentId("seg02"), SegmentId("seg01"), SegmentId("seg00")
 VN = VNID(100)
@@ -88,7 +91,7 @@ def test_transit_stitch_in_three_round_trips(abilene4) -> None:  # type: ignore[
     ot, tt = o.active_tunnels()[0], t.active_tunnels()[0]
     assert ot.peer_public == tt.public_key and tt.peer_public == ot.public_key
     dp = net.dataplane[o.rm_id]
-    assert "route:254:10.100.1.0/24:50" in dp and f"wg:{ot.wg_name}" in dp
+    assert f"route:254:10.100.1.0/24:{stitch_route_metric()}" in dp and f"wg:{ot.wg_name}" in dp
     # Both ends may share a host (user-space WireGuard's socket is per interface name).
     assert ot.wg_name != tt.wg_name and max(len(ot.wg_name), len(ot.vxlan_name)) <= 15
     assert f"rate:{ot.vxlan_name}:{ot.class_id}" in dp  # one HTB class per VXLAN port
@@ -195,6 +198,8 @@ def test_export_and_restore(abilene4) -> None:  # type: ignore[no-untyped-def]
     o = net.core(ORIGIN)
     state = o.export_state()
     state = msgpack.unpackb(msgpack.packb(state))  # survives serialisation
+    assert decode_state(encode_state(state)) == decode_state(encode_state(o.export_state()))
+    state = decode_state(encode_state(state))  # ... and the one on-disk format (JSON)
     back = RouteManagerCore.from_state(o.config, o.identity, o.trust, random.Random(5), state)
     out = back.start(net.now)
     assert back.requests[sid].state.value == "established"
@@ -224,3 +229,23 @@ def test_random_requests_never_overcommit(ops, seed) -> None:  # type: ignore[no
     net.run_until(net.now + 10)
     for sid in sids:
         assert _outcome(net, sid) is not None
+
+
+def test_timer_kinds_are_an_enum_and_an_unknown_kind_is_refused(abilene4) -> None:  # type: ignore[no-untyped-def]
+    net = _net(abilene4)
+    sid = _request(net, ORIGIN, 1000)
+    net.run_until(net.now + 3)
+    o = net.core(ORIGIN)
+    kinds = {k for k, _ in o.timers}
+    assert kinds and all(isinstance(k, TimerKind) for k in kinds)
+    assert {TimerKind.HELLO, TimerKind.PROBE} <= kinds
+    assert o.timer_due("probe", sid) == o.timer_due(TimerKind.PROBE, sid) is not None
+    with pytest.raises(ProtocolError, match="unknown timer kind 'prbe'"):
+        o.set_timer("prbe", sid, net.now + 1)
+
+
+def test_a_state_that_is_not_one_is_refused() -> None:
+    with pytest.raises(ProtocolError, match="unreadable"):
+        decode_state(b"\x81\xa1a")  # msgpack, not the on-disk format
+    with pytest.raises(ProtocolError, match="not a JSON object"):
+        decode_state(b"[1, 2]")

@@ -9,8 +9,10 @@ import pytest
 
 from vnstitch.dataplane.objects import U32Filter
 from vnstitch.model.errors import TopologyLoadError
+from vnstitch.model.ids import SegmentId
 from vnstitch.model.loaders import load_sndlib
 from vnstitch.model.substrate import substrate_from_links
+from vnstitch.protocol.config import CoreConfig
 from vnstitch.routing.demands import load_tm_csv, parse_tm_csv
 from vnstitch.routing.errors import DemandFileError, PolicyError, RoutingError
 from vnstitch.routing.evaluate import evaluate
@@ -24,7 +26,14 @@ from vnstitch.routing.monitor import (
     plan_returns,
 )
 from vnstitch.routing.qos import parse_policy, policy_to_tc
-from vnstitch.routing.table import RouteEntry, RoutingTable, to_dataplane_route
+from vnstitch.routing.table import (
+    SUBSTRATE_METRIC,
+    RouteEntry,
+    RoutingTable,
+    StitchPriorities,
+    stitch_route_metric,
+    to_dataplane_route,
+)
 
 POLICY = {
     "link_mbps": 100,
@@ -181,3 +190,14 @@ def test_returns_wait_for_hold_down_and_headroom() -> None:
     assert [(d.flow_id, d.new_path) for d in back] == [("f", ("a", "b"))]
     assert "cleared" in back[0].reason
     assert state.last_moved["f"] == 1000.0
+
+
+def test_stitching_priority_table_gives_the_tunnel_routes_their_metric() -> None:
+    table = StitchPriorities(by_vnid={100: 15}, by_class={"bulk": 2})
+    assert table.metric(100) == 0 < table.metric(7, "video") < table.metric(7, "bulk")
+    assert table.metric(7, "bulk") < SUBSTRATE_METRIC  # every stitched band beats the IGP
+    plain = to_dataplane_route(RouteEntry("10.1.0.0/16", "s", "eth0"))
+    assert plain.metric >= SUBSTRATE_METRIC  # control: an ordinary route does not
+    assert CoreConfig(SegmentId("A"), ()).route_metric == stitch_route_metric() == table.metric(7)
+    with pytest.raises(RoutingError):
+        StitchPriorities(default=0)

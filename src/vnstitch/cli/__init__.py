@@ -28,6 +28,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "allocate": ("vnstitch.cli.allocate",
                  "predictive resource allocation: evaluate policies on real traces"),
     "routemgr": ("vnstitch.cli.routemgr", "run and operate a Route Manager daemon"),
+    "diagnose": ("vnstitch.cli.diagnose",
+                 "say why a stitch is not up or not well (verdicts with evidence)"),
+    "gather": ("vnstitch.cli.gather",
+               "write one tarball with a daemon's state, decisions, metrics, logs "
+               "and kernel objects for a bug report"),
     "lab": ("vnstitch.cli.lab", "build and tear down a namespace lab (root)"),
     "route": ("vnstitch.cli.route", "substrate routing: traffic engineering"),
     "forecast": ("vnstitch.cli.forecast",

@@ -2,20 +2,23 @@
 
 Subcommands: ``keygen`` (Ed25519 key file, mode 0600), ``check`` (validate a config),
 ``run`` (the daemon, until SIGTERM/SIGINT), ``show peers|vnids|stitches|tunnels|metrics|
-status|allocations`` and ``stitch`` / ``release`` / ``resize`` against a running daemon's
-control socket (given by ``--socket`` or found through ``--config``).
+status|allocations|routes|qos|decisions`` and ``stitch`` / ``release`` / ``resize``
+against a running daemon's control socket (given by ``--socket`` or found through
+``--config``); ``init`` (a new site's key, token, config and systemd unit) lives in
+:mod:`vnstitch.cli.routemgr_init`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from pathlib import Path
 from typing import Any
 
+from vnstitch.cli import routemgr_init
 from vnstitch.cli.argtypes import bounded_int, finite_float
+from vnstitch.cli.daemonclient import add_target_args, send
 from vnstitch.cli.output import add_json_flag, console, print_json, table
 from vnstitch.daemon.limits import (
     MAX_BANDWIDTH_MBPS,
@@ -33,6 +36,9 @@ SHOW_COLUMNS: dict[str, list[str]] = {
     "tunnels": ["tunnel_id", "peer", "state", "interface"],
     "allocations": ["now", "stitch_id", "measured_mbps", "forecast_mbps", "quantile",
                     "available_mbps", "reserved_mbps", "action"],
+    "routes": ["vnid", "where", "via"],
+    "qos": ["device", "class_id", "rate_mbps", "ceil_mbps", "prio"],
+    "decisions": ["now", "kind", "stitch_id", "action", "reason"],
 }
 
 
@@ -47,6 +53,7 @@ def register(sub: Any) -> None:
     keygen.add_argument("--out", required=True, type=Path, help="key file to create")
     add_json_flag(keygen)
     keygen.set_defaults(handler=_keygen)
+    routemgr_init.register(rsub)  # key, token, config skeleton, systemd unit
 
     check = rsub.add_parser("check", help="validate a config file and its key file "
                                           "(reports every problem, FILE:LINE:COL: field: "
@@ -60,6 +67,8 @@ def register(sub: Any) -> None:
     run.add_argument("--log-level", default="info",
                      choices=["debug", "info", "warning", "error"],
                      help="log verbosity on stderr (default info)")
+    run.add_argument("--log-format", default="text", choices=["text", "json"],
+                     help="log lines as text or as one JSON object each (default text)")
     run.add_argument("--init-state", action="store_true",
                      help="initialise the state database when it is empty (zero bytes) or "
                           "not a vnstitch database (that file is moved aside first); "
@@ -69,8 +78,12 @@ def register(sub: Any) -> None:
 
     show = rsub.add_parser("show", help="show state of a running daemon")
     show.add_argument("what", choices=["peers", "vnids", "stitches", "tunnels", "metrics",
-                                       "status", "allocations"], help="which view")
-    _socket_args(show)
+                                       "status", "allocations", "routes", "qos",
+                                       "decisions"], help="which view")
+    show.add_argument("--wait", type=finite_float(maximum=MAX_WAIT_S), metavar="S",
+                      help="first wait up to S seconds until `vnstitch diagnose` finds no "
+                           "failure; exit 1 (and say which checks fail) if it still does")
+    add_target_args(show)
     add_json_flag(show)
     show.set_defaults(handler=_show)
 
@@ -91,13 +104,13 @@ def register(sub: Any) -> None:
     stitch.add_argument("--retry-for", type=finite_float(maximum=MAX_RETRY_FOR_S),
                         metavar="S", help="retry capacity refusals for this long (default: "
                         "until released); transient failures are always retried")
-    _socket_args(stitch)
+    add_target_args(stitch)
     add_json_flag(stitch)
     stitch.set_defaults(handler=_stitch)
 
     release = rsub.add_parser("release", help="release a stitch on a running daemon")
     release.add_argument("stitch_id", help="the stitch to release (see 'show stitches')")
-    _socket_args(release)
+    add_target_args(release)
     add_json_flag(release)
     release.set_defaults(handler=_release)
 
@@ -110,23 +123,9 @@ def register(sub: Any) -> None:
     resize.add_argument("--wait", type=finite_float(maximum=MAX_WAIT_S), default=10.0,
                         metavar="S",
                         help="seconds to wait for the path's answer (default 10)")
-    _socket_args(resize)
+    add_target_args(resize)
     add_json_flag(resize)
     resize.set_defaults(handler=_resize)
-
-
-def _socket_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--socket", type=Path, help="the daemon's control socket")
-    g.add_argument("--config", type=Path, help="the daemon's config (to find its socket)")
-
-
-def _socket_path(args: argparse.Namespace) -> Path:
-    if args.socket is not None:
-        return Path(args.socket)
-    from vnstitch.daemon.config import load_config  # noqa: PLC0415
-
-    return load_config(args.config).control_socket
 
 
 def _keygen(args: argparse.Namespace) -> int:
@@ -170,10 +169,10 @@ def _check(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from vnstitch.daemon.config import load_config  # noqa: PLC0415
     from vnstitch.daemon.coreadapter import make_driver, protocol_core_factory  # noqa: PLC0415
+    from vnstitch.daemon.logfmt import configure_logging  # noqa: PLC0415
     from vnstitch.daemon.runtime import RouteManagerDaemon, run_daemon  # noqa: PLC0415
 
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level, args.log_format)
     cfg = load_config(args.config)
     daemon = RouteManagerDaemon(cfg, protocol_core_factory, make_driver(cfg),
                                 init_state=args.init_state)
@@ -185,9 +184,16 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from vnstitch.daemon.control import request  # noqa: PLC0415
+    if args.wait is not None:
+        from vnstitch.cli.diagnose import wait_healthy  # noqa: PLC0415
 
-    result = request(_socket_path(args), {"cmd": "show", "what": args.what})
+        failing = wait_healthy(args, args.wait)
+        for c in failing:
+            print(f"not healthy: {c.check} {c.subject}: {c.evidence} ({c.cause})",
+                  file=sys.stderr)
+        if failing:
+            return 1
+    result = send(args, {"cmd": "show", "what": args.what})
     if args.what == "metrics" and not args.json:
         print(result, end="")
         return 0
@@ -213,15 +219,13 @@ def _cell(value: object) -> object:
 
 
 def _stitch(args: argparse.Namespace) -> int:
-    from vnstitch.daemon.control import request  # noqa: PLC0415
-
     req: dict[str, Any] = {"cmd": "stitch", "vnid": args.vnid, "bandwidth_mbps": args.bandwidth,
                            "wait_s": args.wait}
     for name, value in (("max_latency_ms", args.max_latency), ("max_cost", args.max_cost),
                         ("hop_limit", args.hop_limit), ("retry_for_s", args.retry_for)):
         if value is not None:
             req[name] = value
-    result = request(_socket_path(args), req, timeout_s=args.wait + 5)
+    result = send(args, req, timeout_s=args.wait + 5)
     if args.json:
         print_json(result)
     else:
@@ -232,9 +236,7 @@ def _stitch(args: argparse.Namespace) -> int:
 
 
 def _release(args: argparse.Namespace) -> int:
-    from vnstitch.daemon.control import request  # noqa: PLC0415
-
-    result = request(_socket_path(args), {"cmd": "release", "stitch_id": args.stitch_id})
+    result = send(args, {"cmd": "release", "stitch_id": args.stitch_id})
     if args.json:
         print_json(result)
     else:
@@ -243,9 +245,7 @@ def _release(args: argparse.Namespace) -> int:
 
 
 def _resize(args: argparse.Namespace) -> int:
-    from vnstitch.daemon.control import request  # noqa: PLC0415
-
-    result = request(_socket_path(args), {"cmd": "resize", "stitch_id": args.stitch_id,
+    result = send(args, {"cmd": "resize", "stitch_id": args.stitch_id,
                                           "bandwidth_mbps": args.bandwidth,
                                           "wait_s": args.wait}, timeout_s=args.wait + 5)
     if args.json:

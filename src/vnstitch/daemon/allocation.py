@@ -1,4 +1,4 @@
-"""Predictive bandwidth allocation in the Route Manager daemon: measure, forecast, reserve.
+"""Predictive bandwidth allocation in the Route Manager daemon: measure and apply.
 
 Theory of operation
 -------------------
@@ -9,38 +9,23 @@ desired dataplane state with ``rate = ceil = `` the bandwidth it negotiated. Wit
 
 1. **measures**: reads the tx byte counter of each tunnel's VXLAN port (the bytes this
    end sent into the tunnel) through the driver (:class:`~vnstitch.dataplane.base.
-   CountingDriver`) and turns the difference to the previous read into Mbit/s
-   (:class:`RateSeries`; a counter that went backwards -- a recreated device -- is a new
-   baseline, not a sample);
-2. **forecasts** the next interval from that stitch's past samples only
-   (:func:`forecast_next`: ``naive`` or ``ets`` from :mod:`vnstitch.forecast`, refitted
-   on the kept window; the quantiles come from the empirical distribution of the model's
-   own past one-step errors, which the forecaster computes itself);
-3. **allocates** with the library's :class:`~vnstitch.allocate.allocator.Allocator`
-   (newsvendor level of the VN's application class, whole ``unit_mbps`` steps, at least
-   ``min_mbps``, hold and hysteresis from its scaling controller) and a
-   :class:`~vnstitch.allocate.providers.linux.LinuxBandwidthProvider`. The ``available``
-   capacity of the tunnel's link is the negotiated bandwidth, and the provider's link
-   capacity is the same figure, so a plan above it is refused and the allocator reports
-   a ``shortfall`` decision; the reservation stays at the negotiated bandwidth;
-4. **grows** the stitch when the shortfall persists: :class:`~vnstitch.daemon.resizing.
-   GrowPolicy` (only on stitches originated here, after ``grow_after`` intervals, with
-   headroom, one request in flight, a hold-down after a refusal) puts a request in
-   :attr:`StepResult.resizes` (and, if configured, a shrink when the demand stays far
-   below it); the runner hands it to the core's in-place resize, and
-   the outcome (:meth:`AllocationLoop.resize_outcome`) is logged as a decision. After a
-   successful resize the core's RateLimit has the new negotiated bandwidth, so the next
-   step plans against it.
+   CountingDriver`), and names each end by the stitch the core's typed
+   :meth:`~vnstitch.protocol.api.RouteManagerViews.tunnel_views` say it belongs to;
+2. **decides** with the one Route Manager controller (:class:`~vnstitch.control.
+   Controller`, policy from :func:`control_policy`): it turns counters into rates,
+   forecasts each stitch from its own past, reserves at the newsvendor level of the
+   VN's application class, never above the negotiated bandwidth (a ``shortfall``
+   otherwise), and asks to grow a stitch originated here whose shortfall persists;
+3. **applies** the actions: a :class:`~vnstitch.control.Reserve` becomes the rate of the
+   tunnel's HTB class (an *override*, below), a :class:`~vnstitch.control.ResizeStitch`
+   goes to the core's in-place resize (:mod:`vnstitch.daemon.resizing`), whose outcome
+   goes back to the controller (hold-down after a refusal).
 
-*One writer.* The daemon's reconcile is the only thing that writes the kernel. The
-provider does not get the real driver: it gets an :class:`OverrideView`, a driver whose
-``observe()`` is the daemon's desired state (with current overrides) and whose
-``apply()`` only records the new rate of a tunnel's HTB class as an *override*. The
-daemon's ``desired_state()`` passes through :meth:`OverrideView.overlay`, which lays the
-overrides over the core's objects (``rate`` = allocation, ``ceil`` = negotiated), and
-then reconciles as usual. So the provider's idempotent plan/reconcile diff runs
-against the same state the daemon reconciles, nothing reverts anything, and an override
-whose tunnel is gone, or whose negotiated bandwidth changed, is ignored and pruned.
+*One writer.* The daemon's reconcile is the only thing that writes the kernel. Overrides
+live in an :class:`OverrideView`; the daemon's ``desired_state()`` passes through
+:meth:`OverrideView.overlay`, which lays them over the core's objects (``rate`` =
+allocation, ``ceil`` = negotiated), then reconciles as usual. An override whose tunnel
+is gone, or whose negotiated bandwidth changed, is ignored and pruned.
 
 *Failure.* Bad counters (missing device, read error) and forecaster or allocator errors
 become a ``keep`` decision naming the problem; the override (the last reservation) is
@@ -49,8 +34,8 @@ left as it was. Nothing here raises into the daemon.
 *State.* Rate samples (bounded per stitch) and overrides are persisted by the daemon
 (:mod:`vnstitch.daemon.state`), so a restart keeps both the history and the
 reservation. Decisions are kept in a bounded deque for the control socket
-(``show allocations``). This module reads no clock: ``now`` is an argument; only
-:class:`AllocationRunner` (the thin asyncio driver) sleeps and calls the kernel.
+(``show allocations``). Only :class:`AllocationRunner` (the thin asyncio driver)
+sleeps, reads the clock and calls the kernel.
 """
 
 from __future__ import annotations
@@ -63,17 +48,21 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from vnstitch.allocate.allocator import Allocator, Consumer, Decision, QuantileForecast
-from vnstitch.allocate.policy import DEFAULT_CLASSES, DENSE_LEVELS, ScalingRules
-from vnstitch.allocate.providers.base import ResourceKey, ResourceKind
-from vnstitch.allocate.providers.linux import LinuxBandwidthProvider
+from vnstitch.allocate.policy import DEFAULT_CLASSES, ScalingRules
+from vnstitch.control import (
+    Consumer,
+    Controller,
+    ControlPolicy,
+    DecisionRecord,
+    ForecastPolicy,
+    GrowRules,
+    Reserve,
+    ResizeStitch,
+    StitchSample,
+)
 from vnstitch.daemon.config import AllocationConfig
-from vnstitch.daemon.resizing import GrowPolicy, needed_mbps
 from vnstitch.dataplane.base import CountingDriver, DataplaneError
 from vnstitch.dataplane.objects import DataplaneState, Op, OpKind, RateLimit, VxlanPort
-from vnstitch.forecast.base import make_forecaster
 from vnstitch.protocol.api import StitchResized
 
 if TYPE_CHECKING:
@@ -81,8 +70,25 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vnstitch.daemon.allocation")
 
-#: Fewer samples than this: no model is fitted, the last sample (or 0) is the forecast.
+#: Fewer samples than this: no model is fitted, the last sample (or 0) is the centre.
 MIN_FIT_SAMPLES = 3
+
+
+def grow_rules(c: AllocationConfig) -> GrowRules:
+    return GrowRules(c.unit_mbps, c.grow_after, c.grow_headroom, c.grow_holddown_s,
+                     c.grow_max_factor, c.shrink_after, c.shrink_below)
+
+
+def control_policy(c: AllocationConfig) -> ControlPolicy:
+    """The controller's policy for the daemon's ``allocation:`` section: one allocator
+    per stitch end (its own HTB class), refitted every interval on its kept history."""
+    rules = ScalingRules(unit=c.unit_mbps,
+                         min_units=max(1, math.ceil(c.min_mbps / c.unit_mbps - 1e-9)),
+                         hold_steps=c.hold_steps)
+    return ControlPolicy(dict(DEFAULT_CLASSES), rules,
+                         ForecastPolicy(c.forecaster, 1, 1, c.history, c.history,
+                                        MIN_FIT_SAMPLES),
+                         grow_rules(c), joint=False)
 
 
 # -- tunnel ends --------------------------------------------------------------------------
@@ -163,63 +169,7 @@ class OverrideView:
             del self.overrides[key]
 
 
-# -- measuring and forecasting ---------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class RateSeries:
-    """One stitch's measured rates (Mbit/s per interval) and its last counter read."""
-
-    keep: int
-    samples: deque[tuple[float, float]] = field(default_factory=deque)  # (t, Mbit/s)
-    last: tuple[str, float, int] | None = None  # (device, t, tx bytes)
-
-    def observe(self, device: str, now: float, tx_bytes: int) -> tuple[float | None, str]:
-        """Add the rate since the previous read; returns (Mbit/s or None, note)."""
-        prev, self.last = self.last, (device, now, tx_bytes)
-        if prev is None or prev[0] != device:
-            return None, "first counter read: baseline"
-        dt, delta = now - prev[1], tx_bytes - prev[2]
-        if dt <= 0:
-            self.last = prev
-            return None, f"no time passed since the last read ({dt:g} s)"
-        if delta < 0:
-            return None, f"counter went back ({prev[2]} -> {tx_bytes}): new baseline"
-        mbps = delta * 8 / 1e6 / dt
-        self.add(now, mbps)
-        return mbps, f"{delta} bytes in {dt:.3g} s"
-
-    def add(self, t: float, mbps: float) -> None:
-        self.samples.append((t, mbps))
-        while len(self.samples) > self.keep:
-            self.samples.popleft()
-
-    def values(self) -> list[float]:
-        return [v for _, v in self.samples]
-
-
-def forecast_next(history: Sequence[float], model: str,
-                  levels: Sequence[float] = DENSE_LEVELS) -> QuantileForecast:
-    """Quantiles of the next interval's rate from ``history`` (oldest first) only."""
-    y = np.asarray(history, dtype=np.float64)
-    lv = tuple(float(q) for q in levels)
-    if y.size < MIN_FIT_SAMPLES:
-        last = float(y[-1]) if y.size else 0.0
-        return QuantileForecast(lv, np.full((len(lv), 1), last))
-    fc = make_forecaster(model, 1).fit(y[:, None]).predict(1, quantiles=lv)
-    values = np.array([[float(fc.quantiles[q][0, 0])] for q in lv])
-    if not np.isfinite(values).all():
-        raise ValueError(f"{model} forecast is not finite")
-    return QuantileForecast(lv, values)
-
-
-# -- the loop ---------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Plan:
-    end: TunnelEnd
-    allocator: Allocator
+# -- the loop (measure, decide with the controller, apply) -----------------------------------
 
 
 @dataclass(slots=True)
@@ -231,18 +181,15 @@ class StepResult:
 
 
 class AllocationLoop:
-    """The pure part: one :meth:`step` per interval (see the module docstring)."""
+    """One :meth:`step` per interval: the controller's inputs and the actions applied."""
 
     def __init__(self, config: AllocationConfig, base: Callable[[], DataplaneState]) -> None:
         self.config = config
         self.view = OverrideView(base)
-        self.series: dict[str, RateSeries] = {}
-        self._plans: dict[str, _Plan] = {}
+        self.controller = Controller(control_policy(config))
         self.decisions: deque[dict[str, Any]] = deque(maxlen=config.decisions_kept)
         self.steps = 0
-        self.grow = GrowPolicy(config)
-        #: VXLAN device -> the protocol's stitch id, for ends originated here (set per step).
-        self._origin_of: Mapping[str, str] = {}
+        self._ends: dict[str, TunnelEnd] = {}
 
     def overlay(self, state: DataplaneState) -> DataplaneState:
         return self.view.overlay(state)
@@ -250,29 +197,20 @@ class AllocationLoop:
     def restore(self, samples: Mapping[str, Sequence[tuple[float, float]]],
                 overrides: Sequence[RateLimit]) -> None:
         for sid, rows in samples.items():
-            s = self.series.setdefault(sid, RateSeries(self.config.history))
-            for t, mbps in rows:
-                s.add(t, mbps)
+            self.controller.restore(sid, [mbps for _, mbps in rows])
         for o in overrides:
             self.view.overrides[o.key] = o
 
-    def _rules(self) -> ScalingRules:
-        c = self.config
-        return ScalingRules(unit=c.unit_mbps, min_units=max(1, math.ceil(c.min_mbps /
-                                                                          c.unit_mbps - 1e-9)),
-                            hold_steps=c.hold_steps)
+    def reserved(self, end: TunnelEnd) -> float:
+        o = self.view.overrides.get(end.rate_key)
+        return o.rate_mbps if o is not None and o.ceil_mbps == end.negotiated_mbps \
+            else end.negotiated_mbps
 
-    def _plan_for(self, end: TunnelEnd) -> _Plan:
-        plan = self._plans.get(end.stitch_id)
-        if plan is None or plan.end != end:  # new tunnel, or renegotiated: start afresh
-            provider = LinuxBandwidthProvider(self.view, {end.device: (end.device, end.class_id)},
-                                              {end.device: end.negotiated_mbps})
-            app = DEFAULT_CLASSES[self.config.class_for(end.vnid)]
-            consumer = Consumer(end.stitch_id, ResourceKind.BANDWIDTH, app, self._rules(),
-                                path=(end.device,))
-            plan = _Plan(end, Allocator([consumer], provider))
-            self._plans[end.stitch_id] = plan
-        return plan
+    def consumer(self, end: TunnelEnd, origin_of: Mapping[str, str]) -> Consumer:
+        return Consumer(end.stitch_id, self.config.class_for(end.vnid), (end.device,),
+                        {end.device: end.negotiated_mbps}, self.reserved(end),
+                        origin_of.get(end.device, end.stitch_id), end.device in origin_of,
+                        end.negotiated_mbps)
 
     def step(self, now: float, ends: Sequence[TunnelEnd],
              tx_bytes: Mapping[str, int | str],
@@ -282,110 +220,66 @@ class AllocationLoop:
         here to their stitch id (only those may be grown)."""
         self.steps += 1
         result = StepResult()
-        self._origin_of = origin_of or {}
-        self.grow.forget({self._grow_key(e) for e in ends})
         before = dict(self.view.overrides)
-        live = {e.stitch_id for e in ends}
-        for sid in [s for s in self._plans if s not in live]:
-            del self._plans[sid]
-        for sid in [s for s in self.series if s not in live]:
-            del self.series[sid]
         self.view.prune({e.rate_key for e in ends})
-        for end in ends:
-            self._step_one(now, end, tx_bytes.get(end.device, "no counter read"), result)
+        self._ends = {e.stitch_id: e for e in ends}
+        samples = {}
+        for e in ends:
+            counter = tx_bytes.get(e.device, "no counter read")
+            samples[e.stitch_id] = (StitchSample(error=counter) if isinstance(counter, str)
+                                    else StitchSample(tx_bytes=counter, device=e.device))
+        out = self.controller.step(now, [self.consumer(e, origin_of or {}) for e in ends],
+                                   samples)
+        result.samples = out.samples
+        for action in out.actions:
+            if isinstance(action, Reserve):
+                end = self._ends[action.consumer]
+                self.view.overrides[end.rate_key] = RateLimit(
+                    end.device, end.class_id, action.mbps, end.negotiated_mbps)
+            elif isinstance(action, ResizeStitch):
+                result.resizes.append((action.stitch_id, action.mbps))
+        result.decisions = [self._row(r) for r in out.records]
         result.changed = self.view.overrides != before
         self.decisions.extend(result.decisions)
         return result
 
-    def _row(self, now: float, end: TunnelEnd, measured: float | None, action: str,
-             reason: str, **extra: Any) -> dict[str, Any]:
-        return {"now": round(now, 3), "stitch_id": end.stitch_id, "device": end.device,
-                "vnid": end.vnid, "class": self.config.class_for(end.vnid),
-                "measured_mbps": None if measured is None else round(measured, 3),
-                "forecast_mbps": None, "quantile": None,
-                "available_mbps": end.negotiated_mbps, "reserved_mbps": self.reserved(end),
-                "action": action, "reason": reason, **extra}
-
-    def reserved(self, end: TunnelEnd) -> float:
-        o = self.view.overrides.get(end.rate_key)
-        return o.rate_mbps if o is not None and o.ceil_mbps == end.negotiated_mbps \
-            else end.negotiated_mbps
-
-    def _step_one(self, now: float, end: TunnelEnd, counter: int | str,
-                  result: StepResult) -> None:
-        series = self.series.setdefault(end.stitch_id, RateSeries(self.config.history))
-        if isinstance(counter, str):
-            result.decisions.append(self._row(now, end, None, "keep",
-                                              f"counter read failed: {counter}; keeping the "
-                                              "last reservation"))
-            return
-        mbps, note = series.observe(end.device, now, counter)
-        if mbps is not None:
-            result.samples.append((end.stitch_id, now, mbps))
-        plan = self._plan_for(end)
-        try:
-            fc = forecast_next(series.values(), self.config.forecaster)
-            report = plan.allocator.step(now, {end.stitch_id: fc},
-                                         {ResourceKey(ResourceKind.BANDWIDTH, end.device):
-                                          end.negotiated_mbps})
-        except Exception as exc:  # a model or allocator failure must not stop the daemon
-            log.warning("allocation for %s: %s", end.stitch_id, exc)
-            result.decisions.append(self._row(now, end, mbps, "keep",
-                                              f"{type(exc).__name__}: {exc}; keeping the "
-                                              "last reservation"))
-            return
-        finally:  # the library logs every decision; ours are kept (bounded) below
-            plan.allocator.log.clear()
-            plan.allocator.provider.log.clear()
-        shortfall = bool(report.shortfalls)
-        needed = needed_mbps(max((s.needed for s in report.shortfalls), default=None), mbps,
-                             end.negotiated_mbps)
-        ask, why = self.grow.consider(now, self._grow_key(end), end.negotiated_mbps, needed,
-                                      originated=end.device in self._origin_of,
-                                      reserved=report.amounts.get(end.stitch_id))
-        for d in report.decisions:
-            result.decisions.append(self._decision(now, end, (mbps, note), d, shortfall,
-                                                   grow=why))
-        if ask is not None:
-            result.resizes.append((self._grow_key(end), ask))
-            result.decisions.append(self._row(now, end, mbps, "resize-requested", why,
-                                              new_mbps=ask))
-
-    def _grow_key(self, end: TunnelEnd) -> str:
-        return self._origin_of.get(end.device, end.stitch_id)
+    def _row(self, r: DecisionRecord) -> dict[str, Any]:
+        end = self._ends.get(r.consumer)
+        row: dict[str, Any] = {
+            "now": round(r.now, 3), "stitch_id": r.consumer,
+            "device": end.device if end else None, "vnid": end.vnid if end else None,
+            "class": self.config.class_for(end.vnid) if end else None,
+            "measured_mbps": None if r.measured_mbps is None else round(r.measured_mbps, 3),
+            "forecast_mbps": None if r.forecast_mbps is None else round(r.forecast_mbps, 6),
+            "quantile": r.quantile,
+            "available_mbps": r.available_mbps if r.available_mbps is not None
+            else (end.negotiated_mbps if end else None),
+            "reserved_mbps": self.reserved(end) if end else None,
+            "action": r.action, "reason": r.reason, "subject": r.subject}
+        if r.amount_mbps is not None:
+            row["amount_mbps" if r.action != "resize-requested" else "new_mbps"] = \
+                r.amount_mbps
+        return row
 
     def resize_outcome(self, ev: StitchResized) -> None:
-        """Log the outcome of a resize this loop asked for (ignored otherwise)."""
-        row = self.grow.outcome(ev)
-        if row is not None:
-            self.decisions.append(row)
-
-    def _decision(self, now: float, end: TunnelEnd, measured: tuple[float | None, str],
-                  d: Decision, shortfall: bool, *, grow: str) -> dict[str, Any]:
-        mbps, note = measured
-        reason = d.reason
-        if d.action == "shortfall":
-            reason += (f"; the forecast exceeds the negotiated {end.negotiated_mbps:g} "
-                       f"Mbit/s ({grow or 'an in-place resize is requested'})")
-        elif d.quantile is not None:
-            reason = f"measured: {note}; {reason}"
-        return self._row(now, end, mbps, d.action, reason, subject=d.subject,
-                         forecast_mbps=round(d.forecast, 6), quantile=d.quantile,
-                         available_mbps=d.available if d.available is not None
-                         else end.negotiated_mbps, amount_mbps=d.amount, shortfall=shortfall)
+        """Hand the outcome of a resize to the controller; log it if it asked for it."""
+        rec = self.controller.resize_outcome(ev)
+        if rec is not None:
+            self.decisions.append({"now": round(ev.now, 3), "stitch_id": ev.stitch_id,
+                                   "action": rec.action, "reason": rec.reason,
+                                   "old_mbps": ev.old_mbps, "new_mbps": ev.new_mbps,
+                                   "ok": ev.ok})
 
     def summary(self) -> list[dict[str, Any]]:
         """Per live stitch: its latest samples and current reservation."""
         out = []
-        for plan in self._plans.values():
-            end = plan.end
-            s = self.series.get(end.stitch_id)
+        for end in self._ends.values():
+            hist = self.controller.bank.history(end.stitch_id)
             out.append({"stitch_id": end.stitch_id, "device": end.device,
                         "class": self.config.class_for(end.vnid),
                         "negotiated_mbps": end.negotiated_mbps,
                         "reserved_mbps": self.reserved(end),
-                        "samples": len(s.samples) if s else 0,
-                        "last_mbps": s.samples[-1][1] if s and s.samples else None})
+                        "samples": len(hist), "last_mbps": hist[-1] if hist else None})
         return out
 
 
@@ -424,17 +318,15 @@ class AllocationRunner:
 
     async def tick(self) -> StepResult:
         d = self.daemon
-        live = getattr(d.core, "tunnels", {})
-        stitch_of = {t.vxlan_name: t.stitch_id for t in live.values()
-                     if hasattr(t, "vxlan_name")}
+        live = d.core.tunnel_views()
+        stitch_of = {t.vxlan_device: t.stitch_id for t in live}
         ends = tunnel_ends(d.core_desired, stitch_of)
         devices = [e.device for e in ends]
         if d.offloads_dataplane:
             counters = await asyncio.to_thread(read_counters, d.driver, devices)
         else:
             counters = read_counters(d.driver, devices)
-        origin_of = {t.vxlan_name: t.stitch_id for t in live.values()
-                     if getattr(t, "origin", False) and hasattr(t, "vxlan_name")}
+        origin_of = {t.vxlan_device: t.stitch_id for t in live if t.origin}
         result = self.loop.step(d.now(), ends, counters, origin_of)
         for sid, mbps in result.resizes:
             d.resize_stitch(sid, mbps)

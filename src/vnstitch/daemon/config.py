@@ -25,6 +25,7 @@ Example::
                  grow_after: 2, grow_headroom: 0.2, grow_holddown_s: 60}
     state_db: a.db
     control_socket: a.sock
+    http: {listen: "127.0.0.1:9464", token_file: api.token, metrics_auth: false}
 """
 
 from __future__ import annotations
@@ -170,6 +171,18 @@ class AllocationConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpConfig:
+    """The HTTP listener (API, ``/metrics``, dashboard); ``/api`` needs the token in
+    ``token_file`` (mode 0600, checked when the server starts), ``/metrics`` only when
+    ``metrics_auth``."""
+
+    host: str
+    port: int
+    token_file: Path
+    metrics_auth: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class DaemonConfig:
     source: Path
     segment: SegmentId
@@ -184,6 +197,7 @@ class DaemonConfig:
     state_db: Path
     control_socket: Path
     allocation: AllocationConfig | None = None
+    http: HttpConfig | None = None
 
     def peer(self, rm_id: RouteManagerId) -> PeerConfig | None:
         for p in self.peers:
@@ -574,8 +588,20 @@ def _fraction(r: _Reader, path: str, value: Any) -> float:
     return x
 
 
+def _http(r: _Reader, data: Any, base: Path) -> HttpConfig | None:
+    if data is None:
+        return None
+    d = _fields(r, data, "http", {"listen", "token_file", "metrics_auth"}, {"token_file"})
+    host, port = _host_port(r, "http.listen", d.get("listen", "127.0.0.1:9464"))
+    token = Path(_string(r, "http.token_file", d["token_file"])).expanduser()
+    auth = d.get("metrics_auth", False)
+    if not isinstance(auth, bool):
+        raise r.fail("http.metrics_auth", f"must be true or false, got {_kind(auth)}")
+    return HttpConfig(host, port, token if token.is_absolute() else base / token, auth)
+
+
 _TOP = {"segment", "listen", "key_file", "trust", "peers", "local_vns", "dataplane",
-        "timers", "state_db", "control_socket", "allocation"}
+        "timers", "state_db", "control_socket", "allocation", "http"}
 
 
 def parse_config(text: str, source: str = "<config>", base_dir: Path | None = None, *,
@@ -638,6 +664,7 @@ def _config(r: _Reader, data: Any, source: str, base: Path, check_files: bool
         "state_db": r.guard(lambda: path_field("state_db"), None),
         "control_socket": r.guard(lambda: path_field("control_socket"), None),
         "allocation": r.guard(lambda: _allocation(r, top.get("allocation")), None),
+        "http": r.guard(lambda: _http(r, top.get("http"), base), None),
     }
     if r.problems:
         raise _AbandonedError("")

@@ -6,8 +6,10 @@ per line back: ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "..."
 A bad line gets an error reply and the connection stays usable. Requests:
 
 - ``{"cmd": "show", "what": "peers"|"vnids"|"stitches"|"tunnels"|"metrics"|"status"|
-  "allocations"}`` -- ``allocations`` lists the allocation loop's kept decisions (oldest
-  first; empty when the config has no ``allocation:`` section)
+  "allocations"|"routes"|"qos"|"decisions"}`` -- ``allocations`` lists the allocation
+  loop's kept decisions (oldest first; empty when the config has no ``allocation:``
+  section); ``routes`` the learned remote routes; ``qos`` the HTB classes in the desired
+  dataplane state; ``decisions`` every kept decision with its ``kind``
 - ``{"cmd": "stitch", "vnid": 100, "bandwidth_mbps": 10, "max_latency_ms": ...,
   "max_cost": ..., "hop_limit": ..., "wait_s": 10, "retry_for_s": ...}`` -- a stitch
   *intent*: kept and retried until released (capacity refusals until ``retry_for_s``,
@@ -19,7 +21,9 @@ A bad line gets an error reply and the connection stays usable. Requests:
 
 Views are built from the daemon's own tables (SQLite for stitches, reservations and
 tunnels; in-memory for peers and routes) so they survive restarts where it matters.
-``show metrics`` returns Prometheus text exposition.
+``show metrics`` returns Prometheus text exposition (:mod:`vnstitch.daemon.metrics`).
+:func:`dispatch` is the one implementation of these requests: the HTTP API
+(:mod:`vnstitch.daemon.http`) calls it too.
 """
 
 from __future__ import annotations
@@ -41,8 +45,8 @@ from vnstitch.daemon.limits import (
     MAX_RETRY_FOR_S,
     MAX_WAIT_S,
 )
+from vnstitch.dataplane.objects import RateLimit
 from vnstitch.errors import VnstitchError
-from vnstitch.model.ids import VNID
 from vnstitch.model.ids import vnid as parse_vnid
 from vnstitch.protocol.api import StitchConstraints
 
@@ -52,7 +56,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("vnstitch.daemon.control")
 
 MAX_LINE = 64 * 1024
-SHOW_WHAT = ("peers", "vnids", "stitches", "tunnels", "metrics", "status", "allocations")
+SHOW_WHAT = ("peers", "vnids", "stitches", "tunnels", "metrics", "status", "allocations",
+             "routes", "qos", "decisions")
 
 
 # -- views ------------------------------------------------------------------------------
@@ -74,17 +79,20 @@ def view(daemon: RouteManagerDaemon, what: str) -> Any:
     if what == "stitches":
         # Desired state (the intent) next to the actual state of its current attempt.
         reserved = {r.stitch_id: r.bandwidth_mbps for r in daemon.store.reservations()}
-        return [{"stitch_id": s.stitch_id, "vnid": s.vnid, "status": s.status,
+        rows = [{"stitch_id": s.stitch_id, "vnid": s.vnid, "status": s.status,
                  "path": list(s.path), "bandwidth_mbps": s.bandwidth_mbps,
                  "reserved_mbps": reserved.get(s.stitch_id, 0.0),
-                 "latency_ms": s.latency_ms, "cost": s.cost,
+                 "latency_ms": s.latency_ms, "cost": s.cost, "role": "origin",
                  **daemon.intents.row_fields(s.stitch_id, now)}
                 for s in daemon.store.stitches()]
+        return rows + _terminated(daemon, {str(r["stitch_id"]) for r in rows})
     if what == "tunnels":
-        # Interface names come from the core's live tunnels, when the core exposes them.
-        live = getattr(daemon.core, "tunnels", {})
+        live = {t.tunnel_id: t for t in daemon.core.tunnel_views()}
         return [{"tunnel_id": t, "peer": peer, "state": state,
-                 "interface": getattr(live.get(t), "wg_name", None)}
+                 "interface": live[t].wg_device if t in live else None,
+                 "stitch_id": live[t].stitch_id if t in live else None,
+                 "rtt_ms": live[t].rtt_ms if t in live else None,
+                 "loss": live[t].loss if t in live else None}
                 for t, peer, state, _ in daemon.store.tunnels()]
     if what == "metrics":
         return metrics_text(daemon)
@@ -105,7 +113,36 @@ def view(daemon: RouteManagerDaemon, what: str) -> Any:
                 "allocation": _allocation_status(daemon)}
     if what == "allocations":
         return [] if daemon.allocation is None else list(daemon.allocation.loop.decisions)
+    if what == "routes":
+        return _remote_routes(daemon)
+    if what == "qos":
+        return [{"device": o.device, "class_id": o.class_id, "rate_mbps": o.rate_mbps,
+                 "ceil_mbps": o.ceil_mbps, "prio": o.prio}
+                for o in daemon.desired_state() if isinstance(o, RateLimit)]
+    if what == "decisions":
+        # The allocation loop is the only decision maker today; each row says its kind.
+        return [{"kind": "allocation", **d} for d in view(daemon, "allocations")]
     raise ControlError(f"show: unknown view {what!r} (one of {', '.join(SHOW_WHAT)})")
+
+
+_TUNNEL_TO_STITCH = {"requested": "requested", "keys_exchanged": "requested", "up": "up",
+                     "degraded": "up", "down": "down"}
+
+
+def _terminated(daemon: RouteManagerDaemon, known: set[str]) -> list[dict[str, Any]]:
+    """Stitches ending here that another RM originated, from the core's live tunnel ends
+    (the state database records only the stitches this RM asked for)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for t in daemon.core.tunnel_views():
+        if t.origin or t.stitch_id in known or t.stitch_id in rows:
+            continue
+        state = t.state
+        rows[t.stitch_id] = {"stitch_id": t.stitch_id, "vnid": int(t.vnid),
+                             "status": _TUNNEL_TO_STITCH.get(state, "requested"),
+                             "path": [str(p) for p in t.path],
+                             "bandwidth_mbps": t.bandwidth_mbps, "reserved_mbps": 0.0,
+                             "latency_ms": 0.0, "cost": 0.0, "role": "terminator"}
+    return list(rows.values())
 
 
 def _allocation_status(daemon: RouteManagerDaemon) -> dict[str, Any]:
@@ -118,82 +155,23 @@ def _allocation_status(daemon: RouteManagerDaemon) -> dict[str, Any]:
 
 
 def _remote_routes(daemon: RouteManagerDaemon) -> list[dict[str, Any]]:
-    """Every learned route (one per VNID and origin) when the core exposes its discovery
-    table -- a VN present here *and* elsewhere then shows its remote origins too; else
-    the best route per VNID from the core's RouteChanged events."""
-    discovery = getattr(daemon.core, "discovery", None)
-    if discovery is None:
-        return [{"vnid": v, "where": "remote", "via": list(via)}
-                for v, via in sorted(daemon.routes.items()) if via is not None]
-    vnids = sorted({int(v) for v, _ in discovery.best})
-    return [{"vnid": v, "where": "remote", "via": list(r.entry.path)}
-            for v in vnids for r in discovery.routes_to(VNID(v)) if r.via is not None]
+    """Every learned remote route (one per VNID and origin): a VN present here *and*
+    elsewhere then shows its remote origins too."""
+    return [{"vnid": int(r.vnid), "where": "remote", "via": list(r.path)}
+            for r in daemon.core.route_views() if r.via is not None]
 
 
 def _link_usage(daemon: RouteManagerDaemon) -> dict[str, dict[str, float]]:
     """Reserved vs capacity per neighbour link (transit reservations included)."""
-    usage = getattr(daemon.core, "link_usage", None)
-    if usage is None:
-        return {}
-    return {str(peer): {"reserved_mbps": used, "capacity_mbps": cap}
-            for peer, (used, cap) in usage().items()}
-
-
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return {str(u.peer): {"reserved_mbps": u.reserved_mbps, "capacity_mbps": u.capacity_mbps}
+            for u in daemon.core.link_usage_views()}
 
 
 def metrics_text(daemon: RouteManagerDaemon) -> str:
     """Prometheus text exposition of the daemon's and the core's counters."""
-    rm = _label(daemon.rm_id)
-    lines: list[str] = []
+    from vnstitch.daemon.metrics import exposition, new_registry  # noqa: PLC0415  (cycle)
 
-    def metric(name: str, kind: str, help_text: str,
-               samples: list[tuple[dict[str, str], float]]) -> None:
-        lines.append(f"# HELP vnstitch_{name} {help_text}")
-        lines.append(f"# TYPE vnstitch_{name} {kind}")
-        for labels, value in samples:
-            lab = ",".join(f'{k}="{_label(v)}"' for k, v in {"rm": rm, **labels}.items())
-            lines.append(f"vnstitch_{name}{{{lab}}} {value:g}")
-
-    m = daemon.metrics
-    counters = daemon.core.counters
-    metric("datagrams_received_total", "counter", "UDP datagrams received",
-           [({}, m["datagrams_received"])])
-    metric("datagrams_sent_total", "counter", "UDP datagrams sent", [({}, m["datagrams_sent"])])
-    metric("probes_sent_in_tunnel_total", "counter",
-           "tunnel probes (and replies) sent through their tunnel",
-           [({}, m["probes_sent_in_tunnel"])])
-    metric("peer_faults_total", "counter", "datagrams dropped by the core, by reason",
-           [({"reason": r}, n) for r, n in sorted(daemon.faults.items())])
-    metric("core_dropped_total", "counter", "the core's own drop counters, by reason",
-           [({"reason": r}, n) for r, n in sorted(counters.dropped.items())])
-    metric("stitches_established_total", "counter", "stitches established",
-           [({}, m["stitches_established"])])
-    metric("stitches_failed_total", "counter", "stitch requests failed",
-           [({}, m["stitches_failed"])])
-    metric("stitches_torn_down_total", "counter", "stitches torn down",
-           [({}, m["stitches_torn_down"])])
-    metric("dataplane_ops_total", "counter", "dataplane ops applied", [({}, m["dataplane_ops"])])
-    metric("dataplane_errors_total", "counter", "failed reconciles",
-           [({}, m["dataplane_errors"])])
-    metric("core_exceptions_total", "counter", "exceptions escaping the core (bugs)",
-           [({}, m["core_exceptions"])])
-    metric("stitches_resized_total", "counter", "in-place resizes granted",
-           [({}, m["stitches_resized"])])
-    metric("resizes_failed_total", "counter", "in-place resizes refused or timed out",
-           [({}, m["resizes_failed"])])
-    metric("allocation_errors_total", "counter",
-           "allocation intervals that failed and kept the last reservation",
-           [({}, m["allocation_errors"])])
-    status: dict[str, int] = {}
-    for s in daemon.store.stitches():
-        status[s.status] = status.get(s.status, 0) + 1
-    metric("stitches", "gauge", "stitches by status",
-           [({"status": k}, v) for k, v in sorted(status.items())])
-    metric("reserved_mbps", "gauge", "bandwidth reserved by this RM's stitches",
-           [({}, sum(r.bandwidth_mbps for r in daemon.store.reservations()))])
-    return "\n".join(lines) + "\n"
+    return exposition(new_registry(daemon))
 
 
 # -- server -----------------------------------------------------------------------------
@@ -263,67 +241,77 @@ class ControlServer:
             return _reply_error("internal error (logged by the daemon)")
 
     async def _dispatch(self, req: dict[str, Any]) -> Any:
-        cmd = req.get("cmd")
-        if cmd == "show":
-            return view(self._daemon, str(req.get("what")))
-        if cmd == "stitch":
-            return await self._stitch(req)
-        if cmd == "release":
-            sid = req.get("stitch_id")
-            if not isinstance(sid, str):
-                raise ControlError("release: stitch_id must be a string")
-            self._known_stitch(sid, "release")
-            self._daemon.release_stitch(sid)
-            return {"stitch_id": sid, "released": True}
-        if cmd == "resize":
-            return await self._resize(req)
-        raise ControlError(f"unknown cmd {cmd!r} (show, stitch, release, resize)")
+        return await dispatch(self._daemon, req)
 
-    def _known_stitch(self, stitch_id: str, cmd: str) -> None:
-        if not self._daemon.intents.known(stitch_id) and \
-                not any(s.stitch_id == stitch_id for s in self._daemon.store.stitches()):
-            raise ControlError(f"{cmd}: no stitch {stitch_id[:80]!r} on this Route Manager "
-                               "(see 'show stitches')")
 
-    async def _resize(self, req: dict[str, Any]) -> dict[str, Any]:
+# -- requests (shared by the control socket and the HTTP API) ---------------------------
+
+
+async def dispatch(daemon: RouteManagerDaemon, req: dict[str, Any]) -> Any:
+    """Carry out one control request; its result, or :class:`ControlError` saying why not."""
+    cmd = req.get("cmd")
+    if cmd == "show":
+        return view(daemon, str(req.get("what")))
+    if cmd == "stitch":
+        return await _stitch(daemon, req)
+    if cmd == "release":
         sid = req.get("stitch_id")
         if not isinstance(sid, str):
-            raise ControlError("resize: stitch_id must be a string")
-        mbps = _positive(req, "bandwidth_mbps", None, "resize", maximum=MAX_BANDWIDTH_MBPS)
-        wait_s = _positive(req, "wait_s", 10.0, "resize", maximum=MAX_WAIT_S)
-        self._known_stitch(sid, "resize")
-        fut = self._daemon.resize_stitch(sid, mbps)
-        try:
-            ev = await asyncio.wait_for(asyncio.shield(fut), wait_s)
-        except TimeoutError:
-            return {"stitch_id": sid, "ok": False, "pending": True,
-                    "reason": "no answer from the path within wait_s"}
-        return {"stitch_id": sid, "ok": ev.ok, "pending": False, "reason": ev.reason,
-                "old_mbps": ev.old_mbps, "new_mbps": ev.new_mbps, "detail": ev.detail}
+            raise ControlError("release: stitch_id must be a string")
+        _known_stitch(daemon, sid, "release")
+        daemon.release_stitch(sid)
+        return {"stitch_id": sid, "released": True}
+    if cmd == "resize":
+        return await _resize(daemon, req)
+    raise ControlError(f"unknown cmd {cmd!r} (show, stitch, release, resize)")
 
-    async def _stitch(self, req: dict[str, Any]) -> dict[str, Any]:
-        try:
-            vn = parse_vnid(req.get("vnid"))
-        except VnstitchError as exc:
-            raise ControlError(f"stitch: vnid: {exc}") from None
-        c = StitchConstraints(
-            bandwidth_mbps=_positive(req, "bandwidth_mbps", None,
-                                     maximum=MAX_BANDWIDTH_MBPS),
-            max_latency_ms=_positive(req, "max_latency_ms", math.inf),
-            max_cost=_positive(req, "max_cost", math.inf),
-            hop_limit=_hop_limit(req),
-        )
-        wait_s = _positive(req, "wait_s", 10.0, maximum=MAX_WAIT_S)
-        retry_for = (None if req.get("retry_for_s") is None else
-                     _positive(req, "retry_for_s", None, maximum=MAX_RETRY_FOR_S))
-        stitch_id, fut = self._daemon.request_stitch(vn, c, retry_for)
-        try:
-            outcome = await asyncio.wait_for(asyncio.shield(fut), wait_s)
-        except TimeoutError:
-            return {"stitch_id": stitch_id, "established": False, "pending": True,
-                    "detail": {"reason": "still negotiating after wait_s"}}
-        return {"stitch_id": stitch_id, "established": outcome.established,
-                "pending": False, "detail": outcome.detail}
+
+def _known_stitch(daemon: RouteManagerDaemon, stitch_id: str, cmd: str) -> None:
+    if not daemon.intents.known(stitch_id) and \
+            not any(s.stitch_id == stitch_id for s in daemon.store.stitches()):
+        raise ControlError(f"{cmd}: no stitch {stitch_id[:80]!r} on this Route Manager "
+                           "(see 'show stitches')")
+
+
+async def _resize(daemon: RouteManagerDaemon, req: dict[str, Any]) -> dict[str, Any]:
+    sid = req.get("stitch_id")
+    if not isinstance(sid, str):
+        raise ControlError("resize: stitch_id must be a string")
+    mbps = _positive(req, "bandwidth_mbps", None, "resize", maximum=MAX_BANDWIDTH_MBPS)
+    wait_s = _positive(req, "wait_s", 10.0, "resize", maximum=MAX_WAIT_S)
+    _known_stitch(daemon, sid, "resize")
+    fut = daemon.resize_stitch(sid, mbps)
+    try:
+        ev = await asyncio.wait_for(asyncio.shield(fut), wait_s)
+    except TimeoutError:
+        return {"stitch_id": sid, "ok": False, "pending": True,
+                "reason": "no answer from the path within wait_s"}
+    return {"stitch_id": sid, "ok": ev.ok, "pending": False, "reason": ev.reason,
+            "old_mbps": ev.old_mbps, "new_mbps": ev.new_mbps, "detail": ev.detail}
+
+
+async def _stitch(daemon: RouteManagerDaemon, req: dict[str, Any]) -> dict[str, Any]:
+    try:
+        vn = parse_vnid(req.get("vnid"))
+    except VnstitchError as exc:
+        raise ControlError(f"stitch: vnid: {exc}") from None
+    c = StitchConstraints(
+        bandwidth_mbps=_positive(req, "bandwidth_mbps", None, maximum=MAX_BANDWIDTH_MBPS),
+        max_latency_ms=_positive(req, "max_latency_ms", math.inf),
+        max_cost=_positive(req, "max_cost", math.inf),
+        hop_limit=_hop_limit(req),
+    )
+    wait_s = _positive(req, "wait_s", 10.0, maximum=MAX_WAIT_S)
+    retry_for = (None if req.get("retry_for_s") is None else
+                 _positive(req, "retry_for_s", None, maximum=MAX_RETRY_FOR_S))
+    stitch_id, fut = daemon.request_stitch(vn, c, retry_for)
+    try:
+        outcome = await asyncio.wait_for(asyncio.shield(fut), wait_s)
+    except TimeoutError:
+        return {"stitch_id": stitch_id, "established": False, "pending": True,
+                "detail": {"reason": "still negotiating after wait_s"}}
+    return {"stitch_id": stitch_id, "established": outcome.established,
+            "pending": False, "detail": outcome.detail}
 
 
 def _positive(req: dict[str, Any], name: str, default: float | None,
@@ -353,7 +341,9 @@ def _hop_limit(req: dict[str, Any]) -> int:
     value = req.get("hop_limit")
     if value is None:
         return 16
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+    if isinstance(value, _NonFinite) or (isinstance(value, float) and not math.isfinite(value)):
+        raise ControlError(f"stitch: hop_limit must be a finite number, got {value}")
+    if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise ControlError(f"stitch: hop_limit must be an integer, got {str(value)[:40]}")

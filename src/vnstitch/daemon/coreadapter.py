@@ -4,11 +4,12 @@ Theory of operation: :class:`~vnstitch.protocol.api.RouteManagerCoreAPI` covers 
 and outputs; a daemon additionally has to build a core from its config, key and saved
 state, snapshot it (``snapshot()``: the core's ``export_state`` as bytes), and know the
 last sequence number the core put on the wire so it can persist a high-water mark
-*before* sending. :class:`DaemonCore` states those needs; :class:`CoreSetup` carries
-everything a factory gets. The real factory (:func:`protocol_core_factory`) is a thin
-adapter over ``vnstitch.protocol``; tests pass their own factory. The dataplane driver
-is chosen here too (``memory`` or ``linux``), so the runtime never imports the Linux
-driver unless asked.
+*before* sending; its tables and resize call come through the typed
+:class:`~vnstitch.protocol.api.RouteManagerViews`. :class:`DaemonCore` states those
+needs; :class:`CoreSetup` carries everything a factory gets. The real factory
+(:func:`protocol_core_factory`) is a thin adapter over ``vnstitch.protocol``; tests pass
+their own factory. The dataplane driver is chosen here too (``memory`` or ``linux``), so
+the runtime never imports the Linux driver unless asked.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from vnstitch.dataplane.base import DataplaneDriver
 from vnstitch.dataplane.memory import MemoryDataplane
 from vnstitch.dataplane.objects import Bridge, BridgePort, DataplaneObject
 from vnstitch.model.ids import VNID
-from vnstitch.protocol.api import RouteManagerCoreAPI
+from vnstitch.protocol.api import RouteManagerCoreAPI, RouteManagerViews
 from vnstitch.protocol.tunnels import bridge_name as tunnel_bridge_name
 
 
-class DaemonCore(RouteManagerCoreAPI, Protocol):
+class DaemonCore(RouteManagerCoreAPI, RouteManagerViews, Protocol):
     def snapshot(self) -> bytes:
         """The core's exported state as bytes; the factory rebuilds the core from it."""
         ...

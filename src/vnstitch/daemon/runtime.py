@@ -172,6 +172,7 @@ class RouteManagerDaemon:
         self._waiters: dict[str, asyncio.Future[StitchOutcome]] = {}
         self.resize_waiters: dict[str, asyncio.Future[StitchResized]] = {}
         self._control: Any = None
+        self.http: Any = None  # vnstitch.daemon.http.HttpServer when ``http:`` is configured
         self.started_at = 0.0
         # Only the in-memory driver is cheap enough to run on the loop's thread.
         self._offload = not isinstance(driver, MemoryDataplane)
@@ -301,6 +302,11 @@ class RouteManagerDaemon:
 
         self._control = ControlServer(self, self.config.control_socket)
         await self._control.start()
+        if self.config.http is not None:  # HTTP API, /metrics, dashboard: daemon/http.py
+            from vnstitch.daemon.http import HttpServer  # noqa: PLC0415  (cycle)
+
+            self.http = HttpServer(self, self.config.http)
+            await self.http.start()
 
     async def stop(self) -> None:
         """Persist the core state and close everything (dataplane objects stay)."""
@@ -310,6 +316,9 @@ class RouteManagerDaemon:
         self.intents.stop()
         if self.allocation is not None:
             await self.allocation.stop()
+        if self.http is not None:
+            await self.http.stop()
+            self.http = None
         if self._control is not None:
             await self._control.stop()
             self._control = None
@@ -346,6 +355,8 @@ class RouteManagerDaemon:
         if self._peek is not None:
             refused = self.admission.check(self._peek(data), addr, now, self._tunnel_hosts)
             if refused is not None:  # dropped before any signature was checked
+                if peer is not None:
+                    peer.faults += 1
                 self.faults[refused] += 1
                 self.metrics["peer_faults"] += 1
                 self.metrics["admission_dropped"] += 1

@@ -185,6 +185,77 @@ class Counters:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
 
 
+# -- typed read-only views of a core's tables (for controllers, control sockets) ----------
+
+
+@dataclass(frozen=True, slots=True)
+class StitchView:
+    """A stitch this RM originated: its state, committed path and bandwidth."""
+
+    stitch_id: str
+    vnid: VNID
+    state: str
+    path: tuple[RouteManagerId, ...]
+    bandwidth_mbps: float
+
+
+@dataclass(frozen=True, slots=True)
+class TunnelView:
+    """This RM's end of one stitch's tunnel: the devices it uses and its health."""
+
+    tunnel_id: str
+    stitch_id: str
+    vnid: VNID
+    peer: RouteManagerId
+    origin: bool
+    state: str
+    path: tuple[RouteManagerId, ...]
+    bandwidth_mbps: float
+    vxlan_device: str
+    wg_device: str
+    class_id: int
+    rtt_ms: float | None
+    loss: float
+
+
+@dataclass(frozen=True, slots=True)
+class RouteView:
+    """One learned route to ``vnid`` (one per origin): ``via`` None means local."""
+
+    vnid: VNID
+    via: RouteManagerId | None
+    path: tuple[RouteManagerId, ...]
+    bandwidth_mbps: float
+
+
+@dataclass(frozen=True, slots=True)
+class LinkUsageView:
+    """How much of one neighbour link the core has reserved (held or committed)."""
+
+    peer: RouteManagerId
+    reserved_mbps: float
+    capacity_mbps: float
+
+
+class RouteManagerViews(Protocol):
+    """Read-only tables and the one typed control call a controller needs from a core."""
+
+    def stitch_views(self) -> list[StitchView]: ...
+
+    def tunnel_views(self) -> list[TunnelView]: ...
+
+    def route_views(self) -> list[RouteView]:
+        """Every best route (one per VNID and origin), remote and local."""
+        ...
+
+    def link_usage_views(self) -> list[LinkUsageView]: ...
+
+    def resize_stitch(self, stitch_id: str, bandwidth_mbps: float,
+                      now: float) -> list[Output]:
+        """Resize a stitch originated here in place; the outcome is a StitchResized."""
+        ...
+
+
 class RouteManagerCoreAPI(Protocol):
     """What drivers (tests, simulator, daemon) rely on; the core implements it."""
 

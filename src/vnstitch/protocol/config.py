@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from vnstitch.model.ids import SegmentId
 from vnstitch.model.virtual import VirtualNetwork
 from vnstitch.protocol.api import PeerLink
+from vnstitch.routing.table import stitch_route_metric
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +78,9 @@ class CoreConfig:
     wg_port_base: int = 51820
     #: Bandwidth this segment offers to stitches in total (None: sum of peer links).
     offered_mbps: float | None = None
-    #: Route metric given to stitched prefixes (the stitching priority).
-    route_metric: int = 50
+    #: Kernel metric of the routes to stitched prefixes: the stitching-priority table's
+    #: default band (:mod:`vnstitch.routing.table`), below the substrate's own routes.
+    route_metric: int = field(default_factory=stitch_route_metric)
     #: Where this RM takes end-to-end tunnel probes ("host:port"), told to the other end
     #: of each tunnel; "" when the driver maps RM ids to addresses itself (simulator).
     probe_address: str = ""

@@ -18,6 +18,7 @@ neighbours share (:mod:`vnstitch.protocol.leases`).
 
 from __future__ import annotations
 
+import json
 import random
 from typing import Any, Self
 
@@ -26,25 +27,47 @@ from vnstitch.model.virtual import Component, VirtualNetwork
 from vnstitch.protocol.api import (
     Counters,
     DataplaneChange,
+    LinkUsageView,
     Output,
     PeerFault,
     RouteChanged,
+    RouteView,
     SendDatagram,
     StitchConstraints,
+    StitchView,
+    TunnelView,
 )
 from vnstitch.protocol.codec import Codec
 from vnstitch.protocol.config import CoreConfig
 from vnstitch.protocol.discovery import Discovery, Key
-from vnstitch.protocol.errors import RemoteProtocolError
+from vnstitch.protocol.errors import ProtocolError, RemoteProtocolError
 from vnstitch.protocol.identity import Identity, TrustStore
 from vnstitch.protocol.messages import Hello, Message, Probe, Resync, Update
 from vnstitch.protocol.negotiation import StitchRequest
 from vnstitch.protocol.reservation import Ledger, Reservation, ReservationState
 from vnstitch.protocol.resize import ResizeAttempt
 from vnstitch.protocol.stitching import StitchingMixin
+from vnstitch.protocol.timers import TimerKind
 from vnstitch.protocol.tunnels import Tunnel, TunnelState
 
 STATE_VERSION = 1
+
+
+def encode_state(state: dict[str, Any]) -> bytes:
+    """The one on-disk form of :meth:`RouteManagerCore.export_state`: canonical JSON (sorted
+    keys), what the daemon stores and what the simulator keeps across a crash."""
+    return json.dumps(state, sort_keys=True).encode()
+
+
+def decode_state(data: bytes) -> dict[str, Any]:
+    """:func:`encode_state`'s bytes back to the plain state; refuses what is not one."""
+    try:
+        state = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"saved core state is unreadable: {exc}") from None
+    if not isinstance(state, dict):
+        raise ProtocolError("saved core state is not a JSON object")
+    return state
 
 
 class RouteManagerCore(StitchingMixin):
@@ -69,7 +92,7 @@ class RouteManagerCore(StitchingMixin):
             config.timers.bandwidth_change_fraction)
         for vn in config.local_vns:
             self.discovery.set_local(vn)
-        self.timers: dict[tuple[str, str], float] = {}
+        self.timers: dict[tuple[TimerKind, str], float] = {}
         self.last_heard: dict[RouteManagerId, float] = {}
         #: Neighbours dropped for silence; hearing one again triggers a two-way resync.
         self.lost_peers: set[RouteManagerId] = set()
@@ -110,14 +133,16 @@ class RouteManagerCore(StitchingMixin):
         c.sent_by_type[name] = c.sent_by_type.get(name, 0) + 1
         out.append(SendDatagram(peer, payload, address, tunnel_address))
 
-    def set_timer(self, kind: str, key: str, when: float) -> None:
-        self.timers[(kind, key)] = when
+    # Timer kinds are TimerKind members; a name is accepted (and checked) so roles that
+    # still spell kinds as strings keep working.
+    def set_timer(self, kind: TimerKind | str, key: str, when: float) -> None:
+        self.timers[(TimerKind.of(kind), key)] = when
 
-    def cancel_timer(self, kind: str, key: str) -> None:
-        self.timers.pop((kind, key), None)
+    def cancel_timer(self, kind: TimerKind | str, key: str) -> None:
+        self.timers.pop((TimerKind.of(kind), key), None)
 
-    def timer_due(self, kind: str, key: str) -> float | None:
-        return self.timers.get((kind, key))
+    def timer_due(self, kind: TimerKind | str, key: str) -> float | None:
+        return self.timers.get((TimerKind.of(kind), key))
 
     def next_timer(self) -> float | None:
         return min(self.timers.values()) if self.timers else None
@@ -134,12 +159,12 @@ class RouteManagerCore(StitchingMixin):
                 del self.timers[key]
                 self._fire(key[0], key[1], now, out)
 
-    def _fire(self, kind: str, key: str, now: float, out: list[Output]) -> None:
-        if kind == "hello":
+    def _fire(self, kind: TimerKind, key: str, now: float, out: list[Output]) -> None:
+        if kind == TimerKind.HELLO:
             self._hello_tick(now, out)
-        elif kind == "flush":
+        elif kind == TimerKind.FLUSH:
             self._flush(RouteManagerId(key), now, out)
-        elif kind == "expire":
+        elif kind == TimerKind.EXPIRE:
             self._expire(RouteManagerId(key), now, out)
         else:
             self.fire_stitching_timer(kind, key, now, out)
@@ -159,7 +184,7 @@ class RouteManagerCore(StitchingMixin):
 
     def _schedule_hello(self, now: float) -> None:
         jitter = 1.0 + self.rng.uniform(-0.1, 0.1)
-        self.set_timer("hello", "", now + self.timers_cfg.announce_interval_s * jitter)
+        self.set_timer(TimerKind.HELLO, "", now + self.timers_cfg.announce_interval_s * jitter)
 
     def _hello_tick(self, now: float, out: list[Output]) -> None:
         for peer in self.peers:
@@ -172,8 +197,8 @@ class RouteManagerCore(StitchingMixin):
         moves itself to last-heard + hold, so it costs one timer per hold time, and a
         silent neighbour is dropped exactly at last-heard + hold."""
         self.last_heard[peer] = now
-        if ("expire", peer) not in self.timers:
-            self.set_timer("expire", peer, now + self.timers_cfg.hold_time_s)
+        if (TimerKind.EXPIRE, peer) not in self.timers:
+            self.set_timer(TimerKind.EXPIRE, peer, now + self.timers_cfg.hold_time_s)
         if peer in self.lost_peers:
             # Back after we dropped it (partition healed, it restarted): both sides
             # forgot what they had told each other, so resync the full table both ways.
@@ -189,7 +214,7 @@ class RouteManagerCore(StitchingMixin):
             return
         due = heard + self.timers_cfg.hold_time_s
         if due > now:
-            self.set_timer("expire", peer, due)
+            self.set_timer(TimerKind.EXPIRE, peer, due)
             return
         del self.last_heard[peer]
         self.lost_peers.add(peer)
@@ -243,8 +268,8 @@ class RouteManagerCore(StitchingMixin):
             out.append(RouteChanged(vnid, best[0].entry.path if best else None, now))
         gap = self.timers_cfg.withdrawal_interval_s
         for peer in self.peers:
-            if ("flush", peer) not in self.timers:
-                self.set_timer("flush", peer,
+            if (TimerKind.FLUSH, peer) not in self.timers:
+                self.set_timer(TimerKind.FLUSH, peer,
                                max(now, self.last_update.get(peer, -gap) + gap))
 
     def _flush(self, peer: RouteManagerId, now: float, out: list[Output]) -> None:
@@ -264,7 +289,7 @@ class RouteManagerCore(StitchingMixin):
         for upd in updates:
             self.send(peer, upd, now, out)
         if held:
-            self.set_timer("flush", peer, next_announce)
+            self.set_timer(TimerKind.FLUSH, peer, next_announce)
 
     def capacity_changed(self, peers: tuple[RouteManagerId, ...], now: float,
                          out: list[Output]) -> None:
@@ -288,6 +313,24 @@ class RouteManagerCore(StitchingMixin):
     def link_usage(self) -> dict[RouteManagerId, tuple[float, float]]:
         """Per neighbour link: (reserved Mbit/s, capacity Mbit/s)."""
         return self.ledger.usage()
+
+    # -- typed views (RouteManagerViews) ---------------------------------------------------
+    def stitch_views(self) -> list[StitchView]:
+        return [StitchView(r.stitch_id, r.vnid, r.state.value, r.path,
+                           r.constraints.bandwidth_mbps) for r in self.requests.values()]
+
+    def tunnel_views(self) -> list[TunnelView]:
+        return [TunnelView(t.tunnel_id, t.stitch_id, t.vnid, t.peer, t.origin, t.state.value,
+                           t.path, t.bandwidth_mbps, t.vxlan_name, t.wg_name, t.class_id,
+                           t.rtt_ms, t.loss) for t in self.tunnels.values()]
+
+    def route_views(self) -> list[RouteView]:
+        return [RouteView(r.entry.vnid, r.via, r.entry.path, r.entry.bandwidth_mbps)
+                for vnid in sorted(self.discovery.best_by_vnid)
+                for r in self.discovery.routes_to(vnid)]
+
+    def link_usage_views(self) -> list[LinkUsageView]:
+        return [LinkUsageView(peer, used, cap) for peer, (used, cap) in self.link_usage().items()]
 
     def request(self, stitch_id: str) -> StitchRequest | None:
         return self.requests.get(stitch_id)

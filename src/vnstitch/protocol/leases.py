@@ -35,6 +35,7 @@ from vnstitch.protocol.api import Output
 from vnstitch.protocol.messages import MAX_TOKENS, Hello, LeaseOp, Leases
 from vnstitch.protocol.reservation import Reservation, ReservationState
 from vnstitch.protocol.stitchbase import StitchingBase
+from vnstitch.protocol.timers import TimerKind
 
 _MASK64 = (1 << 64) - 1
 _LIVE = (ReservationState.HELD, ReservationState.COMMITTED)
@@ -125,7 +126,7 @@ class LeaseMixin(StitchingBase):
                       default=res.committed_at) + lease
             if due > now:
                 res.last_call = False
-                self.set_timer("resv", token, due)
+                self.set_timer(TimerKind.RESERVATION, token, due)
                 return
             if not res.last_call:
                 # Before giving up, ask the silent side(s) once: their HELLOs may only
@@ -135,7 +136,7 @@ class LeaseMixin(StitchingBase):
                 for p in res.links:
                     if res.confirmed.get(p, res.committed_at) + lease <= now:
                         self.send(p, Leases(LeaseOp.QUERY, ()), now, out)
-                self.set_timer("resv", token, now + self._last_call_s())
+                self.set_timer(TimerKind.RESERVATION, token, now + self._last_call_s())
                 return
             self.stat("lease_expired")
             self._tear_down_path(res, now, out)

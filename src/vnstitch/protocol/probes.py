@@ -24,6 +24,7 @@ from vnstitch.protocol.api import DataplaneChange, FailureReason, Output, Tunnel
 from vnstitch.protocol.messages import MsgType, Probe
 from vnstitch.protocol.negotiation import StitchRequest, StitchState
 from vnstitch.protocol.stitchbase import StitchingBase
+from vnstitch.protocol.timers import TimerKind
 from vnstitch.protocol.tunnels import Tunnel, TunnelState
 
 
@@ -71,9 +72,9 @@ class ProbeMixin(StitchingBase):
                     out: list[Output]) -> None:
         tun.outstanding = self.rng.getrandbits(32)
         self._probe(tun, now, out)
-        self.set_timer("probe", req.stitch_id, now + self.timers_cfg.probe_interval_s)
+        self.set_timer(TimerKind.PROBE, req.stitch_id, now + self.timers_cfg.probe_interval_s)
         req.rto = self._rto(tun.rtt_ms / 2 if tun.rtt_ms is not None else req.latency_ms)
-        self.set_timer("prtx", req.stitch_id, now + req.rto)
+        self.set_timer(TimerKind.PROBE_RETRANSMIT, req.stitch_id, now + req.rto)
 
     def _probe_retransmit(self, sid: str, now: float, out: list[Output]) -> None:
         """No reply yet: probe again (same nonce) within the interval, so one lost
@@ -86,9 +87,9 @@ class ProbeMixin(StitchingBase):
             return
         self._probe(tun, now, out)
         nxt = now + self._backoff(req)
-        tick = self.timer_due("probe", sid)
+        tick = self.timer_due(TimerKind.PROBE, sid)
         if tick is None or nxt < tick:
-            self.set_timer("prtx", sid, nxt)
+            self.set_timer(TimerKind.PROBE_RETRANSMIT, sid, nxt)
 
     def _probe_tick(self, sid: str, now: float, out: list[Output]) -> None:
         req = self.requests.get(sid)
@@ -131,7 +132,7 @@ class ProbeMixin(StitchingBase):
         tun.misses = 0
         tun.record_probe(True)
         tun.rtt_ms = (now - p.sent_at) * 1000.0
-        self.cancel_timer("prtx", tun.stitch_id)
+        self.cancel_timer(TimerKind.PROBE_RETRANSMIT, tun.stitch_id)
         # The first answered probe proves the keys work: UP whatever the loss so far;
         # then UP <-> DEGRADED by the recent loss.
         if tun.state is TunnelState.KEYS_EXCHANGED or (

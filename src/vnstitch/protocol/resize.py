@@ -53,6 +53,7 @@ from vnstitch.protocol.messages import MsgType, Resize, ResizeRefused
 from vnstitch.protocol.negotiation import StitchRequest, StitchState
 from vnstitch.protocol.reservation import Reservation, ReservationState
 from vnstitch.protocol.stitchbase import NO_SIG, StitchingBase
+from vnstitch.protocol.timers import TimerKind
 from vnstitch.protocol.tunnels import TunnelState
 
 
@@ -165,8 +166,8 @@ class ResizeMixin(StitchingBase):
                             mbps, msg, self._rto(req.latency_ms), settle)
         self.resizes[req.stitch_id] = att
         self.send(res.path[1], msg, now, out)
-        self.set_timer("zrtx", req.stitch_id, now + att.rto)
-        self.set_timer("zhold", req.stitch_id, now + self.timers_cfg.hold_timeout_s)
+        self.set_timer(TimerKind.RESIZE_RETRANSMIT, req.stitch_id, now + att.rto)
+        self.set_timer(TimerKind.RESIZE_HOLD, req.stitch_id, now + self.timers_cfg.hold_timeout_s)
 
     def _resize_attempt(self, token: str, seq: int) -> ResizeAttempt | None:
         """The origin's attempt this answer belongs to, or None (stale: counted)."""
@@ -181,8 +182,8 @@ class ResizeMixin(StitchingBase):
     def _resize_done(self, att: ResizeAttempt, state: ResizeState) -> None:
         att.machine.move(state)
         self.resizes.pop(att.stitch_id, None)
-        self.cancel_timer("zrtx", att.stitch_id)
-        self.cancel_timer("zhold", att.stitch_id)
+        self.cancel_timer(TimerKind.RESIZE_RETRANSMIT, att.stitch_id)
+        self.cancel_timer(TimerKind.RESIZE_HOLD, att.stitch_id)
 
     def _resize_ok_at_origin(self, m: Resize, now: float, out: list[Output]) -> None:
         att = self._resize_attempt(m.token, m.seq)
@@ -218,17 +219,17 @@ class ResizeMixin(StitchingBase):
                 f"{m.at[:8]} refused ({m.reason}): {m.available_mbps:g} Mbit/s available, "
                 f"need {att.new_mbps:g}"))
 
-    def _resize_timer(self, kind: str, sid: str, now: float, out: list[Output]) -> None:
+    def _resize_timer(self, kind: TimerKind, sid: str, now: float, out: list[Output]) -> None:
         att = self.resizes.get(sid)
         req = self.requests.get(sid)
         if att is None or req is None:
             return
         res = self.reservations[att.token]
-        if kind == "zrtx":
+        if kind == TimerKind.RESIZE_RETRANSMIT:
             self.stat("resize_retransmissions")
             self.send(res.path[1], att.message, now, out)
             att.rto = min(self.timers_cfg.retransmit_max_s, 2.0 * att.rto)
-            self.set_timer("zrtx", sid, now + att.rto)
+            self.set_timer(TimerKind.RESIZE_RETRANSMIT, sid, now + att.rto)
             return
         self._resize_done(att, ResizeState.TIMED_OUT)
         self.stat("resizes_timed_out")
@@ -325,7 +326,7 @@ class ResizeMixin(StitchingBase):
             self.send(sender, res.resize_answer, now, out)
             return
         res.resize_to = m.bandwidth_mbps
-        self.set_timer("zexp", m.token, now + 2.0 * self.timers_cfg.hold_timeout_s)
+        self.set_timer(TimerKind.RESIZE_EXPIRE, m.token, now + 2.0 * self.timers_cfg.hold_timeout_s)
         self._resize_relay(res, m, now, out)
 
     def _resize_relay(self, res: Reservation, m: Resize, now: float,
@@ -333,29 +334,29 @@ class ResizeMixin(StitchingBase):
         res.resize_relay = m
         res.resize_rto = res.relay_rto or 4 * self.timers_cfg.retransmit_min_s
         self.send(res.path[res.index + 1], m, now, out)
-        self.set_timer("zrelay", res.token, now + res.resize_rto)
+        self.set_timer(TimerKind.RESIZE_RELAY, res.token, now + res.resize_rto)
 
     def _resize_abort(self, res: Reservation, now: float, out: list[Output]) -> None:
         """Drop the tentative amount: back to the committed one."""
         res.resize_to = None
         res.resize_relay = None
-        self.cancel_timer("zrelay", res.token)
-        self.cancel_timer("zexp", res.token)
+        self.cancel_timer(TimerKind.RESIZE_RELAY, res.token)
+        self.cancel_timer(TimerKind.RESIZE_EXPIRE, res.token)
         if res.state is ReservationState.COMMITTED:
             self._resize_ledger(res, res.bandwidth_mbps, now, out)
 
-    def _resize_hop_timer(self, kind: str, token: str, now: float, out: list[Output]) -> None:
+    def _resize_hop_timer(self, kind: TimerKind, token: str, now: float, out: list[Output]) -> None:
         res = self.reservations.get(token)
         if res is None or res.resize_to is None:
             return
-        if kind == "zexp" or res.state is not ReservationState.COMMITTED:
+        if kind == TimerKind.RESIZE_EXPIRE or res.state is not ReservationState.COMMITTED:
             self.stat("resize_expired")  # or released meanwhile: nothing left to relay
             self._resize_abort(res, now, out)
         elif res.resize_relay is not None:
             self.stat("resize_relay_retransmissions")
             self.send(res.path[res.index + 1], res.resize_relay, now, out)
             res.resize_rto = min(self.timers_cfg.retransmit_max_s, 2 * res.resize_rto)
-            self.set_timer("zrelay", token, now + res.resize_rto)
+            self.set_timer(TimerKind.RESIZE_RELAY, token, now + res.resize_rto)
 
     def _on_resize_answer(self, sender: RouteManagerId, m: Resize | ResizeRefused,
                           now: float, out: list[Output]) -> None:
@@ -380,8 +381,8 @@ class ResizeMixin(StitchingBase):
             self.stat("resize_late_answer")
             return
         else:
-            self.cancel_timer("zrelay", res.token)
-            self.cancel_timer("zexp", res.token)
+            self.cancel_timer(TimerKind.RESIZE_RELAY, res.token)
+            self.cancel_timer(TimerKind.RESIZE_EXPIRE, res.token)
             res.resize_relay = None
             self._commit_resize(res, m.bandwidth_mbps, now, out)
         res.resize_answer = m

@@ -46,44 +46,46 @@ from vnstitch.protocol.pathhops import PathHopMixin
 from vnstitch.protocol.probes import ProbeMixin
 from vnstitch.protocol.reservation import ReservationState
 from vnstitch.protocol.resize import ResizeMixin
+from vnstitch.protocol.timers import TimerKind
 from vnstitch.protocol.tunnels import TunnelState
 
 
 class StitchingMixin(OriginMixin, PathHopMixin, LeaseMixin, ProbeMixin, ResizeMixin):
     # -- timers ---------------------------------------------------------------------------
-    def fire_stitching_timer(self, kind: str, key: str, now: float, out: list[Output]) -> None:
-        if kind in ("query", "decide"):
+    def fire_stitching_timer(self, kind: TimerKind, key: str, now: float,
+                             out: list[Output]) -> None:
+        if kind in (TimerKind.QUERY, TimerKind.DECIDE):
             req = self.requests.get(key)
             if req is not None and req.state is StitchState.QUERYING:
                 self._decide(req, now, out)
-        elif kind == "qrtx":
+        elif kind == TimerKind.QUERY_RETRANSMIT:
             req = self.requests.get(key)
             if req is not None and req.state is StitchState.QUERYING and not req.feasible():
                 self._backoff(req)
                 self._query_wave(req, now, out)
-        elif kind == "rtx":
+        elif kind == TimerKind.RETRANSMIT:
             req = self.requests.get(key.rsplit(".", 1)[0])
             if req is not None and req.token == key and req.outstanding is not None and \
                     req.state in (StitchState.HOLDING, StitchState.COMMITTING):
                 self.stat("retransmissions")
                 self.send(req.path[1], req.outstanding, now, out)
-                self.set_timer("rtx", key, now + self._backoff(req))
-        elif kind == "relay":
+                self.set_timer(TimerKind.RETRANSMIT, key, now + self._backoff(req))
+        elif kind == TimerKind.RELAY:
             self._relay_retransmit(key, now, out)
-        elif kind == "prtx":
+        elif kind == TimerKind.PROBE_RETRANSMIT:
             self._probe_retransmit(key, now, out)
-        elif kind == "hold":
+        elif kind == TimerKind.HOLD:
             req = self.requests.get(key.rsplit(".", 1)[0])
             if req is not None and req.token == key:
                 self._attempt_failed(req, f"attempt {key} timed out", now, out,
                                      FailureReason.TIMEOUT)
-        elif kind == "resv":
+        elif kind == TimerKind.RESERVATION:
             self._reservation_timer(key, now, out)
-        elif kind == "probe":
+        elif kind == TimerKind.PROBE:
             self._probe_tick(key, now, out)
-        elif kind in ("zrtx", "zhold"):
+        elif kind in (TimerKind.RESIZE_RETRANSMIT, TimerKind.RESIZE_HOLD):
             self._resize_timer(kind, key, now, out)
-        elif kind in ("zrelay", "zexp"):
+        elif kind in (TimerKind.RESIZE_RELAY, TimerKind.RESIZE_EXPIRE):
             self._resize_hop_timer(kind, key, now, out)
 
     # -- dispatch -------------------------------------------------------------------------
@@ -130,9 +132,10 @@ class StitchingMixin(OriginMixin, PathHopMixin, LeaseMixin, ProbeMixin, ResizeMi
         for res in self.reservations.values():
             if res.state is ReservationState.COMMITTED:
                 res.committed_at = now
-                self.set_timer("resv", res.token, now + self._lease())
+                self.set_timer(TimerKind.RESERVATION, res.token, now + self._lease())
             elif res.index > 0:
-                self.set_timer("resv", res.token, max(res.expires, now + self._lease()))
+                self.set_timer(TimerKind.RESERVATION, res.token,
+                               max(res.expires, now + self._lease()))
         objs = [o for t in self.tunnels.values() if t.state is not TunnelState.REQUESTED
                 for o in t.dataplane_objects(self.config.route_metric)]
         if objs:

@@ -6,14 +6,22 @@ entry with the highest ``stitching_priority`` (routes carrying stitched connecti
 over ordinary ones), then the lowest metric, then the lowest cost, then the shortest
 path, then owner and next hop by name -- a total order, so the choice is deterministic.
 :func:`to_dataplane_route` maps an entry to a :class:`vnstitch.dataplane.objects.Route`
-whose kernel metric encodes the priority (lower metric wins in Linux, so priority p
-maps into the band ``(MAX_PRIORITY - p) * METRIC_BAND``), for the daemon to install.
+whose kernel metric encodes the priority. Lower metric wins in Linux, and the
+substrate's own routes sit at :data:`SUBSTRATE_METRIC` (FRR installs OSPF routes at 20),
+so a stitched priority ``p`` (1..15) maps to metric ``MAX_PRIORITY - p`` -- every
+stitched route beats the substrate's route to the same prefix -- and ordinary routes
+(priority 0) to ``SUBSTRATE_METRIC + metric``, behind it.
+
+:class:`StitchPriorities` is the one stitching-priority table: a priority per VN and
+per QoS class, a default for the rest. The protocol core's tunnel routes take their
+metric from it (:func:`stitch_route_metric`, the default of
+``vnstitch.protocol.config.CoreConfig.route_metric``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 from vnstitch.dataplane.objects import Route
 from vnstitch.routing.errors import RoutingError
@@ -21,6 +29,10 @@ from vnstitch.routing.errors import RoutingError
 MAX_PRIORITY = 15
 METRIC_BAND = 1000
 ORDINARY = 0
+#: Kernel metric of the substrate's IGP routes (FRR's OSPF): stitched routes go below it.
+SUBSTRATE_METRIC = 20
+#: Priority of a stitched route when neither its VN nor its class names one.
+STITCHED = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +106,40 @@ class RoutingTable:
 
 
 def kernel_metric(entry: RouteEntry) -> int:
-    """Linux route metric: stitched priorities get lower (better) bands."""
-    return (MAX_PRIORITY - entry.stitching_priority) * METRIC_BAND + entry.metric
+    """Linux route metric: a stitched priority beats the substrate, ordinary routes not."""
+    if entry.stitching_priority > ORDINARY:
+        return stitch_route_metric(entry.stitching_priority)
+    return SUBSTRATE_METRIC + entry.metric
+
+
+def stitch_route_metric(priority: int = STITCHED) -> int:
+    """The kernel metric of a stitched route of ``priority`` (1..MAX_PRIORITY)."""
+    if not ORDINARY < priority <= MAX_PRIORITY:
+        raise RoutingError(f"stitching priority must be 1..{MAX_PRIORITY}, got {priority}")
+    return MAX_PRIORITY - priority
+
+
+@dataclass(frozen=True, slots=True)
+class StitchPriorities:
+    """The stitching-priority table: per VN, then per QoS class, else ``default``."""
+
+    default: int = STITCHED
+    by_vnid: Mapping[int, int] = field(default_factory=dict)
+    by_class: Mapping[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for p in (self.default, *self.by_vnid.values(), *self.by_class.values()):
+            stitch_route_metric(p)  # raises on a priority outside the stitched band
+
+    def priority(self, vnid: int, qos_class: str | None = None) -> int:
+        if vnid in self.by_vnid:
+            return self.by_vnid[vnid]
+        if qos_class is not None and qos_class in self.by_class:
+            return self.by_class[qos_class]
+        return self.default
+
+    def metric(self, vnid: int, qos_class: str | None = None) -> int:
+        return stitch_route_metric(self.priority(vnid, qos_class))
 
 
 def to_dataplane_route(entry: RouteEntry, table: int = 254) -> Route:

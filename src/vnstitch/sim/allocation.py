@@ -12,15 +12,12 @@ monitoring interval (virtual time ``t``), once ``warmup_intervals`` have been me
   congestion reroute may have moved it). Its class gives the
   :class:`~vnstitch.allocate.policy.ApplicationClass`, so video reserves at a higher
   newsvendor quantile than e-mail.
-* **Forecasts come only from the past.** The input is each flow's mean *offered* rate per
-  finished interval (what the edge measures). A :mod:`vnstitch.forecast` model (naive,
-  seasonal naive or ETS) is fitted on that history every ``refit_every`` decisions and
-  filtered forward in between (:meth:`~vnstitch.forecast.base.PointForecaster.rolling`
-  at origin = the intervals measured so far). The spread is the empirical distribution of
-  the model's own one-step errors observed so far (the last ``error_window`` of them,
-  online split-conformal as in :mod:`vnstitch.allocate.online`): level ``l`` of the next
-  interval's demand is ``max(0, m + Q_l(errors))``; with no error observed yet the
-  distribution is the point forecast alone. Lead time = 1 interval.
+* **The decision is the Route Manager controller's** (:class:`~vnstitch.control.
+  Controller`, one allocator over all flows): this module only measures -- each flow's
+  mean *offered* rate per finished interval, what the edge measures -- and applies what
+  it returns. The controller forecasts from the past only (the scenario's model, refit
+  every ``refit_every`` decisions, quantiles from its own one-step errors over the last
+  ``error_window``; :mod:`vnstitch.control.forecasting`). Lead time = 1 interval.
 * **Available.** Non-allocated classes keep their static guarantees; what an allocated
   class may reserve on an arc without buying is the arc's capacity minus the guarantees
   of the classes not allocated (:attr:`SimAllocation.base`).
@@ -61,16 +58,14 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import networkx as nx
-import numpy as np
 
-from vnstitch.allocate.allocator import Allocator, Consumer, Decision, QuantileForecast
-from vnstitch.allocate.policy import DENSE_LEVELS, ScalingRules
+from vnstitch.allocate.allocator import Decision
+from vnstitch.allocate.policy import ScalingRules
 from vnstitch.allocate.providers.base import (
     RequestStatus,
     ResourceKey,
@@ -79,7 +74,7 @@ from vnstitch.allocate.providers.base import (
 )
 from vnstitch.allocate.providers.sim import Outage, SimProvider, SimResource
 from vnstitch.allocate.reroute import arc_of, link_id, routing_reroute
-from vnstitch.forecast.base import Forecaster, PointForecaster, make_forecaster
+from vnstitch.control import Consumer, Controller, ControlPolicy, ForecastPolicy, StitchSample
 from vnstitch.routing.qos import QosPolicy
 from vnstitch.sim.allocation_spec import AllocationSpec
 from vnstitch.sim.htb import BorrowMode, HtbClass, HtbTree, quantum_bytes, tree_for_link
@@ -215,15 +210,12 @@ class SimAllocation:
         rules = ScalingRules(unit=spec.unit_mbps, hold_steps=spec.hold_intervals,
                              scale_in_hysteresis=spec.hysteresis,
                              scale_in_window=spec.scale_in_window)
-        consumers = [Consumer(flows[i][0], _BW, spec.app(flows[i][1]), rules, 1,
-                              path=self._links(flows[i][4])) for i in self.index]
-        self.allocator = Allocator(consumers, provider=self.provider, reroute=reroute)
-        self.history: list[list[float]] = []
-        self.errors: list[deque[float]] = [deque(maxlen=spec.error_window)
-                                           for _ in self.index]
-        self.pred: list[float] | None = None
-        self.model: Forecaster | None = None
-        self.since_fit = 0
+        control = ControlPolicy({c: spec.app(c) for c in spec.classes}, rules,
+                                ForecastPolicy(spec.forecaster, spec.season,
+                                               spec.refit_every, spec.error_window),
+                                joint=True, warmup=spec.warmup_intervals)
+        self.controller = Controller(control, self.provider, reroute)
+        self.capacity = {link_id(*a): b for a, b in self.base.items()}
         self.amounts: list[float] | None = None  # in force since the last decision
         self.result = AllocationResult(spec, interval_s, list(self.names), list(spec.classes),
                                        accounts={n: FlowAccount() for n in self.names})
@@ -244,25 +236,17 @@ class SimAllocation:
         allocator's reroutes as {flow index in the run: new node path}."""
         y = [offered[i] for i in self.index]
         self._account(t, y, [delivered[i] for i in self.index])
-        if self.pred is not None:
-            for e, yi, mi in zip(self.errors, y, self.pred, strict=True):
-                e.append(yi - mi)
-        self.history.append(y)
-        if len(self.history) < self.spec.warmup_intervals or not self.index:
+        consumers = [Consumer(n, self.cls[j], self._links(planned[self.index[j]]),
+                              self.capacity,
+                              None if self.amounts is None else self.amounts[j])
+                     for j, n in enumerate(self.names)]
+        out = self.controller.step(t, consumers, {n: StitchSample(mbps=v) for n, v in
+                                                  zip(self.names, y, strict=True)})
+        if not out.reports:
             return {}
-        center = self._point_forecast()
-        levels = tuple(DENSE_LEVELS)
-        forecasts: dict[str, QuantileForecast] = {}
-        for j, name in enumerate(self.names):
-            errs = np.asarray(self.errors[j], dtype=np.float64)
-            spread = (np.quantile(errs, levels) if errs.size else np.zeros(len(levels)))
-            values = np.maximum(center[j] + spread, 0.0)[:, None]
-            forecasts[name] = QuantileForecast(levels, values)
-        for j, i in enumerate(self.index):
-            self.allocator.paths[self.names[j]] = self._links(planned[i])
-        report = self.allocator.step(t, forecasts,
-                                     {_key(a): b for a, b in self.base.items()})
-        crossed = {k for p in self.allocator.paths.values() for k in p}
+        report = out.reports[0]
+        paths = {c.id: c.links for c in consumers} | report.reroutes
+        crossed = {k for p in paths.values() for k in p}
         for arc in self.cap0:
             key = _key(arc)
             if key.location not in crossed and self.provider.extra_committed(key, t) > _EPS:
@@ -271,7 +255,7 @@ class SimAllocation:
         if r.first_decision_s is None:
             r.first_decision_s = t
         r.decisions += 1
-        amounts = [report.amounts[n] for n in self.names]
+        amounts = [out.amounts[n] for n in self.names]
         if self.amounts is not None:
             for n, old, new in zip(self.names, self.amounts, amounts, strict=True):
                 if abs(old - new) > _EPS:
@@ -280,11 +264,10 @@ class SimAllocation:
             r.accounts[n].peak_mbps = max(r.accounts[n].peak_mbps, a)
         self.amounts = amounts
         r.reservations.append((t, dict(zip(self.names, amounts, strict=True))))
-        r.forecasts.append((t, dict(zip(self.names, center.tolist(), strict=True))))
+        r.forecasts.append((t, {n: out.centres[n] for n in self.names}))
         r.shortfalls.extend((t, sf.key.location, sf.needed, sf.covered)
                             for sf in report.shortfalls)
         r.log.extend(report.decisions)
-        self.pred = [float(x) for x in center]
         moves: dict[int, Path] = {}
         pos = {n: j for j, n in enumerate(self.names)}
         for name, links in report.reroutes.items():
@@ -328,17 +311,6 @@ class SimAllocation:
     def _nodes(links: Sequence[str]) -> Path:
         arcs = [arc_of(x) for x in links]
         return (arcs[0][0], *(v for _, v in arcs))
-
-    def _point_forecast(self) -> np.ndarray[Any, np.dtype[np.float64]]:
-        hist = np.asarray(self.history, dtype=np.float64)
-        if self.model is None or self.since_fit >= self.spec.refit_every:
-            self.model = make_forecaster(self.spec.forecaster, self.spec.season).fit(hist)
-            self.since_fit = 0
-        self.since_fit += 1
-        assert isinstance(self.model, PointForecaster)
-        mean, _ = self.model.rolling(hist, [hist.shape[0]], 1, quantiles=(0.5,))
-        out: np.ndarray[Any, np.dtype[np.float64]] = np.maximum(mean[0, 0, :], 0.0)
-        return out
 
     def _account(self, t: float, y: Sequence[float], got: Sequence[float]) -> None:
         r = self.result

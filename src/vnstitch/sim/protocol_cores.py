@@ -6,9 +6,9 @@ always gives the same RM ids. Every core trusts every other core's key (one shar
 trust store: the simulated operator enrolled all of them). The core's timers come from
 :class:`~vnstitch.protocol.config.Timers` with the scenario's ``protocol:`` overrides;
 an unknown or mistyped override is a scenario error naming ``protocol.<field>``. A crash
-keeps exactly what ``RouteManagerCore.export_state()`` returns -- passed through a
-msgpack round trip, as the daemon would write it to disk -- and a restart rebuilds the
-core with ``RouteManagerCore.from_state``.
+keeps exactly what ``RouteManagerCore.export_state()`` returns -- as the bytes the daemon
+stores (:func:`~vnstitch.protocol.core.encode_state`, one format for both runtimes) --
+and a restart rebuilds the core from them with ``RouteManagerCore.from_state``.
 """
 
 from __future__ import annotations
@@ -18,12 +18,10 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import msgpack
-
 from vnstitch.model.ids import RouteManagerId, SegmentId
 from vnstitch.protocol.api import PeerLink, RouteManagerCoreAPI
 from vnstitch.protocol.config import CoreConfig, Timers
-from vnstitch.protocol.core import RouteManagerCore
+from vnstitch.protocol.core import RouteManagerCore, decode_state, encode_state
 from vnstitch.protocol.identity import Identity, TrustStore
 from vnstitch.sim.cores import LinkUsage
 from vnstitch.sim.errors import ScenarioError
@@ -109,20 +107,20 @@ class ProtocolCoreFactory:
 
     def export_state(self, core: RouteManagerCoreAPI) -> object:
         assert isinstance(core, RouteManagerCore)
-        return msgpack.packb(core.export_state(), use_bin_type=True)
+        return encode_state(core.export_state())
 
     def restore(self, segment: SegmentId, peers: Sequence[PeerLink], state: object,
                 seed: int) -> RouteManagerCoreAPI:
         assert isinstance(state, bytes)
         return RouteManagerCore.from_state(
             self._config(segment, peers), self._identities[segment], self._trust_store(),
-            random.Random(seed), msgpack.unpackb(state, raw=False, strict_map_key=False))
+            random.Random(seed), decode_state(state))
 
     def link_usage(self, core: RouteManagerCoreAPI) -> Sequence[LinkUsage]:
         assert isinstance(core, RouteManagerCore)
-        return [LinkUsage(peer, reserved, cap)
-                for peer, (reserved, cap) in core.link_usage().items()]
+        return [LinkUsage(u.peer, u.reserved_mbps, u.capacity_mbps)
+                for u in core.link_usage_views()]
 
     def tunnel_states(self, core: RouteManagerCoreAPI) -> Mapping[str, str]:
         assert isinstance(core, RouteManagerCore)
-        return {t.stitch_id: t.state.value for t in core.tunnels.values() if t.origin}
+        return {t.stitch_id: t.state for t in core.tunnel_views() if t.origin}
