@@ -19,10 +19,11 @@ from typing import Any
 
 from vnstitch.allocate.evaluate import EvalConfig
 from vnstitch.allocate.metrics import COST_RATIOS
+from vnstitch.allocate.plot import write_plot
 from vnstitch.allocate.providers.base import ResourceKind
-from vnstitch.cli.allocate import model_list, run_evaluation, write_plot
-from vnstitch.cli.output import console, table
+from vnstitch.allocate.trace_eval import evaluation_steps, model_list, run_evaluation
 from vnstitch.datapath import shared_data_dir
+from vnstitch.output import console, progress, table
 
 HERE = Path(__file__).resolve().parent
 NON_ORACLE = ("static-peak", "static-p95", "reactive")
@@ -89,8 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     all_checks: dict[str, tuple[bool, str]] = {}
     con = console()
     for name, (files, cfg) in runs.items():
-        res, pooled = run_evaluation(files, cfg, args.model, quiet=args.json,
-                                     choose_from=model_list(args.choose_from, args.model))
+        with progress(disable=args.json) as bar:
+            task = bar.add_task(name, total=evaluation_steps(files, cfg))
+            res, pooled = run_evaluation(
+                files, cfg, args.model, choose_from=model_list(args.choose_from, args.model),
+                on_step=lambda what: bar.update(task, description=what, advance=1))  # noqa: B023
         out[name] = res
         all_checks.update(checks(name, res))
         if not args.no_plot:

@@ -31,8 +31,8 @@ from vnstitch.allocate.evaluate import _Candidates, _hpa_churn, predictive
 from vnstitch.allocate.forecasts import lead_point_forecasts
 from vnstitch.allocate.metrics import Tally, tally
 from vnstitch.allocate.online import SETTINGS
-from vnstitch.cli.output import console, progress, table
 from vnstitch.forecast.data import load_series
+from vnstitch.output import console, progress, table
 
 
 def run(resource: str, ratio: float, model: str, others: tuple[str, ...],

@@ -32,9 +32,9 @@ from vnstitch.allocate.evaluate import TraceResult, evaluate_values
 from vnstitch.allocate.forecasts import LeadForecasts, lead_point_forecasts
 from vnstitch.allocate.metrics import summary
 from vnstitch.allocate.provision import SimSettings
-from vnstitch.cli.allocate import model_list
-from vnstitch.cli.output import console, progress, table
+from vnstitch.allocate.trace_eval import model_list
 from vnstitch.forecast.data import load_series
+from vnstitch.output import console, progress, table
 
 STEP = 300.0
 OUTAGE = (86400.0, 86400.0 + 6 * 3600.0)  # 6 h of failed API calls on test day 2

@@ -45,10 +45,10 @@ from typing import Any
 import msgpack
 from pyroute2 import netns as pr_netns
 
-from vnstitch.cli.output import console, progress, table
 from vnstitch.lab import baseline, substrate
 from vnstitch.lab.routemgrs import RM_PORT, LabRouteManagers, PingStream, fast_arp, wait_for
 from vnstitch.lab.substrate import Lab
+from vnstitch.output import console, progress, table
 
 BANDWIDTH = 20.0
 PING_INTERVAL = 0.05

@@ -27,11 +27,11 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 from tests.daemon.helpers import start_daemon, until, write_cluster  # noqa: E402
 
-from vnstitch.cli.output import console, print_json, table  # noqa: E402
 from vnstitch.daemon.config import load_config  # noqa: E402
 from vnstitch.daemon.coreadapter import CoreSetup, protocol_core_factory  # noqa: E402
 from vnstitch.daemon.identity import load_key_file  # noqa: E402
 from vnstitch.model.ids import VNID  # noqa: E402
+from vnstitch.output import console, print_json, table  # noqa: E402
 from vnstitch.protocol.api import (  # noqa: E402
     Output,
     SendDatagram,

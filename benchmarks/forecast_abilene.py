@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from vnstitch.cli.forecast import run_backtest, top_series
-from vnstitch.cli.output import console, table
 from vnstitch.datapath import shared_data_dir
 from vnstitch.forecast import load_series, make_forecaster
+from vnstitch.forecast.compare import run_backtest, top_series
+from vnstitch.output import console, table
 
 OURS = ["naive", "seasonal_naive", "ets", "lagreg", "lstm", "auto"]
 REFS = ["naive", "seasonal_naive", "ets", "lagreg", "auto", "sf_autoets", "sf_autoarima"]
@@ -71,16 +71,15 @@ def main(argv: list[str] | None = None) -> int:
     out: dict[str, Any] = {"data": str(args.data), "series": values.shape[1],
                            "season": args.season, "test_steps": args.test_steps,
                            "ref_series": len(ref_cols), "horizons": {}}
-    quiet = args.json
     for h in horizons:
         res_all, _ = run_backtest(values, season=args.season, horizon=h,
                                   test_steps=args.test_steps, models=OURS,
-                                  quantiles=[0.1, 0.5, 0.9], show_progress=not quiet)
+                                  quantiles=[0.1, 0.5, 0.9])
         entry: dict[str, Any] = {"all": res_all}
         if not args.no_refs:
             res_ref, _ = run_backtest(values[:, ref_cols], season=args.season, horizon=h,
                                       test_steps=args.test_steps, models=REFS,
-                                      quantiles=[0.1, 0.5, 0.9], show_progress=not quiet)
+                                      quantiles=[0.1, 0.5, 0.9])
             entry["ref"] = res_ref
         entry["auto_fit_predict_seconds_all_series"] = auto_speed(values, args.season, h)
         entry["checks"] = checks(entry)

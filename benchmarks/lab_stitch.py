@@ -34,11 +34,11 @@ from typing import Any
 
 from pyroute2 import IPRoute
 
-from vnstitch.cli.output import console, progress, table
 from vnstitch.lab import baseline, substrate
 from vnstitch.lab.demo import GAP_S, reroute, stitch_and_measure
 from vnstitch.lab.routemgrs import LabRouteManagers, PingStream, fast_arp, wait_for
 from vnstitch.lab.substrate import Lab
+from vnstitch.output import console, progress, table
 
 Tick = Callable[[], None]
 

@@ -22,9 +22,9 @@ import sys
 import time
 from typing import Any
 
-from vnstitch.cli.output import console, progress, table
 from vnstitch.lab import baseline, netns, substrate
 from vnstitch.lab.substrate import Lab
+from vnstitch.output import console, progress, table
 
 
 def _iperf_routers(lab: Lab, seconds: float) -> float:

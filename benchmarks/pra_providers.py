@@ -67,10 +67,10 @@ from vnstitch.allocate.providers import (
 )
 from vnstitch.allocate.providers.compute import CgroupExecutor, ready_before_demand
 from vnstitch.allocate.providers.leftovers import compute_leftovers, storage_leftovers
-from vnstitch.cli.output import console, progress, table
 from vnstitch.forecast.base import make_forecaster
 from vnstitch.forecast.data import load_series
 from vnstitch.lab import netns as labns
+from vnstitch.output import console, progress, table
 
 MIB = 2**20
 STEP = 300.0  # seconds per CloudWatch row

@@ -39,9 +39,8 @@ from typing import Any
 import numpy as np
 
 from routing_te import DATA
-from vnstitch.cli.output import console, progress, table
-from vnstitch.cli.route import silence_highs_banner
 from vnstitch.model import load_topology
+from vnstitch.output import console, progress, table
 from vnstitch.routing.demands import load_tm_csv
 from vnstitch.routing.replay import ControllerConfig, replay, shortest_path_mlu
 
@@ -69,7 +68,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--json-out", metavar="FILE", help="also write the JSON to FILE")
     args = p.parse_args(argv)
-    silence_highs_banner()
     g = load_topology(str(DATA / "abilene" / "abilene_topology_sndlib.xml")).graph
     tm = load_tm_csv(DATA / "abilene" / "abilene_tm_5min.csv.gz")
     rows = range(args.rows or len(tm.times))

@@ -35,10 +35,9 @@ from pathlib import Path
 
 import networkx as nx
 
-from vnstitch.cli.output import console, progress, table
-from vnstitch.cli.route import silence_highs_banner
 from vnstitch.datapath import shared_data_dir
 from vnstitch.model import load_topology
+from vnstitch.output import console, progress, table
 from vnstitch.routing.arclp import solve_arc_lp
 from vnstitch.routing.demands import gravity_demands, scaled
 from vnstitch.routing.fast import solve_fast
@@ -118,7 +117,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--json-out", metavar="FILE", help="also write the JSON to FILE")
     args = p.parse_args(argv)
-    silence_highs_banner()
     names = args.topologies.split(",")
     rows = []
     with progress(disable=args.json) as bar:

@@ -1,21 +1,73 @@
 """Run the project's benchmarks from one command.
 
-Usage: ``python benchmarks/run.py [NAME ...] [--json] [-- extra args]``. Each benchmark
-is a script ``benchmarks/NAME.py`` with its own ``--help`` and ``--json``; this runner
-runs the named ones (all by default) one after the other, each in its own process so
-peak-memory figures are not polluted by the previous one, and prints their output. With
-``--json`` it prints one JSON object ``{NAME: <that benchmark's JSON>}``.
+Usage: ``python benchmarks/run.py [--list] [--all] [NAME ...] [--json] [-- extra args]``.
+Each benchmark is a script ``benchmarks/NAME.py`` with its own ``--help`` and
+``--json``. ``--list`` prints every benchmark with what it measures, its typical time on
+a 2-core machine and whether it needs root. With no names only the *quick* ones run
+(no root, about a minute or less); ``--all`` runs every one (root ones are skipped with
+a note unless run as root). Each runs in its own process, so peak-memory figures are
+not polluted by the previous one. With ``--json`` it prints one JSON object
+``{NAME: <that benchmark's JSON>}``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
+import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    what: str
+    #: Typical wall time on the 2-core development machine (other jobs running).
+    typical: str
+    root: bool = False
+    quick: bool = False
+
+
+#: Every benchmark script; a test checks this matches the files in ``benchmarks/``.
+BENCHMARKS: dict[str, Benchmark] = {
+    "sp_codec": Benchmark("Stitching Protocol cost per datagram (decode+verify+handle) vs "
+                          "plain msgpack and JSON; messages to converge", "~15 s",
+                          quick=True),
+    "daemon_stitch": Benchmark("stitch setup over real UDP daemons vs the same cores "
+                               "called directly; hostile datagrams dropped per second",
+                               "~20 s", quick=True),
+    "routing_te": Benchmark("min-MLU TE on Topology Zoo graphs: fast method vs Yen + path "
+                            "LP vs the exact arc-LP optimum", "~15 min"),
+    "routing_abilene": Benchmark("Abilene matrices replayed in order: static shortest path "
+                                 "vs reroute-on-congestion vs per-interval optimum",
+                                 "~5 min"),
+    "forecast_abilene": Benchmark("forecast accuracy and speed on Abilene, all models and "
+                                  "statsforecast references", "~7 min"),
+    "allocate_eval": Benchmark("allocation policies on Abilene bandwidth and CloudWatch "
+                               "compute traces (issue 6 acceptance)", "~2.5 min"),
+    "allocate_hindsight": Benchmark("predictive's training-time choice vs the best in "
+                                    "hindsight on the test window", "~3 min"),
+    "allocate_provider": Benchmark("allocation scored on what the simulated cloud made "
+                                   "usable (boot delays, outage), with a bill", "~3 min"),
+    "sp_scale": Benchmark("Stitching Protocol at 10, 100 and 1,000 Route Managers for 60 "
+                          "virtual seconds", "~2 min"),
+    "sweep": Benchmark("simulator sweep throughput: one by one vs the local process pool vs "
+                       "a local Ray cluster, with per-run results compared", "~3 min"),
+    "pra_providers": Benchmark("the allocator driving the live compute (cgroups) and storage "
+                               "(loop volumes) providers on replayed CloudWatch traces",
+                               "~4 min (3 min replay)", root=True),
+    "lab_throughput": Benchmark("TCP throughput in the namespace lab: veth vs VXLAN vs "
+                                "VXLAN over WireGuard", "~1 min", root=True),
+    "lab_stitch": Benchmark("live Route Managers in the lab: stitch setup, throughput, "
+                            "reroute", "~2 min", root=True),
+    "chaos": Benchmark("live lab under attack: forged floods, kill -9 of every role, 1M "
+                       "fuzzed datagrams (flags for smaller sizes)", "~25 min", root=True),
+}
 
 
 def available() -> list[str]:
@@ -23,18 +75,45 @@ def available() -> list[str]:
                   and not p.stem.startswith("_"))
 
 
+def listing() -> list[str]:
+    """One block per benchmark: name, typical time, root, what it measures."""
+    lines = []
+    for name, b in BENCHMARKS.items():
+        tags = [b.typical] + (["needs root"] if b.root else []) + (["quick"] if b.quick else [])
+        lines.append(f"{name}  ({', '.join(tags)})")
+        lines.extend(textwrap.wrap(b.what, 78, initial_indent="    ",
+                                   subsequent_indent="    "))
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("names", nargs="*", help=f"benchmarks to run (default all): {available()}")
+    parser.add_argument("names", nargs="*",
+                        help="benchmarks to run (default: the quick ones; see --list)")
+    parser.add_argument("--list", action="store_true",
+                        help="list every benchmark with its typical time and whether it "
+                        "needs root, and exit")
+    parser.add_argument("--all", action="store_true", help="run every benchmark")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args, extra = parser.parse_known_args(argv)
-    names = args.names or available()
-    unknown = sorted(set(names) - set(available()))
+    if args.list:
+        print("\n".join(listing()))
+        return 0
+    unknown = sorted(set(args.names) - set(available()))
     if unknown:
-        parser.error(f"unknown benchmark(s) {unknown}; have {available()}")
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; see --list")
+    if args.names:
+        names = args.names
+    elif args.all:
+        names = list(BENCHMARKS)
+    else:
+        names = [n for n, b in BENCHMARKS.items() if b.quick]
     results: dict[str, object] = {}
     code = 0
     for name in names:
+        if BENCHMARKS[name].root and os.geteuid() != 0:
+            print(f"== {name}: skipped (needs root)", file=sys.stderr, flush=True)
+            continue
         cmd = [sys.executable, str(HERE / f"{name}.py"), *extra]
         if args.json:
             proc = subprocess.run([*cmd, "--json"], capture_output=True, text=True, check=False)
@@ -44,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             results[name] = json.loads(proc.stdout)
         else:
-            print(f"== {name}", flush=True)
+            print(f"== {name} ({BENCHMARKS[name].typical})", flush=True)
             code = subprocess.run(cmd, check=False).returncode or code
     if args.json:
         print(json.dumps(results, indent=2))

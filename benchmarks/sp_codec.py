@@ -17,9 +17,9 @@ from typing import Any
 
 import msgpack
 
-from vnstitch.cli.output import console, print_json, table
 from vnstitch.model import Component, SegmentId, VirtualNetwork, load_topology, partitioned
 from vnstitch.model.ids import VNID
+from vnstitch.output import console, print_json, table
 from vnstitch.protocol.messages import Entry, Hello, Message, Update, message_from_wire
 from vnstitch.protocol.testing import InMemoryNetwork
 

@@ -64,10 +64,10 @@ import networkx as nx
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from vnstitch.cli.output import console, progress, table
 from vnstitch.datapath import shared_data_dir
 from vnstitch.model import Substrate, great_circle_km, load_graphml, partitioned
 from vnstitch.model.substrate import LATENCY_MS_PER_KM
+from vnstitch.output import console, progress, table
 from vnstitch.protocol.core import RouteManagerCore
 from vnstitch.protocol.messages import MAX_PATH
 from vnstitch.sim.engine import Simulation

@@ -37,7 +37,9 @@ class Node:
 def write_cluster(tmp: Path, names: Sequence[str], links: Sequence[tuple[str, str]],
                   vns: dict[str, list[dict[str, Any]]], timers: dict[str, float] | None = None,
                   ) -> dict[str, Node]:
-    """Key files and YAML configs for RMs ``names`` joined by ``links`` (all trust all)."""
+    """Key files and YAML configs for RMs ``names`` joined by ``links`` (all trust all).
+    A VN that names no ``allow`` / ``owner`` is written out as ``allow: any`` (open to
+    every trusted RM, as these tests assume); membership tests name their own."""
     keys = {n: write_key_file(tmp / f"{n}.key") for n in names}
     ports = {n: free_udp_port() for n in names}
     nodes: dict[str, Node] = {}
@@ -50,7 +52,8 @@ def write_cluster(tmp: Path, names: Sequence[str], links: Sequence[tuple[str, st
             "trust": [{"public_key": k.public_key_b64, "name": m} for m, k in keys.items()],
             "peers": [{"id": keys[m].rm_id, "address": f"127.0.0.1:{ports[m]}",
                        "capacity_mbps": 1000, "latency_ms": 1.0, "cost": 1} for m in neighbours],
-            "local_vns": vns.get(n, []),
+            "local_vns": [vn if {"allow", "owner"} & set(vn) else {**vn, "allow": "any"}
+                          for vn in vns.get(n, [])],
             "dataplane": {"driver": "memory"},
             "timers": timers or {"announce_interval_s": 0.1, "probe_interval_s": 0.1,
                                  "probe_misses": 3},
@@ -94,16 +97,24 @@ def run(coro: Awaitable[Any], timeout_s: float = 20.0) -> Any:
 
 @contextlib.contextmanager
 def daemons_in_thread(tmp: Path, factory: CoreFactory,
-                      vns: dict[str, list[dict[str, Any]]]) -> Iterator[list[RouteManagerDaemon]]:
-    """Daemons A and B (linked, ``vns`` per segment) served by an event loop in a thread,
-    so a test can drive them through the synchronous CLI; stopped even on failure."""
-    nodes = write_cluster(tmp, ["A", "B"], [("A", "B")], vns)
+                      vns: dict[str, list[dict[str, Any]]], *,
+                      names: Sequence[str] = ("A", "B"),
+                      links: Sequence[tuple[str, str]] = (("A", "B"),),
+                      before_start: Callable[[dict[str, Node]], None] | None = None,
+                      timers: dict[str, float] | None = None,
+                      ) -> Iterator[list[RouteManagerDaemon]]:
+    """Daemons ``names`` (default A and B, linked; ``vns`` per segment) served by an event
+    loop in a thread, so a test can drive them through the synchronous CLI; stopped even
+    on failure. ``before_start`` sees the written nodes (keys, configs) first."""
+    nodes = write_cluster(tmp, names, links, vns, timers)
+    if before_start is not None:
+        before_start(nodes)
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     daemons: list[RouteManagerDaemon] = []
 
     async def serve() -> None:
-        for n in ("A", "B"):
+        for n in names:
             daemons.append(await start_daemon(nodes[n].config_path, factory))
         await until(lambda: daemons[0].routes.get(100) is not None, 5)
         ready.set()

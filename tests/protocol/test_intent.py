@@ -83,6 +83,10 @@ def test_local_refusal_gives_up_and_release_ignores_later_events() -> None:
     table.add("s", 100, C, 0.0)
     i = table.failed("s", FailureReason.LOCAL, "VNID not here", 0.0)
     assert i is not None and i.state is IntentState.GAVE_UP and table.poll(99.0) == []
+    table.add("n", 300, C, 0.0)
+    i = table.failed("n", FailureReason.NOT_AUTHORISED, "access policy", 0.0)
+    assert i is not None and i.state is IntentState.GAVE_UP
+    assert table.refusal(300) is None  # given up: a new request may try again
     table.add("t", 200, C, 0.0)
     assert table.release("t") == "t"
     assert table.failed("t", FailureReason.PEER_LOST, "", 1.0) is None  # released: ignored

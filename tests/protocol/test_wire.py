@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from vnstitch.model.ids import VNID, RouteManagerId
 from vnstitch.protocol.codec import MAX_DATAGRAM, Codec
 from vnstitch.protocol.errors import ProtocolError, RemoteProtocolError
+from vnstitch.protocol.grants import MAX_REVOKED, Grant, QueryRefused, RevocationList, Revocations
 from vnstitch.protocol.identity import Identity, TrustStore
 from vnstitch.protocol.messages import (
     Entry,
@@ -48,7 +49,13 @@ vnids = st.integers(1, (1 << 24) - 1).map(VNID)
 mbps = st.floats(0, 1e6, allow_nan=False)
 comps = st.lists(st.text(max_size=20), max_size=4).map(tuple)
 tokens = st.text(min_size=1, max_size=30)
-entries = st.builds(Entry, vnids, paths, mbps, mbps, mbps, comps)
+entries = st.builds(Entry, vnids, paths, mbps, mbps, mbps, comps, st.booleans())
+grants = st.none() | st.builds(Grant, vnids, rm_ids, mbps, st.integers(0, 1 << 53),
+                               st.binary(min_size=64, max_size=64))
+revocations = st.builds(
+    RevocationList, vnids, st.binary(min_size=32, max_size=32), st.integers(0, 1 << 53),
+    st.lists(st.tuples(st.integers(0, 1 << 53), mbps), max_size=MAX_REVOKED).map(tuple),
+    st.binary(min_size=64, max_size=64))
 
 
 @st.composite
@@ -61,7 +68,7 @@ def updates(draw: st.DrawFn) -> Update:
     for _ in range(draw(st.integers(0, 4))):
         tail = draw(st.lists(st.sampled_from(pool), max_size=len(pool), unique=True))
         ents.append(Entry(draw(vnids), (announcer, *tail), draw(mbps), draw(mbps), draw(mbps),
-                          draw(comps)))
+                          draw(comps), draw(st.booleans())))
     withdrawals = draw(st.lists(st.tuples(vnids, rm_ids), max_size=3).map(tuple))
     return Update(tuple(ents), withdrawals, draw(st.integers(0, 5)), 0,
                   draw(st.integers(1, 3)))
@@ -73,11 +80,12 @@ messages: st.SearchStrategy[Message] = st.one_of(
     updates(),
     st.just(Resync()),
     st.builds(Query, st.binary(min_size=8, max_size=8), vnids, mbps, st.just(float("inf")),
-              mbps, st.integers(1, 16), paths, mbps, mbps, mbps, st.integers(1, 16)),
-    st.builds(Offer, st.binary(min_size=8, max_size=8), paths, mbps, mbps, mbps, comps),
+              mbps, st.integers(1, 16), paths, mbps, mbps, mbps, st.integers(1, 16), grants),
+    st.builds(Offer, st.binary(min_size=8, max_size=8), paths, mbps, mbps, mbps, comps,
+              grants),
     st.builds(Hold, tokens, vnids, paths, mbps, mbps, st.binary(min_size=32, max_size=32),
               st.text(max_size=20), st.text(max_size=15), st.text(max_size=15), comps,
-              st.binary(min_size=64, max_size=64), st.text(max_size=30)),
+              st.binary(min_size=64, max_size=64), st.text(max_size=30), grants),
     st.builds(HoldOk, tokens, paths, st.binary(min_size=32, max_size=32),
               st.text(max_size=20), st.binary(min_size=64, max_size=64), st.text(max_size=30)),
     st.builds(HoldRefused, tokens, paths, rm_ids, st.text(max_size=20), mbps),
@@ -88,6 +96,9 @@ messages: st.SearchStrategy[Message] = st.one_of(
               st.integers(0, (1 << 32) - 1), mbps),
     st.builds(Leases, st.sampled_from(list(LeaseOp)),
               st.lists(tokens, max_size=5).map(tuple)),
+    st.builds(QueryRefused, st.binary(min_size=8, max_size=8), paths, rm_ids,
+              st.text(max_size=20)),
+    st.builds(Revocations, revocations),
 )
 
 

@@ -20,9 +20,11 @@ from vnstitch.cli.simulate import run_simulate
 from vnstitch.model.substrate import Substrate, substrate_from_links
 from vnstitch.sim.allocation import summarise_allocation
 from vnstitch.sim.errors import ScenarioError
-from vnstitch.sim.runner import load_substrate
+from vnstitch.sim.runner import run
 from vnstitch.sim.scenario import parse_scenario, scenario_from_mapping
-from vnstitch.sim.traffic import TrafficResult, TrafficSim, summarise_traffic
+from vnstitch.sim.traffic import TrafficSim
+from vnstitch.sim.traffic_model import TrafficResult
+from vnstitch.sim.traffic_summary import summarise_traffic
 
 AB = ("A", "B")
 
@@ -148,9 +150,8 @@ def _builtin() -> dict[str, Any]:
 
 def _builtin_summary(data: dict[str, Any]) -> tuple[TrafficResult, dict[str, Any]]:
     sc = scenario_from_mapping(data, "test")
-    assert sc.traffic is not None
-    res = TrafficSim(sc.traffic, load_substrate(sc)).run(sc.duration_s)
-    assert res.allocation is not None
+    res = run(sc, check_every_step=False).traffic  # one simulation: flows ride stitches
+    assert res is not None and res.allocation is not None
     return res, summarise_allocation(res.allocation, sc.duration_s, res.labels)
 
 

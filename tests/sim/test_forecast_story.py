@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
 import pytest
 
+from vnstitch.datapath import shared_data_dir
 from vnstitch.forecast.profiles import load_profiles
 from vnstitch.sim.forecast_story import (
+    ABILENE_POPS,
+    ABILENE_TM,
     DAYS,
     DEMO_VNS,
     POLICIES,
     SEASON,
+    demo_traffic,
     forecast_and_allocate,
     story_lines,
     synthesise,
@@ -21,8 +26,39 @@ from vnstitch.sim.forecast_story import (
 
 
 @pytest.fixture(scope="module")
-def result() -> dict[str, Any]:
-    return forecast_and_allocate()
+def result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    # The profile traffic whatever data is present: no data folder in an empty one.
+    empty = tmp_path_factory.mktemp("no-data")
+    return forecast_and_allocate(traffic=demo_traffic(data_dir=empty))
+
+
+def test_without_data_the_story_says_it_uses_the_profiles(result: dict[str, Any]) -> None:
+    assert not result["real_data"]
+    assert "shipped application profiles" in story_lines(result)[0]
+
+
+def test_with_the_abilene_matrices_the_vns_carry_real_flows() -> None:
+    folder = shared_data_dir()
+    if folder is None or not (folder / ABILENE_TM).is_file():
+        pytest.skip("real data not found: set VNSTITCH_DATA")
+    tr = demo_traffic(data_dir=folder)
+    assert tr.real and "Abilene" in tr.source
+    assert tr.values.shape == (DAYS * SEASON, len(DEMO_VNS)) and (tr.values >= 0).all()
+    pops = set(ABILENE_POPS.values())
+    assert all(set(f.split(" -> ")) <= pops for f in tr.flows)  # PoP names, not codes
+    test_day = tr.times[-SEASON].astype("datetime64[D]")
+    assert (test_day.astype(np.int64) + 3) % 7 < 5  # the test day is a weekday
+
+
+def test_decisions_are_the_changes_of_the_predictive_reservation(
+        result: dict[str, Any]) -> None:
+    text = "\n".join(story_lines(result))
+    assert "Mbit/s for" in text and "changes in all" in text
+    for v in result["vns"]:
+        ds = v["decisions"]
+        assert len(ds) >= 2 and ds[0]["from_mbps"] is None
+        for a, b in itertools.pairwise(ds):
+            assert b["from_mbps"] == a["mbps"] != b["mbps"]
 
 
 def test_synthetic_traffic_is_deterministic_and_follows_the_profiles() -> None:

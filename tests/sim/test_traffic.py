@@ -11,10 +11,12 @@ import pytest
 import yaml
 
 from vnstitch.model.substrate import Substrate, substrate_from_links
-from vnstitch.sim.runner import load_substrate
+from vnstitch.sim.runner import run
 from vnstitch.sim.scenario import Scenario, scenario_from_mapping
-from vnstitch.sim.traffic import TrafficResult, TrafficSim, run_traffic, summarise_traffic
+from vnstitch.sim.traffic import run_traffic
+from vnstitch.sim.traffic_model import TrafficResult
 from vnstitch.sim.traffic_spec import TrafficSpec
+from vnstitch.sim.traffic_summary import summarise_traffic
 
 
 def _builtin() -> dict[str, Any]:
@@ -28,7 +30,8 @@ def _builtin() -> dict[str, Any]:
 def _run(data: dict[str, Any]) -> tuple[Scenario, TrafficResult, dict[str, Any]]:
     sc = scenario_from_mapping(data, "test")
     assert sc.traffic is not None
-    res = run_traffic(sc.traffic, load_substrate(sc), sc.duration_s)
+    res = run(sc, check_every_step=False).traffic  # one simulation: flows ride stitches
+    assert res is not None
     return sc, res, summarise_traffic(res)
 
 
@@ -55,12 +58,12 @@ def test_link_congests_and_is_rerouted_within_3_intervals(
 def test_reroute_is_make_before_break(
         congestion: tuple[Scenario, TrafficResult, dict[str, Any]]) -> None:
     _, res, t = congestion
-    reroutes = [m for m in res.moves if m.kind == "reroute"]
+    reroutes = [m for m in res.moves if m.kind == "stitch"]
     assert reroutes
-    install = res.spec.reroute.install_s
     for m in reroutes:
-        assert m.decided_s < m.effective_s < m.removed_s
-        assert m.effective_s == pytest.approx(m.decided_s + install)
+        # decided at a sample; the flow moves when the successor stitch is committed,
+        # and the old stitch is released in that same step (never before)
+        assert m.decided_s < m.effective_s == m.removed_s < m.decided_s + 1.0
         assert m.new_path != m.old_path
         assert m.new_path[0] == m.old_path[0] and m.new_path[-1] == m.old_path[-1]
     # the episode ends exactly when traffic shifts, not when the move is decided
@@ -84,10 +87,11 @@ def test_stitched_keep_guarantee_while_email_absorbs_the_shortfall(
 
 
 def _served_during_surge(data: dict[str, Any]) -> dict[str, tuple[float, float]]:
-    """(offered, delivered) per flow at 35 s, surge on, nothing rerouted yet."""
-    sc = scenario_from_mapping(data, "test")
-    assert sc.traffic is not None
-    sim = TrafficSim(sc.traffic, load_substrate(sc))
+    """(offered, delivered) per flow at 35 s, surge on, nothing rerouted yet: the one
+    simulation run to 35 s, then its traffic layer served on the stitches it rides."""
+    data = {**data, "duration_s": 35, "requests": {**data["requests"], "end_s": 30}}
+    sim = run(scenario_from_mapping(data, "test"), check_every_step=False).traffic_sim
+    assert sim is not None and all(sim.paths)
     offered = [f.spec.offered_at(35.0) for f in sim.flows]
     state = sim.serve(offered)
     return {f.name: (o, d) for f, o, d in zip(sim.flows, offered, state.delivered,
@@ -101,7 +105,7 @@ def test_stitched_flows_whole_during_the_surge_and_not_without_qos() -> None:
     with_qos = _served_during_surge(_builtin())
     assert with_qos["tv"][1] == pytest.approx(with_qos["tv"][0])
     assert with_qos["voice"][1] == pytest.approx(with_qos["voice"][0])
-    assert with_qos["mail-east"][1] < 0.6 * with_qos["mail-east"][0]
+    assert with_qos["mail-east"][1] < 0.9 * with_qos["mail-east"][0]
     data = copy.deepcopy(_builtin())
     data["qos"]["classes"] = [{"name": "be", "priority": 0, "guaranteed_mbps": 0,
                                "max_mbps": 10000}]
@@ -109,7 +113,7 @@ def test_stitched_flows_whole_during_the_surge_and_not_without_qos() -> None:
     for f in data["traffic"]["flows"]:
         f["class"] = "be"
     best_effort = _served_during_surge(data)
-    assert best_effort["tv"][1] < 0.95 * best_effort["tv"][0]
+    assert best_effort["tv"][1] < 0.99 * best_effort["tv"][0]  # 105 % offered: cut
     # the link is full either way: QoS changes who loses, not how much
     lost = sum(o - d for o, d in with_qos.values())
     assert sum(o - d for o, d in best_effort.values()) == pytest.approx(lost, rel=0.05)
@@ -126,15 +130,17 @@ def test_quantum_borrowing_without_prio_spreads_the_shortfall() -> None:
     assert t["lowest_class_share_of_shortfall"] < 0.5
 
 
-def test_without_reroute_the_congestion_stays() -> None:
+def test_without_reroute_the_congestion_stays(
+        congestion: tuple[Scenario, TrafficResult, dict[str, Any]]) -> None:
     data = copy.deepcopy(_builtin())
     data["traffic"]["reroute"]["classes"] = []  # nothing may move
     _, _, t = _run(data)
-    assert t["reroutes"] == 0
+    assert t["reroutes"] == 0 and t["stitch_moves"] == 0 and not t["stitch_renegotiations"]
     assert t["congestion_resolved_by_reroute"] == 0
     assert all(e["resolved_by"] != "reroute" for e in t["congestion_episodes"])
     assert t["max_intervals_congested"] > 3.0
-    assert t["classes"]["email"]["shortfall_mbit"] > 5 * 6560  # the surge lasts 68 s
+    moved = congestion[2]["classes"]["email"]["shortfall_mbit"]
+    assert t["classes"]["email"]["shortfall_mbit"] > 5 * moved  # the surge lasts 68 s
 
 
 def _triangle() -> Substrate:

@@ -9,8 +9,8 @@ def test_congestion_story() -> None:
     res, summary, lines = congestion_demo()
     text = "\n".join(lines)
     assert "congestion begins" in text
-    assert "monitor: Washington DC->Atlanta congested" in text
-    assert "reroute backup (bulk): install New York > Chicago" in text
+    assert "monitor: Houston->Los Angeles congested" in text
+    assert "stitch backup (bulk): install New York > Chicago" in text
     assert "resolved by reroute" in text
     assert "email: delivered" in text
     # in time order

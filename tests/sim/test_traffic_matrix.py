@@ -13,8 +13,8 @@ from vnstitch.model import load_topology
 from vnstitch.sim.errors import ScenarioError
 from vnstitch.sim.runner import load_substrate
 from vnstitch.sim.scenario import load_scenario, parse_scenario
-from vnstitch.sim.traffic import summarise_traffic
 from vnstitch.sim.traffic_matrix import build_traffic
+from vnstitch.sim.traffic_summary import summarise_traffic
 
 QOS = """
 qos:

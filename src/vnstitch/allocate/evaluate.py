@@ -94,6 +94,9 @@ class EvalConfig:
     sweep: bool = True
     calib_seasons: int = 4  # end of training used to calibrate predictive (conformal)
     provider: SimSettings | None = None  # score usable capacity from the sim provider
+    #: Cost ratios predictive is also run at (``TraceResult.ratio_tallies``); each costs
+    #: one calibration choice, so callers that need fewer (the demo) say which.
+    ratios: tuple[float, ...] = COST_RATIOS
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.policies) - set(POLICIES))
@@ -178,7 +181,8 @@ class TraceResult:
 
     def policy_costs(self, name: str) -> dict[float, float]:
         if name == "predictive" and self.ratio_tallies:
-            return {r: self.ratio_tallies[r].cost(r) for r in COST_RATIOS}
+            # the ratios predictive was run at (EvalConfig.ratios; COST_RATIOS by default)
+            return {r: self.ratio_tallies[r].cost(r) for r in sorted(self.ratio_tallies)}
         return {r: self.tallies[name].cost(r) for r in COST_RATIOS}
 
     def best_in_hindsight(self, name: str) -> dict[float, float]:
@@ -258,7 +262,7 @@ def evaluate_values(values: FloatArray, step_seconds: float, cfg: EvalConfig,
         budget = _hpa_churn(values, start, cands.calib_steps, step_seconds, cfg)
         choices = {r: choose(values, cands, cfg, c_under=r, c_over=1.0,
                              step_seconds=step_seconds, churn_budget=budget, res=res)
-                   for r in COST_RATIOS}
+                   for r in cfg.ratios}
         ratio = cfg.c_under / cfg.c_over if cfg.c_over > 0 else float("inf")
         main = choices.get(ratio) or choose(values, cands, cfg, c_under=cfg.c_under,
                                             c_over=cfg.c_over, step_seconds=step_seconds,

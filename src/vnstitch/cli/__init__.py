@@ -41,6 +41,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                  "simulate Route Managers on a topology (virtual time)"),
     "sweep": ("vnstitch.cli.sweep",
               "run a grid of simulations from a spec (local pool or Ray) and aggregate them"),
+    "vn": ("vnstitch.cli.vn", "VN membership: issue, revoke and show owner-signed grants"),
 }
 SUBCOMMAND_MODULES = tuple(module for module, _help in SUBCOMMANDS.values())
 
@@ -74,6 +75,9 @@ def _command_in(argv: Sequence[str]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(_command_in(argv))
+    if not argv:
+        parser.print_help()
+        return 0
     args = parser.parse_args(argv)
     try:
         code: int = args.handler(args)

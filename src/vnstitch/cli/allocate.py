@@ -1,13 +1,11 @@
 """``vnstitch allocate evaluate``: replay real demand traces through allocation policies.
 
-Theory of operation: a thin command. It reads each ``--data`` file with the forecasting
-layer's loader (wide or ``timestamp,value`` CSV, plain or gzipped; bad rows rejected
-with file and line, gaps repaired and reported), asks the forecaster for lead-time
-quantile forecasts over the test window, runs
-:func:`vnstitch.allocate.evaluate.evaluate_values` per file, pools the tallies over
-files, and prints a table, one JSON object (``--json``) and optionally a PNG
-(``--plot``): demand vs every policy's allocation over time, and the unserved-vs-slack
-trade-off curve of each policy (sweeping its quantile, target or headroom). With
+Theory of operation: a thin command over :mod:`vnstitch.allocate.trace_eval`, which
+reads each ``--data`` file, forecasts the test window, replays it through every policy
+and pools the tallies over files. This module parses the options and prints a table,
+one JSON object (``--json``) and optionally a PNG (``--plot``,
+:mod:`vnstitch.allocate.plot`: allocation over time and each policy's unserved-vs-slack
+trade-off curve). With
 ``--provider sim`` the orders go through the simulated cloud
 (:mod:`vnstitch.allocate.provision`) and every policy also gets a bill.
 """
@@ -19,24 +17,15 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from vnstitch.allocate.baselines import POLICIES
 from vnstitch.allocate.errors import AllocateError
-from vnstitch.allocate.evaluate import (
-    DEFAULT_UNIT,
-    EvalConfig,
-    TraceResult,
-    evaluate_values,
-    sweep_names,
-)
-from vnstitch.allocate.forecasts import lead_point_forecasts
-from vnstitch.allocate.metrics import COST_RATIOS, curve_below, summary
+from vnstitch.allocate.evaluate import DEFAULT_UNIT, EvalConfig
+from vnstitch.allocate.metrics import COST_RATIOS
+from vnstitch.allocate.plot import write_plot
 from vnstitch.allocate.providers.base import ResourceKind
 from vnstitch.allocate.provision import SimSettings
+from vnstitch.allocate.trace_eval import evaluation_steps, model_list, run_evaluation
 from vnstitch.cli.output import add_json_flag, console, print_json, progress, table
-from vnstitch.forecast import MODEL_NAMES
-from vnstitch.forecast.data import load_series
 
 
 def register(sub: Any) -> None:
@@ -164,158 +153,14 @@ def provider_from_args(args: argparse.Namespace) -> SimSettings | None:
                        outages=tuple(parse_outage(o) for o in args.outage or ()))
 
 
-def model_list(text: str, model: str) -> tuple[str, ...]:
-    """``--choose-from``: the other forecasters, without ``model`` and repeats."""
-    out: list[str] = []
-    for name in (t.strip() for t in text.split(",")):
-        if name and name != model and name not in out:
-            if name not in MODEL_NAMES:
-                raise AllocateError(f"--choose-from: unknown model {name!r}; known: "
-                                    f"{', '.join(MODEL_NAMES)}")
-            out.append(name)
-    return tuple(out)
-
-
-def run_evaluation(files: list[str], cfg: EvalConfig, model: str, *,
-                   quiet: bool = False, choose_from: tuple[str, ...] = (),
-                   ) -> tuple[dict[str, Any], TraceResult]:
-    """Evaluate every file, pool the results; returns (JSON-ready dict, pooled result).
-
-    ``choose_from``: other forecasters predictive may follow per series (training choice).
-    """
-    pooled: TraceResult | None = None
-    info: list[dict[str, Any]] = []
-    fit_s = pred_s = 0.0
-    with progress(disable=quiet) as bar:
-        steps_per_file = 2 + len(cfg.policies) + int(cfg.sweep)
-        task = bar.add_task("allocate evaluate", total=len(files) * steps_per_file)
-        for path in files:
-            bar.update(task, description=f"load {Path(path).name}")
-            data = load_series(path, season=cfg.season)
-            start = cfg.split(data.values.shape[0])
-            bar.advance(task)
-            paths = None
-            alternatives = []
-            if "predictive" in cfg.policies:
-                for name in (model, *choose_from):
-                    bar.update(task, description=f"forecast {Path(path).name} ({name})")
-                    got = lead_point_forecasts(data.values, start, cfg.calib_steps(start),
-                                               cfg.lead, model=name, season=cfg.season)
-                    fit_s += got.fit_seconds
-                    pred_s += got.predict_seconds
-                    if paths is None:
-                        paths = got
-                    else:
-                        alternatives.append(got)
-            bar.advance(task)
-
-            def tick(name: str) -> None:
-                bar.update(task, description=f"{Path(path).name}: {name}")  # noqa: B023
-                bar.advance(task)
-
-            res = evaluate_values(data.values, float(data.step_seconds), cfg, paths, tick,
-                                  alternatives=alternatives)
-            pooled = res if pooled is None else pooled.merge(res)
-            info.append({"file": str(path), "series": data.n_series,
-                         "steps": int(data.values.shape[0]), "train_steps": start,
-                         "test_steps": int(data.values.shape[0] - start),
-                         "step_seconds": data.step_seconds,
-                         "repairs": list(data.repairs), "notes": list(data.notes)})
-    if pooled is None:
-        raise AllocateError("--data: no file given")
-    return _result_dict(pooled, cfg, model, info=info, fit_s=fit_s, pred_s=pred_s), pooled
-
-
-def _result_dict(res: TraceResult, cfg: EvalConfig, model: str, *,
-                 info: list[dict[str, Any]], fit_s: float, pred_s: float) -> dict[str, Any]:
-    policies = {name: summary(res.tallies[name], res.policy_costs(name))
-                for name in POLICIES if name in res.tallies}
-    for name, bill in res.provider.items():
-        if name in policies:
-            policies[name]["provider"] = bill.summary()
-    out: dict[str, Any] = {"policies": policies}
-    out["resource"] = cfg.resource.value
-    out["lead_time"] = cfg.lead
-    out["unit"] = cfg.unit
-    out["quantile"] = cfg.quantile
-    out["forecaster"] = {"model": model, "fit_seconds": fit_s, "predict_seconds": pred_s}
-    out["data"] = info
-    if cfg.provider is not None:
-        p = cfg.provider
-        out["provider"] = {"name": "sim", "boot_delay_seconds": p.boot_delay,
-                           "quota": None if math.isinf(p.quota) else p.quota,
-                           "price_per_unit_hour": p.price_per_unit_hour,
-                           "outages": [list(o) for o in p.outages]}
-    if res.choices:
-        # What predictive chose on the training window, per file and cost ratio.
-        out["predictive_choices"] = res.choices
-    out["repairs"] = [f"{d['file']}: {r}" for d in info for r in d["repairs"]]
-    if res.curves:
-        out["tradeoff"] = {
-            name: [{"knob": p.knob, "slack": p.slack, "unserved_fraction": p.unserved}
-                   for p in res.points(name)] for name in res.curves}
-        out["best_in_hindsight"] = {
-            name: {f"{r:g}": c for r, c in res.best_in_hindsight(name).items()}
-            for name in res.curves if name != "predictive"}
-        if "predictive" in res.curves:
-            out["predictive_curve_below"] = {}
-            for name in res.curves:
-                if name == "predictive":
-                    continue
-                cmp = curve_below(res.points("predictive"), res.points(name))
-                out["predictive_curve_below"][name] = {
-                    "below": cmp.below, "slack_range": list(cmp.slack_range),
-                    "worst_margin": cmp.worst_margin}
-    return out
-
-
-def write_plot(res: TraceResult, cfg: EvalConfig, out: str, title: str) -> None:
-    """Allocation over time (summed over series) and the trade-off curves, as one PNG."""
-    # matplotlib loads only when a plot is asked for (the CLI imports every subcommand).
-    import matplotlib  # noqa: PLC0415
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2), dpi=80)
-    if res.demand_total is not None:
-        steps = np.arange(res.demand_total.size)
-        ax1.plot(steps, res.demand_total, color="black", lw=1.4, label="demand")
-        for name, alloc in res.alloc_total.items():
-            ax1.plot(steps, alloc, lw=0.9, label=name)
-        ax1.set_xlabel("test step")
-        ax1.set_ylabel(f"{cfg.resource.value} (summed over series)")
-        ax1.set_title("demand vs allocation (most variable file)")
-        ax1.legend(fontsize=7, loc="upper right")
-    markers = {"predictive": "o", "reactive": "s", "static": "^"}
-    for name in sweep_names(cfg.policies):
-        if name not in res.curves:
-            continue
-        pts = sorted(res.points(name), key=lambda p: p.slack)
-        ax2.plot([p.slack for p in pts], [max(p.unserved, 1e-6) for p in pts],
-                 marker=markers.get(name, "."), ms=4, lw=1.2, label=name)
-    for name in ("static-peak", "static-p95", "oracle"):
-        if name in res.tallies:
-            t = res.tallies[name]
-            ax2.plot([t.slack], [max(t.unserved_fraction, 1e-6)], marker="x", ms=8, ls="",
-                     label=name)
-    ax2.set_xscale("symlog", linthresh=0.1)
-    ax2.set_yscale("log")
-    ax2.set_xlabel("slack  Σmax(0,a−d)/Σd")
-    ax2.set_ylabel("unserved  Σmax(0,d−a)/Σd")
-    ax2.set_title("trade-off (sweep of quantile / target / headroom)")
-    ax2.grid(True, which="both", alpha=0.3)
-    ax2.legend(fontsize=7)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-
-
 def _evaluate(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
-    result, pooled = run_evaluation(list(args.data), cfg, args.model, quiet=args.json,
-                                    choose_from=model_list(args.choose_from, args.model))
+    files = list(args.data)
+    with progress(disable=args.json) as bar:
+        task = bar.add_task("allocate evaluate", total=evaluation_steps(files, cfg))
+        result, pooled = run_evaluation(
+            files, cfg, args.model, choose_from=model_list(args.choose_from, args.model),
+            on_step=lambda what: bar.update(task, description=what, advance=1))
     if args.plot:
         write_plot(pooled, cfg, args.plot,
                    f"{cfg.resource.value}: {', '.join(Path(f).name for f in args.data)} "
@@ -342,8 +187,9 @@ def _evaluate(args: argparse.Namespace) -> int:
          *(f"cost r={r:g}" for r in COST_RATIOS), *(["bill"] if billed else [])], rows))
     for name, cmp in result.get("predictive_curve_below", {}).items():
         lo, hi = cmp["slack_range"]
-        out.print(f"predictive trade-off below {name}: {cmp['below']} on slack "
-                  f"[{lo:.3g}, {hi:.3g}] (worst margin {cmp['worst_margin']:.3g})")
+        out.print(f"predictive's trade-off curve is {'' if cmp['below'] else 'not '}below "
+                  f"{name}'s on slack {lo:.3g} to {hi:.3g} (worst margin "
+                  f"{cmp['worst_margin']:.3g})")
     if args.plot:
         out.print(f"plot written to {args.plot}")
     return 0

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from vnstitch.cli.output import add_json_flag, console, print_json, progress, table
-from vnstitch.forecast.backtest import RollingForecast, rolling_forecasts, score
+from vnstitch.forecast.backtest import RollingForecast
 from vnstitch.forecast.base import MODEL_NAMES, ForecastError, make_forecaster
+from vnstitch.forecast.compare import model_options, run_backtest, top_series
 from vnstitch.forecast.data import load_series
 
 
@@ -47,13 +48,15 @@ def register(sub: Any) -> None:
     bt.add_argument("--data", required=True, metavar="FILE", help="CSV or CSV.gz file")
     bt.add_argument("--season", type=int, required=True, metavar="S",
                     help="season length in steps (288 = one day of 5-minute steps)")
-    bt.add_argument("--horizon", type=int, required=True, metavar="H")
+    bt.add_argument("--horizon", type=int, required=True, metavar="H",
+                    help="steps ahead to forecast from every origin")
     bt.add_argument("--test-steps", type=int, default=None, metavar="N",
                     help="score the last N steps (default: 3 seasons)")
     bt.add_argument("--models", type=_models, default=["naive", "seasonal_naive", "ets", "auto"],
                     help=f"comma-separated, from {','.join(MODEL_NAMES)} "
                     "(default naive,seasonal_naive,ets,auto)")
-    bt.add_argument("--quantiles", type=_floats, default=[0.1, 0.5, 0.9])
+    bt.add_argument("--quantiles", type=_floats, default=[0.1, 0.5, 0.9],
+                    help="comma-separated quantiles to score (default 0.1,0.5,0.9)")
     bt.add_argument("--series", type=int, default=None, metavar="K",
                     help="only the K series with the most traffic (e.g. for sf_autoarima)")
     bt.add_argument("--plot", default=None, metavar="OUT.png",
@@ -61,50 +64,17 @@ def register(sub: Any) -> None:
     add_json_flag(bt)
     bt.set_defaults(handler=_backtest)
     run = fsub.add_parser("run", help="forecast the next H steps")
-    run.add_argument("--data", required=True, metavar="FILE")
-    run.add_argument("--horizon", type=int, required=True, metavar="H")
+    run.add_argument("--data", required=True, metavar="FILE", help="CSV or CSV.gz file")
+    run.add_argument("--horizon", type=int, required=True, metavar="H",
+                     help="steps to forecast after the last row")
     run.add_argument("--season", type=int, default=None, metavar="S",
                      help="season in steps (default: one day of the file's step)")
-    run.add_argument("--model", default="auto", choices=MODEL_NAMES)
-    run.add_argument("--quantiles", type=_floats, default=[0.1, 0.5, 0.9])
+    run.add_argument("--model", default="auto", choices=MODEL_NAMES,
+                     help="forecaster (default auto)")
+    run.add_argument("--quantiles", type=_floats, default=[0.1, 0.5, 0.9],
+                     help="comma-separated quantiles to print (default 0.1,0.5,0.9)")
     add_json_flag(run)
     run.set_defaults(handler=_run)
-
-
-def model_options(name: str, horizon: int) -> dict[str, Any]:
-    """Options that depend on the horizon (models trained or selected for it)."""
-    return {"horizon": horizon} if name in {"auto", "lstm", "lagreg"} else {}
-
-
-def top_series(values: np.ndarray[Any, Any], k: int | None, train_end: int) -> list[int]:
-    """Indices of the ``k`` series with the most training traffic (all if ``k`` is None)."""
-    order = np.argsort(-np.abs(values[:train_end]).sum(axis=0), kind="stable")
-    return sorted(order[: k or values.shape[1]].tolist())
-
-
-def run_backtest(values: np.ndarray[Any, Any], *, season: int, horizon: int, test_steps: int,
-                 models: list[str], quantiles: list[float], show_progress: bool = True,
-                 ) -> tuple[dict[str, dict[str, float]], dict[str, RollingForecast]]:
-    """Backtest ``models`` on ``values``; scores per model and the raw forecasts."""
-    t_len = values.shape[0]
-    start = t_len - test_steps
-    if start < 2 * horizon + 2:
-        raise ForecastError(f"--test-steps {test_steps} leaves only {start} training rows")
-    results: dict[str, dict[str, float]] = {}
-    raw: dict[str, RollingForecast] = {}
-    with progress(disable=not show_progress) as bar:
-        task = bar.add_task("backtest", total=len(models))
-        for name in models:
-            bar.update(task, description=f"{name}")
-            rf = rolling_forecasts(name, values, start, horizon, quantiles, season=season,
-                                   options=model_options(name, horizon))
-            s = score(rf, values, season, start, quantiles=quantiles)
-            s["fit_seconds"] = rf.fit_seconds
-            s["predict_seconds"] = rf.predict_seconds
-            results[name] = s
-            raw[name] = rf
-            bar.advance(task)
-    return results, raw
 
 
 def _backtest(args: argparse.Namespace) -> int:
@@ -115,9 +85,15 @@ def _backtest(args: argparse.Namespace) -> int:
     test_steps = args.test_steps or min(3 * args.season, t_len // 4)
     cols = top_series(data.values, args.series, t_len - test_steps)
     values = data.values[:, cols]
-    results, raw = run_backtest(values, season=args.season, horizon=args.horizon,
-                                test_steps=test_steps, models=args.models,
-                                quantiles=args.quantiles, show_progress=not args.json)
+    with progress(disable=args.json) as bar:
+        task = bar.add_task("backtest", total=len(args.models))
+
+        def tick(name: str) -> None:
+            bar.update(task, description=name, advance=1)
+
+        results, raw = run_backtest(values, season=args.season, horizon=args.horizon,
+                                    test_steps=test_steps, models=args.models,
+                                    quantiles=args.quantiles, on_model=tick)
     out = {"horizon": args.horizon, "series": len(cols), "models": results}
     if args.plot:
         plot_backtest(args.plot, values, [data.names[c] for c in cols], raw=raw,

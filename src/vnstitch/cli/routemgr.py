@@ -19,7 +19,7 @@ from typing import Any
 from vnstitch.cli import routemgr_init
 from vnstitch.cli.argtypes import bounded_int, finite_float
 from vnstitch.cli.daemonclient import add_target_args, send
-from vnstitch.cli.output import add_json_flag, console, print_json, table
+from vnstitch.cli.output import add_json_flag, console, fmt, print_json, table
 from vnstitch.daemon.limits import (
     MAX_BANDWIDTH_MBPS,
     MAX_HOP_LIMIT,
@@ -63,10 +63,11 @@ def register(sub: Any) -> None:
     check.set_defaults(handler=_check)
 
     run = rsub.add_parser("run", help="run the daemon until SIGTERM/SIGINT")
-    run.add_argument("--config", required=True, type=Path, help="the daemon's config file")
+    run.add_argument("--config", required=True, type=Path,
+                     help="the daemon's YAML config file")
     run.add_argument("--log-level", default="info",
                      choices=["debug", "info", "warning", "error"],
-                     help="log verbosity on stderr (default info)")
+                     help="least severe log level written to stderr (default info)")
     run.add_argument("--log-format", default="text", choices=["text", "json"],
                      help="log lines as text or as one JSON object each (default text)")
     run.add_argument("--init-state", action="store_true",
@@ -79,7 +80,8 @@ def register(sub: Any) -> None:
     show = rsub.add_parser("show", help="show state of a running daemon")
     show.add_argument("what", choices=["peers", "vnids", "stitches", "tunnels", "metrics",
                                        "status", "allocations", "routes", "qos",
-                                       "decisions"], help="which view")
+                                       "decisions"],
+                      help="which state to show")
     show.add_argument("--wait", type=finite_float(maximum=MAX_WAIT_S), metavar="S",
                       help="first wait up to S seconds until `vnstitch diagnose` finds no "
                            "failure; exit 1 (and say which checks fail) if it still does")
@@ -202,11 +204,13 @@ def _show(args: argparse.Namespace) -> int:
         return 0
     out = console()
     if isinstance(result, dict):
-        out.print(table(args.what, ["field", "value"], list(result.items())))
+        out.print(table(args.what, ["field", "value"],
+                        [(k.replace("_", " "), v) for k, v in result.items()]))
         return 0
     cols = SHOW_COLUMNS[args.what]
     rows = [[_cell(r.get(c)) for c in cols] for r in result]
-    out.print(table(f"{args.what} ({len(rows)})", cols, rows))
+    # Headers in words so they can wrap at 80 columns; the first column is the key.
+    out.print(table(f"{args.what} ({len(rows)})", [c.replace("_", " ") for c in cols], rows))
     return 0
 
 
@@ -214,7 +218,7 @@ def _cell(value: object) -> object:
     if value is None:
         return "-"
     if isinstance(value, list):
-        return ",".join(str(v) for v in value) or "-"
+        return ", ".join(str(v) for v in value) or "-"
     return value
 
 
@@ -231,7 +235,8 @@ def _stitch(args: argparse.Namespace) -> int:
     else:
         state = ("established" if result["established"] else
                  "pending" if result["pending"] else "failed")
-        console().print(f"stitch {result['stitch_id']}: {state} {result['detail']}")
+        console().print(f"stitch {result['stitch_id']}: {state} {fmt(result['detail'])}",
+                        markup=False)
     return 0 if result["established"] or result["pending"] else 1
 
 
@@ -256,5 +261,5 @@ def _resize(args: argparse.Namespace) -> int:
         state = "resized" if result["ok"] else "refused"
         console().print(f"resize of {args.stitch_id}: {state} ({result['reason']}) "
                         f"{result['old_mbps']:g} -> {result['new_mbps']:g} Mbit/s "
-                        f"{result['detail']}")
+                        f"{fmt(result['detail'])}", markup=False)
     return 0 if result["ok"] else 1

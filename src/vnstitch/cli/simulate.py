@@ -101,12 +101,12 @@ def render(result: RunResult, report: str | None = None) -> None:
         ("setup median / p95 (path RTTs)", f"{fmt(s['setup_rtts_median'] or float('nan'))} / "
                                            f"{fmt(s['setup_rtts_p95'] or float('nan'))}"),
         ("setups within 3 RTT + 5 ms", s["setup_within_3rtt_5ms"]),
-        ("repairs (median / max s)", f"{s['repairs']} ({s['repair_seconds_median']} / "
-                                     f"{s['repair_seconds_max']})"),
+        ("repairs (median / max s)", f"{s['repairs']} ({fmt(s['repair_seconds_median'])} / "
+                                     f"{fmt(s['repair_seconds_max'])})"),
         ("control msgs per RM per s", s["messages_per_rm_per_second"]),
         ("control bytes per RM per s", s["bytes_per_rm_per_second"]),
         ("reservations peak (Mbit/s, utilisation)",
-         f"{s['reservations_peak_mbps']} ({s['reservations_peak_utilisation']})"),
+         f"{fmt(s['reservations_peak_mbps'])} ({fmt(s['reservations_peak_utilisation'])})"),
         ("dropped by peers", ", ".join(f"{k}: {v}" for k, v in s["peer_faults"].items())
          or "none"),
         ("events / wall s", f"{result.simulation.events} / {result.wall_seconds:.2f} s "

@@ -39,7 +39,7 @@ def register(sub: Any) -> None:
         description="Expand a sweep spec (a base scenario, a grid of overrides, the "
         "metrics to keep) into one `vnstitch simulate` run per grid cell, run them in "
         "parallel, stream one row per run into OUT/runs.csv (an interrupted sweep "
-        "resumes where it stopped) and print mean, median and 95%% interval per group.",
+        "resumes where it stopped) and print mean, median and 95% interval per group.",
     )
     p.add_argument("--spec", required=True, metavar="SPEC.yaml",
                    help="the sweep spec (see vnstitch.sweep.spec for its fields)")

@@ -16,7 +16,9 @@ Example::
     trust: [{public_key: "base64 of 32 bytes"}]
     peers: [{id: "<32 hex>", address: "127.0.0.1:7702", capacity_mbps: 1000,
              latency_ms: 2, cost: 1}]
-    local_vns: [{vnid: 100, components: [10.100.1.0/24], host_ports: [veth-h1]}]
+    local_vns: [{vnid: 100, components: [10.100.1.0/24], host_ports: [veth-h1],
+                 allow: [B, "<32 hex>"], owner: "base64 of 32 bytes",
+                 grant: vn100-a.grant, revocations: vn100.revocations}]
     dataplane: {driver: memory, netns: null,
                 wireguard: {endpoint: 10.0.1.1, port: 51820}}
     timers: {announce_interval_s: 1.0, probe_interval_s: 0.5, probe_misses: 3}
@@ -87,6 +89,16 @@ class LocalVnConfig:
     components: tuple[Component, ...]
     host_ports: tuple[str, ...] = ()
     application: str = "default"
+    #: Who may stitch into it here without a grant: ``allow: any`` (everyone trusted), or
+    #: RM ids (a trust entry's ``name`` stands for its id); absent: only grant holders.
+    allow_any: bool = False
+    allow: tuple[RouteManagerId, ...] = ()
+    #: The VN owner's Ed25519 public key: grants it signs admit their member.
+    owner: bytes | None = None
+    #: The grant this RM presents when it asks for a stitch into the VN (re-read on change).
+    grant: Path | None = None
+    #: The owner's revocation list, re-read on change and announced to the neighbours.
+    revocations: Path | None = None
 
     def virtual_network(self, segment: SegmentId) -> VirtualNetwork:
         return VirtualNetwork(self.vnid, segment, self.components, self.application)
@@ -443,18 +455,62 @@ def _peer_address(r: _Reader, path: str, value: Any, seen: dict[tuple[str, int],
     return host, port
 
 
-def _local_vns(r: _Reader, data: Any) -> tuple[LocalVnConfig, ...]:
+def _trust_names(r: _Reader, data: Any) -> dict[str, RouteManagerId]:
+    """The ``name`` of each trust entry (already validated by :func:`_trust`) -> its id."""
+    names: dict[str, RouteManagerId] = {}
+    for i, entry in enumerate(_list(r, "trust", data)):
+        if isinstance(entry, dict) and "name" in entry:
+            name = _string(r, f"trust[{i}].name", entry["name"])
+            key = _public_key(r, f"trust[{i}].public_key", entry["public_key"])
+            names[name] = route_manager_id_from_public_key(key)
+    return names
+
+
+def _allow(r: _Reader, path: str, value: Any, names: dict[str, RouteManagerId]
+           ) -> tuple[bool, tuple[RouteManagerId, ...]]:
+    if value == "any":
+        return True, ()
+    if isinstance(value, str):
+        raise r.fail(path, f"must be 'any' or a list of RM ids / trust names, got {value!r}")
+    allowed: list[RouteManagerId] = []
+    for j, item in enumerate(_list(r, path, value)):
+        text = _string(r, f"{path}[{j}]", item)
+        if text in names:
+            allowed.append(names[text])
+            continue
+        try:
+            allowed.append(route_manager_id(text))
+        except VnstitchError:
+            raise r.fail(f"{path}[{j}]", f"{text!r} is neither an RM id (32 hex digits) nor "
+                         f"the name of a trust entry ({', '.join(sorted(names)) or 'none'})"
+                         ) from None
+    return False, tuple(allowed)
+
+
+def _local_vns(r: _Reader, data: Any, names: dict[str, RouteManagerId] | None = None,
+               base: Path | None = None) -> tuple[LocalVnConfig, ...]:
     vns: list[LocalVnConfig] = []
+    names = names or {}
+
+    def file(path: str, value: Any) -> Path | None:
+        if value is None:
+            return None
+        p = Path(_string(r, path, value)).expanduser()
+        return p if p.is_absolute() or base is None else base / p
+
     for i, entry in enumerate(_list(r, "local_vns", data)):
-        vn = r.guard(partial(_local_vn, r, f"local_vns[{i}]", entry, vns), None)
+        vn = r.guard(partial(_local_vn, r, f"local_vns[{i}]", entry, vns, names=names,
+                             file=file), None)
         if vn is not None:
             vns.append(vn)
     return tuple(vns)
 
 
-def _local_vn(r: _Reader, path: str, entry: Any, vns: list[LocalVnConfig]) -> LocalVnConfig:
-    e = _fields(r, entry, path, {"vnid", "components", "host_ports", "application"},
-                {"vnid"})
+def _local_vn(r: _Reader, path: str, entry: Any, vns: list[LocalVnConfig], *,
+              names: dict[str, RouteManagerId],
+              file: Callable[[str, Any], Path | None]) -> LocalVnConfig:
+    e = _fields(r, entry, path, {"vnid", "components", "host_ports", "application",
+                                 "allow", "owner", "grant", "revocations"}, {"vnid"})
     v = _check(r, f"{path}.vnid", vnid, e["vnid"])
     if any(x.vnid == v for x in vns):
         raise r.fail(f"{path}.vnid", f"duplicate VNID {v}")
@@ -471,7 +527,11 @@ def _local_vn(r: _Reader, path: str, entry: Any, vns: list[LocalVnConfig]) -> Lo
                          f"not a Linux interface name (1-15 of [A-Za-z0-9_.-]): {name!r}")
         ports.append(name)
     app = _string(r, f"{path}.application", e.get("application", "default"))
-    return LocalVnConfig(v, comps, tuple(ports), app)
+    allow_any, allow = _allow(r, f"{path}.allow", e.get("allow"), names)
+    owner = _public_key(r, f"{path}.owner", e["owner"]) if "owner" in e else None
+    return LocalVnConfig(v, comps, tuple(ports), app, allow_any, allow, owner,
+                         file(f"{path}.grant", e.get("grant")),
+                         file(f"{path}.revocations", e.get("revocations")))
 
 
 def _dataplane(r: _Reader, data: Any, listen_host: str) -> DataplaneConfig:
@@ -658,7 +718,9 @@ def _config(r: _Reader, data: Any, source: str, base: Path, check_files: bool
         "segment": r.guard(lambda: _check(r, "segment", segment_id, top["segment"]), None),
         "key_file": r.guard(lambda: _key_file(r, path_field("key_file"), check_files), None),
         "peers": r.guard(lambda: _peers(r, top.get("peers"), trust), no_peers),
-        "local_vns": r.guard(lambda: _local_vns(r, top.get("local_vns")), no_vns),
+        "local_vns": r.guard(lambda: _local_vns(r, top.get("local_vns"),
+                                                _trust_names(r, top.get("trust")), base),
+                             no_vns),
         "dataplane": r.guard(lambda: _dataplane(r, top.get("dataplane"), host), None),
         "timers": r.guard(lambda: _timers(r, top.get("timers")), None),
         "state_db": r.guard(lambda: path_field("state_db"), None),

@@ -156,8 +156,10 @@ def _allocation_status(daemon: RouteManagerDaemon) -> dict[str, Any]:
 
 def _remote_routes(daemon: RouteManagerDaemon) -> list[dict[str, Any]]:
     """Every learned remote route (one per VNID and origin): a VN present here *and*
-    elsewhere then shows its remote origins too."""
-    return [{"vnid": int(r.vnid), "where": "remote", "via": list(r.path)}
+    elsewhere then shows its remote origins too, with the components its announcements
+    carried (only members get a VN's components)."""
+    return [{"vnid": int(r.vnid), "where": "remote", "via": list(r.path),
+             "components": list(r.components)}
             for r in daemon.core.route_views() if r.via is not None]
 
 

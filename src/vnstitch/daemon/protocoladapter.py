@@ -33,6 +33,7 @@ import random
 
 from vnstitch.daemon.coreadapter import CoreSetup
 from vnstitch.daemon.errors import StateError
+from vnstitch.daemon.membership import access_policies, load_grants
 from vnstitch.protocol.api import PeerLink
 from vnstitch.protocol.codec import Peek
 from vnstitch.protocol.config import CoreConfig, Timers
@@ -78,7 +79,8 @@ def core_config(setup: CoreSetup) -> CoreConfig:
         segment=cfg.segment, peers=peers, local_vns=(),
         underlay_address=cfg.dataplane.wireguard.endpoint,
         wg_port_base=cfg.dataplane.wireguard.port, timers=timers,
-        probe_address=f"{probe_host}:{cfg.listen_port}")
+        probe_address=f"{probe_host}:{cfg.listen_port}",
+        access=access_policies(cfg), grants=load_grants(cfg))
 
 
 def _unspecified(host: str) -> bool:

@@ -61,6 +61,7 @@ from vnstitch.daemon.coreadapter import CoreFactory, CoreSetup, DaemonCore, loca
 from vnstitch.daemon.errors import DaemonError
 from vnstitch.daemon.identity import KeyInfo, load_key_file
 from vnstitch.daemon.intents import IntentRunner
+from vnstitch.daemon.membership import MembershipFiles
 from vnstitch.daemon.reconciler import Reconciler
 from vnstitch.daemon.resizing import on_resized, request_resize
 from vnstitch.daemon.state import ReservationRecord, StateStore, StitchRecord
@@ -72,6 +73,7 @@ from vnstitch.dataplane.retry import ObjectRetry
 from vnstitch.model.ids import VNID, RouteManagerId
 from vnstitch.protocol.admission import Admission
 from vnstitch.protocol.api import (
+    AccessRefused,
     DataplaneChange,
     Output,
     PeerFault,
@@ -153,6 +155,7 @@ class RouteManagerDaemon:
         self._key = key
         self.metrics: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
+        self._membership = MembershipFiles(config, config.timers.announce_interval_s)
         self.peers: dict[RouteManagerId, PeerView] = {
             p.rm_id: PeerView(p.rm_id, p.address) for p in config.peers}
         self._by_address = {p.address: p.rm_id for p in config.peers}
@@ -380,7 +383,8 @@ class RouteManagerDaemon:
         self._timer = None
         self._timer_at = None
         try:
-            outputs = self.core.handle_timer(self.now())
+            now = self.now()
+            outputs = self._membership.poll(self.core, now) + self.core.handle_timer(now)
         except Exception:
             log.exception("core raised in handle_timer")
             self.metrics["core_exceptions"] += 1
@@ -448,6 +452,11 @@ class RouteManagerDaemon:
             self.faults[ev.reason] += 1
             self.metrics["peer_faults"] += 1
             return False
+        if isinstance(ev, AccessRefused):
+            self.metrics["access_refused"] += 1
+            log.warning("VNID %d: %s from %s refused (not_authorised: %s)", ev.vnid, ev.kind,
+                        ev.origin, ev.cause)
+            return ev.kind == "established"
         if isinstance(ev, RouteChanged):
             self.routes[int(ev.vnid)] = None if ev.via is None else tuple(ev.via)
             return False

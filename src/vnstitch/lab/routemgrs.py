@@ -3,7 +3,8 @@
 Theory of operation: :class:`LabRouteManagers` writes, for every segment router of a
 :class:`~vnstitch.lab.substrate.Lab`, an Ed25519 key file and a daemon config into a
 work directory (peers = the lab's substrate links, addressed by the routers' loopbacks;
-local VNs = the lab's hosts on that segment, their router-side veth as host port; the
+local VNs = the lab's hosts on that segment, their router-side veth as host port, with
+membership on: each VN gets an owner key and each of its segments a grant; the
 ``linux`` dataplane; the loopback as WireGuard endpoint), then starts
 ``python -m vnstitch routemgr run`` *inside* the router's namespace (``setns(2)`` in a
 ``preexec`` hook, :func:`vnstitch.lab.netns.popen_in`): the daemon's UDP socket, its
@@ -39,6 +40,7 @@ import vnstitch
 from vnstitch.daemon import control
 from vnstitch.daemon.errors import ControlError
 from vnstitch.daemon.identity import KeyInfo, write_key_file
+from vnstitch.daemon.vnowner import OwnerDirectory
 from vnstitch.dataplane.base import reconcile
 from vnstitch.dataplane.linux import LinuxDataplane
 from vnstitch.dataplane.objects import DataplaneState
@@ -49,6 +51,8 @@ from vnstitch.lab.substrate import Lab
 T = TypeVar("T")
 
 RM_PORT = 7700
+#: Validity of the membership grants the lab issues.
+GRANT_DAYS = 7.0
 WG_PORT_BASE = 51820
 #: Substrate cost per lab link: the protocol should prefer A-T-B (2) over A-U-B (4).
 LINK_COST = {frozenset("at"): 1.0, frozenset("tb"): 1.0, frozenset("au"): 2.0,
@@ -114,12 +118,32 @@ class LabRouteManagers:
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         keys = {seg: write_key_file(self.workdir / f"{seg}.key") for seg in self.lab.routers}
+        self._issue_grants(keys)
         for seg, router in self.lab.routers.items():
             path = self.workdir / f"{seg}.yaml"
             path.write_text(yaml.safe_dump(self._config(seg, keys), sort_keys=False))
             self.rms[seg] = LabRouteManager(seg, router.ns, keys[seg], path,
                                             self.workdir / f"{seg}.sock",
                                             self.workdir / f"{seg}.log")
+
+    def _issue_grants(self, keys: dict[str, KeyInfo]) -> None:
+        """Membership is on in the lab: each VN gets an owner directory, and every segment
+        with a host in the VN a grant (as an operator would with ``vnstitch vn``)."""
+        now = time.time()
+        for vnid in sorted({h.vnid for h in self.lab.hosts}):
+            owner = self.owner(vnid)
+            if not owner.state_path.exists():  # a work directory reused keeps its owners
+                owner = OwnerDirectory.create(owner.root, vnid)
+            for seg in sorted({h.segment for h in self.lab.hosts if h.vnid == vnid}):
+                owner.grant(keys[seg].rm_id, now + GRANT_DAYS * 86400.0, now,
+                            self.grant_path(seg, vnid))
+
+    def grant_path(self, seg: str, vnid: int) -> Path:
+        return self.workdir / f"{seg}-vn{vnid}.grant"
+
+    def owner(self, vnid: int) -> OwnerDirectory:
+        """The owner directory of lab VN ``vnid`` (revoke with it to test membership)."""
+        return OwnerDirectory(self.workdir / f"vn{vnid}")
 
     def _config(self, seg: str, keys: dict[str, KeyInfo]) -> dict[str, Any]:
         lab, me = self.lab, self.lab.routers[seg]
@@ -138,8 +162,11 @@ class LabRouteManagers:
         for h in lab.hosts:
             if h.segment == seg:
                 net = str(ipaddress.ip_interface(h.address).network)
-                vn = vns.setdefault(h.vnid, {"vnid": h.vnid, "components": [net],
-                                             "host_ports": []})
+                owner = self.owner(h.vnid)
+                vn = vns.setdefault(h.vnid, {
+                    "vnid": h.vnid, "components": [net], "host_ports": [],
+                    "owner": owner.owner_b64, "grant": str(self.grant_path(seg, h.vnid)),
+                    "revocations": str(owner.revocations_path)})
                 vn["host_ports"].append(h.router_port)
         cfg: dict[str, Any] = {
             "segment": segment_name(seg),

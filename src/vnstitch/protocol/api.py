@@ -66,6 +66,20 @@ class FailureReason(enum.StrEnum):
     TUNNEL_DOWN = "tunnel_down"  # health probes failed
     PEER_LOST = "peer_lost"
     LOCAL = "local"  # refused locally (unknown VNID on this segment, bad request)
+    NOT_AUTHORISED = "not_authorised"  # the target's access policy refused this origin
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRefused:
+    """This RM (the target) refused ``origin``'s ``kind`` (``query``, ``hold``,
+    ``resize``) for ``vnid`` -- or tore an ``established`` stitch down -- because of
+    ``cause`` (``no_grant``, ``bad_signature``, ``expired``, ``revoked``, ...)."""
+
+    origin: RouteManagerId
+    vnid: VNID
+    kind: str
+    cause: str
+    now: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +159,7 @@ class RouteChanged:
 
 Action = SendDatagram | DataplaneChange
 Event = StitchEstablished | StitchFailed | StitchTornDown | StitchResized | \
-    TunnelStateChanged | PeerFault | RouteChanged
+    TunnelStateChanged | PeerFault | RouteChanged | AccessRefused
 Output = Action | Event
 
 
@@ -226,6 +240,8 @@ class RouteView:
     via: RouteManagerId | None
     path: tuple[RouteManagerId, ...]
     bandwidth_mbps: float
+    #: What the announcements carried (empty for a VN this RM is no member of).
+    components: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

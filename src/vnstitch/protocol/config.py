@@ -6,11 +6,13 @@ lists the same numbers; a test checks they agree). Times are seconds, bandwidth 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from vnstitch.model.ids import SegmentId
+from vnstitch.model.ids import VNID, SegmentId
 from vnstitch.model.virtual import VirtualNetwork
 from vnstitch.protocol.api import PeerLink
+from vnstitch.protocol.grants import AccessPolicy, Grant
 from vnstitch.routing.table import stitch_route_metric
 
 
@@ -85,6 +87,11 @@ class CoreConfig:
     #: of each tunnel; "" when the driver maps RM ids to addresses itself (simulator).
     probe_address: str = ""
     timers: Timers = field(default_factory=Timers)
+    #: Who may stitch into each hosted VN (:mod:`vnstitch.protocol.grants`); a VN not
+    #: listed is open to every trusted RM (the daemon always lists its VNs explicitly).
+    access: Mapping[VNID, AccessPolicy] = field(default_factory=dict)
+    #: Membership grants this RM presents when it asks for stitches into their VNs.
+    grants: tuple[Grant, ...] = ()
 
     def total_offered(self) -> float:
         if self.offered_mbps is not None:

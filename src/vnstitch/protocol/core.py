@@ -42,6 +42,7 @@ from vnstitch.protocol.config import CoreConfig
 from vnstitch.protocol.discovery import Discovery, Key
 from vnstitch.protocol.errors import ProtocolError, RemoteProtocolError
 from vnstitch.protocol.identity import Identity, TrustStore
+from vnstitch.protocol.membership import export_admitted, restore_admitted
 from vnstitch.protocol.messages import Hello, Message, Probe, Resync, Update
 from vnstitch.protocol.negotiation import StitchRequest
 from vnstitch.protocol.reservation import Ledger, Reservation, ReservationState
@@ -109,6 +110,7 @@ class RouteManagerCore(StitchingMixin):
         self.stats: dict[str, int] = {}
         self._restored = False
         self._restored_resizes: list[list[Any]] = []
+        self.init_membership()
 
     # -- API properties ------------------------------------------------------------------
     @property
@@ -190,6 +192,7 @@ class RouteManagerCore(StitchingMixin):
         for peer in self.peers:
             h = self.discovery.hello(peer)
             self.send(peer, Hello(h.digest, h.entries, *self.lease_summary(peer)), now, out)
+        self.membership_tick(now, out)
         self._schedule_hello(now)
 
     def _heard(self, peer: RouteManagerId, now: float, out: list[Output]) -> None:
@@ -325,7 +328,8 @@ class RouteManagerCore(StitchingMixin):
                            t.rtt_ms, t.loss) for t in self.tunnels.values()]
 
     def route_views(self) -> list[RouteView]:
-        return [RouteView(r.entry.vnid, r.via, r.entry.path, r.entry.bandwidth_mbps)
+        return [RouteView(r.entry.vnid, r.via, r.entry.path, r.entry.bandwidth_mbps,
+                          r.entry.components)
                 for vnid in sorted(self.discovery.best_by_vnid)
                 for r in self.discovery.routes_to(vnid)]
 
@@ -355,6 +359,7 @@ class RouteManagerCore(StitchingMixin):
             "tunnels": [t.to_dict() for t in self.active_tunnels()],
             "stitches": [r.to_dict() for r in self.requests.values()],
             "resizes": self.export_resizes(),
+            "admitted": export_admitted(self),
         }
 
     @classmethod
@@ -378,6 +383,7 @@ class RouteManagerCore(StitchingMixin):
             req = StitchRequest.from_dict(d)
             core.requests[req.stitch_id] = req
         core._restored_resizes = list(state.get("resizes", []))
+        restore_admitted(core, state.get("admitted", []))
         core._restored = True
         return core
 
@@ -385,6 +391,10 @@ class RouteManagerCore(StitchingMixin):
     def request_stitch(self, vnid: VNID, constraints: StitchConstraints,
                        now: float) -> tuple[str, list[Output]]:
         return self.start_request(vnid, constraints, now)
+
+    def renegotiate_stitch(self, stitch_id: str, avoid: frozenset[tuple[RouteManagerId, ...]],
+                           now: float) -> tuple[str, list[Output]]:
+        return self.start_renegotiation(stitch_id, avoid, now)
 
     def release_stitch(self, stitch_id: str, now: float) -> list[Output]:
         out: list[Output] = []

@@ -5,6 +5,9 @@ in-memory Route Manager each), puts one VNID on the two segments farthest apart 
 segment graph (so a transit segment sits between them), lets discovery converge, asks
 the origin for a stitch and runs the virtual clock until the tunnel is up. It returns
 one plain dict (the CLI prints it as a story or JSON); the simulator can reuse it.
+Segments are named after a PoP (:func:`segment_names`) by every part of the demo, and
+the default cut (5 segments) is the one the simulator part uses, so one name means one
+place throughout.
 """
 
 from __future__ import annotations
@@ -13,13 +16,21 @@ from typing import Any
 
 import networkx as nx
 
-from vnstitch.model import Component, VirtualNetwork, load_topology, partitioned
+from vnstitch.model import Component, Substrate, VirtualNetwork, load_topology, partitioned
 from vnstitch.model.ids import VNID, SegmentId
 from vnstitch.protocol.api import StitchConstraints, StitchEstablished, StitchFailed
 from vnstitch.protocol.testing import InMemoryNetwork
 
 
-def run_demo(topology: str = "zoo:Abilene", segments: int = 4, vnid: int = 100,
+def segment_names(sub: Substrate) -> dict[SegmentId, str]:
+    """A name for each segment people can place: its first PoP in alphabetical order
+    (PoP names are unique, so segment names are too). The demo's parts all use these."""
+    g = sub.graph
+    return {seg: min(str(g.nodes[n].get("label", n)) for n in sub.nodes_in(seg))
+            for seg in sub.segments()}
+
+
+def run_demo(topology: str = "zoo:Abilene", segments: int = 5, vnid: int = 100,
              bandwidth_mbps: float = 1000.0, seed: int = 1) -> dict[str, Any]:
     sub = partitioned(load_topology(topology), segments)
     seg_graph = sub.segment_graph()
@@ -41,8 +52,12 @@ def run_demo(topology: str = "zoo:Abilene", segments: int = 4, vnid: int = 100,
     net.process(core.rm_id, out)
     net.run_until(net.now + 2.0)
     name = net.segment_of
+    g = sub.graph
     result: dict[str, Any] = {
         "topology": sub.name,
+        "segment_names": {str(k): v for k, v in segment_names(sub).items()},
+        "pops": {s: sorted(str(g.nodes[n].get("label", n)) for n in sub.nodes_in(s))
+                 for s in net.segments},
         "rms": [{"segment": s, "rm_id": net.rm_of[s], "nodes": sorted(sub.nodes_in(s)),
                  "neighbours": [name[p.peer] for p in net.core(s).config.peers]}
                 for s in net.segments],

@@ -32,6 +32,7 @@ from vnstitch.model.ids import VNID, RouteManagerId
 from vnstitch.model.virtual import VirtualNetwork
 from vnstitch.protocol.codec import HEADER_LEN, MAX_DATAGRAM, SIGNATURE_LEN
 from vnstitch.protocol.errors import ProtocolError
+from vnstitch.protocol.grants import OPEN, AccessPolicy
 from vnstitch.protocol.messages import (
     MAX_COMPONENTS,
     MAX_ENTRIES,
@@ -65,7 +66,7 @@ def entry_hash(e: Entry) -> int:
     """BLAKE2b-64 of a canonical text form of the entry (every field; floats by ``repr``,
     which round-trips exactly), cheaper than packing it and the same on every host."""
     text = f"{e.vnid}|{''.join(e.path)}|{e.bandwidth_mbps!r}|{e.latency_ms!r}|" \
-           f"{e.cost!r}|{chr(31).join(e.components)}"
+           f"{e.cost!r}|{chr(31).join(e.components)}|{int(e.public)}"
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
@@ -137,6 +138,12 @@ class Discovery:
         self.sync_gen = 0
         self.loops_refused = 0
         self.oversized_refused = 0
+        #: Access policy of each hosted VN (set by the core): whether its components are
+        #: public (relayed by anyone) ...
+        self.policy: Callable[[VNID], AccessPolicy] = lambda _vnid: OPEN
+        #: ... and, if not, whether a neighbour is a member that may have them from us.
+        self.member: Callable[[RouteManagerId, VNID], bool] = \
+            lambda peer, vnid: self.policy(vnid).allows_without_grant(peer)
 
     # -- local VNs -----------------------------------------------------------------------
     def set_local(self, vn: VirtualNetwork) -> list[Key]:
@@ -204,7 +211,7 @@ class Discovery:
         lat, cost = self.links[peer]
         bw = min(e.bandwidth_mbps, self.available(peer))
         return Entry(e.vnid, (self.me, *e.path), bw, e.latency_ms + lat, e.cost + cost,
-                     e.components)
+                     e.components, e.public)
 
     def recompute(self, keys: list[Key]) -> list[Key]:
         """Re-select the best route of ``keys``; returns the keys whose route changed."""
@@ -217,7 +224,7 @@ class Discovery:
                 if vn is not None:
                     comps = tuple(str(c) for c in vn.components)
                     new = Route(None, Entry(vnid, (self.me,), self.local_offer(), 0.0, 0.0,
-                                            comps))
+                                            comps, self.policy(vnid).allow_any))
             else:
                 for peer, rib in self.rib_in.items():
                     e = rib.entries.get(key)
@@ -244,8 +251,8 @@ class Discovery:
 
     def _significant(self, old: Route, new: Route) -> bool:
         a, b = old.entry, new.entry
-        if (old.via, a.path, a.latency_ms, a.cost, a.components) != \
-                (new.via, b.path, b.latency_ms, b.cost, b.components):
+        if (old.via, a.path, a.latency_ms, a.cost, a.components, a.public) != \
+                (new.via, b.path, b.latency_ms, b.cost, b.components, b.public):
             return True
         return abs(a.bandwidth_mbps - b.bandwidth_mbps) > self.change_fraction * max(
             a.bandwidth_mbps, 1e-9)
@@ -290,7 +297,13 @@ class Discovery:
         if not entry_fits(route.entry):
             self.oversized_refused += 1
             return None
-        return route.entry
+        e = route.entry
+        # Need to know: a VN's components go only to members -- from its host, to the
+        # neighbours it admits; a VN open to any RM keeps them (and they are relayed).
+        if not e.public and e.components and not (
+                route.via is None and self.member(peer, key[0])):
+            return Entry(e.vnid, e.path, e.bandwidth_mbps, e.latency_ms, e.cost, (), False)
+        return e
 
     def _still_held(self, key: Key, announced: Entry | None) -> bool:
         """Whether the route we announced as ``announced`` is still in our table."""

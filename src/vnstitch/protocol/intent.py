@@ -17,7 +17,8 @@ Failures are classified by :class:`~vnstitch.protocol.api.FailureReason`:
 - *capacity* (bandwidth, latency, cost, hop limit, a lost reservation race): retried with
   a longer backoff (:data:`CAPACITY`) until the request's ``deadline`` (``None``: keep
   trying);
-- *local* (the request itself is bad): given up at once.
+- *final* (the request itself is bad, ``local``; or the target's access policy refuses
+  this origin, ``not_authorised`` -- retrying cannot change that): given up at once.
 
 An attempt that produced no outcome for :data:`ATTEMPT_TIMEOUT_S` (e.g. lost in a crash
 before the core saved it) is abandoned and retried. A second intent for a VNID that
@@ -48,6 +49,7 @@ CAPACITY = Backoff(base_s=1.0, cap_s=30.0)
 #: An attempt with no outcome for this long is abandoned and retried.
 ATTEMPT_TIMEOUT_S = 30.0
 
+_FINAL_REASONS = frozenset({FailureReason.LOCAL, FailureReason.NOT_AUTHORISED})
 _CAPACITY_REASONS = frozenset({FailureReason.BANDWIDTH, FailureReason.LATENCY,
                                FailureReason.COST, FailureReason.HOP_LIMIT,
                                FailureReason.RESERVATION_REFUSED})
@@ -237,7 +239,7 @@ class IntentTable:
             return None
         i.failures += 1
         i.last_failure = f"{reason.value}: {detail}" if detail else reason.value
-        if reason is FailureReason.LOCAL:
+        if reason in _FINAL_REASONS:
             i.move(IntentState.GAVE_UP)
             i.next_attempt_at = None
             return i

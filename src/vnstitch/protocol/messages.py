@@ -27,120 +27,49 @@ sorted entries share long prefixes (a 25-hop path often costs a few ids, not 25)
 from __future__ import annotations
 
 import enum
-import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from vnstitch.model.ids import VNID, RouteManagerId
 from vnstitch.protocol.errors import RemoteProtocolError
+from vnstitch.protocol.grants import Grant, QueryRefused, Revocations
+from vnstitch.protocol.wirefields import (
+    MAX_COMPONENT_LEN,
+    MAX_COMPONENTS,
+    MAX_ENTRIES,
+    MAX_PATH,
+    MAX_TOKEN_LEN,
+    MAX_TOKENS,
+    MsgType,
+    _bad,
+    _bytes,
+    _comps,
+    _int,
+    _list,
+    _num,
+    _path,
+    _rm,
+    _str,
+    _unpack,
+    _vnid,
+    wire_path,
+    wire_rm,
+)
 
-#: Longest path (RMs) a message carries: 64 x 16 bytes still fits one datagram.
-MAX_PATH = 64
-MAX_COMPONENTS = 24
-MAX_COMPONENT_LEN = 48
-MAX_ENTRIES = 64
-#: Most reservation tokens one LEASES message lists (tokens are <= 40 characters).
-MAX_TOKENS = 64
-MAX_TOKEN_LEN = 40
-
-
-class MsgType(enum.IntEnum):
-    HELLO = 1
-    UPDATE = 2
-    RESYNC = 3
-    QUERY = 4
-    OFFER = 5
-    HOLD = 6
-    HOLD_OK = 7
-    HOLD_REFUSED = 8
-    COMMIT = 9
-    COMMIT_ACK = 10
-    ABORT = 11
-    PROBE = 12
-    PROBE_REPLY = 13
-    PATH_DOWN = 14
-    LEASES = 15
-    RESIZE = 16
-    RESIZE_OK = 17
-    RESIZE_REFUSED = 18
-
-
-# -- field validators (raise RemoteProtocolError("malformed", field)) ----------------
-
-
-def _bad(field: str, value: object) -> RemoteProtocolError:
-    return RemoteProtocolError("malformed", f"field {field}: bad value {value!r:.60}")
-
-
-def _int(v: Any, field: str, lo: int = 0, hi: int = (1 << 63) - 1) -> int:
-    if type(v) is not int or not lo <= v <= hi:
-        raise _bad(field, v)
-    return v
-
-
-def _num(v: Any, field: str, allow_inf: bool = False) -> float:
-    if type(v) is int:
-        v = float(v)
-    if type(v) is not float or math.isnan(v) or v < 0 or (not allow_inf and math.isinf(v)):
-        raise _bad(field, v)
-    return v
-
-
-def _str(v: Any, field: str, maxlen: int) -> str:
-    if type(v) is not str or len(v) > maxlen:
-        raise _bad(field, v)
-    return v
-
-
-def _bytes(v: Any, field: str, n: int) -> bytes:
-    if type(v) is not bytes or len(v) != n:
-        raise _bad(field, v)
-    return v
-
-
-def _list(v: Any, field: str, maxlen: int, n: int | None = None) -> list[Any]:
-    if type(v) is not list or len(v) > maxlen or (n is not None and len(v) != n):
-        raise _bad(field, v)
-    return v
-
-
-def _rm(v: Any, field: str) -> RouteManagerId:
-    return RouteManagerId(_bytes(v, field, 16).hex())
-
-
-def _path(v: Any, field: str, min_len: int = 1) -> tuple[RouteManagerId, ...]:
-    """A path travels as one byte string: the 16-byte ids back to back (one msgpack
-    header and one hex conversion per path instead of one per hop)."""
-    if type(v) is not bytes or len(v) % 16 or not min_len * 16 <= len(v) <= MAX_PATH * 16:
-        raise _bad(field, v)
-    h = v.hex()
-    # RouteManagerId is a NewType of str: slicing gives the ids without a call per hop.
-    path: tuple[RouteManagerId, ...] = tuple([h[i:i + 32]  # type: ignore[misc]
-                                              for i in range(0, len(h), 32)])
-    if len(set(path)) != len(path):
-        raise _bad(field, "repeated Route Manager in path")
-    return path
-
-
-def _vnid(v: Any, field: str = "vnid") -> VNID:
-    return VNID(_int(v, field, 1, (1 << 24) - 1))
-
-
-def _comps(v: Any, field: str = "components") -> tuple[str, ...]:
-    return tuple(_str(c, field, MAX_COMPONENT_LEN) for c in _list(v, field, MAX_COMPONENTS))
-
-
-def wire_rm(rm: RouteManagerId) -> bytes:
-    return bytes.fromhex(rm)
-
-
-def wire_path(path: tuple[RouteManagerId, ...]) -> bytes:
-    return bytes.fromhex("".join(path))
-
-
-def _unpack(payload: Any, n: int, name: str) -> list[Any]:
-    return _list(payload, name, n, n)
-
+__all__ = [
+    "MAX_COMPONENTS",
+    "MAX_COMPONENT_LEN",
+    "MAX_ENTRIES",
+    "MAX_PATH",
+    "MAX_TOKENS",
+    "MAX_TOKEN_LEN",
+    "Grant",
+    "MsgType",
+    "QueryRefused",
+    "Revocations",
+    "wire_path",
+    "wire_rm",
+]
 
 # -- discovery -----------------------------------------------------------------------
 
@@ -155,6 +84,9 @@ class Entry:
     latency_ms: float
     cost: float
     components: tuple[str, ...]
+    #: The VN admits any Route Manager (``allow: any``): its components may be relayed.
+    #: Otherwise only the origin gives them, and only to neighbours it admits (members).
+    public: bool = True
 
     @property
     def origin(self) -> RouteManagerId:
@@ -162,13 +94,14 @@ class Entry:
 
     def to_wire(self) -> list[Any]:
         return [self.vnid, wire_path(self.path), self.bandwidth_mbps, self.latency_ms,
-                self.cost, list(self.components)]
+                self.cost, list(self.components), int(self.public)]
 
     @classmethod
     def from_wire(cls, p: Any) -> Entry:
-        v, path, bw, lat, cost, comps = _unpack(p, 6, "entry")
+        v, path, bw, lat, cost, comps, pub = _unpack(p, 7, "entry")
         return cls(_vnid(v), _path(path, "entry.path"), _num(bw, "entry.bandwidth"),
-                   _num(lat, "entry.latency"), _num(cost, "entry.cost"), _comps(comps))
+                   _num(lat, "entry.latency"), _num(cost, "entry.cost"), _comps(comps),
+                   bool(_int(pub, "entry.public", 0, 1)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +181,7 @@ def compact_entry(e: Entry, prev: tuple[RouteManagerId, ...]) -> list[Any]:
     while shared + 1 < limit and e.path[shared + 1] == prev[shared + 1]:
         shared += 1
     return [e.vnid, shared, wire_path(e.path[shared + 1:]), _compact_num(e.bandwidth_mbps),
-            _compact_num(e.latency_ms), _compact_num(e.cost), list(e.components)]
+            _compact_num(e.latency_ms), _compact_num(e.cost), list(e.components), int(e.public)]
 
 
 def _compact_num(x: float) -> float | int:
@@ -257,14 +190,14 @@ def _compact_num(x: float) -> float | int:
 
 
 def expand_entry(w: Any, prev: tuple[RouteManagerId, ...]) -> Entry:
-    v, shared, rest, bw, lat, cost, comps = _unpack(w, 7, "entry")
+    v, shared, rest, bw, lat, cost, comps, pub = _unpack(w, 8, "entry")
     n = _int(shared, "entry.shared", 0, len(prev) - 1)
     tail = _path(rest, "entry.path", 0) if rest != b"" else ()
     path = (*prev[:n + 1], *tail)
     if len(path) > MAX_PATH or len(set(path)) != len(path):
         raise _bad("entry.path", "too long or repeats a Route Manager")
     return Entry(_vnid(v), path, _num(bw, "entry.bandwidth"), _num(lat, "entry.latency"),
-                 _num(cost, "entry.cost"), _comps(comps))
+                 _num(cost, "entry.cost"), _comps(comps), bool(_int(pub, "entry.public", 0, 1)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,20 +237,22 @@ class Query:
     #: How many next hops each transit RM forwards this query to (the origin widens it on
     #: retransmission waves: 1, 2, 3).
     fanout: int = 1
+    #: The origin's membership grant for ``vnid`` (:mod:`vnstitch.protocol.grants`).
+    grant: Grant | None = None
 
     def to_wire(self) -> list[Any]:
         return [self.query_id, self.vnid, self.bandwidth_mbps, self.max_latency_ms,
                 self.max_cost, self.hop_limit, wire_path(self.path), self.latency_ms,
-                self.cost, self.bottleneck_mbps, self.fanout]
+                self.cost, self.bottleneck_mbps, self.fanout, _grant_wire(self.grant)]
 
     @classmethod
     def from_wire(cls, p: Any) -> Query:
-        qid, v, bw, ml, mc, hl, path, lat, cost, bn, fo = _unpack(p, 11, "query")
+        qid, v, bw, ml, mc, hl, path, lat, cost, bn, fo, gr = _unpack(p, 12, "query")
         return cls(_bytes(qid, "query_id", 8), _vnid(v), _num(bw, "bandwidth"),
                    _num(ml, "max_latency", True), _num(mc, "max_cost", True),
                    _int(hl, "hop_limit", 1, MAX_PATH - 1), _path(path, "path"),
                    _num(lat, "latency"), _num(cost, "cost"), _num(bn, "bottleneck", True),
-                   _int(fo, "fanout", 1, 16))
+                   _int(fo, "fanout", 1, 16), _grant_from(gr))
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,16 +266,19 @@ class Offer:
     cost: float
     bottleneck_mbps: float
     components: tuple[str, ...]
+    #: The target's membership grant: the origin admits targets as targets admit origins.
+    grant: Grant | None = None
 
     def to_wire(self) -> list[Any]:
         return [self.query_id, wire_path(self.path), self.latency_ms, self.cost,
-                self.bottleneck_mbps, list(self.components)]
+                self.bottleneck_mbps, list(self.components), _grant_wire(self.grant)]
 
     @classmethod
     def from_wire(cls, p: Any) -> Offer:
-        qid, path, lat, cost, bn, comps = _unpack(p, 6, "offer")
+        qid, path, lat, cost, bn, comps, gr = _unpack(p, 7, "offer")
         return cls(_bytes(qid, "query_id", 8), _path(path, "path", 2), _num(lat, "latency"),
-                   _num(cost, "cost"), _num(bn, "bottleneck", True), _comps(comps))
+                   _num(cost, "cost"), _num(bn, "bottleneck", True), _comps(comps),
+                   _grant_from(gr))
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,25 +301,37 @@ class Hold:
     keysig: bytes
     #: Where the origin takes tunnel probes ("host:port"; "" = its RM id is enough).
     probe_address: str = ""
+    #: The origin's membership grant (covered by ``keysig``: a hop cannot swap it).
+    grant: Grant | None = None
 
     def key_material(self) -> bytes:
         return b"|".join([b"hold", self.token.encode(), str(self.vnid).encode(), self.wg_public,
                           self.endpoint.encode(), self.origin_addr.encode(),
-                          self.target_addr.encode(), self.probe_address.encode()])
+                          self.target_addr.encode(), self.probe_address.encode(),
+                          self.grant.signature if self.grant is not None else b""])
 
     def to_wire(self) -> list[Any]:
         return [self.token, self.vnid, wire_path(self.path), self.bandwidth_mbps, self.hold_s,
                 self.wg_public, self.endpoint, self.origin_addr, self.target_addr,
-                list(self.components), self.keysig, self.probe_address]
+                list(self.components), self.keysig, self.probe_address,
+                _grant_wire(self.grant)]
 
     @classmethod
     def from_wire(cls, p: Any) -> Hold:
-        tok, v, path, bw, hs, wg, ep, oa, ta, comps, ks, pa = _unpack(p, 12, "hold")
+        tok, v, path, bw, hs, wg, ep, oa, ta, comps, ks, pa, gr = _unpack(p, 13, "hold")
         return cls(_str(tok, "token", MAX_TOKEN_LEN), _vnid(v), _path(path, "path", 2),
                    _num(bw, "bandwidth"), _num(hs, "hold_s"), _bytes(wg, "wg_public", 32),
                    _str(ep, "endpoint", 64), _str(oa, "origin_addr", 40),
                    _str(ta, "target_addr", 40), _comps(comps), _bytes(ks, "keysig", 64),
-                   _str(pa, "probe_address", 64))
+                   _str(pa, "probe_address", 64), _grant_from(gr))
+
+
+def _grant_wire(g: Grant | None) -> list[Any]:
+    return g.to_wire() if g is not None else []
+
+
+def _grant_from(v: Any) -> Grant | None:
+    return Grant.from_wire(v) if v != [] else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -577,13 +527,14 @@ class ResizeRefused:
 
 
 Message = Hello | Update | Resync | Query | Offer | Hold | HoldOk | HoldRefused | PathSignal | \
-    Probe | Leases | Resize | ResizeRefused
+    Probe | Leases | Resize | ResizeRefused | QueryRefused | Revocations
 
 _SIMPLE: dict[MsgType, Any] = {
     MsgType.HELLO: Hello, MsgType.UPDATE: Update, MsgType.RESYNC: Resync,
     MsgType.QUERY: Query, MsgType.OFFER: Offer, MsgType.HOLD: Hold, MsgType.HOLD_OK: HoldOk,
     MsgType.HOLD_REFUSED: HoldRefused, MsgType.LEASES: Leases,
-    MsgType.RESIZE_REFUSED: ResizeRefused,
+    MsgType.RESIZE_REFUSED: ResizeRefused, MsgType.QUERY_REFUSED: QueryRefused,
+    MsgType.REVOCATIONS: Revocations,
 }
 _SIGNALS = frozenset({MsgType.COMMIT, MsgType.COMMIT_ACK, MsgType.ABORT, MsgType.PATH_DOWN})
 _PROBES = frozenset({MsgType.PROBE, MsgType.PROBE_REPLY})

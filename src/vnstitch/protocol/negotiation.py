@@ -11,11 +11,17 @@ failure detail names the failing constraint and the best offer seen.
 Offers are accepted without waiting when they are at least as good as the best route
 discovery knows (they cannot be beaten by anything discovery has seen); otherwise the
 origin waits a fraction of the first offer's round trip for better ones.
+
+A renegotiation around an element (a congested transit segment or adjacency) is a new
+request that ``replaces`` the established one and avoids the element: offers
+touching it are infeasible (:func:`touches`), so it may settle on a costlier path.
 """
 
 from __future__ import annotations
 
 import enum
+import itertools
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +66,17 @@ def violation(offer: Offer, c: StitchConstraints) -> FailureReason | None:
     return None
 
 
+def touches(path: Sequence[RouteManagerId],
+            avoid: Collection[tuple[RouteManagerId, ...]]) -> bool:
+    """Does ``path`` cross an avoided element: a segment ``(rm,)`` anywhere on it, or an
+    adjacency ``(a, b)`` as consecutive hops in either direction?"""
+    if not avoid:
+        return False
+    hops = set(path)
+    links = {frozenset(p) for p in itertools.pairwise(path)}
+    return any(e[0] in hops if len(e) == 1 else frozenset(e) in links for e in avoid)
+
+
 def rank(offer: Offer) -> tuple[float, float, int, tuple[str, ...]]:
     return (offer.cost, offer.latency_ms, len(offer.path), offer.path)
 
@@ -97,6 +114,13 @@ class StitchRequest:
     rto: float = 0.0
     #: The HOLD or COMMIT awaiting its answer (resent unchanged on retransmission).
     outstanding: Message | None = None
+    #: Elements no offer may touch: ``(rm,)`` a segment, ``(a, b)`` the adjacency a-b.
+    avoid: frozenset[tuple[RouteManagerId, ...]] = frozenset()
+    #: The stitch this one replaces once it is established (make-before-break).
+    replaces: str = ""
+    #: Targets that refused this round as ``not_authorised`` (what they said; who).
+    denials: list[str] = field(default_factory=list)
+    denied: set[RouteManagerId] = field(default_factory=set)
 
     @property
     def state(self) -> StitchState:
@@ -104,11 +128,14 @@ class StitchRequest:
 
     def feasible(self) -> list[Offer]:
         ok = [o for o in self.offers if violation(o, self.constraints) is None
-              and o.path not in self.tried]
+              and o.path not in self.tried and not touches(o.path, self.avoid)]
         return sorted(ok, key=rank)
 
     def failure(self) -> tuple[FailureReason, str]:
         """Why no offer works: the failing constraint and the best offer seen."""
+        if self.denials and len(self.denials) >= len(self.refusals) and (
+                self.refusals or not self.offers):
+            return FailureReason.NOT_AUTHORISED, "; ".join(self.denials[-3:])
         if self.refusals:
             return FailureReason.RESERVATION_REFUSED, "; ".join(self.refusals[-3:])
         if not self.offers:
@@ -129,7 +156,8 @@ class StitchRequest:
                 "constraints": [c.bandwidth_mbps, c.max_latency_ms, c.max_cost, c.hop_limit],
                 "requested_at": self.requested_at, "state": self.state.value,
                 "attempt": self.attempt, "token": self.token, "path": list(self.path),
-                "latency_ms": self.latency_ms, "cost": self.cost}
+                "latency_ms": self.latency_ms, "cost": self.cost,
+                "avoid": [list(e) for e in sorted(self.avoid)], "replaces": self.replaces}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StitchRequest:
@@ -143,4 +171,6 @@ class StitchRequest:
         r.path = tuple(RouteManagerId(p) for p in d["path"])
         r.latency_ms = float(d["latency_ms"])
         r.cost = float(d["cost"])
+        r.avoid = frozenset(tuple(RouteManagerId(x) for x in e) for e in d.get("avoid", []))
+        r.replaces = str(d.get("replaces", ""))
         return r

@@ -16,14 +16,24 @@ feasible offer arrives. It takes an offer at once when nothing discovery knows c
 it, else waits until discovery's best route's offer is due. A refusal (HOLD_REFUSED) or a
 timeout moves on to the next feasible offer. When the tunnel dies (probes missed) or a hop
 reports the path broken (PATH_DOWN, a lease that ran out), the origin releases, reports
-``StitchTornDown(renegotiating=True)`` and queries again.
+``StitchTornDown(renegotiating=True)`` and queries again (break-before-make: the
+old path is gone).
+
+Renegotiation around an element (:meth:`start_renegotiation`, asked by a controller that
+saw a congested transit segment or adjacency) is make-before-break: a *successor*
+request with a fresh stitch id queries and reserves with the element avoided while the
+old stitch stays established and carries traffic (both reservations count on shared
+links meanwhile). When the successor is established -- committed on every hop, its
+tunnel's dataplane objects emitted -- the old stitch is released in the same step. If no
+path avoids the element the successor fails (``StitchFailed``) and the old stitch is
+untouched. Releasing the old stitch while its successor is pending releases both.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from vnstitch.model.ids import VNID
+from vnstitch.model.ids import VNID, RouteManagerId
 from vnstitch.protocol.api import (
     DataplaneChange,
     FailureReason,
@@ -45,7 +55,7 @@ from vnstitch.protocol.messages import (
     PathSignal,
     Query,
 )
-from vnstitch.protocol.negotiation import StitchRequest, StitchState, describe
+from vnstitch.protocol.negotiation import StitchRequest, StitchState, describe, touches
 from vnstitch.protocol.reservation import Reservation, ReservationState
 from vnstitch.protocol.stitchbase import NO_SIG, StitchingBase
 from vnstitch.protocol.tunnels import TunnelState, tunnel_addresses, wg_keypair
@@ -71,9 +81,33 @@ class OriginMixin(StitchingBase):
             self._send_query(req, now, out)
         return sid, out
 
+    def start_renegotiation(self, sid: str, avoid: frozenset[tuple[RouteManagerId, ...]],
+                            now: float) -> tuple[str, list[Output]]:
+        """Make-before-break: a successor of established stitch ``sid`` whose path avoids
+        every element of ``avoid`` (``(rm,)``: that segment; ``(a, b)``: that adjacency;
+        empty: the best path now, e.g. to return home after congestion cleared).
+        Returns the successor's stitch id; its outcome arrives as events (module doc)."""
+        old = self.requests.get(sid)
+        new_sid = self.rng.randbytes(6).hex()
+        out: list[Output] = []
+        if old is None or old.state is not StitchState.ESTABLISHED:
+            why = f"stitch {sid} is not established here"
+            req = StitchRequest(new_sid, old.vnid if old else VNID(0),
+                                old.constraints if old else StitchConstraints(0.0), now)
+            req.machine.move(StitchState.FAILED)
+            out.append(StitchFailed(new_sid, req.vnid, FailureReason.LOCAL, why, now))
+            return new_sid, out
+        req = StitchRequest(new_sid, old.vnid, old.constraints, now, avoid=avoid,
+                            replaces=sid)
+        self.requests[new_sid] = req
+        self.stat("renegotiations_around")
+        self._send_query(req, now, out)
+        return new_sid, out
+
     def _send_query(self, req: StitchRequest, now: float, out: list[Output]) -> None:
         req.query_sent_at = now
         req.offers, req.tried, req.refusals, req.decide_at = [], set(), [], None
+        req.denials, req.denied = [], set()
         for qid in req.query_ids:
             self.query_owner.pop(qid, None)
         req.query_ids = {}
@@ -90,8 +124,9 @@ class OriginMixin(StitchingBase):
         suppression does not stop a retransmission; offers to any wave count."""
         t = self.timers_cfg
         c = req.constraints
-        hops = self.discovery.next_hops(req.vnid, {self.me}, c.bandwidth_mbps)[
-            :self.timers_cfg.query_fanout]
+        hops = [h for h in self.discovery.next_hops(req.vnid, {self.me} | {
+            e[0] for e in req.avoid if len(e) == 1}, c.bandwidth_mbps)
+            if not touches((self.me, h), req.avoid)][:self.timers_cfg.query_fanout]
         # Transit RMs that know no route either pass the query to ``fanout`` neighbours:
         # with no route known here (discovery still converging) a fan-out of one would be
         # a random walk that rarely finds the VN, so such a wave floods as wide as allowed.
@@ -102,7 +137,7 @@ class OriginMixin(StitchingBase):
         self.query_owner[req.query_id] = req.stitch_id
         q = Query(req.query_id, req.vnid, c.bandwidth_mbps, c.max_latency_ms, c.max_cost,
                   min(c.hop_limit, MAX_PATH - 1), (self.me,), 0.0, 0.0,
-                  self.ledger.rm_available(), fanout)
+                  self.ledger.rm_available(), fanout, self.grant_for(req.vnid))
         for peer in hops or list(self.peers):
             self.send(peer, q, now, out)
         self.set_timer("qrtx", req.stitch_id, now + req.rto)
@@ -116,6 +151,11 @@ class OriginMixin(StitchingBase):
         for kind in ("query", "qrtx", "decide", "probe", "prtx"):
             self.cancel_timer(kind, sid)
         out.append(StitchTornDown(sid, req.vnid, FailureReason.LOCAL, False, now))
+        for other in list(self.requests.values()):  # a successor still on its way
+            if other.replaces == sid and other.state not in (StitchState.ESTABLISHED,
+                                                             StitchState.FAILED,
+                                                             StitchState.RELEASED):
+                self.release_request(other.stitch_id, now, out)
 
     def _abandon_attempt(self, req: StitchRequest, now: float, out: list[Output]) -> None:
         """Abort the current attempt along its path and drop its local state."""
@@ -170,6 +210,8 @@ class OriginMixin(StitchingBase):
         c = req.constraints
         for r in self.discovery.routes_to(req.vnid):
             e = r.entry
+            if touches((self.me, *e.path), req.avoid):
+                continue
             if r.via is not None and e.bandwidth_mbps >= c.bandwidth_mbps and \
                     e.latency_ms <= c.max_latency_ms and e.cost <= c.max_cost and \
                     len(e.path) - 1 <= c.hop_limit:
@@ -223,7 +265,7 @@ class OriginMixin(StitchingBase):
         local = self.discovery.local[req.vnid]
         hold = Hold(token, req.vnid, offer.path, bw, 2 * hold_s, public, tun.endpoint, own_addr,
                     peer_addr, tuple(str(c) for c in local.components), NO_SIG,
-                    self.config.probe_address)
+                    self.config.probe_address, self.grant_for(req.vnid))
         hold = dataclasses.replace(hold, keysig=self.identity.sign(hold.key_material()))
         req.outstanding, req.rto = hold, self._rto(offer.latency_ms)
         self.send(offer.path[1], hold, now, out)
@@ -274,6 +316,9 @@ class OriginMixin(StitchingBase):
                                      req.requested_at, now))
         out.append(DataplaneChange(add=tun.dataplane_objects(self.config.route_metric)))
         self._send_probe(req, tun, now, out)
+        if req.replaces:  # make-before-break: the successor is up, the old one goes
+            old, req.replaces = req.replaces, ""
+            self.release_request(old, now, out)
 
     def _renegotiate(self, req: StitchRequest, now: float, out: list[Output],
                      reason: FailureReason) -> None:

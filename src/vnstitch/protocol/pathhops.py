@@ -21,15 +21,17 @@ import dataclasses
 
 from vnstitch.model.ids import RouteManagerId
 from vnstitch.protocol.api import DataplaneChange, Output
+from vnstitch.protocol.grants import NOT_AUTHORISED, QueryRefused
+from vnstitch.protocol.membership import MembershipMixin
 from vnstitch.protocol.messages import Hold, HoldOk, HoldRefused, MsgType, Offer, PathSignal, Query
 from vnstitch.protocol.reservation import Reservation, ReservationState
-from vnstitch.protocol.stitchbase import NO_SIG, StitchingBase
+from vnstitch.protocol.stitchbase import NO_SIG
 from vnstitch.protocol.tunnels import Tunnel, TunnelState, wg_keypair
 
 _SEEN_QUERIES_MAX = 4096
 
 
-class PathHopMixin(StitchingBase):
+class PathHopMixin(MembershipMixin):
     # -- query ----------------------------------------------------------------------------
     def _on_query(self, sender: RouteManagerId, q: Query, now: float,
                   out: list[Output]) -> None:
@@ -43,9 +45,13 @@ class PathHopMixin(StitchingBase):
                                  cost=q.cost + cost, bottleneck_mbps=bn)
         vn = self.discovery.local.get(q.vnid)
         if vn is not None:
+            if not self.authorise(q.path[0], q.vnid, q.grant, kind="query", now=now, out=out).ok:
+                self.send(sender, QueryRefused(q.query_id, path, self.me, NOT_AUTHORISED),
+                          now, out)
+                return
             comps = tuple(str(c) for c in vn.components)
-            self.send(sender, Offer(q.query_id, path, q2.latency_ms, q2.cost, bn, comps),
-                      now, out)
+            self.send(sender, Offer(q.query_id, path, q2.latency_ms, q2.cost, bn, comps,
+                                    self.grant_for(q.vnid)), now, out)
             return
         if len(path) - 1 >= q.hop_limit:
             self.stat("query_hop_limit")
@@ -100,6 +106,11 @@ class PathHopMixin(StitchingBase):
         if target and not self.trust.verify(h.path[0], h.keysig, h.key_material()):
             refuse("bad_keysig", 0.0)
             return
+        access = self.authorise(h.path[0], h.vnid, h.grant, kind="hold", now=now,
+                                out=out) if target else None
+        if access is not None and not access.ok:
+            refuse(NOT_AUTHORISED, 0.0)
+            return
         ok, at, avail = self.ledger.admit(h.token, links, h.bandwidth_mbps)
         if not ok:
             refuse("bandwidth" if at is not None else "rm_capacity", avail)
@@ -110,9 +121,10 @@ class PathHopMixin(StitchingBase):
         self.reservations[h.token] = res
         self.set_timer("resv", h.token, now + hold_s)
         self.capacity_changed(links, now, out)
-        if not target:
+        if access is None:
             self._relay(res, h, now, out)
             return
+        self.admit(h.token, h.vnid, h.path[0], access)
         private, public = wg_keypair(self.rng)
         tun = self._new_tunnel(h.token, sid, h.vnid, h.path, origin=False, private=private,
                                public=public, own_addr=h.target_addr,
@@ -140,6 +152,10 @@ class PathHopMixin(StitchingBase):
         if i > 0:
             self.send(m.path[i - 1], m, now, out)
             return
+        req = self.requests.get(m.token.rsplit(".", 1)[0])
+        if m.reason == NOT_AUTHORISED and req is not None and req.token == m.token:
+            req.denials.append(f"{m.at[:8]} refused the hold: {m.reason} (VNID {req.vnid})")
+            req.denied.add(m.at)
         self._refused_at_origin(m, now, out)
 
     # -- hop-by-hop reliability ----------------------------------------------------------

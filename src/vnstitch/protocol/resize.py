@@ -49,10 +49,12 @@ from vnstitch.model.ids import RouteManagerId
 from vnstitch.protocol.api import DataplaneChange, Output, StitchResized
 from vnstitch.protocol.errors import RemoteProtocolError
 from vnstitch.protocol.fsm import Machine
+from vnstitch.protocol.grants import NOT_AUTHORISED
+from vnstitch.protocol.membership import MembershipMixin
 from vnstitch.protocol.messages import MsgType, Resize, ResizeRefused
 from vnstitch.protocol.negotiation import StitchRequest, StitchState
 from vnstitch.protocol.reservation import Reservation, ReservationState
-from vnstitch.protocol.stitchbase import NO_SIG, StitchingBase
+from vnstitch.protocol.stitchbase import NO_SIG
 from vnstitch.protocol.timers import TimerKind
 from vnstitch.protocol.tunnels import TunnelState
 
@@ -96,7 +98,7 @@ def _sid(token: str) -> str:
     return token.rsplit(".", 1)[0]
 
 
-class ResizeMixin(StitchingBase):
+class ResizeMixin(MembershipMixin):
     resizes: dict[str, ResizeAttempt]
 
     # -- shared helpers -------------------------------------------------------------------
@@ -308,6 +310,9 @@ class ResizeMixin(StitchingBase):
             return
         if target and not self.trust.verify(m.path[0], m.keysig, m.key_material()):
             refuse("bad_keysig", 0.0)  # before taking its number: a forgery blocks nothing
+            return
+        if target and not self.authorise_resize(m.token, m.path[0], now, out):
+            refuse(NOT_AUTHORISED, 0.0)  # the old amount stays until enforcement
             return
         if res.resize_to is not None:  # superseded: drop the older tentative amount
             self._resize_abort(res, now, out)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from vnstitch.protocol.api import Counters, FailureReason, Output, PeerLink
     from vnstitch.protocol.config import CoreConfig, Timers
     from vnstitch.protocol.discovery import Discovery
+    from vnstitch.protocol.grants import Grant
     from vnstitch.protocol.identity import Identity, TrustStore
     from vnstitch.protocol.messages import HoldRefused, Message, PathSignal
     from vnstitch.protocol.negotiation import StitchRequest
@@ -90,6 +91,7 @@ class StitchingBase:
                                  out: list[Output]) -> None: ...
         def _resize_abandon(self, req: StitchRequest, now: float,
                             out: list[Output]) -> None: ...
+        def grant_for(self, vnid: VNID) -> Grant | None: ...
 
     # -- helpers --------------------------------------------------------------------------
     def _pos(self, path: tuple[RouteManagerId, ...], sender: RouteManagerId,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from vnstitch.model.ids import RouteManagerId
 from vnstitch.protocol.api import DataplaneChange, FailureReason, Output
+from vnstitch.protocol.grants import QueryRefused, Revocations
 from vnstitch.protocol.leases import LeaseMixin
 from vnstitch.protocol.messages import (
     Hold,
@@ -97,7 +98,7 @@ class StitchingMixin(OriginMixin, PathHopMixin, LeaseMixin, ProbeMixin, ResizeMi
             i = self._pos(msg.path, sender, forward=False)
             if i > 0:
                 self.send(msg.path[i - 1], msg, now, out)
-            else:
+            elif self.offer_admitted(msg, now, out):
                 self._on_offer(msg, now, out)
         elif isinstance(msg, Hold):
             self._on_hold(sender, msg, now, out)
@@ -123,6 +124,10 @@ class StitchingMixin(OriginMixin, PathHopMixin, LeaseMixin, ProbeMixin, ResizeMi
             self._on_resize(sender, msg, now, out)
         elif isinstance(msg, Resize | ResizeRefused):
             self._on_resize_answer(sender, msg, now, out)
+        elif isinstance(msg, QueryRefused):
+            self._on_query_refused(sender, msg, now, out)
+        elif isinstance(msg, Revocations):
+            self._on_revocations(sender, msg, now, out)
 
     # -- restore --------------------------------------------------------------------------
     def resume_after_restore(self, now: float, out: list[Output]) -> None:

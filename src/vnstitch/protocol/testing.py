@@ -51,7 +51,11 @@ class InMemoryNetwork:
 
     def __init__(self, substrate: Substrate, vns: Mapping[SegmentId, Sequence[VirtualNetwork]]
                  = {}, *, seed: int = 0, loss: float = 0.0, timers: Timers | None = None,
-                 capacity_scale: float = 1.0) -> None:
+                 capacity_scale: float = 1.0,
+                 configure: Callable[[CoreConfig, Mapping[SegmentId, RouteManagerId]],
+                                     CoreConfig] | None = None) -> None:
+        """``configure`` may amend each core's config (access policies, grants: it gets
+        every segment's RM id)."""
         self.rng = random.Random(seed)
         self.loss = loss
         self.now = 0.0
@@ -73,6 +77,8 @@ class InMemoryNetwork:
         for i, s in enumerate(self.segments):
             cfg = CoreConfig(s, tuple(peers[s]), tuple(vns.get(s, ())),
                              underlay_address=f"192.0.2.{i + 1}", timers=timers or Timers())
+            if configure is not None:
+                cfg = configure(cfg, self.rm_of)
             self.cores[self.rm_of[s]] = RouteManagerCore(
                 cfg, self.identities[s], trust, random.Random(self.rng.getrandbits(64)))
         self.queue: list[_Delivery] = []

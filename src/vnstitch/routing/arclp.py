@@ -30,7 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from vnstitch.routing.errors import RoutingError
-from vnstitch.routing.te import ArcTable, Demand, _check_demands
+from vnstitch.routing.te import ArcTable, Demand, _check_demands, quiet_highs
 
 
 @dataclass
@@ -113,9 +113,7 @@ def arc_lp(table: ArcTable, demands: Sequence[Demand], fixed_load: np.ndarray, *
     lp.a_matrix_.start_ = a_mat.indptr.astype(np.int32)
     lp.a_matrix_.index_ = a_mat.indices.astype(np.int32)
     lp.a_matrix_.value_ = a_mat.data
-    h = highspy.Highs()  # type: ignore[no-untyped-call]
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("random_seed", 0)
+    h = quiet_highs()
     h.setOptionValue("solver", solver)
     if not crossover:
         h.setOptionValue("run_crossover", "off")

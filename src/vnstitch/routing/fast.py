@@ -55,6 +55,7 @@ from vnstitch.routing.te import (
     _base_weights,
     _check_demands,
     _finish,
+    quiet_highs,
     tree_paths,
 )
 
@@ -106,9 +107,7 @@ class _Master:
     def __init__(self, capacity: np.ndarray, n_sources: int) -> None:
         self.m, self.k = len(capacity), n_sources
         self.cap = capacity
-        h = highspy.Highs()  # type: ignore[no-untyped-call]
-        h.setOptionValue("output_flag", False)
-        h.setOptionValue("random_seed", 0)
+        h = quiet_highs()
         inf = highspy.kHighsInf
         none_i, none_f = np.zeros(0, np.int32), np.zeros(0)
         h.addRows(self.m, np.full(self.m, -inf), np.zeros(self.m), 0, none_i, none_i, none_f)

@@ -19,14 +19,16 @@ flow, spreading the overload beats leaving it where it is, and the monitor sees 
 result in the next interval. A flow moved less than ``hold_down_s`` ago is not moved
 again (dampening). Each move is a :class:`RerouteDecision` with its reason and the
 make-before-break steps the executor must follow (install new path, shift traffic,
-remove old path).
+remove old path). :class:`RerouteLoop` is the one loop that drives both each interval
+(the simulator, :func:`vnstitch.routing.evaluate.evaluate` and, with its LP planner,
+:func:`vnstitch.routing.replay.replay` use it).
 """
 
 from __future__ import annotations
 
 import enum
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from vnstitch.routing.errors import RoutingError
@@ -271,3 +273,65 @@ def plan_returns(
             f"held {hold_down_s:.0f} s"))
         state.last_moved[f.flow_id] = now
     return decisions
+
+
+@dataclass
+class RerouteLoop:
+    """The one monitor-and-reroute loop: each interval, :meth:`observe` the arcs'
+    utilisation, then :meth:`decide` -- move flows off congested arcs
+    (:func:`plan_reroutes`) or, with nothing congested, bring one home
+    (:func:`plan_returns`). A caller with its own planner (the offline replay's LP)
+    uses the same detection and dampening through :meth:`held` and :meth:`moved`.
+    ``may_return`` lets the caller veto a return (e.g. the
+    allocator cannot host the flow's reservation there); a vetoed flow is left out and
+    the planner may pick another. Both planners share one hold-down state."""
+
+    monitor: CongestionMonitor
+    target: float = 0.75
+    hold_down_s: float = 1800.0
+    returns: bool = False
+    return_below: float = 0.45
+    movable_classes: frozenset[str] | None = None
+    state: RerouteState = field(default_factory=RerouteState)
+
+    def observe(self, now: float, utilisation: Mapping[ArcKey, float]
+                ) -> list[CongestionEvent]:
+        return self.monitor.observe(now, utilisation)
+
+    def congested(self) -> list[ArcKey]:
+        return self.monitor.congested()
+
+    def held(self, flow_id: str, now: float) -> bool:
+        """Did ``flow_id`` move less than ``hold_down_s`` ago (dampening)?"""
+        return now - self.state.last_moved.get(flow_id, -float("inf")) < self.hold_down_s
+
+    def moved(self, flow_id: str, now: float) -> None:
+        """Record a move a caller's own planner made (starts its hold-down)."""
+        self.state.last_moved[flow_id] = now
+
+    def decide(self, now: float, flows: Sequence[Flow], capacity: Mapping[ArcKey, float],
+               candidates: Mapping[tuple[str, str], Sequence[tuple[str, ...]]], *,
+               home: Mapping[str, tuple[str, ...]] | None = None,
+               may_return: Callable[[RerouteDecision], bool] | None = None
+               ) -> tuple[str, list[RerouteDecision]]:
+        """``("reroute" | "return" | "none", decisions)`` for this interval."""
+        congested = self.monitor.congested()
+        if congested:
+            return "reroute", plan_reroutes(
+                now, flows, capacity, congested, candidates, state=self.state,
+                target=self.target, hold_down_s=self.hold_down_s,
+                movable_classes=self.movable_classes)
+        if not self.returns or not home:
+            return "none", []
+        left = dict(home)
+        while True:
+            trial = RerouteState(dict(self.state.last_moved))
+            decisions = plan_returns(now, flows, capacity, left, state=trial,
+                                     below=self.return_below, hold_down_s=self.hold_down_s,
+                                     max_moves=1)
+            vetoed = [d for d in decisions if may_return is not None and not may_return(d)]
+            if not vetoed:
+                self.state.last_moved.update(trial.last_moved)
+                return "return", decisions
+            for d in vetoed:
+                del left[d.flow_id]

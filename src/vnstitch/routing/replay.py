@@ -14,7 +14,8 @@ it, loaded with that interval's matrix, puts some arc above 100% (or 80%).
   make-before-break and carries traffic from the *start* of interval ``t``, and interval
   ``t`` is counted with it. The controller
 
-  1. feeds the :class:`~vnstitch.routing.monitor.CongestionMonitor` the utilisation
+  1. feeds the routing layer's one loop (:class:`~vnstitch.routing.monitor.RerouteLoop`:
+     its hysteresis monitor and its hold-down state) the utilisation
      samples of interval ``t - lag`` (``samples_per_interval`` per interval; the trace
      has one matrix per 5 minutes, so the samples of one interval are equal);
   2. forecasts interval ``t`` as the last matrix it has seen times ``1 + margin`` (the
@@ -51,7 +52,12 @@ from scipy.optimize import linprog
 from vnstitch.routing.arclp import solve_arc_lp
 from vnstitch.routing.demands import DEFAULT_CLASS, TrafficMatrices
 from vnstitch.routing.errors import RoutingError
-from vnstitch.routing.monitor import CongestionMonitor, MonitorConfig, RerouteDecision
+from vnstitch.routing.monitor import (
+    CongestionMonitor,
+    MonitorConfig,
+    RerouteDecision,
+    RerouteLoop,
+)
 from vnstitch.routing.paths import all_pairs_k_shortest_paths
 from vnstitch.routing.te import ArcTable, Demand
 
@@ -194,8 +200,12 @@ def replay(graph: nx.Graph, tm: TrafficMatrices, *, scale: float = 1.0, k: int =
     static[paths.first] = 1.0
     split = static.copy()
     in_force: list[np.ndarray] = []  # the split in force during each interval so far
-    last_change = np.full(n_flows, -10**9)
-    monitor = CongestionMonitor(cfg.monitor)
+    # Detection and dampening: the routing layer's one loop; the planner is the LP below.
+    # Its clock here is the interval index x interval_s, so "changed more than hold_down
+    # intervals ago" is "not held" with a hold-down of hold_down + 1 intervals.
+    loop = RerouteLoop(CongestionMonitor(cfg.monitor),
+                       hold_down_s=(cfg.hold_down + 1) * interval_s)
+    keys = [str(f) for f in range(n_flows)]
     for t in range(n):
         seen = t - cfg.lag  # the newest interval the controller has observed
         if seen >= 0:
@@ -203,15 +213,15 @@ def replay(graph: nx.Graph, tm: TrafficMatrices, *, scale: float = 1.0, k: int =
             util_seen = paths.util(in_force[seen], vol[seen:seen + 1], cap)[0]
             sample = dict(zip(table.arcs, util_seen.tolist(), strict=True))
             for i in range(cfg.samples_per_interval):
-                monitor.observe((rows[seen] + i / cfg.samples_per_interval) * interval_s,
-                                sample)
+                loop.observe((rows[seen] + i / cfg.samples_per_interval) * interval_s,
+                             sample)
             base = vol[seen] * (1.0 + cfg.margin)  # naive forecast plus headroom
             peak = float(paths.util(split, base[None], cap).max())
-            hot = monitor.congested()
+            hot = loop.congested()
             if (hot or peak > cfg.trigger) and budget > 0:
                 out.triggered[t] = True
-                new = _reoptimise(paths, cap, split, base,
-                                  allowed=(t - last_change) > cfg.hold_down, budget=budget)
+                allowed = np.array([not loop.held(k, t * interval_s) for k in keys])
+                new = _reoptimise(paths, cap, split, base, allowed=allowed, budget=budget)
                 if new is not None and new[0] <= peak - cfg.min_gain:
                     changed = np.nonzero(np.abs(
                         np.bincount(paths.flow, weights=np.abs(new[1] - split),
@@ -223,7 +233,8 @@ def replay(graph: nx.Graph, tm: TrafficMatrices, *, scale: float = 1.0, k: int =
                         out.decisions.append(_decision(now, ids[f], paths, old=split,
                                                        new=new[1], f=f, why=why))
                     split = new[1]
-                    last_change[changed] = t
+                    for f in changed.tolist():
+                        loop.moved(keys[f], t * interval_s)
                     out.changed[t] = len(changed)
         in_force.append(split)
         out.static_mlu[t] = paths.util(static, vol[t:t + 1], cap).max()

@@ -16,13 +16,17 @@ Three methods, one result type (:class:`TeResult`):
   generation over shortest-path trees with a certified gap to the all-paths optimum
   (see that module).
 
-Pure: no I/O, no clock (timings use ``time.perf_counter`` only to report durations).
+Pure: no I/O, no clock (timings use ``time.perf_counter`` only to report durations;
+:func:`quiet_highs` points the process's stdout at the null device for the instant a
+solver is made, so HiGHS's banner never reaches a user).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import os
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -226,11 +230,25 @@ def solve_shortest(table: ArcTable, demands: Sequence[Demand], *,
                    paths_s=t1 - t0, solve_s=0.0)
 
 
-def _highs() -> highspy.Highs:
-    h = highspy.Highs()  # type: ignore[no-untyped-call]
+def quiet_highs() -> highspy.Highs:
+    """A HiGHS solver that prints nothing: output off, and its copyright banner -- which
+    HiGHS writes to the C-level stdout when a process makes its first solver, before any
+    option can be set -- sent to the null device. Every HiGHS object in the routing layer
+    comes from here, so a library caller's stdout (say, ``--json``) stays its own."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        h = highspy.Highs()  # type: ignore[no-untyped-call]
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(null)
     h.setOptionValue("output_flag", False)
     h.setOptionValue("random_seed", 0)
     return h
+
 
 
 def solve_path_lp(table: ArcTable, demands: Sequence[Demand],
@@ -259,7 +277,7 @@ def solve_path_lp(table: ArcTable, demands: Sequence[Demand],
             col_demand.append(i)
             col_paths.append(p)
     n_col = len(col_paths)
-    h = _highs()
+    h = quiet_highs()
     inf = highspy.kHighsInf
     # Arc rows: sum vol x - cap U <= 0; demand rows: sum x = 1.
     h.addRows(n_arc, np.full(n_arc, -inf), np.zeros(n_arc), 0, np.zeros(0, np.int32),

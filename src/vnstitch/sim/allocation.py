@@ -75,9 +75,9 @@ from vnstitch.allocate.providers.base import (
 from vnstitch.allocate.providers.sim import Outage, SimProvider, SimResource
 from vnstitch.allocate.reroute import arc_of, link_id, routing_reroute
 from vnstitch.control import Consumer, Controller, ControlPolicy, ForecastPolicy, StitchSample
+from vnstitch.routing.htb import BorrowMode, HtbClass, HtbTree, quantum_bytes, tree_for_link
 from vnstitch.routing.qos import QosPolicy
 from vnstitch.sim.allocation_spec import AllocationSpec
-from vnstitch.sim.htb import BorrowMode, HtbClass, HtbTree, quantum_bytes, tree_for_link
 
 Arc = tuple[str, str]
 Path = tuple[str, ...]

@@ -26,7 +26,7 @@ import hashlib
 import heapq
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from vnstitch.dataplane.objects import DataplaneObject
 from vnstitch.errors import VnstitchError
@@ -35,11 +35,13 @@ from vnstitch.model.substrate import Substrate
 from vnstitch.model.virtual import VirtualNetwork
 from vnstitch.protocol.api import (
     DataplaneChange,
+    Event,
     Output,
     PeerLink,
     RouteManagerCoreAPI,
     SendDatagram,
 )
+from vnstitch.protocol.core import RouteManagerCore
 from vnstitch.sim.cores import CoreFactory
 from vnstitch.sim.errors import SimError
 from vnstitch.sim.metrics import Metrics, StitchRecord, StitchState
@@ -53,6 +55,17 @@ TUNNEL_CHECK_INTERVAL_S = 5.0
 #: Extra wait after a hold time before looking for stale routes: withdrawals need a few
 #: network crossings to spread.
 STALE_CHECK_GRACE_S = 1.0
+
+
+class StitchObserver(Protocol):
+    """Told of every protocol event and crash as it happens (the traffic layer)."""
+
+    def on_event(self, rm: int, event: Event, now: float) -> None: ...
+
+    def on_crash(self, rm: int, now: float) -> None: ...
+
+    def on_links(self, now: float) -> None:
+        """Substrate links were cut or repaired (``net.down_links()`` has changed)."""
 
 
 def derive_seed(seed: int, *parts: object) -> int:
@@ -124,6 +137,7 @@ class Simulation:
         self._seq = 0
         self._aliases: dict[str, int] = {}
         self._started = False
+        self.observers: list[StitchObserver] = []
         for req in requests:
             if req.origin not in self.seg_index:
                 raise SimError(f"request at {req.at}s starts on unknown segment {req.origin!r}")
@@ -165,6 +179,8 @@ class Simulation:
                     dp[obj.key] = obj
             else:
                 metrics.on_event(i, out, now)  # type: ignore[arg-type]
+                for obs in self.observers:
+                    obs.on_event(i, out, now)  # type: ignore[arg-type]
         core = self.cores[i]
         if core is None:
             return
@@ -267,12 +283,12 @@ class Simulation:
         m.note(now, "core_error", f"RM {i} raised {key}: {exc}")
 
     # -- workload ----------------------------------------------------------------------
-    def _request(self, i: int, req: StitchRequest, now: float) -> None:
+    def _request(self, i: int, req: StitchRequest, now: float) -> str | None:
         core = self.cores[i]
         bw = req.constraints.bandwidth_mbps
         if core is None:
             self.metrics.refused_before_core(i, req.vnid, bw, now, "origin_down")
-            return
+            return None
         feasible = feasible_path(self, i, req.vnid, req.constraints) is not None
         sid, outs = core.request_stitch(req.vnid, req.constraints, now)
         rec = self.metrics.on_request(i, sid, req.vnid, bw=bw, at=now,
@@ -280,6 +296,28 @@ class Simulation:
         self._apply(i, outs, now)
         if req.hold_s is not None:
             self._push(now + req.hold_s, RELEASE, i, rec)
+        return sid
+
+    def request(self, origin: int, req: StitchRequest, now: float) -> str | None:
+        """Ask RM ``origin`` for a stitch now (the traffic layer's own requests); its id,
+        or ``None`` when that RM is down."""
+        return self._request(origin, req, now)
+
+    def renegotiate(self, origin: int, stitch_id: str,
+                    avoid: frozenset[tuple[RouteManagerId, ...]], now: float) -> str | None:
+        """Ask RM ``origin`` to move stitch ``stitch_id`` off ``avoid``, make-before-break
+        (see :mod:`vnstitch.protocol.origin`); the successor's id, ``None`` if RM down."""
+        core = self.cores[origin]
+        if not isinstance(core, RouteManagerCore):
+            return None  # down, or a core that cannot renegotiate (a test double)
+        old = self.metrics.records.get((origin, stitch_id))
+        new_sid, outs = core.renegotiate_stitch(stitch_id, avoid, now)
+        rec = self.metrics.on_request(origin, new_sid, old.vnid if old else VNID(0),
+                                      bw=old.bandwidth_mbps if old else 0.0, at=now,
+                                      feasible=False)  # not a request of the workload
+        rec.replaces = stitch_id
+        self._apply(origin, outs, now)
+        return new_sid
 
     def _release(self, i: int, rec: StitchRecord, now: float) -> None:
         core = self.cores[i]
@@ -320,6 +358,8 @@ class Simulation:
             self.timer_at[i] = None
             m.routes[i].clear()
             m.origin_crashed(i, now)
+            for obs in self.observers:
+                obs.on_crash(i, now)
             m.note(now, "fault", f"Route Manager of {self.segments[i]} crashed")
         elif fault.kind is FaultKind.RESTART:
             assert fault.segment is not None
@@ -348,6 +388,9 @@ class Simulation:
         else:
             self.net.heal(fault.name)
             m.note(now, "fault", f"partition {fault.name!r} healed")
+        if fault.kind not in (FaultKind.CRASH, FaultKind.RESTART):
+            for obs in self.observers:
+                obs.on_links(now)
         self._push(now + self.factory.hold_time_s + STALE_CHECK_GRACE_S, CHECK, -1,
                    self.components())
 

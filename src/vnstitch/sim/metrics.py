@@ -70,6 +70,10 @@ class StitchRecord:
     repaired_at: float | None = None
     established_at: float | None = None
     ended_at: float | None = None
+    #: A make-before-break successor: the stitch it replaces once established.
+    replaces: str | None = None
+    #: Released because its successor came up (not lost).
+    replaced: bool = False
 
 
 @dataclass(slots=True)
@@ -240,6 +244,9 @@ class Metrics:
         rec.path = path
         rec.paths.append(path)
         self._ledger_add(path, rec.bandwidth_mbps)
+        old = self.records.get((i, rec.replaces)) if rec.replaces else None
+        if old is not None:
+            old.replaced = True
 
     def _on_failed(self, i: int, ev: StitchFailed, now: float) -> None:
         rec = self.records.get((i, ev.stitch_id))
@@ -261,7 +268,8 @@ class Metrics:
             self._ledger_add(rec.path, -rec.bandwidth_mbps)
         rec.torn_at = now
         rec.reason = str(ev.reason)
-        rec.state = StitchState.REPAIRING if ev.renegotiating else StitchState.DOWN
+        rec.state = StitchState.REPAIRING if ev.renegotiating else \
+            StitchState.RELEASED if rec.replaced else StitchState.DOWN
         if not ev.renegotiating:
             rec.ended_at = now
         self.note(now, "torn_down", f"stitch VN {ev.vnid} from seg {i} torn down: {ev.reason}"

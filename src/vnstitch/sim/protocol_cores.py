@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from vnstitch.model.ids import RouteManagerId, SegmentId
+from vnstitch.model.ids import VNID, RouteManagerId, SegmentId
 from vnstitch.protocol.api import PeerLink, RouteManagerCoreAPI
 from vnstitch.protocol.config import CoreConfig, Timers
 from vnstitch.protocol.core import RouteManagerCore, decode_state, encode_state
+from vnstitch.protocol.grants import AccessPolicy
 from vnstitch.protocol.identity import Identity, TrustStore
 from vnstitch.sim.cores import LinkUsage
 from vnstitch.sim.errors import ScenarioError
@@ -58,6 +59,9 @@ class ProtocolCoreFactory:
         self._identities: dict[SegmentId, Identity] = {}
         self._order: dict[SegmentId, int] = {}
         self._trust: TrustStore | None = None
+        #: Per segment, the access policy of each VN it hosts (none: open); asked when a
+        #: core is built, after every identity exists.
+        self.access: Callable[[SegmentId], Mapping[VNID, AccessPolicy]] = lambda _s: {}
 
     @property
     def announce_interval_s(self) -> float:
@@ -97,7 +101,7 @@ class ProtocolCoreFactory:
         k = self._order[segment]
         return CoreConfig(segment, tuple(peers), (),
                           underlay_address=f"100.{64 + (k >> 16)}.{(k >> 8) & 255}.{k & 255}",
-                          timers=self.timers)
+                          timers=self.timers, access=self.access(segment))
 
     def build(self, segment: SegmentId, peers: Sequence[PeerLink],
               seed: int) -> RouteManagerCoreAPI:

@@ -5,7 +5,10 @@ symbolic -- the topology is loaded and split into segments, VNs placed and reque
 with seeded generators, fault targets checked against the real segment and link names
 (errors name the scenario field) -- and returns a ready :class:`Simulation`. :func:`run`
 advances it to the scenario's end, reporting progress in virtual seconds, and times the
-wall clock *outside* the deterministic summary.
+wall clock *outside* the deterministic summary. With a ``traffic:`` section it is one
+simulation: the traffic layer's VNs are placed with the others, it is attached to the
+engine (it sees every stitch event as it happens), and the two advance together -- the
+engine up to the traffic layer's next event, then that event.
 """
 
 from __future__ import annotations
@@ -19,15 +22,19 @@ from typing import Any
 
 from vnstitch.model import Substrate, load_topology, partitioned
 from vnstitch.model.ids import SegmentId
+from vnstitch.model.virtual import VirtualNetwork
 from vnstitch.sim.allocation import summarise_allocation
 from vnstitch.sim.cores import CoreFactory
 from vnstitch.sim.engine import Simulation, derive_seed
 from vnstitch.sim.errors import ScenarioError
+from vnstitch.sim.membership import MemberPolicies, place_non_members, summarise_membership
 from vnstitch.sim.protocol_cores import ProtocolCoreFactory
 from vnstitch.sim.scenario import Scenario, request_window
 from vnstitch.sim.summary import summarise
-from vnstitch.sim.traffic import TrafficResult, summarise_traffic
+from vnstitch.sim.traffic import TrafficSim
 from vnstitch.sim.traffic_matrix import build_traffic
+from vnstitch.sim.traffic_model import TrafficResult
+from vnstitch.sim.traffic_summary import summarise_stitches, summarise_traffic
 from vnstitch.sim.workload import (
     BUSIEST_TRANSIT,
     Fault,
@@ -46,6 +53,8 @@ class RunResult:
     wall_seconds: float
     setup_seconds: float
     traffic: TrafficResult | None = None
+    #: the traffic layer itself, in its final state (paths, trees)
+    traffic_sim: TrafficSim | None = None
 
     @property
     def events_per_second(self) -> float:
@@ -99,11 +108,21 @@ def build(
     *,
     substrate: Substrate | None = None,
     check_every_step: bool = True,
+    traffic: TrafficSim | None = None,
 ) -> Simulation:
     sub = substrate if substrate is not None else load_substrate(scenario)
     segments = sub.segments()
     rng = random.Random(derive_seed(scenario.seed, "workload"))
     placements = place_vns(segments, scenario.vns.count, scenario.vns.segments_per_vn, rng)
+    own = traffic.placements(placements) if traffic is not None else []
+    made = factory(scenario, sub)
+    non_members: list[VirtualNetwork] = []
+    if scenario.vns.non_members:
+        non_members = place_non_members(placements, segments, scenario.vns.non_members, rng)
+        if isinstance(made, ProtocolCoreFactory):
+            made.access = MemberPolicies(placements + own, placements + own + non_members,
+                                         made.identity)
+        placements = placements + non_members
     rq = scenario.requests
     if rq.arrival == "file":
         assert rq.file is not None
@@ -120,10 +139,13 @@ def build(
             placements, rq.count, start_s=start, end_s=end,
             bandwidth_mbps=rq.bandwidth_mbps, rng=rng,
             max_latency_ms=rq.max_latency_ms, hop_limit=rq.hop_limit, hold_s=rq.hold_s)
-    return Simulation(
-        sub, factory(scenario, sub), placements=placements, requests=requests,
+    sim = Simulation(
+        sub, made, placements=placements + own, requests=requests,
         faults=_faults(scenario, sub), impairments=scenario.network, seed=scenario.seed,
         check_every_step=check_every_step)
+    if traffic is not None:
+        traffic.attach(sim)
+    return sim
 
 
 def run(
@@ -135,18 +157,36 @@ def run(
     check_every_step: bool = True,
 ) -> RunResult:
     t0 = time.perf_counter()
-    sim = build(scenario, factory, substrate=substrate, check_every_step=check_every_step)
-    # Data traffic (if any) runs on the same substrate and virtual time span; built
-    # first so a bad flow is reported before the long part.
-    traffic = build_traffic(scenario, sim.substrate)
+    sub = substrate if substrate is not None else load_substrate(scenario)
+    # Data traffic (if any) rides the stitches; built first so a bad flow is reported
+    # before the long part.
+    traffic = build_traffic(scenario, sub)
+    sim = build(scenario, factory, substrate=sub, check_every_step=check_every_step,
+                traffic=traffic)
     t1 = time.perf_counter()
-    sim.run(scenario.duration_s, progress)
-    result = traffic.run(scenario.duration_s) if traffic is not None else None
+    end = scenario.duration_s
+    result = None
+    if traffic is None:
+        sim.run(end, progress)
+    else:
+        traffic.begin(end)
+        while True:
+            nxt = min(traffic.next_event(), end)
+            sim.run(nxt, progress)  # stitch events reach the traffic layer as they happen
+            traffic.integrate_to(nxt)
+            if nxt >= end - 1e-9:
+                break
+            traffic.process(nxt)
+        result = traffic.finish()
     t2 = time.perf_counter()
     summary = summarise(sim, name=scenario.name, duration_s=scenario.duration_s)
+    if scenario.vns.non_members:
+        summary["membership"] = summarise_membership(sim)
     if result is not None:
+        assert traffic is not None and traffic.log is not None
+        summary["stitches"] = summarise_stitches(traffic.log, [str(s) for s in sim.segments])
         summary["traffic"] = summarise_traffic(result)
         if result.allocation is not None:
             summary["allocation"] = summarise_allocation(result.allocation,
                                                          scenario.duration_s, result.labels)
-    return RunResult(sim, summary, t2 - t1, t1 - t0, result)
+    return RunResult(sim, summary, t2 - t1, t1 - t0, result, traffic)

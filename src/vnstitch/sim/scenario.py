@@ -13,7 +13,7 @@ partitioned, which :mod:`vnstitch.sim.runner` does, with the same field paths.
     segments: 5
     seed: 1
     duration_s: 60
-    vns: {count: 8, segments_per_vn: 2}
+    vns: {count: 8, segments_per_vn: 2}   # non_members: K (declare it, not members)
     requests: {count: 30, arrival: poisson, start_s: 5, end_s: 40,
                bandwidth_mbps: [10, 100], max_latency_ms: null, hop_limit: 16,
                hold_s: null, file: null}          # arrival: file reads CSV ``file``
@@ -49,13 +49,16 @@ from vnstitch.sim.network import Impairments
 from vnstitch.sim.traffic_spec import TrafficSpec, parse_traffic
 from vnstitch.sim.workload import FaultKind
 
-BUILTIN = ("small", "medium", "faulty", "congestion", "abilene-tm", "allocation")
+BUILTIN = ("small", "medium", "faulty", "congestion", "abilene-tm", "allocation",
+           "transit-crash", "nonmember")
 
 
 @dataclass(frozen=True, slots=True)
 class VnSpec:
     count: int = 8
     segments_per_vn: int = 2
+    #: Segments per VN that declare it without being members (:mod:`vnstitch.sim.membership`).
+    non_members: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +108,8 @@ class Scenario:
 def _vns(source: str, data: object) -> VnSpec:
     r = FieldReader(source, "vns", data)
     spec = VnSpec(r.integer("count", 8, lo=1, hi=1_000_000),
-                  r.integer("segments_per_vn", 2, lo=1, hi=10_000))
+                  r.integer("segments_per_vn", 2, lo=1, hi=10_000),
+                  r.integer("non_members", 0, lo=0, hi=10_000))
     r.finish()
     return spec
 

@@ -5,8 +5,18 @@ Theory of operation: :func:`parse_traffic` turns the two raw YAML values into a
 dotted field (``traffic.flows[2].schedule[0].at``, ``qos.classes[1].max_mbps``). The
 ``qos:`` section is a QoS policy in the format of :mod:`vnstitch.routing.qos` (validated
 by its own parser, errors re-labelled under ``qos.``) plus ``borrow``, how HTB lends
-spare capacity (see :mod:`vnstitch.sim.htb`). Node names in flows are checked later,
-against the loaded topology, by :func:`vnstitch.sim.traffic.resolve`. Unknown fields are
+spare capacity (see :mod:`vnstitch.routing.htb`). Node names in flows are checked later,
+against the loaded topology, by :func:`vnstitch.sim.traffic.resolve`.
+
+A flow names its virtual network (``vn``, a VNID) and the substrate nodes its hosts sit
+at (a flow without ``vn`` is substrate background traffic on shortest paths, like the
+matrix's rows; every builtin scenario names a VN for each of its flows); the run places
+that VN on the two segments of ``src`` and ``dst`` and the VN's
+origin (the segment of its first flow's ``src``) requests the stitch itself at
+``stitch_at_s`` with the sum of its flows' ``reserve_mbps`` as bandwidth (default: each
+flow's first non-zero rate; traffic above it is HTB's to share) (a scenario never
+names a path, and a flow never rides anything but its stitch). All flows of one VN must
+join the same two segments, which must differ. Unknown fields are
 errors, so a typo never falls back to a default silently::
 
     qos:
@@ -21,9 +31,11 @@ errors, so a typo never falls back to a default silently::
       monitor: {high: 0.8, low: 0.6, raise_samples: 2, clear_samples: 3}
       reroute: {k: 4, target: 0.75, hold_down_s: 60, install_s: 0.2, returns: true,
                 return_below: 0.45, classes: null}    # null: any class may move
-      flows:
-        - {name: tv, class: video, src: New York, dst: Los Angeles, mbps: 2500}
-        - {name: backup, class: bulk, src: New York, dst: Atlanta, mbps: 1000,
+      stitch_at_s: 2           # when each VN's origin asks for its stitch
+      flows:                    # traffic of virtual networks: each rides its VN's stitch
+        - {name: tv, vn: 7, class: video, reserve_mbps: 2500, src: New York,
+           dst: Los Angeles, mbps: 2500}
+        - {name: backup, vn: 8, class: bulk, src: New York, dst: Houston, mbps: 1000,
            schedule: [{at: 30, mbps: 5000}, {at: 90, mbps: 1000}]}
       matrix:                   # optional background from a traffic-matrix CSV
         file: data:abilene/abilene_tm_5min.csv.gz
@@ -42,12 +54,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from vnstitch.routing.errors import PolicyError
+from vnstitch.routing.htb import BORROW_MODES, BorrowMode
 from vnstitch.routing.monitor import MonitorConfig
 from vnstitch.routing.qos import QosPolicy, parse_policy
 from vnstitch.sim.allocation_spec import AllocationSpec
 from vnstitch.sim.errors import ScenarioError
 from vnstitch.sim.fields import FieldReader
-from vnstitch.sim.htb import BORROW_MODES, BorrowMode
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +74,14 @@ class FlowSpec:
     mbps: float
     schedule: tuple[tuple[float, float], ...] = ()
     field: str = ""  # where it came from, for errors found once the topology is known
+    #: The virtual network this flow belongs to: it rides that VN's stitch between the
+    #: segments of ``src`` and ``dst``. ``None``: substrate background (matrix) traffic.
+    vn: int | None = None
+    #: What this flow adds to its VN's stitch reservation (``None``: its first rate).
+    reserve_mbps: float | None = None
+
+    def peak(self) -> float:
+        return max([self.mbps, *(m for _, m in self.schedule)])
 
     def offered_at(self, t: float) -> float:
         k = bisect.bisect_right(self.schedule, (t, math.inf))
@@ -104,6 +124,8 @@ class TrafficSpec:
     matrix: MatrixSpec | None = None
     #: the top-level ``allocation:`` section (see :mod:`vnstitch.sim.allocation_spec`)
     allocation: AllocationSpec | None = None
+    #: When the traffic layer asks each VN's origin for its stitch (virtual seconds).
+    stitch_at_s: float = 2.0
 
 
 def _policy(source: str, data: object) -> tuple[QosPolicy, BorrowMode]:
@@ -162,7 +184,11 @@ def _flow(source: str, index: int, data: object, classes: set[str]) -> FlowSpec:
     src, dst = r.name("src"), r.name("dst")
     if src == dst:
         raise r.fail("dst", f"must differ from src ({src!r})")
+    # No VN: substrate background traffic (as matrix rows are), on shortest paths.
+    vn = r.integer("vn", 0, lo=1, hi=2**24 - 1) if r.raw("vn") is not None else None
     mbps = r.number("mbps", None, lo=0.0)
+    reserve = r.number("reserve_mbps", 0.0, lo=0.0) if r.raw("reserve_mbps") is not None \
+        else None
     raw = r.raw("schedule")
     steps: list[tuple[float, float]] = []
     if raw is not None:
@@ -177,7 +203,7 @@ def _flow(source: str, index: int, data: object, classes: set[str]) -> FlowSpec:
             steps.append((at, s.number("mbps", None, lo=0.0)))
             s.finish()
     r.finish()
-    return FlowSpec(name, cls, src, dst, mbps, tuple(steps), r.path)
+    return FlowSpec(name, cls, src, dst, mbps, tuple(steps), r.path, vn, reserve)
 
 
 def _matrix(source: str, data: object, classes: set[str]) -> MatrixSpec | None:
@@ -222,6 +248,7 @@ def parse_traffic(source: str, traffic: object, qos: object) -> TrafficSpec | No
     classes = {c.name for c in policy.classes}
     r = FieldReader(source, "traffic", traffic)
     interval = r.number("interval_s", 5.0, lo=0.0, hi=1e6, lo_open=True)
+    stitch_at = r.number("stitch_at_s", 2.0, lo=0.0)
     monitor = _monitor(source, r.raw("monitor"))
     reroute = _reroute(source, r.raw("reroute"), classes)
     matrix = _matrix(source, r.raw("matrix"), classes)
@@ -244,4 +271,4 @@ def parse_traffic(source: str, traffic: object, qos: object) -> TrafficSpec | No
         stitched = tuple(c.name for c in policy.classes if c.priority == top)
     r.finish()
     return TrafficSpec(policy, borrow, interval, monitor, reroute, tuple(flows), stitched,
-                       matrix)
+                       matrix, stitch_at_s=stitch_at)

@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from vnstitch.routing.monitor import ArcState
-from vnstitch.sim.runner import load_substrate
+from vnstitch.sim.runner import run
 from vnstitch.sim.scenario import load_scenario
-from vnstitch.sim.traffic import TrafficResult, summarise_traffic
-from vnstitch.sim.traffic_matrix import build_traffic
+from vnstitch.sim.traffic_model import TrafficResult
+from vnstitch.sim.traffic_summary import summarise_traffic
 
 #: Issue 7's bound: congestion rerouted around within this many monitoring intervals.
 REROUTE_TARGET_INTERVALS = 3.0
@@ -23,7 +23,7 @@ def summary_rows(t: dict[str, Any]) -> list[tuple[str, object]]:
     """Headline rows: congestion, reroutes, dampening, the shortfall and who took it."""
     worst = t["max_intervals_to_reroute"]
     return [
-        ("flows / monitoring interval", f"{t['flows']} / {t['interval_s']:g} s "
+        ("flows / monitoring interval", f"{len(t['flows'])} / {t['interval_s']:g} s "
                                         f"({t['samples']} samples, borrow {t['borrow']})"),
         ("congestion episodes (by reroute / unresolved)",
          f"{len(t['congestion_episodes'])} ({t['congestion_resolved_by_reroute']} / "
@@ -31,8 +31,11 @@ def summary_rows(t: dict[str, Any]) -> list[tuple[str, object]]:
         ("onset to reroute, worst (intervals)",
          "-" if worst is None else f"{worst:g} (target <= {REROUTE_TARGET_INTERVALS:g})"),
         ("longest congestion, any cause (intervals)", t["max_intervals_congested"] or "-"),
-        ("reroutes / returns", f"{t['reroutes']} / {t['returns']}"
+        ("stitches moved around congestion / returned",
+         f"{t['stitch_moves']} / {t['stitch_returns']}"),
+        ("background reroutes / returns", f"{t['reroutes']} / {t['returns']}"
          + (f" (+{t['allocator_moves']} by the allocator)" if t.get("allocator_moves") else "")),
+        ("traffic offered without a stitch (Mbit)", f"{t['unattached_mbit_total']:g}"),
         ("max path changes per flow (min gap s)",
          f"{t['max_path_changes_per_flow']} ({t['min_seconds_between_moves_of_a_flow'] or '-'})"),
         ("stitched classes keep their guarantee",
@@ -102,7 +105,10 @@ def story(res: TrafficResult, t: dict[str, Any]) -> list[str]:
              f"({', '.join(t['classes'])}); stitched: {', '.join(t['stitched_classes'])}; "
              f"links sampled every {t['interval_s']:g} s."]
     for f in res.flows:
-        lines.append(f"  {f.name} ({f.qos_class}, {f.spec.mbps:g} Mbit/s): {res.name(f.home)}")
+        path = res.first_paths.get(f.name, f.home if f.group is None else ())
+        where = res.name(path) if path else "never attached to a stitch"
+        vn = f", VN {f.spec.vn}" if f.spec.vn is not None else ""
+        lines.append(f"  {f.name} ({f.qos_class}{vn}, {f.spec.mbps:g} Mbit/s): {where}")
     timeline: list[tuple[float, int, str]] = []
     for ep in res.episodes:
         timeline.append((ep.onset_s, 0, f"{res.link(ep.arc)} offered "
@@ -133,11 +139,10 @@ def story(res: TrafficResult, t: dict[str, Any]) -> list[str]:
 
 
 def congestion_demo() -> tuple[TrafficResult, dict[str, Any], list[str]]:
-    """The data-traffic part of ``builtin:congestion`` alone (no control plane): the
-    congestion story for ``vnstitch demo``, on built-in data, in well under a second."""
+    """``builtin:congestion``, traffic riding the stitches the protocol negotiates: the
+    congestion story for ``vnstitch demo``, on built-in data, in a few seconds."""
     sc = load_scenario("builtin:congestion")
-    sim = build_traffic(sc, load_substrate(sc))
-    assert sim is not None
-    res = sim.run(sc.duration_s)
+    res = run(sc, check_every_step=False).traffic
+    assert res is not None
     summary = summarise_traffic(res)
     return res, summary, story(res, summary)

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
+from vnstitch.routing.htb import HtbClass, HtbTree, flows_share, quantum_bytes, share, tree_for_link
 from vnstitch.routing.qos import parse_policy, policy_to_tc
-from vnstitch.sim.htb import HtbClass, HtbTree, flows_share, quantum_bytes, share, tree_for_link
 
 
 def _tree(*classes: tuple[str, float, float, int], link: float = 100.0,
