@@ -96,3 +96,24 @@ def test_yaml_syntax_error_and_missing_file(tmp_path: Path) -> None:
         load_config(tmp_path / "absent.yaml")
     with pytest.raises(ConfigError, match="empty config"):
         parse_config("", "x.yaml", tmp_path)
+
+
+@pytest.mark.parametrize("text", [".nan", ".inf", "-.inf", "1e999", "1" + "0" * 400])
+def test_non_finite_and_huge_numbers_are_refused(tmp_path: Path, text: str) -> None:
+    cfg = _good(tmp_path)
+    body = yaml.safe_dump(cfg).replace("capacity_mbps: 1000", f"capacity_mbps: {text}")
+    assert f"capacity_mbps: {text}" in body
+    with pytest.raises(ConfigError, match=r"peers\[0\]\.capacity_mbps: (must be finite|out "
+                                          r"of range|must be a number)"):
+        parse_config(body, "c.yaml", tmp_path)
+
+
+def test_every_problem_is_reported_not_only_the_first(tmp_path: Path) -> None:
+    cfg = _good(tmp_path)
+    cfg["timers"] = {"probe_interval_s": -1, "probe_misses": "x", "bogus": 1}
+    cfg["listen"] = {"address": "nope", "port": 99999}
+    with pytest.raises(ConfigError) as err:
+        parse_config(yaml.safe_dump(cfg), "c.yaml", tmp_path)
+    fields = sorted(line.split(": ")[1] for line in str(err.value).splitlines())
+    assert fields == ["listen.address", "listen.port", "timers.bogus",
+                      "timers.probe_interval_s", "timers.probe_misses"], str(err.value)

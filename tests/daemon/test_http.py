@@ -131,9 +131,14 @@ def test_cli_through_http_matches_the_socket(nodes: list[HttpNode],
     assert shown["--url"] == shown["--socket"] and shown["--url"][sid] == "up"
     assert main(["routemgr", "release", sid, *door]) == 0
     capsys.readouterr()
-    # a refusal arrives as one line naming the field, exit 2
-    assert main(["routemgr", "stitch", "--vnid", "200", "--bandwidth", "-1", *door]) == 2
-    assert "bandwidth_mbps" in capsys.readouterr().err
+    # a refusal arrives as one line naming what is wrong, exit 2
+    assert main(["routemgr", "release", "nope", *door]) == 2
+    err = capsys.readouterr().err
+    assert "no stitch 'nope'" in err or "no such stitch" in err, err  # socket / HTTP door
+    # a bad number does not even leave the CLI: a usage error, exit 2
+    with pytest.raises(SystemExit) as usage:
+        main(["routemgr", "stitch", "--vnid", "200", "--bandwidth", "-1", *door])
+    assert usage.value.code == 2 and "--bandwidth" in capsys.readouterr().err
 
 
 def test_socket_refuses_infinite_hop_limit_with_a_reason(nodes: list[HttpNode]) -> None:

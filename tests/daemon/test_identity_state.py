@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 import stat
@@ -179,3 +180,49 @@ def test_schema_version_mismatch(tmp_path: Path) -> None:
     store.close()
     with pytest.raises(StateError, match="schema version 99"):
         StateStore.open(tmp_path / "s.db")
+
+
+def test_zero_length_database_is_refused_unless_initialised(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    db.touch()
+    with pytest.raises(StateError, match=r"empty.*--init-state"):
+        StateStore.open(db)
+    assert db.stat().st_size == 0  # refused, not silently initialised
+    store = StateStore.open(db, initialise=True)
+    assert "stitches" in store.tables()
+    store.close()
+    StateStore.open(db).close()  # initialised: an ordinary database now
+
+
+def test_foreign_database_is_moved_aside_only_when_initialised(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE photos (id INTEGER)")
+    conn.close()
+    with pytest.raises(StateError, match="not a vnstitch state database"):
+        StateStore.open(db)
+    store = StateStore.open(db, initialise=True)
+    store.close()
+    aside = tmp_path / "s.db.unusable-1"
+    with sqlite3.connect(aside) as conn:  # the operator's file is kept, untouched
+        assert conn.execute("SELECT name FROM sqlite_master").fetchall() == [("photos",)]
+    conn.close()
+    # A file that is not SQLite at all: the same.
+    junk = tmp_path / "j.db"
+    junk.write_bytes(b"not a database" * 100)
+    with pytest.raises(StateError):
+        StateStore.open(junk)
+    StateStore.open(junk, initialise=True).close()
+    assert (tmp_path / "j.db.unusable-1").read_bytes() == b"not a database" * 100
+
+
+def test_non_finite_numbers_are_refused_on_write_and_skipped_on_read(tmp_path: Path) -> None:
+    store = StateStore.open(tmp_path / "s.db")
+    with pytest.raises(StateError, match="non-finite"):
+        store.put_stitch(StitchRecord("x", 100, (), math.inf, 0, 0, "up", 0, 0))
+    store.put_stitch(StitchRecord("good", 100, (), 5.0, 0, 0, "up", 0, 0))
+    store._conn.execute(  # a row written by an older version
+        "INSERT INTO stitches VALUES ('bad', 100, '[]', ?, 0, 0, 'up', 0, 0)", (-math.inf,))
+    assert [s.stitch_id for s in store.stitches()] == ["good"]
+    assert list(store.bad_rows) == ["stitches:bad"]
+    store.close()

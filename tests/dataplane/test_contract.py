@@ -34,6 +34,7 @@ from vnstitch.dataplane import (
     WireguardPeer,
     reconcile,
 )
+from vnstitch.dataplane.base import DataplaneApplyError
 from vnstitch.dataplane.linux import LinuxDataplane
 
 HOST_PORT = "hp0"
@@ -241,3 +242,22 @@ def test_byte_counters_count_what_a_device_sends(env: Env) -> None:
     assert driver.counters("vs100").tx_bytes >= 0
     with pytest.raises(DataplaneError, match=r"counters nope0.*missing device"):
         driver.counters("nope0")
+
+
+def test_one_refused_object_does_not_keep_the_others_out(env: Env) -> None:
+    """A second VXLAN device for a VNI is refused (the kernel says File exists); every
+    other op of the same plan still applies, and the error lists only the refused one."""
+    first = DataplaneState([Bridge("vsbr4"), Bridge("vsbr5"),
+                            VxlanPort("vs5", 5, "10.0.0.1", "vsbr4")])
+    reconcile(env.driver, first)
+    more = first.with_objects(add=[VxlanPort("vs6", 5, "10.0.0.1", "vsbr4"),
+                                   Bridge("vsbr6"), BridgePort("vsbr5", "vs5")])
+    with pytest.raises(DataplaneApplyError) as failed:
+        reconcile(env.driver, more)
+    assert list(failed.value.failures) == ["vxlan:vs6"]
+    assert {op.obj.key for op in failed.value.applied} == {"bridge:vsbr6", "port:vsbr5:vs5"}
+    have = env.driver.observe()
+    assert "bridge:vsbr6" in have and "port:vsbr5:vs5" in have and "vxlan:vs6" not in have
+    # skip: leave the refused object out of a pass -- converged otherwise.
+    assert reconcile(env.driver, more, skip={"vxlan:vs6"}) == []
+    reconcile(env.driver, DataplaneState())

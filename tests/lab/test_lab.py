@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from pyroute2 import IPRoute
 
 from tests.rootutil import require_root
+from vnstitch.dataplane import tc
 from vnstitch.lab import baseline, netns, substrate
 from vnstitch.lab.substrate import Lab
 
@@ -51,12 +53,18 @@ def test_capture_does_see_inner_icmp_when_not_encrypted(lab: Lab) -> None:
     assert not cap.encrypted
 
 
-def test_reservation_is_enforced_within_ten_percent(lab: Lab) -> None:
+def test_reservation_is_an_htb_class_on_the_vxlan_port(lab: Lab) -> None:
+    """The kernel holds the reservation (rates under load belong in benchmarks)."""
     rate = 50.0
     baseline.hand_stitch(lab, rate_mbps=rate)
     baseline.wait_reachable(lab, "ha1", "hb1")
-    mbps = baseline.iperf(lab, "ha1", "hb1", seconds=3)
-    assert abs(mbps - rate) <= 0.1 * rate, mbps
+    for seg in ("a", "b"):
+        with IPRoute(netns=lab.routers[seg].ns) as ipr:
+            idx = ipr.link_lookup(ifname="vx100")[0]
+            limits, _ = tc.observe(ipr, idx, "vx100")
+        assert [r.class_id for r in limits] == [10], limits
+        assert limits[0].rate_mbps == pytest.approx(rate, rel=1e-3)
+        assert limits[0].ceil_mbps == pytest.approx(rate, rel=1e-3)
 
 
 def test_link_cut_reroutes_through_second_transit(lab: Lab) -> None:

@@ -17,14 +17,22 @@ from pathlib import Path
 from typing import Any
 
 from vnstitch.cli import routemgr_init
+from vnstitch.cli.argtypes import bounded_int, finite_float
 from vnstitch.cli.daemonclient import add_target_args, send
 from vnstitch.cli.output import add_json_flag, console, fmt, print_json, table
+from vnstitch.daemon.limits import (
+    MAX_BANDWIDTH_MBPS,
+    MAX_HOP_LIMIT,
+    MAX_RETRY_FOR_S,
+    MAX_WAIT_S,
+)
+from vnstitch.model.ids import VNID_MAX
 
 SHOW_COLUMNS: dict[str, list[str]] = {
     "peers": ["id", "address", "received", "sent", "faults", "last_heard_s_ago"],
     "vnids": ["vnid", "where", "components", "host_ports", "via"],
-    "stitches": ["stitch_id", "vnid", "status", "path", "bandwidth_mbps", "reserved_mbps",
-                 "latency_ms", "cost"],
+    "stitches": ["stitch_id", "vnid", "desired", "status", "path", "bandwidth_mbps",
+                 "reserved_mbps", "attempts", "last_failure", "next_attempt_s"],
     "tunnels": ["tunnel_id", "peer", "state", "interface"],
     "allocations": ["now", "stitch_id", "measured_mbps", "forecast_mbps", "quantile",
                     "available_mbps", "reserved_mbps", "action"],
@@ -47,9 +55,10 @@ def register(sub: Any) -> None:
     keygen.set_defaults(handler=_keygen)
     routemgr_init.register(rsub)  # key, token, config skeleton, systemd unit
 
-    check = rsub.add_parser("check", help="validate a config file")
-    check.add_argument("--config", required=True, type=Path,
-                       help="the daemon's YAML config file to check")
+    check = rsub.add_parser("check", help="validate a config file and its key file "
+                                          "(reports every problem, FILE:LINE:COL: field: "
+                                          "problem)")
+    check.add_argument("--config", required=True, type=Path, help="the config file to check")
     add_json_flag(check)
     check.set_defaults(handler=_check)
 
@@ -61,6 +70,10 @@ def register(sub: Any) -> None:
                      help="least severe log level written to stderr (default info)")
     run.add_argument("--log-format", default="text", choices=["text", "json"],
                      help="log lines as text or as one JSON object each (default text)")
+    run.add_argument("--init-state", action="store_true",
+                     help="initialise the state database when it is empty (zero bytes) or "
+                          "not a vnstitch database (that file is moved aside first); "
+                          "without it such a file is refused")
     add_json_flag(run)
     run.set_defaults(handler=_run)
 
@@ -69,7 +82,7 @@ def register(sub: Any) -> None:
                                        "status", "allocations", "routes", "qos",
                                        "decisions"],
                       help="which state to show")
-    show.add_argument("--wait", type=float, metavar="S",
+    show.add_argument("--wait", type=finite_float(maximum=MAX_WAIT_S), metavar="S",
                       help="first wait up to S seconds until `vnstitch diagnose` finds no "
                            "failure; exit 1 (and say which checks fail) if it still does")
     add_target_args(show)
@@ -77,33 +90,40 @@ def register(sub: Any) -> None:
     show.set_defaults(handler=_show)
 
     stitch = rsub.add_parser("stitch", help="ask a running daemon for a stitch to a VNID")
-    stitch.add_argument("--vnid", required=True, type=int, help="the VNID to stitch to")
-    stitch.add_argument("--bandwidth", required=True, type=float, metavar="MBPS",
-                        help="bandwidth to reserve on every segment of the path")
-    stitch.add_argument("--max-latency", type=float, metavar="MS",
-                        help="refuse paths slower than this (default no limit)")
-    stitch.add_argument("--max-cost", type=float,
-                        help="refuse paths costlier than this (default no limit)")
-    stitch.add_argument("--hop-limit", type=int,
-                        help="refuse paths through more segments (default no limit)")
-    stitch.add_argument("--wait", type=float, default=10.0, metavar="S",
-                        help="seconds to wait for the outcome (default 10)")
+    stitch.add_argument("--vnid", required=True, type=bounded_int(0, VNID_MAX),
+                        help=f"the VNID to stitch to (0..{VNID_MAX})")
+    stitch.add_argument("--bandwidth", required=True, metavar="MBPS",
+                        type=finite_float(maximum=MAX_BANDWIDTH_MBPS),
+                        help="bandwidth to reserve along the path, Mbit/s")
+    stitch.add_argument("--max-latency", type=finite_float(), metavar="MS",
+                        help="refuse paths slower than this (default: any)")
+    stitch.add_argument("--max-cost", type=finite_float(),
+                        help="refuse paths costlier than this (default: any)")
+    stitch.add_argument("--hop-limit", type=bounded_int(1, MAX_HOP_LIMIT),
+                        help="most Route Managers on the path (default 16)")
+    stitch.add_argument("--wait", type=finite_float(maximum=MAX_WAIT_S), default=10.0,
+                        metavar="S", help="seconds to wait for the outcome (default 10)")
+    stitch.add_argument("--retry-for", type=finite_float(maximum=MAX_RETRY_FOR_S),
+                        metavar="S", help="retry capacity refusals for this long (default: "
+                        "until released); transient failures are always retried")
     add_target_args(stitch)
     add_json_flag(stitch)
     stitch.set_defaults(handler=_stitch)
 
     release = rsub.add_parser("release", help="release a stitch on a running daemon")
-    release.add_argument("stitch_id", help="the stitch id (see show stitches)")
+    release.add_argument("stitch_id", help="the stitch to release (see 'show stitches')")
     add_target_args(release)
     add_json_flag(release)
     release.set_defaults(handler=_release)
 
     resize = rsub.add_parser("resize", help="change an established stitch's bandwidth in "
                                             "place (no outage; only at its origin)")
-    resize.add_argument("stitch_id", help="the stitch id (see show stitches)")
-    resize.add_argument("--bandwidth", required=True, type=float, metavar="MBPS",
-                        help="the new bandwidth to reserve")
-    resize.add_argument("--wait", type=float, default=10.0, metavar="S",
+    resize.add_argument("stitch_id", help="the stitch to resize (see 'show stitches')")
+    resize.add_argument("--bandwidth", required=True, metavar="MBPS",
+                        type=finite_float(maximum=MAX_BANDWIDTH_MBPS),
+                        help="the new bandwidth, Mbit/s")
+    resize.add_argument("--wait", type=finite_float(maximum=MAX_WAIT_S), default=10.0,
+                        metavar="S",
                         help="seconds to wait for the path's answer (default 10)")
     add_target_args(resize)
     add_json_flag(resize)
@@ -124,9 +144,18 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from vnstitch.daemon.config import load_config  # noqa: PLC0415
+    from vnstitch.daemon.config import ConfigProblemsError, load_config  # noqa: PLC0415
 
-    cfg = load_config(args.config)
+    try:
+        cfg = load_config(args.config, check_files=True)
+    except ConfigProblemsError as exc:
+        if args.json:
+            print_json({"config": str(args.config), "ok": False, "problems": exc.problems})
+        else:
+            for line in exc.problems:
+                print(line, file=sys.stderr)
+            print(f"{args.config}: {len(exc.problems)} problem(s)", file=sys.stderr)
+        return 2
     result = {"config": str(args.config), "ok": True, "segment": cfg.segment,
               "listen": f"{cfg.listen_host}:{cfg.listen_port}", "peers": len(cfg.peers),
               "local_vns": [int(v.vnid) for v in cfg.local_vns],
@@ -147,7 +176,8 @@ def _run(args: argparse.Namespace) -> int:
 
     configure_logging(args.log_level, args.log_format)
     cfg = load_config(args.config)
-    daemon = RouteManagerDaemon(cfg, protocol_core_factory, make_driver(cfg))
+    daemon = RouteManagerDaemon(cfg, protocol_core_factory, make_driver(cfg),
+                                init_state=args.init_state)
     asyncio.run(run_daemon(daemon))
     if args.json:
         print_json({"rm_id": daemon.rm_id if daemon.stopped.is_set() else None,
@@ -196,7 +226,7 @@ def _stitch(args: argparse.Namespace) -> int:
     req: dict[str, Any] = {"cmd": "stitch", "vnid": args.vnid, "bandwidth_mbps": args.bandwidth,
                            "wait_s": args.wait}
     for name, value in (("max_latency_ms", args.max_latency), ("max_cost", args.max_cost),
-                        ("hop_limit", args.hop_limit)):
+                        ("hop_limit", args.hop_limit), ("retry_for_s", args.retry_for)):
         if value is not None:
             req[name] = value
     result = send(args, req, timeout_s=args.wait + 5)

@@ -39,6 +39,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -220,12 +221,38 @@ class DaemonConfig:
 # -- reading YAML with positions --------------------------------------------------------
 
 
+class ConfigProblemsError(ConfigError):
+    """Every problem found in one config file (``problems``: one line each)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class _AbandonedError(ConfigError):
+    """A part of the config cannot be read further; its problems are already noted."""
+
+
 class _Reader:
-    """Turns a composed YAML node tree into values, remembering each field's position."""
+    """Turns a composed YAML node tree into values, remembering each field's position,
+    and collects problems so that a check reports all of them, not only the first."""
 
     def __init__(self, source: str) -> None:
         self.source = source
         self.marks: dict[str, tuple[int, int]] = {}
+        self.problems: list[str] = []
+
+    def note(self, error: ConfigError) -> None:
+        if not isinstance(error, _AbandonedError) and str(error) not in self.problems:
+            self.problems.append(str(error))
+
+    def guard(self, fn: Callable[[], T], default: T) -> T:
+        """``fn()``; on a config problem note it and go on with ``default``."""
+        try:
+            return fn()
+        except ConfigError as exc:
+            self.note(exc)
+            return default
 
     def fail(self, path: str, problem: str) -> ConfigError:
         where = self.source
@@ -249,7 +276,8 @@ class _Reader:
                 if key in out:
                     self.marks[sub] = (key_node.start_mark.line + 1,
                                        key_node.start_mark.column + 1)
-                    raise self.fail(sub, "duplicate field")
+                    self.note(self.fail(sub, "duplicate field"))
+                    continue
                 out[str(key)] = self.to_python(value_node, sub)
             return out
         if isinstance(node, yaml.SequenceNode):
@@ -260,16 +288,19 @@ class _Reader:
 
 def _fields(r: _Reader, data: Any, path: str, allowed: set[str], required: set[str]
             ) -> dict[str, Any]:
+    """``data`` as a mapping; unknown fields are noted (and ignored), missing required
+    fields are noted and abandon the mapping."""
     if not isinstance(data, dict):
         raise r.fail(path, f"must be a mapping, got {_kind(data)}")
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        sub = f"{path}.{unknown[0]}" if path else unknown[0]
-        raise r.fail(sub, f"unknown field (expected one of: {', '.join(sorted(allowed))})")
-    for name in sorted(required):
-        if name not in data:
-            raise r.fail(f"{path}.{name}" if path else name, "missing required field")
-    return data
+    for name in sorted(set(data) - allowed):
+        sub = f"{path}.{name}" if path else name
+        r.note(r.fail(sub, f"unknown field (expected one of: {', '.join(sorted(allowed))})"))
+    missing = sorted(n for n in required if n not in data)
+    for name in missing:
+        r.note(r.fail(f"{path}.{name}" if path else name, "missing required field"))
+    if missing:
+        raise _AbandonedError("")
+    return {k: v for k, v in data.items() if k in allowed}
 
 
 def _kind(value: Any) -> str:
@@ -289,8 +320,10 @@ def _number(r: _Reader, path: str, value: Any, *, minimum: float = 0.0,
     if isinstance(value, bool) or not ok_type:
         want = "an integer" if integer else "a number"
         raise r.fail(path, f"must be {want}, got {_kind(value)} {value!r}")
+    if isinstance(value, int) and abs(value) > 2 ** 53:
+        raise r.fail(path, f"out of range, got an integer of {len(str(abs(value)))} digits")
     if not math.isfinite(value):
-        raise r.fail(path, "must be finite")
+        raise r.fail(path, f"must be finite, got {value!r}")
     if (strict and value <= minimum) or value < minimum:
         raise r.fail(path, f"must be {'>' if strict else '>='} {minimum:g}, got {value!r}")
     return float(value)
@@ -357,9 +390,10 @@ def _public_key(r: _Reader, path: str, value: Any) -> bytes:
 
 def _trust(r: _Reader, data: Any) -> dict[RouteManagerId, bytes]:
     trust: dict[RouteManagerId, bytes] = {}
-    for i, entry in enumerate(_list(r, "trust", data)):
+
+    def entry(i: int, item: Any) -> None:
         path = f"trust[{i}]"
-        e = _fields(r, entry, path, {"public_key", "id", "name"}, {"public_key"})
+        e = _fields(r, item, path, {"public_key", "id", "name"}, {"public_key"})
         key = _public_key(r, f"{path}.public_key", e["public_key"])
         rm = route_manager_id_from_public_key(key)
         if "id" in e:
@@ -369,28 +403,56 @@ def _trust(r: _Reader, data: Any) -> dict[RouteManagerId, bytes]:
         if rm in trust:
             raise r.fail(path, f"duplicate trust entry for {rm}")
         trust[rm] = key
+
+    for i, item in enumerate(_list(r, "trust", data)):
+        r.guard(partial(entry, i, item), None)
     return trust
 
 
 def _peers(r: _Reader, data: Any, trust: dict[RouteManagerId, bytes]) -> tuple[PeerConfig, ...]:
+    """Every peer entry; each field's problem is noted on its own (all are reported)."""
     peers: list[PeerConfig] = []
+    seen: dict[tuple[str, int], str] = {}  # address -> the entry that has it
     for i, entry in enumerate(_list(r, "peers", data)):
         path = f"peers[{i}]"
-        e = _fields(r, entry, path, {"id", "address", "capacity_mbps", "latency_ms", "cost"},
-                    {"id", "address", "capacity_mbps", "latency_ms"})
-        rm = _check(r, f"{path}.id", route_manager_id, e["id"])
-        if rm not in trust:
-            raise r.fail(f"{path}.id", f"peer {rm} is not in the trust store")
-        if any(p.rm_id == rm for p in peers):
-            raise r.fail(f"{path}.id", f"duplicate peer {rm}")
-        host, port = _host_port(r, f"{path}.address", e["address"])
-        peers.append(PeerConfig(
-            rm_id=rm, host=host, port=port,
-            capacity_mbps=_number(r, f"{path}.capacity_mbps", e["capacity_mbps"], strict=True),
-            latency_ms=_number(r, f"{path}.latency_ms", e["latency_ms"]),
-            cost=_number(r, f"{path}.cost", e.get("cost", 1.0)),
-        ))
+        e = r.guard(partial(_fields, r, entry, path,
+                            {"id", "address", "capacity_mbps", "latency_ms", "cost"},
+                            {"id", "address", "capacity_mbps", "latency_ms"}), None)
+        if e is None:
+            continue
+        rm = r.guard(partial(_peer_id, r, path, e["id"], trust, peers), None)
+        addr = r.guard(partial(_peer_address, r, path, e["address"], seen), None)
+        cap = r.guard(partial(_number, r, f"{path}.capacity_mbps", e["capacity_mbps"],
+                              strict=True), None)
+        lat = r.guard(partial(_number, r, f"{path}.latency_ms", e["latency_ms"]), None)
+        cost = r.guard(partial(_number, r, f"{path}.cost", e.get("cost", 1.0)), None)
+        if rm is None or addr is None or cap is None or lat is None or cost is None:
+            continue
+        peers.append(PeerConfig(rm_id=rm, host=addr[0], port=addr[1], capacity_mbps=cap,
+                                latency_ms=lat, cost=cost))
     return tuple(peers)
+
+
+def _peer_id(r: _Reader, path: str, value: Any, trust: dict[RouteManagerId, bytes],
+             peers: list[PeerConfig]) -> RouteManagerId:
+    rm = _check(r, f"{path}.id", route_manager_id, value)
+    if rm not in trust:
+        raise r.fail(f"{path}.id", f"peer {rm} is not in the trust store")
+    if any(p.rm_id == rm for p in peers):
+        raise r.fail(f"{path}.id", f"duplicate peer {rm}")
+    return rm
+
+
+def _peer_address(r: _Reader, path: str, value: Any, seen: dict[tuple[str, int], str]
+                  ) -> tuple[str, int]:
+    # Datagrams are matched to peers by source address: two peers at one address would
+    # make each other's messages look forged.
+    host, port = _host_port(r, f"{path}.address", value)
+    if (host, port) in seen:
+        raise r.fail(f"{path}.address", f"same address as peer {seen[(host, port)]} "
+                                         f"({host}:{port}); every peer needs its own")
+    seen[(host, port)] = path
+    return host, port
 
 
 def _trust_names(r: _Reader, data: Any) -> dict[str, RouteManagerId]:
@@ -437,31 +499,39 @@ def _local_vns(r: _Reader, data: Any, names: dict[str, RouteManagerId] | None = 
         return p if p.is_absolute() or base is None else base / p
 
     for i, entry in enumerate(_list(r, "local_vns", data)):
-        path = f"local_vns[{i}]"
-        e = _fields(r, entry, path, {"vnid", "components", "host_ports", "application",
-                                     "allow", "owner", "grant", "revocations"}, {"vnid"})
-        v = _check(r, f"{path}.vnid", vnid, e["vnid"])
-        if any(x.vnid == v for x in vns):
-            raise r.fail(f"{path}.vnid", f"duplicate VNID {v}")
-        comps = tuple(
-            _check(r, f"{path}.components[{j}]", Component.parse, _string(
-                r, f"{path}.components[{j}]", c))
-            for j, c in enumerate(_list(r, f"{path}.components", e.get("components")))
-        )
-        ports: list[str] = []
-        for j, p in enumerate(_list(r, f"{path}.host_ports", e.get("host_ports"))):
-            name = _string(r, f"{path}.host_ports[{j}]", p)
-            if not _IFNAME_RE.match(name):
-                raise r.fail(f"{path}.host_ports[{j}]",
-                             f"not a Linux interface name (1-15 of [A-Za-z0-9_.-]): {name!r}")
-            ports.append(name)
-        app = _string(r, f"{path}.application", e.get("application", "default"))
-        allow_any, allow = _allow(r, f"{path}.allow", e.get("allow"), names)
-        owner = _public_key(r, f"{path}.owner", e["owner"]) if "owner" in e else None
-        vns.append(LocalVnConfig(v, comps, tuple(ports), app, allow_any, allow, owner,
-                                 file(f"{path}.grant", e.get("grant")),
-                                 file(f"{path}.revocations", e.get("revocations"))))
+        vn = r.guard(partial(_local_vn, r, f"local_vns[{i}]", entry, vns, names=names,
+                             file=file), None)
+        if vn is not None:
+            vns.append(vn)
     return tuple(vns)
+
+
+def _local_vn(r: _Reader, path: str, entry: Any, vns: list[LocalVnConfig], *,
+              names: dict[str, RouteManagerId],
+              file: Callable[[str, Any], Path | None]) -> LocalVnConfig:
+    e = _fields(r, entry, path, {"vnid", "components", "host_ports", "application",
+                                 "allow", "owner", "grant", "revocations"}, {"vnid"})
+    v = _check(r, f"{path}.vnid", vnid, e["vnid"])
+    if any(x.vnid == v for x in vns):
+        raise r.fail(f"{path}.vnid", f"duplicate VNID {v}")
+    comps = tuple(
+        _check(r, f"{path}.components[{j}]", Component.parse, _string(
+            r, f"{path}.components[{j}]", c))
+        for j, c in enumerate(_list(r, f"{path}.components", e.get("components")))
+    )
+    ports: list[str] = []
+    for j, p in enumerate(_list(r, f"{path}.host_ports", e.get("host_ports"))):
+        name = _string(r, f"{path}.host_ports[{j}]", p)
+        if not _IFNAME_RE.match(name):
+            raise r.fail(f"{path}.host_ports[{j}]",
+                         f"not a Linux interface name (1-15 of [A-Za-z0-9_.-]): {name!r}")
+        ports.append(name)
+    app = _string(r, f"{path}.application", e.get("application", "default"))
+    allow_any, allow = _allow(r, f"{path}.allow", e.get("allow"), names)
+    owner = _public_key(r, f"{path}.owner", e["owner"]) if "owner" in e else None
+    return LocalVnConfig(v, comps, tuple(ports), app, allow_any, allow, owner,
+                         file(f"{path}.grant", e.get("grant")),
+                         file(f"{path}.revocations", e.get("revocations")))
 
 
 def _dataplane(r: _Reader, data: Any, listen_host: str) -> DataplaneConfig:
@@ -493,8 +563,10 @@ def _timers(r: _Reader, data: Any) -> TimerConfig:
     values: dict[str, Any] = {}
     for name, kind in _TIMER_FIELDS.items():
         if name in e:
-            v = _number(r, f"timers.{name}", e[name], strict=True, integer=kind is int)
-            values[name] = int(v) if kind is int else v
+            v = r.guard(partial(_number, r, f"timers.{name}", e[name], strict=True,
+                                integer=kind is int), None)
+            if v is not None:
+                values[name] = int(v) if kind is int else v
     if "hold_time_s" not in values and "announce_interval_s" in values:
         values["hold_time_s"] = 3 * values["announce_interval_s"]
     timers = TimerConfig(**values)
@@ -592,9 +664,12 @@ _TOP = {"segment", "listen", "key_file", "trust", "peers", "local_vns", "datapla
         "timers", "state_db", "control_socket", "allocation", "http"}
 
 
-def parse_config(text: str, source: str = "<config>", base_dir: Path | None = None
-                 ) -> DaemonConfig:
-    """Validate config ``text``; ``source`` names it in errors, paths resolve in ``base_dir``."""
+def parse_config(text: str, source: str = "<config>", base_dir: Path | None = None, *,
+                 check_files: bool = False) -> DaemonConfig:
+    """Validate config ``text``; ``source`` names it in errors, paths resolve in ``base_dir``.
+
+    Every problem found is reported (:class:`ConfigProblemsError`, one line each), not only the
+    first. ``check_files`` also opens the key file (``routemgr check``)."""
     r = _Reader(source)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -609,37 +684,71 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
         data = r.to_python(node, "")
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    try:
+        config = _config(r, data, source, base_dir if base_dir is not None else Path.cwd(),
+                         check_files)
+    except ConfigError as exc:
+        r.note(exc)
+        config = None
+    if r.problems or config is None:
+        raise ConfigProblemsError(r.problems or [f"{source}: invalid config"])
+    return config
+
+
+def _config(r: _Reader, data: Any, source: str, base: Path, check_files: bool
+            ) -> DaemonConfig:
     top = _fields(r, data, "", _TOP, {"segment", "listen", "key_file", "state_db",
                                        "control_socket"})
-    base = base_dir if base_dir is not None else Path.cwd()
 
     def path_field(name: str) -> Path:
         p = Path(_string(r, name, top[name])).expanduser()
         return p if p.is_absolute() else (base / p)
 
-    listen = _fields(r, top["listen"], "listen", {"address", "port"}, {"address", "port"})
-    listen_host = _ip(r, "listen.address", listen["address"])
-    trust = _trust(r, top.get("trust"))
-    return DaemonConfig(
-        source=Path(source),
-        segment=_check(r, "segment", segment_id, top["segment"]),
-        listen_host=listen_host,
-        listen_port=_port(r, "listen.port", listen["port"], allow_zero=True),
-        key_file=path_field("key_file"),
-        trust=trust,
-        peers=_peers(r, top.get("peers"), trust),
-        local_vns=_local_vns(r, top.get("local_vns"), _trust_names(r, top.get("trust")), base),
-        dataplane=_dataplane(r, top.get("dataplane"), listen_host),
-        timers=_timers(r, top.get("timers")),
-        state_db=path_field("state_db"),
-        control_socket=path_field("control_socket"),
-        allocation=_allocation(r, top.get("allocation")),
-        http=_http(r, top.get("http"), base),
-    )
+    def listen() -> tuple[str, int]:
+        e = _fields(r, top["listen"], "listen", {"address", "port"}, {"address", "port"})
+        host = r.guard(lambda: _ip(r, "listen.address", e["address"]), "0.0.0.0")
+        return host, _port(r, "listen.port", e["port"], allow_zero=True)
+
+    host, port = r.guard(listen, ("0.0.0.0", 0))
+    no_trust: dict[RouteManagerId, bytes] = {}
+    no_peers: tuple[PeerConfig, ...] = ()
+    no_vns: tuple[LocalVnConfig, ...] = ()
+    trust = r.guard(lambda: _trust(r, top.get("trust")), no_trust)
+    parts = {
+        "segment": r.guard(lambda: _check(r, "segment", segment_id, top["segment"]), None),
+        "key_file": r.guard(lambda: _key_file(r, path_field("key_file"), check_files), None),
+        "peers": r.guard(lambda: _peers(r, top.get("peers"), trust), no_peers),
+        "local_vns": r.guard(lambda: _local_vns(r, top.get("local_vns"),
+                                                _trust_names(r, top.get("trust")), base),
+                             no_vns),
+        "dataplane": r.guard(lambda: _dataplane(r, top.get("dataplane"), host), None),
+        "timers": r.guard(lambda: _timers(r, top.get("timers")), None),
+        "state_db": r.guard(lambda: path_field("state_db"), None),
+        "control_socket": r.guard(lambda: path_field("control_socket"), None),
+        "allocation": r.guard(lambda: _allocation(r, top.get("allocation")), None),
+        "http": r.guard(lambda: _http(r, top.get("http"), base), None),
+    }
+    if r.problems:
+        raise _AbandonedError("")
+    return DaemonConfig(source=Path(source), listen_host=host, listen_port=port,
+                        trust=trust, **parts)  # type: ignore[arg-type]
 
 
-def load_config(path: Path | str) -> DaemonConfig:
-    """Read and validate the config file at ``path``."""
+def _key_file(r: _Reader, path: Path, check: bool) -> Path:
+    """``path``; with ``check`` (a pre-flight check) the key file must exist, be private
+    and hold a valid key."""
+    if check:
+        from vnstitch.daemon.identity import load_key_file  # noqa: PLC0415
+
+        try:
+            load_key_file(path)
+        except VnstitchError as exc:
+            raise r.fail("key_file", str(exc)) from None
+    return path
+
+
+def load_config(path: Path | str, *, check_files: bool = False) -> DaemonConfig:
+    """Read and validate the config file at ``path`` (see :func:`parse_config`)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -647,4 +756,4 @@ def load_config(path: Path | str) -> DaemonConfig:
         raise ConfigError(f"{p}: cannot read config: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{p}: not UTF-8 text: {exc}") from None
-    return parse_config(text, str(p), p.parent.resolve())
+    return parse_config(text, str(p), p.parent.resolve(), check_files=check_files)

@@ -11,8 +11,11 @@ A bad line gets an error reply and the connection stays usable. Requests:
   section); ``routes`` the learned remote routes; ``qos`` the HTB classes in the desired
   dataplane state; ``decisions`` every kept decision with its ``kind``
 - ``{"cmd": "stitch", "vnid": 100, "bandwidth_mbps": 10, "max_latency_ms": ...,
-  "max_cost": ..., "hop_limit": ..., "wait_s": 10}`` -- waits for established / failed
-- ``{"cmd": "release", "stitch_id": "..."}``
+  "max_cost": ..., "hop_limit": ..., "wait_s": 10, "retry_for_s": ...}`` -- a stitch
+  *intent*: kept and retried until released (capacity refusals until ``retry_for_s``,
+  default forever; :mod:`vnstitch.protocol.intent`); waits for the first attempt's
+  established / failed. A second stitch for a VNID with a live one is refused.
+- ``{"cmd": "release", "stitch_id": "..."}`` -- an unknown id is an error
 - ``{"cmd": "resize", "stitch_id": "...", "bandwidth_mbps": 40, "wait_s": 10}`` -- an
   in-place resize of a stitch originated here; waits for its outcome
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import math
 import os
 import socket
@@ -35,6 +39,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vnstitch.daemon.errors import ControlError
+from vnstitch.daemon.limits import (
+    MAX_BANDWIDTH_MBPS,
+    MAX_HOP_LIMIT,
+    MAX_RETRY_FOR_S,
+    MAX_WAIT_S,
+)
 from vnstitch.dataplane.objects import RateLimit
 from vnstitch.errors import VnstitchError
 from vnstitch.model.ids import vnid as parse_vnid
@@ -42,6 +52,8 @@ from vnstitch.protocol.api import StitchConstraints
 
 if TYPE_CHECKING:
     from vnstitch.daemon.runtime import RouteManagerDaemon
+
+log = logging.getLogger("vnstitch.daemon.control")
 
 MAX_LINE = 64 * 1024
 SHOW_WHAT = ("peers", "vnids", "stitches", "tunnels", "metrics", "status", "allocations",
@@ -65,11 +77,13 @@ def view(daemon: RouteManagerDaemon, what: str) -> Any:
                   "host_ports": list(vn.host_ports)} for vn in daemon.config.local_vns]
         return local + _remote_routes(daemon)
     if what == "stitches":
+        # Desired state (the intent) next to the actual state of its current attempt.
         reserved = {r.stitch_id: r.bandwidth_mbps for r in daemon.store.reservations()}
         rows = [{"stitch_id": s.stitch_id, "vnid": s.vnid, "status": s.status,
                  "path": list(s.path), "bandwidth_mbps": s.bandwidth_mbps,
                  "reserved_mbps": reserved.get(s.stitch_id, 0.0),
-                 "latency_ms": s.latency_ms, "cost": s.cost, "role": "origin"}
+                 "latency_ms": s.latency_ms, "cost": s.cost, "role": "origin",
+                 **daemon.intents.row_fields(s.stitch_id, now)}
                 for s in daemon.store.stitches()]
         return rows + _terminated(daemon, {str(r["stitch_id"]) for r in rows})
     if what == "tunnels":
@@ -91,6 +105,10 @@ def view(daemon: RouteManagerDaemon, what: str) -> Any:
                 "adopted_ops": daemon.metrics["adopted_ops"],
                 "reconciles": daemon.metrics["reconciles"],
                 "dataplane_errors": daemon.metrics["dataplane_errors"],
+                "dataplane_failing": daemon.object_retry.summary(now),
+                "admission": {"admitted_by_tier": list(daemon.admission.admitted),
+                              "dropped": daemon.metrics["admission_dropped"],
+                              "sources_tracked": daemon.admission.sources_tracked},
                 "link_usage": _link_usage(daemon),
                 "allocation": _allocation_status(daemon)}
     if what == "allocations":
@@ -208,16 +226,21 @@ class ControlServer:
 
     async def _handle_line(self, line: bytes) -> bytes:
         try:
-            request = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            request = json.loads(line, parse_constant=_refuse_constant)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             return _reply_error(f"not JSON: {exc}")
         if not isinstance(request, dict):
             return _reply_error("request must be a JSON object")
         try:
             result = await self._dispatch(request)
+            return (json.dumps({"ok": True, "result": result}, allow_nan=False)
+                    + "\n").encode()
         except VnstitchError as exc:
             return _reply_error(str(exc))
-        return (json.dumps({"ok": True, "result": result}, allow_nan=False) + "\n").encode()
+        except Exception:  # a bug must cost one request, never the control socket
+            log.exception("control request %.200r failed", request)
+            self._daemon.metrics["control_exceptions"] += 1
+            return _reply_error("internal error (logged by the daemon)")
 
     async def _dispatch(self, req: dict[str, Any]) -> Any:
         return await dispatch(self._daemon, req)
@@ -237,6 +260,7 @@ async def dispatch(daemon: RouteManagerDaemon, req: dict[str, Any]) -> Any:
         sid = req.get("stitch_id")
         if not isinstance(sid, str):
             raise ControlError("release: stitch_id must be a string")
+        _known_stitch(daemon, sid, "release")
         daemon.release_stitch(sid)
         return {"stitch_id": sid, "released": True}
     if cmd == "resize":
@@ -244,15 +268,23 @@ async def dispatch(daemon: RouteManagerDaemon, req: dict[str, Any]) -> Any:
     raise ControlError(f"unknown cmd {cmd!r} (show, stitch, release, resize)")
 
 
+def _known_stitch(daemon: RouteManagerDaemon, stitch_id: str, cmd: str) -> None:
+    if not daemon.intents.known(stitch_id) and \
+            not any(s.stitch_id == stitch_id for s in daemon.store.stitches()):
+        raise ControlError(f"{cmd}: no stitch {stitch_id[:80]!r} on this Route Manager "
+                           "(see 'show stitches')")
+
+
 async def _resize(daemon: RouteManagerDaemon, req: dict[str, Any]) -> dict[str, Any]:
     sid = req.get("stitch_id")
     if not isinstance(sid, str):
         raise ControlError("resize: stitch_id must be a string")
-    mbps = _positive(req, "bandwidth_mbps", None, "resize")
+    mbps = _positive(req, "bandwidth_mbps", None, "resize", maximum=MAX_BANDWIDTH_MBPS)
+    wait_s = _positive(req, "wait_s", 10.0, "resize", maximum=MAX_WAIT_S)
+    _known_stitch(daemon, sid, "resize")
     fut = daemon.resize_stitch(sid, mbps)
     try:
-        ev = await asyncio.wait_for(asyncio.shield(fut), _positive(req, "wait_s", 10.0,
-                                                                   "resize"))
+        ev = await asyncio.wait_for(asyncio.shield(fut), wait_s)
     except TimeoutError:
         return {"stitch_id": sid, "ok": False, "pending": True,
                 "reason": "no answer from the path within wait_s"}
@@ -266,13 +298,15 @@ async def _stitch(daemon: RouteManagerDaemon, req: dict[str, Any]) -> dict[str, 
     except VnstitchError as exc:
         raise ControlError(f"stitch: vnid: {exc}") from None
     c = StitchConstraints(
-        bandwidth_mbps=_positive(req, "bandwidth_mbps", None),
+        bandwidth_mbps=_positive(req, "bandwidth_mbps", None, maximum=MAX_BANDWIDTH_MBPS),
         max_latency_ms=_positive(req, "max_latency_ms", math.inf),
         max_cost=_positive(req, "max_cost", math.inf),
         hop_limit=_hop_limit(req),
     )
-    wait_s = _positive(req, "wait_s", 10.0)
-    stitch_id, fut = daemon.request_stitch(vn, c)
+    wait_s = _positive(req, "wait_s", 10.0, maximum=MAX_WAIT_S)
+    retry_for = (None if req.get("retry_for_s") is None else
+                 _positive(req, "retry_for_s", None, maximum=MAX_RETRY_FOR_S))
+    stitch_id, fut = daemon.request_stitch(vn, c, retry_for)
     try:
         outcome = await asyncio.wait_for(asyncio.shield(fut), wait_s)
     except TimeoutError:
@@ -282,22 +316,57 @@ async def _stitch(daemon: RouteManagerDaemon, req: dict[str, Any]) -> dict[str, 
             "pending": False, "detail": outcome.detail}
 
 
-def _hop_limit(req: dict[str, Any]) -> int:
-    hops = _positive(req, "hop_limit", 16)
-    if not math.isfinite(hops):  # int(inf) would raise OverflowError, not a refusal
-        raise ControlError(f"stitch: hop_limit must be a finite number, got {hops!r}")
-    return int(hops)
-
-
 def _positive(req: dict[str, Any], name: str, default: float | None,
-              cmd: str = "stitch") -> float:
-    value = req.get(name, default)
-    if value is None:
-        raise ControlError(f"{cmd}: {name} is required")
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0 or \
-            (cmd == "resize" and not math.isfinite(value)):
+              cmd: str = "stitch", *, maximum: float = math.inf) -> float:
+    """A finite number in (0, maximum]; ``default`` when absent (inf allowed only there)."""
+    if name not in req or req[name] is None:
+        if default is None:
+            raise ControlError(f"{cmd}: {name} is required")
+        return default
+    value = req[name]
+    if isinstance(value, _NonFinite):
+        raise ControlError(f"{cmd}: {name} must be a finite number, got {value}")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ControlError(f"{cmd}: {name} must be a number, got {_kind(value)}")
+    if isinstance(value, int) and abs(value) > 2 ** 53:
+        raise ControlError(f"{cmd}: {name} is out of range (at most {maximum:g})")
+    if not math.isfinite(value):
+        raise ControlError(f"{cmd}: {name} must be a finite number, got {value!r}")
+    if not value > 0:
         raise ControlError(f"{cmd}: {name} must be a number > 0, got {value!r}")
+    if value > maximum:
+        raise ControlError(f"{cmd}: {name} must be at most {maximum:g}, got {value!r}")
     return float(value)
+
+
+def _hop_limit(req: dict[str, Any]) -> int:
+    value = req.get("hop_limit")
+    if value is None:
+        return 16
+    if isinstance(value, _NonFinite) or (isinstance(value, float) and not math.isfinite(value)):
+        raise ControlError(f"stitch: hop_limit must be a finite number, got {value}")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ControlError(f"stitch: hop_limit must be an integer, got {str(value)[:40]}")
+    if not 1 <= value <= MAX_HOP_LIMIT:
+        raise ControlError(f"stitch: hop_limit must be in 1..{MAX_HOP_LIMIT}, got "
+                           f"{value if abs(value) < 10 ** 12 else 'a huge number'}")
+    return value
+
+
+def _kind(value: Any) -> str:
+    return {str: "a string", list: "a list", dict: "an object", bool: "a boolean",
+            type(None): "null"}.get(type(value), type(value).__name__)
+
+
+class _NonFinite(str):
+    """What ``NaN`` / ``Infinity`` / ``-Infinity`` parse to: not a number at all, so every
+    number check refuses it and names the field (JSON has no such numbers)."""
+
+
+def _refuse_constant(name: str) -> Any:
+    return _NonFinite(name)
 
 
 def _reply_error(message: str) -> bytes:

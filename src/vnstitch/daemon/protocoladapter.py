@@ -35,6 +35,7 @@ from vnstitch.daemon.coreadapter import CoreSetup
 from vnstitch.daemon.errors import StateError
 from vnstitch.daemon.membership import access_policies, load_grants
 from vnstitch.protocol.api import PeerLink
+from vnstitch.protocol.codec import Peek
 from vnstitch.protocol.config import CoreConfig, Timers
 from vnstitch.protocol.core import RouteManagerCore
 from vnstitch.protocol.identity import Identity, TrustStore
@@ -45,6 +46,10 @@ class ProtocolCore(RouteManagerCore):
 
     def snapshot(self) -> bytes:
         return json.dumps(self.export_state(), sort_keys=True).encode()
+
+    def peek(self, datagram: bytes) -> Peek:
+        """An unverified look at a datagram, for admission control (codec.peek)."""
+        return self.codec.peek(datagram)
 
     @property
     def last_sequence(self) -> int:

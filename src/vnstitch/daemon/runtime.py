@@ -16,18 +16,12 @@ out in a fixed order that makes a crash at any point safe:
    without flapping, and garbage-collects owned objects no longer wanted);
 4. send the datagrams.
 
-Blocking drivers: the Linux driver does netlink round trips and starts ``wireguard-go``
-(tens to hundreds of milliseconds), and refuses to run on the event loop's thread. For
-it, step 3 only marks the dataplane dirty; one reconcile worker at a time runs
-``reconcile`` in a thread (``asyncio.to_thread``) against the *latest* desired state,
-and runs again if the state changed meanwhile (changes coalesce, never interleave).
-The order "reconcile, then send" still holds: datagrams of a batch that changed the
-dataplane (and any sent after them, to keep per-peer sequence order) wait until the
-reconcile pass covering that change has run. That matters on the wire: the target's
-COMMIT_ACK must not reach the origin before the target's WireGuard device listens, or
-the origin's first handshake is lost and WireGuard waits its 5 s rekey timeout. The
-desired state is persisted before, so a crash mid-apply is repaired by the reconcile
-at the next start. The in-memory driver is reconciled inline, as before.
+Blocking drivers and per-object backoff: step 3 goes through
+:class:`~vnstitch.daemon.reconciler.Reconciler` (inline for the in-memory driver, in a
+worker thread for the Linux one; datagrams of a batch that changed the dataplane wait
+for the pass covering it, so a COMMIT_ACK never overtakes the WireGuard device it
+announces; one failing kernel object backs off alone). The desired state is persisted
+before, so a crash mid-apply is repaired by the reconcile at the next start.
 
 Clock: the core's ``now`` is wall-clock seconds (peers compare message timestamps),
 computed as ``loop.time() + offset`` with the offset fixed at start, so it is monotonic
@@ -44,15 +38,20 @@ objects -- the daemon's reconcile stays the only writer of the dataplane.
 
 A peer's bytes never stop the daemon: the core reports bad datagrams as ``PeerFault``
 events, which are counted; an exception escaping the core (a bug) is logged and counted
-too, and the daemon keeps serving. Dataplane errors are counted and retried.
+too, and the daemon keeps serving. Dataplane errors are counted and retried per object
+(``show status`` lists the failing ones). Stitch requests are intents the origin keeps
+converging to (:mod:`vnstitch.daemon.intents`), and datagrams pass cheap admission
+checks before any signature is verified (:mod:`vnstitch.protocol.admission`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,14 +60,18 @@ from vnstitch.daemon.config import DaemonConfig
 from vnstitch.daemon.coreadapter import CoreFactory, CoreSetup, DaemonCore, local_objects
 from vnstitch.daemon.errors import DaemonError
 from vnstitch.daemon.identity import KeyInfo, load_key_file
+from vnstitch.daemon.intents import IntentRunner
 from vnstitch.daemon.membership import MembershipFiles
+from vnstitch.daemon.reconciler import Reconciler
 from vnstitch.daemon.resizing import on_resized, request_resize
 from vnstitch.daemon.state import ReservationRecord, StateStore, StitchRecord
 from vnstitch.daemon.tunnelprobe import TunnelProbeSockets, host_port
-from vnstitch.dataplane.base import DataplaneDriver, DataplaneError, reconcile
+from vnstitch.dataplane.base import DataplaneDriver
 from vnstitch.dataplane.memory import MemoryDataplane
-from vnstitch.dataplane.objects import DataplaneState, Op
+from vnstitch.dataplane.objects import DataplaneState, WireguardInterface
+from vnstitch.dataplane.retry import ObjectRetry
 from vnstitch.model.ids import VNID, RouteManagerId
+from vnstitch.protocol.admission import Admission
 from vnstitch.protocol.api import (
     AccessRefused,
     DataplaneChange,
@@ -83,13 +86,19 @@ from vnstitch.protocol.api import (
     StitchTornDown,
     TunnelStateChanged,
 )
+from vnstitch.protocol.codec import Peek
+from vnstitch.protocol.intent import IntentTable
 
 log = logging.getLogger("vnstitch.daemon")
 
 #: Sequence numbers reserved per SQLite write (bounds the writes to one per block).
 SEQUENCE_BLOCK = 1024
-#: Retry delay after a failed dataplane reconcile.
-RECONCILE_RETRY_S = 1.0
+
+
+def tunnel_hosts(state: DataplaneState) -> frozenset[str]:
+    """Far-end addresses inside our tunnels (their probes come from there)."""
+    return frozenset(ip.split("/")[0] for obj in state if isinstance(obj, WireguardInterface)
+                     for peer in obj.peers for ip in peer.allowed_ips)
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
@@ -130,8 +139,17 @@ class RouteManagerDaemon:
     """One Route Manager on an asyncio loop; build, ``await start()``, ``await stop()``."""
 
     def __init__(self, config: DaemonConfig, core_factory: CoreFactory,
-                 driver: DataplaneDriver, *, key: KeyInfo | None = None) -> None:
+                 driver: DataplaneDriver, *, key: KeyInfo | None = None,
+                 init_state: bool = False, rng: random.Random | None = None) -> None:
         self.config = config
+        # Jitter of retries; the OS generator unless a test injects a seeded one.
+        self.rng = rng if rng is not None else random.SystemRandom()
+        self.intents = IntentRunner(self, IntentTable(self.rng))
+        # Cheap checks before signature verification (protocol/admission.py).
+        self.admission = Admission({p.rm_id: p.address for p in config.peers})
+        self._peek: Callable[[bytes], Peek] | None = None
+        self._tunnel_hosts: frozenset[str] = frozenset()
+        self._init_state = init_state  # initialise an empty / unusable state database
         self._core_factory = core_factory
         self.driver = driver
         self._key = key
@@ -153,19 +171,17 @@ class RouteManagerDaemon:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._persist_timer: asyncio.TimerHandle | None = None
-        self._retry_timer: asyncio.TimerHandle | None = None
         self._seq_high_water = 0
         self._waiters: dict[str, asyncio.Future[StitchOutcome]] = {}
         self.resize_waiters: dict[str, asyncio.Future[StitchResized]] = {}
         self._control: Any = None
         self.http: Any = None  # vnstitch.daemon.http.HttpServer when ``http:`` is configured
-        self.last_reconcile_ops: list[str] = []
         self.started_at = 0.0
         # Only the in-memory driver is cheap enough to run on the loop's thread.
         self._offload = not isinstance(driver, MemoryDataplane)
-        self._reconcile_task: asyncio.Task[None] | None = None
-        self._dataplane_dirty = False
-        self._deferred_sends: list[SendDatagram] = []  # wait for the reconcile pass
+        self.reconciler = Reconciler(driver, offload=self._offload, rng=self.rng,
+                                     desired=self.desired_state, now=self.now,
+                                     send=self._send, metrics=self.metrics)
         # Sockets on our tunnel addresses (inner /31 ends) for probes inside tunnels.
         self._probes = TunnelProbeSockets(
             config.listen_host, config.listen_port, self.on_datagram, self.metrics,
@@ -211,6 +227,18 @@ class RouteManagerDaemon:
         return base if self.allocation is None else self.allocation.loop.overlay(base)
 
     @property
+    def object_retry(self) -> ObjectRetry:
+        return self.reconciler.retry
+
+    @property
+    def last_reconcile_ops(self) -> list[str]:
+        return self.reconciler.last_ops
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        return self._loop
+
+    @property
     def offloads_dataplane(self) -> bool:
         """True when driver calls must run in a worker thread (the Linux driver)."""
         return self._offload
@@ -231,7 +259,7 @@ class RouteManagerDaemon:
         self._loop = asyncio.get_running_loop()
         self._offset = time.time() - self._loop.time()
         key = self._key or load_key_file(self.config.key_file)
-        store = StateStore.open(self.config.state_db)
+        store = StateStore.open(self.config.state_db, initialise=self._init_state)
         try:
             store.claim(key.rm_id)
             self._seq_high_water = store.sequence_high_water()
@@ -240,14 +268,18 @@ class RouteManagerDaemon:
             self._core = self._core_factory(CoreSetup(
                 self.config, key, store.load_core_state(), self._seq_high_water, now))
             self._store = store
+            self.intents.restore()
             self.core_desired = store.load_desired()
+            self._tunnel_hosts = tunnel_hosts(self.core_desired)
+            self._peek = getattr(self._core, "peek", None)  # cores without one: no checks
             if self.allocation is not None:  # before adopting: keep the last reservations
                 self.allocation.restore()
             # Adopt what is there, remove what we own but no longer want.
+            self.reconciler.open(self._loop)
             if self._offload:
-                await self._reconcile_off_loop()
+                await self.reconciler.pass_off_loop()
             else:
-                self._reconcile()
+                self.reconciler.request()
             self.metrics["adopted_ops"] = len(self.last_reconcile_ops)
             self._transport, self._protocol = await self._loop.create_datagram_endpoint(
                 lambda: _UdpProtocol(self),
@@ -262,6 +294,7 @@ class RouteManagerDaemon:
             outputs += self.core.add_local_vn(vn.virtual_network(self.config.segment), now)
         self._execute(outputs, persist=True)
         self._schedule_persist()
+        self.intents.schedule()
         if self.allocation is not None:
             self.allocation.start()
         log.info("route manager %s listening on %s:%d", key.rm_id, *self.local_address)
@@ -280,9 +313,10 @@ class RouteManagerDaemon:
 
     async def stop(self) -> None:
         """Persist the core state and close everything (dataplane objects stay)."""
-        for handle in (self._timer, self._persist_timer, self._retry_timer):
+        for handle in (self._timer, self._persist_timer):
             if handle is not None:
                 handle.cancel()
+        self.intents.stop()
         if self.allocation is not None:
             await self.allocation.stop()
         if self.http is not None:
@@ -291,10 +325,7 @@ class RouteManagerDaemon:
         if self._control is not None:
             await self._control.stop()
             self._control = None
-        if self._reconcile_task is not None:  # let a running kernel apply finish
-            self._dataplane_dirty = False
-            await asyncio.gather(self._reconcile_task, return_exceptions=True)
-            self._reconcile_task = None
+        await self.reconciler.stop()  # lets a running kernel apply finish
         self._probes.close()
         if self._transport is not None:
             self._transport.close()
@@ -324,6 +355,15 @@ class RouteManagerDaemon:
         if peer is not None:
             peer.received += 1
         now = self.now()
+        if self._peek is not None:
+            refused = self.admission.check(self._peek(data), addr, now, self._tunnel_hosts)
+            if refused is not None:  # dropped before any signature was checked
+                if peer is not None:
+                    peer.faults += 1
+                self.faults[refused] += 1
+                self.metrics["peer_faults"] += 1
+                self.metrics["admission_dropped"] += 1
+                return
         try:
             outputs = self.core.receive(data, addr, now)
         except Exception:  # a core bug must not take the daemon down with it
@@ -351,26 +391,24 @@ class RouteManagerDaemon:
             outputs = []
         self._execute(outputs)
 
-    def request_stitch(self, vnid: VNID, constraints: StitchConstraints
+    def request_stitch(self, vnid: VNID, constraints: StitchConstraints,
+                       retry_for_s: float | None = None
                        ) -> tuple[str, asyncio.Future[StitchOutcome]]:
-        """Ask the core for a stitch; the future resolves on established / failed."""
+        """Ask for a stitch: an intent kept until released (:mod:`vnstitch.daemon.intents`);
+        the future resolves on the first attempt's outcome (established / failed)."""
         assert self._loop is not None
-        now = self.now()
-        stitch_id, outputs = self.core.request_stitch(vnid, constraints, now)
+        stitch_id, outputs = self.intents.request(vnid, constraints, self.now(), retry_for_s)
         fut: asyncio.Future[StitchOutcome] = self._loop.create_future()
         self._waiters[stitch_id] = fut
-        self.store.put_stitch(StitchRecord(stitch_id, int(vnid), (), constraints.bandwidth_mbps,
-                                           0.0, 0.0, "requested", now, now))
         self._execute(outputs, persist=True)
         return stitch_id, fut
 
     def release_stitch(self, stitch_id: str) -> None:
-        outputs = self.core.release_stitch(stitch_id, self.now())
-        self._execute(outputs, persist=True)
+        self._execute(self.intents.release(stitch_id), persist=True)
 
     def resize_stitch(self, stitch_id: str, mbps: float) -> asyncio.Future[StitchResized]:
         """Resize a stitch originated here in place (:mod:`vnstitch.daemon.resizing`)."""
-        return request_resize(self, stitch_id, mbps)
+        return request_resize(self, self.intents.attempt_of(stitch_id), mbps)
 
     def execute(self, outputs: list[Output]) -> None:
         self._execute(outputs, persist=True)
@@ -398,12 +436,11 @@ class RouteManagerDaemon:
             if persist:
                 self._persist_core()
         if dataplane_changed:
+            self._tunnel_hosts = tunnel_hosts(self.core_desired)
             self._reconcile()
             if self._loop is not None:
                 self._probes.sync(self._loop, self.core_desired, self._transport)
-        if self._reconcile_task is not None and (dataplane_changed or self._deferred_sends):
-            self._deferred_sends.extend(sends)  # the worker sends them after its pass
-        else:
+        if not self.reconciler.defer(sends, dataplane_changed):  # else sent after its pass
             for send in sends:
                 self._send(send)
         self._schedule_timer()
@@ -434,6 +471,7 @@ class RouteManagerDaemon:
                     ev.stitch_id, ev.stitch_id, int(ev.vnid), ev.bandwidth_mbps,
                     tuple(ev.path), ev.now))
             self.metrics["stitches_established"] += 1
+            self.intents.on_event(ev)
             self._resolve(ev.stitch_id, True, {
                 "path": list(ev.path), "bandwidth_mbps": ev.bandwidth_mbps,
                 "latency_ms": ev.latency_ms, "cost": ev.cost,
@@ -443,13 +481,16 @@ class RouteManagerDaemon:
             self._set_status(ev.stitch_id, int(ev.vnid), "failed", ev.now)
             store.delete_reservation(ev.stitch_id)
             self.metrics["stitches_failed"] += 1
-            self._resolve(ev.stitch_id, False, {"reason": ev.reason.value, "detail": ev.detail})
+            retry = self.intents.on_event(ev)
+            self._resolve(ev.stitch_id, False, {"reason": ev.reason.value, "detail": ev.detail,
+                                                **retry})
             return True
         if isinstance(ev, StitchTornDown):
             status = "renegotiating" if ev.renegotiating else "down"
             self._set_status(ev.stitch_id, int(ev.vnid), status, ev.now)
             store.delete_reservation(ev.stitch_id)
             self.metrics["stitches_torn_down"] += 1
+            self.intents.on_event(ev)
             return True
         if isinstance(ev, StitchResized):
             return on_resized(self, ev)
@@ -483,61 +524,8 @@ class RouteManagerDaemon:
         self.metrics["core_state_saves"] += 1
 
     def _reconcile(self) -> None:
-        """Bring the dataplane to the desired state (inline, or via the worker)."""
-        if self._retry_timer is not None:
-            self._retry_timer.cancel()
-            self._retry_timer = None
-        if self._offload:
-            self._dataplane_dirty = True
-            if self._reconcile_task is None and self._loop is not None:
-                self._reconcile_task = self._loop.create_task(self._reconcile_worker())
-            return
-        try:
-            ops = reconcile(self.driver, self.desired_state())
-        except DataplaneError as exc:
-            self._reconcile_failed(exc)
-            return
-        self._reconciled(ops)
-
-    async def _reconcile_worker(self) -> None:
-        try:
-            while self._dataplane_dirty and self._store is not None:
-                self._dataplane_dirty = False
-                sends, self._deferred_sends = self._deferred_sends, []
-                ok = await self._reconcile_off_loop()
-                for send in sends:  # sent even after a failed pass: the protocol goes on
-                    self._send(send)
-                if not ok:
-                    break
-        finally:
-            self._reconcile_task = None
-            sends, self._deferred_sends = self._deferred_sends, []
-            for send in sends:
-                self._send(send)
-
-    async def _reconcile_off_loop(self) -> bool:
-        """One reconcile in a worker thread against the current desired state."""
-        desired = self.desired_state()
-        try:
-            ops = await asyncio.to_thread(reconcile, self.driver, desired)
-        except DataplaneError as exc:
-            self._reconcile_failed(exc)
-            return False
-        self._reconciled(ops)
-        return True
-
-    def _reconciled(self, ops: list[Op]) -> None:
-        self.last_reconcile_ops = [str(op) for op in ops]
-        self.metrics["dataplane_ops"] += len(ops)
-        self.metrics["reconciles"] += 1
-        if ops:
-            log.info("dataplane: %s", "; ".join(self.last_reconcile_ops))
-
-    def _reconcile_failed(self, exc: DataplaneError) -> None:
-        log.error("dataplane reconcile failed (will retry): %s", exc)
-        self.metrics["dataplane_errors"] += 1
-        if self._loop is not None and self._store is not None:
-            self._retry_timer = self._loop.call_later(RECONCILE_RETRY_S, self._reconcile)
+        if self._store is not None:
+            self.reconciler.request()
 
     def _send(self, send: SendDatagram) -> None:
         if self._transport is None:

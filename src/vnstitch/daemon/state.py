@@ -15,8 +15,10 @@ below the persisted high-water mark; a restarted core starts above it.
 
 The desired dataplane state is stored object by object (JSON with a type tag); WireGuard
 private keys go to ``tunnel_keys`` and are joined back on load. A file that is not a
-SQLite database, fails ``quick_check`` or has another schema raises
-:class:`StateError` naming the file and what to do.
+SQLite database, fails ``quick_check``, has another schema or is zero bytes long raises
+:class:`StateError` naming the file and what to do (the operator may ask to initialise
+it: ``routemgr run --init-state``). Rows with unreadable or non-finite numbers are
+refused on write and skipped on read (named in :attr:`StateStore.bad_rows`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -39,6 +42,7 @@ from vnstitch.dataplane.objects import (
     object_from_json,
     object_to_json,
 )
+from vnstitch.protocol.intent import Intent, IntentError
 
 SCHEMA_VERSION = 1
 
@@ -67,11 +71,13 @@ CREATE TABLE IF NOT EXISTS allocation_samples (
     PRIMARY KEY (stitch_id, t));
 CREATE TABLE IF NOT EXISTS allocation_overrides (
     key TEXT PRIMARY KEY, obj TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS intents (
+    intent_id TEXT PRIMARY KEY, obj TEXT NOT NULL);
 """
 
 TABLES = frozenset({"meta", "stitches", "reservations", "tunnel_keys", "dataplane_desired",
                     "tunnels", "sequence", "core_state", "allocation_samples",
-                    "allocation_overrides"})
+                    "allocation_overrides", "intents"})
 
 
 
@@ -98,6 +104,18 @@ class ReservationRecord:
     created_at: float
 
 
+def _aside_name(p: Path) -> Path:
+    n = 1
+    while p.with_name(f"{p.name}.unusable-{n}").exists():
+        n += 1
+    return p.with_name(f"{p.name}.unusable-{n}")
+
+
+def _finite(*values: object) -> bool:
+    return all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+               for v in values)
+
+
 class StateStore:
     """The daemon's SQLite state; open with :meth:`open`, close with :meth:`close`."""
 
@@ -105,14 +123,51 @@ class StateStore:
         self.path = path
         self._conn = conn
         self._depth = 0
+        #: Rows refused on load (non-finite or malformed numbers): ``table:key`` -> why.
+        self.bad_rows: dict[str, str] = {}
 
     # -- lifecycle ----------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: Path | str) -> StateStore:
-        """Open (creating, mode 0600) the database at ``path`` and check its schema."""
+    def open(cls, path: Path | str, *, initialise: bool = False) -> StateStore:
+        """Open the database at ``path`` (created, mode 0600, when missing) and check it.
+
+        A zero-length file or a file that is not a vnstitch state database is refused --
+        it may be another program's file, or a database truncated by a full disk, and
+        starting empty would silently forget every stitch -- unless ``initialise`` is
+        set: then a zero-length file is initialised and any other unusable file is moved
+        aside (``NAME.unusable-N``) first.
+        """
         p = Path(path)
-        fresh = not p.exists() or p.stat().st_size == 0
+        try:
+            size = p.stat().st_size if p.exists() else None
+            wal = p.with_name(p.name + "-wal")
+            if size == 0 and wal.exists() and wal.stat().st_size > 0:
+                size = -1  # all of it still in the write-ahead log: not empty
+        except OSError as exc:
+            raise StateError(f"{p}: cannot read state database: {exc.strerror}") from None
+        if size == 0 and not initialise:
+            raise StateError(f"{p}: state database is empty (zero bytes): refusing to start "
+                             "with no state; pass --init-state to initialise it")
+        try:
+            return cls._open(p, fresh=size is None or size == 0)
+        except StateError:
+            if not initialise or size is None or size == 0:
+                raise
+        aside = _aside_name(p)
+        try:
+            p.rename(aside)
+            for suffix in ("-wal", "-shm"):
+                extra = p.with_name(p.name + suffix)
+                if extra.exists():
+                    extra.rename(aside.with_name(aside.name + suffix))
+        except OSError as exc:
+            raise StateError(f"{p}: cannot move the unusable database aside: "
+                             f"{exc.strerror}") from None
+        return cls._open(p, fresh=True)
+
+    @classmethod
+    def _open(cls, p: Path, *, fresh: bool) -> StateStore:
         if fresh:
             try:
                 os.close(os.open(p, os.O_WRONLY | os.O_CREAT, 0o600))
@@ -128,8 +183,8 @@ class StateStore:
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise StateError(
-                f"{p}: not a usable vnstitch state database ({exc}); move it aside to "
-                "start with empty state") from None
+                f"{p}: not a usable vnstitch state database ({exc}); move it aside or "
+                "pass --init-state to start with empty state") from None
         except StateError:
             conn.close()
             raise
@@ -146,7 +201,7 @@ class StateStore:
             raise StateError(f"{self.path}: database is corrupted (quick_check: {check}); "
                              "move it aside to start with empty state")
         tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if not fresh and tables and "meta" not in tables:
+        if not fresh and "meta" not in tables:
             raise StateError(f"{self.path}: a SQLite database but not a vnstitch state "
                              f"database (tables: {', '.join(sorted(tables))})")
         with self.transaction():
@@ -203,6 +258,8 @@ class StateStore:
     # -- stitches and reservations --------------------------------------------------------
 
     def put_stitch(self, s: StitchRecord) -> None:
+        if not _finite(s.bandwidth_mbps, s.latency_ms, s.cost, s.requested_at, s.updated_at):
+            raise StateError(f"stitch {s.stitch_id}: refusing to store a non-finite number")
         with self.transaction():
             self._conn.execute(
                 "INSERT OR REPLACE INTO stitches VALUES (?,?,?,?,?,?,?,?,?)",
@@ -214,11 +271,28 @@ class StateStore:
             self._conn.execute("DELETE FROM stitches WHERE stitch_id=?", (stitch_id,))
 
     def stitches(self) -> list[StitchRecord]:
-        rows = self._conn.execute("SELECT * FROM stitches ORDER BY stitch_id").fetchall()
-        return [StitchRecord(r[0], r[1], tuple(json.loads(r[2])), r[3], r[4], r[5], r[6],
-                             r[7], r[8]) for r in rows]
+        """Every readable stitch row; a row with a bad value is skipped and named in
+        :attr:`bad_rows` (one bad row must not hide the others, or break a view)."""
+        out: list[StitchRecord] = []
+        for r in self._conn.execute("SELECT * FROM stitches ORDER BY stitch_id").fetchall():
+            try:
+                path = json.loads(r[2])
+                ok = (isinstance(r[0], str) and isinstance(r[1], int)
+                      and isinstance(path, list) and all(isinstance(x, str) for x in path)
+                      and _finite(r[3], r[4], r[5], r[7], r[8]) and isinstance(r[6], str))
+            except (ValueError, TypeError):
+                ok = False
+            if not ok:
+                self.bad_rows[f"stitches:{r[0]!s:.80}"] = "unreadable or non-finite values"
+                continue
+            out.append(StitchRecord(r[0], r[1], tuple(path), float(r[3]), float(r[4]),
+                                    float(r[5]), r[6], float(r[7]), float(r[8])))
+        return out
 
     def put_reservation(self, r: ReservationRecord) -> None:
+        if not _finite(r.bandwidth_mbps, r.created_at):
+            raise StateError(f"reservation {r.reservation_id}: refusing to store a "
+                             "non-finite number")
         with self.transaction():
             self._conn.execute(
                 "INSERT OR REPLACE INTO reservations VALUES (?,?,?,?,?,?)",
@@ -231,9 +305,22 @@ class StateStore:
                                (reservation_id,))
 
     def reservations(self) -> list[ReservationRecord]:
-        rows = self._conn.execute("SELECT * FROM reservations ORDER BY reservation_id")
-        return [ReservationRecord(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), r[5])
-                for r in rows.fetchall()]
+        """Every readable reservation row (bad ones are skipped, see :attr:`bad_rows`)."""
+        out: list[ReservationRecord] = []
+        for r in self._conn.execute(
+                "SELECT * FROM reservations ORDER BY reservation_id").fetchall():
+            try:
+                peers = json.loads(r[4])
+                ok = (isinstance(peers, list) and isinstance(r[2], int)
+                      and _finite(r[3], r[5]))
+            except (ValueError, TypeError):
+                ok = False
+            if not ok:
+                self.bad_rows[f"reservations:{r[0]!s:.80}"] = "unreadable or non-finite values"
+                continue
+            out.append(ReservationRecord(r[0], r[1], r[2], float(r[3]),
+                                         tuple(str(x) for x in peers), float(r[5])))
+        return out
 
     def put_tunnel(self, tunnel_id: str, peer: str, state: str, now: float) -> None:
         with self.transaction():
@@ -303,6 +390,29 @@ class StateStore:
     def load_core_state(self) -> bytes | None:
         row = self._conn.execute("SELECT blob FROM core_state").fetchone()
         return None if row is None else bytes(row[0])
+
+    # -- stitch intents (vnstitch.protocol.intent) ----------------------------------------
+
+    def put_intent(self, intent: Intent) -> None:
+        with self.transaction():
+            self._conn.execute("INSERT OR REPLACE INTO intents VALUES (?,?)",
+                               (intent.intent_id, json.dumps(intent.to_json(),
+                                                             allow_nan=False)))
+
+    def delete_intent(self, intent_id: str) -> None:
+        with self.transaction():
+            self._conn.execute("DELETE FROM intents WHERE intent_id=?", (intent_id,))
+
+    def intents(self) -> list[Intent]:
+        """Every readable intent (a bad row is skipped and named in :attr:`bad_rows`)."""
+        out: list[Intent] = []
+        for key, text in self._conn.execute("SELECT intent_id, obj FROM intents "
+                                            "ORDER BY intent_id").fetchall():
+            try:
+                out.append(Intent.from_json(json.loads(text)))
+            except (ValueError, TypeError, IntentError) as exc:
+                self.bad_rows[f"intents:{key!s:.80}"] = str(exc)[:200]
+        return out
 
     # -- allocation loop ------------------------------------------------------------------
 

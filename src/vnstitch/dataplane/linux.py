@@ -27,7 +27,9 @@ leaving the device. More RateLimits on the device share a parent class and borro
 spare by ``prio``, and :class:`U32Filter`\ s steer packets into them (the tree is
 described in :mod:`vnstitch.dataplane.tc`).
 
-Every failure is a :class:`~vnstitch.dataplane.base.DataplaneError` naming the op.
+Every failure is a :class:`~vnstitch.dataplane.base.DataplaneError` naming the op; ``apply``
+tries every op and reports the failed ones together (``DataplaneApplyError``), so one
+object the kernel refuses never keeps the others out of the kernel.
 Calls block (netlink round trips, process start); inside an asyncio program run them
 with ``asyncio.to_thread`` -- called on the loop's thread they raise DataplaneError.
 """
@@ -46,7 +48,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from vnstitch.dataplane import tc, wireguard_go
-from vnstitch.dataplane.base import DataplaneError, DeviceCounters
+from vnstitch.dataplane.base import DataplaneApplyError, DataplaneError, DeviceCounters
 from vnstitch.dataplane.objects import (
     Bridge,
     BridgePort,
@@ -276,32 +278,42 @@ class LinuxDataplane:
             self._apply(ops)
 
     def _apply(self, ops: Sequence[Op]) -> None:
+        """Every op is tried, each on its own: one the kernel refuses does not keep the
+        others from the kernel (:class:`DataplaneApplyError` lists the failures)."""
         state = self.observe()
+        failures: dict[str, str] = {}
+        applied: list[Op] = []
         for op in ops:
-            present = op.obj.key in state
-            if op.kind is OpKind.CREATE and present:
-                raise DataplaneError(f"{op}: already exists")
-            if op.kind is not OpKind.CREATE and not present:
-                raise DataplaneError(f"{op}: does not exist")
             try:
-                if op.kind is OpKind.CREATE:
-                    self._create(op.obj, str(op))
-                elif op.kind is OpKind.REMOVE:
-                    self._remove(op.obj)
-                else:
-                    old = state.get(op.obj.key)
-                    assert old is not None
-                    self._replace(old, op.obj, state, str(op))
-            except DataplaneError as exc:
-                raise DataplaneError(f"{op}: {exc}") from exc
-            except (OSError, NetlinkError, ValueError) as exc:
-                raise DataplaneError(f"{op}: {exc}") from exc
+                self._apply_one(op, state)
+            except (DataplaneError, OSError, NetlinkError, ValueError) as exc:
+                text = str(exc)
+                failures[op.obj.key] = text if text.startswith(str(op)) else f"{op}: {text}"
+                continue
+            applied.append(op)
             if op.kind is OpKind.REMOVE:
                 self._applied.pop(op.obj.key, None)
                 state = state.with_objects(remove=[op.obj.key])
             else:
                 self._applied[op.obj.key] = op.obj
                 state = state.with_objects(add=[op.obj])
+        if failures:
+            raise DataplaneApplyError(failures, applied)
+
+    def _apply_one(self, op: Op, state: DataplaneState) -> None:
+        present = op.obj.key in state
+        if op.kind is OpKind.CREATE and present:
+            raise DataplaneError("already exists")
+        if op.kind is not OpKind.CREATE and not present:
+            raise DataplaneError("does not exist")
+        if op.kind is OpKind.CREATE:
+            self._create(op.obj, str(op))
+        elif op.kind is OpKind.REMOVE:
+            self._remove(op.obj)
+        else:
+            old = state.get(op.obj.key)
+            assert old is not None
+            self._replace(old, op.obj, state, str(op))
 
     def _mark_up(self, idx: int) -> None:
         self._rt().link("set", index=idx, ifalias=self.marker)
@@ -393,7 +405,9 @@ class LinuxDataplane:
         if isinstance(obj, WireguardInterface):
             self._remove_wg(obj.name)
         elif isinstance(obj, VxlanPort | Bridge):
-            ipr.link("del", index=self._index(obj.name, f"remove {obj.key}"))
+            found = ipr.link_lookup(ifname=obj.name)
+            if found:  # gone already: the kernel deletes a VXLAN device with its underlay
+                ipr.link("del", index=found[0])
         elif isinstance(obj, BridgePort):
             found = ipr.link_lookup(ifname=obj.port)
             if found:  # a host port that vanished has nothing left to release

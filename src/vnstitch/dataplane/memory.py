@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from vnstitch.dataplane.base import DataplaneError, DeviceCounters
+from vnstitch.dataplane.base import DataplaneApplyError, DataplaneError, DeviceCounters
 from vnstitch.dataplane.objects import (
     Bridge,
     BridgePort,
@@ -58,6 +58,15 @@ class MemoryDataplane:
                 names.add(obj.name)
         return names
 
+    def _check_vni(self, obj: DataplaneObject) -> None:
+        # Like the kernel: one VXLAN device per (VNI, UDP port) in a namespace ("File
+        # exists" from rtnetlink).
+        if isinstance(obj, VxlanPort) and any(
+                isinstance(o, VxlanPort) and (o.vni, o.dstport) == (obj.vni, obj.dstport)
+                for o in self._state):
+            raise DataplaneError(f"create {obj.key}: VNI {obj.vni} on port {obj.dstport} "
+                                 "is used by another VXLAN device (File exists)")
+
     def _check_create(self, obj: DataplaneObject) -> None:
         devices = self._devices()
         need: list[str] = []
@@ -83,21 +92,35 @@ class MemoryDataplane:
             raise DataplaneError(f"create {obj.key}: missing device(s) {missing}")
 
     def apply(self, ops: Sequence[Op]) -> None:
+        """Every op is tried; failures are collected (:class:`DataplaneApplyError`)."""
+        failures: dict[str, str] = {}
+        applied: list[Op] = []
         for op in ops:
-            present = op.obj.key in self._state
-            if op.kind is OpKind.CREATE:
-                if present:
-                    raise DataplaneError(f"create {op.obj.key}: already exists")
-                self._check_create(op.obj)
-                self._state = self._state.with_objects(add=[op.obj])
-            elif op.kind is OpKind.REMOVE:
-                if not present:
-                    raise DataplaneError(f"remove {op.obj.key}: does not exist")
-                self._state = self._state.with_objects(remove=[op.obj.key])
-            else:
-                if not present:
-                    raise DataplaneError(f"replace {op.obj.key}: does not exist")
-                if isinstance(op.obj, RateLimit) and (problem := op.obj.problem()):
-                    raise DataplaneError(f"replace {op.obj.key}: {problem}")
-                self._state = self._state.with_objects(add=[op.obj])
-            self.applied.append(op)
+            try:
+                self._apply_one(op)
+            except DataplaneError as exc:
+                failures[op.obj.key] = str(exc)
+                continue
+            applied.append(op)
+        if failures:
+            raise DataplaneApplyError(failures, applied)
+
+    def _apply_one(self, op: Op) -> None:
+        present = op.obj.key in self._state
+        if op.kind is OpKind.CREATE:
+            if present:
+                raise DataplaneError(f"create {op.obj.key}: already exists")
+            self._check_create(op.obj)
+            self._check_vni(op.obj)
+            self._state = self._state.with_objects(add=[op.obj])
+        elif op.kind is OpKind.REMOVE:
+            if not present:
+                raise DataplaneError(f"remove {op.obj.key}: does not exist")
+            self._state = self._state.with_objects(remove=[op.obj.key])
+        else:
+            if not present:
+                raise DataplaneError(f"replace {op.obj.key}: does not exist")
+            if isinstance(op.obj, RateLimit) and (problem := op.obj.problem()):
+                raise DataplaneError(f"replace {op.obj.key}: {problem}")
+            self._state = self._state.with_objects(add=[op.obj])
+        self.applied.append(op)

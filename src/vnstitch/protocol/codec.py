@@ -14,13 +14,21 @@ replayed, then the payload schema. Any failure raises
 :class:`~vnstitch.protocol.errors.RemoteProtocolError` with a counter key as reason.
 
 Sequence numbers are kept per (sender, recipient) pair, so each receiver sees a dense
-series and a small window suffices. :data:`MAX_DATAGRAM` is a hard limit both ways: the
-encoder refuses to build a bigger datagram (callers chunk), the decoder drops one.
+series and a small window suffices.
+
+:meth:`Codec.peek` reads the header and the start of the body *without* verifying
+anything, for admission control before the (expensive) signature check: who claims to
+send, the message type and whether the sequence number falls in the receive window.
+Nothing it returns is trusted; it only decides how soon a datagram is verified.
+
+:data:`MAX_DATAGRAM` is a hard limit both ways: the encoder refuses to build a bigger
+datagram (callers chunk), the decoder drops one.
 """
 
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -45,6 +53,34 @@ DEFAULT_MAX_SKEW_S = 30.0
 RESTART_SEQUENCE_GAP = 1 << 16
 
 _HEADER = struct.Struct("!2sB16s16s")
+#: How far above the highest sequence number seen from a sender a peeked number still
+#: counts as "in window" (a peer sends densely; a restart jumps far beyond this).
+PEEK_AHEAD = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Peek:
+    """An unverified look at a datagram: ``problem`` is the drop reason the full decode
+    would give for sure (None: it has to be verified to know)."""
+
+    sender: RouteManagerId | None = None
+    type_code: int | None = None
+    in_window: bool = False
+    problem: str | None = None
+
+
+def _peek_body(body: bytes) -> tuple[int | None, int | None]:
+    """(sequence number, message type) from ``[seq, ts, type, payload]``, if readable."""
+    try:
+        unpacker = msgpack.Unpacker(max_buffer_size=MAX_DATAGRAM)
+        unpacker.feed(body)
+        if unpacker.read_array_header() != 4:
+            return None, None
+        seq, _ts, type_code = unpacker.unpack(), unpacker.unpack(), unpacker.unpack()
+    except Exception:  # msgpack raises several unrelated types on bad input
+        return None, None
+    return (seq if type(seq) is int else None,
+            type_code if type(type_code) is int else None)
 
 
 class Codec:
@@ -128,6 +164,31 @@ class Codec:
         if refused is not None:
             raise RemoteProtocolError(refused, f"sequence {seq}")
         return sender, message_from_wire(type_code, payload)
+
+    # -- unverified peek (admission control) -----------------------------------------------
+    def peek(self, datagram: bytes) -> Peek:
+        """What the datagram *claims*, cheaply and unverified (see the module docstring)."""
+        size = len(datagram)
+        if size > MAX_DATAGRAM:
+            return Peek(problem="oversized")
+        if size < MIN_DATAGRAM:
+            return Peek(problem="truncated")
+        magic, version, sender_raw, recipient_raw = _HEADER.unpack_from(datagram)
+        if magic != MAGIC:
+            return Peek(problem="bad_magic")
+        if version != VERSION:
+            return Peek(problem="bad_version")
+        sender = RouteManagerId(sender_raw.hex())
+        if sender not in self.trust:
+            return Peek(sender, problem="unknown_sender")
+        if recipient_raw != self._own_raw:
+            return Peek(sender, problem="wrong_recipient")
+        seq, type_code = _peek_body(bytes(datagram[HEADER_LEN:-SIGNATURE_LEN]))
+        window = self._windows.get(sender)
+        in_window = (seq is not None and window is not None and window.highest > 0
+                     and window.highest - self.replay_window < seq
+                     <= window.highest + PEEK_AHEAD)
+        return Peek(sender, type_code, in_window)
 
     # -- persistence ---------------------------------------------------------------------
     def export_state(self) -> dict[str, Any]:

@@ -1,0 +1,393 @@
+"""Chaos against live Route Managers in the namespace lab (needs root): floods, kill -9, fuzz.
+
+One lab (A - T - B, and A - U - B), four daemons, one stitch VN 100 A -> B. Three parts,
+each measured against its stated acceptance bound in the same run:
+
+* ``flood``: forged datagrams (T's RM id, B as recipient, random sequence number and
+  signature) at ``--flood-rate`` per second for ``--flood-seconds`` at the target B --
+  once from an address T is not configured at (T's loopback, another port) and once from
+  T's own RM address (raw socket, spoofed source port). Meanwhile ``ping`` ha1 -> hb1
+  through the stitch. Reported per source: the rate actually sent, whether the stitch
+  stayed up without a re-attempt, ping loss (bound 1%), B's RSS growth (bound 20 MiB).
+* ``kill9``: ``kill -9`` of the origin A, the transit T and the target B, ``--kills``
+  times each, restarted after delays spread over 0.5 .. ``--max-delay`` s; per kill:
+  restored (stitch up at A, traffic flowing, no reservation leaked or counted twice on
+  any RM), the traffic gap (bound: restart delay + 3 s) and how long the restarted
+  process took to answer (Python start-up; seconds on a loaded host, and inside the gap).
+* ``fuzz``: ``--fuzz`` datagrams of eight kinds at B (random bytes, truncated, oversized,
+  bad magic/version, trusted ids with random bodies, from T's address and elsewhere);
+  unhandled = exceptions that escaped B's core or control handler, or B dying (bound 0).
+
+Usage: ``python benchmarks/chaos.py [--flood-rate N] [--flood-seconds S] [--kills N]
+[--max-delay S] [--fuzz N] [--skip flood,kill9,fuzz] [--json]``. The defaults are the
+acceptance sizes (50,000/s for 60 s, 10 kills per role over 0.5-30 s, 1,000,000
+datagrams); the JSON records the sizes actually run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import random
+import re
+import socket
+import struct
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgpack
+from pyroute2 import netns as pr_netns
+
+from vnstitch.lab import baseline, substrate
+from vnstitch.lab.routemgrs import RM_PORT, LabRouteManagers, PingStream, fast_arp, wait_for
+from vnstitch.lab.substrate import Lab
+from vnstitch.output import console, progress, table
+
+BANDWIDTH = 20.0
+PING_INTERVAL = 0.05
+GAP_S = 0.3
+
+
+# -- lab ---------------------------------------------------------------------------------
+
+
+def _live(tmp: Path) -> tuple[Lab, LabRouteManagers, str]:
+    lab = substrate.build()
+    try:
+        fast_arp(lab)
+        rms = LabRouteManagers(lab, tmp / lab.run_id)
+        rms.start_all()
+        rms.wait_route("a", 100)
+        reply = rms.stitch("a", 100, BANDWIDTH)
+        if not reply["established"]:
+            raise RuntimeError(f"no stitch: {reply}")
+        baseline.wait_reachable(lab, "ha1", "hb1", timeout_s=15)
+    except BaseException:
+        substrate.teardown(lab.run_id)
+        raise
+    return lab, rms, str(reply["stitch_id"])
+
+
+def _close(lab: Lab, rms: LabRouteManagers) -> None:
+    try:
+        for seg in rms.rms:
+            rms.stop(seg)
+    finally:
+        substrate.teardown(lab.run_id)
+
+
+def _row(rms: LabRouteManagers, sid: str) -> dict[str, Any]:
+    rows = [r for r in rms.show("a", "stitches") if r["stitch_id"] == sid]
+    return rows[0] if rows else {}
+
+
+def _rss_mib(rms: LabRouteManagers, seg: str) -> float:
+    proc = rms.rms[seg].proc
+    if proc is None:
+        return float("nan")
+    text = Path(f"/proc/{proc.pid}/status").read_text()
+    m = re.search(r"^VmRSS:\s+(\d+) kB", text, re.M)
+    return int(m.group(1)) / 1024 if m else float("nan")
+
+
+def _metric(rms: LabRouteManagers, seg: str, name: str) -> float:
+    text = rms.show(seg, "metrics")
+    return sum(float(m.group(1)) for m in
+               re.finditer(rf"^vnstitch_{name}\{{[^}}]*\}} (\S+)$", text, re.M))
+
+
+def _reservations_consistent(rms: LabRouteManagers, sid: str) -> bool:
+    """Every link of the stitch's path holds its bandwidth once at both of its ends, and
+    no other link holds anything: nothing leaked, nothing counted twice."""
+    path = [rms.segment_of(rm) for rm in _row(rms, sid).get("path", [])]
+    links = {seg: sum(1 for a, b in itertools.pairwise(path) if seg in (a, b))
+             for seg in rms.rms}
+    return len(path) >= 2 and all(
+        abs(rms.reserved_mbps(seg) - BANDWIDTH * links[seg]) < 1e-6 for seg in rms.rms)
+
+
+# -- forged datagrams ------------------------------------------------------------------
+
+
+def _forged(rng: random.Random, sender: str, recipient: str, kind: int = 1) -> bytes:
+    body: bytes = msgpack.packb([rng.randrange(1, 1 << 40), time.time(), kind,
+                                 [rng.randrange(1 << 30), 1, 0, 0]], use_bin_type=True)
+    return (b"VS\x01" + bytes.fromhex(sender) + bytes.fromhex(recipient) + body
+            + rng.randbytes(64))
+
+
+def _fuzz_datagrams(rng: random.Random, ids: list[str], recipient: str, n: int
+                    ) -> list[bytes]:
+    """``n`` datagrams of eight kinds (cycled)."""
+    out: list[bytes] = []
+    for i in range(n):
+        kind = i % 8
+        sender = rng.choice(ids)
+        good = _forged(rng, sender, recipient, rng.randrange(1, 19))
+        if kind == 0:
+            out.append(rng.randbytes(rng.randrange(0, 1400)))
+        elif kind == 1:
+            out.append(good[:rng.randrange(0, len(good))])
+        elif kind == 2:
+            out.append(good + rng.randbytes(rng.randrange(1400, 1500)))
+        elif kind == 3:
+            out.append(b"XS" + good[2:])
+        elif kind == 4:
+            out.append(good[:2] + bytes([rng.randrange(2, 256)]) + good[3:])
+        elif kind == 5:
+            out.append(good[:35] + rng.randbytes(rng.randrange(1, 1200)) + rng.randbytes(64))
+        elif kind == 6:
+            flip = bytearray(good)
+            for _ in range(rng.randrange(1, 8)):
+                flip[rng.randrange(len(flip))] ^= 1 << rng.randrange(8)
+            out.append(bytes(flip))
+        else:
+            out.append(good[:3] + bytes(16) + good[19:])  # an id nobody has
+    return out
+
+
+def _udp_packet(src: tuple[str, int], dst: tuple[str, int], payload: bytes) -> bytes:
+    """IPv4 + UDP header for a raw socket (IP_HDRINCL): the kernel fills id/checksum."""
+    udp = struct.pack("!HHHH", src[1], dst[1], 8 + len(payload), 0) + payload
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, socket.IPPROTO_UDP,
+                     0, socket.inet_aton(src[0]), socket.inet_aton(dst[0]))
+    return ip + udp
+
+
+class Sender:
+    """Sends datagrams from inside a namespace, paced to a rate, in a thread."""
+
+    def __init__(self, ns: str, source: tuple[str, int], dest: tuple[str, int],
+                 spoof: bool) -> None:
+        self.dest, self.source, self.spoof = dest, source, spoof
+        if spoof:
+            self.sock = pr_netns.create_socket(ns, socket.AF_INET, socket.SOCK_RAW,
+                                               socket.IPPROTO_RAW)
+        else:
+            self.sock = pr_netns.create_socket(ns, socket.AF_INET, socket.SOCK_DGRAM)
+            self.sock.bind(source)
+        self.sock.setblocking(False)
+        self.sent = 0
+
+    def run(self, payloads: list[bytes], rate: float, seconds: float,
+            total: int | None = None) -> float:
+        """Send ``payloads`` (cycled) at ``rate``/s for ``seconds`` or until ``total`` are
+        sent; the rate achieved."""
+        frames = [_udp_packet(self.source, self.dest, p) for p in payloads] if self.spoof \
+            else payloads
+        start = time.monotonic()
+        n = 0
+        limit = total if total is not None else 1 << 62
+        while (elapsed := time.monotonic() - start) < seconds and n < limit:
+            due = min(int(elapsed * rate), limit) - n
+            for _ in range(min(due, 2000)):
+                with contextlib.suppress(OSError):  # a full socket buffer: dropped
+                    self.sock.sendto(frames[n % len(frames)], self.dest)
+                n += 1
+            if due <= 0:
+                time.sleep(0.001)
+        self.sent += n
+        return n / max(time.monotonic() - start, 1e-9)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+# -- parts ---------------------------------------------------------------------------------
+
+
+def _ping_into(out: dict[str, tuple[int, int]], lab: Lab, count: int, seconds: float) -> None:
+    out["r"] = baseline.ping(lab, "ha1", "hb1", count=count, interval_s=PING_INTERVAL,
+                             deadline_s=seconds + 5)
+
+
+def flood(tmp: Path, rate: float, seconds: float, tick: Callable[[], None]
+          ) -> list[dict[str, Any]]:
+    results = []
+    for source_kind in ("non_peer_address", "peer_address"):
+        lab, rms, sid = _live(tmp)
+        try:
+            t_addr = lab.routers["t"].loopback
+            dest = (lab.routers["b"].loopback, RM_PORT)
+            spoof = source_kind == "peer_address"
+            # Spoofed: T's own RM address and port (T's daemon holds that port, so raw).
+            sender = Sender(lab.routers["t"].ns, (t_addr, RM_PORT if spoof else 0), dest,
+                            spoof)
+            rng = random.Random(1)
+            payloads = [_forged(rng, rms.rm_id("t"), rms.rm_id("b"), k)
+                        for k in (1, 12, 13, 15) for _ in range(256)]
+            rss_before = _rss_mib(rms, "b")
+            attempts_before = _row(rms, sid).get("attempts")
+            count = int(seconds / PING_INTERVAL)
+            ping: dict[str, tuple[int, int]] = {}
+            pinger = threading.Thread(target=_ping_into, args=(ping, lab, count, seconds))
+            pinger.start()
+            achieved = sender.run(payloads, rate, seconds)
+            pinger.join()
+            sender.close()
+            time.sleep(1.0)
+            row = _row(rms, sid)
+            sent, got = ping.get("r", (count, 0))
+            results.append({
+                "source": source_kind, "rate": round(achieved), "target_rate": rate,
+                "seconds": seconds, "datagrams": sender.sent,
+                "stitch_survived": row.get("status") == "up"
+                and row.get("attempts") == attempts_before,
+                "ping_sent": sent, "ping_received": got,
+                "ping_loss": round(1 - got / sent, 4) if sent else 1.0,
+                "rss_growth_mib": round(_rss_mib(rms, "b") - rss_before, 2),
+                "dropped_before_verify": _metric(rms, "b", "peer_faults_total"),
+                "core_exceptions": _metric(rms, "b", "core_exceptions_total")})
+        finally:
+            _close(lab, rms)
+        tick()
+    return results
+
+
+def kill9(tmp: Path, kills: int, max_delay: float, tick: Callable[[], None]
+          ) -> list[dict[str, Any]]:
+    lab, rms, sid = _live(tmp)
+    out = []
+    delays = [round(0.5 + (max_delay - 0.5) * i / max(kills - 1, 1), 2) for i in range(kills)]
+    try:
+        for role, seg in (("origin", "a"), ("transit", "t"), ("target", "b")):
+            for delay in random.Random(len(role)).sample(delays, len(delays)):
+                with PingStream(lab, "ha1", "hb1", interval_s=PING_INTERVAL) as stream:
+                    time.sleep(0.5)
+                    killed = time.time()
+                    rms.kill(seg)
+                    time.sleep(delay)
+                    spawned = time.time()
+                    rms.start(seg, timeout_s=60)
+                    start_s = time.time() - spawned  # process start: load-dependent
+                    try:
+                        wait_for(lambda: baseline.ping(lab, "ha1", "hb1", count=1,
+                                                       deadline_s=1)[1] == 1 or None,
+                                 delay + 60, "traffic to flow again")
+                        wait_for(lambda: _row(rms, sid).get("status") == "up" or None,
+                                 30, "the stitch to be up")
+                        restored = True
+                    except Exception:
+                        restored = False
+                    time.sleep(1.0)
+                gaps = stream.gaps_after(killed - 0.2, GAP_S)
+                gap = max((b - a for a, b in gaps), default=0.0)
+                consistent = restored and _wait_consistent(rms, sid)
+                out.append({"role": role, "restart_delay_s": delay,
+                            "restored": restored and consistent,
+                            "gap_s": round(gap, 2), "daemon_start_s": round(start_s, 2),
+                            "within_bound": restored and gap <= delay + 3.0,
+                            "reservations_consistent": consistent})
+                tick()
+    finally:
+        _close(lab, rms)
+    return out
+
+
+def _wait_consistent(rms: LabRouteManagers, sid: str) -> bool:
+    try:
+        wait_for(lambda: _reservations_consistent(rms, sid) or None, 15,
+                 "reservations to settle")
+    except Exception:
+        return False
+    return True
+
+
+def fuzz(tmp: Path, n: int, tick: Callable[[], None]) -> dict[str, Any]:
+    lab, rms, sid = _live(tmp)
+    try:
+        t_addr = lab.routers["t"].loopback
+        dest = (lab.routers["b"].loopback, RM_PORT)
+        ids = [rms.rm_id(s) for s in rms.rms]
+        rng = random.Random(7)
+        batch = 50_000
+        sent = 0
+        senders = [Sender(lab.routers["t"].ns, (t_addr, 0), dest, False),
+                   Sender(lab.routers["t"].ns, (t_addr, RM_PORT), dest, True)]
+        while sent < n:
+            k = min(batch, n - sent)
+            data = _fuzz_datagrams(rng, ids, rms.rm_id("b"), k)
+            for j, s in enumerate(senders):
+                half = data[j::2]
+                s.run(half, 20_000, len(half) / 20_000 + 5.0, total=len(half))
+            sent += k
+            tick()
+        for s in senders:
+            s.close()
+        time.sleep(1.0)
+        alive = rms.running("b")
+        unhandled = (_metric(rms, "b", "core_exceptions_total") if alive else 1.0) + \
+            (0.0 if alive else 1.0)
+        row = _row(rms, sid)
+        return {"datagrams": sum(s.sent for s in senders), "unhandled": int(unhandled),
+                "daemon_alive": alive, "stitch_up": row.get("status") == "up"}
+    finally:
+        _close(lab, rms)
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--flood-rate", type=float, default=50_000, help="datagrams per second")
+    ap.add_argument("--flood-seconds", type=float, default=60.0, help="flood duration")
+    ap.add_argument("--kills", type=int, default=10, help="kill -9 per role")
+    ap.add_argument("--max-delay", type=float, default=30.0, help="longest restart delay, s")
+    ap.add_argument("--fuzz", type=int, default=1_000_000, help="fuzzed datagrams")
+    ap.add_argument("--skip", default="", help="comma-separated parts to skip: "
+                    "flood,kill9,fuzz")
+    ap.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    args = ap.parse_args(argv)
+    skip = set(filter(None, args.skip.split(",")))
+    result: dict[str, Any] = {"sizes": {"flood_rate": args.flood_rate,
+                                        "flood_seconds": args.flood_seconds,
+                                        "kills_per_role": args.kills,
+                                        "max_delay_s": args.max_delay, "fuzz": args.fuzz}}
+    steps = (0 if "flood" in skip else 2) + (0 if "kill9" in skip else 3 * args.kills) + \
+        (0 if "fuzz" in skip else -(-args.fuzz // 50_000))
+    with tempfile.TemporaryDirectory(prefix="vnstitch-chaos-") as tmpdir, \
+            progress(disable=args.json) as bar:
+        task = bar.add_task("chaos", total=steps)
+
+        def tick() -> None:
+            bar.advance(task)
+
+        tmp = Path(tmpdir)
+        if "flood" not in skip:
+            result["flood"] = flood(tmp, args.flood_rate, args.flood_seconds, tick)
+        if "kill9" not in skip:
+            result["kill9"] = kill9(tmp, args.kills, args.max_delay, tick)
+        if "fuzz" not in skip:
+            result["fuzz"] = fuzz(tmp, args.fuzz, tick)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    out = console()
+    for f in result.get("flood", []):
+        out.print(table(f"flood from {f['source']} (bounds: loss <= 1%, RSS <= 20 MiB)",
+                        ["rate/s", "s", "survived", "ping loss", "RSS +MiB"],
+                        [[f["rate"], f["seconds"], f["stitch_survived"],
+                          f"{f['ping_loss']:.2%}", f["rss_growth_mib"]]]))
+    if "kill9" in result:
+        out.print(table("kill -9 (bound: gap <= delay + 3 s)",
+                        ["role", "delay s", "start s", "restored", "gap s", "in bound"],
+                        [[k["role"], k["restart_delay_s"], k["daemon_start_s"],
+                          k["restored"], k["gap_s"], k["within_bound"]]
+                         for k in result["kill9"]]))
+    if "fuzz" in result:
+        fz = result["fuzz"]
+        out.print(table("fuzz (bound: 0 unhandled)", ["datagrams", "unhandled", "alive"],
+                        [[fz["datagrams"], fz["unhandled"], fz["daemon_alive"]]]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
