@@ -271,4 +271,4 @@ def test_cli_resize_against_running_daemons(tmp_path: Path,
         assert main(["routemgr", "resize", sid, "--bandwidth", "5000", "--socket", sock]) == 1
         assert "refused (bandwidth)" in capsys.readouterr().out
         assert main(["routemgr", "resize", "nope", "--bandwidth", "5", "--socket", sock]) == 2
-        assert "not_established" in capsys.readouterr().out
+        assert "no stitch 'nope'" in capsys.readouterr().err
