@@ -10,11 +10,11 @@ Needs root.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import time
 from typing import Any
 
+from vnstitch.cli.argtypes import bounded_int, finite_float
 from vnstitch.cli.output import add_json_flag, console, print_json, table
 from vnstitch.lab import baseline, substrate
 from vnstitch.lab.netns import LabError
@@ -36,9 +36,9 @@ def register(sub: Any) -> None:
     up.add_argument("--id", dest="run_id", help="run id to use (default: random)")
     up.add_argument("--topology", metavar="SPEC",
                     help="zoo:NAME | sndlib:NAME | a .graphml/.xml file: build a lab from it")
-    up.add_argument("--segments", type=_positive_int, default=5, metavar="K",
+    up.add_argument("--segments", type=bounded_int(1, 250), default=5, metavar="K",
                     help="with --topology: cut it into K segments (default 5)")
-    up.add_argument("--max-link-mbps", type=_positive_float, default=200.0, metavar="MBPS",
+    up.add_argument("--max-link-mbps", type=finite_float(), default=200.0, metavar="MBPS",
                     help="with --topology: the rate the largest link is scaled to "
                     "(default 200: what veths here carry comfortably)")
     up.add_argument("--full", action="store_true",
@@ -46,7 +46,7 @@ def register(sub: Any) -> None:
                     "nodes), each segment's Route Manager on its gateway node")
     up.add_argument("--no-route-managers", action="store_true",
                     help="with --topology: do not start a Route Manager per segment")
-    up.add_argument("--timeout", type=_positive_float, default=90.0, metavar="S",
+    up.add_argument("--timeout", type=finite_float(), default=90.0, metavar="S",
                     help="with --topology: seconds to wait for OSPF to converge "
                     "(default 90)")
     add_json_flag(up)
@@ -86,26 +86,6 @@ def register(sub: Any) -> None:
 def _need_root() -> None:
     if os.geteuid() != 0:
         raise LabError("the lab needs root (network namespaces, wireguard-go)")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
 
 
 def _up_topology(args: argparse.Namespace) -> int:

@@ -161,42 +161,54 @@ def build(run_id: str | None = None) -> Lab:
     return lab
 
 
-def _up(ipr: Any, name: str, cidr: str | None = None, mtu: int | None = None) -> None:
-    idx = ipr.link_lookup(ifname=name)[0]
+def link_up(ipr: Any, name: str, cidr: str | None = None, mtu: int | None = None) -> int:
+    """Set ``name`` up (with an address and MTU if given); returns its index."""
+    idx: int = ipr.link_lookup(ifname=name)[0]
     if mtu:
         ipr.link("set", index=idx, mtu=mtu)
     if cidr:
         ip, plen = cidr.split("/")
         ipr.addr("add", index=idx, address=ip, prefixlen=int(plen))
     ipr.link("set", index=idx, state="up")
+    return idx
+
+
+def prepare_router(r: Router) -> None:
+    """Forwarding on, reverse-path filter off, the loopback address up."""
+    for key in ("net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter",
+                "net.ipv4.conf.default.rp_filter"):
+        netns.sysctl(r.ns, key, "1" if key.endswith("forward") else "0")
+    with IPRoute(netns=r.ns) as ipr:
+        link_up(ipr, "lo", f"{r.loopback}/32")
+
+
+def attach_hosts(lab: Lab) -> None:
+    """Each host's veth into its segment router (the router side is a host port)."""
+    for h in lab.hosts:
+        r = lab.routers[h.segment]
+        with IPRoute(netns=h.ns) as ipr:
+            ipr.link("add", ifname="eth0", kind="veth",
+                     peer={"ifname": h.router_port, "net_ns_fd": r.ns})
+            link_up(ipr, "lo")
+            link_up(ipr, "eth0", h.address, HOST_MTU)
+        with IPRoute(netns=r.ns) as ipr:
+            link_up(ipr, h.router_port, None, HOST_MTU)
 
 
 def _build(lab: Lab) -> None:
     for ns in lab.namespaces():
         netns.create(ns)
     for r in lab.routers.values():
-        for key in ("net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter",
-                    "net.ipv4.conf.default.rp_filter"):
-            netns.sysctl(r.ns, key, "1" if key.endswith("forward") else "0")
-        with IPRoute(netns=r.ns) as ipr:
-            _up(ipr, "lo", f"{r.loopback}/32")
+        prepare_router(r)
     for lk in lab.links:
         ra, rb = lab.routers[lk.a], lab.routers[lk.b]
         with IPRoute(netns=ra.ns) as ipr:
             ipr.link("add", ifname=lk.a_dev, kind="veth",
                      peer={"ifname": lk.b_dev, "net_ns_fd": rb.ns})
-            _up(ipr, lk.a_dev, lk.a_addr)
+            link_up(ipr, lk.a_dev, lk.a_addr)
         with IPRoute(netns=rb.ns) as ipr:
-            _up(ipr, lk.b_dev, lk.b_addr)
-    for h in lab.hosts:
-        r = lab.routers[h.segment]
-        with IPRoute(netns=h.ns) as ipr:
-            ipr.link("add", ifname="eth0", kind="veth",
-                     peer={"ifname": h.router_port, "net_ns_fd": r.ns})
-            _up(ipr, "lo")
-            _up(ipr, "eth0", h.address, HOST_MTU)
-        with IPRoute(netns=r.ns) as ipr:
-            _up(ipr, h.router_port, None, HOST_MTU)
+            link_up(ipr, lk.b_dev, lk.b_addr)
+    attach_hosts(lab)
     for seg, routes in lab.routes.items():
         r = lab.routers[seg]
         with IPRoute(netns=r.ns) as ipr:

@@ -46,14 +46,16 @@ from vnstitch.lab import frr, netns
 from vnstitch.lab.netns import LabError
 from vnstitch.lab.routemgrs import LabRouteManagers
 from vnstitch.lab.substrate import (
-    HOST_MTU,
     MANIFEST_DIR,
     NS_PREFIX,
     Host,
     Lab,
     Link,
     Router,
+    attach_hosts,
+    link_up,
     new_run_id,
+    prepare_router,
     teardown,
 )
 from vnstitch.model import Substrate
@@ -197,17 +199,6 @@ def plan(sub: Substrate, run_id: str | None = None, *,
                    max_link_mbps, full, notes)
 
 
-def _up(ipr: Any, name: str, cidr: str | None = None, mtu: int | None = None) -> int:
-    idx: int = ipr.link_lookup(ifname=name)[0]
-    if mtu:
-        ipr.link("set", index=idx, mtu=mtu)
-    if cidr:
-        ip, plen = cidr.split("/")
-        ipr.addr("add", index=idx, address=ip, prefixlen=int(plen))
-    ipr.link("set", index=idx, state="up")
-    return idx
-
-
 def _shape(ipr: Any, idx: int, rate_mbps: float) -> None:
     rate_bytes = rate_mbps * 1e6 / 8
     ipr.tc("add", "tbf", index=idx, rate=f"{rate_mbps * 1000:.0f}kbit",
@@ -237,30 +228,18 @@ def _build(topo: TopoLab, igp: bool, step: Callable[[str], None]) -> None:
     for ns in [r.ns for r in topo.routers.values()] + [h.ns for h in lab.hosts]:
         netns.create(ns)
     for r in topo.routers.values():
-        for key in ("net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter",
-                    "net.ipv4.conf.default.rp_filter"):
-            netns.sysctl(r.ns, key, "1" if key.endswith("forward") else "0")
-        with IPRoute(netns=r.ns) as ipr:
-            _up(ipr, "lo", f"{r.loopback}/32")
+        prepare_router(r)
     step(f"{len(topo.wires)} links")
     for lk, tl in zip(topo.wires, topo.links, strict=True):
         ra, rb = topo.routers[lk.a], topo.routers[lk.b]
         with IPRoute(netns=ra.ns) as ipr:
             ipr.link("add", ifname=lk.a_dev, kind="veth",
                      peer={"ifname": lk.b_dev, "net_ns_fd": rb.ns})
-            _shape(ipr, _up(ipr, lk.a_dev, lk.a_addr), tl.rate_mbps)
+            _shape(ipr, link_up(ipr, lk.a_dev, lk.a_addr), tl.rate_mbps)
         with IPRoute(netns=rb.ns) as ipr:
-            _shape(ipr, _up(ipr, lk.b_dev, lk.b_addr), tl.rate_mbps)
+            _shape(ipr, link_up(ipr, lk.b_dev, lk.b_addr), tl.rate_mbps)
     step(f"{len(lab.hosts)} hosts")
-    for h in lab.hosts:
-        r = lab.routers[h.segment]
-        with IPRoute(netns=h.ns) as ipr:
-            ipr.link("add", ifname="eth0", kind="veth",
-                     peer={"ifname": h.router_port, "net_ns_fd": r.ns})
-            _up(ipr, "lo")
-            _up(ipr, "eth0", h.address, HOST_MTU)
-        with IPRoute(netns=r.ns) as ipr:
-            _up(ipr, h.router_port, None, HOST_MTU)
+    attach_hosts(lab)
     if igp:
         step("FRR (zebra + ospfd) in every router")
         for name, r in topo.routers.items():
