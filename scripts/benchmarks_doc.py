@@ -146,6 +146,15 @@ def forecast_abilene(d: dict[str, Any]) -> list[str]:
     return out
 
 
+def sweep(d: dict[str, Any]) -> list[str]:
+    rows = [(e["engine"], e["runs"], e["failed"], e["wall_s"], e["runs_per_s"],
+             e["speedup_vs_serial"], e["same_summaries_as_serial"]) for e in d["engines"]]
+    return [f"{d['runs']} runs, {d['workers']} workers on {d['cpus']} CPUs, load average "
+            f"{d['load_average_1m']}", "",
+            *md_table(["engine", "runs", "failed", "wall s", "runs/s", "speed-up vs serial",
+                       "same summaries"], rows)]
+
+
 def generic(d: dict[str, Any]) -> list[str]:
     return md_table(["figure", "value"], [(k, v) for k, v in d.items()
                                           if not isinstance(v, dict | list)])
@@ -155,7 +164,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "allocate_eval": allocate_eval, "allocate_hindsight": allocate_hindsight,
     "allocate_provider": allocate_provider, "routing_te": routing_te,
     "routing_abilene": routing_abilene, "sp_scale": sp_scale,
-    "forecast_abilene": forecast_abilene,
+    "forecast_abilene": forecast_abilene, "sweep": sweep,
 }
 
 
