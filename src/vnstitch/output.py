@@ -43,19 +43,19 @@ def add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
-def _clean(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """JSON has no NaN/inf: map them to null so the output always parses."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
 def print_json(result: Mapping[str, Any]) -> None:
-    sys.stdout.write(json.dumps(_clean(dict(result)), indent=2, sort_keys=False) + "\n")
+    sys.stdout.write(json.dumps(json_safe(dict(result)), indent=2, sort_keys=False) + "\n")
 
 
 def console() -> Console:

@@ -115,10 +115,12 @@ class RayEngine:
         remote = ray.remote(num_cpus=1)(run_cell)
         limit = max(2, 2 * int(ray.cluster_resources().get("CPU", self.workers)))
         pending: list[Any] = []
-        queue = list(cells)
-        while queue or pending:
-            while queue and len(pending) < limit:
-                pending.append(remote.remote(queue.pop(0), list(metrics)))
+        queue = iter(cells)
+        cell = next(queue, None)
+        while cell is not None or pending:
+            while cell is not None and len(pending) < limit:
+                pending.append(remote.remote(cell, list(metrics)))
+                cell = next(queue, None)
             done, pending = ray.wait(pending, num_returns=1)
             for ref in done:
                 yield ray.get(ref)

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from vnstitch.errors import VnstitchError
+from vnstitch.output import json_safe
 from vnstitch.sweep.spec import Cell, get_path
 
 OK = "ok"
@@ -41,17 +42,7 @@ class Outcome:
 
 def canonical_json(summary: object) -> str:
     """Sorted keys, no spaces, non-finite floats as null (what ``--json`` prints)."""
-    return json.dumps(_finite(summary), sort_keys=True, separators=(",", ":"))
-
-
-def _finite(value: object) -> object:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
+    return json.dumps(json_safe(summary), sort_keys=True, separators=(",", ":"))
 
 
 def metric_value(summary: object, path: str) -> float | None:
