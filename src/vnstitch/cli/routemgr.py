@@ -36,8 +36,10 @@ SHOW_COLUMNS: dict[str, list[str]] = {
     "tunnels": ["tunnel_id", "peer", "state", "interface"],
     "allocations": ["now", "stitch_id", "measured_mbps", "forecast_mbps", "quantile",
                     "available_mbps", "reserved_mbps", "action"],
-    "routes": ["vnid", "where", "via"],
-    "qos": ["device", "class_id", "rate_mbps", "ceil_mbps", "prio"],
+    "routes": ["vnid", "where", "prefix", "metric", "kernel_metric", "substrate_metric",
+               "via"],
+    "qos": ["device", "class_id", "class", "rate_mbps", "ceil_mbps", "prio", "bytes",
+            "drops"],
     "decisions": ["now", "kind", "stitch_id", "action", "reason"],
 }
 

@@ -58,12 +58,14 @@ from vnstitch.control import (
     GrowRules,
     Reserve,
     ResizeStitch,
+    SetQosClasses,
     StitchSample,
 )
 from vnstitch.daemon.config import AllocationConfig
 from vnstitch.dataplane.base import CountingDriver, DataplaneError
 from vnstitch.dataplane.objects import DataplaneState, Op, OpKind, RateLimit, VxlanPort
 from vnstitch.protocol.api import StitchResized
+from vnstitch.routing.qos import QosPolicy
 
 if TYPE_CHECKING:
     from vnstitch.daemon.runtime import RouteManagerDaemon
@@ -79,16 +81,17 @@ def grow_rules(c: AllocationConfig) -> GrowRules:
                      c.grow_max_factor, c.shrink_after, c.shrink_below)
 
 
-def control_policy(c: AllocationConfig) -> ControlPolicy:
+def control_policy(c: AllocationConfig, qos: QosPolicy | None = None) -> ControlPolicy:
     """The controller's policy for the daemon's ``allocation:`` section: one allocator
-    per stitch end (its own HTB class), refitted every interval on its kept history."""
+    per stitch end (its own HTB class), refitted every interval on its kept history;
+    ``qos`` (the ``qos:`` section's policy) for the classes of owned links."""
     rules = ScalingRules(unit=c.unit_mbps,
                          min_units=max(1, math.ceil(c.min_mbps / c.unit_mbps - 1e-9)),
                          hold_steps=c.hold_steps)
     return ControlPolicy(dict(DEFAULT_CLASSES), rules,
                          ForecastPolicy(c.forecaster, 1, 1, c.history, c.history,
                                         MIN_FIT_SAMPLES),
-                         grow_rules(c), joint=False)
+                         grow_rules(c), joint=False, qos=qos)
 
 
 # -- tunnel ends --------------------------------------------------------------------------
@@ -178,15 +181,17 @@ class StepResult:
     decisions: list[dict[str, Any]] = field(default_factory=list)
     changed: bool = False  # overrides changed: the daemon must reconcile
     resizes: list[tuple[str, float]] = field(default_factory=list)  # (stitch, Mbit/s) to ask
+    qos: list[SetQosClasses] = field(default_factory=list)  # for daemon/qoslive.py
 
 
 class AllocationLoop:
     """One :meth:`step` per interval: the controller's inputs and the actions applied."""
 
-    def __init__(self, config: AllocationConfig, base: Callable[[], DataplaneState]) -> None:
+    def __init__(self, config: AllocationConfig, base: Callable[[], DataplaneState],
+                 qos: QosPolicy | None = None) -> None:
         self.config = config
         self.view = OverrideView(base)
-        self.controller = Controller(control_policy(config))
+        self.controller = Controller(control_policy(config, qos))
         self.decisions: deque[dict[str, Any]] = deque(maxlen=config.decisions_kept)
         self.steps = 0
         self._ends: dict[str, TunnelEnd] = {}
@@ -238,6 +243,8 @@ class AllocationLoop:
                     end.device, end.class_id, action.mbps, end.negotiated_mbps)
             elif isinstance(action, ResizeStitch):
                 result.resizes.append((action.stitch_id, action.mbps))
+            elif isinstance(action, SetQosClasses):
+                result.qos.append(action)
         result.decisions = [self._row(r) for r in out.records]
         result.changed = self.view.overrides != before
         self.decisions.extend(result.decisions)
@@ -291,7 +298,8 @@ class AllocationRunner:
 
     def __init__(self, daemon: RouteManagerDaemon, config: AllocationConfig) -> None:
         self.daemon = daemon
-        self.loop = AllocationLoop(config, daemon.base_desired_state)
+        qos = daemon.config.qos.policy if daemon.config.qos is not None else None
+        self.loop = AllocationLoop(config, daemon.base_desired_state, qos)
         self._task: asyncio.Task[None] | None = None
 
     def restore(self) -> None:
@@ -334,6 +342,8 @@ class AllocationRunner:
             d.store.save_allocation(result.samples, list(self.loop.view.overrides.values()),
                                     self.loop.config.history, {e.stitch_id for e in ends})
         d.metrics["allocation_steps"] += 1
+        if d.qos is not None and [a for a in result.qos if d.qos.set_classes(a)]:
+            result.changed = True
         if result.changed:
             d.dataplane_changed()
         return result

@@ -28,6 +28,7 @@ Example::
     state_db: a.db
     control_socket: a.sock
     http: {listen: "127.0.0.1:9464", token_file: api.token, metrics_auth: false}
+    qos: {link_mbps: 100, classes: [...], applications: [...]}  # daemon/qosconfig.py
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from typing import Any, TypeVar
 import yaml
 
 from vnstitch.daemon.errors import ConfigError
+from vnstitch.daemon.qosconfig import QosConfig, parse_qos
 from vnstitch.errors import VnstitchError
 from vnstitch.model.ids import (
     VNID,
@@ -210,6 +212,7 @@ class DaemonConfig:
     control_socket: Path
     allocation: AllocationConfig | None = None
     http: HttpConfig | None = None
+    qos: QosConfig | None = None  # QoS classes live, stitching priority (daemon/qosconfig.py)
 
     def peer(self, rm_id: RouteManagerId) -> PeerConfig | None:
         for p in self.peers:
@@ -661,7 +664,7 @@ def _http(r: _Reader, data: Any, base: Path) -> HttpConfig | None:
 
 
 _TOP = {"segment", "listen", "key_file", "trust", "peers", "local_vns", "dataplane",
-        "timers", "state_db", "control_socket", "allocation", "http"}
+        "timers", "state_db", "control_socket", "allocation", "http", "qos"}
 
 
 def parse_config(text: str, source: str = "<config>", base_dir: Path | None = None, *,
@@ -727,6 +730,7 @@ def _config(r: _Reader, data: Any, source: str, base: Path, check_files: bool
         "control_socket": r.guard(lambda: path_field("control_socket"), None),
         "allocation": r.guard(lambda: _allocation(r, top.get("allocation")), None),
         "http": r.guard(lambda: _http(r, top.get("http"), base), None),
+        "qos": r.guard(lambda: parse_qos(top.get("qos"), r.fail, source), None),
     }
     if r.problems:
         raise _AbandonedError("")

@@ -8,8 +8,10 @@ A bad line gets an error reply and the connection stays usable. Requests:
 - ``{"cmd": "show", "what": "peers"|"vnids"|"stitches"|"tunnels"|"metrics"|"status"|
   "allocations"|"routes"|"qos"|"decisions"}`` -- ``allocations`` lists the allocation
   loop's kept decisions (oldest first; empty when the config has no ``allocation:``
-  section); ``routes`` the learned remote routes; ``qos`` the HTB classes in the desired
-  dataplane state; ``decisions`` every kept decision with its ``kind``
+  section); ``routes`` the learned remote routes and the stitched prefix routes with
+  their priority band; ``qos`` the HTB classes in the desired dataplane state (both with
+  what the kernel reports: :mod:`vnstitch.daemon.qoslive`); ``decisions`` every kept
+  decision with its ``kind``
 - ``{"cmd": "stitch", "vnid": 100, "bandwidth_mbps": 10, "max_latency_ms": ...,
   "max_cost": ..., "hop_limit": ..., "wait_s": 10, "retry_for_s": ...}`` -- a stitch
   *intent*: kept and retried until released (capacity refusals until ``retry_for_s``,
@@ -45,7 +47,7 @@ from vnstitch.daemon.limits import (
     MAX_RETRY_FOR_S,
     MAX_WAIT_S,
 )
-from vnstitch.dataplane.objects import RateLimit
+from vnstitch.daemon.qoslive import LIVE_VIEWS, live_view, qos_rows, route_rows
 from vnstitch.errors import VnstitchError
 from vnstitch.model.ids import vnid as parse_vnid
 from vnstitch.protocol.api import StitchConstraints
@@ -114,11 +116,9 @@ def view(daemon: RouteManagerDaemon, what: str) -> Any:
     if what == "allocations":
         return [] if daemon.allocation is None else list(daemon.allocation.loop.decisions)
     if what == "routes":
-        return _remote_routes(daemon)
+        return route_rows(daemon)
     if what == "qos":
-        return [{"device": o.device, "class_id": o.class_id, "rate_mbps": o.rate_mbps,
-                 "ceil_mbps": o.ceil_mbps, "prio": o.prio}
-                for o in daemon.desired_state() if isinstance(o, RateLimit)]
+        return qos_rows(daemon)
     if what == "decisions":
         # The allocation loop is the only decision maker today; each row says its kind.
         return [{"kind": "allocation", **d} for d in view(daemon, "allocations")]
@@ -253,6 +253,8 @@ async def dispatch(daemon: RouteManagerDaemon, req: dict[str, Any]) -> Any:
     """Carry out one control request; its result, or :class:`ControlError` saying why not."""
     cmd = req.get("cmd")
     if cmd == "show":
+        if req.get("what") in LIVE_VIEWS:  # read the kernel too (daemon/qoslive.py)
+            return await live_view(daemon, str(req["what"]))
         return view(daemon, str(req.get("what")))
     if cmd == "stitch":
         return await _stitch(daemon, req)

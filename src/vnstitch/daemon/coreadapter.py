@@ -85,9 +85,11 @@ def make_driver(config: DaemonConfig) -> DataplaneDriver:
     """The dataplane driver named in ``config.dataplane.driver``."""
     if config.dataplane.driver == "memory":
         ports = [p for vn in config.local_vns for p in vn.host_ports]
+        ports += config.qos.devices if config.qos is not None else ()
         return MemoryDataplane(external_ports=ports)
     # Only the linux driver needs pyroute2 and the kernel, so load it only when chosen.
     from vnstitch.dataplane.linux import LinuxDataplane  # noqa: PLC0415
 
     # The owner tag keeps two RMs sharing a namespace (or a lab host) off each other's links.
-    return LinuxDataplane(netns=config.dataplane.netns, owner=f"rm-{config.segment}")
+    return LinuxDataplane(netns=config.dataplane.netns, owner=f"rm-{config.segment}",
+                          shaped=config.qos.devices if config.qos is not None else ())

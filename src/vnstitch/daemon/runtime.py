@@ -62,6 +62,7 @@ from vnstitch.daemon.errors import DaemonError
 from vnstitch.daemon.identity import KeyInfo, load_key_file
 from vnstitch.daemon.intents import IntentRunner
 from vnstitch.daemon.membership import MembershipFiles
+from vnstitch.daemon.qoslive import QosLive
 from vnstitch.daemon.reconciler import Reconciler
 from vnstitch.daemon.resizing import on_resized, request_resize
 from vnstitch.daemon.state import ReservationRecord, StateStore, StitchRecord
@@ -188,6 +189,7 @@ class RouteManagerDaemon:
             enabled=self._offload)
         self.allocation = (AllocationRunner(self, config.allocation)
                            if config.allocation is not None else None)
+        self.qos = QosLive(config.qos) if config.qos is not None else None  # qoslive.py
 
     # -- properties -----------------------------------------------------------------------
 
@@ -224,7 +226,8 @@ class RouteManagerDaemon:
 
     def desired_state(self) -> DataplaneState:
         base = self.base_desired_state()
-        return base if self.allocation is None else self.allocation.loop.overlay(base)
+        state = base if self.allocation is None else self.allocation.loop.overlay(base)
+        return state if self.qos is None else self.qos.overlay(state)
 
     @property
     def object_retry(self) -> ObjectRetry:

@@ -11,7 +11,10 @@ did not create -- removing the :class:`BridgePort` releases it, never deletes it
 entries with a remote VTEP on our VXLAN devices, HTB classes under the root qdisc ``1:``
 of our devices, and routes through our devices installed with routing protocol
 :data:`ROUTE_PROTO`. Routes and rate limits may only use devices the driver owns (a
-:class:`DataplaneError` otherwise). Anything else in the namespace is left alone.
+:class:`DataplaneError` otherwise). Anything else in the namespace is left alone, except
+the root qdisc of the ``shaped`` devices named at construction (substrate interfaces the
+Route Manager owns for QoS, made by someone else): their HTB tree is observed and
+applied like our own devices', the devices themselves never touched.
 
 *Canonical observe.* The kernel and wireguard-go report things in their own spelling
 (peer order, ``/32`` suffixes, learned endpoints of passive peers, HTB rates rounded to
@@ -64,6 +67,7 @@ from vnstitch.dataplane.objects import (
     WireguardInterface,
     WireguardPeer,
 )
+from vnstitch.dataplane.qos import ClassStats
 
 #: rtnetlink protocol number stamped on (and identifying) the routes this driver installs.
 ROUTE_PROTO = 0x56
@@ -125,10 +129,12 @@ class LinuxDataplane:
     the caller must make them unique per host, e.g. ``f"vw{segment}{n}"`` (<= 15 chars).
     """
 
-    def __init__(self, netns: str | None = None, owner: str = "routemgr") -> None:
+    def __init__(self, netns: str | None = None, owner: str = "routemgr",
+                 shaped: Sequence[str] = ()) -> None:
         if not owner or len(_ALIAS_PREFIX + owner) > 120:
             raise DataplaneError(f"LinuxDataplane: bad owner tag {owner!r}")
         self.netns = netns
+        self.shaped = frozenset(shaped)
         self.marker = _ALIAS_PREFIX + owner
         self._applied: dict[str, DataplaneObject] = {}
         self._ipr: Any = None
@@ -196,6 +202,15 @@ class LinuxDataplane:
             raise DataplaneError(f"{what}: the kernel reported no link statistics")
         return DeviceCounters(device, int(stats["rx_bytes"]), int(stats["tx_bytes"]))
 
+    def class_stats(self, device: str) -> list[ClassStats]:
+        """Counters of the HTB classes on any device in the namespace (kernel TCA_STATS2)."""
+        what = f"class stats {device}"
+        try:
+            with self._session():
+                return tc.class_stats(self._rt(), self._index(device, what), device)
+        except (OSError, NetlinkError) as exc:
+            raise DataplaneError(f"{what}: {exc}") from exc
+
     def observe(self) -> DataplaneState:
         try:
             with self._session():
@@ -241,7 +256,8 @@ class LinuxDataplane:
             master = m.get_attr("IFLA_MASTER")
             if master is not None and owned.get(int(master)) == "bridge":
                 objs.append(BridgePort(name_of[int(master)], name_of[int(m["index"])]))
-        for idx in owned:
+        shaped = [i for i, n in name_of.items() if n in self.shaped and i not in owned]
+        for idx in [*owned, *shaped]:
             limits, filters = tc.observe(ipr, idx, name_of[idx])
             objs += limits
             objs += filters
@@ -388,11 +404,15 @@ class LinuxDataplane:
             self._remove_wg(obj.name)  # do not leak a daemon we cannot describe
             raise
 
+    def _tc_index(self, name: str, what: str) -> int:
+        return self._index(name, what) if name in self.shaped else \
+            self._owned_index(name, what)
+
     def _create_rate(self, obj: RateLimit, what: str) -> None:
-        tc.add_rate(self._rt(), self._owned_index(obj.device, what), obj)
+        tc.add_rate(self._rt(), self._tc_index(obj.device, what), obj)
 
     def _create_filter(self, obj: U32Filter, what: str) -> None:
-        tc.add_filter(self._rt(), self._owned_index(obj.device, what), obj)
+        tc.add_filter(self._rt(), self._tc_index(obj.device, what), obj)
 
     def _remove_wg(self, name: str) -> None:
         found = self._rt().link_lookup(ifname=name)

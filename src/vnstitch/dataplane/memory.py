@@ -5,7 +5,8 @@ same preconditions the kernel does (a VXLAN port's underlay and a bridge port's 
 and port must exist; you cannot create what exists or remove what does not), so a plan
 that would fail on Linux fails here too. Byte counters are whatever a test sets with
 :meth:`MemoryDataplane.set_counters` (0 for a device nobody set), for any device the
-driver knows.
+driver knows; so are HTB class counters (:meth:`MemoryDataplane.set_class_stats`, 0 for
+a class nobody set).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from vnstitch.dataplane.objects import (
     VxlanPort,
     WireguardInterface,
 )
+from vnstitch.dataplane.qos import ClassStats
 
 
 class MemoryDataplane:
@@ -37,6 +39,7 @@ class MemoryDataplane:
         self.external_ports = set(external_ports)
         self.applied: list[Op] = []
         self._counters: dict[str, tuple[int, int]] = {}
+        self._class_counters: dict[tuple[str, int], tuple[int, int, int]] = {}
 
     def observe(self) -> DataplaneState:
         return self._state
@@ -44,6 +47,20 @@ class MemoryDataplane:
     def set_counters(self, device: str, rx_bytes: int, tx_bytes: int) -> None:
         """What :meth:`counters` reports for ``device`` from now on (a test's traffic)."""
         self._counters[device] = (int(rx_bytes), int(tx_bytes))
+
+    def set_class_stats(self, device: str, class_id: int, nbytes: int, packets: int,
+                        drops: int) -> None:
+        """What :meth:`class_stats` reports for HTB class ``class_id`` on ``device``."""
+        self._class_counters[(device, class_id)] = (int(nbytes), int(packets), int(drops))
+
+    def class_stats(self, device: str) -> list[ClassStats]:
+        if device not in self._devices():
+            raise DataplaneError(f"class stats {device}: missing device(s) [{device!r}]")
+        return [ClassStats(device, o.class_id,
+                           *self._class_counters.get((device, o.class_id), (0, 0, 0)))
+                for o in sorted((o for o in self._state
+                                 if isinstance(o, RateLimit) and o.device == device),
+                                key=lambda o: o.class_id)]
 
     def counters(self, device: str) -> DeviceCounters:
         if device not in self._devices():

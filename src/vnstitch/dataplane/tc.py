@@ -31,6 +31,7 @@ from typing import Any
 
 from vnstitch.dataplane.base import DataplaneError
 from vnstitch.dataplane.objects import RateLimit, U32Filter
+from vnstitch.dataplane.qos import ClassStats
 
 HTB_MAJOR = 1
 PARENT_MINOR = 0xFFFF
@@ -256,3 +257,25 @@ def remove_filter(ipr: Any, idx: int, obj: U32Filter) -> None:
                    target=(HTB_MAJOR << 16) | obj.class_id, keys=list(u32_keys(obj.matches)))
             return
     # Not there: it went with its qdisc (the last RateLimit removed): nothing to do.
+
+
+def class_stats(ipr: Any, idx: int, device: str) -> list[ClassStats]:
+    """Cumulative counters of the HTB leaves under ``1:`` on ``idx`` (the kernel's
+    ``TCA_STATS2``: bytes and packets sent, packets dropped by the class's queue,
+    overlimits), sorted by class id; the driver-made parent is left out."""
+    out: list[ClassStats] = []
+    for c in ipr.get_classes(index=idx):
+        handle = int(c["handle"])
+        if c.get_attr("TCA_KIND") != "htb" or handle >> 16 != HTB_MAJOR \
+                or handle & 0xFFFF == PARENT_MINOR:
+            continue
+        stats2 = c.get_attr("TCA_STATS2")
+        basic = stats2.get_attr("TCA_STATS_BASIC") if stats2 is not None else None
+        queue = stats2.get_attr("TCA_STATS_QUEUE") if stats2 is not None else None
+        if basic is None or queue is None:
+            raise DataplaneError(f"class 1:{handle & 0xFFFF:x} on {device}: the kernel "
+                                 "reported no statistics")
+        out.append(ClassStats(device, handle & 0xFFFF, int(basic["bytes"]),
+                              int(basic["packets"]), int(queue["drops"]),
+                              int(queue["overlimits"])))
+    return sorted(out, key=lambda s: s.class_id)

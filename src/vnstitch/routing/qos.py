@@ -21,6 +21,7 @@ Policy format::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,10 +175,33 @@ def policy_to_tc(policy: QosPolicy, device: str) -> tuple[list[RateLimit], list[
     """HTB classes 1:10, 1:20, ... in priority order (so the least important class, with
     the largest id, takes unclassified traffic), each borrowing by its :func:`htb_prio`,
     and the u32 filters feeding them."""
+    return scaled_tc(policy, device, policy.link_mbps, policy.link_mbps)
+
+
+#: The smallest HTB rate a class gets (a 0 guarantee still needs a rate for the kernel).
+MIN_RATE_MBPS = 0.01
+
+
+def scaled_tc(policy: QosPolicy, device: str, rate_mbps: float, ceil_mbps: float, *,
+              borrow: str = "priority", extra: Sequence[tuple[str, tuple[str, ...]]] = ()
+              ) -> tuple[list[RateLimit], list[U32Filter]]:
+    """:func:`policy_to_tc` for a link of another size: guaranteed rates scaled from
+    ``link_mbps`` to ``rate_mbps``, maxima to ``ceil_mbps`` (and never above it), so a
+    tunnel end reserving ``rate_mbps`` of a ``ceil_mbps`` stitch splits both by class.
+    ``borrow="quantum"`` gives every class HTB prio 0 (spare shared about equally, the
+    control of :mod:`vnstitch.routing.htb`). ``extra`` adds ``(class, matches)`` filters
+    after the policy's own (the daemon's stitched-traffic matches)."""
+    if not 0 < rate_mbps <= ceil_mbps:
+        raise PolicyError("<tc>", device, f"need 0 < rate ({rate_mbps:g}) <= ceil "
+                          f"({ceil_mbps:g})")
+    kr, kc = rate_mbps / policy.link_mbps, ceil_mbps / policy.link_mbps
     class_id = {c.name: 10 * (i + 1) for i, c in enumerate(policy.classes)}
-    limits = [RateLimit(device, class_id[c.name], c.guaranteed_mbps, c.max_mbps,
-                        htb_prio(policy, c))
-              for c in policy.classes]
+    limits = []
+    for c in policy.classes:
+        ceil = min(c.max_mbps * kc, ceil_mbps)
+        rate = min(max(c.guaranteed_mbps * kr, MIN_RATE_MBPS), ceil)
+        limits.append(RateLimit(device, class_id[c.name], rate, ceil,
+                                htb_prio(policy, c) if borrow == "priority" else 0))
     filters: list[U32Filter] = []
     for app in policy.applications:
         base: list[str] = []
@@ -194,4 +218,7 @@ def policy_to_tc(policy: QosPolicy, device: str) -> tuple[list[RateLimit], list[
             matches = tuple(base + alt)
             filters.append(U32Filter(device, policy.class_named(app.qos_class).priority + 1,
                                      len(filters) + 1, class_id[app.qos_class], matches))
+    for cls, matches in extra:
+        filters.append(U32Filter(device, policy.class_named(cls).priority + 1,
+                                 len(filters) + 1, class_id[cls], matches))
     return limits, filters
