@@ -114,6 +114,11 @@ class LabRouteManagers:
     #: sets them from the topology; the fixed lab uses LINK_COST and ``capacity_mbps``)
     link_costs: dict[frozenset[str], float] = field(default_factory=lambda: dict(LINK_COST))
     link_capacities: dict[frozenset[str], float] = field(default_factory=dict)
+    #: the daemons' ``qos:`` section (policy, borrow, stitching_priority; None: no QoS);
+    #: each RM's ``interfaces`` are its ends of the links in ``qos_links`` (link ->
+    #: capacity in Mbit/s the classes are scaled to)
+    qos: dict[str, Any] | None = None
+    qos_links: dict[frozenset[str], float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -184,6 +189,11 @@ class LabRouteManagers:
         }
         if self.allocation is not None:
             cfg["allocation"] = self.allocation
+        if self.qos is not None:
+            cfg["qos"] = {**self.qos, "interfaces": [
+                {"device": lk.a_dev if lk.a == seg else lk.b_dev, "capacity_mbps": mbps}
+                for lk in lab.links for pair, mbps in self.qos_links.items()
+                if seg in (lk.a, lk.b) and frozenset((lk.a, lk.b)) == pair]}
         return cfg
 
     # -- processes ----------------------------------------------------------------------
