@@ -36,6 +36,7 @@ from vnstitch.dataplane import (
 )
 from vnstitch.dataplane.base import DataplaneApplyError
 from vnstitch.dataplane.linux import LinuxDataplane
+from vnstitch.dataplane.qos import ClassCountingDriver
 
 HOST_PORT = "hp0"
 
@@ -81,7 +82,9 @@ def _linux_env() -> Iterator[Env]:
     with fresh_netns("c") as ns:
         with IPRoute(netns=ns) as ipr:  # a host port the driver did not create
             ipr.link("add", ifname=HOST_PORT, kind="veth", peer=f"{HOST_PORT}p")
-        dp = LinuxDataplane(ns, owner="contract")
+        # the host port's root qdisc is the driver's to shape (as a Route Manager's owned
+        # substrate interfaces are); the device itself never is
+        dp = LinuxDataplane(ns, owner="contract", shaped=[HOST_PORT])
         try:
             yield Env(dp, f"vwc{run_id()}", lambda n: _send_udp(ns, n))
         finally:
@@ -242,6 +245,31 @@ def test_byte_counters_count_what_a_device_sends(env: Env) -> None:
     assert driver.counters("vs100").tx_bytes >= 0
     with pytest.raises(DataplaneError, match=r"counters nope0.*missing device"):
         driver.counters("nope0")
+
+
+def test_classes_on_a_host_port_and_their_counters(env: Env) -> None:
+    """QoS on a device the driver did not make (a substrate interface the RM owns), and
+    per-class counters read back: ids in order, never going backwards."""
+    driver = env.driver
+    assert isinstance(driver, ClassCountingDriver)
+    base = stitch(env.wg_name)
+    shaped = [RateLimit(HOST_PORT, 10, 5, 10, 0), RateLimit(HOST_PORT, 20, 1, 10, 1),
+              U32Filter(HOST_PORT, 1, 1, 10, ("ip tos 0x88 0xfc",))]
+    want = base.with_objects(add=shaped)
+    reconcile(driver, want)
+    assert driver.observe() == want
+    assert reconcile(driver, want) == []
+    before = driver.class_stats(HOST_PORT)
+    assert [(s.device, s.class_id) for s in before] == [(HOST_PORT, 10), (HOST_PORT, 20)]
+    env.transmit(20_000)
+    after = driver.class_stats(HOST_PORT)
+    for b, a in zip(before, after, strict=True):
+        assert a.bytes >= b.bytes >= 0 and a.packets >= b.packets and a.drops >= b.drops
+    assert [s.class_id for s in driver.class_stats("vs100")] == [10]
+    with pytest.raises(DataplaneError, match=r"nope0.*missing device"):
+        driver.class_stats("nope0")
+    reconcile(driver, base)  # the classes go, the host port stays
+    assert driver.observe() == base and driver.class_stats(HOST_PORT) == []
 
 
 def test_one_refused_object_does_not_keep_the_others_out(env: Env) -> None:

@@ -136,24 +136,35 @@ class Tunnel(_Out):
 
 
 class Route(_Out):
-    """A learned route to a remote VNID (one per VNID and origin). The substrate routing
-    table with stitching priority is not kept by the daemon yet: this is the
-    Stitching Protocol's discovery table."""
+    """A learned route to a remote VNID (``where: remote``, one per VNID and origin), or a
+    stitched prefix route (``where: stitched``) with its metric band: as asked, as the
+    kernel holds it, the substrate's own metric for the same prefix and the device the
+    kernel picks (kernel fields null where the driver has no kernel)."""
 
-    vnid: int
+    vnid: int | None
     where: str
     via: list[str]
+    prefix: str | None = None
+    metric: int | None = None
+    priority: int | None = None
+    kernel_metric: int | None = None
+    substrate_metric: int | None = None
+    chosen_device: str | None = None
 
 
 class QosClass(_Out):
-    """An HTB class in the desired dataplane state. Byte and drop counters per class are
-    not read by any driver yet, so they are not reported."""
+    """An HTB class in the desired dataplane state, named by its QoS class, with the
+    kernel's cumulative counters (null where the driver cannot read them)."""
 
     device: str
     class_id: int
     rate_mbps: float
     ceil_mbps: float
     prio: int
+    class_: str | None = Field(default=None, alias="class")
+    bytes: int | None = None
+    packets: int | None = None
+    drops: int | None = None
 
 
 class Allocation(_Out):
@@ -233,8 +244,8 @@ _LISTS: tuple[tuple[str, type[BaseModel], str], ...] = (
     ("peers", Peer, "configured neighbours and what was heard from them"),
     ("vnids", Vnid, "local VNs and learned remote ones"),
     ("tunnels", Tunnel, "tunnel ends on this RM, with probe RTT and loss when live"),
-    ("routes", Route, "learned routes to remote VNIDs"),
-    ("qos", QosClass, "HTB classes in the desired dataplane state"),
+    ("routes", Route, "learned routes to remote VNIDs and stitched prefix routes"),
+    ("qos", QosClass, "HTB classes with the kernel's bytes, packets and drops"),
     ("allocations", Allocation, "the allocation loop's kept decisions, oldest first"),
     ("decisions", Decision, "every kept decision with its kind, oldest first"),
 )
