@@ -253,8 +253,9 @@ def test_classes_on_a_host_port_and_their_counters(env: Env) -> None:
     driver = env.driver
     assert isinstance(driver, ClassCountingDriver)
     base = stitch(env.wg_name)
-    shaped = [RateLimit(HOST_PORT, 10, 5, 10, 0), RateLimit(HOST_PORT, 20, 1, 10, 1),
-              U32Filter(HOST_PORT, 1, 1, 10, ("ip tos 0x88 0xfc",))]
+    shaped: list[RateLimit | U32Filter] = [RateLimit(HOST_PORT, 10, 5, 10, 0),
+                                           RateLimit(HOST_PORT, 20, 1, 10, 1),
+                                           U32Filter(HOST_PORT, 1, 1, 10, ("ip tos 0x88 0xfc",))]
     want = base.with_objects(add=shaped)
     reconcile(driver, want)
     assert driver.observe() == want
