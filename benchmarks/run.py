@@ -68,6 +68,9 @@ BENCHMARKS: dict[str, Benchmark] = {
                                 "VXLAN over WireGuard", "~1 min", root=True),
     "lab_stitch": Benchmark("live Route Managers in the lab: stitch setup, throughput, "
                             "reroute", "~2 min", root=True),
+    "qos_live": Benchmark("QoS classes live in the lab's daemons: DSCP video and a "
+                          "saturating e-mail flow through one stitch, classes vs one class "
+                          "vs no qos", "~5 min", root=True),
     "chaos": Benchmark("live lab under attack: forged floods, kill -9 of every role, 1M "
                        "fuzzed datagrams (flags for smaller sizes)", "~25 min", root=True),
 }

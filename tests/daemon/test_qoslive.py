@@ -192,3 +192,22 @@ def test_daemon_applies_qos_and_shows_it(tmp_path: Path) -> None:
             await b.stop()
 
     run(body())
+
+
+def test_controller_qos_action_reaches_the_desired_state() -> None:
+    """The one controller, given the qos section's policy and a sample of an owned link,
+    emits SetQosClasses; the daemon's overlay installs those rates on that device."""
+    from vnstitch.control import Controller, LinkSample  # noqa: PLC0415
+    from vnstitch.daemon.allocation import control_policy  # noqa: PLC0415
+    from vnstitch.daemon.config import AllocationConfig  # noqa: PLC0415
+
+    cfg = _qos()
+    controller = Controller(control_policy(AllocationConfig(), cfg.policy))
+    out = controller.step(10.0, [], {}, [LinkSample("a-t", 0.0, 0, 40.0)])
+    actions = [a for a in out.actions if isinstance(a, SetQosClasses)]
+    assert [a.device for a in actions] == ["a-t"]
+    live = QosLive(cfg)
+    assert live.set_classes(actions[0])
+    state = live.overlay(_tunnel_state())
+    assert state.get("rate:a-t:10") == RateLimit("a-t", 10, 24.0, 40.0, 0)  # 60% of 40
+    assert state.get("rate:a-t:20") == RateLimit("a-t", 20, 2.0, 40.0, 1)
