@@ -76,7 +76,7 @@ def one_run(qos: dict[str, Any] | None, args: argparse.Namespace) -> dict[str, A
         fast_arp(lab)
         with tempfile.TemporaryDirectory(prefix="qoslive-") as tmp:
             rms = LabRouteManagers(lab, Path(tmp), qos=qos)
-            rms.start_all()
+            rms.start_all(timeout_s=60.0)  # a loaded 2-core machine starts slowly
             rms.wait_route("a", 100)
             reply = rms.stitch("a", 100, args.stitch_mbps)
             if not reply["established"]:
