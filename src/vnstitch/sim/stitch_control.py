@@ -25,7 +25,8 @@ the protocol core (:meth:`~vnstitch.sim.engine.Simulation.renegotiate`, i.e.
 ``RouteManagerCore.renegotiate_stitch``). ``around`` empty is a return: a
 renegotiation avoiding nothing, which takes the best path now. When the successor is
 established the controllers learn it (``stitch_replaced``), so the hold-down and the
-return follow the stitch; when no path avoided the element, ``renegotiation_failed``.
+return follow the stitch; when no path avoided the element, ``renegotiation_failed``;
+when a stitch is gone for good, ``stitch_ended``.
 """
 
 from __future__ import annotations
@@ -73,11 +74,13 @@ class StitchControl:
         for a in sorted(arcs):
             self.owned.setdefault(self.owner[a], []).append(a)
         self.ctrl: dict[int, Controller] = {}
+        self.known: set[str] = set()  # stitch ids the controllers may remember
         self.bytes: dict[Arc, float] = dict.fromkeys(arcs, 0.0)
 
     def start(self, now: float, cap: Mapping[Arc, float]) -> None:
         """The first counter read of every RM (a baseline)."""
         self.ctrl.clear()
+        self.known = set()
         self.bytes = dict.fromkeys(self.bytes, 0.0)
         self.step(now, {}, cap, flows=[], paths=[], offered=[])
 
@@ -95,6 +98,11 @@ class StitchControl:
                 c.renegotiation_failed(sid)
         st.replaced.clear()
         st.failed_moves.clear()
+        live = {x for g in st.groups for x in (g.sid, g.successor) if x is not None}
+        for sid in self.known - live:  # released or given up: nothing to hold or return
+            for c in self.ctrl.values():
+                c.stitch_ended(sid)
+        self.known = live
         for a, x in carried_mbit.items():
             self.bytes[a] += x * 1e6 / 8
         rates: dict[Arc, dict[str, float]] = {}
