@@ -1,13 +1,20 @@
 """One controller, two adapters: the same measurement script through the simulator's
 allocation adapter (offered rates) and the daemon's (byte counters on a memory dataplane,
-fake time) gives the same actions, and both apply them."""
+fake time) gives the same actions, and both apply them. The Renegotiate path: what each
+simulated RM's controller saw on its links in a run of ``builtin:congestion``, replayed
+as kernel-style byte counters of link devices on a memory dataplane (read as the daemon
+reads counters), gives the same Renegotiate actions; the simulator applied them through
+the protocol core (the successor avoids the element)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+import dataclasses
+import itertools
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, ClassVar
 
 import networkx as nx
+import pytest
 
 from vnstitch.allocate.policy import DEFAULT_CLASSES, ScalingRules
 from vnstitch.control import (
@@ -17,6 +24,7 @@ from vnstitch.control import (
     ControlResult,
     ForecastPolicy,
     LinkSample,
+    Renegotiate,
     Reserve,
     StitchSample,
 )
@@ -31,8 +39,11 @@ from vnstitch.dataplane import (
     reconcile,
 )
 from vnstitch.routing.qos import QosClass, QosPolicy
+from vnstitch.sim import stitch_control
 from vnstitch.sim.allocation import SimAllocation
 from vnstitch.sim.allocation_spec import AllocationSpec
+from vnstitch.sim.runner import run
+from vnstitch.sim.scenario import load_scenario
 
 APP = DEFAULT_CLASSES["video_conferencing"]
 #: One policy for both: the per-runtime config mapping is not what this test is about.
@@ -51,8 +62,12 @@ class Spy(Controller):
 
     def step(self, now: float, consumers: Sequence[Consumer],
              samples: Mapping[str, StitchSample], links: Sequence[LinkSample] = (),
-             crossing: Mapping[str, Sequence[str]] | None = None) -> ControlResult:
-        out = super().step(now, consumers, samples, links, crossing)
+             crossing: Mapping[str, Sequence[str]] | None = None, *,
+             link_rates: Mapping[str, Mapping[str, float]] | None = None,
+             stitch_rates: Mapping[str, float] | None = None,
+             ends: Collection[str] = ()) -> ControlResult:
+        out = super().step(now, consumers, samples, links, crossing, link_rates=link_rates,
+                           stitch_rates=stitch_rates, ends=ends)
         self.trail.append([a for a in out.actions if isinstance(a, Reserve)])
         return out
 
@@ -123,3 +138,121 @@ def test_control_a_different_script_gives_different_actions() -> None:
     other: Any = [*SCRIPT[:5], 600, 600, *SCRIPT[7:]]
     assert _via_sim(other)[0] != _via_daemon(SCRIPT)[0]
     assert _via_sim(other)[0] == _via_daemon(other)[0]
+
+
+# -- the Renegotiate path ----------------------------------------------------------------
+
+@dataclasses.dataclass
+class LinkStep:
+    """One interval of one RM's controller: what it was given and what it asked."""
+
+    now: float
+    links: tuple[LinkSample, ...]
+    crossing: dict[str, list[str]]
+    link_rates: dict[str, dict[str, float]]
+    stitch_rates: dict[str, float]
+    ends: frozenset[str]
+    renegotiate: list[Renegotiate]
+    replaced: list[tuple[str, str]]  # successors the runtime reported before this step
+
+
+class LinkSpy(Controller):
+    """A simulated RM's controller that keeps its inputs and Renegotiate actions."""
+
+    trails: ClassVar[list[tuple[ControlPolicy, list[LinkStep]]]] = []
+
+    def __init__(self, policy: ControlPolicy) -> None:
+        super().__init__(policy)
+        self.steps_seen: list[LinkStep] = []
+        self.pending: list[tuple[str, str]] = []
+        LinkSpy.trails.append((policy, self.steps_seen))
+
+    def stitch_replaced(self, old: str, new: str) -> None:
+        super().stitch_replaced(old, new)
+        self.pending.append((old, new))
+
+    def step(self, now: float, consumers: Sequence[Consumer],
+             samples: Mapping[str, StitchSample], links: Sequence[LinkSample] = (),
+             crossing: Mapping[str, Sequence[str]] | None = None, *,
+             link_rates: Mapping[str, Mapping[str, float]] | None = None,
+             stitch_rates: Mapping[str, float] | None = None,
+             ends: Collection[str] = ()) -> ControlResult:
+        out = super().step(now, consumers, samples, links, crossing, link_rates=link_rates,
+                           stitch_rates=stitch_rates, ends=ends)
+        self.steps_seen.append(LinkStep(
+            now, tuple(links), {k: list(v) for k, v in (crossing or {}).items()},
+            {k: dict(v) for k, v in (link_rates or {}).items()}, dict(stitch_rates or {}),
+            frozenset(ends), [a for a in out.actions if isinstance(a, Renegotiate)],
+            self.pending))
+        self.pending = []
+        return out
+
+
+@pytest.fixture(scope="module")
+def congestion_run() -> tuple[dict[str, Any], list[tuple[ControlPolicy, list[LinkStep]]]]:
+    mp = pytest.MonkeyPatch()
+    LinkSpy.trails = []
+    mp.setattr(stitch_control, "Controller", LinkSpy)
+    try:
+        summary = run(load_scenario("builtin:congestion"), check_every_step=False).summary
+    finally:
+        mp.undo()
+    return summary, LinkSpy.trails
+
+
+def _replay_as_counters(policy: ControlPolicy, steps: Sequence[LinkStep]
+                        ) -> list[list[Renegotiate]]:
+    """The daemon's measuring side: link devices' tx byte counters on a memory
+    dataplane, read with the daemon's ``read_counters``, into a fresh controller."""
+    devices = sorted({s.link for st in steps for s in st.links})
+    driver = MemoryDataplane(external_ports=devices)
+    ctrl = Controller(policy)
+    out: list[list[Renegotiate]] = []
+    for st in steps:
+        for old, new in st.replaced:
+            ctrl.stitch_replaced(old, new)
+        for s in st.links:
+            driver.set_counters(s.link, 0, round(s.tx_bytes))
+        read = read_counters(driver, devices)
+        links = []
+        for s in st.links:
+            tx = read[s.link]
+            assert isinstance(tx, int)
+            links.append(LinkSample(s.link, tx, 0, s.capacity_mbps, inside=s.inside))
+        res = ctrl.step(st.now, [], {}, links, st.crossing, link_rates=st.link_rates,
+                        stitch_rates=st.stitch_rates, ends=st.ends)
+        out.append([a for a in res.actions if isinstance(a, Renegotiate)])
+    return out
+
+
+def test_renegotiate_same_actions_from_sim_and_counters(congestion_run: Any) -> None:
+    summary, trails = congestion_run
+    asked = [a for _, steps in trails for st in steps for a in st.renegotiate]
+    # The run did renegotiate: a move around the congested link, then a return.
+    assert [a.around != "" for a in asked] == [True, False]
+    assert asked[0].around == "Houston->Los Angeles"
+    for policy, steps in trails:
+        assert _replay_as_counters(policy, steps) == [st.renegotiate for st in steps]
+    # ... and the simulator applied them through the protocol core: the stitch's
+    # successor avoided the adjacency, and the return came back to the home path.
+    moves = summary["traffic"]["stitch_renegotiations"]
+    assert [m["old_stitch"] for m in moves] == [a.stitch_id for a in asked]
+    by_id = {x["id"].split("/")[0]: x for x in summary["stitches"]}
+    detour, home = by_id[moves[0]["new_stitch"]], by_id[moves[1]["new_stitch"]]
+    hops = {frozenset(h) for h in itertools.pairwise(detour["path"])}
+    assert frozenset({"seg00", "seg01"}) not in hops
+    assert frozenset({"seg00", "seg01"}) in {frozenset(h) for h in itertools.pairwise(
+        home["path"])}
+    assert detour["cost"] > home["cost"]
+    # The return was asked of the successor: the hold-down followed the stitch.
+    assert asked[1].stitch_id == moves[0]["new_stitch"]
+
+
+def test_control_renegotiate_replay_of_other_counters_differs(congestion_run: Any) -> None:
+    """Control: the same replay with the hot link's counter halved asks nothing."""
+    _, trails = congestion_run
+    policy, steps = next((p, s) for p, s in trails if any(st.renegotiate for st in s))
+    cooler = [dataclasses.replace(st, links=tuple(
+        dataclasses.replace(x, tx_bytes=x.tx_bytes / 2) if x.link == "Houston->Los Angeles"
+        else x for x in st.links)) for st in steps]
+    assert not any(_replay_as_counters(policy, cooler))

@@ -116,3 +116,56 @@ def test_control_without_hold_down_the_same_script_renegotiates_every_interval()
                        {"l": ["a"]})
         moves += [a.stitch_id for a in out.actions if isinstance(a, Renegotiate)]
     assert moves == ["a"] * 5  # 1000 Mbit/s on a 500 link from the second read on
+
+
+TARGET = 0.7
+link_step = st.tuples(st.floats(0, 1.5), st.floats(0, 1.5),  # utilisations of two links
+                      st.lists(st.floats(0, 300), min_size=3, max_size=3),  # stitch rates
+                      st.booleans())  # the runtime reports a successor for a moved stitch
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(link_step, min_size=1, max_size=30), st.sets(st.sampled_from(["a", "b", "c"])))
+def test_renegotiations_follow_target_hold_down_and_ends(
+        script: list[tuple[float, float, list[float], bool]], ends: set[str]) -> None:
+    """Moves stop once the link's predicted load is under the target; a stitch (and its
+    successors) is asked at most once per hold-down, moves and returns alike; a stitch
+    that ends here never leaves a link inside the segment; only a moved stitch returns."""
+    rules = CongestionRules(MonitorConfig(0.8, 0.6, 1, 1), HOLD_MOVE, target=TARGET,
+                            returns=True, return_below=0.6)
+    ctl = Controller(ControlPolicy({}, ScalingRules(unit=1.0), congestion=rules))
+    cap = {"in": 1000.0, "out": 500.0}
+    sent = dict.fromkeys(cap, 0.0)
+    name = {s: s for s in ("a", "b", "c")}  # original stitch -> its current id
+    asked_at: dict[str, float] = {}  # per original stitch
+    moved: set[str] = set()
+    for t, (u_in, u_out, rates, succeed) in enumerate(script):
+        now = float(t)
+        sent["in"] += u_in * cap["in"] * 1e6 / 8
+        sent["out"] += u_out * cap["out"] * 1e6 / 8
+        links = [LinkSample("in", sent["in"], 0, cap["in"], inside=True),
+                 LinkSample("out", sent["out"], 0, cap["out"])]
+        cur = {name[s]: s for s in name}
+        on = {link: {name[s]: r for s, r in zip(name, rates, strict=True)} for link in cap}
+        out = ctl.step(now, [], {}, links, {k: list(v) for k, v in on.items()},
+                       link_rates=on, ends={name[s] for s in ends})
+        util = {"in": u_in, "out": u_out}
+        left = {link: util[link] * cap[link] for link in cap}
+        for a in out.actions:
+            assert isinstance(a, Renegotiate)
+            orig = cur[a.stitch_id]
+            assert now >= asked_at.get(orig, -math.inf) + HOLD_MOVE
+            asked_at[orig] = now
+            if a.around:
+                assert not (a.around == "in" and orig in ends)
+                assert t > 0 and left[a.around] > TARGET * cap[a.around] + 1e-9
+                for link in cap:
+                    left[link] -= on[link][a.stitch_id]
+                moved.add(orig)
+            else:
+                assert orig in moved
+                moved.discard(orig)
+            if succeed:
+                new = f"{a.stitch_id}'"
+                ctl.stitch_replaced(a.stitch_id, new)
+                name[orig] = new

@@ -30,9 +30,16 @@ of the substrate links this RM owns with the stitches that cross each. It then
    ResizeStitch`;
 5. **watches congestion** on owned links with :class:`~vnstitch.routing.monitor.
    CongestionMonitor` (hysteresis) and, while a link is congested, asks to
-   renegotiate the busiest stitch crossing it around that link
-   (:class:`~vnstitch.control.model.Renegotiate`), each stitch at most once per
-   ``holddown_s``.
+   renegotiate stitches crossing it around that link (:class:`~vnstitch.control.model.
+   Renegotiate`), busiest first (by the rate measured on that link), until the
+   link's predicted load is under the rules' ``target`` (or one per interval), each
+   stitch at most once per ``holddown_s``. A stitch that begins or ends here cannot
+   leave a link inside this segment: that is an ``unavoidable`` record, not an action.
+   Once nothing owned is congested and the hold-down has passed, a stitch moved off
+   a link is asked back (a renegotiation avoiding nothing: the best path now) when
+   that link would stay under ``return_below`` with it. The runtime tells the
+   controller when a renegotiation's successor replaces a stitch
+   (:meth:`Controller.stitch_replaced`), so the hold-down follows the stitch.
 
 Every action comes with a :class:`~vnstitch.control.model.DecisionRecord`. Nothing here
 does I/O, reads a clock or draws random numbers; a model or allocator failure becomes a
@@ -42,7 +49,7 @@ does I/O, reads a clock or draws random numbers; a model or allocator failure be
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from vnstitch.allocate.allocator import (
@@ -170,6 +177,9 @@ class Controller:
         self.monitor = CongestionMonitor(cong.monitor) if cong is not None else None
         self._links: dict[str, tuple[float, float]] = {}  # link -> (t, bytes) last read
         self.renegotiate_until: dict[str, float] = {}
+        #: stitch moved off an owned link -> (that link, its rate there when moved)
+        self.moved: dict[str, tuple[str, float]] = {}
+        self._util: dict[str, float] = {}  # owned link -> last measured utilisation
         self._qos_for: dict[str, float] = {}  # owned link -> capacity its classes are for
         self.steps = 0
 
@@ -187,11 +197,36 @@ class Controller:
         return DecisionRecord(ev.now, ev.stitch_id, str(row["action"]), str(row["reason"]),
                               amount_mbps=ev.new_mbps, consumer=ev.stitch_id)
 
+    def stitch_replaced(self, old: str, new: str) -> None:
+        """A renegotiation's successor ``new`` now carries what ``old`` did: the
+        hold-down and the return follow it."""
+        if old in self.renegotiate_until:
+            self.renegotiate_until[new] = self.renegotiate_until.pop(old)
+        if old in self.moved:
+            self.moved[new] = self.moved.pop(old)
+
+    def renegotiation_failed(self, sid: str) -> None:
+        """No path avoided what ``sid`` was asked to leave: it stayed, nothing to return
+        (the hold-down stands)."""
+        self.moved.pop(sid, None)
+
+    def stitch_ended(self, sid: str) -> None:
+        """``sid`` is gone (released, failed): forget its hold-down and return."""
+        self.renegotiate_until.pop(sid, None)
+        self.moved.pop(sid, None)
+
     # -- the step ------------------------------------------------------------------------------
     def step(self, now: float, consumers: Sequence[Consumer],
              samples: Mapping[str, StitchSample], links: Sequence[LinkSample] = (),
-             crossing: Mapping[str, Sequence[str]] | None = None) -> ControlResult:
-        """One interval. ``crossing``: owned link -> the stitches that cross it."""
+             crossing: Mapping[str, Sequence[str]] | None = None, *,
+             link_rates: Mapping[str, Mapping[str, float]] | None = None,
+             stitch_rates: Mapping[str, float] | None = None,
+             ends: Collection[str] = ()) -> ControlResult:
+        """One interval. ``crossing``: owned link -> the stitches that cross it;
+        ``link_rates``: owned link -> stitch -> its Mbit/s measured on that link
+        (default: the stitch's own measured rate); ``stitch_rates``: the current rate of
+        stitches (as their origins measure it), for the return of a stitch that no longer
+        crosses an owned link; ``ends``: the stitches that begin or end at this RM."""
         self.steps += 1
         out = ControlResult()
         live = {c.id for c in consumers}
@@ -232,7 +267,12 @@ class Controller:
             for c in ready:
                 self._allocate(now, c.id, [c], measured=measured, notes=notes, limits=limits,
                                out=out)
-        self._congestion(now, links, crossing or {}, measured, out)
+        if stitch_rates:
+            for sid, x in stitch_rates.items():
+                if sid in self.moved:
+                    self.moved[sid] = (self.moved[sid][0], x)
+        self._congestion(now, links, crossing=crossing or {}, measured=measured,
+                         rates=link_rates or {}, ends=ends, out=out)
         self._qos(now, links, out)
         return out
 
@@ -386,33 +426,80 @@ class Controller:
                                    measured_mbps=mbps, amount_mbps=ask, consumer=c.id))
         return why
 
-    def _congestion(self, now: float, links: Sequence[LinkSample],
+    def _congestion(self, now: float, links: Sequence[LinkSample], *,
                     crossing: Mapping[str, Sequence[str]],
-                    measured: Mapping[str, float | None], out: ControlResult) -> None:
-        if self.monitor is None or self.policy.congestion is None:
+                    measured: Mapping[str, float | None],
+                    rates: Mapping[str, Mapping[str, float]], ends: Collection[str],
+                    out: ControlResult) -> None:
+        rules = self.policy.congestion
+        if self.monitor is None or rules is None:
             return
         util: dict[tuple[str, str], float] = {}
         for s in links:
             prev, self._links[s.link] = self._links.get(s.link), (now, s.tx_bytes)
             if prev is None or now <= prev[0] or s.tx_bytes < prev[1] or s.capacity_mbps <= 0:
                 continue
-            util[(s.link, "")] = (s.tx_bytes - prev[1]) * 8 / 1e6 / (now - prev[0]) \
-                / s.capacity_mbps
+            u = (s.tx_bytes - prev[1]) * 8 / 1e6 / (now - prev[0]) / s.capacity_mbps
+            util[(s.link, "")] = self._util[s.link] = u
         for ev in self.monitor.observe(now, util):
             out.records.append(DecisionRecord(now, ev.arc[0], f"link-{ev.new.value}",
                                               ev.reason))
-        hold = self.policy.congestion.holddown_s
-        for arc in self.monitor.congested():
-            if self.monitor.state(arc) is not ArcState.CONGESTED:
+        cap = {s.link: s.capacity_mbps for s in links}
+        inside = {s.link for s in links if s.inside}
+
+        def rate(link: str, sid: str) -> float:
+            on = rates.get(link)
+            return on.get(sid, 0.0) if on is not None else (measured.get(sid) or 0.0)
+
+        hot = sorted((a[0] for a in self.monitor.congested()
+                      if self.monitor.state(a) is ArcState.CONGESTED and a[0] in cap),
+                     key=lambda link: (-self._util.get(link, 0.0), link))
+        load = {link: self._util.get(link, 0.0) * cap[link] for link in hot}
+        asked: set[str] = set()
+        for link in hot:
+            for sid in sorted(crossing.get(link, ()), key=lambda x: (-rate(link, x), x)):
+                if rules.target is not None and load[link] <= rules.target * cap[link]:
+                    break
+                if sid in asked or now < self.renegotiate_until.get(sid, -math.inf):
+                    continue
+                if link in inside and sid in ends:
+                    out.records.append(DecisionRecord(
+                        now, link, "unavoidable", f"stitch {sid}: link {link} is inside this "
+                        "segment and the stitch begins or ends here: renegotiation cannot "
+                        "avoid it",
+                        measured_mbps=rate(link, sid), consumer=sid))
+                    continue
+                mbps = rate(link, sid)
+                self.renegotiate_until[sid] = now + rules.holddown_s
+                self.moved[sid] = (link, mbps)
+                asked.add(sid)
+                why = (f"link {link} congested at {self._util.get(link, 0.0):.0%} "
+                       f"(hysteresis monitor): renegotiating the stitch ({mbps:.0f} Mbit/s "
+                       "on it) around it")
+                out.actions.append(Renegotiate(sid, link, why))
+                out.records.append(DecisionRecord(now, sid, "renegotiate", why,
+                                                  measured_mbps=mbps, consumer=sid))
+                for other in hot:
+                    load[other] -= rate(other, sid)
+                if rules.target is None:
+                    break
+        if rules.returns and not hot:
+            self._return_one(now, cap, rules.holddown_s, rules.return_below, out)
+
+    def _return_one(self, now: float, cap: Mapping[str, float], hold: float, below: float,
+                    out: ControlResult) -> None:
+        """Ask one moved stitch back when the link it left has room (module docstring)."""
+        for sid, (link, mbps) in sorted(self.moved.items(), key=lambda m: (m[1][1], m[0])):
+            if now < self.renegotiate_until.get(sid, -math.inf) or link not in cap:
                 continue
-            link = arc[0]
-            free = [sid for sid in crossing.get(link, ())
-                    if now >= self.renegotiate_until.get(sid, -math.inf)]
-            if not free:
+            after = self._util.get(link, 0.0) + mbps / cap[link]
+            if after >= below:
                 continue
-            sid = max(free, key=lambda s: (measured.get(s) or 0.0, s))
+            del self.moved[sid]
             self.renegotiate_until[sid] = now + hold
-            why = f"link {link} congested (hysteresis monitor): move the busiest stitch off it"
-            out.actions.append(Renegotiate(sid, link, why))
-            out.records.append(DecisionRecord(now, sid, "renegotiate", why,
-                                              measured_mbps=measured.get(sid), consumer=sid))
+            why = (f"congestion cleared; link {link} would carry {after:.0%} < {below:.0%} "
+                   f"with the stitch back, held {hold:g} s: renegotiating onto the best path")
+            out.actions.append(Renegotiate(sid, "", why))
+            out.records.append(DecisionRecord(now, sid, "return", why, measured_mbps=mbps,
+                                              consumer=sid))
+            return

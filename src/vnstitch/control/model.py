@@ -40,12 +40,15 @@ class StitchSample:
 
 @dataclass(frozen=True, slots=True)
 class LinkSample:
-    """One substrate link this RM owns: cumulative bytes and drops, and its capacity."""
+    """One substrate link this RM owns: cumulative bytes and drops, and its capacity.
+    ``inside``: both ends are in this RM's segment, so a stitch that begins or ends here
+    cannot be moved off it by renegotiation (only the segment's IGP could)."""
 
     link: str
     tx_bytes: float
     drops: int
     capacity_mbps: float
+    inside: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,10 +112,26 @@ class GrowRules:
 @dataclass(frozen=True, slots=True)
 class CongestionRules:
     """Renegotiate stitches off an owned link the hysteresis monitor calls congested;
-    one stitch is not asked again within ``holddown_s``."""
+    one stitch is not asked again within ``holddown_s``.
+
+    ``target``: move stitches, busiest first, until the link's predicted load (its
+    measured load less the moved stitches' rates) is at most ``target`` x capacity;
+    ``None``: one stitch per link per interval. ``returns``: once no owned link is
+    congested and the hold-down has passed, ask a stitch moved off a link back onto
+    the best path (renegotiation avoiding nothing) when that link would stay under
+    ``return_below`` with it."""
 
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     holddown_s: float = 30.0
+    target: float | None = None
+    returns: bool = False
+    return_below: float = 0.6
+
+    def __post_init__(self) -> None:
+        if self.holddown_s < 0 or (self.target is not None and not 0 < self.target <= 1) \
+                or not 0 < self.return_below <= 1:
+            raise ControlError("congestion rules: holddown_s >= 0, target and return_below "
+                               "in (0, 1]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,8 +175,10 @@ class ResizeStitch:
 
 @dataclass(frozen=True, slots=True)
 class Renegotiate:
-    """Ask the protocol to renegotiate ``stitch_id`` on a path avoiding ``around``
-    (make before break)."""
+    """Ask the protocol to renegotiate ``stitch_id`` on a path avoiding ``around`` (an
+    owned link; the runtime names the element behind it: this RM's segment for a link
+    inside it, the adjacency for a link to a neighbour), make before break. ``around``
+    empty: a return -- the best path now, avoiding nothing."""
 
     stitch_id: str
     around: str

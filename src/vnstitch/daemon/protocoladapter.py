@@ -3,7 +3,8 @@
 Theory of operation: maps the daemon config onto ``vnstitch.protocol``'s
 :class:`CoreConfig` / :class:`Timers`, the key file onto an :class:`Identity`, the trust
 section onto a :class:`TrustStore`, and the saved state (JSON of ``export_state()``)
-back through ``RouteManagerCore.from_state``. Randomness (WireGuard keys, tokens, jitter)
+back through the one :class:`~vnstitch.protocol.factory.CoreFactory` (the simulator's
+too). Randomness (WireGuard keys, tokens, jitter)
 comes from :class:`random.SystemRandom`, i.e. the OS CSPRNG: these are live secrets.
 
 Sequence numbers: the core numbers messages per recipient. The daemon's persisted
@@ -38,6 +39,8 @@ from vnstitch.protocol.api import PeerLink
 from vnstitch.protocol.codec import Peek
 from vnstitch.protocol.config import CoreConfig, Timers
 from vnstitch.protocol.core import RouteManagerCore
+from vnstitch.protocol.errors import ProtocolError
+from vnstitch.protocol.factory import CoreFactory, last_sequence
 from vnstitch.protocol.identity import Identity, TrustStore
 
 
@@ -53,8 +56,7 @@ class ProtocolCore(RouteManagerCore):
 
     @property
     def last_sequence(self) -> int:
-        send_seq: dict[str, int] = self.codec.export_state().get("send_seq", {})
-        return max(send_seq.values(), default=0)
+        return last_sequence(self)
 
 
 def core_config(setup: CoreSetup) -> CoreConfig:
@@ -91,23 +93,11 @@ def _unspecified(host: str) -> bool:
 
 
 def build(setup: CoreSetup) -> ProtocolCore:
-    identity = Identity(setup.key.private_key_raw)
-    trust = TrustStore(setup.config.trust.values())
-    config = core_config(setup)
-    rng = random.SystemRandom()
-    if setup.exported_state is None:
-        core = ProtocolCore(config, identity, trust, rng)
-    else:
-        try:
-            state = json.loads(setup.exported_state)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise StateError(f"saved core state is unreadable: {exc}") from None
-        if not isinstance(state, dict):
-            raise StateError("saved core state is not a JSON object")
-        restored = ProtocolCore.from_state(config, identity, trust, rng, state)
-        core = restored
-    floor = max(setup.sequence_floor, core.last_sequence)
-    if floor > 0:
-        rms = {*setup.config.trust, *(p.rm_id for p in setup.config.peers)}
-        core.codec.restore_state({"send_seq": {rm: floor for rm in rms}})
-    return core
+    rms = {*setup.config.trust, *(p.rm_id for p in setup.config.peers)}
+    try:
+        return CoreFactory(ProtocolCore).build(
+            core_config(setup), Identity(setup.key.private_key_raw),
+            TrustStore(setup.config.trust.values()), random.SystemRandom(),
+            state=setup.exported_state, sequence_floor=setup.sequence_floor, floor_for=rms)
+    except ProtocolError as exc:  # unreadable saved state
+        raise StateError(str(exc)) from None

@@ -5,7 +5,8 @@ graph of :mod:`vnstitch.model`; no I/O and no clock anywhere except the file loa
 :mod:`vnstitch.routing.demands` and :mod:`vnstitch.routing.qos` (which read files the
 caller names). Modules: ``paths`` (constrained / k-shortest / disjoint paths), ``te``
 and ``fast`` (min-MLU traffic engineering), ``table`` (routing table with stitching
-priority), ``monitor`` (congestion detection and reroute), ``qos`` (policy -> HTB),
+priority), ``monitor`` (congestion detection and reroute), ``qos`` (the one home of QoS
+classes: policy, HTB classes, class precedence in TE), ``htb`` (HTB serving model),
 ``evaluate`` (time-stepped flow-level evaluation), ``demands`` (traffic matrices).
 """
 

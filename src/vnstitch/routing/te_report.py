@@ -29,7 +29,6 @@ import networkx as nx
 
 from vnstitch.model import load_topology
 from vnstitch.routing.arclp import solve_arc_lp
-from vnstitch.routing.classes import PRECEDENCE, class_order, solve_classes
 from vnstitch.routing.demands import (
     TrafficMatrices,
     check_nodes,
@@ -41,6 +40,7 @@ from vnstitch.routing.demands import (
 from vnstitch.routing.errors import RoutingError
 from vnstitch.routing.fast import solve_fast
 from vnstitch.routing.paths import all_pairs_k_shortest_paths
+from vnstitch.routing.qos import PRECEDENCE, class_order, solve_classes
 from vnstitch.routing.replay import replay
 from vnstitch.routing.te import ArcTable, Demand, TeResult, solve_path_lp, solve_shortest
 

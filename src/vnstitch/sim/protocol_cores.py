@@ -8,7 +8,8 @@ trust store: the simulated operator enrolled all of them). The core's timers com
 an unknown or mistyped override is a scenario error naming ``protocol.<field>``. A crash
 keeps exactly what ``RouteManagerCore.export_state()`` returns -- as the bytes the daemon
 stores (:func:`~vnstitch.protocol.core.encode_state`, one format for both runtimes) --
-and a restart rebuilds the core from them with ``RouteManagerCore.from_state``.
+and a restart rebuilds the core from them; both builds go through the one
+:class:`~vnstitch.protocol.factory.CoreFactory` the daemon uses too.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from typing import Any
 from vnstitch.model.ids import VNID, RouteManagerId, SegmentId
 from vnstitch.protocol.api import PeerLink, RouteManagerCoreAPI
 from vnstitch.protocol.config import CoreConfig, Timers
-from vnstitch.protocol.core import RouteManagerCore, decode_state, encode_state
+from vnstitch.protocol.core import RouteManagerCore, encode_state
+from vnstitch.protocol.factory import CoreFactory
 from vnstitch.protocol.grants import AccessPolicy
 from vnstitch.protocol.identity import Identity, TrustStore
 from vnstitch.sim.cores import LinkUsage
@@ -106,8 +108,9 @@ class ProtocolCoreFactory:
     def build(self, segment: SegmentId, peers: Sequence[PeerLink],
               seed: int) -> RouteManagerCoreAPI:
         self.identity(segment)
-        return RouteManagerCore(self._config(segment, peers), self._identities[segment],
-                                self._trust_store(), random.Random(seed))
+        return CoreFactory(RouteManagerCore).build(
+            self._config(segment, peers), self._identities[segment], self._trust_store(),
+            random.Random(seed))
 
     def export_state(self, core: RouteManagerCoreAPI) -> object:
         assert isinstance(core, RouteManagerCore)
@@ -116,9 +119,9 @@ class ProtocolCoreFactory:
     def restore(self, segment: SegmentId, peers: Sequence[PeerLink], state: object,
                 seed: int) -> RouteManagerCoreAPI:
         assert isinstance(state, bytes)
-        return RouteManagerCore.from_state(
+        return CoreFactory(RouteManagerCore).build(
             self._config(segment, peers), self._identities[segment], self._trust_store(),
-            random.Random(seed), decode_state(state))
+            random.Random(seed), state=state)
 
     def link_usage(self, core: RouteManagerCoreAPI) -> Sequence[LinkUsage]:
         assert isinstance(core, RouteManagerCore)

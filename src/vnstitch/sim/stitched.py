@@ -13,27 +13,18 @@ cut; inside a segment the segment's own IGP picks the links, and re-picks them w
 link is cut or repaired). No open commitment, or no uncut path through its segments:
 the flow is *unattached*, its traffic offered and not delivered.
 
-Congestion (:meth:`StitchedFlows.plan`). Each substrate arc belongs to the Route Manager
-of its tail node's segment; that RM measures the arc (interval-mean carried load, fed to
-:class:`~vnstitch.routing.monitor.CongestionMonitor`) and names the element to avoid: its
-own segment for an arc inside a transit segment, the adjacency of the two segments for an
-arc between segments. The origin of every stitch crossing the arc knows its own stitch's
-rate (bytes into its tunnel). The simulator hands the owner's finding to those origins
-directly; no wire message carries it yet. Origins move their stitches, largest first,
-until the arc's predicted load is under ``target``: a make-before-break renegotiation
-around the element (:meth:`vnstitch.protocol.core.RouteManagerCore.renegotiate_stitch`),
-accepting a costlier path. A stitch moved less than ``hold_down_s`` ago stays. An arc
-inside an end segment cannot be avoided by stitching (only that segment's IGP could):
-it is counted, not moved. A moved stitch returns -- another renegotiation, avoiding
-nothing, which picks the cheapest path -- once ``hold_down_s`` has passed, nothing is
-congested, its home path was cheaper, and every arc of that path would stay under
-``return_below`` with the stitch back on it.
+Congestion. The decision to move a stitch is the Route Manager controller's
+(:mod:`vnstitch.sim.stitch_control` drives one per simulated RM); this module only
+starts what it asks (:meth:`StitchedFlows.element` names the element behind a link),
+adopts successors once established, and tells the controllers which stitch replaced
+which (:attr:`StitchedFlows.replaced`) and which renegotiation found no path
+(:attr:`StitchedFlows.failed_moves`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import networkx as nx
 
@@ -152,10 +143,6 @@ class Group:
     bandwidth_mbps: float
     sid: str | None = None
     successor: str | None = None
-    home_cost: float | None = None
-    home_path: tuple[int, ...] = ()  # segment indices of its first commitment
-    last_move_s: float = -float("inf")
-    moved_from: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +164,10 @@ class StitchedFlows:
         self.seg_names = [str(s) for s in sim.segments]
         self.moves: list[StitchMove] = []
         self.unavoidable: list[tuple[float, Arc, str]] = []
+        #: (old, successor) pairs and stitches whose renegotiation failed, since the
+        #: controllers last heard (they drain both)
+        self.replaced: list[tuple[str, str]] = []
+        self.failed_moves: list[str] = []
 
     def request(self, now: float) -> None:
         """Ask for each group's stitch; again (each monitoring interval) after one failed."""
@@ -200,11 +191,12 @@ class StitchedFlows:
             if key in self.log.open:
                 assert g.sid is not None
                 self.log.replaced_by[(g.origin, g.sid)] = g.successor
+                self.replaced.append((g.sid, g.successor))
                 g.sid, g.successor = g.successor, None
                 changed = True
-                if g.home_cost is None:
-                    g.home_cost = self.log.open[key].cost
             elif key in self.log.failed:
+                if g.sid is not None:
+                    self.failed_moves.append(g.sid)
                 g.successor = None
         return changed
 
@@ -221,66 +213,3 @@ class StitchedFlows:
         if ia == ib:
             return (rm[ia],), f"segment {a}", {ia}
         return (rm[ia], rm[ib]), f"adjacency {a}-{b}", {ia, ib}
-
-    def plan(self, now: float, congested: Sequence[Arc], util: Mapping[Arc, float],
-             cap: Mapping[Arc, float], *, group_load: Mapping[int, Mapping[Arc, float]],
-             seg_of: Mapping[str, str], target: float, hold_down_s: float,
-             names: Mapping[Arc, str]) -> set[int]:
-        """Renegotiate stitches off congested arcs (module docstring); the groups asked."""
-        load = {a: util[a] * cap[a] for a in congested}
-        asked: set[int] = set()
-        for arc in sorted(congested, key=lambda a: (-util[a], a)):
-            elem, label, segs = self.element(arc, seg_of)
-            on_arc = sorted((k for k, gl in group_load.items() if gl.get(arc, 0.0) > 0),
-                            key=lambda k: (-group_load[k][arc], k))
-            for k in on_arc:
-                if load[arc] <= target * cap[arc]:
-                    break
-                g = self.groups[k]
-                if k in asked or g.successor is not None or g.sid is None \
-                        or now - g.last_move_s < hold_down_s:
-                    continue
-                if len(elem) == 1 and segs & {g.origin, g.target}:
-                    self.unavoidable.append((now, arc, f"VN {g.vnid}: {label} is an end "
-                                             "of the stitch"))
-                    continue
-                new = self.sim.renegotiate(g.origin, g.sid, frozenset({elem}), now)
-                if new is None:
-                    continue
-                c = self.commitment(g)
-                if g.home_cost is None and c is not None:
-                    g.home_cost = c.cost
-                g.successor, g.last_move_s = new, now
-                asked.add(k)
-                for a, x in group_load[k].items():
-                    if a in load:
-                        load[a] -= x
-                self.moves.append(StitchMove(
-                    k, "renegotiate", now, g.sid, new, label,
-                    f"arc {names[arc]} congested at {util[arc]:.0%}; renegotiating VN "
-                    f"{g.vnid}'s stitch ({group_load[k][arc]:.0f} Mbit/s) around {label}"))
-        return asked
-
-    def plan_returns(self, now: float, util: Mapping[Arc, float], cap: Mapping[Arc, float],
-                     home_add: Mapping[int, Mapping[Arc, float]], *, below: float,
-                     hold_down_s: float) -> None:
-        """Bring one moved stitch home when its home path has room (module docstring)."""
-        for k, add in sorted(home_add.items()):
-            g = self.groups[k]
-            c = self.commitment(g)
-            if c is None or g.successor is not None or g.sid is None or \
-                    g.home_cost is None or c.cost <= g.home_cost + 1e-9 or \
-                    now - g.last_move_s < hold_down_s:
-                continue
-            ok = all(util.get(a, 0.0) + x / cap[a] < below for a, x in add.items())
-            if not ok:
-                continue
-            new = self.sim.renegotiate(g.origin, g.sid, frozenset(), now)
-            if new is None:
-                continue
-            g.successor, g.last_move_s = new, now
-            self.moves.append(StitchMove(
-                k, "return", now, g.sid, new, "",
-                f"congestion cleared; VN {g.vnid}'s home path (cost {g.home_cost:g} < "
-                f"{c.cost:g}) stays under {below:.0%}, held {hold_down_s:g} s"))
-            return

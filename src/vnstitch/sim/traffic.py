@@ -22,10 +22,11 @@ moment), then the traffic layer processes its own event.
 * **Monitoring.** At the end of each interval every arc reports its mean *carried*
   utilisation over that interval (what interface counters show) to the routing layer's
   :class:`~vnstitch.routing.monitor.CongestionMonitor` (thresholds, hysteresis).
-* **Stitches move.** While arcs are congested, stitches crossing them are renegotiated
-  around the congested element, make-before-break (:mod:`vnstitch.sim.stitched`); their
-  flows move when the successor is committed. After the hold-down, a moved stitch
-  returns to its cheaper home path when that has room.
+* **Stitches move.** Each simulated RM's controller (:mod:`vnstitch.sim.stitch_control`
+  drives :class:`vnstitch.control.Controller`) watches the arcs it owns and asks to
+  renegotiate stitches crossing a congested one around it, make-before-break; their
+  flows move when the successor is committed. After the hold-down, a moved stitch is
+  asked back when the link it left has room.
 * **Background reroute.** While arcs are congested, :func:`~vnstitch.routing.monitor.plan_reroutes`
   moves the fewest background flows (sized by their offered rates over the interval, as measured at
   the network edge) onto one of ``k`` shortest alternatives; otherwise
@@ -71,6 +72,7 @@ from vnstitch.routing.monitor import (
 from vnstitch.sim.allocation import SimAllocation
 from vnstitch.sim.engine import Simulation
 from vnstitch.sim.errors import ScenarioError
+from vnstitch.sim.stitch_control import StitchControl
 from vnstitch.sim.stitched import StitchedFlows, StitchLog, StitchMove, segment_route
 from vnstitch.sim.traffic_model import (
     Episode,
@@ -205,8 +207,6 @@ class TrafficSim:
                 continue  # same commitment: keep its links (the allocator may move them)
             path: Path = ()
             if c is not None:
-                if not g.home_path:
-                    g.home_path = c.path
                 path = segment_route(self.graph, st.segments_of(c, f.reverse),
                                      f.src, f.dst, down) or ()
                 if path and (not ids or ids[-1] != c.id):
@@ -344,7 +344,13 @@ class TrafficSim:
         self.paths = self._start_paths()  # a run always starts from home / unattached
         self.planned = list(self.paths)
         self.request_at: float | None = spec.stitch_at_s if self.stitched else None
+        self.control: StitchControl | None = None
+        if self.stitched is not None:
+            self.control = StitchControl(spec, self.stitched, self.seg_of, sorted(self.cap),
+                                         self.res.link)
         self._start_allocation()
+        if self.control is not None:
+            self.control.start(0.0, self.cap)
         self.state = self.serve([f.spec.offered_at(0.0) for f in self.flows])
         self.hot = self._hot(self.state.offered)
         self.open_ep: dict[Arc, Episode] = {}
@@ -475,42 +481,6 @@ class TrafficSim:
             self.res.returns_blocked.append((t, d.flow_id, why))
         return ok
 
-    def _plan_stitches(self, t: float, congested: Sequence[Arc], util: Mapping[Arc, float],
-                       mean_offered: Sequence[float]) -> set[int]:
-        """Renegotiate stitches off congested arcs, or bring one home (module doc)."""
-        st, rr = self.stitched, self.spec.reroute
-        if st is None:
-            return set()
-        load: dict[int, dict[Arc, float]] = {}
-        for i, f in enumerate(self.flows):
-            if f.group is not None:
-                gl = load.setdefault(f.group, {})
-                for a in _arcs(self.paths[i]):
-                    gl[a] = gl.get(a, 0.0) + mean_offered[i]
-        if congested:
-            names = {a: self.res.link(a) for a in congested}
-            movable = {k for k in load if rr.classes is None or any(
-                self.flows[i].qos_class in rr.classes for i in self.groups[k].flows)}
-            load = {k: v for k, v in load.items() if k in movable}
-            return st.plan(t, congested, util, self.cap, group_load=load, seg_of=self.seg_of,
-                           target=rr.target, hold_down_s=rr.hold_down_s, names=names)
-        if rr.returns:
-            home: dict[int, dict[Arc, float]] = {}
-            for i, f in enumerate(self.flows):
-                g = self.groups[f.group] if f.group is not None else None
-                if g is None or not g.home_path or not self.paths[i]:
-                    continue
-                segs = [st.seg_names[k] for k in g.home_path]
-                path = segment_route(self.graph, segs[::-1] if f.reverse else segs,
-                                     f.src, f.dst) or ()
-                add = home.setdefault(f.group, {})  # type: ignore[arg-type]
-                for a in _arcs(path):
-                    if a not in _arcs(self.paths[i]):
-                        add[a] = add.get(a, 0.0) + mean_offered[i]
-            st.plan_returns(t, util, self.cap, home, below=rr.return_below,
-                            hold_down_s=rr.hold_down_s)
-        return set()
-
     def _start_allocation(self) -> None:
         """A fresh allocator per run, over the static trees and physical capacities."""
         spec = self.spec.allocation
@@ -590,7 +560,10 @@ class TrafficSim:
         rr = spec.reroute
         if self.stitched is not None and self.request_at is None:
             self.stitched.request(t)  # a stitch that failed is asked for again
-        asked = self._plan_stitches(t, congested, util, mean_offered)
+        asked: set[int] = set()
+        if self.control is not None:
+            asked = self.control.step(t, self.acc_carried, self.cap, flows=self.flows,
+                                      paths=self.paths, offered=mean_offered)
         # VN flows count in the load but move only with their stitch: no candidates.
         sized = [Flow(f.name, f.src if f.group is None else f"vn:{f.name}", f.dst,
                       mean_offered[i], self.planned[i], f.qos_class)

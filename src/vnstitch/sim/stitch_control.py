@@ -1,0 +1,169 @@
+"""Each simulated Route Manager's controller moves the stitches crossing its links.
+
+Theory of operation. The decision to move a stitch lives in one place,
+:class:`vnstitch.control.Controller` (its congestion watch: hysteresis monitor,
+busiest-first down to the reroute ``target``, hold-downs, returns); this module only
+measures what each simulated RM could measure and applies what its controller asks,
+as the daemon does live.
+
+*Measure.* Each substrate arc belongs to the RM of its tail node's segment. At the end
+of every monitoring interval that RM's controller gets, per owned arc, the cumulative
+bytes the arc carried and its capacity (a :class:`~vnstitch.control.model.LinkSample`,
+``inside`` when both ends are in its segment), the stitches crossing it with each
+stitch's rate (the mean offered rate of the VN flows riding it over that arc: what the
+stitch's origin puts into its tunnel), the current rate of every stitch (its busier
+direction; the origins report it, so a stitch moved away can be asked back) and the
+stitches that begin or end at it. An RM
+that is down measures nothing; when it comes back its controller starts afresh.
+
+*Apply.* A :class:`~vnstitch.control.model.Renegotiate` names an owned link; the
+element to avoid is behind it (:meth:`~vnstitch.sim.stitched.StitchedFlows.element`:
+the owner's segment for an arc inside it, the adjacency of the two segments for an arc
+between them). The owner hands the request to the stitch's origin (no wire message
+carries it in the simulator), which starts a make-before-break renegotiation through
+the protocol core (:meth:`~vnstitch.sim.engine.Simulation.renegotiate`, i.e.
+``RouteManagerCore.renegotiate_stitch``). ``around`` empty is a return: a
+renegotiation avoiding nothing, which takes the best path now. When the successor is
+established the controllers learn it (``stitch_replaced``), so the hold-down and the
+return follow the stitch; when no path avoided the element, ``renegotiation_failed``;
+when a stitch is gone for good, ``stitch_ended``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+
+from vnstitch.allocate.policy import ScalingRules
+from vnstitch.control import Controller
+from vnstitch.control.model import (
+    CongestionRules,
+    ControlPolicy,
+    LinkSample,
+    Renegotiate,
+)
+from vnstitch.model.ids import SegmentId
+from vnstitch.sim.stitched import Element, StitchedFlows, StitchMove
+from vnstitch.sim.traffic_model import SimFlow
+from vnstitch.sim.traffic_spec import TrafficSpec
+
+Arc = tuple[str, str]
+Path = tuple[str, ...]
+
+
+class StitchControl:
+    """The simulated RMs' controllers over the arcs they own (module docstring)."""
+
+    def __init__(self, spec: TrafficSpec, stitched: StitchedFlows, seg_of: Mapping[str, str],
+                 arcs: Sequence[Arc], name: Callable[[Arc], str]) -> None:
+        rr = spec.reroute
+        self.policy = ControlPolicy(apps={}, rules=ScalingRules(unit=1.0),
+                                    congestion=CongestionRules(
+                                        spec.monitor, rr.hold_down_s, rr.target,
+                                        rr.returns, rr.return_below))
+        self.movable = frozenset(rr.classes) if rr.classes is not None else None
+        self.st, self.seg_of = stitched, seg_of
+        sim = stitched.sim
+        names = {a: name(a) for a in arcs}
+        if len(set(names.values())) != len(names):  # labels clash: use the node ids
+            names = {a: f"{a[0]}->{a[1]}" for a in arcs}
+        self.link = names
+        self.arc_of = {n: a for a, n in names.items()}
+        self.owner = {a: sim.seg_index[SegmentId(seg_of[a[0]])] for a in arcs}
+        self.owned: dict[int, list[Arc]] = {}
+        for a in sorted(arcs):
+            self.owned.setdefault(self.owner[a], []).append(a)
+        self.ctrl: dict[int, Controller] = {}
+        self.known: set[str] = set()  # stitch ids the controllers may remember
+        self.bytes: dict[Arc, float] = dict.fromkeys(arcs, 0.0)
+
+    def start(self, now: float, cap: Mapping[Arc, float]) -> None:
+        """The first counter read of every RM (a baseline)."""
+        self.ctrl.clear()
+        self.known = set()
+        self.bytes = dict.fromkeys(self.bytes, 0.0)
+        self.step(now, {}, cap, flows=[], paths=[], offered=[])
+
+    def step(self, now: float, carried_mbit: Mapping[Arc, float], cap: Mapping[Arc, float],
+             *, flows: Sequence[SimFlow], paths: Sequence[Path],
+             offered: Sequence[float]) -> set[int]:
+        """One monitoring interval: every RM that is up measures, decides, and its
+        renegotiations are started. Returns the groups asked to move."""
+        st = self.st
+        for old, new in st.replaced:
+            for c in self.ctrl.values():
+                c.stitch_replaced(old, new)
+        for sid in st.failed_moves:
+            for c in self.ctrl.values():
+                c.renegotiation_failed(sid)
+        st.replaced.clear()
+        st.failed_moves.clear()
+        live = {x for g in st.groups for x in (g.sid, g.successor) if x is not None}
+        for sid in self.known - live:  # released or given up: nothing to hold or return
+            for c in self.ctrl.values():
+                c.stitch_ended(sid)
+        self.known = live
+        for a, x in carried_mbit.items():
+            self.bytes[a] += x * 1e6 / 8
+        rates: dict[Arc, dict[str, float]] = {}
+        for i, f in enumerate(flows):
+            if f.group is None or not paths[i]:
+                continue
+            g = st.groups[f.group]
+            if g.sid is None or (self.movable is not None and not any(
+                    flows[j].qos_class in self.movable for j in g.flows)):
+                continue
+            for a in itertools.pairwise(paths[i]):
+                on = rates.setdefault(a, {})
+                on[g.sid] = on.get(g.sid, 0.0) + offered[i]
+        heaviest: dict[str, float] = {}  # per stitch: its busier direction
+        for on in rates.values():
+            for sid, x in on.items():
+                heaviest[sid] = max(heaviest.get(sid, 0.0), x)
+        asked: set[int] = set()
+        for rm, arcs in sorted(self.owned.items()):
+            if st.sim.cores[rm] is None:
+                self.ctrl.pop(rm, None)  # down: when it is back it starts afresh
+                continue
+            ctrl = self.ctrl.get(rm)
+            if ctrl is None:
+                ctrl = self.ctrl[rm] = Controller(self.policy)
+            ends = {g.sid for g in st.groups if g.sid is not None and rm in (g.origin, g.target)}
+            links = [LinkSample(self.link[a], self.bytes[a], 0, cap[a],
+                                inside=self.seg_of[a[0]] == self.seg_of[a[1]]) for a in arcs]
+            on_links = {self.link[a]: rates[a] for a in arcs if a in rates}
+            out = ctrl.step(now, [], {}, links, {n: list(r) for n, r in on_links.items()},
+                            link_rates=on_links, stitch_rates=heaviest, ends=ends)
+            for rec in out.records:
+                if rec.action == "unavoidable":
+                    st.unavoidable.append((now, self.arc_of[rec.subject], rec.reason))
+            for act in out.actions:
+                if isinstance(act, Renegotiate):
+                    k = self._apply(now, act)
+                    if k is not None:
+                        asked.add(k)
+        return asked
+
+    def _apply(self, now: float, act: Renegotiate) -> int | None:
+        """Hand the request to the stitch's origin; the group moved (or None)."""
+        st = self.st
+        k = next((k for k, g in enumerate(st.groups) if g.sid == act.stitch_id), None)
+        if k is None:
+            return None
+        g = st.groups[k]
+        if g.successor is not None:
+            return None  # a renegotiation of this stitch is already under way
+        label = ""
+        avoid: frozenset[Element] = frozenset()
+        if act.around:
+            elem, label, _ = st.element(self.arc_of[act.around], self.seg_of)
+            avoid = frozenset({elem})
+        new = st.sim.renegotiate(g.origin, act.stitch_id, avoid, now)
+        if new is None:
+            return None
+        g.successor = new
+        st.moves.append(StitchMove(k, "renegotiate" if act.around else "return", now,
+                                   act.stitch_id, new, label,
+                                   f"VN {g.vnid}: {act.reason}"
+                                   + (f" ({label})" if label else "")))
+        return k
