@@ -22,21 +22,16 @@ import json
 import math
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich import box
-from rich.console import Console, ConsoleOptions, RenderResult
-from rich.measure import Measurement
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.console import Console, ConsoleOptions, RenderResult
+    from rich.measure import Measurement
+    from rich.progress import Progress
+    from rich.table import Table
+
+# rich is imported where it is used: a Route Manager daemon imports this module through
+# its CLI (``--json`` flags) and never draws a table, so it need not pay for loading rich.
 
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
@@ -59,11 +54,23 @@ def print_json(result: Mapping[str, Any]) -> None:
 
 
 def console() -> Console:
+    from rich.console import Console  # noqa: PLC0415
+
     return Console(highlight=False)
 
 
 def progress(disable: bool = False) -> Progress:
     """A progress bar on stderr; silent when stderr is not a terminal or ``disable``."""
+    from rich.console import Console  # noqa: PLC0415
+    from rich.progress import (  # noqa: PLC0415
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     err = Console(stderr=True)
     return Progress(
         TextColumn("[progress.description]{task.description}"), BarColumn(),
@@ -116,6 +123,9 @@ class StackedTable:
         return max([len(w) for w in words] + [1])
 
     def _table(self, cols: Sequence[int], max_width: int) -> Table:
+        from rich import box  # noqa: PLC0415
+        from rich.table import Table  # noqa: PLC0415
+
         t = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
         widths = self._widths(cols, max_width)
         for i in cols:
@@ -156,6 +166,8 @@ class StackedTable:
         return even if all(self._fits(options, g) for g in even) else greedy
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        from rich.text import Text  # noqa: PLC0415
+
         everything = list(range(len(self.columns)))
         groups = [everything] if self._fits(options, everything) else self._groups(options)
         for n, cols in enumerate(groups, 1):
@@ -166,6 +178,8 @@ class StackedTable:
             yield self._table(cols, options.max_width)
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        from rich.measure import Measurement  # noqa: PLC0415
+
         return Measurement(1, options.max_width)
 
 

@@ -579,11 +579,12 @@ def _timers(r: _Reader, data: Any) -> TimerConfig:
 
 
 def _allocation(r: _Reader, data: Any) -> AllocationConfig | None:
-    # Imported here: the class names live with the allocator, loaded only when configured.
-    from vnstitch.allocate.policy import DEFAULT_CLASSES  # noqa: PLC0415
-
     if data is None:
         return None
+    # Imported here: the class names live with the allocator (numpy), loaded only when
+    # the section is present.
+    from vnstitch.allocate.policy import DEFAULT_CLASSES  # noqa: PLC0415
+
     p = "allocation"
     e = _fields(r, data, p, {"interval_s", "forecaster", "default_class", "vn_classes",
                              "min_mbps", "unit_mbps", "hold_steps", "history",

@@ -82,7 +82,7 @@ def core_config(setup: CoreSetup) -> CoreConfig:
         underlay_address=cfg.dataplane.wireguard.endpoint,
         wg_port_base=cfg.dataplane.wireguard.port, timers=timers,
         probe_address=f"{probe_host}:{cfg.listen_port}",
-        access=access_policies(cfg), grants=load_grants(cfg))
+        access=access_policies(cfg), grants=load_grants(cfg), one_end_per_vnid=True)
 
 
 def _unspecified(host: str) -> bool:

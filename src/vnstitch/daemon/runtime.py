@@ -53,9 +53,8 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vnstitch.daemon.allocation import AllocationRunner
 from vnstitch.daemon.config import DaemonConfig
 from vnstitch.daemon.coreadapter import CoreFactory, CoreSetup, DaemonCore, local_objects
 from vnstitch.daemon.errors import DaemonError
@@ -89,6 +88,9 @@ from vnstitch.protocol.api import (
 )
 from vnstitch.protocol.codec import Peek
 from vnstitch.protocol.intent import IntentTable
+
+if TYPE_CHECKING:
+    from vnstitch.daemon.allocation import AllocationRunner
 
 log = logging.getLogger("vnstitch.daemon")
 
@@ -187,8 +189,11 @@ class RouteManagerDaemon:
         self._probes = TunnelProbeSockets(
             config.listen_host, config.listen_port, self.on_datagram, self.metrics,
             enabled=self._offload)
-        self.allocation = (AllocationRunner(self, config.allocation)
-                           if config.allocation is not None else None)
+        self.allocation: AllocationRunner | None = None
+        if config.allocation is not None:  # its forecaster loads numpy: only when configured
+            from vnstitch.daemon.allocation import AllocationRunner  # noqa: PLC0415
+
+            self.allocation = AllocationRunner(self, config.allocation)
         self.qos = QosLive(config.qos) if config.qos is not None else None  # qoslive.py
 
     # -- properties -----------------------------------------------------------------------

@@ -92,6 +92,10 @@ class CoreConfig:
     access: Mapping[VNID, AccessPolicy] = field(default_factory=dict)
     #: Membership grants this RM presents when it asks for stitches into their VNs.
     grants: tuple[Grant, ...] = ()
+    #: Refuse a second origin's tunnel end for a VNID here (``vnid_in_use``): a Linux
+    #: namespace holds one VXLAN device per VNI. The daemon sets it; the simulator's
+    #: idealised dataplane has no such limit and leaves it off.
+    one_end_per_vnid: bool = False
 
     def total_offered(self) -> float:
         if self.offered_mbps is not None:

@@ -58,7 +58,12 @@ from vnstitch.protocol.messages import (
 from vnstitch.protocol.negotiation import StitchRequest, StitchState, describe, touches
 from vnstitch.protocol.reservation import Reservation, ReservationState
 from vnstitch.protocol.stitchbase import NO_SIG, StitchingBase
-from vnstitch.protocol.tunnels import TunnelState, tunnel_addresses, wg_keypair
+from vnstitch.protocol.tunnels import (
+    TunnelState,
+    end_of_another_origin,
+    tunnel_addresses,
+    wg_keypair,
+)
 
 
 class OriginMixin(StitchingBase):
@@ -77,6 +82,14 @@ class OriginMixin(StitchingBase):
             req.machine.move(StitchState.FAILED)
             out.append(StitchFailed(sid, vnid, FailureReason.LOCAL,
                                     "bandwidth must be > 0 and hop limit >= 1", now))
+        elif self.config.one_end_per_vnid and (
+                other := end_of_another_origin(self.tunnels.values(), vnid, self.me)):
+            # Retried like a lost race for capacity: it frees when that stitch goes.
+            req.machine.move(StitchState.FAILED)
+            out.append(StitchFailed(sid, vnid, FailureReason.RESERVATION_REFUSED,
+                                    f"VNID {vnid} already has a tunnel end here for "
+                                    f"{other.path[0][:8]}'s stitch {other.stitch_id} "
+                                    "(one VXLAN device per VNI)", now))
         else:
             self._send_query(req, now, out)
         return sid, out

@@ -26,7 +26,13 @@ from vnstitch.protocol.membership import MembershipMixin
 from vnstitch.protocol.messages import Hold, HoldOk, HoldRefused, MsgType, Offer, PathSignal, Query
 from vnstitch.protocol.reservation import Reservation, ReservationState
 from vnstitch.protocol.stitchbase import NO_SIG
-from vnstitch.protocol.tunnels import Tunnel, TunnelState, wg_keypair
+from vnstitch.protocol.tunnels import (
+    VNID_IN_USE,
+    Tunnel,
+    TunnelState,
+    end_of_another_origin,
+    wg_keypair,
+)
 
 _SEEN_QUERIES_MAX = 4096
 
@@ -102,6 +108,11 @@ class PathHopMixin(MembershipMixin):
 
         if target and h.vnid not in self.discovery.local:
             refuse("no_vn", 0.0)
+            return
+        if target and self.config.one_end_per_vnid and end_of_another_origin(
+                self.tunnels.values(), h.vnid, h.path[0]) is not None:
+            self.stat(VNID_IN_USE)
+            refuse(VNID_IN_USE, 0.0)
             return
         if target and not self.trust.verify(h.path[0], h.keysig, h.key_material()):
             refuse("bad_keysig", 0.0)

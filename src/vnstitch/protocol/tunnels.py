@@ -26,6 +26,7 @@ import base64
 import enum
 import hashlib
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -210,3 +211,21 @@ class Tunnel:
 
 def bridge_name(vnid: VNID) -> str:
     return f"vn{int(vnid)}"
+
+
+#: HOLD_REFUSED reason: this RM already holds a tunnel end for the VNID of another origin.
+VNID_IN_USE = "vnid_in_use"
+
+
+def end_of_another_origin(tunnels: Iterable[Tunnel], vnid: VNID,
+                          origin: RouteManagerId) -> Tunnel | None:
+    """A live tunnel end here for ``vnid`` whose stitch ``origin`` did not start, if any.
+
+    A namespace holds one VXLAN device per VNI and port (the kernel refuses a second with
+    EEXIST), so a second origin's stitch for the same VNID can never reach the kernel
+    here: it is refused with :data:`VNID_IN_USE` instead of being reported up. The same
+    origin's own successors (renegotiation, a retried attempt) are not refused."""
+    for t in tunnels:
+        if t.vnid == vnid and t.path[0] != origin and t.state is not TunnelState.DOWN:
+            return t
+    return None

@@ -122,7 +122,7 @@ def _requests(source: str, data: object) -> RequestSpec:
     bw = r.raw("bandwidth_mbps")
     if bw is None:
         band = (10.0, 100.0)
-    elif isinstance(bw, int | float) and not isinstance(bw, bool) and bw > 0:
+    elif isinstance(bw, int | float) and not isinstance(bw, bool) and 0 < bw < math.inf:
         band = (float(bw), float(bw))
     elif (isinstance(bw, list) and len(bw) == 2
           and all(isinstance(x, int | float) and not isinstance(x, bool) for x in bw)
