@@ -86,3 +86,36 @@ def test_bad_numbers_are_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixt
     # control: the same command with sane numbers works
     assert main(["forecast", "run", "--data", str(p), "--horizon", "2", "--season", "24",
                  "--model", "naive", "--json"]) == 0
+
+
+def _with_constant_series(tmp_path: Path) -> Path:
+    """The demo CSV plus a constant series, which the statsforecast models cannot fit."""
+    p = make_csv(tmp_path)
+    lines = p.read_text().splitlines()
+    out = [lines[0] + ",flat"] + [row + ",5.000" for row in lines[1:]]
+    p.write_text("\n".join(out) + "\n")
+    return p
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_fallbacks_are_printed_as_notes(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                        as_json: bool) -> None:
+    p = _with_constant_series(tmp_path)
+    flag = ["--json"] if as_json else []
+    assert main(["forecast", "backtest", "--data", str(p), "--season", "24", "--horizon", "2",
+                 "--test-steps", "24", "--models", "naive,sf_autoarima", *flag]) == 0
+    out = capsys.readouterr().out
+    if as_json:
+        notes = json.loads(out)["notes"]
+        assert list(notes) == ["sf_autoarima"]  # control: naive never falls back
+        assert any("constant series" in n and n.endswith("series 2")
+                   for n in notes["sf_autoarima"])
+    else:
+        assert "note: sf_autoarima:" in out and "note: naive" not in out
+    assert main(["forecast", "run", "--data", str(p), "--horizon", "2", "--season", "24",
+                 "--model", "sf_autoets", *flag]) == 0
+    out = capsys.readouterr().out
+    if as_json:
+        assert json.loads(out)["notes"]
+    else:
+        assert "note: sf_autoets:" in out

@@ -14,11 +14,14 @@ reserves the newsvendor quantile of the cold-start forecast
 shape times the stitch's requested bandwidth, its burstiness as the spread, blended
 into the stitch's own model as its history grows). Once a day or so of history exists
 the calibrated policy takes over, warming up with the reactive-safe rule of
-:mod:`~vnstitch.allocate.online` until enough of its own errors are known.
+:mod:`~vnstitch.allocate.online` until enough of its own errors are known. The Route
+Manager's online allocator reserves a new stitch end from the same quantiles
+(:func:`cold_start_quantiles`) until its first rate is measured.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -77,6 +80,26 @@ def lead_point_forecasts(values: FloatArray, start: int, calib_steps: int, lead:
                          rf.predict_seconds, tuple(rf.notes))
 
 
+def cold_start_quantiles(*, profile: ApplicationProfile, expected_mbps: float | None,
+                         future: Times, levels: Sequence[float],
+                         own: FloatArray | None = None, own_times: Times | None = None,
+                         season: int = 288) -> FloatArray:
+    """Quantiles ``(len(levels), len(future))`` of a stitch's demand with little or no
+    history (see the module doc): what :func:`cold_start_units` and the Route Manager's
+    forecasts (:class:`vnstitch.control.forecasting.ForecastBank`) reserve from."""
+    from vnstitch.forecast.coldstart import cold_start_forecast  # noqa: PLC0415 (scipy)
+
+    hist = np.zeros(0) if own is None else np.asarray(own, dtype=np.float64).reshape(-1)
+    times = np.asarray([], dtype="datetime64[m]") if own_times is None else own_times
+    try:
+        res = cold_start_forecast(profile=profile, own=hist, own_times=times, future=future,
+                                  expected_mbps=expected_mbps, season=season,
+                                  quantiles=tuple(levels))
+    except ForecastError as exc:
+        raise AllocateError(f"cold start: {exc}") from exc
+    return np.stack([res.forecast.quantiles[q][:, 0] for q in levels])
+
+
 def cold_start_units(*, profile: ApplicationProfile, expected_mbps: float | None,
                      future: Times, unit: float, c_under: float, c_over: float = 1.0,
                      own: FloatArray | None = None, own_times: Times | None = None,
@@ -86,15 +109,7 @@ def cold_start_units(*, profile: ApplicationProfile, expected_mbps: float | None
     ``own``/``own_times``: what the stitch has carried so far (may be empty); with no
     history ``expected_mbps`` (the stitch request's bandwidth) sets the level.
     """
-    from vnstitch.forecast.coldstart import cold_start_forecast  # noqa: PLC0415 (scipy)
-
     q = newsvendor_quantile(c_under, c_over)
-    hist = np.zeros(0) if own is None else np.asarray(own, dtype=np.float64).reshape(-1)
-    times = np.asarray([], dtype="datetime64[m]") if own_times is None else own_times
-    try:
-        res = cold_start_forecast(profile=profile, own=hist, own_times=times, future=future,
-                                  expected_mbps=expected_mbps, season=season,
-                                  quantiles=(q,))
-    except ForecastError as exc:
-        raise AllocateError(f"cold start: {exc}") from exc
-    return units_for(res.forecast.quantiles[q][:, 0], unit, min_units)
+    at_q = cold_start_quantiles(profile=profile, expected_mbps=expected_mbps, future=future,
+                                levels=(q,), own=own, own_times=own_times, season=season)
+    return units_for(at_q[0], unit, min_units)

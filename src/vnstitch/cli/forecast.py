@@ -6,6 +6,10 @@ gzipped; repairs are printed as notes, bad input is a one-line error naming file
 and column). ``backtest`` fits each model on everything before the last
 ``--test-steps`` rows and scores the forecasts made at every origin of the test span
 (each uses only data before it); ``run`` fits on all rows and prints the next H steps.
+A model that falls back (e.g. a reference model forecasting naive for a series it
+cannot fit) says so in ``note:`` lines and under ``notes`` in ``--json``.
+``backtest --engine local|ray`` splits the series over workers with the same results
+(:mod:`vnstitch.forecast.compare`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from vnstitch.forecast.backtest import RollingForecast
 from vnstitch.forecast.base import MODEL_NAMES, ForecastError, make_forecaster
 from vnstitch.forecast.compare import model_options, run_backtest, top_series
 from vnstitch.forecast.data import load_series
+from vnstitch.sweep.engines import ENGINES, make_engine
 
 
 def _floats(text: str) -> list[float]:
@@ -72,6 +77,17 @@ def register(sub: Any) -> None:
                     help="only the K series with the most traffic (e.g. for sf_autoarima)")
     bt.add_argument("--plot", default=None, metavar="OUT.png",
                     help="draw actual vs forecast with the 80%% interval for a few series")
+    bt.add_argument("--engine", choices=ENGINES, default="serial",
+                    help="serial: one process (default); local: split the series into "
+                    "chunks over a process pool; ray: over Ray tasks (a local Ray, or "
+                    "the cluster at --address). Same forecasts and scores on every engine")
+    bt.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                    help="with --engine local|ray: parallel workers (default: the cores)")
+    bt.add_argument("--address", default=None, metavar="ADDR",
+                    help="with --engine ray: a running Ray cluster (HOST:PORT or 'auto')")
+    bt.add_argument("--chunk-series", type=positive_int, default=None, metavar="K",
+                    help="with --engine local|ray: series per task "
+                    "(default: about four tasks per worker)")
     add_json_flag(bt)
     bt.set_defaults(handler=_backtest)
     run = fsub.add_parser("run", help="forecast the next H steps")
@@ -102,10 +118,15 @@ def _backtest(args: argparse.Namespace) -> int:
         def tick(name: str) -> None:
             bar.update(task, description=name, advance=1)
 
+        engine = None if args.engine == "serial" else make_engine(
+            args.engine, workers=args.workers, address=args.address)
         results, raw = run_backtest(values, season=args.season, horizon=args.horizon,
                                     test_steps=test_steps, models=args.models,
-                                    quantiles=args.quantiles, on_model=tick)
-    out = {"horizon": args.horizon, "series": len(cols), "models": results}
+                                    quantiles=args.quantiles, on_model=tick, engine=engine,
+                                    chunk_series=args.chunk_series)
+    notes = {name: list(rf.notes) for name, rf in raw.items() if rf.notes}
+    out = {"horizon": args.horizon, "series": len(cols), "engine": args.engine,
+           "models": results, "notes": notes}
     if args.plot:
         plot_backtest(args.plot, values, [data.names[c] for c in cols], raw=raw,
                       start=t_len - test_steps)
@@ -115,6 +136,10 @@ def _backtest(args: argparse.Namespace) -> int:
     con = console()
     for note in data.repairs + data.notes:
         con.print(f"note: {note}")
+    for name, lines in notes.items():  # fallbacks (e.g. per-series naive), not errors
+        for line in lines:
+            con.print(f"note: {line}" if line.startswith(f"{name}:") else
+                      f"note: {name}: {line}")
     con.print(table(f"backtest {data.source}: {len(cols)} series, H={args.horizon}, "
                     f"test {test_steps} steps",
                     ["model", "NMAE", "MASE", "pinball", "cover80", "fit s", "predict s"],
@@ -159,10 +184,11 @@ def _run(args: argparse.Namespace) -> int:
     season = args.season or max(1, 86400 // data.step_seconds)
     model = make_forecaster(args.model, season, **model_options(args.model, args.horizon))
     fc = model.fit(data.values).predict(args.horizon, quantiles=args.quantiles)
+    notes = list(getattr(model, "notes", []))
     step = np.timedelta64(data.step_seconds, "s")
     times = [str(data.times[-1] + step * (h + 1)) for h in range(args.horizon)]
     out = {"model": args.model, "horizon": args.horizon, "season": season,
-           "times": times, "series": {}}
+           "times": times, "notes": notes, "series": {}}
     for j, name in enumerate(data.names):
         out["series"][name] = {
             "mean": fc.mean[:, j].tolist(),
@@ -174,6 +200,9 @@ def _run(args: argparse.Namespace) -> int:
     con = console()
     for note in data.repairs + data.notes:
         con.print(f"note: {note}")
+    for note in notes:
+        con.print(f"note: {note}" if note.startswith(f"{args.model}:") else
+                  f"note: {args.model}: {note}")
     qs = sorted(fc.quantiles)
     for j, name in enumerate(data.names[:20]):
         con.print(table(f"{name} ({args.model})", ["time", "mean", *[f"q{q:g}" for q in qs]],

@@ -62,7 +62,7 @@ from vnstitch.allocate.allocator import (
 from vnstitch.allocate.allocator import Consumer as AllocConsumer
 from vnstitch.allocate.providers.base import Provider, RequestStatus, ResourceKey, ScaleResult
 from vnstitch.allocate.providers.base import ResourceKind as Kind
-from vnstitch.control.forecasting import ForecastBank
+from vnstitch.control.forecasting import ColdStart, ForecastBank
 from vnstitch.control.growth import GrowPolicy, needed_mbps
 from vnstitch.control.model import (
     Consumer,
@@ -332,7 +332,9 @@ class Controller:
         ids = [c.id for c in consumers]
         alloc = self._allocator(group, consumers)
         try:
-            forecasts: dict[str, QuantileForecast] = self.bank.forecast(ids)
+            forecasts: dict[str, QuantileForecast] = self.bank.forecast(
+                ids, now=now, cold={c.id: ColdStart(c.app_class, c.negotiated_mbps)
+                                    for c in consumers})
             report = alloc.step(now, forecasts, available)
         except Exception as exc:
             for c in consumers:

@@ -9,24 +9,52 @@ number of samples at once (one batched fit: the simulator's flows are measured t
 Level ``l`` of the next interval's demand is ``max(0, centre + Q_l(errors))`` -- online
 split-conformal: the spread is what this model really got wrong on this consumer, and
 with no error seen yet it is the centre alone. Lead time is one interval.
+
+*Cold start.* A consumer with no measured rate yet would be forecast 0. When the caller
+names its :class:`ColdStart` (the application profile of its class and the bandwidth its
+stitch was negotiated for), its quantiles are the cold-start forecast instead
+(:func:`vnstitch.allocate.forecasts.cold_start_quantiles`: the profile's daily shape at
+``now`` times the requested bandwidth, the profile's burstiness as the spread), so the
+allocator's newsvendor reserves what :func:`~vnstitch.allocate.forecasts.cold_start_units`
+would. From the first measured rate on, the consumer's own samples take over. The
+shipped profiles are read once, on the first cold start.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from vnstitch.allocate.allocator import QuantileForecast
+from vnstitch.allocate.forecasts import cold_start_quantiles
 from vnstitch.allocate.policy import DENSE_LEVELS
 from vnstitch.control.errors import ControlError
 from vnstitch.control.model import ForecastPolicy
 from vnstitch.forecast.base import Forecaster, PointForecaster, make_forecaster
+from vnstitch.forecast.profiles import ApplicationProfile, load_profiles
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
+
+#: Application classes whose shipped profile has another name.
+PROFILE_OF_CLASS = {"database": "database_access"}
+
+
+@dataclass(frozen=True, slots=True)
+class ColdStart:
+    """What a consumer with no measured rate is forecast from: its application class
+    (whose profile gives the shape) and its stitch's negotiated bandwidth (the level)."""
+
+    app_class: str
+    expected_mbps: float
+
+    @property
+    def profile(self) -> str:
+        return PROFILE_OF_CLASS.get(self.app_class, self.app_class)
 
 
 @dataclass(slots=True)
@@ -48,6 +76,8 @@ class ForecastBank:
     levels: tuple[float, ...] = tuple(DENSE_LEVELS)
     _series: dict[str, _Series] = field(default_factory=dict)
     _fits: dict[tuple[str, ...], _Fit] = field(default_factory=dict)
+    #: profile name -> profile (None: the shipped profiles, read on the first cold start)
+    profiles: dict[str, ApplicationProfile] | None = None
 
     def _get(self, consumer: str) -> _Series:
         s = self._series.get(consumer)
@@ -82,9 +112,12 @@ class ForecastBank:
         for key in [k for k in self._fits if not set(k) <= keep]:
             del self._fits[key]
 
-    def forecast(self, consumers: Sequence[str]) -> dict[str, QuantileForecast]:
+    def forecast(self, consumers: Sequence[str], *, now: float = 0.0,
+                 cold: Mapping[str, ColdStart] | None = None) -> dict[str, QuantileForecast]:
         """Quantiles of each consumer's next-interval demand; raises what the model
-        raises (the caller keeps its last reservation)."""
+        raises (the caller keeps its last reservation). ``cold``: how to forecast
+        consumers with no measured rate yet (``now``, seconds since the epoch, places
+        the next interval on the profile's day)."""
         centres: dict[str, float] = {}
         groups: dict[int, list[str]] = {}
         for c in consumers:
@@ -99,6 +132,12 @@ class ForecastBank:
         out: dict[str, QuantileForecast] = {}
         for c in consumers:
             s = self._series[c]
+            start = (cold or {}).get(c)
+            if not s.history and start is not None:
+                prior = self._cold(start, now)
+                if prior is not None:
+                    out[c] = prior
+                    continue
             errs = np.asarray(s.errors, dtype=np.float64)
             spread = np.quantile(errs, self.levels) if errs.size else np.zeros(len(self.levels))
             out[c] = QuantileForecast(self.levels,
@@ -106,6 +145,19 @@ class ForecastBank:
             if s.history:
                 s.pred = centres[c]
         return out
+
+    def _cold(self, start: ColdStart, now: float) -> QuantileForecast | None:
+        if not (math.isfinite(start.expected_mbps) and start.expected_mbps > 0):
+            return None  # no request to scale the profile by
+        if self.profiles is None:
+            self.profiles = load_profiles()
+        profile = self.profiles.get(start.profile)
+        if profile is None:
+            return None
+        at = np.array([np.datetime64(int(now), "s")])
+        q = cold_start_quantiles(profile=profile, expected_mbps=start.expected_mbps,
+                                 future=at, levels=self.levels)
+        return QuantileForecast(self.levels, np.maximum(q, 0.0))
 
     def _centres(self, members: tuple[str, ...]) -> FloatArray:
         hist = np.asarray([list(self._series[c].history) for c in members],

@@ -42,6 +42,20 @@ DEFAULT_CANDIDATES = ("seasonal_naive", "lagreg")
 HORIZON_AWARE = frozenset({"lagreg", "lstm"})
 
 
+def pooled_choice(candidate_mae: FloatArray, candidates: Sequence[str], default: str,
+                  switch_margin: float) -> int:
+    """The rule: the candidate with the lowest error summed over series (``candidate_mae``
+    is ``(K, N)``), unless it is not below ``switch_margin`` x the default's."""
+    pooled = candidate_mae.sum(axis=1)  # (K,): error summed over series
+    pick = int(np.argmin(pooled))
+    if default in candidates:
+        d = list(candidates).index(default)
+        # shrinkage toward the default: a rival must be clearly better on the tail
+        if not pooled[pick] < switch_margin * pooled[d]:
+            pick = d
+    return pick
+
+
 class AutoForecaster(PointForecaster):
     """Picks one candidate for all series by pooled backtest (see the module docstring)."""
 
@@ -85,14 +99,16 @@ class AutoForecaster(PointForecaster):
         rows = min(e.shape[0] for e in errs)
         self.candidate_mae = np.stack([np.abs(e[-rows:]).mean(axis=(0, 1)) for e in errs])
         self._candidate_errors = [e[-rows:] for e in errs]
-        pooled = self.candidate_mae.sum(axis=1)  # (K,): error summed over series
-        pick = int(np.argmin(pooled))
-        if self.default in self.candidates:
-            d = self.candidates.index(self.default)
-            # shrinkage toward the default: a rival must be clearly better on the tail
-            if not pooled[pick] < self.switch_margin * pooled[d]:
-                pick = d
-        self.choice = np.full(history.shape[1], pick, dtype=np.int64)
+        self.use(pooled_choice(self.candidate_mae, self.candidates, self.default,
+                               self.switch_margin))
+
+    def use(self, k: int) -> None:
+        """Forecast every series with candidate ``k`` (a choice pooled elsewhere, e.g.
+        over all chunks of a parallel backtest)."""
+        if not 0 <= k < len(self.candidates) or not self._models:
+            raise ForecastError(f"auto: no fitted candidate {k}")
+        self.choice = np.full(self.candidate_mae.shape[1], k, dtype=np.int64)
+        self._error_cache = {}
 
     def _roll_point(self, values: FloatArray, origins: IntArray, horizon: int) -> FloatArray:
         if not self._models:

@@ -20,6 +20,8 @@ mean level on the training window (non-negative data only; otherwise ``z = y``),
 * the daily shape of the network total (the sum of all series, the "user behaviour"
   every flow shares; much less noisy than any one flow): the log ratio of the smoothed
   total at the target's time of day to the one now, on each of the last three days.
+  When the series are a chunk of a larger set, ``network_total`` passes the whole set's
+  total in, so a chunked backtest forecasts exactly as one over all series.
 
 The log scale makes every correction relative (a flow that grows tenfold keeps its
 learned shape) and, since the median commutes with monotone maps, fitting absolute
@@ -70,7 +72,7 @@ class LagRegression(PointForecaster):
     def __init__(self, season: int, *, horizon: int = 1, holdout: int | None = None,
                  iterations: int = 8, ridge: float = 1e-2, log_scale: bool = True,
                  clip_quantile: float = 0.002, total: bool = True, fit_stride: int = 1,
-                 **kwargs: Any) -> None:
+                 network_total: FloatArray | None = None, **kwargs: Any) -> None:
         super().__init__(season, **kwargs)
         if not 0.0 <= clip_quantile < 0.5:
             raise ForecastError(f"lagreg: clip_quantile must be in [0, 0.5), got {clip_quantile}")
@@ -81,6 +83,10 @@ class LagRegression(PointForecaster):
         self.log_scale = log_scale
         self.clip_quantile = clip_quantile
         self.total = total
+        # the total over every row of the trace when these series are a chunk of a
+        # larger set (a parallel backtest): the shared regressor stays the network's
+        self.network_total = None if network_total is None else \
+            np.asarray(network_total, dtype=np.float64).reshape(-1)
         if fit_stride < 1:
             raise ForecastError(f"lagreg: fit_stride must be >= 1, got {fit_stride}")
         self.fit_stride = fit_stride
@@ -184,7 +190,13 @@ class LagRegression(PointForecaster):
                         last: FloatArray) -> list[FloatArray]:
         """Daily shape of the network total, one feature per day of the last three."""
         m = self.season
-        tot = np.abs(raw).sum(axis=1)
+        if self.network_total is None:
+            tot = np.abs(raw).sum(axis=1)
+        elif self.network_total.shape[0] < raw.shape[0]:
+            raise ForecastError(f"lagreg: network_total has {self.network_total.shape[0]} "
+                                f"rows, the series {raw.shape[0]}")
+        else:
+            tot = self.network_total[: raw.shape[0]]
         cum = np.concatenate([[0.0], np.cumsum(tot)])
         last_i = origins - 1
 

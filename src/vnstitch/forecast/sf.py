@@ -43,9 +43,12 @@ MIN_FIT_STEPS = 8
 class _StatsforecastModel(PointForecaster):
     calibration_stride = 12
 
-    def __init__(self, season: int, **kwargs: Any) -> None:
+    def __init__(self, season: int, *, series_offset: int = 0, **kwargs: Any) -> None:
         kwargs.setdefault("calibration_steps", 3 * season)
         super().__init__(season, **kwargs)
+        # index of the first series in the caller's set (a chunk of a parallel
+        # backtest), so notes name the series as the caller knows them
+        self.series_offset = series_offset
         self._models: list[Any] = []  # per series: a fitted model, or None (naive)
 
     def _new_model(self) -> Any:
@@ -77,7 +80,8 @@ class _StatsforecastModel(PointForecaster):
                     fallback.setdefault(why, []).append(j)
                 self._models.append(model)
         for why, cols in fallback.items():
-            shown = ", ".join(str(c) for c in cols[:8]) + (" ..." if len(cols) > 8 else "")
+            shown = ", ".join(str(c + self.series_offset) for c in cols[:8]) + (
+                " ..." if len(cols) > 8 else "")
             self._note(f"{self.name}: naive forecast for {len(cols)} series ({why}): "
                        f"series {shown}")
 

@@ -1,10 +1,13 @@
-"""Where a sweep's runs execute: one interface, three engines.
+"""Where a sweep's runs (or any batch of independent tasks) execute: one interface, three engines.
 
-Theory of operation. An :class:`Engine` takes a list of cells and a list of metrics and
-yields each cell's :class:`~vnstitch.sweep.runcell.Outcome` as soon as it is done (in
-completion order, not grid order), so results stream to disk while the rest still runs.
-Every engine executes the same :func:`~vnstitch.sweep.runcell.run_cell`, so the same
-cell gives the same outcome whatever the engine (the contract test checks it).
+Theory of operation. An :class:`Engine` maps a module-level function over a list of
+tasks and yields ``(index, result)`` for each task as soon as it is done
+(:meth:`Engine.map`, completion order, not list order), so results stream to disk while
+the rest still runs. ``run(cells, metrics)`` is that map over
+:func:`~vnstitch.sweep.runcell.run_cell`, so the same cell gives the same outcome
+whatever the engine (the contract test checks it); ``vnstitch forecast backtest
+--engine`` maps its series chunks the same way. The function and its tasks must be
+picklable (a module-level function, plain data).
 
 * ``serial`` -- one after another in this process: the baseline the others are measured
   against, and what a debugger wants.
@@ -26,8 +29,9 @@ import concurrent.futures as cf
 import logging
 import multiprocessing
 import os
-from collections.abc import Iterator, Sequence
-from typing import Any, Protocol
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol, TypeVar
 
 from vnstitch.sweep.errors import SweepError
 from vnstitch.sweep.runcell import Outcome, run_cell
@@ -36,41 +40,67 @@ from vnstitch.sweep.spec import Cell
 ENGINES = ("local", "ray", "serial")
 
 
+T = TypeVar("T")
+R = TypeVar("R")
+
+
 class Engine(Protocol):
     name: str
+
+    def map(self, fn: Callable[[T], R], tasks: Sequence[T]) -> Iterator[tuple[int, R]]:
+        """Call ``fn`` on every task; yield ``(index, result)`` when each is done."""
+        ...
 
     def run(self, cells: Sequence[Cell], metrics: Sequence[str]) -> Iterator[Outcome]:
         """Run every cell; yield each outcome when it is done."""
         ...
 
 
-class SerialEngine:
-    name = "serial"
+class _RunCells(ABC):
+    """``run`` for every engine: the sweep's cells mapped over :func:`run_cell`."""
+
+    @abstractmethod
+    def map(self, fn: Callable[[T], R], tasks: Sequence[T]) -> Iterator[tuple[int, R]]:
+        """Call ``fn`` on every task; yield ``(index, result)`` when each is done."""
 
     def run(self, cells: Sequence[Cell], metrics: Sequence[str]) -> Iterator[Outcome]:
-        for cell in cells:
-            yield run_cell(cell, metrics)
+        tasks = [(c, tuple(metrics)) for c in cells]
+        for _, outcome in self.map(_run_cell_task, tasks):
+            yield outcome
 
 
-def _run_chunk(chunk: Sequence[Cell], metrics: Sequence[str]) -> list[Outcome]:
-    return [run_cell(c, metrics) for c in chunk]
+def _run_cell_task(task: tuple[Cell, tuple[str, ...]]) -> Outcome:
+    return run_cell(task[0], task[1])
 
 
-class LocalEngine:
+class SerialEngine(_RunCells):
+    name = "serial"
+
+    def map(self, fn: Callable[[T], R], tasks: Sequence[T]) -> Iterator[tuple[int, R]]:
+        for i, task in enumerate(tasks):
+            yield i, fn(task)
+
+
+def _run_chunk(fn: Callable[[T], R], chunk: Sequence[tuple[int, T]]) -> list[tuple[int, R]]:
+    return [(i, fn(t)) for i, t in chunk]
+
+
+class LocalEngine(_RunCells):
     name = "local"
 
     def __init__(self, workers: int | None = None, chunk: int = 2) -> None:
         self.workers = workers or os.cpu_count() or 1
         self.chunk = max(1, chunk)
 
-    def run(self, cells: Sequence[Cell], metrics: Sequence[str]) -> Iterator[Outcome]:
-        if not cells:
+    def map(self, fn: Callable[[T], R], tasks: Sequence[T]) -> Iterator[tuple[int, R]]:
+        if not tasks:
             return
-        chunks = [cells[i:i + self.chunk] for i in range(0, len(cells), self.chunk)]
+        indexed = list(enumerate(tasks))
+        chunks = [indexed[i:i + self.chunk] for i in range(0, len(indexed), self.chunk)]
         ctx = multiprocessing.get_context("forkserver")
         with cf.ProcessPoolExecutor(max_workers=min(self.workers, len(chunks)),
                                     mp_context=ctx) as pool:
-            futures = [pool.submit(_run_chunk, c, list(metrics)) for c in chunks]
+            futures = [pool.submit(_run_chunk, fn, c) for c in chunks]
             try:
                 for done in cf.as_completed(futures):
                     yield from done.result()
@@ -79,14 +109,14 @@ class LocalEngine:
                     f.cancel()
 
 
-class RayEngine:
+class RayEngine(_RunCells):
     name = "ray"
 
     def __init__(self, address: str | None = None, workers: int | None = None) -> None:
         self.address = address
         self.workers = workers or os.cpu_count() or 1
 
-    def run(self, cells: Sequence[Cell], metrics: Sequence[str]) -> Iterator[Outcome]:
+    def map(self, fn: Callable[[T], R], tasks: Sequence[T]) -> Iterator[tuple[int, R]]:
         try:
             import ray  # noqa: PLC0415  (optional, heavy: only for this engine)
         except ImportError:
@@ -105,25 +135,25 @@ class RayEngine:
                                  f"{' at ' + self.address if self.address else ''}: "
                                  f"{exc}") from None
         try:
-            yield from self._drive(ray, cells, metrics)
+            yield from self._drive(ray, fn, tasks)
         finally:
             if started:
                 ray.shutdown()
 
-    def _drive(self, ray: Any, cells: Sequence[Cell],
-               metrics: Sequence[str]) -> Iterator[Outcome]:
-        remote = ray.remote(num_cpus=1)(run_cell)
+    def _drive(self, ray: Any, fn: Callable[[T], R],
+               tasks: Sequence[T]) -> Iterator[tuple[int, R]]:
+        remote = ray.remote(num_cpus=1)(fn)
         limit = max(2, 2 * int(ray.cluster_resources().get("CPU", self.workers)))
-        pending: list[Any] = []
-        queue = iter(cells)
-        cell = next(queue, None)
-        while cell is not None or pending:
-            while cell is not None and len(pending) < limit:
-                pending.append(remote.remote(cell, list(metrics)))
-                cell = next(queue, None)
-            done, pending = ray.wait(pending, num_returns=1)
+        pending: dict[Any, int] = {}
+        queue = iter(enumerate(tasks))
+        item = next(queue, None)
+        while item is not None or pending:
+            while item is not None and len(pending) < limit:
+                pending[remote.remote(item[1])] = item[0]
+                item = next(queue, None)
+            done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
-                yield ray.get(ref)
+                yield pending.pop(ref), ray.get(ref)
 
 
 def make_engine(name: str, *, workers: int | None = None,
