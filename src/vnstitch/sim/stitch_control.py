@@ -78,11 +78,13 @@ class StitchControl:
         self.bytes: dict[Arc, float] = dict.fromkeys(arcs, 0.0)
 
     def start(self, now: float, cap: Mapping[Arc, float]) -> None:
-        """The first counter read of every RM (a baseline)."""
-        self.ctrl.clear()
+        """The first counter read of every RM (a baseline; every RM starts at time 0)."""
         self.known = set()
         self.bytes = dict.fromkeys(self.bytes, 0.0)
-        self.step(now, {}, cap, flows=[], paths=[], offered=[])
+        self.ctrl = {rm: Controller(self.policy) for rm in self.owned}
+        for rm, arcs in self.owned.items():
+            self.ctrl[rm].step(now, [], {}, [LinkSample(self.link[a], 0.0, 0, cap[a])
+                                             for a in arcs])
 
     def step(self, now: float, carried_mbit: Mapping[Arc, float], cap: Mapping[Arc, float],
              *, flows: Sequence[SimFlow], paths: Sequence[Path],
