@@ -189,15 +189,21 @@ class LinkSpy(Controller):
 
 
 @pytest.fixture(scope="module")
-def congestion_run() -> tuple[dict[str, Any], list[tuple[ControlPolicy, list[LinkStep]]]]:
+def congestion_run() -> tuple[dict[str, Any], list[tuple[ControlPolicy, list[LinkStep]]],
+                              dict[str, str]]:
+    """The run's summary, every simulated RM's controller trail, and the segment of each
+    link's tail node (by the link's name)."""
     mp = pytest.MonkeyPatch()
     LinkSpy.trails = []
     mp.setattr(stitch_control, "Controller", LinkSpy)
     try:
-        summary = run(load_scenario("builtin:congestion"), check_every_step=False).summary
+        result = run(load_scenario("builtin:congestion"), check_every_step=False)
     finally:
         mp.undo()
-    return summary, LinkSpy.trails
+    ts = result.traffic_sim
+    assert ts is not None
+    tail = {ts.res.link(a): ts.seg_of[a[0]] for a in ts.cap}
+    return result.summary, LinkSpy.trails, tail
 
 
 def _replay_as_counters(policy: ControlPolicy, steps: Sequence[LinkStep]
@@ -225,8 +231,24 @@ def _replay_as_counters(policy: ControlPolicy, steps: Sequence[LinkStep]
     return out
 
 
+def test_each_simulated_rm_measures_only_the_links_it_owns(congestion_run: Any) -> None:
+    """One controller per RM; its links are exactly the arcs whose tail is in its
+    segment (what that RM's interfaces count), and no link is seen twice."""
+    _, trails, tail = congestion_run
+    owners = [{tail[x.link] for st in steps for x in st.links} for _, steps in trails]
+    assert all(len(o) == 1 for o in owners) and len({next(iter(o)) for o in owners}) == 4
+    seen = [x.link for _, steps in trails for x in steps[0].links]
+    assert sorted(seen) == sorted(tail)  # every arc, once
+    # ... and a link is `inside` exactly when both ends are in the owner's segment.
+    for _, steps in trails:
+        for x in steps[0].links:
+            dst = x.link.split("->")[1]
+            other = next(v for k, v in tail.items() if k.startswith(f"{dst}->"))
+            assert x.inside == (other == tail[x.link]), x
+
+
 def test_renegotiate_same_actions_from_sim_and_counters(congestion_run: Any) -> None:
-    summary, trails = congestion_run
+    summary, trails, _ = congestion_run
     asked = [a for _, steps in trails for st in steps for a in st.renegotiate]
     # The run did renegotiate: a move around the congested link, then a return.
     assert [a.around != "" for a in asked] == [True, False]
@@ -250,7 +272,7 @@ def test_renegotiate_same_actions_from_sim_and_counters(congestion_run: Any) -> 
 
 def test_control_renegotiate_replay_of_other_counters_differs(congestion_run: Any) -> None:
     """Control: the same replay with the hot link's counter halved asks nothing."""
-    _, trails = congestion_run
+    _, trails, _ = congestion_run
     policy, steps = next((p, s) for p, s in trails if any(st.renegotiate for st in s))
     cooler = [dataclasses.replace(st, links=tuple(
         dataclasses.replace(x, tx_bytes=x.tx_bytes / 2) if x.link == "Houston->Los Angeles"

@@ -83,8 +83,11 @@ class StitchControl:
         self.bytes = dict.fromkeys(self.bytes, 0.0)
         self.ctrl = {rm: Controller(self.policy) for rm in self.owned}
         for rm, arcs in self.owned.items():
-            self.ctrl[rm].step(now, [], {}, [LinkSample(self.link[a], 0.0, 0, cap[a])
-                                             for a in arcs])
+            self.ctrl[rm].step(now, [], {}, self._samples(arcs, cap))
+
+    def _samples(self, arcs: Sequence[Arc], cap: Mapping[Arc, float]) -> list[LinkSample]:
+        return [LinkSample(self.link[a], self.bytes[a], 0, cap[a],
+                           inside=self.seg_of[a[0]] == self.seg_of[a[1]]) for a in arcs]
 
     def step(self, now: float, carried_mbit: Mapping[Arc, float], cap: Mapping[Arc, float],
              *, flows: Sequence[SimFlow], paths: Sequence[Path],
@@ -131,8 +134,7 @@ class StitchControl:
             if ctrl is None:
                 ctrl = self.ctrl[rm] = Controller(self.policy)
             ends = {g.sid for g in st.groups if g.sid is not None and rm in (g.origin, g.target)}
-            links = [LinkSample(self.link[a], self.bytes[a], 0, cap[a],
-                                inside=self.seg_of[a[0]] == self.seg_of[a[1]]) for a in arcs]
+            links = self._samples(arcs, cap)
             on_links = {self.link[a]: rates[a] for a in arcs if a in rates}
             out = ctrl.step(now, [], {}, links, {n: list(r) for n, r in on_links.items()},
                             link_rates=on_links, stitch_rates=heaviest, ends=ends)
