@@ -57,6 +57,9 @@ BENCHMARKS: dict[str, Benchmark] = {
     "generalisation": Benchmark("forecasting and allocation on held-out data sets and short "
                                 "histories (1-7 days), leave one data set out; --quick "
                                 "for a subset", "~8 min --quick, ~40 min full"),
+    "forecast_engines": Benchmark("many-series backtests on Abilene: serial vs the local "
+                                  "process pool vs a local Ray cluster, equal forecasts",
+                                  "~5 min"),
     "sp_scale": Benchmark("Stitching Protocol at 10, 100 and 1,000 Route Managers for 60 "
                           "virtual seconds", "~2 min"),
     "sweep": Benchmark("simulator sweep throughput: one by one vs the local process pool vs "
