@@ -165,3 +165,14 @@ def test_bad_feed_is_refused() -> None:
     ctl = controller()
     with pytest.raises(ControlError, match="not a finite time"):
         ctl.feed(100, [(T0, -1.0)])
+
+
+def test_stitch_watch_turns_the_table_into_events() -> None:
+    from vnstitch.control.pra import StitchWatch  # noqa: PLC0415
+
+    w = StitchWatch()
+    assert w.diff({"s1": (100, ("A", "T", "B"))}) == [(100, "s1", StitchEventKind.NEW)]
+    assert w.diff({"s1": (100, ("A", "T", "B"))}) == []
+    assert w.diff({"s1": (100, ("A", "U", "B"))}) == [
+        (100, "s1", StitchEventKind.RENEGOTIATED)]
+    assert w.diff({}) == [(100, "s1", StitchEventKind.RELEASED)]

@@ -238,6 +238,10 @@ class PraController:
         ts[:], vs[:] = order, [merged[t] for t in order]
         return len(rows)
 
+    def fed_vnids(self) -> list[int]:
+        """The VNs with a user-behaviour feed."""
+        return sorted(self._feeds)
+
     def stitch_event(self, now: float, vnid: int, stitch: str, kind: StitchEventKind,
                      consumer: str | None = None) -> DecisionRecord | None:
         """Source 4: a stitch of ``vnid`` came, moved or went; its bandwidth
@@ -468,3 +472,26 @@ def _held(ts: Sequence[float], vs: Sequence[float], t: float) -> float:
 
 def _dt(times: Sequence[float]) -> np.ndarray[Any, np.dtype[np.datetime64]]:
     return np.asarray([np.datetime64(int(t), "s") for t in times], dtype="datetime64[s]")
+
+
+class StitchWatch:
+    """Stitch table in, stitching events out: the daemon hands it the live stitches each
+    interval (``stitch id -> (vnid, path)``) and gets which came (``new``), moved to
+    another path (``renegotiated``) or went (``released``) since the last call."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, tuple[int, tuple[str, ...]]] = {}
+
+    def diff(self, stitches: Mapping[str, tuple[int, tuple[str, ...]]],
+             ) -> list[tuple[int, str, StitchEventKind]]:
+        out: list[tuple[int, str, StitchEventKind]] = []
+        for sid, (vnid, path) in sorted(stitches.items()):
+            old = self._known.get(sid)
+            if old is None:
+                out.append((vnid, sid, StitchEventKind.NEW))
+            elif old[1] != path:
+                out.append((vnid, sid, StitchEventKind.RENEGOTIATED))
+        out += [(vnid, sid, StitchEventKind.RELEASED)
+                for sid, (vnid, _) in sorted(self._known.items()) if sid not in stitches]
+        self._known = dict(stitches)
+        return out

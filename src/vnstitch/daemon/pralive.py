@@ -123,12 +123,16 @@ class PraRuntime:
     """Drives a :class:`PraController` on the running loop (see the module docstring).
 
     ``measure(now)`` (blocking; run in the worker thread) returns each consumer's value
-    this interval; a consumer missing from it is not observed this time."""
+    this interval; a consumer missing from it is not observed this time. ``prepare``
+    runs first, on the loop, for inputs only the loop's thread may read (the protocol
+    core's stitch table)."""
 
     def __init__(self, controller: PraController, pool: FitPool, *,
                  measure: Callable[[float], Mapping[str, float]],
-                 clock: Callable[[], float], decisions_kept: int = 500) -> None:
+                 clock: Callable[[], float], decisions_kept: int = 500,
+                 prepare: Callable[[PraController, float], None] | None = None) -> None:
         self.controller = controller
+        self.prepare = prepare
         self.pool = pool
         self.measure = measure
         self.clock = clock
@@ -168,13 +172,15 @@ class PraRuntime:
         """One interval; returns this step's per-consumer rows."""
         async with self.lock:
             now = self.clock()
+            if self.prepare is not None:  # on the loop: reads the protocol core
+                self.prepare(self.controller, now)
             values = await asyncio.to_thread(self.measure, now)
             for cid, v in values.items():
                 if cid in self.controller.consumers():
                     self.controller.observe(cid, now, v)
             out = await asyncio.to_thread(self.controller.step, now)
             self.steps += 1
-            self._keep(out.records)
+            self.keep(out.records)
         for job in out.jobs:
             task = asyncio.get_running_loop().create_task(self._fit(job))
             self._fits.add(task)
@@ -191,14 +197,14 @@ class PraRuntime:
             async with self.lock:
                 rec = self.controller.fit_failed(job, f"{type(exc).__name__}: {exc}",
                                                  self.clock())
-                self._keep([rec] if rec else [])
+                self.keep([rec] if rec else [])
             return
         finally:
             self.fit_windows.append((start, time.monotonic()))
         self.fit_seconds.append(cpu_s)
         async with self.lock:
             rec = self.controller.fit_done(job, model, self.clock(), cpu_s)
-            self._keep([rec] if rec else [])
+            self.keep([rec] if rec else [])
 
     async def feed(self, vnid: int, rows: list[tuple[float, float]]) -> int:
         async with self.lock:
@@ -208,9 +214,9 @@ class PraRuntime:
                            consumer: str | None = None) -> None:
         async with self.lock:
             rec = self.controller.stitch_event(self.clock(), vnid, stitch, kind, consumer)
-            self._keep([rec] if rec else [])
+            self.keep([rec] if rec else [])
 
-    def _keep(self, records: Iterable[DecisionRecord]) -> None:
+    def keep(self, records: Iterable[DecisionRecord]) -> None:
         for r in records:
             row = {k: v for k, v in asdict(r).items() if v is not None and v != ""}
             self.decisions.append(row)
