@@ -139,6 +139,7 @@ class PraRuntime:
         self.decisions: deque[dict[str, Any]] = deque(maxlen=decisions_kept)
         self.fit_windows: list[tuple[float, float]] = []  # (start, end) monotonic
         self.fit_seconds: list[float] = []
+        self.step_seconds: deque[float] = deque(maxlen=10_000)  # controller step, wall
         self.steps = 0
         self.lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -178,7 +179,9 @@ class PraRuntime:
             for cid, v in values.items():
                 if cid in self.controller.consumers():
                     self.controller.observe(cid, now, v)
+            t0 = time.monotonic()
             out = await asyncio.to_thread(self.controller.step, now)
+            self.step_seconds.append(time.monotonic() - t0)
             self.steps += 1
             self.keep(out.records)
         for job in out.jobs:
