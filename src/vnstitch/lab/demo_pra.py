@@ -227,7 +227,8 @@ async def _story(run: _Run, cpu_hist: list[float], disk_hist: list[float],
     profiles = load_profiles()
     policy = PraPolicy(interval_s=cfg.interval_s, season=per_row * 12,
                        refit_every=cfg.refit_every, min_fit=per_row * 12,
-                       blend_steps=per_row * 12, fit_timeout_s=60.0, history=2000)
+                       blend_steps=per_row * 12, fit_timeout_s=60.0,
+                       history=per_row * 12 * 12)  # filtering forward holds the GIL
     ctl = PraController(policy, router)
     cpu_app = ApplicationClass("web", cfg.cpu_c_under, resources_per_unit=1.0 / cfg.quota)
     ctl.add(PraConsumer("vn/cpu", ResourceKind.COMPUTE, 100, "vn", cpu_app,
@@ -267,13 +268,19 @@ async def _story(run: _Run, cpu_hist: list[float], disk_hist: list[float],
     probe.start()
     try:
         hook("start providers and warm up", {})
+        # Readiness is observed when the provider is polled: poll all along (from the
+        # first order on), or start-up -- the compute lead time -- is overstated.
+        poller = asyncio.get_running_loop().create_task(_poll(run, rt))
         await rt.tick()  # first order: instances for the prior, the first volume
-        await _wait_fits(rt)
         async with rt.lock:
             await asyncio.to_thread(compute.wait_ready, ckey, wall, 60.0)
         rt.start()
         run.t_start = wall()
-        await _replay(run, rt, hook)
+        try:
+            await _replay(run, rt, hook)
+        finally:
+            poller.cancel()
+            await asyncio.gather(poller, return_exceptions=True)
         await rt.stop()
     finally:
         await probe.stop()
@@ -281,9 +288,17 @@ async def _story(run: _Run, cpu_hist: list[float], disk_hist: list[float],
     return _results(run, rt, probe)
 
 
-async def _wait_fits(rt: PraRuntime) -> None:
-    while rt.fits_running:
-        await asyncio.sleep(0.1)
+async def _poll(run: _Run, rt: PraRuntime) -> None:
+    """Every 50 ms: observe readiness; each ready instance burns its share of the row."""
+    compute = run.compute
+    assert compute is not None
+    ckey = ResourceKey(ResourceKind.COMPUTE, "vn")
+    while True:
+        async with rt.lock:
+            ready = await asyncio.to_thread(compute.available, ckey, time.time())
+        cores = run.demand[run.row] if run.row >= 0 else 0.0
+        run.demand_file.write_text(f"{cores / ready if ready else 0.0:.6f}")
+        await asyncio.sleep(0.05)
 
 
 async def _replay(run: _Run, rt: PraRuntime, hook: StepHook) -> None:
@@ -292,18 +307,13 @@ async def _replay(run: _Run, rt: PraRuntime, hook: StepHook) -> None:
     assert compute is not None and storage is not None
     ckey = ResourceKey(ResourceKind.COMPUTE, "vn")
     skey = ResourceKey(ResourceKind.STORAGE, "vn")
-    for k, (cores, mib) in enumerate(zip(run.demand, run.writes, strict=True)):
+    for k, mib in enumerate(run.writes):
         t_k = run.t_start + k * step
         await asyncio.sleep(max(t_k - wall(), 0.0))
+        run.row = k  # the poller hands the instances this row's load
         async with rt.lock:
             await asyncio.to_thread(_write_row, run, storage, skey, mib, k)
-        run.row = k
-        end = t_k + step
-        while wall() < end - 0.05:
-            async with rt.lock:
-                ready = await asyncio.to_thread(compute.available, ckey, wall())
-            run.demand_file.write_text(f"{cores / ready if ready else 0.0:.6f}")
-            await asyncio.sleep(0.05)
+        await asyncio.sleep(max(t_k + step - 0.05 - wall(), 0.0))
         async with rt.lock:
             run.ready_at_row_end.append(await asyncio.to_thread(compute.available, ckey,
                                                                 wall()))
