@@ -165,6 +165,10 @@ class _State:
     pending_since: float | None = None
     slow_reported: bool = False
     pred: float | None = None
+    seen: int = 0  # measurements ever observed (absolute index of the next one)
+    #: (made at ``seen``, window length, forecast centre's highest value in the window)
+    window_preds: deque[tuple[int, int, float]] = field(default_factory=deque)
+    window_errors: deque[float] = field(default_factory=lambda: deque(maxlen=240))
     cold_reason: str = "no history yet"
     fit_note: str = "no fit yet"
     row: dict[str, Any] = field(default_factory=dict)
@@ -223,6 +227,13 @@ class PraController:
             s.errors.append(value - s.pred)
         s.times.append(now)
         s.values.append(float(value))
+        s.seen += 1
+        while s.window_preds and s.window_preds[0][0] + s.window_preds[0][1] <= s.seen:
+            made, width, pred = s.window_preds.popleft()
+            back = s.seen - made  # values observed since the forecast, oldest first
+            if back <= len(s.values):
+                window = list(s.values)[len(s.values) - back:][:width]
+                s.window_errors.append(max(window) - pred)
 
     def feed(self, vnid: int, rows: Sequence[tuple[float, float]]) -> int:
         """Source 3: user activity rows ``(t, users)`` for ``vnid``; returns rows kept."""
@@ -295,13 +306,14 @@ class PraController:
         for cid, s in self._state.items():
             self._fit_due(now, s, out)
             try:
-                fc, centre, sources, weight = self._forecast(now, s)
+                fc, centre, window_centre, sources, weight = self._forecast(now, s)
             except Exception as exc:  # a model bug costs a decision, never the loop
                 out.records.append(DecisionRecord(
                     now, cid, "keep", f"forecast failed: {type(exc).__name__}: {exc}; "
                     "keeping the last allocation", consumer=cid))
                 continue
             s.pred = centre
+            s.window_preds.append((s.seen, fc.shape[1], window_centre))
             self._allocate(now, s, fc, sources=sources, weight=weight, out=out)
         return out
 
@@ -329,8 +341,9 @@ class PraController:
                                None if x is None else tuple(map(tuple, x.tolist())), cols))
 
     def _forecast(self, now: float, s: _State,
-                  ) -> tuple[FloatArray, float, list[str], float]:
-        """Quantiles (K, H) over the lead window, the one-step centre, sources, weight."""
+                  ) -> tuple[FloatArray, float, float, list[str], float]:
+        """Quantiles (K, H) over the lead window, the one-step centre, the centre's
+        highest value in the window, sources, own weight."""
         spec, p = s.spec, self.policy
         horizon = self._lead_steps(spec)
         future = [now + h * p.interval_s for h in range(1, horizon + 1)]
@@ -349,7 +362,7 @@ class PraController:
                            0.0)
         weight = 0.0
         values = prior
-        centre = float(prior_mean[0])
+        path = prior_mean
         if s.model is not None and isinstance(s.model, PointForecaster) and n:
             weight = min(1.0, n / p.blend_steps)
             hist = np.asarray(s.values, dtype=np.float64)[:, None]
@@ -358,7 +371,7 @@ class PraController:
             own = np.stack([qd[q][0, :, 0] for q in p.levels])  # (K, H)
             own = self._conformal(s, mean[0, :, 0], own)
             values = weight * own + (1 - weight) * prior
-            centre = weight * float(mean[0, 0, 0]) + (1 - weight) * centre
+            path = weight * mean[0, :, 0] + (1 - weight) * prior_mean
             if s.columns:
                 sources += [Source.USERS] if "users" in s.columns else []
                 sources += [Source.STITCH_EVENTS] if "stitches" in s.columns else []
@@ -368,10 +381,13 @@ class PraController:
             values = np.maximum(values, s.values[-1])
         if not np.isfinite(values).all():
             raise ControlError(f"{spec.model} forecast is not finite")
-        return values, centre, [str(x) for x in sources], weight
+        return values, float(path[0]), float(path.max()), [str(x) for x in sources], weight
 
     def _conformal(self, s: _State, mean: FloatArray, own: FloatArray) -> FloatArray:
-        errs = np.sort(np.asarray(s.errors, dtype=np.float64))
+        # What the consumer's highest value in a lead window really exceeded the centre's
+        # by (the risk the order covers); one-step errors until there are some.
+        errs = np.sort(np.asarray(s.window_errors if len(s.window_errors) >= 2 else
+                                  s.errors, dtype=np.float64))
         if errs.size < 2:
             return own
         ranks = np.ceil((errs.size + 1) * np.asarray(self.policy.levels)).astype(int)
