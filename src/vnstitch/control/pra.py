@@ -72,8 +72,28 @@ from vnstitch.allocate.policy import DENSE_LEVELS, ApplicationClass, ScalingRule
 from vnstitch.allocate.providers.base import Provider, ResourceKey, ResourceKind
 from vnstitch.control.errors import ControlError
 from vnstitch.control.model import DecisionRecord
-from vnstitch.forecast.base import FloatArray, Forecaster, PointForecaster, make_forecaster
-from vnstitch.forecast.profiles import ApplicationProfile
+from vnstitch.forecast.base import (
+    MODEL_NAMES,
+    FloatArray,
+    Forecaster,
+    PointForecaster,
+    make_forecaster,
+)
+from vnstitch.forecast.profiles import ApplicationProfile, load_profiles
+
+#: A fitted model as :func:`run_fit` returns it (runtimes name it through this module:
+#: they drive the controller and never import the forecasters themselves).
+FittedModel = Forecaster
+
+
+def model_names() -> tuple[str, ...]:
+    """Every forecaster a consumer may name."""
+    return MODEL_NAMES
+
+
+def application_profiles() -> dict[str, ApplicationProfile]:
+    """The shipped application profiles, by name."""
+    return load_profiles()
 
 
 class Source(StrEnum):

@@ -34,9 +34,8 @@ from typing import Any
 
 from vnstitch.allocate.policy import DEFAULT_CLASSES
 from vnstitch.allocate.providers.live import LiveProviderConfig, parse_live_providers
+from vnstitch.control.pra import application_profiles, model_names
 from vnstitch.errors import VnstitchError
-from vnstitch.forecast.base import MODEL_NAMES
-from vnstitch.forecast.profiles import load_profiles
 
 KINDS = ("bandwidth", "compute", "storage")
 _TOP = {"interval_s", "season", "refit_every", "min_fit", "blend_steps", "fit_timeout_s",
@@ -120,7 +119,7 @@ def parse_pra(doc: object, fail: Fail, where: str = "pra") -> PraConfig | None:
     if not isinstance(cpus, list) or not all(isinstance(c, int) and not isinstance(c, bool)
                                              and c >= 0 for c in cpus):
         raise fail(f"{where}.fit_cpus", f"must be a list of CPU numbers, got {cpus!r}")
-    profiles = load_profiles()
+    profiles = application_profiles()
     vns = []
     for key, spec in _map(fail, f"{where}.vns", top.get("vns", {}),
                           {str(k) for k in top.get("vns", {}) or {}}).items():
@@ -142,9 +141,9 @@ def parse_pra(doc: object, fail: Fail, where: str = "pra") -> PraConfig | None:
                 continue
             k = _map(fail, f"{path}.{kind}", v[kind] or {}, _KIND)
             model = str(k.get("model", "ets"))
-            if model not in MODEL_NAMES:
+            if model not in model_names():
                 raise fail(f"{path}.{kind}.model", f"unknown model {model!r} (known: "
-                                                   f"{', '.join(MODEL_NAMES)})")
+                                                   f"{', '.join(model_names())})")
             opts = k.get("options", {})
             if not isinstance(opts, Mapping):
                 raise fail(f"{path}.{kind}.options", "must be a mapping of model options")

@@ -34,12 +34,17 @@ from vnstitch.allocate.providers.compute import ComputeProvider
 from vnstitch.allocate.providers.live import build_live_providers
 from vnstitch.allocate.providers.storage import StorageProvider
 from vnstitch.control.controller import RateSeries, ReservationBook
-from vnstitch.control.pra import PraConsumer, PraController, PraPolicy, StitchWatch
+from vnstitch.control.pra import (
+    PraConsumer,
+    PraController,
+    PraPolicy,
+    StitchWatch,
+    application_profiles,
+)
 from vnstitch.daemon.allocation import read_counters
 from vnstitch.daemon.errors import ControlError
 from vnstitch.daemon.pra_config import PraConfig, PraVnConfig
 from vnstitch.daemon.pralive import FitPool, PraRuntime
-from vnstitch.forecast.profiles import load_profiles
 
 if TYPE_CHECKING:
     from vnstitch.daemon.runtime import RouteManagerDaemon
@@ -64,7 +69,7 @@ class DaemonPra:
         self._ends: dict[str, tuple[str, int]] = {}  # consumer -> (device, vnid)
         self._cpu_last: dict[str, tuple[float, float]] = {}  # location -> (t, cpu s)
         self._vns = {v.vnid: v for v in config.vns}
-        self._profiles = load_profiles()
+        self._profiles = application_profiles()
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:

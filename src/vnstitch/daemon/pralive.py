@@ -41,8 +41,7 @@ from typing import Any
 import numpy as np
 
 from vnstitch.control.model import DecisionRecord
-from vnstitch.control.pra import FitJob, PraController, StitchEventKind, run_fit
-from vnstitch.forecast.base import Forecaster
+from vnstitch.control.pra import FitJob, FittedModel, PraController, StitchEventKind, run_fit
 
 log = logging.getLogger("vnstitch.daemon.pralive")
 
@@ -56,7 +55,7 @@ def _limit_worker(nice: int, cpus: tuple[int, ...]) -> None:
             os.sched_setaffinity(0, cpus)
 
 
-def timed_fit(job: FitJob) -> tuple[Forecaster, float]:
+def timed_fit(job: FitJob) -> tuple[FittedModel, float]:
     """:func:`run_fit` and the CPU time the worker process spent on it."""
     t0 = time.process_time()
     model = run_fit(job)
@@ -77,7 +76,7 @@ class FitPool:
         self._pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_limit_worker,
                                          initargs=(nice, self.cpus))
 
-    async def fit(self, job: FitJob) -> tuple[Forecaster, float]:
+    async def fit(self, job: FitJob) -> tuple[FittedModel, float]:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, timed_fit, job)
 
