@@ -112,7 +112,10 @@ def test_daemon_pra_sources_and_allocations(cluster: dict[str, Path]) -> None:
                 r = row()
                 return r if r and "users" in r["sources"] else None  # type: ignore[operator]
 
-            await until(lambda: warm() is not None, 10)
+            try:  # a fit in a fresh worker process (spawned, imports numpy): seconds
+                await until(lambda: warm() is not None, 40)
+            except AssertionError:
+                raise AssertionError(f"no fit with the users column: {row()}") from None
             r = warm()
             assert r is not None
             assert r["model"] == "lagreg" and "history" in r["sources"]  # type: ignore[operator]

@@ -47,8 +47,8 @@ from typing import Any, TypeVar
 import yaml
 
 from vnstitch.daemon.errors import ConfigError
-from vnstitch.daemon.qosconfig import QosConfig, parse_qos
 from vnstitch.daemon.pra_config import PraConfig, parse_pra
+from vnstitch.daemon.qosconfig import QosConfig, parse_qos
 from vnstitch.errors import VnstitchError
 from vnstitch.model.ids import (
     VNID,

@@ -30,12 +30,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vnstitch.allocate.policy import DEFAULT_CLASSES
-from vnstitch.allocate.providers.live import LiveProviderConfig, parse_live_providers
-from vnstitch.control.pra import application_profiles, model_names
 from vnstitch.errors import VnstitchError
+
+if TYPE_CHECKING:
+    from vnstitch.allocate.providers.live import LiveProviderConfig
 
 KINDS = ("bandwidth", "compute", "storage")
 _TOP = {"interval_s", "season", "refit_every", "min_fit", "blend_steps", "fit_timeout_s",

@@ -90,8 +90,8 @@ from vnstitch.protocol.codec import Peek
 from vnstitch.protocol.intent import IntentTable
 
 if TYPE_CHECKING:
-    from vnstitch.daemon.pra_daemon import DaemonPra
     from vnstitch.daemon.allocation import AllocationRunner
+    from vnstitch.daemon.pra_daemon import DaemonPra
 
 log = logging.getLogger("vnstitch.daemon")
 
