@@ -14,8 +14,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from vnstitch.cli.argtypes import bounded_int
 from vnstitch.cli.daemonclient import add_target_args, send
 from vnstitch.cli.output import add_json_flag, console, print_json
@@ -35,7 +33,9 @@ def register(rsub: Any) -> None:
 
 
 def _feed(args: argparse.Namespace) -> int:
-    from vnstitch.forecast.data import load_series  # noqa: PLC0415  (numpy-heavy)
+    import numpy as np  # noqa: PLC0415  (the daemon's CLI starts without numpy)
+
+    from vnstitch.forecast.data import load_series  # noqa: PLC0415
 
     data = load_series(args.file)
     secs = data.times.astype("datetime64[s]").astype(np.int64)
