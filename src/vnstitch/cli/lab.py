@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from vnstitch.cli.argtypes import bounded_int, finite_float
+from vnstitch.cli.lab_pra import add_pra_args, run_pra
 from vnstitch.cli.output import add_json_flag, console, print_json, table
 from vnstitch.lab import baseline, substrate
 from vnstitch.lab.netns import LabError
@@ -79,6 +80,7 @@ def register(sub: Any) -> None:
     dm.add_argument("--allocate", type=float, default=None, metavar="INTERVAL_S",
                     help="run the daemons' predictive allocation loop every INTERVAL_S "
                          "seconds and print A's allocation decisions after iperf3")
+    add_pra_args(dm)
     add_json_flag(dm)
     dm.set_defaults(handler=_demo)
 
@@ -246,6 +248,8 @@ def _baseline(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     _need_root()
+    if args.pra:
+        return run_pra(args)
     from vnstitch.cli.output import progress  # noqa: PLC0415
     from vnstitch.lab import demo  # noqa: PLC0415
 

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vnstitch.cli import routemgr_init
+from vnstitch.cli import routemgr_feed, routemgr_init
 from vnstitch.cli.argtypes import bounded_int, finite_float
 from vnstitch.cli.daemonclient import add_target_args, send
 from vnstitch.cli.output import add_json_flag, console, fmt, print_json, table
@@ -43,6 +43,8 @@ SHOW_COLUMNS: dict[str, list[str]] = {
     "decisions": ["now", "kind", "stitch_id", "action", "reason"],
 }
 
+PRA_COLUMNS = ["consumer", "model", "sources", "forecast", "quantile", "amount", "action"]
+
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
@@ -56,6 +58,7 @@ def register(sub: Any) -> None:
     add_json_flag(keygen)
     keygen.set_defaults(handler=_keygen)
     routemgr_init.register(rsub)  # key, token, config skeleton, systemd unit
+    routemgr_feed.register(rsub)  # user behaviour for the live PRA
 
     check = rsub.add_parser("check", help="validate a config file and its key file "
                                           "(reports every problem, FILE:LINE:COL: field: "
@@ -209,6 +212,12 @@ def _show(args: argparse.Namespace) -> int:
         out.print(table(args.what, ["field", "value"],
                         [(k.replace("_", " "), v) for k, v in result.items()]))
         return 0
+    if args.what == "allocations" and any("sources" in r for r in result):
+        pra = [r for r in result if "sources" in r]  # the live PRA's consumers
+        result = [r for r in result if "sources" not in r]
+        cols = PRA_COLUMNS
+        out.print(table(f"PRA consumers ({len(pra)})", [c.replace("_", " ") for c in cols],
+                        [[_cell(r.get(c)) for c in cols] for r in pra]))
     cols = SHOW_COLUMNS[args.what]
     rows = [[_cell(r.get(c)) for c in cols] for r in result]
     # Headers in words so they can wrap at 80 columns; the first column is the key.

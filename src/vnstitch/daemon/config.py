@@ -47,6 +47,7 @@ from typing import Any, TypeVar
 import yaml
 
 from vnstitch.daemon.errors import ConfigError
+from vnstitch.daemon.pra_config import PraConfig, parse_pra
 from vnstitch.daemon.qosconfig import QosConfig, parse_qos
 from vnstitch.errors import VnstitchError
 from vnstitch.model.ids import (
@@ -213,6 +214,7 @@ class DaemonConfig:
     allocation: AllocationConfig | None = None
     http: HttpConfig | None = None
     qos: QosConfig | None = None  # QoS classes live, stitching priority (daemon/qosconfig.py)
+    pra: PraConfig | None = None  # the live PRA (vnstitch.daemon.pra_config)
 
     def peer(self, rm_id: RouteManagerId) -> PeerConfig | None:
         for p in self.peers:
@@ -665,7 +667,7 @@ def _http(r: _Reader, data: Any, base: Path) -> HttpConfig | None:
 
 
 _TOP = {"segment", "listen", "key_file", "trust", "peers", "local_vns", "dataplane",
-        "timers", "state_db", "control_socket", "allocation", "http", "qos"}
+        "timers", "state_db", "control_socket", "allocation", "http", "qos", "pra"}
 
 
 def parse_config(text: str, source: str = "<config>", base_dir: Path | None = None, *,
@@ -732,6 +734,7 @@ def _config(r: _Reader, data: Any, source: str, base: Path, check_files: bool
         "allocation": r.guard(lambda: _allocation(r, top.get("allocation")), None),
         "http": r.guard(lambda: _http(r, top.get("http"), base), None),
         "qos": r.guard(lambda: parse_qos(top.get("qos"), r.fail, source), None),
+        "pra": r.guard(lambda: parse_pra(top.get("pra"), r.fail), None),
     }
     if r.problems:
         raise _AbandonedError("")

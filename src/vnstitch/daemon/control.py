@@ -20,6 +20,10 @@ A bad line gets an error reply and the connection stays usable. Requests:
 - ``{"cmd": "release", "stitch_id": "..."}`` -- an unknown id is an error
 - ``{"cmd": "resize", "stitch_id": "...", "bandwidth_mbps": 40, "wait_s": 10}`` -- an
   in-place resize of a stitch originated here; waits for its outcome
+- ``{"cmd": "feed", "vnid": 100, "rows": [[unix_time, users], ...]}`` -- user behaviour
+  for the live PRA (``pra:`` section): a regressor of that VN's forecasts, kept in the
+  state database. ``show allocations`` then also lists, per PRA consumer, the sources
+  its forecast used, the model, forecast, quantile and action
 
 Views are built from the daemon's own tables (SQLite for stitches, reservations and
 tunnels; in-memory for peers and routes) so they survive restarts where it matters.
@@ -113,15 +117,20 @@ def view(daemon: RouteManagerDaemon, what: str) -> Any:
                               "sources_tracked": daemon.admission.sources_tracked},
                 "link_usage": _link_usage(daemon),
                 "allocation": _allocation_status(daemon)}
-    if what == "allocations":
-        return [] if daemon.allocation is None else list(daemon.allocation.loop.decisions)
+    if what == "allocations":  # the bandwidth loop's decisions, then the PRA's consumers
+        rows = [] if daemon.allocation is None else list(daemon.allocation.loop.decisions)
+        return rows + ([] if daemon.pra is None else daemon.pra.allocations())
     if what == "routes":
         return route_rows(daemon)
     if what == "qos":
         return qos_rows(daemon)
     if what == "decisions":
         # The allocation loop is the only decision maker today; each row says its kind.
-        return [{"kind": "allocation", **d} for d in view(daemon, "allocations")]
+        loop = [] if daemon.allocation is None else list(daemon.allocation.loop.decisions)
+        pra = [] if daemon.pra is None or daemon.pra.runtime is None else \
+            list(daemon.pra.runtime.decisions)
+        return [{"kind": "allocation", **d} for d in loop] + \
+            [{**d, "kind": "pra", "stitch_id": d.get("consumer")} for d in pra]
     raise ControlError(f"show: unknown view {what!r} (one of {', '.join(SHOW_WHAT)})")
 
 
@@ -267,7 +276,13 @@ async def dispatch(daemon: RouteManagerDaemon, req: dict[str, Any]) -> Any:
         return {"stitch_id": sid, "released": True}
     if cmd == "resize":
         return await _resize(daemon, req)
-    raise ControlError(f"unknown cmd {cmd!r} (show, stitch, release, resize)")
+    if cmd == "feed":  # user behaviour for the PRA (vnstitch.daemon.pra_daemon)
+        if daemon.pra is None:
+            raise ControlError("feed: this Route Manager has no 'pra:' config section")
+        from vnstitch.daemon.pra_daemon import feed_rows  # noqa: PLC0415  (numpy)
+
+        return await daemon.pra.feed(*feed_rows(req))
+    raise ControlError(f"unknown cmd {cmd!r} (show, stitch, release, resize, feed)")
 
 
 def _known_stitch(daemon: RouteManagerDaemon, stitch_id: str, cmd: str) -> None:

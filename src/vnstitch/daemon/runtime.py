@@ -91,6 +91,7 @@ from vnstitch.protocol.intent import IntentTable
 
 if TYPE_CHECKING:
     from vnstitch.daemon.allocation import AllocationRunner
+    from vnstitch.daemon.pra_daemon import DaemonPra
 
 log = logging.getLogger("vnstitch.daemon")
 
@@ -195,6 +196,11 @@ class RouteManagerDaemon:
 
             self.allocation = AllocationRunner(self, config.allocation)
         self.qos = QosLive(config.qos) if config.qos is not None else None  # qoslive.py
+        self.pra: DaemonPra | None = None
+        if config.pra is not None:  # the PRA loads numpy and scipy: only when configured
+            from vnstitch.daemon.pra_daemon import DaemonPra  # noqa: PLC0415
+
+            self.pra = DaemonPra(self, config.pra)
 
     # -- properties -----------------------------------------------------------------------
 
@@ -305,6 +311,8 @@ class RouteManagerDaemon:
         self.intents.schedule()
         if self.allocation is not None:
             self.allocation.start()
+        if self.pra is not None:
+            self.pra.start()
         log.info("route manager %s listening on %s:%d", key.rm_id, *self.local_address)
 
     async def start_control(self) -> None:
@@ -327,6 +335,8 @@ class RouteManagerDaemon:
         self.intents.stop()
         if self.allocation is not None:
             await self.allocation.stop()
+        if self.pra is not None:
+            await self.pra.stop()
         if self.http is not None:
             await self.http.stop()
             self.http = None

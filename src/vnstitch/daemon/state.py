@@ -255,6 +255,17 @@ class StateStore:
                 raise StateError(f"{self.path}: belongs to Route Manager {row[0]}, "
                                  f"not {rm_id} (wrong key file or state_db?)")
 
+    # -- small named values (e.g. the PRA's user-behaviour feeds) ------------------------
+
+    def put_meta(self, key: str, value: str) -> None:
+        with self.transaction():
+            self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def meta_with_prefix(self, prefix: str) -> dict[str, str]:
+        rows = self._conn.execute("SELECT key, value FROM meta WHERE substr(key, 1, ?) = ?",
+                                  (len(prefix), prefix))
+        return {str(k): str(v) for k, v in rows}
+
     # -- stitches and reservations --------------------------------------------------------
 
     def put_stitch(self, s: StitchRecord) -> None:

@@ -52,6 +52,25 @@ class GlobalLSTM(PointForecaster):
         self._scale: FloatArray | None = None
         self.epochs_run = 0
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The network's class is built inside _build (torch loads lazily), so it cannot
+        # be pickled by reference: ship its weights and rebuild it (a fit done in a
+        # worker process comes back this way).
+        state = dict(self.__dict__)
+        net = state.pop("_net")
+        state["_net_weights"] = None if net is None else net.state_dict()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        weights = state.pop("_net_weights", None)
+        self.__dict__.update(state)
+        self._net = None
+        if weights is not None:
+            net = self._build()
+            net.load_state_dict(weights)
+            net.eval()
+            self._net = net
+
     def _lag(self) -> int:
         return self.season if self.season > 1 else 1
 

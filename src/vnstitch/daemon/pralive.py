@@ -1,0 +1,228 @@
+"""The thin asyncio driver of the live PRA core: measure, step, fit in worker processes.
+
+Theory of operation
+-------------------
+:class:`PraRuntime` runs :class:`~vnstitch.control.pra.PraController` every
+``interval_s`` on an asyncio loop without ever blocking it:
+
+- *measure* and *step* run in one worker thread (``asyncio.to_thread``), because the
+  providers block (readiness probes are subprocesses, a storage resize takes a fraction
+  of a second) and are not thread-safe; an :class:`asyncio.Lock` keeps every call into
+  the controller (steps, fit results, feeds, stitch events) one at a time;
+- each :class:`~vnstitch.control.pra.FitJob` the step hands out goes to a
+  :class:`FitPool`: worker *processes* (so a long fit -- the LSTM trains for seconds --
+  never holds the loop's GIL), each niced and pinned to a CPU subset (the CPU budget:
+  ``workers`` processes on ``cpus``). Its result comes back to the controller as
+  ``fit_done``; an exception as ``fit_failed``. A fit that runs past the policy's
+  ``fit_timeout_s`` is a ``fit-slow`` decision made by the controller; the previous model
+  keeps forecasting meanwhile;
+- :class:`LoopLagProbe` measures the event loop's lag: a task that asks to wake every
+  ``period_s`` and records how late it woke (what any other callback -- a protocol
+  message, a timer -- would have waited).
+
+Decision records are kept (bounded) for ``show allocations``; the rows of the latest
+step are the per-consumer view. The clock is passed in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from vnstitch.control.model import DecisionRecord
+from vnstitch.control.pra import FitJob, FittedModel, PraController, StitchEventKind, run_fit
+
+log = logging.getLogger("vnstitch.daemon.pralive")
+
+
+def _limit_worker(nice: int, cpus: tuple[int, ...]) -> None:
+    """Runs first in each fit worker: lower its priority, pin it to the budgeted CPUs."""
+    with contextlib.suppress(OSError):
+        os.nice(nice)
+    if cpus and hasattr(os, "sched_setaffinity"):
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, cpus)
+
+
+def timed_fit(job: FitJob) -> tuple[FittedModel, float]:
+    """:func:`run_fit` and the CPU time the worker process spent on it."""
+    t0 = time.process_time()
+    model = run_fit(job)
+    return model, time.process_time() - t0
+
+
+class FitPool:
+    """Worker processes for fits, within a CPU budget (see the module docstring)."""
+
+    def __init__(self, workers: int = 1, *, nice: int = 10,
+                 cpus: Iterable[int] = ()) -> None:
+        if workers < 1:
+            raise ValueError("fit pool: workers must be >= 1")
+        # spawn: the daemon has threads (a forked child would inherit their locks)
+        ctx = multiprocessing.get_context("spawn")
+        self.workers = workers
+        self.cpus = tuple(cpus)
+        self._pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_limit_worker,
+                                         initargs=(nice, self.cpus))
+
+    async def fit(self, job: FitJob) -> tuple[FittedModel, float]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, timed_fit, job)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class LoopLagProbe:
+    """How late the event loop wakes a task that sleeps ``period_s`` (see the docstring)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic,
+                 period_s: float = 0.01) -> None:
+        self.clock = clock
+        self.period_s = period_s
+        self.samples: list[tuple[float, float]] = []  # (woke at, lag s)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            t0 = self.clock()
+            await asyncio.sleep(self.period_s)
+            woke = self.clock()
+            self.samples.append((woke, max(woke - t0 - self.period_s, 0.0)))
+
+    def p99_ms(self, windows: Iterable[tuple[float, float]] | None = None) -> float | None:
+        """p99 lag (ms) over all samples, or over those inside ``windows`` (start, end)."""
+        spans = None if windows is None else list(windows)
+        lags = [lag for t, lag in self.samples
+                if spans is None or any(a <= t <= b for a, b in spans)]
+        return float(np.percentile(lags, 99) * 1e3) if lags else None
+
+
+class PraRuntime:
+    """Drives a :class:`PraController` on the running loop (see the module docstring).
+
+    ``measure(now)`` (blocking; run in the worker thread) returns each consumer's value
+    this interval; a consumer missing from it is not observed this time. ``prepare``
+    runs first, on the loop, for inputs only the loop's thread may read (the protocol
+    core's stitch table)."""
+
+    def __init__(self, controller: PraController, pool: FitPool, *,
+                 measure: Callable[[float], Mapping[str, float]],
+                 clock: Callable[[], float], decisions_kept: int = 500,
+                 prepare: Callable[[PraController, float], None] | None = None) -> None:
+        self.controller = controller
+        self.prepare = prepare
+        self.pool = pool
+        self.measure = measure
+        self.clock = clock
+        self.decisions: deque[dict[str, Any]] = deque(maxlen=decisions_kept)
+        self.fit_windows: list[tuple[float, float]] = []  # (start, end) monotonic
+        self.fit_seconds: list[float] = []
+        self.step_seconds: deque[float] = deque(maxlen=10_000)  # controller step, wall
+        self.steps = 0
+        self.lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._fits: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    @property
+    def fits_running(self) -> int:
+        return len(self._fits)
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._task, *self._fits) if t is not None]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._task = None
+        self._fits.clear()
+
+    async def _run(self) -> None:
+        period = self.controller.policy.interval_s
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.tick()
+            except Exception:  # never let the loop die: log and try next interval
+                log.exception("pra tick failed")
+
+    async def tick(self) -> list[dict[str, Any]]:
+        """One interval; returns this step's per-consumer rows."""
+        async with self.lock:
+            now = self.clock()
+            if self.prepare is not None:  # on the loop: reads the protocol core
+                self.prepare(self.controller, now)
+            values = await asyncio.to_thread(self.measure, now)
+            for cid, v in values.items():
+                if cid in self.controller.consumers():
+                    self.controller.observe(cid, now, v)
+            t0 = time.monotonic()
+            out = await asyncio.to_thread(self.controller.step, now)
+            self.step_seconds.append(time.monotonic() - t0)
+            self.steps += 1
+            self.keep(out.records)
+        for job in out.jobs:
+            task = asyncio.get_running_loop().create_task(self._fit(job))
+            self._fits.add(task)
+            task.add_done_callback(self._fits.discard)
+        return out.rows
+
+    async def _fit(self, job: FitJob) -> None:
+        start = time.monotonic()
+        try:
+            model, cpu_s = await self.pool.fit(job)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the worker raised or died: a decision, not a crash
+            async with self.lock:
+                rec = self.controller.fit_failed(job, f"{type(exc).__name__}: {exc}",
+                                                 self.clock())
+                self.keep([rec] if rec else [])
+            return
+        finally:
+            self.fit_windows.append((start, time.monotonic()))
+        self.fit_seconds.append(cpu_s)
+        async with self.lock:
+            rec = self.controller.fit_done(job, model, self.clock(), cpu_s)
+            self.keep([rec] if rec else [])
+
+    async def feed(self, vnid: int, rows: list[tuple[float, float]]) -> int:
+        async with self.lock:
+            return self.controller.feed(vnid, rows)
+
+    async def stitch_event(self, vnid: int, stitch: str, kind: StitchEventKind,
+                           consumer: str | None = None) -> None:
+        async with self.lock:
+            rec = self.controller.stitch_event(self.clock(), vnid, stitch, kind, consumer)
+            self.keep([rec] if rec else [])
+
+    def keep(self, records: Iterable[DecisionRecord]) -> None:
+        for r in records:
+            row = {k: v for k, v in asdict(r).items() if v is not None and v != ""}
+            self.decisions.append(row)
+
+    def allocations(self) -> list[dict[str, Any]]:
+        """Per consumer: sources used, model, forecast, quantile, action (latest step)."""
+        return self.controller.rows()
