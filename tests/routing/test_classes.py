@@ -12,7 +12,7 @@ from vnstitch.model.substrate import substrate_from_links
 from vnstitch.routing.demands import parse_tm_csv
 from vnstitch.routing.errors import DemandFileError
 from vnstitch.routing.paths import k_shortest_paths
-from vnstitch.routing.qos import class_order, solve_classes
+from vnstitch.routing.qos_te import class_order, solve_classes
 from vnstitch.routing.te import ArcTable, Demand
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from vnstitch.cli.output import add_json_flag, console, print_json, progress, table
-from vnstitch.routing.qos import PRECEDENCE
+from vnstitch.routing.qos_te import PRECEDENCE
 from vnstitch.routing.te_report import (
     TeProblem,
     TeRequest,

@@ -39,7 +39,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from vnstitch.control.model import SetQosClasses
 from vnstitch.daemon.qosconfig import QosConfig
 from vnstitch.dataplane.base import DataplaneError
 from vnstitch.dataplane.objects import (
@@ -58,6 +57,7 @@ from vnstitch.routing.qos import scaled_tc
 from vnstitch.routing.table import MAX_PRIORITY
 
 if TYPE_CHECKING:
+    from vnstitch.control.model import SetQosClasses  # the package loads numpy
     from vnstitch.daemon.runtime import RouteManagerDaemon
 
 #: ``show`` views that read the kernel (served by :func:`live_view`).

@@ -40,7 +40,7 @@ from vnstitch.routing.demands import (
 from vnstitch.routing.errors import RoutingError
 from vnstitch.routing.fast import solve_fast
 from vnstitch.routing.paths import all_pairs_k_shortest_paths
-from vnstitch.routing.qos import PRECEDENCE, class_order, solve_classes
+from vnstitch.routing.qos_te import PRECEDENCE, class_order, solve_classes
 from vnstitch.routing.replay import replay
 from vnstitch.routing.te import ArcTable, Demand, TeResult, solve_path_lp, solve_shortest
 
