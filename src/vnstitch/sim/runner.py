@@ -28,6 +28,7 @@ from vnstitch.sim.cores import CoreFactory
 from vnstitch.sim.engine import Simulation, derive_seed
 from vnstitch.sim.errors import ScenarioError
 from vnstitch.sim.membership import MemberPolicies, place_non_members, summarise_membership
+from vnstitch.sim.picks import busiest_adjacency
 from vnstitch.sim.protocol_cores import ProtocolCoreFactory
 from vnstitch.sim.scenario import Scenario, request_window
 from vnstitch.sim.summary import summarise
@@ -91,6 +92,11 @@ def _faults(scenario: Scenario, sub: Substrate) -> list[Fault]:
             if s not in segs:
                 raise ScenarioError(scenario.source, f"{f.field}.segments",
                                     f"unknown segment {s!r}")
+        if f.link_pick is not None:
+            try:
+                busiest_adjacency([], sub)
+            except ScenarioError as exc:
+                raise ScenarioError(scenario.source, f"{f.field}.link", exc.problem) from None
         if f.link is not None and not sub.graph.has_edge(*f.link):
             raise ScenarioError(scenario.source, f"{f.field}.link",
                                 f"no substrate link {f.link[0]}-{f.link[1]}")
@@ -98,7 +104,7 @@ def _faults(scenario: Scenario, sub: Substrate) -> list[Fault]:
             raise ScenarioError(scenario.source, f"{f.field}.at",
                                 f"{f.at:g}s is after the end ({scenario.duration_s:g}s)")
         out.append(Fault(f.at, f.action, f.segment, f.link,
-                         tuple(SegmentId(s) for s in f.segments), f.name))
+                         tuple(SegmentId(s) for s in f.segments), f.name, f.link_pick))
     return out
 
 
