@@ -222,6 +222,17 @@ def build(topo: TopoLab, *, igp: bool = True,
     return topo
 
 
+def _add_wire(topo: TopoLab, lk: Link, tl: TopoLink) -> None:
+    """One veth pair between two routers, addressed, up, rate-limited at both ends."""
+    ra, rb = topo.routers[lk.a], topo.routers[lk.b]
+    with IPRoute(netns=ra.ns) as ipr:
+        ipr.link("add", ifname=lk.a_dev, kind="veth",
+                 peer={"ifname": lk.b_dev, "net_ns_fd": rb.ns})
+        _shape(ipr, link_up(ipr, lk.a_dev, lk.a_addr), tl.rate_mbps)
+    with IPRoute(netns=rb.ns) as ipr:
+        _shape(ipr, link_up(ipr, lk.b_dev, lk.b_addr), tl.rate_mbps)
+
+
 def _build(topo: TopoLab, igp: bool, step: Callable[[str], None]) -> None:
     lab = topo.lab
     step(f"{len(topo.routers) + len(lab.hosts)} namespaces")
@@ -231,13 +242,7 @@ def _build(topo: TopoLab, igp: bool, step: Callable[[str], None]) -> None:
         prepare_router(r)
     step(f"{len(topo.wires)} links")
     for lk, tl in zip(topo.wires, topo.links, strict=True):
-        ra, rb = topo.routers[lk.a], topo.routers[lk.b]
-        with IPRoute(netns=ra.ns) as ipr:
-            ipr.link("add", ifname=lk.a_dev, kind="veth",
-                     peer={"ifname": lk.b_dev, "net_ns_fd": rb.ns})
-            _shape(ipr, link_up(ipr, lk.a_dev, lk.a_addr), tl.rate_mbps)
-        with IPRoute(netns=rb.ns) as ipr:
-            _shape(ipr, link_up(ipr, lk.b_dev, lk.b_addr), tl.rate_mbps)
+        _add_wire(topo, lk, tl)
     step(f"{len(lab.hosts)} hosts")
     attach_hosts(lab)
     if igp:
@@ -333,6 +338,19 @@ def cut_wire(topo: TopoLab, a: str, b: str) -> None:
                 if not found:
                     raise LabError(f"lab {topo.lab.run_id}: link {a}-{b} already cut")
                 ipr.link("del", index=found[0])
+            return
+    raise LabError(f"lab {topo.lab.run_id}: no link {a}-{b}")
+
+
+def restore_wire(topo: TopoLab, a: str, b: str) -> None:
+    """Put back the veth between routers ``a`` and ``b`` that :func:`cut_wire` removed
+    (same names, addresses and rate); OSPF picks it up again by interface name."""
+    for lk, tl in zip(topo.wires, topo.links, strict=True):
+        if {lk.a, lk.b} == {a, b}:
+            with IPRoute(netns=topo.routers[lk.a].ns) as ipr:
+                if ipr.link_lookup(ifname=lk.a_dev):
+                    raise LabError(f"lab {topo.lab.run_id}: link {a}-{b} is not cut")
+            _add_wire(topo, lk, tl)
             return
     raise LabError(f"lab {topo.lab.run_id}: no link {a}-{b}")
 

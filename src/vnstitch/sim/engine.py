@@ -141,6 +141,8 @@ class Simulation:
         self._seq = 0
         self._aliases: dict[str, int] = {}
         self._link_aliases: dict[str, list[tuple[str, str]]] = {}
+        #: fault target aliases as they were resolved: alias -> segment id or "segA-segB"
+        self.resolved_aliases: dict[str, str] = {}
         self._started = False
         self.observers: list[StitchObserver] = []
         for req in requests:
@@ -339,6 +341,7 @@ class Simulation:
             if name not in self._aliases:
                 seg = busiest_transit(self.live_paths(), [str(x) for x in self.segments])
                 self._aliases[name] = self.seg_index[SegmentId(seg)]
+                self.resolved_aliases[name] = seg
             return self._aliases[name]
         if name not in self.seg_index:
             raise SimError(f"fault names unknown segment {name!r}")
@@ -404,6 +407,7 @@ class Simulation:
         if fault.link_pick not in self._link_aliases:
             a, b = busiest_adjacency(self.live_paths(), self.substrate)
             self._link_aliases[fault.link_pick] = adjacency_links(self.substrate, a, b)
+            self.resolved_aliases[fault.link_pick] = f"{a}-{b}"
         return self._link_aliases[fault.link_pick]
 
     # -- views -------------------------------------------------------------------------

@@ -1,0 +1,185 @@
+"""A scenario made concrete for the lab (pure): hosts, stitch requests, iperf3 runs, faults.
+
+Theory of operation. :func:`plan_live` takes the same resolved inputs the simulator
+starts from -- the partitioned substrate, the seeded :func:`vnstitch.sim.runner.workload`
+(``vns:`` and ``requests:``) and the traffic layer's flows and VN groups (picks and
+percent rates already resolved, :mod:`vnstitch.sim.picks`) -- and the lab's one scale
+factor, and returns a :class:`LivePlan`:
+
+* one host namespace per (VN, segment) the VN lives on, addressed
+  ``172.(16 + vnid // 256).(vnid % 256).(n + 1)/24`` (``n``: the segment's index);
+* one stitch request per ``requests:`` entry and per traffic VN (at ``stitch_at_s``,
+  from the VN's origin, with its bandwidth x scale), as the simulator asks;
+* per flow, its rate schedule cut into constant pieces (rate x scale, zero-rate pieces
+  dropped), each to be an ``iperf3 -u`` run from the flow's source host to its
+  destination host with the DSCP of the flow's class (:func:`class_dscp`);
+* the daemons' protocol timers, the ones the simulator's cores run with
+  (:func:`daemon_timers`);
+* the faults, checked against what a segment-level lab can do: a substrate link named
+  by its nodes must join two segments (the lab cuts the one veth standing for every
+  link between them); a link inside a segment has no veth of its own and is refused.
+
+Everything is in seconds from the run's start, like the simulator's virtual time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from vnstitch.lab.netns import LabError
+from vnstitch.lab.substrate import NS_PREFIX, Host
+from vnstitch.model import Substrate
+from vnstitch.model.virtual import VirtualNetwork
+from vnstitch.protocol.config import Timers
+from vnstitch.routing.qos import QosPolicy
+from vnstitch.sim.parity import Surge, stitch_key, surges
+from vnstitch.sim.scenario import FaultSpec
+from vnstitch.sim.traffic_model import SimFlow
+from vnstitch.sim.workload import FaultKind, StitchRequest
+
+#: The largest VNID a lab host can be addressed for (172.16.0.0/12 has 16 x 256 /24s).
+MAX_LAB_VNID = 16 * 256 - 1
+#: DSCP by class priority: 0 expedited forwarding, 1 AF31, 2 AF11, lower: CS1.
+_DSCP_BY_PRIORITY = {0: 46, 1: 26, 2: 10}
+_DSCP_DEFAULT = 8
+
+
+def class_dscp(policy: QosPolicy, name: str) -> int:
+    """The DSCP a flow of class ``name`` is marked with (by the class's priority)."""
+    prio = next(c.priority for c in policy.classes if c.name == name)
+    return _DSCP_BY_PRIORITY.get(prio, _DSCP_DEFAULT)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveRequest:
+    at: float
+    origin: str  # segment id
+    vnid: int
+    bandwidth_mbps: float  # scaled to the lab
+    hold_s: float | None
+    key: str  # the parity summary's stitch key
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    start: float
+    end: float
+    mbps: float  # scaled to the lab
+
+    @property
+    def offered_mbit(self) -> float:
+        return self.mbps * (self.end - self.start)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveFlow:
+    name: str
+    qos_class: str
+    dscp: int
+    src: Host
+    dst: Host
+    pieces: tuple[Piece, ...]
+    port: int
+
+
+@dataclass(frozen=True)
+class LivePlan:
+    hosts: list[Host]
+    requests: list[LiveRequest]
+    flows: list[LiveFlow]
+    faults: list[FaultSpec]
+    surges: list[Surge]
+    timers: dict[str, float]
+    scale: float
+    duration_s: float
+    notes: list[str] = field(default_factory=list)
+
+
+def daemon_timers(t: Timers) -> dict[str, float]:
+    """The daemons' ``timers:`` for the protocol timers the simulator's cores use, so
+    both runtimes run the same protocol clock (persistence every second: a kill -9
+    loses at most that much)."""
+    return {"announce_interval_s": t.announce_interval_s,
+            "hold_time_s": t.announce_interval_s * t.hold_intervals,
+            "probe_interval_s": t.probe_interval_s, "probe_misses": t.probe_misses_down,
+            "query_timeout_s": t.query_timeout_s, "reservation_hold_s": t.hold_timeout_s,
+            "persist_interval_s": 1.0}
+
+
+def vn_host(run_id: str, vnid: int, seg_index: int, segment: str) -> Host:
+    if not 1 <= vnid <= MAX_LAB_VNID:
+        raise LabError(f"VN {vnid}: the lab addresses VNIDs 1..{MAX_LAB_VNID} only")
+    name = f"v{vnid}s{seg_index}"
+    return Host(name, f"{NS_PREFIX}{run_id}-{name}", segment, vnid,
+                f"172.{16 + vnid // 256}.{vnid % 256}.{seg_index + 1}/24", name)
+
+
+def pieces(start_mbps: float, schedule: Sequence[tuple[float, float]], duration_s: float,
+           scale: float) -> tuple[Piece, ...]:
+    """A rate schedule as constant pieces of non-zero rate, scaled."""
+    steps = [(0.0, start_mbps), *schedule]
+    out = []
+    for k, (at, mbps) in enumerate(steps):
+        end = steps[k + 1][0] if k + 1 < len(steps) else duration_s
+        end = min(end, duration_s)
+        if mbps > 0 and end > at:
+            out.append(Piece(at, end, mbps * scale))
+    return tuple(out)
+
+
+def _check_fault(f: FaultSpec, sub: Substrate) -> None:
+    if f.action in (FaultKind.CUT_LINK, FaultKind.REPAIR_LINK) and f.link is not None:
+        a, b = (str(sub.segment_of(n)) for n in f.link)
+        if a == b:
+            raise LabError(f"{f.field}.link: {f.link[0]}-{f.link[1]} lies inside segment {a};"
+                           " the lab has one veth per pair of adjacent segments, so only "
+                           "links between segments can be cut live")
+
+
+def plan_live(sub: Substrate, run_id: str, *, placements: Sequence[VirtualNetwork],
+              requests: Sequence[StitchRequest], flows: Sequence[SimFlow],
+              groups: Sequence[tuple[int, int, int, float]], policy: QosPolicy | None,
+              faults: Sequence[FaultSpec], stitch_at_s: float, scale: float,
+              duration_s: float, timers: Timers) -> LivePlan:
+    """The lab's plan (module docstring). ``groups``: (vnid, origin segment index,
+    target segment index, bandwidth Mbit/s) per traffic VN."""
+    segs = [str(s) for s in sub.segments()]
+    index = {s: i for i, s in enumerate(segs)}
+    seg_of = {str(n): str(x) for n, x in sub.graph.nodes(data="segment")}
+    where: set[tuple[int, str]] = {(int(p.vnid), str(p.segment)) for p in placements}
+    for vnid, a, b, _ in groups:
+        where |= {(vnid, segs[a]), (vnid, segs[b])}
+    hosts = [vn_host(run_id, vnid, index[s], s) for vnid, s in sorted(where)]
+    by_place = {(h.vnid, h.segment): h for h in hosts}
+    live_requests = [LiveRequest(r.at, str(r.origin), int(r.vnid),
+                                 max(1.0, r.constraints.bandwidth_mbps * scale), r.hold_s,
+                                 stitch_key(str(r.origin), int(r.vnid))) for r in requests]
+    live_requests += [LiveRequest(stitch_at_s, segs[a], vnid, max(1.0, bw * scale), None,
+                                  stitch_key(segs[a], vnid)) for vnid, a, _, bw in groups]
+    live_flows: list[LiveFlow] = []
+    all_surges: list[Surge] = []
+    for k, f in enumerate(flows):
+        if f.spec.vn is None:
+            raise LabError(f"{f.spec.field}: flow {f.name!r} is substrate background "
+                           "traffic (no vn); the lab runs VN traffic only")
+        assert policy is not None
+        vn = f.spec.vn
+        src = by_place[(vn, seg_of[f.src])]
+        dst = by_place[(vn, seg_of[f.dst])]
+        live_flows.append(LiveFlow(
+            f.name, f.qos_class, class_dscp(policy, f.qos_class), src, dst,
+            pieces(f.spec.mbps, f.spec.schedule, duration_s, scale), 5201 + k))
+        all_surges += surges(f.name, f.spec.mbps, f.spec.schedule)
+    for fault in faults:
+        _check_fault(fault, sub)
+        if fault.at > duration_s or not math.isfinite(fault.at):
+            raise LabError(f"{fault.field}.at: {fault.at:g}s is after the end "
+                           f"({duration_s:g}s)")
+    notes = [f"rates and bandwidths x {scale:.6g} (the lab's scale factor)",
+             "a stitch is up or down as its origin's control socket reports it, polled "
+             "every 0.2 s; setup time is the daemon's own (request to established)"]
+    return LivePlan(hosts, sorted(live_requests, key=lambda r: r.at), live_flows,
+                    sorted(faults, key=lambda f: f.at), all_surges, daemon_timers(timers),
+                    scale, duration_s, notes)
