@@ -20,7 +20,7 @@ def test_story_on_abilene_plans_the_simulators_vns_scaled() -> None:
     sc = load_scenario("builtin:story")
     sub = partitioned(load_topology("zoo:Abilene"), 5)
     topo = topolab.plan(sub, "p0001", max_link_mbps=40)
-    plan = prepare(sc, "p0001", topo.scale, sub)
+    plan = prepare(sc, "p0001", topo.scale, sub, topo.lab.routers)
     sim = run(dataclasses.replace(sc, duration_s=3.0, faults=()), check_every_step=False)
     # the same stitches as the simulator asks for: one per traffic VN, same origins
     sim_keys = {f"{sim.simulation.segments[r.origin]}/vn{r.vnid}"
@@ -30,16 +30,20 @@ def test_story_on_abilene_plans_the_simulators_vns_scaled() -> None:
     # one host per VN and segment: 3 traffic VNs and the vns: section's one, on 2 each
     assert len(plan.hosts) == 8 == len({h.ns for h in plan.hosts})
     assert all(len(h.router_port) <= 15 for h in plan.hosts)
-    backup = next(f for f in plan.flows if f.name == "backup")
-    assert [(p.start, p.end) for p in backup.pieces] == [(6, 40), (40, 52), (52, 80)]
-    assert backup.pieces[1].mbps == pytest.approx(9000 * topo.scale)  # 90 % of 10 Gbit/s
+    cross = next(f for f in plan.flows if f.name == "cross")
+    assert [(p.start, p.end) for p in cross.pieces] == [(6, 40), (40, 52), (52, 80)]
+    assert cross.pieces[1].mbps == pytest.approx(9000 * topo.scale)  # 90 % of 10 Gbit/s
+    # background traffic runs router to router (loopbacks), VN traffic host to host
+    assert cross.vnid is None and cross.src.ip in {r.loopback for r in
+                                                   topo.lab.routers.values()}
     tv = next(f for f in plan.flows if f.name == "tv")
-    assert tv.dscp == 46 and backup.dscp == 10
-    assert tv.src.vnid == tv.dst.vnid == 1 and tv.src.segment != tv.dst.segment
-    assert [s.flow for s in plan.surges] == ["backup"]
+    assert tv.dscp == 46 and cross.dscp == 10 and tv.vnid == 1
+    assert tv.src.ip.startswith("172.16.1.") and tv.dst.ip.startswith("172.16.1.")
+    assert tv.src.ns != tv.dst.ns
+    assert [s.flow for s in plan.surges] == ["cross"]
 
 
-def test_a_cut_inside_a_segment_or_background_traffic_is_refused_live() -> None:
+def test_a_cut_inside_a_segment_or_a_traffic_matrix_is_refused_live() -> None:
     sc = load_scenario("builtin:story")
     sub = partitioned(load_topology("zoo:Abilene"), 5)
     inner = next((a, b) for a, b in sub.graph.edges
@@ -47,8 +51,10 @@ def test_a_cut_inside_a_segment_or_background_traffic_is_refused_live() -> None:
     bad = dataclasses.replace(sc, faults=(FaultSpec(10.0, FaultKind.CUT_LINK,
                                                     link=(str(inner[0]), str(inner[1])),
                                                     field="faults[0]"),))
+    routers = topolab.plan(sub, "p0002").lab.routers
     with pytest.raises(LabError, match=r"faults\[0\].link: .* inside segment"):
-        prepare(bad, "p0002", 0.01, sub)
+        prepare(bad, "p0002", 0.01, sub, routers)
     tm = load_scenario("builtin:abilene-tm")
-    with pytest.raises(LabError, match="background"):
-        prepare(tm, "p0003", 0.01, partitioned(load_topology(tm.topology), tm.segments))
+    tm_sub = partitioned(load_topology(tm.topology), tm.segments)
+    with pytest.raises(LabError, match="a traffic matrix is for the simulator"):
+        prepare(tm, "p0003", 0.01, tm_sub, topolab.plan(tm_sub, "p0003").lab.routers)

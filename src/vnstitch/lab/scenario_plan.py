@@ -12,7 +12,9 @@ factor, and returns a :class:`LivePlan`:
   from the VN's origin, with its bandwidth x scale), as the simulator asks;
 * per flow, its rate schedule cut into constant pieces (rate x scale, zero-rate pieces
   dropped), each to be an ``iperf3 -u`` run from the flow's source host to its
-  destination host with the DSCP of the flow's class (:func:`class_dscp`);
+  destination host with the DSCP of the flow's class (:func:`class_dscp`); a background
+  flow (no VN) runs between the segment routers of its ends, loopback to loopback,
+  routed by the IGP (one inside a segment crosses no lab link and is left out, noted);
 * the daemons' protocol timers, the ones the simulator's cores run with
   (:func:`daemon_timers`);
 * the faults, checked against what a segment-level lab can do: a substrate link named
@@ -25,7 +27,7 @@ Everything is in seconds from the run's start, like the simulator's virtual time
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from vnstitch.lab.netns import LabError
@@ -41,6 +43,8 @@ from vnstitch.sim.workload import FaultKind, StitchRequest
 
 #: The largest VNID a lab host can be addressed for (172.16.0.0/12 has 16 x 256 /24s).
 MAX_LAB_VNID = 16 * 256 - 1
+#: More iperf3 flows than this would measure this machine, not the network.
+MAX_LIVE_FLOWS = 24
 #: DSCP by class priority: 0 expedited forwarding, 1 AF31, 2 AF11, lower: CS1.
 _DSCP_BY_PRIORITY = {0: 46, 1: 26, 2: 10}
 _DSCP_DEFAULT = 8
@@ -74,14 +78,24 @@ class Piece:
 
 
 @dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where one end of a flow runs: a VN host, or a segment router (background)."""
+
+    name: str
+    ns: str
+    ip: str
+
+
+@dataclass(frozen=True, slots=True)
 class LiveFlow:
     name: str
     qos_class: str
     dscp: int
-    src: Host
-    dst: Host
+    src: Endpoint
+    dst: Endpoint
     pieces: tuple[Piece, ...]
     port: int
+    vnid: int | None  # None: substrate background traffic between segment routers
 
 
 @dataclass(frozen=True)
@@ -142,9 +156,11 @@ def plan_live(sub: Substrate, run_id: str, *, placements: Sequence[VirtualNetwor
               requests: Sequence[StitchRequest], flows: Sequence[SimFlow],
               groups: Sequence[tuple[int, int, int, float]], policy: QosPolicy | None,
               faults: Sequence[FaultSpec], stitch_at_s: float, scale: float,
-              duration_s: float, timers: Timers) -> LivePlan:
+              duration_s: float, timers: Timers,
+              routers: Mapping[str, tuple[str, str]]) -> LivePlan:
     """The lab's plan (module docstring). ``groups``: (vnid, origin segment index,
-    target segment index, bandwidth Mbit/s) per traffic VN."""
+    target segment index, bandwidth Mbit/s) per traffic VN; ``routers``: each segment
+    router's namespace and loopback."""
     segs = [str(s) for s in sub.segments()]
     index = {s: i for i, s in enumerate(segs)}
     seg_of = {str(n): str(x) for n, x in sub.graph.nodes(data="segment")}
@@ -160,26 +176,35 @@ def plan_live(sub: Substrate, run_id: str, *, placements: Sequence[VirtualNetwor
                                   stitch_key(segs[a], vnid)) for vnid, a, _, bw in groups]
     live_flows: list[LiveFlow] = []
     all_surges: list[Surge] = []
+    notes = [f"rates and bandwidths x {scale:.6g} (the lab's scale factor)",
+             "a stitch is up or down as its origin's control socket reports it, polled "
+             "every 0.2 s; setup time is the daemon's own (request to established)"]
+    if len(flows) > MAX_LIVE_FLOWS:
+        raise LabError(f"{len(flows)} flows: the lab runs at most {MAX_LIVE_FLOWS} iperf3 "
+                       "flows (a traffic matrix is for the simulator)")
     for k, f in enumerate(flows):
-        if f.spec.vn is None:
-            raise LabError(f"{f.spec.field}: flow {f.name!r} is substrate background "
-                           "traffic (no vn); the lab runs VN traffic only")
         assert policy is not None
         vn = f.spec.vn
-        src = by_place[(vn, seg_of[f.src])]
-        dst = by_place[(vn, seg_of[f.dst])]
+        if vn is None:  # background: router to router, routed by the IGP
+            a, b = seg_of[f.src], seg_of[f.dst]
+            if a == b:
+                notes.append(f"background flow {f.name!r} stays inside segment {a}: the "
+                             "lab has no links inside a segment, so it is not run live")
+                continue
+            src = Endpoint(f"router {a}", *routers[a])
+            dst = Endpoint(f"router {b}", *routers[b])
+        else:
+            hs, hd = by_place[(vn, seg_of[f.src])], by_place[(vn, seg_of[f.dst])]
+            src, dst = Endpoint(hs.name, hs.ns, hs.ip), Endpoint(hd.name, hd.ns, hd.ip)
         live_flows.append(LiveFlow(
             f.name, f.qos_class, class_dscp(policy, f.qos_class), src, dst,
-            pieces(f.spec.mbps, f.spec.schedule, duration_s, scale), 5201 + k))
+            pieces(f.spec.mbps, f.spec.schedule, duration_s, scale), 5201 + k, vn))
         all_surges += surges(f.name, f.spec.mbps, f.spec.schedule)
     for fault in faults:
         _check_fault(fault, sub)
         if fault.at > duration_s or not math.isfinite(fault.at):
             raise LabError(f"{fault.field}.at: {fault.at:g}s is after the end "
                            f"({duration_s:g}s)")
-    notes = [f"rates and bandwidths x {scale:.6g} (the lab's scale factor)",
-             "a stitch is up or down as its origin's control socket reports it, polled "
-             "every 0.2 s; setup time is the daemon's own (request to established)"]
     return LivePlan(hosts, sorted(live_requests, key=lambda r: r.at), live_flows,
                     sorted(faults, key=lambda f: f.at), all_surges, daemon_timers(timers),
                     scale, duration_s, notes)

@@ -49,7 +49,7 @@ from vnstitch.lab import netns, substrate, topolab
 from vnstitch.lab.netns import LabError
 from vnstitch.lab.routemgrs import LabRouteManagers
 from vnstitch.lab.scenario_plan import LiveFlow, LivePlan, Piece, plan_live
-from vnstitch.lab.substrate import MANIFEST_DIR, attach_hosts
+from vnstitch.lab.substrate import MANIFEST_DIR, Router, attach_hosts
 from vnstitch.model import Substrate
 from vnstitch.sim.parity import (
     DecisionMade,
@@ -208,8 +208,9 @@ class LiveRun:
             runs += 1
             seconds = int(left)
             started = self.now()
+            bind = ["-B", flow.src.ip] if flow.vnid is None else []
             proc = netns.popen_in(flow.src.ns, [
-                "iperf3", "-c", flow.dst.ip, "-p", str(flow.port), "-u", "-b",
+                "iperf3", "-c", flow.dst.ip, *bind, "-p", str(flow.port), "-u", "-b",
                 f"{piece.mbps:.3f}M", "-t", str(seconds), "--dscp", str(flow.dscp),
                 "--connect-timeout", "1000"], stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL)
@@ -348,7 +349,8 @@ def received_mbit(server_output: str) -> float:
     return total * 8 / 1e6
 
 
-def prepare(scenario: Scenario, run_id: str, scale: float, sub: Substrate) -> LivePlan:
+def prepare(scenario: Scenario, run_id: str, scale: float, sub: Substrate,
+            routers: dict[str, Router]) -> LivePlan:
     """The scenario resolved as the simulator resolves it, made concrete for the lab."""
     if scenario.vns.non_members:
         raise LabError(f"{scenario.source}: vns.non_members is not run live (the lab "
@@ -365,7 +367,8 @@ def prepare(scenario: Scenario, run_id: str, scale: float, sub: Substrate) -> Li
                      faults=scenario.faults,
                      stitch_at_s=spec.stitch_at_s if spec is not None else 0.0,
                      scale=scale, duration_s=scenario.duration_s,
-                     timers=timers_with(scenario.protocol, scenario.source))
+                     timers=timers_with(scenario.protocol, scenario.source),
+                     routers={s: (r.ns, r.loopback) for s, r in routers.items()})
 
 
 def run_live(scenario: Scenario, *, run_id: str | None = None, build: bool = True,
@@ -383,7 +386,7 @@ def run_live(scenario: Scenario, *, run_id: str | None = None, build: bool = Tru
             raise LabError("no lab given")
         topo = topolab.load(run_id)
         _check_same_lab(topo, sub)
-    plan = prepare(scenario, topo.lab.run_id, topo.scale, sub)
+    plan = prepare(scenario, topo.lab.run_id, topo.scale, sub, topo.lab.routers)
     base_lab = topo.lab
     live = dataclasses.replace(topo, lab=dataclasses.replace(base_lab, hosts=plan.hosts))
     result: dict[str, Any] = {"scenario": scenario.name, "runtime": "live",
