@@ -98,7 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-link-mbps", type=float, default=40.0,
                     help="the live lab's largest link rate (default 40)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--show", metavar="FILE",
+                    help="print the tables of a recorded --json result and exit")
     args = ap.parse_args(argv)
+    if args.show:
+        render(json.loads(Path(args.show).read_text()))
+        return 0
     if os.geteuid() != 0:
         print("sim_vs_live needs root (the live run builds a namespace lab)", file=sys.stderr)
         return 2
@@ -127,16 +132,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
-    out = console()
-    out.print(f"{args.scenario} on {args.topology} in {args.segments} segments: sim vs live "
-              f"(load {result['load_average_1m']} on {result['cpus']} CPUs)")
-    out.print(table("parity summary", ["metric", "sim", "live", "live/sim", "within"],
-                    [(r["metric"], _show(r["sim"]), _show(r["live"]), _show(r["ratio"]),
-                      _show(r["within"])) for r in rows]))
-    out.print(table("cost", ["run", "wall s", "peak RSS MiB"],
-                    [("sim", sim["wall_s"], sim["peak_rss_mib"]),
-                     ("live", live["wall_s"], live["peak_rss_mib"])]))
+    render(result)
     return 0
+
+
+def render(result: dict[str, Any]) -> None:
+    out = console()
+    out.print(f"{result['scenario']} on {result['topology']} in {result['segments']} "
+              f"segments: sim vs live (load {result['load_average_1m']} on "
+              f"{result['cpus']} CPUs)")
+    out.print(table("parity summary", ["metric", "sim", "live", "live/sim", "within"],
+                    [(r["metric"].replace("delivered_by_class", "delivered"), _show(r["sim"]),
+                      _show(r["live"]), _show(r["ratio"]), _show(r["within"]))
+                     for r in result["rows"]]))
+    out.print(table("cost", ["run", "wall s", "peak RSS MiB"],
+                    [(name, result[name]["wall_s"], result[name]["peak_rss_mib"])
+                     for name in ("sim", "live")]))
 
 
 def _show(v: object) -> str:
