@@ -41,6 +41,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -395,6 +396,7 @@ def run_live(scenario: Scenario, *, run_id: str | None = None, build: bool = Tru
                               "lab_built": build}
     workdir = MANIFEST_DIR / topo.lab.run_id / "scenario"
     rms: LabRouteManagers | None = None
+    lab_daemons: list[_Daemon] = []
     try:
         if build:
             progress(0.0, "building the lab")
@@ -403,7 +405,7 @@ def run_live(scenario: Scenario, *, run_id: str | None = None, build: bool = Tru
                 live, ospf_timeout_s), 2)
         else:
             progress(0.0, "adding the scenario's hosts")
-            _stop_lab_daemons(topo)
+            lab_daemons = _stop_lab_daemons(topo)
             for h in plan.hosts:
                 netns.create(h.ns)
             attach_hosts(dataclasses.replace(base_lab, hosts=plan.hosts))
@@ -433,7 +435,7 @@ def run_live(scenario: Scenario, *, run_id: str | None = None, build: bool = Tru
             for h in plan.hosts:
                 netns.destroy(h.ns)
             shutil.rmtree(workdir, ignore_errors=True)
-            topolab.start_route_managers(topo)
+            _start_lab_daemons(lab_daemons)
     left = substrate.leftovers(topo.lab.run_id)
     result["leftovers"] = sum(len(v) for v in left.values()) if build else \
         sum(1 for h in plan.hosts if netns.exists(h.ns))
@@ -458,17 +460,45 @@ def _check_same_lab(topo: topolab.TopoLab, sub: Substrate) -> None:
                        "let the run build its own lab")
 
 
-def _stop_lab_daemons(topo: topolab.TopoLab) -> None:
-    """Stop the Route Managers ``lab up`` started in this lab's router namespaces (by
-    their control sockets' processes: every one runs in a namespace of this lab)."""
-    folder = topolab.route_managers_dir(topo.lab.run_id)
+@dataclass(frozen=True)
+class _Daemon:
+    """A Route Manager ``lab up`` started: enough to start it again as it was."""
+
+    ns: str
+    argv: list[str]
+    cwd: str
+    env: dict[str, str]
+
+
+def _stop_lab_daemons(topo: topolab.TopoLab) -> list[_Daemon]:
+    """Stop the Route Managers ``lab up`` started in this lab's router namespaces (the
+    ``routemgr run`` processes whose config is in the lab's folder) and return how to
+    start them again."""
+    folder = str(topolab.route_managers_dir(topo.lab.run_id)).encode()
+    stopped = []
     for r in topo.lab.routers.values():
         for pid in netns.pids_in(r.ns):
-            cmd = Path(f"/proc/{pid}/cmdline")
-            with contextlib.suppress(OSError):
-                argv = cmd.read_bytes().split(b"\0")
-                if b"routemgr" in argv and any(str(folder).encode() in a for a in argv):
-                    _terminate(pid)
+            proc = Path(f"/proc/{pid}")
+            try:
+                argv = proc.joinpath("cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+                if b"routemgr" not in argv or not any(folder in a for a in argv):
+                    continue
+                env = dict(line.split("=", 1) for line in proc.joinpath("environ")
+                           .read_bytes().decode(errors="replace").split("\0") if "=" in line)
+                cwd = os.readlink(proc / "cwd")
+            except OSError:
+                continue
+            stopped.append(_Daemon(r.ns, [a.decode() for a in argv], cwd, env))
+            _terminate(pid)
+    return stopped
+
+
+def _start_lab_daemons(daemons: list[_Daemon]) -> None:
+    for d in daemons:
+        config = d.argv[d.argv.index("--config") + 1] if "--config" in d.argv else "rm.yaml"
+        with open(Path(d.cwd) / Path(config).with_suffix(".log").name, "a") as log:
+            netns.popen_in(d.ns, d.argv, cwd=d.cwd, env=d.env, stdout=log,
+                           stderr=subprocess.STDOUT)
 
 
 def _terminate(pid: int, timeout_s: float = 10.0) -> None:
