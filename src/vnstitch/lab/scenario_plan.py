@@ -186,13 +186,13 @@ def plan_live(sub: Substrate, run_id: str, *, placements: Sequence[VirtualNetwor
         assert policy is not None
         vn = f.spec.vn
         if vn is None:  # background: router to router, routed by the IGP
-            a, b = seg_of[f.src], seg_of[f.dst]
-            if a == b:
-                notes.append(f"background flow {f.name!r} stays inside segment {a}: the "
+            sa, sb = seg_of[f.src], seg_of[f.dst]
+            if sa == sb:
+                notes.append(f"background flow {f.name!r} stays inside segment {sa}: the "
                              "lab has no links inside a segment, so it is not run live")
                 continue
-            src = Endpoint(f"router {a}", *routers[a])
-            dst = Endpoint(f"router {b}", *routers[b])
+            src = Endpoint(f"router {sa}", *routers[sa])
+            dst = Endpoint(f"router {sb}", *routers[sb])
         else:
             hs, hd = by_place[(vn, seg_of[f.src])], by_place[(vn, seg_of[f.dst])]
             src, dst = Endpoint(hs.name, hs.ns, hs.ip), Endpoint(hd.name, hd.ns, hd.ip)
