@@ -26,7 +26,7 @@ def test_story_on_abilene_plans_the_simulators_vns_scaled() -> None:
     sim_keys = {f"{sim.simulation.segments[r.origin]}/vn{r.vnid}"
                 for r in sim.simulation.metrics.records.values()}
     assert {r.key for r in plan.requests} == sim_keys
-    assert all(r.at == 2.0 for r in plan.requests)
+    assert all(r.at == 2.0 and r.feasible for r in plan.requests)
     # one host per VN and segment: 3 traffic VNs and the vns: section's one, on 2 each
     assert len(plan.hosts) == 8 == len({h.ns for h in plan.hosts})
     assert all(len(h.router_port) <= 15 for h in plan.hosts)
@@ -58,3 +58,17 @@ def test_a_cut_inside_a_segment_or_a_traffic_matrix_is_refused_live() -> None:
     tm_sub = partitioned(load_topology(tm.topology), tm.segments)
     with pytest.raises(LabError, match="a traffic matrix is for the simulator"):
         prepare(tm, "p0003", 0.01, tm_sub, topolab.plan(tm_sub, "p0003").lab.routers)
+
+
+def test_feasibility_is_the_simulators_oracle() -> None:
+    """A VN asking for more than any path between its segments carries is infeasible
+    (a control for the feasible ones above)."""
+    sc = load_scenario("builtin:story")
+    assert sc.traffic is not None
+    flows = tuple(dataclasses.replace(f, reserve_mbps=500.0) if f.name == "tv" else f
+                  for f in sc.traffic.flows)  # 500 % of the narrowest link
+    sc = dataclasses.replace(sc, traffic=dataclasses.replace(sc.traffic, flows=flows))
+    sub = partitioned(load_topology("zoo:Abilene"), 5)
+    plan = prepare(sc, "p0004", 0.01, sub, topolab.plan(sub, "p0004").lab.routers)
+    assert {r.key.split("/")[1]: r.feasible for r in plan.requests} == {
+        "vn1": False, "vn2": True, "vn3": True}

@@ -9,7 +9,9 @@ factor, and returns a :class:`LivePlan`:
 * one host namespace per (VN, segment) the VN lives on, addressed
   ``172.(16 + vnid // 256).(vnid % 256).(n + 1)/24`` (``n``: the segment's index);
 * one stitch request per ``requests:`` entry and per traffic VN (at ``stitch_at_s``,
-  from the VN's origin, with its bandwidth x scale), as the simulator asks;
+  from the VN's origin, with its bandwidth x scale), as the simulator asks, each judged
+  feasible or not by the simulator's oracle on the unloaded substrate (live requests
+  cannot see the simulated reservations of earlier ones);
 * per flow, its rate schedule cut into constant pieces (rate x scale, zero-rate pieces
   dropped), each to be an ``iperf3 -u`` run from the flow's source host to its
   destination host with the DSCP of the flow's class (:func:`class_dscp`); a background
@@ -27,13 +29,14 @@ Everything is in seconds from the run's start, like the simulator's virtual time
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from vnstitch.lab.netns import LabError
 from vnstitch.lab.substrate import NS_PREFIX, Host
 from vnstitch.model import Substrate
 from vnstitch.model.virtual import VirtualNetwork
+from vnstitch.protocol.api import StitchConstraints
 from vnstitch.protocol.config import Timers
 from vnstitch.routing.qos import QosPolicy
 from vnstitch.sim.parity import Surge, stitch_key, surges
@@ -64,6 +67,7 @@ class LiveRequest:
     bandwidth_mbps: float  # scaled to the lab
     hold_s: float | None
     key: str  # the parity summary's stitch key
+    feasible: bool  # as the simulator's oracle judges it on the unloaded substrate
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,10 +161,12 @@ def plan_live(sub: Substrate, run_id: str, *, placements: Sequence[VirtualNetwor
               groups: Sequence[tuple[int, int, int, float]], policy: QosPolicy | None,
               faults: Sequence[FaultSpec], stitch_at_s: float, scale: float,
               duration_s: float, timers: Timers,
-              routers: Mapping[str, tuple[str, str]]) -> LivePlan:
+              routers: Mapping[str, tuple[str, str]],
+              feasible: Callable[[str, int, StitchConstraints], bool]) -> LivePlan:
     """The lab's plan (module docstring). ``groups``: (vnid, origin segment index,
     target segment index, bandwidth Mbit/s) per traffic VN; ``routers``: each segment
-    router's namespace and loopback."""
+    router's namespace and loopback; ``feasible``: whether a request (origin, VN,
+    constraints, unscaled) has a path that meets it."""
     segs = [str(s) for s in sub.segments()]
     index = {s: i for i, s in enumerate(segs)}
     seg_of = {str(n): str(x) for n, x in sub.graph.nodes(data="segment")}
@@ -171,9 +177,13 @@ def plan_live(sub: Substrate, run_id: str, *, placements: Sequence[VirtualNetwor
     by_place = {(h.vnid, h.segment): h for h in hosts}
     live_requests = [LiveRequest(r.at, str(r.origin), int(r.vnid),
                                  max(1.0, r.constraints.bandwidth_mbps * scale), r.hold_s,
-                                 stitch_key(str(r.origin), int(r.vnid))) for r in requests]
+                                 stitch_key(str(r.origin), int(r.vnid)),
+                                 feasible(str(r.origin), int(r.vnid), r.constraints))
+                     for r in requests]
     live_requests += [LiveRequest(stitch_at_s, segs[a], vnid, max(1.0, bw * scale), None,
-                                  stitch_key(segs[a], vnid)) for vnid, a, _, bw in groups]
+                                  stitch_key(segs[a], vnid),
+                                  feasible(segs[a], vnid, StitchConstraints(bw)))
+                      for vnid, a, _, bw in groups]
     live_flows: list[LiveFlow] = []
     all_surges: list[Surge] = []
     notes = [f"rates and bandwidths x {scale:.6g} (the lab's scale factor)",

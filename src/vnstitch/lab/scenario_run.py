@@ -52,6 +52,9 @@ from vnstitch.lab.routemgrs import LabRouteManagers
 from vnstitch.lab.scenario_plan import LiveFlow, LivePlan, Piece, plan_live
 from vnstitch.lab.substrate import MANIFEST_DIR, Router, attach_hosts
 from vnstitch.model import Substrate
+from vnstitch.model.ids import VNID, SegmentId
+from vnstitch.protocol.api import StitchConstraints
+from vnstitch.sim.oracle import feasible_path
 from vnstitch.sim.parity import (
     DecisionMade,
     FaultApplied,
@@ -65,7 +68,7 @@ from vnstitch.sim.parity import (
 )
 from vnstitch.sim.picks import adjacency_links, busiest_adjacency, busiest_transit
 from vnstitch.sim.protocol_cores import timers_with
-from vnstitch.sim.runner import load_substrate, workload
+from vnstitch.sim.runner import build, load_substrate, workload
 from vnstitch.sim.scenario import FaultSpec, Scenario
 from vnstitch.sim.traffic_matrix import build_traffic
 from vnstitch.sim.workload import BUSIEST_TRANSIT, FaultKind
@@ -140,9 +143,10 @@ class LiveRun:
         while not self.stop.wait(POLL_S):
             self.poll_once()
 
-    def request(self, origin: str, vnid: int, bandwidth_mbps: float, key: str) -> None:
+    def request(self, origin: str, vnid: int, bandwidth_mbps: float, key: str,
+                feasible: bool) -> None:
         at = self.now()
-        self.add(StitchRequested(at, key, vnid, True))
+        self.add(StitchRequested(at, key, vnid, feasible))
         try:
             reply = self.rms.stitch(origin, vnid, bandwidth_mbps, wait_s=15.0)
         except (ControlError, OSError, LabError) as exc:
@@ -295,7 +299,8 @@ class LiveRun:
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(4, len(plan.requests)))
         for r in plan.requests:
             events.append((r.at, 0, functools.partial(
-                pool.submit, self.request, r.origin, r.vnid, r.bandwidth_mbps, r.key)))
+                pool.submit, self.request, r.origin, r.vnid, r.bandwidth_mbps, r.key,
+                r.feasible)))
             if r.hold_s is not None:
                 events.append((r.at + r.hold_s, 1,
                                functools.partial(self.release, r.origin, r.key)))
@@ -362,6 +367,13 @@ def prepare(scenario: Scenario, run_id: str, scale: float, sub: Substrate,
     groups = [(g.vnid, g.origin, g.target, g.bandwidth_mbps)
               for g in (traffic.groups if traffic is not None else [])]
     spec = scenario.traffic
+    sim = build(scenario, substrate=sub, check_every_step=False, traffic=traffic)
+    sim.start()
+
+    def feasible(origin: str, vnid: int, cons: StitchConstraints) -> bool:
+        i = sim.seg_index[SegmentId(origin)]
+        return feasible_path(sim, i, VNID(vnid), cons) is not None
+
     return plan_live(sub, run_id, placements=w.placements, requests=w.requests,
                      flows=flows, groups=groups,
                      policy=spec.policy if spec is not None else None,
@@ -369,7 +381,8 @@ def prepare(scenario: Scenario, run_id: str, scale: float, sub: Substrate,
                      stitch_at_s=spec.stitch_at_s if spec is not None else 0.0,
                      scale=scale, duration_s=scenario.duration_s,
                      timers=timers_with(scenario.protocol, scenario.source),
-                     routers={s: (r.ns, r.loopback) for s, r in routers.items()})
+                     routers={s: (r.ns, r.loopback) for s, r in routers.items()},
+                     feasible=feasible)
 
 
 def run_live(scenario: Scenario, *, run_id: str | None = None, build: bool = True,
