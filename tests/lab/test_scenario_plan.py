@@ -37,7 +37,12 @@ def test_story_on_abilene_plans_the_simulators_vns_scaled() -> None:
     assert cross.vnid is None and cross.src.ip in {r.loopback for r in
                                                    topo.lab.routers.values()}
     tv = next(f for f in plan.flows if f.name == "tv")
-    assert tv.dscp == 46 and cross.dscp == 10 and tv.vnid == 1
+    voice = next(f for f in plan.flows if f.name == "voice")
+    # one code point per class, the priority-0 classes first: EF and AF41, bulk AF31
+    assert {tv.dscp, voice.dscp} == {46, 34} and cross.dscp == 26 and tv.vnid == 1
+    assert plan.qos is not None
+    apps = {a["name"]: a for a in plan.qos["applications"]}
+    assert apps["vn1"]["class"] == "video" and apps["dscp-bulk"]["dscp"] == [26]
     assert tv.src.ip.startswith("172.16.1.") and tv.dst.ip.startswith("172.16.1.")
     assert tv.src.ns != tv.dst.ns
     assert [s.flow for s in plan.surges] == ["cross"]

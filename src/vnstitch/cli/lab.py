@@ -110,6 +110,9 @@ def _register_run(lsub: Any) -> None:
     rn.add_argument("--max-link-mbps", type=finite_float(), default=40.0, metavar="MBPS",
                     help="with --topology: the rate the largest link is scaled to "
                     "(default 40: three iperf3 flows through wireguard-go on 2 cores)")
+    rn.add_argument("--qos", action="store_true",
+                    help="apply the scenario's QoS classes in the daemons, on tunnel ends "
+                    "and lab links (their HTB replaces the lab's tbf); DSCP per class")
     rn.add_argument("--logs", metavar="DIR",
                     help="copy the Route Managers' and iperf3's logs and configs to DIR")
     add_json_flag(rn)
@@ -371,7 +374,7 @@ def _run(args: argparse.Namespace) -> int:
         task = bar.add_task(f"{sc.name}: {sc.duration_s:g} s live", total=sc.duration_s)
         result = scenario_run.run_live(
             sc, run_id=run_id, build=bool(args.topology), max_link_mbps=args.max_link_mbps,
-            logs=Path(args.logs) if args.logs else None,
+            logs=Path(args.logs) if args.logs else None, qos=args.qos,
             progress=lambda t, what: bar.update(task, completed=min(t, sc.duration_s),
                                                 description=what))
     if args.json:

@@ -18,7 +18,10 @@ factor, and returns a :class:`LivePlan`:
   flow (no VN) runs between the segment routers of its ends, loopback to loopback,
   routed by the IGP (one inside a segment crosses no lab link and is left out, noted);
 * the daemons' protocol timers, the ones the simulator's cores run with
-  (:func:`daemon_timers`);
+  (:func:`daemon_timers`), and their ``qos:`` section (:func:`daemon_qos`): the
+  scenario's classes applied live on every tunnel end and on every lab link (HTB at the
+  link's rate, as the simulator models each link), packets classed by DSCP, stitched
+  traffic by its VN;
 * the faults, checked against what a segment-level lab can do: a substrate link named
   by its nodes must join two segments (the lab cuts the one veth standing for every
   link between them); a link inside a segment has no veth of its own and is refused.
@@ -31,6 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from vnstitch.lab.netns import LabError
 from vnstitch.lab.substrate import NS_PREFIX, Host
@@ -48,15 +52,31 @@ from vnstitch.sim.workload import FaultKind, StitchRequest
 MAX_LAB_VNID = 16 * 256 - 1
 #: More iperf3 flows than this would measure this machine, not the network.
 MAX_LIVE_FLOWS = 24
-#: DSCP by class priority: 0 expedited forwarding, 1 AF31, 2 AF11, lower: CS1.
-_DSCP_BY_PRIORITY = {0: 46, 1: 26, 2: 10}
-_DSCP_DEFAULT = 8
+#: DSCP code points handed out to classes in priority order: EF, AF41, AF31, AF21,
+#: AF11, CS1, then best effort.
+_DSCP_ORDER = (46, 34, 26, 18, 10, 8)
 
 
 def class_dscp(policy: QosPolicy, name: str) -> int:
-    """The DSCP a flow of class ``name`` is marked with (by the class's priority)."""
-    prio = next(c.priority for c in policy.classes if c.name == name)
-    return _DSCP_BY_PRIORITY.get(prio, _DSCP_DEFAULT)
+    """The DSCP a flow of class ``name`` is marked with: one code point per class, the
+    most urgent classes first (by priority, then their order in the policy)."""
+    ranked = sorted(range(len(policy.classes)), key=lambda k: (policy.classes[k].priority, k))
+    names = [policy.classes[k].name for k in ranked]
+    k = names.index(name)
+    return _DSCP_ORDER[k] if k < len(_DSCP_ORDER) else 0
+
+
+def daemon_qos(policy: QosPolicy, borrow: str, vn_class: Mapping[int, str]) -> dict[str, Any]:
+    """The daemons' ``qos:`` section for a scenario's policy: its classes, one DSCP
+    match per class (:func:`class_dscp`) and each traffic VN's class (so stitched,
+    encrypted traffic is classed by its VN on the substrate links)."""
+    return {"link_mbps": policy.link_mbps, "borrow": borrow,
+            "classes": [{"name": c.name, "priority": c.priority,
+                         "guaranteed_mbps": c.guaranteed_mbps, "max_mbps": c.max_mbps}
+                        for c in policy.classes],
+            "applications": [{"name": f"dscp-{c.name}", "class": c.name,
+                              "dscp": [class_dscp(policy, c.name)]} for c in policy.classes]
+            + [{"name": f"vn{v}", "class": c, "vnid": v} for v, c in sorted(vn_class.items())]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +130,7 @@ class LivePlan:
     faults: list[FaultSpec]
     surges: list[Surge]
     timers: dict[str, float]
+    qos: dict[str, Any] | None  # the daemons' qos: section (None: no traffic section)
     scale: float
     duration_s: float
     notes: list[str] = field(default_factory=list)
@@ -160,7 +181,7 @@ def plan_live(sub: Substrate, run_id: str, *, placements: Sequence[VirtualNetwor
               requests: Sequence[StitchRequest], flows: Sequence[SimFlow],
               groups: Sequence[tuple[int, int, int, float]], policy: QosPolicy | None,
               faults: Sequence[FaultSpec], stitch_at_s: float, scale: float,
-              duration_s: float, timers: Timers,
+              duration_s: float, timers: Timers, borrow: str = "priority",
               routers: Mapping[str, tuple[str, str]],
               feasible: Callable[[str, int, StitchConstraints], bool]) -> LivePlan:
     """The lab's plan (module docstring). ``groups``: (vnid, origin segment index,
@@ -215,6 +236,11 @@ def plan_live(sub: Substrate, run_id: str, *, placements: Sequence[VirtualNetwor
         if fault.at > duration_s or not math.isfinite(fault.at):
             raise LabError(f"{fault.field}.at: {fault.at:g}s is after the end "
                            f"({duration_s:g}s)")
+    vn_class: dict[int, str] = {}
+    for fl in flows:
+        if fl.spec.vn is not None:
+            vn_class.setdefault(fl.spec.vn, fl.qos_class)
+    qos = None if policy is None else daemon_qos(policy, borrow, vn_class)
     return LivePlan(hosts, sorted(live_requests, key=lambda r: r.at), live_flows,
                     sorted(faults, key=lambda f: f.at), all_surges, daemon_timers(timers),
-                    scale, duration_s, notes)
+                    qos, scale, duration_s, notes)

@@ -219,11 +219,11 @@ class LiveRun:
                 f"{piece.mbps:.3f}M", "-t", str(seconds), "--dscp", str(flow.dscp),
                 "--connect-timeout", "1000"], stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL)
-            try:
-                code = proc.wait(timeout=seconds + 5.0)
-            except subprocess.TimeoutExpired:  # stuck on its control connection
-                proc.kill()
-                code = proc.wait()
+            deadline = time.monotonic() + seconds + 5.0
+            while proc.poll() is None:  # the run's end, a stuck client, or the stop
+                if self.stop.wait(0.25) or time.monotonic() > deadline:
+                    proc.kill()
+            code = proc.wait()
             if code != 0 and self.now() - started < seconds:
                 failed += 1
                 self.stop.wait(RETRY_S)
@@ -289,7 +289,7 @@ class LiveRun:
                 topolab.cut_wire(self.topo, a, b)
                 self.cut.append((a, b))
             elif not cut and (a, b) in self.cut:
-                topolab.restore_wire(self.topo, a, b)
+                topolab.restore_wire(self.topo, a, b, shape=self.plan.qos is None)
                 self.cut.remove((a, b))
 
     # -- the run ---------------------------------------------------------------------
@@ -381,16 +381,20 @@ def prepare(scenario: Scenario, run_id: str, scale: float, sub: Substrate,
                      stitch_at_s=spec.stitch_at_s if spec is not None else 0.0,
                      scale=scale, duration_s=scenario.duration_s,
                      timers=timers_with(scenario.protocol, scenario.source),
+                     borrow=spec.borrow if spec is not None else "priority",
                      routers={s: (r.ns, r.loopback) for s, r in routers.items()},
                      feasible=feasible)
 
 
 def run_live(scenario: Scenario, *, run_id: str | None = None, build: bool = True,
              max_link_mbps: float = 40.0, progress: Progress = _noop,
-             ospf_timeout_s: float = 90.0, logs: Path | None = None) -> dict[str, Any]:
+             ospf_timeout_s: float = 90.0, logs: Path | None = None,
+             qos: bool = False) -> dict[str, Any]:
     """Run ``scenario`` live: on a lab built for it (``build``), or on lab ``run_id``
     that is up (module docstring). The result holds the parity summary and every
-    record it was made from; ``logs``: copy the daemons' and iperf3's logs there."""
+    record it was made from; ``logs``: copy the daemons' and iperf3's logs there;
+    ``qos``: the daemons apply the scenario's QoS classes on tunnel ends and lab links
+    (their HTB replaces the lab's tbf)."""
     t_start = time.monotonic()
     sub = load_substrate(scenario)
     if build:
@@ -401,15 +405,18 @@ def run_live(scenario: Scenario, *, run_id: str | None = None, build: bool = Tru
         topo = topolab.load(run_id)
         _check_same_lab(topo, sub)
     plan = prepare(scenario, topo.lab.run_id, topo.scale, sub, topo.lab.routers)
+    if not qos:
+        plan = dataclasses.replace(plan, qos=None)
     base_lab = topo.lab
     live = dataclasses.replace(topo, lab=dataclasses.replace(base_lab, hosts=plan.hosts))
     result: dict[str, Any] = {"scenario": scenario.name, "runtime": "live",
                               "topology": sub.name, "segments": len(sub.segments()),
                               "run_id": topo.lab.run_id, "scale": topo.scale,
-                              "lab_built": build}
+                              "lab_built": build, "qos_live": plan.qos is not None}
     workdir = MANIFEST_DIR / topo.lab.run_id / "scenario"
     rms: LabRouteManagers | None = None
     lab_daemons: list[_Daemon] = []
+    shaping_off = False
     try:
         if build:
             progress(0.0, "building the lab")
@@ -422,11 +429,15 @@ def run_live(scenario: Scenario, *, run_id: str | None = None, build: bool = Tru
             for h in plan.hosts:
                 netns.create(h.ns)
             attach_hosts(dataclasses.replace(base_lab, hosts=plan.hosts))
+        if plan.qos is not None:  # the daemons' HTB (at each link's rate) replaces tbf
+            topolab.set_shaping(live, on=False)
+            shaping_off = True
         progress(0.0, "starting Route Managers")
         costs = {frozenset((t.a, t.b)): float(t.ospf_cost) for t in topo.rm_links}
         caps = {frozenset((t.a, t.b)): t.rate_mbps for t in topo.rm_links}
         rms = LabRouteManagers(live.lab, workdir, timers=dict(plan.timers),
-                               link_costs=costs, link_capacities=caps)
+                               link_costs=costs, link_capacities=caps, qos=plan.qos,
+                               qos_links=caps if plan.qos is not None else {})
         rms.start_all(timeout_s=60.0)
         result["setup_seconds"] = round(time.monotonic() - t_start, 2)
         runner = LiveRun(live, sub, rms, plan, progress)
@@ -448,6 +459,8 @@ def run_live(scenario: Scenario, *, run_id: str | None = None, build: bool = Tru
             for h in plan.hosts:
                 netns.destroy(h.ns)
             shutil.rmtree(workdir, ignore_errors=True)
+            if shaping_off:  # the daemons removed their HTB; the lab's tbf goes back
+                topolab.set_shaping(topo, on=True)
             _start_lab_daemons(lab_daemons)
     left = substrate.leftovers(topo.lab.run_id)
     result["leftovers"] = sum(len(v) for v in left.values()) if build else \

@@ -29,6 +29,7 @@ substrate.Lab` document as the fixed lab, plus a ``topology`` section).
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import math
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
 
 from vnstitch.daemon import control
 from vnstitch.daemon.errors import ControlError
@@ -222,15 +224,36 @@ def build(topo: TopoLab, *, igp: bool = True,
     return topo
 
 
-def _add_wire(topo: TopoLab, lk: Link, tl: TopoLink) -> None:
-    """One veth pair between two routers, addressed, up, rate-limited at both ends."""
+def _add_wire(topo: TopoLab, lk: Link, tl: TopoLink, shape: bool = True) -> None:
+    """One veth pair between two routers, addressed, up, rate-limited at both ends
+    (unless ``shape`` is off: then whoever owns the root qdisc limits it)."""
     ra, rb = topo.routers[lk.a], topo.routers[lk.b]
     with IPRoute(netns=ra.ns) as ipr:
         ipr.link("add", ifname=lk.a_dev, kind="veth",
                  peer={"ifname": lk.b_dev, "net_ns_fd": rb.ns})
-        _shape(ipr, link_up(ipr, lk.a_dev, lk.a_addr), tl.rate_mbps)
+        idx = link_up(ipr, lk.a_dev, lk.a_addr)
+        if shape:
+            _shape(ipr, idx, tl.rate_mbps)
     with IPRoute(netns=rb.ns) as ipr:
-        _shape(ipr, link_up(ipr, lk.b_dev, lk.b_addr), tl.rate_mbps)
+        idx = link_up(ipr, lk.b_dev, lk.b_addr)
+        if shape:
+            _shape(ipr, idx, tl.rate_mbps)
+
+
+def set_shaping(topo: TopoLab, on: bool) -> None:
+    """Put the lab's tbf on every wire end (``on``), or remove it so that a Route
+    Manager with a ``qos:`` section can own the root qdisc (its HTB root is the link's
+    rate)."""
+    for lk, tl in zip(topo.wires, topo.links, strict=True):
+        for router, dev in ((lk.a, lk.a_dev), (lk.b, lk.b_dev)):
+            with IPRoute(netns=topo.routers[router].ns) as ipr:
+                found = ipr.link_lookup(ifname=dev)
+                if not found:
+                    continue  # cut
+                with contextlib.suppress(NetlinkError):  # none there: fine
+                    ipr.tc("del", index=found[0], parent=0xFFFFFFFF)  # the root qdisc
+                if on:
+                    _shape(ipr, found[0], tl.rate_mbps)
 
 
 def _build(topo: TopoLab, igp: bool, step: Callable[[str], None]) -> None:
@@ -342,15 +365,16 @@ def cut_wire(topo: TopoLab, a: str, b: str) -> None:
     raise LabError(f"lab {topo.lab.run_id}: no link {a}-{b}")
 
 
-def restore_wire(topo: TopoLab, a: str, b: str) -> None:
+def restore_wire(topo: TopoLab, a: str, b: str, *, shape: bool = True) -> None:
     """Put back the veth between routers ``a`` and ``b`` that :func:`cut_wire` removed
-    (same names, addresses and rate); OSPF picks it up again by interface name."""
+    (same names, addresses and rate, tbf unless ``shape`` is off); OSPF picks it up
+    again by interface name."""
     for lk, tl in zip(topo.wires, topo.links, strict=True):
         if {lk.a, lk.b} == {a, b}:
             with IPRoute(netns=topo.routers[lk.a].ns) as ipr:
                 if ipr.link_lookup(ifname=lk.a_dev):
                     raise LabError(f"lab {topo.lab.run_id}: link {a}-{b} is not cut")
-            _add_wire(topo, lk, tl)
+            _add_wire(topo, lk, tl, shape)
             return
     raise LabError(f"lab {topo.lab.run_id}: no link {a}-{b}")
 
