@@ -74,6 +74,9 @@ BENCHMARKS: dict[str, Benchmark] = {
     "qos_live": Benchmark("QoS classes live in the lab's daemons: DSCP video and a "
                           "saturating e-mail flow through one stitch, classes vs one class "
                           "vs no qos", "~5 min", root=True),
+    "sim_vs_live": Benchmark("builtin:story on Abilene (5 segments) simulated and live in a "
+                             "namespace lab: the same parity summary side by side, with "
+                             "wall time and peak memory", "~5 min", root=True),
     "chaos": Benchmark("live lab under attack: forged floods, kill -9 of every role, 1M "
                        "fuzzed datagrams (flags for smaller sizes)", "~25 min", root=True),
 }

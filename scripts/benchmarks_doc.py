@@ -155,6 +155,21 @@ def sweep(d: dict[str, Any]) -> list[str]:
                        "same summaries"], rows)]
 
 
+def sim_vs_live(d: dict[str, Any]) -> list[str]:
+    def show(v: object) -> object:
+        if isinstance(v, dict):
+            return ", ".join(f"{k} {x}" for k, x in v.items()) or "none"
+        return v
+    rows = [(r["metric"], show(r["sim"]), show(r["live"]), r["ratio"], r.get("points"),
+             r["within"]) for r in d["rows"]]
+    cost = [(name, d[name]["wall_s"], d[name]["peak_rss_mib"]) for name in ("sim", "live")]
+    return [f"{d['scenario']} on {d['topology']} in {d['segments']} segments, load average "
+            f"{d['load_average_1m']} on {d['cpus']} CPUs; bounds: times within 2x, "
+            "delivered fractions within 5 points", "",
+            *md_table(["metric", "sim", "live", "live/sim", "points", "within"], rows), "",
+            *md_table(["run", "wall s", "peak RSS MiB"], cost)]
+
+
 def generic(d: dict[str, Any]) -> list[str]:
     return md_table(["figure", "value"], [(k, v) for k, v in d.items()
                                           if not isinstance(v, dict | list)])
@@ -164,7 +179,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "allocate_eval": allocate_eval, "allocate_hindsight": allocate_hindsight,
     "allocate_provider": allocate_provider, "routing_te": routing_te,
     "routing_abilene": routing_abilene, "sp_scale": sp_scale,
-    "forecast_abilene": forecast_abilene, "sweep": sweep,
+    "forecast_abilene": forecast_abilene, "sweep": sweep, "sim_vs_live": sim_vs_live,
 }
 
 

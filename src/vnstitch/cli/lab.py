@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from vnstitch.cli.argtypes import bounded_int, finite_float
@@ -83,6 +84,39 @@ def register(sub: Any) -> None:
     add_pra_args(dm)
     add_json_flag(dm)
     dm.set_defaults(handler=_demo)
+    _register_run(lsub)
+
+
+def _register_run(lsub: Any) -> None:
+    rn = lsub.add_parser(
+        "run", help="run a scenario live (the one vnstitch simulate runs) and print the "
+        "same parity summary",
+        description="Run a scenario file live: on a lab built for it from --topology "
+        "(torn down afterwards), or on the topology lab that is up. Stitch requests go to "
+        "the live Route Managers, each flow is iperf3 (UDP) with its class's DSCP, faults "
+        "are real (veth cut and restored, Route Manager kill -9 and restart). The "
+        "summary's 'parity' section has the schema of vnstitch simulate's.")
+    rn.add_argument("--scenario", required=True, metavar="FILE",
+                    help="scenario YAML or builtin:NAME (e.g. builtin:story)")
+    rn.add_argument("--topology", metavar="SPEC",
+                    help="build a lab from this topology for the run (zoo:NAME | "
+                    "sndlib:NAME | FILE), overriding the scenario's; without it the run "
+                    "uses the topology lab that is up")
+    rn.add_argument("--segments", type=bounded_int(2, 250), metavar="K",
+                    help="cut the topology into K segments (default: the scenario's)")
+    rn.add_argument("--id", dest="run_id", metavar="RUN_ID",
+                    help="with --topology: the new lab's run id; without: the lab to use "
+                    "(default: the only topology lab that is up)")
+    rn.add_argument("--max-link-mbps", type=finite_float(), default=40.0, metavar="MBPS",
+                    help="with --topology: the rate the largest link is scaled to "
+                    "(default 40: three iperf3 flows through wireguard-go on 2 cores)")
+    rn.add_argument("--qos", action="store_true",
+                    help="apply the scenario's QoS classes in the daemons, on tunnel ends "
+                    "and lab links (their HTB replaces the lab's tbf); DSCP per class")
+    rn.add_argument("--logs", metavar="DIR",
+                    help="copy the Route Managers' and iperf3's logs and configs to DIR")
+    add_json_flag(rn)
+    rn.set_defaults(handler=_run)
 
 
 def _need_root() -> None:
@@ -310,3 +344,55 @@ def _grown(result: dict[str, Any]) -> str:
     if now is None or now == result["reserved_mbps"]:
         return ""
     return f", grown in place to {now:g}"
+
+
+def _run(args: argparse.Namespace) -> int:
+    _need_root()
+    import dataclasses  # noqa: PLC0415
+
+    from vnstitch.cli.output import progress  # noqa: PLC0415
+    from vnstitch.lab import scenario_run, topolab  # noqa: PLC0415
+    from vnstitch.sim.parity import parity_rows  # noqa: PLC0415
+    from vnstitch.sim.scenario import check_scenario, load_scenario  # noqa: PLC0415
+
+    sc = load_scenario(args.scenario)
+    changes: dict[str, Any] = {}
+    if args.topology:
+        changes["topology"] = args.topology
+    if args.segments is not None:
+        changes["segments"] = args.segments
+    sc = dataclasses.replace(sc, **changes)
+    check_scenario(sc)
+    run_id = args.run_id
+    if not args.topology and run_id is None:
+        labs = [rid for rid in substrate.run_ids() if topolab.is_topology_lab(rid)]
+        if len(labs) != 1:
+            raise LabError(f"lab run: {len(labs)} topology labs are up ({', '.join(labs)}"
+                           "); name one with --id, or give --topology to build one")
+        run_id = labs[0]
+    with progress(disable=args.json) as bar:
+        task = bar.add_task(f"{sc.name}: {sc.duration_s:g} s live", total=sc.duration_s)
+        result = scenario_run.run_live(
+            sc, run_id=run_id, build=bool(args.topology), max_link_mbps=args.max_link_mbps,
+            logs=Path(args.logs) if args.logs else None, qos=args.qos,
+            progress=lambda t, what: bar.update(task, completed=min(t, sc.duration_s),
+                                                description=what))
+    if args.json:
+        print_json(result)
+        return 0
+    out = console()
+    out.print(f"[bold]{result['scenario']}[/] live on {result['topology']} in "
+              f"{result['segments']} segments (lab {result['run_id']}, scale "
+              f"{result['scale']:.4g}), {result['wall_seconds']} s; leftovers "
+              f"{result['leftovers']}")
+    out.print(table("parity summary", ["measure", "value"], parity_rows(result["parity"])))
+    out.print(table("flows (iperf3, UDP)", ["flow", "class", "DSCP", "offered Mbit",
+                                           "delivered Mbit", "runs (failed)"],
+                    [(f["flow"], f["class"], f["dscp"], f["offered_mbit"],
+                      f["delivered_mbit"], f"{f['iperf3_runs']} ({f['iperf3_failed']})")
+                     for f in result["flows"]]))
+    out.print(table("faults", ["at s", "action", "target"],
+                    [(f.get("at_s"), f.get("action", "request"),
+                      f.get("target", f.get("error"))) for f in result["faults"]]))
+    return 0
+

@@ -15,6 +15,7 @@ import dataclasses
 from typing import Any
 
 from vnstitch.cli.output import add_json_flag, console, fmt, print_json, progress, table
+from vnstitch.sim.parity import parity_rows
 from vnstitch.sim.report import write_report
 from vnstitch.sim.runner import FactoryMaker, RunResult, default_factory, run
 from vnstitch.sim.scenario import Scenario, check_scenario, load_scenario
@@ -44,7 +45,7 @@ def register(sub: Any) -> None:
     p.add_argument("--duration", type=float, metavar="SECONDS", help="virtual seconds to run")
     p.add_argument("--scenario", metavar="FILE",
                    help="scenario YAML (or builtin:small|medium|faulty|congestion|abilene-tm"
-                   "|allocation); flags override it")
+                   "|allocation|story); flags override it")
     p.add_argument("--report", metavar="OUT", help="write a report: OUT.html or OUT.png")
     add_json_flag(p)
     p.set_defaults(handler=_handler)
@@ -126,6 +127,9 @@ def render(result: RunResult, report: str | None = None) -> None:
                         allocation_rows(s["allocation"])))
         out.print(table("allocation per flow", ALLOCATION_COLUMNS,
                         allocation_flow_rows(s["allocation"])))
+    if "parity" in s:
+        out.print(table("parity summary (the same as vnstitch lab run's)", ["measure", "value"],
+                        parity_rows(s["parity"])))
     if report:
         out.print(f"report written to {report}")
 

@@ -29,6 +29,7 @@ substrate.Lab` document as the fixed lab, plus a ``topology`` section).
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import math
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
 
 from vnstitch.daemon import control
 from vnstitch.daemon.errors import ControlError
@@ -222,6 +224,38 @@ def build(topo: TopoLab, *, igp: bool = True,
     return topo
 
 
+def _add_wire(topo: TopoLab, lk: Link, tl: TopoLink, shape: bool = True) -> None:
+    """One veth pair between two routers, addressed, up, rate-limited at both ends
+    (unless ``shape`` is off: then whoever owns the root qdisc limits it)."""
+    ra, rb = topo.routers[lk.a], topo.routers[lk.b]
+    with IPRoute(netns=ra.ns) as ipr:
+        ipr.link("add", ifname=lk.a_dev, kind="veth",
+                 peer={"ifname": lk.b_dev, "net_ns_fd": rb.ns})
+        idx = link_up(ipr, lk.a_dev, lk.a_addr)
+        if shape:
+            _shape(ipr, idx, tl.rate_mbps)
+    with IPRoute(netns=rb.ns) as ipr:
+        idx = link_up(ipr, lk.b_dev, lk.b_addr)
+        if shape:
+            _shape(ipr, idx, tl.rate_mbps)
+
+
+def set_shaping(topo: TopoLab, on: bool) -> None:
+    """Put the lab's tbf on every wire end (``on``), or remove it so that a Route
+    Manager with a ``qos:`` section can own the root qdisc (its HTB root is the link's
+    rate)."""
+    for lk, tl in zip(topo.wires, topo.links, strict=True):
+        for router, dev in ((lk.a, lk.a_dev), (lk.b, lk.b_dev)):
+            with IPRoute(netns=topo.routers[router].ns) as ipr:
+                found = ipr.link_lookup(ifname=dev)
+                if not found:
+                    continue  # cut
+                with contextlib.suppress(NetlinkError):  # none there: fine
+                    ipr.tc("del", index=found[0], parent=0xFFFFFFFF)  # the root qdisc
+                if on:
+                    _shape(ipr, found[0], tl.rate_mbps)
+
+
 def _build(topo: TopoLab, igp: bool, step: Callable[[str], None]) -> None:
     lab = topo.lab
     step(f"{len(topo.routers) + len(lab.hosts)} namespaces")
@@ -231,13 +265,7 @@ def _build(topo: TopoLab, igp: bool, step: Callable[[str], None]) -> None:
         prepare_router(r)
     step(f"{len(topo.wires)} links")
     for lk, tl in zip(topo.wires, topo.links, strict=True):
-        ra, rb = topo.routers[lk.a], topo.routers[lk.b]
-        with IPRoute(netns=ra.ns) as ipr:
-            ipr.link("add", ifname=lk.a_dev, kind="veth",
-                     peer={"ifname": lk.b_dev, "net_ns_fd": rb.ns})
-            _shape(ipr, link_up(ipr, lk.a_dev, lk.a_addr), tl.rate_mbps)
-        with IPRoute(netns=rb.ns) as ipr:
-            _shape(ipr, link_up(ipr, lk.b_dev, lk.b_addr), tl.rate_mbps)
+        _add_wire(topo, lk, tl)
     step(f"{len(lab.hosts)} hosts")
     attach_hosts(lab)
     if igp:
@@ -333,6 +361,20 @@ def cut_wire(topo: TopoLab, a: str, b: str) -> None:
                 if not found:
                     raise LabError(f"lab {topo.lab.run_id}: link {a}-{b} already cut")
                 ipr.link("del", index=found[0])
+            return
+    raise LabError(f"lab {topo.lab.run_id}: no link {a}-{b}")
+
+
+def restore_wire(topo: TopoLab, a: str, b: str, *, shape: bool = True) -> None:
+    """Put back the veth between routers ``a`` and ``b`` that :func:`cut_wire` removed
+    (same names, addresses and rate, tbf unless ``shape`` is off); OSPF picks it up
+    again by interface name."""
+    for lk, tl in zip(topo.wires, topo.links, strict=True):
+        if {lk.a, lk.b} == {a, b}:
+            with IPRoute(netns=topo.routers[lk.a].ns) as ipr:
+                if ipr.link_lookup(ifname=lk.a_dev):
+                    raise LabError(f"lab {topo.lab.run_id}: link {a}-{b} is not cut")
+            _add_wire(topo, lk, tl, shape)
             return
     raise LabError(f"lab {topo.lab.run_id}: no link {a}-{b}")
 

@@ -47,6 +47,7 @@ from vnstitch.sim.errors import SimError
 from vnstitch.sim.metrics import Metrics, StitchRecord, StitchState
 from vnstitch.sim.network import Impairments, NetworkModel
 from vnstitch.sim.oracle import feasible_path
+from vnstitch.sim.picks import adjacency_links, busiest_adjacency, busiest_transit
 from vnstitch.sim.workload import BUSIEST_TRANSIT, Fault, FaultKind, StitchRequest
 
 DELIVER, TIMER, REQUEST, RELEASE, FAULT, CHECK, TUNNEL_CHECK = range(7)
@@ -63,6 +64,9 @@ class StitchObserver(Protocol):
     def on_event(self, rm: int, event: Event, now: float) -> None: ...
 
     def on_crash(self, rm: int, now: float) -> None: ...
+
+    def on_restart(self, rm: int, now: float) -> None:
+        """RM ``rm`` is back (from its saved state) and started."""
 
     def on_links(self, now: float) -> None:
         """Substrate links were cut or repaired (``net.down_links()`` has changed)."""
@@ -136,6 +140,9 @@ class Simulation:
         self._heap: list[tuple[float, int, int, int, Any]] = []
         self._seq = 0
         self._aliases: dict[str, int] = {}
+        self._link_aliases: dict[str, list[tuple[str, str]]] = {}
+        #: fault target aliases as they were resolved: alias -> segment id or "segA-segB"
+        self.resolved_aliases: dict[str, str] = {}
         self._started = False
         self.observers: list[StitchObserver] = []
         for req in requests:
@@ -331,16 +338,11 @@ class Simulation:
     # -- faults ------------------------------------------------------------------------
     def _segment(self, name: str) -> int:
         if name == BUSIEST_TRANSIT:
-            if name in self._aliases:
-                return self._aliases[name]
-            count = [0] * len(self.segments)
-            for rec in self.metrics.records.values():
-                if rec.state is StitchState.ESTABLISHED:
-                    for t in rec.path[1:-1]:
-                        count[t] += 1
-            best = max(range(len(count)), key=lambda k: (count[k], -k))
-            self._aliases[name] = best
-            return best
+            if name not in self._aliases:
+                seg = busiest_transit(self.live_paths(), [str(x) for x in self.segments])
+                self._aliases[name] = self.seg_index[SegmentId(seg)]
+                self.resolved_aliases[name] = seg
+            return self._aliases[name]
         if name not in self.seg_index:
             raise SimError(f"fault names unknown segment {name!r}")
         return self.seg_index[SegmentId(name)]
@@ -373,14 +375,16 @@ class Simulation:
             m.note(now, "fault", f"Route Manager of {self.segments[i]} restarted from its "
                    "saved state")
             self._apply(i, core.start(now), now)
+            for obs in self.observers:
+                obs.on_restart(i, now)
         elif fault.kind is FaultKind.CUT_LINK:
-            assert fault.link is not None
-            self.net.cut_link(*fault.link)
-            m.note(now, "fault", f"substrate link {fault.link[0]}-{fault.link[1]} cut")
+            for a, b in self._links(fault):
+                self.net.cut_link(a, b)
+                m.note(now, "fault", f"substrate link {a}-{b} cut")
         elif fault.kind is FaultKind.REPAIR_LINK:
-            assert fault.link is not None
-            self.net.repair_link(*fault.link)
-            m.note(now, "fault", f"substrate link {fault.link[0]}-{fault.link[1]} repaired")
+            for a, b in self._links(fault):
+                self.net.repair_link(a, b)
+                m.note(now, "fault", f"substrate link {a}-{b} repaired")
         elif fault.kind is FaultKind.PARTITION:
             self.net.partition(fault.name, set(fault.segments))
             m.note(now, "fault", f"partition {fault.name!r}: {len(fault.segments)} segment(s) "
@@ -394,7 +398,23 @@ class Simulation:
         self._push(now + self.factory.hold_time_s + STALE_CHECK_GRACE_S, CHECK, -1,
                    self.components())
 
+    def _links(self, fault: Fault) -> list[tuple[str, str]]:
+        """The substrate links a cut/repair names; an alias is resolved the first time
+        it fires (so a repair restores what the cut took)."""
+        if fault.link_pick is None:
+            assert fault.link is not None
+            return [fault.link]
+        if fault.link_pick not in self._link_aliases:
+            a, b = busiest_adjacency(self.live_paths(), self.substrate)
+            self._link_aliases[fault.link_pick] = adjacency_links(self.substrate, a, b)
+            self.resolved_aliases[fault.link_pick] = f"{a}-{b}"
+        return self._link_aliases[fault.link_pick]
+
     # -- views -------------------------------------------------------------------------
+    def live_paths(self) -> list[list[str]]:
+        """Segment paths (origin first) of the stitches established now."""
+        return [[str(self.segments[k]) for k in r.path] for r in self.live_stitches()]
+
     def components(self) -> list[int]:
         """Component id of each RM in the graph of live, mutually reachable neighbours."""
         comp = [-1] * len(self.segments)

@@ -28,6 +28,9 @@ from vnstitch.sim.cores import CoreFactory
 from vnstitch.sim.engine import Simulation, derive_seed
 from vnstitch.sim.errors import ScenarioError
 from vnstitch.sim.membership import MemberPolicies, place_non_members, summarise_membership
+from vnstitch.sim.parity import parity_summary
+from vnstitch.sim.parity_records import ParityRecorder, sim_records
+from vnstitch.sim.picks import busiest_adjacency
 from vnstitch.sim.protocol_cores import ProtocolCoreFactory
 from vnstitch.sim.scenario import Scenario, request_window
 from vnstitch.sim.summary import summarise
@@ -38,6 +41,7 @@ from vnstitch.sim.traffic_summary import summarise_stitches, summarise_traffic
 from vnstitch.sim.workload import (
     BUSIEST_TRANSIT,
     Fault,
+    StitchRequest,
     place_vns,
     poisson_requests,
     requests_from_file,
@@ -91,6 +95,11 @@ def _faults(scenario: Scenario, sub: Substrate) -> list[Fault]:
             if s not in segs:
                 raise ScenarioError(scenario.source, f"{f.field}.segments",
                                     f"unknown segment {s!r}")
+        if f.link_pick is not None:
+            try:
+                busiest_adjacency([], sub)
+            except ScenarioError as exc:
+                raise ScenarioError(scenario.source, f"{f.field}.link", exc.problem) from None
         if f.link is not None and not sub.graph.has_edge(*f.link):
             raise ScenarioError(scenario.source, f"{f.field}.link",
                                 f"no substrate link {f.link[0]}-{f.link[1]}")
@@ -98,31 +107,27 @@ def _faults(scenario: Scenario, sub: Substrate) -> list[Fault]:
             raise ScenarioError(scenario.source, f"{f.field}.at",
                                 f"{f.at:g}s is after the end ({scenario.duration_s:g}s)")
         out.append(Fault(f.at, f.action, f.segment, f.link,
-                         tuple(SegmentId(s) for s in f.segments), f.name))
+                         tuple(SegmentId(s) for s in f.segments), f.name, f.link_pick))
     return out
 
 
-def build(
-    scenario: Scenario,
-    factory: FactoryMaker = default_factory,
-    *,
-    substrate: Substrate | None = None,
-    check_every_step: bool = True,
-    traffic: TrafficSim | None = None,
-) -> Simulation:
-    sub = substrate if substrate is not None else load_substrate(scenario)
+@dataclass(frozen=True)
+class Workload:
+    """The scenario's ``vns:`` and ``requests:`` drawn for one substrate (seeded: the
+    simulator and the lab draw the same)."""
+
+    placements: list[VirtualNetwork]  # members, one entry per (VN, segment)
+    non_members: list[VirtualNetwork]  # segments that declare a VN without being members
+    requests: list[StitchRequest]
+
+
+def workload(scenario: Scenario, sub: Substrate) -> Workload:
     segments = sub.segments()
     rng = random.Random(derive_seed(scenario.seed, "workload"))
     placements = place_vns(segments, scenario.vns.count, scenario.vns.segments_per_vn, rng)
-    own = traffic.placements(placements) if traffic is not None else []
-    made = factory(scenario, sub)
     non_members: list[VirtualNetwork] = []
     if scenario.vns.non_members:
         non_members = place_non_members(placements, segments, scenario.vns.non_members, rng)
-        if isinstance(made, ProtocolCoreFactory):
-            made.access = MemberPolicies(placements + own, placements + own + non_members,
-                                         made.identity)
-        placements = placements + non_members
     rq = scenario.requests
     if rq.arrival == "file":
         assert rq.file is not None
@@ -136,9 +141,30 @@ def build(
             raise ScenarioError(scenario.source, "requests.end_s",
                                 f"{end:g}s is after the end ({scenario.duration_s:g}s)")
         requests = poisson_requests(
-            placements, rq.count, start_s=start, end_s=end,
+            placements + non_members, rq.count, start_s=start, end_s=end,
             bandwidth_mbps=rq.bandwidth_mbps, rng=rng,
             max_latency_ms=rq.max_latency_ms, hop_limit=rq.hop_limit, hold_s=rq.hold_s)
+    return Workload(placements, non_members, requests)
+
+
+def build(
+    scenario: Scenario,
+    factory: FactoryMaker = default_factory,
+    *,
+    substrate: Substrate | None = None,
+    check_every_step: bool = True,
+    traffic: TrafficSim | None = None,
+) -> Simulation:
+    sub = substrate if substrate is not None else load_substrate(scenario)
+    w = workload(scenario, sub)
+    placements = w.placements
+    own = traffic.placements(placements) if traffic is not None else []
+    made = factory(scenario, sub)
+    if w.non_members and isinstance(made, ProtocolCoreFactory):
+        made.access = MemberPolicies(placements + own, placements + own + w.non_members,
+                                     made.identity)
+    placements = placements + w.non_members
+    requests = w.requests
     sim = Simulation(
         sub, made, placements=placements + own, requests=requests,
         faults=_faults(scenario, sub), impairments=scenario.network, seed=scenario.seed,
@@ -163,6 +189,7 @@ def run(
     traffic = build_traffic(scenario, sub)
     sim = build(scenario, factory, substrate=sub, check_every_step=check_every_step,
                 traffic=traffic)
+    recorder = ParityRecorder(sim)
     t1 = time.perf_counter()
     end = scenario.duration_s
     result = None
@@ -189,4 +216,5 @@ def run(
         if result.allocation is not None:
             summary["allocation"] = summarise_allocation(result.allocation,
                                                          scenario.duration_s, result.labels)
+    summary["parity"] = parity_summary(sim_records(recorder, scenario, result))
     return RunResult(sim, summary, t2 - t1, t1 - t0, result, traffic)

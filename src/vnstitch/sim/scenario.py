@@ -23,6 +23,9 @@ partitioned, which :mod:`vnstitch.sim.runner` does, with the same field paths.
       - {at: 40, action: restart, segment: busiest-transit}
       - {at: 20, action: cut_link, link: [nodeA, nodeB]}
       - {at: 25, action: repair_link, link: [nodeA, nodeB]}
+      - {at: 20, action: cut_link, link: busiest-adjacency}  # every link between the two
+        # segments most stitches cross (not a bridge), picked when it fires; repair_link
+        # with the same alias restores it (see vnstitch.sim.picks)
       - {at: 30, action: partition, segments: [seg01, seg02], name: p1}
       - {at: 45, action: heal, name: p1}
     protocol: {announce_interval_s: 1.0}   # passed to the core factory
@@ -46,11 +49,12 @@ from vnstitch.sim.allocation_spec import parse_allocation
 from vnstitch.sim.errors import ScenarioError
 from vnstitch.sim.fields import FieldReader
 from vnstitch.sim.network import Impairments
+from vnstitch.sim.picks import BUSIEST_ADJACENCY
 from vnstitch.sim.traffic_spec import TrafficSpec, parse_traffic
 from vnstitch.sim.workload import FaultKind
 
 BUILTIN = ("small", "medium", "faulty", "congestion", "abilene-tm", "allocation",
-           "transit-crash", "nonmember")
+           "transit-crash", "nonmember", "story")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +88,8 @@ class FaultSpec:
     segments: tuple[str, ...] = ()
     name: str = "partition"
     field: str = ""  # where it came from, for errors found later
+    #: ``link: busiest-adjacency`` (resolved when the fault fires)
+    link_pick: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,11 +203,16 @@ def _fault(source: str, index: int, data: object) -> FaultSpec:
         segment = r.text("segment", None)
         if segment is None:
             raise r.fail("segment", f"is required for {kind.value}")
+    elif kind in (FaultKind.CUT_LINK, FaultKind.REPAIR_LINK) \
+            and r.raw("link") == BUSIEST_ADJACENCY:
+        r.finish()
+        return FaultSpec(at, kind, field=r.path, link_pick=BUSIEST_ADJACENCY)
     elif kind in (FaultKind.CUT_LINK, FaultKind.REPAIR_LINK):
         raw = r.raw("link")
         if not (isinstance(raw, list) and len(raw) == 2
                 and all(isinstance(x, str | int) and not isinstance(x, bool) for x in raw)):
-            raise r.fail("link", f"must be [nodeA, nodeB] for {kind.value}, got {raw!r}")
+            raise r.fail("link", f"must be [nodeA, nodeB] or {BUSIEST_ADJACENCY!r} for "
+                         f"{kind.value}, got {raw!r}")
         link = (str(raw[0]), str(raw[1]))
     elif kind is FaultKind.PARTITION:
         raw = r.raw("segments")

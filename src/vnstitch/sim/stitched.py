@@ -99,6 +99,8 @@ class StitchLog:
         self.failed: dict[tuple[int, str], str] = {}
         #: old stitch id -> successor, for stitches the traffic layer moved
         self.replaced_by: dict[tuple[int, str], str] = {}
+        #: stitches that were up when their origin crashed
+        self.lost: set[tuple[int, str]] = set()
 
     def _close(self, key: tuple[int, str], now: float, why: str) -> None:
         c = self.open.pop(key, None)
@@ -130,6 +132,7 @@ class StitchLog:
     def on_crash(self, rm: int, now: float) -> None:
         for key in [k for k in self.open if k[0] == rm]:
             self._close(key, now, "origin_crashed")
+            self.lost.add(key)
 
 
 @dataclass
@@ -177,6 +180,13 @@ class StitchedFlows:
                 g.sid = self.sim.request(g.origin, StitchRequest(
                     now, self.sim.segments[g.origin], VNID(g.vnid),
                     StitchConstraints(g.bandwidth_mbps)), now)
+
+    def request_lost(self, rm: int, now: float) -> None:
+        """Ask again for the stitches of origin ``rm`` that went down when it crashed."""
+        for g in self.groups:
+            if g.origin == rm and g.sid is not None and (rm, g.sid) in self.log.lost:
+                g.sid, g.successor = None, None
+        self.request(now)
 
     def commitment(self, g: Group) -> Commitment | None:
         return None if g.sid is None else self.log.open.get((g.origin, g.sid))

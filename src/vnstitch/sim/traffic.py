@@ -180,6 +180,13 @@ class TrafficSim:
         self.log.on_crash(rm, now)
         self._rebind(now)
 
+    def on_restart(self, rm: int, now: float) -> None:
+        """A Route Manager's stitch requests outlive it (the daemon keeps them as
+        intents): the groups whose stitch went down with it ask again."""
+        if self.stitched is None or not hasattr(self, "res"):
+            return
+        self.stitched.request_lost(rm, now)
+
     def on_links(self, now: float) -> None:
         if self.stitched is None or not hasattr(self, "res"):
             return

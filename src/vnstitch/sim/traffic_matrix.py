@@ -22,6 +22,7 @@ from vnstitch.model import Substrate
 from vnstitch.routing.demands import load_tm_csv
 from vnstitch.routing.errors import DemandFileError
 from vnstitch.sim.errors import ScenarioError
+from vnstitch.sim.picks import resolve_picks
 from vnstitch.sim.scenario import Scenario
 from vnstitch.sim.traffic import TrafficSim
 from vnstitch.sim.traffic_spec import FlowSpec, MatrixSpec
@@ -74,6 +75,7 @@ def build_traffic(scenario: Scenario, substrate: Substrate) -> TrafficSim | None
     spec = scenario.traffic
     if spec is None:
         return None
+    spec = resolve_picks(spec, substrate, scenario.source)
     if spec.matrix is not None:
         extra = matrix_flows(spec.matrix, scenario.duration_s, source=scenario.source,
                              base_dir=scenario.base_dir)

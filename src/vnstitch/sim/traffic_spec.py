@@ -37,6 +37,8 @@ errors, so a typo never falls back to a default silently::
            dst: Los Angeles, mbps: 2500}
         - {name: backup, vn: 8, class: bulk, src: New York, dst: Houston, mbps: 1000,
            schedule: [{at: 30, mbps: 5000}, {at: 90, mbps: 1000}]}
+        - {name: story, vn: 9, class: video, src: "@ring-a", dst: "@ring-b",
+           mbps: "20%"}   # picks and percent rates: see vnstitch.sim.picks
       matrix:                   # optional background from a traffic-matrix CSV
         file: data:abilene/abilene_tm_5min.csv.gz
         mix: {database: 0.3, bulk: 0.4, email: 0.3}   # class fractions of each OD pair
@@ -79,6 +81,9 @@ class FlowSpec:
     vn: int | None = None
     #: What this flow adds to its VN's stitch reservation (``None``: its first rate).
     reserve_mbps: float | None = None
+    #: Rates are percent of the path's narrowest link until resolved against the
+    #: topology (:func:`vnstitch.sim.picks.resolve_picks`).
+    percent: bool = False
 
     def peak(self) -> float:
         return max([self.mbps, *(m for _, m in self.schedule)])
@@ -186,9 +191,10 @@ def _flow(source: str, index: int, data: object, classes: set[str]) -> FlowSpec:
         raise r.fail("dst", f"must differ from src ({src!r})")
     # No VN: substrate background traffic (as matrix rows are), on shortest paths.
     vn = r.integer("vn", 0, lo=1, hi=2**24 - 1) if r.raw("vn") is not None else None
-    mbps = r.number("mbps", None, lo=0.0)
-    reserve = r.number("reserve_mbps", 0.0, lo=0.0) if r.raw("reserve_mbps") is not None \
-        else None
+    units: set[bool] = set()
+    mbps = _rate(r, "mbps", units)
+    assert mbps is not None
+    reserve = _rate(r, "reserve_mbps", units, required=False)
     raw = r.raw("schedule")
     steps: list[tuple[float, float]] = []
     if raw is not None:
@@ -200,10 +206,36 @@ def _flow(source: str, index: int, data: object, classes: set[str]) -> FlowSpec:
             if steps and at <= steps[-1][0]:
                 raise s.fail("at", f"must be after the previous step ({steps[-1][0]:g} s), "
                               f"got {at:g}")
-            steps.append((at, s.number("mbps", None, lo=0.0)))
+            rate = _rate(s, "mbps", units)
+            assert rate is not None
+            steps.append((at, rate))
             s.finish()
+    if len(units) > 1:
+        raise r.fail("mbps", "write every rate of a flow the same way: all in Mbit/s or all "
+                     "as \"N%\" of the path's narrowest link")
     r.finish()
-    return FlowSpec(name, cls, src, dst, mbps, tuple(steps), r.path, vn, reserve)
+    return FlowSpec(name, cls, src, dst, mbps, tuple(steps), r.path, vn, reserve,
+                    percent=units == {True})
+
+
+def _rate(r: FieldReader, key: str, units: set[bool], *, required: bool = True
+          ) -> float | None:
+    """A rate in Mbit/s, or ``"N%"`` (percent of the narrowest link on the flow's path,
+    resolved with the topology); records which of the two it was in ``units``."""
+    raw = r.raw(key)
+    if raw is None and not required:
+        return None
+    if isinstance(raw, str) and raw.endswith("%"):
+        try:
+            pct = float(raw[:-1])
+        except ValueError:
+            raise r.fail(key, f"must be a number >= 0 or \"N%\", got {raw!r}") from None
+        if not 0.0 <= pct <= 1000.0:
+            raise r.fail(key, f"percent must be between 0 and 1000, got {raw!r}")
+        units.add(True)
+        return pct
+    units.add(False)
+    return r.number(key, None, lo=0.0)
 
 
 def _matrix(source: str, data: object, classes: set[str]) -> MatrixSpec | None:

@@ -58,6 +58,9 @@ class Fault:
     link: tuple[str, str] | None = None  # cut/repair: substrate node ids
     segments: tuple[SegmentId, ...] = ()  # partition: the group cut off from the rest
     name: str = "partition"  # partition/heal: which partition
+    #: cut/repair: a link alias resolved when the fault fires (``busiest-adjacency``:
+    #: every substrate link between two segments, see :mod:`vnstitch.sim.picks`)
+    link_pick: str | None = None
 
 
 def place_vns(
