@@ -27,9 +27,9 @@ from typing import Any, Protocol, runtime_checkable
 
 from vnstitch.dataplane.base import DataplaneDriver, DataplaneError
 
-#: rtnetlink protocol numbers worth a name in a report (linux/rtnetlink.h, FRR's zebra).
-PROTO_NAMES = {2: "kernel", 3: "boot", 4: "static", 0x56: "vnstitch", 186: "bgp",
-               188: "ospf", 189: "rip"}
+#: rtnetlink protocol numbers worth a name in a report (linux/rtnetlink.h, FRR's zebra);
+#: the Route Manager's own is named ``vnstitch`` (the linux driver's ``ROUTE_PROTO``).
+PROTO_NAMES = {2: "kernel", 3: "boot", 4: "static", 186: "bgp", 188: "ospf", 189: "rip"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,12 +85,18 @@ class PrefixRoutes:
                             "stitched": r.stitched} for r in self.routes]}
 
 
-def route_metrics(netns: str | None, prefix: str, stitched_proto: int = 0x56
+def route_metrics(netns: str | None, prefix: str, stitched_proto: int | None = None
                   ) -> PrefixRoutes:
     """The routes to ``prefix`` (exact destination) in ``netns`` (None: this namespace),
-    stitched = installed with routing protocol ``stitched_proto``."""
+    stitched = installed with routing protocol ``stitched_proto`` (default: the linux
+    driver's)."""
     from pyroute2 import IPRoute  # noqa: PLC0415  (only the kernel readers need it)
     from pyroute2.netlink.exceptions import NetlinkError  # noqa: PLC0415
+
+    from vnstitch.dataplane.linux import ROUTE_PROTO  # noqa: PLC0415  (linux imports us)
+
+    ours = ROUTE_PROTO if stitched_proto is None else stitched_proto
+    names_of_proto = {**PROTO_NAMES, ours: "vnstitch"}
 
     try:
         net = ipaddress.ip_network(prefix, strict=False)
@@ -109,8 +115,8 @@ def route_metrics(netns: str | None, prefix: str, stitched_proto: int = 0x56
                 proto = int(r["proto"])
                 found.append(KernelRoute(
                     str(net), names.get(int(r.get_attr("RTA_OIF") or 0), "?"),
-                    int(r.get_attr("RTA_PRIORITY") or 0), PROTO_NAMES.get(proto, str(proto)),
-                    proto == stitched_proto))
+                    int(r.get_attr("RTA_PRIORITY") or 0),
+                    names_of_proto.get(proto, str(proto)), proto == ours))
             chosen: str | None = None
             try:
                 got = ipr.route("get", dst=str(net.network_address + (1 if net.num_addresses
