@@ -173,7 +173,7 @@ def test_control_one_class_cuts_video() -> None:
     stats, lost, sent = _video_and_email(ONE_CLASS)
     print(f"classes {stats}; video lost {lost} of {sent}")
     assert list(stats) == [10] and stats[10][1] > 1000
-    assert lost > 0.01 * sent  # video shares the drops of the one queue (claim: <= 0.1%)
+    assert lost > 0.001 * sent  # video shares the one queue's drops: fails the claim's bound
 
 
 PREFIX = "10.2.0.0/24"
