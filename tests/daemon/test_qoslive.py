@@ -155,6 +155,7 @@ def test_daemon_applies_qos_and_shows_it(tmp_path: Path) -> None:
     path = nodes["A"].config_path
     cfg = yaml.safe_load(path.read_text())
     cfg["qos"] = QOS
+    cfg["allocation"] = {"interval_s": 0.05, "hold_steps": 0, "grow_after": 0}
     path.write_text(yaml.safe_dump(cfg))
 
     async def body() -> None:
@@ -187,6 +188,13 @@ def test_daemon_applies_qos_and_shows_it(tmp_path: Path) -> None:
                 (100, "10.2.0.0/24", stitch_route_metric(14))]
             assert stitched[0]["kernel_metric"] is None  # the memory driver has no kernel
             assert kernel.observe().get(f"route:254:10.2.0.0/24:{stitch_route_metric(14)}")
+            # The owned interface is the controller's link sample; its SetQosClasses
+            # (the policy scaled to the link's 50 Mbit/s) reach the overlay.
+            assert a.qos is not None
+            await until(lambda: "a-t" in a.qos.link_classes, 5)  # type: ignore[union-attr]
+            assert a.qos.link_classes["a-t"] == (("video", 30.0, 50.0), ("email", 2.5, 50.0))
+            rows = control.view(a, "allocations")
+            assert any(r["action"] == "qos-classes" and r["subject"] == "a-t" for r in rows)
         finally:
             await a.stop()
             await b.stop()

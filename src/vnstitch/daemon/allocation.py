@@ -19,7 +19,10 @@ desired dataplane state with ``rate = ceil = `` the bandwidth it negotiated. Wit
 3. **applies** the actions: a :class:`~vnstitch.control.Reserve` becomes the rate of the
    tunnel's HTB class (an *override*, below), a :class:`~vnstitch.control.ResizeStitch`
    goes to the core's in-place resize (:mod:`vnstitch.daemon.resizing`), whose outcome
-   goes back to the controller (hold-down after a refusal).
+   goes back to the controller (hold-down after a refusal). With a ``qos:`` section the
+   substrate interfaces it owns are the controller's link samples, and the controller's
+   :class:`~vnstitch.control.SetQosClasses` for them go to the daemon's QoS overlay
+   (:mod:`vnstitch.daemon.qoslive`).
 
 *One writer.* The daemon's reconcile is the only thing that writes the kernel. Overrides
 live in an :class:`OverrideView`; the daemon's ``desired_state()`` passes through
@@ -56,6 +59,7 @@ from vnstitch.control import (
     DecisionRecord,
     ForecastPolicy,
     GrowRules,
+    LinkSample,
     Reserve,
     ResizeStitch,
     SetQosClasses,
@@ -219,7 +223,8 @@ class AllocationLoop:
 
     def step(self, now: float, ends: Sequence[TunnelEnd],
              tx_bytes: Mapping[str, int | str],
-             origin_of: Mapping[str, str] | None = None) -> StepResult:
+             origin_of: Mapping[str, str] | None = None,
+             links: Sequence[LinkSample] = ()) -> StepResult:
         """One interval: ``tx_bytes`` maps each end's device to its counter, or to the
         reason it could not be read; ``origin_of`` maps the devices of ends originated
         here to their stitch id (only those may be grown)."""
@@ -234,7 +239,7 @@ class AllocationLoop:
             samples[e.stitch_id] = (StitchSample(error=counter) if isinstance(counter, str)
                                     else StitchSample(tx_bytes=counter, device=e.device))
         out = self.controller.step(now, [self.consumer(e, origin_of or {}) for e in ends],
-                                   samples)
+                                   samples, links)
         result.samples = out.samples
         for action in out.actions:
             if isinstance(action, Reserve):
@@ -324,6 +329,19 @@ class AllocationRunner:
                 log.exception("allocation tick failed")
                 self.daemon.metrics["allocation_errors"] += 1
 
+    async def _links(self) -> list[LinkSample]:
+        """The substrate interfaces the ``qos:`` section owns, as the controller's link
+        samples (their classes come back as SetQosClasses); unreadable ones are left out."""
+        d = self.daemon
+        owned = {i.device: i.capacity_mbps for i in d.config.qos.interfaces} \
+            if d.config.qos is not None else {}
+        if not owned:
+            return []
+        counters = (await asyncio.to_thread(read_counters, d.driver, list(owned))
+                    if d.offloads_dataplane else read_counters(d.driver, list(owned)))
+        return [LinkSample(dev, float(tx), 0, owned[dev]) for dev, tx in counters.items()
+                if not isinstance(tx, str)]
+
     async def tick(self) -> StepResult:
         d = self.daemon
         live = d.core.tunnel_views()
@@ -335,7 +353,7 @@ class AllocationRunner:
         else:
             counters = read_counters(d.driver, devices)
         origin_of = {t.vxlan_device: t.stitch_id for t in live if t.origin}
-        result = self.loop.step(d.now(), ends, counters, origin_of)
+        result = self.loop.step(d.now(), ends, counters, origin_of, await self._links())
         for sid, mbps in result.resizes:
             d.resize_stitch(sid, mbps)
         if d.store_open:
