@@ -152,7 +152,7 @@ class QosLive:
 
 def qos_rows(daemon: RouteManagerDaemon) -> list[dict[str, Any]]:
     """The HTB classes of the desired state, one row each, named by their QoS class."""
-    live: QosLive | None = getattr(daemon, "qos", None)
+    live = daemon.qos
     return [{"device": o.device, "class_id": o.class_id,
              "class": live.class_name(o.class_id) if live is not None else None,
              "rate_mbps": o.rate_mbps, "ceil_mbps": o.ceil_mbps, "prio": o.prio}
@@ -172,23 +172,27 @@ def route_rows(daemon: RouteManagerDaemon) -> list[dict[str, Any]]:
     vnid_of = {bridge_name(VNID(v.vni)): v.vni for v in state if isinstance(v, VxlanPort)}
     for o in sorted((o for o in state if isinstance(o, Route)), key=lambda o: o.key):
         vn = vnid_of.get(o.device)
-        rows.append({"vnid": vn, "where": "stitched", "via": paths.get(vn or -1, []),
+        rows.append({"vnid": vn, "where": "stitched",
+                     "via": paths.get(vn, []) if vn is not None else [],
                      "prefix": o.destination, "device": o.device, "metric": o.metric,
+                     # the band's priority (metric = MAX_PRIORITY - p); 0: ordinary band
                      "priority": MAX_PRIORITY - o.metric if o.metric < MAX_PRIORITY else 0})
     return rows
 
 
 def _read_classes(driver: ClassCountingDriver, devices: Sequence[str]
-                  ) -> dict[tuple[str, int], dict[str, Any]]:
+                  ) -> tuple[dict[tuple[str, int], dict[str, Any]], dict[str, str]]:
+    """Counters per (device, class id), and why a device could not be read."""
     out: dict[tuple[str, int], dict[str, Any]] = {}
+    errors: dict[str, str] = {}
     for dev in devices:
         try:
             for s in driver.class_stats(dev):
                 out[(dev, s.class_id)] = {"bytes": s.bytes, "packets": s.packets,
                                           "drops": s.drops}
         except DataplaneError as exc:
-            out[(dev, -1)] = {"error": str(exc)}
-    return out
+            errors[dev] = str(exc)
+    return out, errors
 
 
 def _read_routes(netns: str | None, prefixes: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -212,18 +216,17 @@ async def live_view(daemon: RouteManagerDaemon, what: str) -> list[dict[str, Any
     if what == "qos":
         rows = qos_rows(daemon)
         driver = daemon.driver
+        stats: dict[tuple[str, int], dict[str, Any]] = {}
+        errors: dict[str, str] = {}
         if isinstance(driver, ClassCountingDriver):
             devices = sorted({str(r["device"]) for r in rows})
-            stats = (await asyncio.to_thread(_read_classes, driver, devices) if offload
-                     else _read_classes(driver, devices))
-        else:
-            stats = {}
+            stats, errors = (await asyncio.to_thread(_read_classes, driver, devices)
+                             if offload else _read_classes(driver, devices))
         for r in rows:
             seen = stats.get((r["device"], r["class_id"]))
-            err = stats.get((r["device"], -1), {}).get("error")
             r.update({"bytes": None, "packets": None, "drops": None} if seen is None else seen)
-            if err is not None:
-                r["error"] = err
+            if r["device"] in errors:
+                r["error"] = errors[r["device"]]
         return rows
     rows = route_rows(daemon)
     if offload:
