@@ -41,6 +41,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                  "simulate Route Managers on a topology (virtual time)"),
     "sweep": ("vnstitch.cli.sweep",
               "run a grid of simulations from a spec (local pool or Ray) and aggregate them"),
+    "schema": ("vnstitch.cli.schema", "print the JSON Schema of the config file, scenario "
+               "files or the HTTP API's bodies"),
     "vn": ("vnstitch.cli.vn", "VN membership: issue, revoke and show owner-signed grants"),
 }
 SUBCOMMAND_MODULES = tuple(module for module, _help in SUBCOMMANDS.values())
