@@ -30,6 +30,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "routemgr": ("vnstitch.cli.routemgr", "run and operate a Route Manager daemon"),
     "diagnose": ("vnstitch.cli.diagnose",
                  "say why a stitch is not up or not well (verdicts with evidence)"),
+    "verify": ("vnstitch.cli.verify",
+               "connectivity matrix over every stitched VN pair (ping, MTU, iperf3)"),
     "gather": ("vnstitch.cli.gather",
                "write one tarball with a daemon's state, decisions, metrics, logs "
                "and kernel objects for a bug report"),
