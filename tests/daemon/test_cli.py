@@ -44,7 +44,8 @@ def test_check_reports_bad_field_in_one_line(tmp_path: Path,
     assert lines[0].startswith(f"{bad}:3:11: key_file: ")  # no such key file
     assert lines[1:4] == [f"{bad}:6:9: peers[0].{f}: missing required field"
                           for f in ("address", "capacity_mbps", "latency_ms")]
-    assert lines[4] == f"{bad}: 4 problem(s)"
+    assert lines[4].startswith(f"{bad}:6:14: peers[0].id: Route Manager id must be")
+    assert lines[5] == f"{bad}: 5 problem(s)"
 
 
 def test_check_reports_every_problem_with_missing_key_and_duplicate_address(

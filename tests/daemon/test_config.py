@@ -117,3 +117,39 @@ def test_every_problem_is_reported_not_only_the_first(tmp_path: Path) -> None:
     fields = sorted(line.split(": ")[1] for line in str(err.value).splitlines())
     assert fields == ["listen.address", "listen.port", "timers.bogus",
                       "timers.probe_interval_s", "timers.probe_misses"], str(err.value)
+
+
+def test_published_schema_accepts_a_good_config_and_refuses_a_bad_one(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json  # noqa: PLC0415
+
+    import jsonschema  # type: ignore[import-untyped]  # noqa: PLC0415
+
+    from vnstitch.cli import main  # noqa: PLC0415
+
+    assert main(["schema", "config", "--json"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    good = _good(tmp_path)
+    assert list(validator.iter_errors(good)) == []
+    good["local_vns"][0]["allow"] = "any"  # type: ignore[index]
+    assert list(validator.iter_errors(good)) == []
+    bad = dict(good)
+    bad["timers"] = {"probe_misses": 1.5, "colour": 1}
+    assert list(validator.iter_errors(bad))  # control: the schema does check
+
+
+def test_problems_come_in_file_order_with_positions(tmp_path: Path) -> None:
+    text = ("segment: A\nlisten: {address: 127.0.0.1, port: 1}\nkey_file: k\n"
+            "state_db: s\ncontrol_socket: c\ncolour: red\n"
+            "timers: {probe_misses: 0, hold_time_s: .nan}\n")
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "x.yaml", tmp_path)
+    assert str(err.value).splitlines() == [
+        "x.yaml:6:9: colour: unknown field (expected one of: allocation, control_socket, "
+        "dataplane, http, key_file, listen, local_vns, peers, pra, qos, segment, "
+        "state_db, timers, trust)",
+        "x.yaml:7:24: timers.probe_misses: must be > 0, got 0",
+        "x.yaml:7:40: timers.hold_time_s: must be finite, got number nan",
+    ]

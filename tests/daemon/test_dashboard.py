@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -68,6 +69,10 @@ def browser() -> Iterator[object]:
         driver.quit()
 
 
+def _drawn(css: str) -> Callable[[Any], bool]:
+    return lambda d: bool(d.find_elements("css selector", css))
+
+
 def test_dashboard_shows_the_stitch_without_console_errors(
         browser: object, tmp_path: Path) -> None:
     from selenium.webdriver.chrome.webdriver import WebDriver  # noqa: PLC0415
@@ -93,6 +98,10 @@ def test_dashboard_shows_the_stitch_without_console_errors(
         wait.until(lambda d: sid in d.find_element(By.ID, "stitches").text)
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f'polyline[data-stitch="{sid}"]'))
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#chart polyline")) > 0)
+        # measured rate, the forecast band (10-90 %) and the reservation, all drawn
+        for part in ("polygon.band", "polyline.series-measured",
+                     "polyline.series-reserved", "polyline.series-forecast"):
+            wait.until(_drawn(f"#chart {part}"))
         assert "connected" in browser.find_element(By.ID, "status").text
         assert browser.execute_script("return sessionStorage.getItem('vnstitch-token')") \
             == a.token

@@ -66,6 +66,11 @@ def test_untrusted_peer_key_is_named(tmp_path: Path,
         trust = [c for c in checks if c["check"] == "peer-trust"]
         assert trust[0]["verdict"] == "fail", trust
         assert "not trusted" in trust[0]["cause"] and "unknown_sender" in trust[0]["evidence"]
+        # the same reason per peer on /metrics
+        _, text = a.call("GET", "/metrics")
+        line = next(ln for ln in str(text).splitlines()
+                    if ln.startswith("vnstitch_peer_faults_by_reason_total{"))
+        assert 'reason="unknown_sender"' in line and float(line.rsplit(" ", 1)[1]) > 0
 
 
 def test_gather_writes_state_and_no_secrets(tmp_path: Path,

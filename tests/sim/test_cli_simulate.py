@@ -59,7 +59,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixt
     bad.write_text("network: {loss: 2}\n")
     assert main(["simulate", "--scenario", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert f"{bad}: network.loss: must be between 0 and 1" in err
+    assert f"{bad}:1:17: network.loss: must be between 0 and 1" in err
     assert main(["simulate", "--loss", "1.5", "--json"]) == 2
     assert "network.loss: out of range" in capsys.readouterr().err
     assert main(["simulate", "--segments", "500"]) == 2

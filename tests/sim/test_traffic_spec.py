@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 
 import pytest
@@ -75,7 +76,8 @@ def test_bad_traffic_fields_are_named(text: str, field: str, problem: str) -> No
         _parse(text)
     assert err.value.field == field, str(err.value)
     assert problem in err.value.problem, str(err.value)
-    assert f"bad.yaml: {field}:" in str(err.value)
+    # the problem's position in the file: FILE:LINE:COL
+    assert re.search(rf"bad\.yaml:\d+:\d+: {re.escape(field)}:", str(err.value)), str(err.value)
 
 
 @pytest.mark.parametrize(("flow", "field", "problem"), [

@@ -40,7 +40,7 @@ def test_run_ids_are_stable_across_loads(small_spec: Path) -> None:
     ("base: builtin:small\ngrid: {network.loss: [0, 2]}\nmetrics: [x]\n",
      "grid.network.loss", "between 0 and 1"),
     ("base: builtin:small\ngrid: {segments: [0]}\nmetrics: [x]\n", "grid.segments",
-     "integer"),
+     "between 1 and"),
     ("base: builtin:small\ngrid: {network.los: [0.1]}\nmetrics: [x]\n",
      "grid.network.los", "unknown field"),
     ("base: builtin:small\ngrid: {seed: [1, 1]}\nmetrics: [x]\n", "grid.seed", "twice"),

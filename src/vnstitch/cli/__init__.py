@@ -30,6 +30,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "routemgr": ("vnstitch.cli.routemgr", "run and operate a Route Manager daemon"),
     "diagnose": ("vnstitch.cli.diagnose",
                  "say why a stitch is not up or not well (verdicts with evidence)"),
+    "verify": ("vnstitch.cli.verify",
+               "connectivity matrix over every stitched VN pair (ping, MTU, iperf3)"),
     "gather": ("vnstitch.cli.gather",
                "write one tarball with a daemon's state, decisions, metrics, logs "
                "and kernel objects for a bug report"),
@@ -41,6 +43,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                  "simulate Route Managers on a topology (virtual time)"),
     "sweep": ("vnstitch.cli.sweep",
               "run a grid of simulations from a spec (local pool or Ray) and aggregate them"),
+    "schema": ("vnstitch.cli.schema", "print the JSON Schema of the config file, scenario "
+               "files or the HTTP API's bodies"),
     "vn": ("vnstitch.cli.vn", "VN membership: issue, revoke and show owner-signed grants"),
 }
 SUBCOMMAND_MODULES = tuple(module for module, _help in SUBCOMMANDS.values())

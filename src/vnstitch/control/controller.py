@@ -149,6 +149,17 @@ class ReservationBook:
         return min(self.reserved.get(key.location, cap), cap)
 
 
+#: The quantiles of each forecast reported as its band (10 %, median, 90 %).
+BAND_LEVELS = (0.1, 0.5, 0.9)
+
+
+def forecast_band(f: QuantileForecast) -> dict[float, float]:
+    """``f``'s next-step demand at :data:`BAND_LEVELS` (interpolated between its levels)."""
+    import numpy as np  # noqa: PLC0415  (the daemon imports this module without numpy)
+
+    return {q: float(np.interp(q, f.levels, f.values[:, 0])) for q in BAND_LEVELS}
+
+
 @dataclass(slots=True)
 class ControlResult:
     actions: list[ControlAction] = field(default_factory=list)
@@ -156,6 +167,8 @@ class ControlResult:
     samples: list[tuple[str, float, float]] = field(default_factory=list)  # (id, t, Mbit/s)
     amounts: dict[str, float] = field(default_factory=dict)  # reserved per consumer
     centres: dict[str, float] = field(default_factory=dict)  # point forecasts
+    #: Forecast quantiles per consumer at :data:`BAND_LEVELS` (the band operators see).
+    bands: dict[str, dict[float, float]] = field(default_factory=dict)
     #: The allocator's own reports (raw decisions, shortfalls, reroutes), per allocator.
     reports: list[StepReport] = field(default_factory=list)
 
@@ -350,6 +363,7 @@ class Controller:
         shortfall = {sf.key.location: sf for sf in report.shortfalls}
         for c in consumers:
             out.centres[c.id] = self.bank.centre(c.id)
+            out.bands[c.id] = forecast_band(forecasts[c.id])
             amount = report.amounts[c.id]
             if not self.policy.joint:  # what the book really holds (capped, refused)
                 amount = min((report.per_location.get(_key(link), amount)

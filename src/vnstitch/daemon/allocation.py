@@ -250,12 +250,13 @@ class AllocationLoop:
                 result.resizes.append((action.stitch_id, action.mbps))
             elif isinstance(action, SetQosClasses):
                 result.qos.append(action)
-        result.decisions = [self._row(r) for r in out.records]
+        result.decisions = [self._row(r, out.bands.get(r.consumer)) for r in out.records]
         result.changed = self.view.overrides != before
         self.decisions.extend(result.decisions)
         return result
 
-    def _row(self, r: DecisionRecord) -> dict[str, Any]:
+    def _row(self, r: DecisionRecord, band: Mapping[float, float] | None = None
+             ) -> dict[str, Any]:
         end = self._ends.get(r.consumer)
         row: dict[str, Any] = {
             "now": round(r.now, 3), "stitch_id": r.consumer,
@@ -271,6 +272,8 @@ class AllocationLoop:
         if r.amount_mbps is not None:
             row["amount_mbps" if r.action != "resize-requested" else "new_mbps"] = \
                 r.amount_mbps
+        if band is not None and r.quantile is not None:  # the forecast's band, once
+            row["band"] = {f"{q:g}": round(v, 6) for q, v in sorted(band.items())}
         return row
 
     def resize_outcome(self, ev: StitchResized) -> None:

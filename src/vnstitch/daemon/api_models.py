@@ -114,6 +114,8 @@ class Peer(_Out):
     received: int
     sent: int
     faults: int
+    fault_reasons: dict[str, int] = Field(default_factory=dict,
+                                          description="dropped datagrams by reason")
     last_heard_s_ago: float | None = Field(description="null: never heard from")
 
 

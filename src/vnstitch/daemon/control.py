@@ -75,6 +75,7 @@ def view(daemon: RouteManagerDaemon, what: str) -> Any:
     if what == "peers":
         return [{"id": p.rm_id, "address": f"{p.address[0]}:{p.address[1]}",
                  "received": p.received, "sent": p.sent, "faults": p.faults,
+                 "fault_reasons": dict(p.fault_reasons),
                  "last_heard_s_ago": None if p.last_heard is None else
                  round(now - p.last_heard, 3)} for p in daemon.peers.values()]
     if what == "vnids":
@@ -104,7 +105,7 @@ def view(daemon: RouteManagerDaemon, what: str) -> Any:
         return metrics_text(daemon)
     if what == "status":
         host, port = daemon.local_address
-        return {"rm_id": daemon.rm_id, "segment": daemon.config.segment,
+        return {"rm_id": daemon.rm_id, "segment": daemon.config.segment, "pid": os.getpid(),
                 "listen": f"{host}:{port}", "driver": daemon.config.dataplane.driver,
                 "uptime_s": round(now - daemon.started_at, 3),
                 "dataplane_objects": len(daemon.desired_state()),

@@ -19,8 +19,19 @@ order a person would look:
 - ``allocation``: recent shortfall decisions (the forecast exceeds the reservation);
 - ``link-utilisation``: a neighbour link with more than 90 % of its capacity reserved.
 
-Kernel-side checks (WireGuard handshake age, HTB drops, path MTU probes, route conflicts)
-need the host's tools and are not implemented here.
+:func:`kernel_checks` judges evidence read from the daemon's namespace
+(:mod:`vnstitch.daemon.kernelevidence`), also purely:
+
+- ``wireguard``: each tunnel interface is there and answers (a killed wireguard-go takes
+  its interface with it), and its peer's latest handshake is recent (WireGuard
+  re-handshakes every 2 minutes while traffic flows; none, or older than 3 minutes, means
+  the far end or the path does not answer);
+- ``path-mtu``: a DF packet as large as WireGuard sends for a full inner packet reaches
+  the peer's endpoint; if not, the largest that does (the substrate's MTU is too small);
+- ``htb-drops``: packets dropped by the stitch's HTB class (traffic above its ceiling);
+- ``route-conflict``: a route to a VN component that does not go through the VN's bridge
+  and that the kernel prefers (lower or equal metric), e.g. a substrate route to an
+  overlapping prefix.
 """
 
 from __future__ import annotations
@@ -28,6 +39,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from vnstitch.model.ids import VNID
+from vnstitch.protocol.tunnels import bridge_name
 
 TRUST_FAULTS = ("unknown_sender", "bad_signature")
 VERDICTS = ("ok", "warn", "fail")
@@ -84,11 +98,15 @@ def _peer_checks(peers: Sequence[dict[str, Any]], faults: Mapping[str, float],
     trust_faults = {r: int(n) for r, n in faults.items() if r in TRUST_FAULTS and n > 0}
     for p in peers:
         pid, faulted, received = str(p["id"]), int(p["faults"]), int(p["received"])
+        mine = p.get("fault_reasons")  # per peer when the daemon reports it
+        if isinstance(mine, dict):
+            trust_faults = {r: int(n) for r, n in mine.items() if r in TRUST_FAULTS and n}
         if faulted and trust_faults:
             reasons = ", ".join(f"{r}={n}" for r, n in sorted(trust_faults.items()))
+            scope = "" if isinstance(mine, dict) else "daemon-wide: "
             out.append(Check("peer-trust", pid, "fail",
-                             f"{faulted} of {received + faulted} datagrams from "
-                             f"{p['address']} dropped; daemon-wide: {reasons}",
+                             f"{faulted} of {received} datagrams from "
+                             f"{p['address']} dropped; {scope}{reasons}",
                              "peer key not trusted: add its public_key to trust: (or it "
                              "signs with a key other than the one trusted)"))
         else:
@@ -116,7 +134,10 @@ def _stitch_check(s: dict[str, Any], unreachable: set[str]) -> Check:
     if status == "up":
         return Check("stitch-state", sid, "ok", evidence)
     down = [h for h in path if h in unreachable]
-    cause = (f"transit down: {down[0][:8]} on the path is unreachable" if down else
+    if not path and unreachable:  # the path is gone: name the neighbours that went silent
+        down = sorted(unreachable)
+    cause = (f"transit down: {', '.join(h[:8] for h in down)} unreachable "
+             f"({'on the path' if path else 'no path left'})" if down else
              "renegotiating around a failure" if status == "renegotiating" else
              f"the stitch is {status}")
     return Check("stitch-state", sid, "warn" if status == "renegotiating" else "fail",
@@ -167,4 +188,113 @@ def parse_faults(metrics_text: str) -> dict[str, float]:
         if line.startswith("vnstitch_peer_faults_total{") and 'reason="' in line:
             reason = line.split('reason="', 1)[1].split('"', 1)[0]
             out[reason] = out.get(reason, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+#: WireGuard's REJECT_AFTER_TIME: a session older than this is dead.
+HANDSHAKE_STALE_S = 180.0
+
+
+def kernel_checks(evidence: Mapping[str, Any], views: Mapping[str, Any]) -> list[Check]:
+    """Checks over kernel ``evidence`` (see :mod:`vnstitch.daemon.kernelevidence`)."""
+    out = [Check("kernel", "evidence", "warn", e, "a kernel read failed")
+           for e in evidence.get("errors", [])]
+    for ifname, wg in sorted(evidence.get("wireguard", {}).items()):
+        out.append(_wireguard_check(ifname, wg))
+    for p in evidence.get("path_mtu", []):
+        subject = f"{p['interface']}->{p['endpoint']}"
+        if p["passes"]:
+            out.append(Check("path-mtu", subject, "ok",
+                             f"a {p['needed']}-byte DF packet reaches {p['endpoint']}"))
+        elif p["largest"] is None:
+            out.append(Check("path-mtu", subject, "fail",
+                             f"not even a small DF packet reaches {p['endpoint']}",
+                             "the peer's tunnel endpoint is unreachable on the substrate"))
+        else:
+            out.append(Check("path-mtu", subject, "fail",
+                             f"WireGuard sends {p['needed']}-byte packets to "
+                             f"{p['endpoint']}; the largest DF packet that arrives is about "
+                             f"{p['largest']} bytes",
+                             "MTU too small on the substrate path: raise the links' MTU to "
+                             f"{p['needed']} or lower the VN's MTU by "
+                             f"{p['needed'] - p['largest']} bytes"))
+    for c in evidence.get("htb", []):
+        drops = int(c.get("drops") or 0)
+        out.append(Check("htb-drops", f"{c['device']} {c['handle']}",
+                         "warn" if drops else "ok",
+                         f"{drops} packets dropped, {c.get('bytes')} bytes sent",
+                         "traffic above the stitch's ceiling (see allocation)" if drops
+                         else ""))
+    out.extend(_route_checks(evidence.get("routes", []), views))
+    return out
+
+
+def _wireguard_check(ifname: str, wg: Mapping[str, Any]) -> Check:
+    if not wg.get("present", False):
+        return Check("wireguard", ifname, "fail", f"interface {ifname} is missing",
+                     "WireGuard killed: wireguard-go for this tunnel is not running (the "
+                     "daemon recreates it on its next reconcile)")
+    if wg.get("error"):
+        return Check("wireguard", ifname, "fail", f"wg show: {wg['error']}",
+                     "WireGuard killed: the interface exists but its wireguard-go does not "
+                     "answer")
+    peers = wg.get("peers", [])
+    if not peers:
+        return Check("wireguard", ifname, "fail", "no peer configured",
+                     "the tunnel's keys were not exchanged")
+    p = peers[0]
+    age = p.get("handshake_age_s")
+    evidence = (f"peer {p.get('endpoint')}: "
+                f"{'no handshake yet' if age is None else f'handshake {age:.0f} s ago'}; "
+                f"rx {p.get('rx_bytes')} B, tx {p.get('tx_bytes')} B")
+    if age is None or float(age) > HANDSHAKE_STALE_S:
+        return Check("wireguard", ifname, "fail", evidence,
+                     "no WireGuard session: the far end's wireguard-go is down, or the "
+                     "path drops its UDP (see path-mtu)")
+    return Check("wireguard", ifname, "ok", evidence)
+
+
+def _route_checks(routes: Sequence[Mapping[str, Any]], views: Mapping[str, Any]
+                  ) -> list[Check]:
+    import ipaddress  # noqa: PLC0415
+
+    out: list[Check] = []
+    seen: set[tuple[int, str]] = set()
+    for vn in views.get("vnids", []):
+        bridge = bridge_name(VNID(int(vn["vnid"])))
+        for comp in vn.get("components", []):
+            net = ipaddress.ip_network(str(comp), strict=False)
+            if (int(vn["vnid"]), str(net)) in seen:
+                continue
+            seen.add((int(vn["vnid"]), str(net)))
+            ours = [r for r in routes if r.get("dev") == bridge and r.get("dst") == str(net)]
+            mine = min((int(r.get("metric") or 0) for r in ours), default=None)
+            clash = []
+            for r in routes:
+                dst = r.get("dst")
+                if not dst or dst == "default" or r.get("dev") == bridge or \
+                        r.get("table") not in (None, "main"):
+                    continue
+                try:
+                    other = ipaddress.ip_network(str(dst), strict=False)
+                except ValueError:
+                    continue
+                if other.version == net.version and other.overlaps(net):
+                    clash.append(r)
+            if not clash:
+                continue
+            # Only where the stitch installed a route can another one take its traffic.
+            wins = [r for r in clash if mine is not None and (
+                    ipaddress.ip_network(str(r["dst"]), strict=False).prefixlen >
+                    net.prefixlen or int(r.get("metric") or 0) <= mine)]
+            shown = "; ".join(f"{r['dst']} dev {r.get('dev')}"
+                              f"{' via ' + str(r['gateway']) if r.get('gateway') else ''} "
+                              f"metric {r.get('metric') or 0} proto {r.get('protocol')}"
+                              for r in clash[:3])
+            out.append(Check("route-conflict", f"VN {vn['vnid']} {net}",
+                             "fail" if wins else "warn",
+                             f"{shown}; the stitch's route: "
+                             f"{'none' if mine is None else f'metric {mine}'}",
+                             "a substrate route to an overlapping prefix takes the VN's "
+                             "traffic" if wins else "an overlapping substrate route exists"))
     return out

@@ -15,12 +15,14 @@ Families (all carry the label ``rm``, the daemon's RM id):
 - per stitch: ``stitch_state{stitch_id,vnid,state}`` (1 for its state, 0 for the others),
   ``stitch_bandwidth_mbps`` (negotiated), ``stitch_reserved_mbps`` (reservation held
   here), ``stitch_allocated_mbps`` (the allocation loop's HTB rate), ``stitch_measured_mbps``
-  (the last measured rate), ``stitch_forecast_mbps{quantile}`` (the allocator's forecast at
-  the quantile it provisions for), ``stitch_rtt_seconds`` and ``stitch_probe_loss_ratio``
-  (from the health probes of the tunnel end here)
+  (the last measured rate), ``stitch_forecast_mbps{quantile}`` (the allocator's forecast:
+  its band at 0.1, 0.5 and 0.9, and the quantile it provisions for),
+  ``stitch_rtt_seconds`` and ``stitch_probe_loss_ratio`` (from the health probes of the
+  tunnel end here)
 - per peer: ``peer_last_heard_seconds`` (age; absent when never heard),
   ``peer_state{state}`` (``up`` | ``lost`` | ``never_connected``), ``peer_datagrams_*``,
-  ``peer_faults_total``
+  ``peer_faults_by_reason_total{reason}`` (a peer whose key is not trusted shows as
+  ``unknown_sender`` here, under its configured address's peer)
 - per link: ``link_reserved_mbps``, ``link_capacity_mbps``, ``link_utilisation_ratio``
 - per QoS class (HTB class in the desired state): ``qos_class_rate_mbps``,
   ``qos_class_ceil_mbps``; byte and drop counters per class are not read by any driver
@@ -164,15 +166,17 @@ def _stitch_families(rm: str, stitches: list[dict[str, Any]], tunnels: list[dict
         if row.get("last_mbps") is not None:
             measured.add_metric([rm, str(row["stitch_id"])], float(row["last_mbps"]))
     forecast = _gauge("stitch_forecast_mbps", "the allocator's latest forecast of the "
-                      "stitch's rate at the quantile it provisions for",
-                      ["stitch_id", "quantile"])
+                      "stitch's rate: its band (quantiles 0.1, 0.5, 0.9) and the quantile "
+                      "it provisions for", ["stitch_id", "quantile"])
     latest: dict[str, dict[str, Any]] = {}
     for row in decisions:
         if row.get("quantile") is not None and row.get("forecast_mbps") is not None:
             latest[str(row.get("stitch_id"))] = row
     for sid, row in sorted(latest.items()):
-        forecast.add_metric([rm, sid, f"{float(row['quantile']):g}"],
-                            float(row["forecast_mbps"]))
+        levels = {f"{float(row['quantile']):g}": float(row["forecast_mbps"])}
+        levels.update({str(q): float(v) for q, v in (row.get("band") or {}).items()})
+        for q, v in sorted(levels.items(), key=lambda kv: float(kv[0])):
+            forecast.add_metric([rm, sid, q], v)
 
     rtt = _gauge("stitch_rtt_seconds", "round-trip time of the last answered health probe "
                  "of the stitch's tunnel end here", ["stitch_id", "tunnel_id"])
@@ -201,6 +205,9 @@ def _peer_families(rm: str, peers: Iterable[dict[str, Any]], hold_s: float) -> l
     faults = CounterMetricFamily("vnstitch_peer_datagrams_faulted",
                                  "datagrams from the peer dropped as faults",
                                  labels=["rm", "peer"])
+    reasons = CounterMetricFamily("vnstitch_peer_faults_by_reason",
+                                  "datagrams from the peer dropped, by reason (unknown_sender, "
+                                  "bad_signature, replayed, ...)", labels=["rm", "peer", "reason"])
     for p in peers:
         pid = str(p["id"])
         ago = p.get("last_heard_s_ago")
@@ -213,7 +220,9 @@ def _peer_families(rm: str, peers: Iterable[dict[str, Any]], hold_s: float) -> l
         received.add_metric([rm, pid], int(p["received"]))
         sent.add_metric([rm, pid], int(p["sent"]))
         faults.add_metric([rm, pid], int(p["faults"]))
-    return [age, state, received, sent, faults]
+        for reason, n in sorted((p.get("fault_reasons") or {}).items()):
+            reasons.add_metric([rm, pid, str(reason)], int(n))
+    return [age, state, received, sent, faults, reasons]
 
 
 def _link_families(rm: str, usage: dict[str, dict[str, float]]) -> list[Metric]:

@@ -130,6 +130,7 @@ class PeerView:
     faults: int = 0
     sent: int = 0
     last_heard: float | None = None  # core time of the last datagram that was not a fault
+    fault_reasons: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass(slots=True)
@@ -378,6 +379,7 @@ class RouteManagerDaemon:
             if refused is not None:  # dropped before any signature was checked
                 if peer is not None:
                     peer.faults += 1
+                    peer.fault_reasons[refused] += 1
                 self.faults[refused] += 1
                 self.metrics["peer_faults"] += 1
                 self.metrics["admission_dropped"] += 1
@@ -393,6 +395,7 @@ class RouteManagerDaemon:
         if peer is not None:
             if faulted:
                 peer.faults += 1
+                peer.fault_reasons.update(o.reason for o in outputs if isinstance(o, PeerFault))
             else:
                 peer.last_heard = now
         self._execute(outputs)

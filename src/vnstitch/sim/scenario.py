@@ -1,10 +1,14 @@
-"""Scenarios: YAML files describing a simulation, validated field by field.
+"""Scenarios: YAML files describing a simulation, validated against one schema.
 
 Theory of operation: a scenario file is a YAML mapping with the sections below; every
 section and field is optional and has a default, unknown fields are errors (a typo must
-not silently fall back to a default). :func:`scenario_from_mapping` checks each value's
-type and range and raises :class:`~vnstitch.sim.errors.ScenarioError` naming the file and
-the dotted field path (``faults[2].segment``); YAML syntax errors name line and column.
+not silently fall back to a default). :func:`parse_scenario` reads the YAML with each
+value's position and validates it against :class:`~vnstitch.sim.scenario_model.ScenarioFile`
+(the pydantic model ``vnstitch schema scenario`` publishes); every problem is reported
+at once as ``FILE:LINE:COL: faults[2].segment: problem``
+(:class:`~vnstitch.sim.scenario_model.ScenarioProblemsError`, a
+:class:`~vnstitch.sim.errors.ScenarioError`), then the valid file becomes a frozen
+:class:`Scenario`.
 Segment names and substrate links can only be checked once the topology is loaded and
 partitioned, which :mod:`vnstitch.sim.runner` does, with the same field paths.
 
@@ -43,15 +47,22 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from vnstitch.sim.allocation_spec import parse_allocation
 from vnstitch.sim.errors import ScenarioError
-from vnstitch.sim.fields import FieldReader
 from vnstitch.sim.network import Impairments
 from vnstitch.sim.picks import BUSIEST_ADJACENCY
+from vnstitch.sim.scenario_model import (
+    FaultEntry,
+    NetworkSection,
+    RequestsSection,
+    ScenarioFile,
+    ScenarioProblemsError,
+    VnsSection,
+    loc_of,
+)
 from vnstitch.sim.traffic_spec import TrafficSpec, parse_traffic
 from vnstitch.sim.workload import FaultKind
+from vnstitch.yamlfile import YamlDocument, YamlSyntaxError, load_yaml, validate
 
 BUILTIN = ("small", "medium", "faulty", "congestion", "abilene-tm", "allocation",
            "transit-crash", "nonmember", "story")
@@ -111,160 +122,12 @@ class Scenario:
     base_dir: str | None = None
 
 
-def _vns(source: str, data: object) -> VnSpec:
-    r = FieldReader(source, "vns", data)
-    spec = VnSpec(r.integer("count", 8, lo=1, hi=1_000_000),
-                  r.integer("segments_per_vn", 2, lo=1, hi=10_000),
-                  r.integer("non_members", 0, lo=0, hi=10_000))
-    r.finish()
-    return spec
-
-
-def _requests(source: str, data: object) -> RequestSpec:
-    r = FieldReader(source, "requests", data)
-    arrival = r.text("arrival", "poisson")
-    if arrival not in ("poisson", "file"):
-        raise r.fail("arrival", f"must be 'poisson' or 'file', got {arrival!r}")
-    bw = r.raw("bandwidth_mbps")
-    if bw is None:
-        band = (10.0, 100.0)
-    elif isinstance(bw, int | float) and not isinstance(bw, bool) and 0 < bw < math.inf:
-        band = (float(bw), float(bw))
-    elif (isinstance(bw, list) and len(bw) == 2
-          and all(isinstance(x, int | float) and not isinstance(x, bool) for x in bw)
-          and 0 < bw[0] <= bw[1] and math.isfinite(bw[1])):
-        band = (float(bw[0]), float(bw[1]))
-    else:
-        raise r.fail("bandwidth_mbps", f"must be a number > 0 or [low, high] with "
-                     f"0 < low <= high, got {bw!r}")
-    hold = r.raw("hold_s")
-    if hold is not None and (isinstance(hold, bool) or not isinstance(hold, int | float)
-                             or not 0 < hold < math.inf):
-        raise r.fail("hold_s", f"must be a number > 0 or null, got {hold!r}")
-    spec = RequestSpec(
-        count=r.integer("count", 20, lo=0, hi=10_000_000),
-        arrival=str(arrival),
-        start_s=_opt(r, "start_s"),
-        end_s=_opt(r, "end_s"),
-        bandwidth_mbps=band,
-        max_latency_ms=r.number("max_latency_ms", math.inf, lo=0.0, allow_inf=True),
-        hop_limit=r.integer("hop_limit", 16, lo=1, hi=255),
-        hold_s=None if hold is None else float(hold),
-        file=r.text("file", None),
-    )
-    if spec.end_s is not None and spec.start_s is not None and spec.end_s < spec.start_s:
-        raise r.fail("end_s", f"must be >= start_s ({spec.start_s:g}), got {spec.end_s:g}")
-    if spec.arrival == "file" and spec.file is None:
-        raise r.fail("file", "is required when arrival is 'file'")
-    r.finish()
-    return spec
-
-
-def _opt(r: FieldReader, key: str) -> float | None:
-    value = r.number(key, math.nan, lo=0.0)
-    return None if math.isnan(value) else value
-
-
 def request_window(sc: Scenario) -> tuple[float, float]:
     """The request arrival window, defaults filled in from the duration."""
     rq = sc.requests
     start = rq.start_s if rq.start_s is not None else min(5.0, sc.duration_s / 10)
     end = rq.end_s if rq.end_s is not None else max(start, sc.duration_s * 2 / 3)
     return start, end
-
-
-def _network(source: str, data: object) -> Impairments:
-    r = FieldReader(source, "network", data)
-    imp = Impairments(
-        loss=r.number("loss", 0.0, lo=0.0, hi=1.0),
-        duplicate=r.number("duplicate", 0.0, lo=0.0, hi=1.0),
-        reorder=r.number("reorder", 0.0, lo=0.0, hi=1.0),
-        reorder_delay_ms=r.number("reorder_delay_ms", 5.0, lo=0.0, hi=60_000.0),
-        jitter_ms=r.number("jitter_ms", 0.0, lo=0.0, hi=60_000.0),
-    )
-    r.finish()
-    return imp
-
-
-def _fault(source: str, index: int, data: object) -> FaultSpec:
-    r = FieldReader(source, f"faults[{index}]", data)
-    at = r.number("at", math.nan, lo=0.0)
-    if math.isnan(at):
-        raise r.fail("at", "is required (seconds of virtual time)")
-    action = r.text("action", None)
-    kinds = [k.value for k in FaultKind]
-    if action not in kinds:
-        raise r.fail("action", f"must be one of {kinds}, got {action!r}")
-    kind = FaultKind(action)
-    segment = link = None
-    segments: tuple[str, ...] = ()
-    name = r.text("name", "partition") or "partition"
-    if kind in (FaultKind.CRASH, FaultKind.RESTART):
-        segment = r.text("segment", None)
-        if segment is None:
-            raise r.fail("segment", f"is required for {kind.value}")
-    elif kind in (FaultKind.CUT_LINK, FaultKind.REPAIR_LINK) \
-            and r.raw("link") == BUSIEST_ADJACENCY:
-        r.finish()
-        return FaultSpec(at, kind, field=r.path, link_pick=BUSIEST_ADJACENCY)
-    elif kind in (FaultKind.CUT_LINK, FaultKind.REPAIR_LINK):
-        raw = r.raw("link")
-        if not (isinstance(raw, list) and len(raw) == 2
-                and all(isinstance(x, str | int) and not isinstance(x, bool) for x in raw)):
-            raise r.fail("link", f"must be [nodeA, nodeB] or {BUSIEST_ADJACENCY!r} for "
-                         f"{kind.value}, got {raw!r}")
-        link = (str(raw[0]), str(raw[1]))
-    elif kind is FaultKind.PARTITION:
-        raw = r.raw("segments")
-        if not (isinstance(raw, list) and raw and all(isinstance(x, str) for x in raw)):
-            raise r.fail("segments", f"must be a non-empty list of segment ids, got {raw!r}")
-        segments = tuple(raw)
-    r.finish()
-    return FaultSpec(at, kind, segment, link, segments, name, r.path)
-
-
-def scenario_from_mapping(data: object, source: str = "<scenario>",
-                          base_dir: str | None = None) -> Scenario:
-    """Validate a parsed YAML document into a :class:`Scenario`."""
-    r = FieldReader(source, "", data)
-    faults_raw = r.raw("faults")
-    if faults_raw is not None and not isinstance(faults_raw, list):
-        raise r.fail("faults", f"must be a list, got {type(faults_raw).__name__}")
-    proto_raw = r.raw("protocol")
-    proto = FieldReader(source, "protocol", proto_raw)
-    protocol = {str(k): proto.number(str(k), 0.0, lo=0.0) for k in proto.data}
-    proto.finish()
-    scenario = Scenario(
-        name=r.text("name", "default") or "default",
-        topology=r.text("topology", "zoo:Abilene") or "zoo:Abilene",
-        segments=r.integer("segments", 4, lo=1, hi=100_000),
-        seed=r.integer("seed", 1, lo=0, hi=2**63 - 1),
-        duration_s=r.number("duration_s", 60.0, lo=0.001, hi=1e7),
-        vns=_vns(source, r.raw("vns")),
-        requests=_requests(source, r.raw("requests")),
-        network=_network(source, r.raw("network")),
-        faults=tuple(_fault(source, k, f) for k, f in enumerate(faults_raw or [])),
-        protocol=protocol,
-        traffic=_traffic(source, r),
-        source=source,
-        base_dir=base_dir,
-    )
-    r.finish()
-    return scenario
-
-
-def _traffic(source: str, r: FieldReader) -> TrafficSpec | None:
-    """``traffic:`` + ``qos:``, with the ``allocation:`` section that manages them."""
-    traffic = parse_traffic(source, r.raw("traffic"), r.raw("qos"))
-    raw = r.raw("allocation")
-    if raw is None:
-        return traffic
-    if traffic is None:
-        raise ScenarioError(source, "allocation", "needs a traffic (and qos) section: it "
-                            "reserves bandwidth for the traffic's flows")
-    classes = {c.name for c in traffic.policy.classes}
-    spec = parse_allocation(source, raw, classes, traffic.stitched_classes)
-    return dataclasses.replace(traffic, allocation=spec)
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -292,19 +155,90 @@ def read_scenario_text(path: str | Path) -> tuple[str, str, str | None]:
 
 
 def parse_scenario(text: str, source: str, base_dir: str | None) -> Scenario:
-    return scenario_from_mapping(scenario_yaml(text, source), source, base_dir)
+    """Validate scenario ``text``; every problem named ``FILE:LINE:COL: field: problem``."""
+    try:
+        doc = load_yaml(text, source, what="scenario")
+    except YamlSyntaxError as exc:
+        raise ScenarioProblemsError(source, "", str(exc), [str(exc)]) from None
+    return _from_document(doc, base_dir)
 
 
 def scenario_yaml(text: str, source: str) -> object:
-    """The parsed YAML document of a scenario; syntax errors name line and column."""
+    """The parsed YAML document of a scenario (plain data); syntax errors name line and
+    column."""
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "yaml"
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ScenarioError(source, where, f"invalid YAML: {problem}") from None
-    return data
+        return load_yaml(text, source, what="scenario").data
+    except YamlSyntaxError as exc:
+        raise ScenarioProblemsError(source, "", str(exc), [str(exc)]) from None
+
+
+def scenario_from_mapping(data: object, source: str = "<scenario>",
+                          base_dir: str | None = None) -> Scenario:
+    """Validate an already parsed document (no positions: problems name the field)."""
+    return _from_document(YamlDocument(source, data), base_dir)
+
+
+def _from_document(doc: YamlDocument, base_dir: str | None) -> Scenario:
+    if doc.data is None:
+        doc.data = {}
+    model, lines = validate(ScenarioFile, doc)
+    if model is None:
+        first = lines[0].split(": ", 2)
+        field_, problem = (first[1], first[2]) if len(first) == 3 else ("", lines[0])
+        raise ScenarioProblemsError(doc.source, field_, problem, lines)
+    try:
+        return _scenario(model, doc.source, base_dir)
+    except ScenarioError as exc:  # from the traffic / qos / allocation readers
+        if not exc.field or exc.source != doc.source:
+            raise
+        line = f"{doc.where(loc_of(exc.field))}: {exc.field}: {exc.problem}"
+        raise ScenarioProblemsError(doc.source, exc.field, exc.problem, [line]) from None
+
+
+def _scenario(m: ScenarioFile, source: str, base_dir: str | None) -> Scenario:
+    v, rq, net = m.vns or VnsSection(), m.requests or RequestsSection(), \
+        m.network or NetworkSection()
+    bw = rq.bandwidth_mbps
+    band = (10.0, 100.0) if bw is None else (bw[0], bw[1]) if isinstance(bw, list) \
+        else (bw, bw)
+    requests = RequestSpec(
+        count=rq.count, arrival=rq.arrival, start_s=rq.start_s, end_s=rq.end_s,
+        bandwidth_mbps=band,
+        max_latency_ms=math.inf if rq.max_latency_ms is None else rq.max_latency_ms,
+        hop_limit=rq.hop_limit, hold_s=rq.hold_s, file=rq.file)
+    faults = tuple(_fault(f, f"faults[{i}]") for i, f in enumerate(m.faults or ()))
+    return Scenario(
+        name=m.name or "default", topology=m.topology or "zoo:Abilene",
+        segments=m.segments, seed=m.seed, duration_s=m.duration_s,
+        vns=VnSpec(v.count, v.segments_per_vn, v.non_members), requests=requests,
+        network=Impairments(loss=net.loss, duplicate=net.duplicate, reorder=net.reorder,
+                            reorder_delay_ms=net.reorder_delay_ms, jitter_ms=net.jitter_ms),
+        faults=faults, protocol=dict(m.protocol or {}),
+        traffic=_traffic(source, m), source=source, base_dir=base_dir)
+
+
+def _fault(f: FaultEntry, path: str) -> FaultSpec:
+    kind = FaultKind(f.action)
+    if kind in (FaultKind.CUT_LINK, FaultKind.REPAIR_LINK):
+        if not isinstance(f.link, list):  # the model allows only the alias otherwise
+            return FaultSpec(f.at, kind, field=path, link_pick=BUSIEST_ADJACENCY)
+        return FaultSpec(f.at, kind, link=(f.link[0], f.link[1]), field=path)
+    if kind in (FaultKind.CRASH, FaultKind.RESTART):
+        return FaultSpec(f.at, kind, segment=f.segment, field=path)
+    return FaultSpec(f.at, kind, segments=tuple(f.segments or ()), name=f.name, field=path)
+
+
+def _traffic(source: str, m: ScenarioFile) -> TrafficSpec | None:
+    """``traffic:`` + ``qos:``, with the ``allocation:`` section that manages them."""
+    traffic = parse_traffic(source, m.traffic, m.qos)
+    if m.allocation is None:
+        return traffic
+    if traffic is None:
+        raise ScenarioError(source, "allocation", "needs a traffic (and qos) section: it "
+                            "reserves bandwidth for the traffic's flows")
+    classes = {c.name for c in traffic.policy.classes}
+    spec = parse_allocation(source, m.allocation, classes, traffic.stitched_classes)
+    return dataclasses.replace(traffic, allocation=spec)
 
 
 def check_scenario(sc: Scenario) -> None:

@@ -102,15 +102,18 @@ function drawChart(stitchId, allocations) {
   const rows = allocations.filter((d) => d.stitch_id === stitchId && d.now !== undefined);
   // Only a demand decision (it has a quantile) carries the stitch's forecast; the
   // resource rows of the same step carry planned totals instead.
+  const band = (d, q) => (d.band && typeof d.band[q] === "number" ? d.band[q] : null);
   const pts = rows.length ? rows.map((d) => ({ t: d.now, measured: d.measured_mbps,
                                                forecast: typeof d.quantile === "number"
                                                  ? d.forecast_mbps : null,
+                                               low: band(d, "0.1"), median: band(d, "0.5"),
+                                               high: band(d, "0.9"),
                                                reserved: d.reserved_mbps }))
                           : (history.get(stitchId) || []);
   if (!pts.length) return;
   const W = 640, H = 220, L = 48, B = 24;
   const t0 = pts[0].t, t1 = Math.max(pts[pts.length - 1].t, t0 + 1);
-  const vals = pts.flatMap((p) => [p.measured, p.forecast, p.reserved])
+  const vals = pts.flatMap((p) => [p.measured, p.forecast, p.reserved, p.high])
     .filter((v) => typeof v === "number");
   const top = Math.max(1, ...vals) * 1.15;
   const X = (t) => L + ((t - t0) / (t1 - t0)) * (W - L - 10);
@@ -121,18 +124,23 @@ function drawChart(stitchId, allocations) {
   svg.append(el("svg:text", { x: 4, y: H - B, "font-size": 10 }, "0 Mbit/s"));
   svg.append(el("svg:text", { x: W - 120, y: H - 6, "font-size": 10 },
                 `${(t1 - t0).toFixed(0)} s shown`));
-  const fc = pts.filter((p) => typeof p.forecast === "number");
-  if (fc.length) {
-    const upper = fc.map((p) => `${X(p.t)},${Y(p.forecast)}`);
-    const poly = `${X(fc[0].t)},${Y(0)} ${upper.join(" ")} ${X(fc[fc.length - 1].t)},${Y(0)}`;
-    svg.append(el("svg:polygon", { points: poly, fill: "#a8dadc", opacity: 0.6 }));
+  // The forecast band: from its 10 % to its 90 % quantile, one step ahead.
+  const bd = pts.filter((p) => typeof p.low === "number" && typeof p.high === "number");
+  if (bd.length) {
+    const upper = bd.map((p) => `${X(p.t)},${Y(p.high)}`);
+    const lower = bd.slice().reverse().map((p) => `${X(p.t)},${Y(p.low)}`);
+    svg.append(el("svg:polygon", { points: `${upper.join(" ")} ${lower.join(" ")}`,
+      fill: "#a8dadc", opacity: 0.6, class: "band" }));
   }
   const series = (key, colour, dash) => {
     const p = pts.filter((q) => typeof q[key] === "number");
     if (!p.length) return;
     svg.append(el("svg:polyline", { points: p.map((q) => `${X(q.t)},${Y(q[key])}`).join(" "),
-      fill: "none", stroke: colour, "stroke-width": 2, "stroke-dasharray": dash || "" }));
+      fill: "none", stroke: colour, "stroke-width": 2, "stroke-dasharray": dash || "",
+      class: `series-${key}` }));
   };
+  series("median", "#2a9d8f", "2 2");
+  series("forecast", "#f4a261");
   series("measured", "#264653");
   series("reserved", "#e63946", "5 3");
 }
