@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import ipaddress
 import math
 import re
@@ -147,6 +148,30 @@ ALLOCATION_FORECASTERS = ("naive", "ets")
 
 
 @dataclass(frozen=True, slots=True)
+class CongestionConfig:
+    """Live congestion detection and reroute (:mod:`vnstitch.daemon.congestion`): every
+    ``interval_s`` the substrate links to the neighbours are sampled; a link above
+    ``high`` of its capacity for ``raise_samples`` samples is congested until below
+    ``low`` for ``clear_samples``; the origin moves a stitch after ``min_reports`` within
+    ``report_window_s``, at most once per ``holddown_s``, and brings it back when the link
+    was quiet ``return_after_s``. ``pin_paths``: route each tunnel's outer packets to its
+    path's first hop. ``enabled: false`` turns it all off."""
+
+    enabled: bool = True
+    interval_s: float = 0.2
+    high: float = 0.8
+    low: float = 0.6
+    raise_samples: int = 2
+    clear_samples: int = 3
+    holddown_s: float = 10.0
+    min_reports: int = 2
+    report_window_s: float = 1.0
+    return_after_s: float = 15.0
+    pin_paths: bool = True
+    decisions_kept: int = 500
+
+
+@dataclass(frozen=True, slots=True)
 class AllocationConfig:
     """The predictive bandwidth allocation loop (:mod:`vnstitch.daemon.allocation`).
 
@@ -215,6 +240,7 @@ class DaemonConfig:
     http: HttpConfig | None = None
     qos: QosConfig | None = None  # QoS classes live, stitching priority (daemon/qosconfig.py)
     pra: PraConfig | None = None  # the live PRA (vnstitch.daemon.pra_config)
+    congestion: CongestionConfig = CongestionConfig()
 
     def peer(self, rm_id: RouteManagerId) -> PeerConfig | None:
         for p in self.peers:
@@ -667,7 +693,38 @@ def _http(r: _Reader, data: Any, base: Path) -> HttpConfig | None:
 
 
 _TOP = {"segment", "listen", "key_file", "trust", "peers", "local_vns", "dataplane",
-        "timers", "state_db", "control_socket", "allocation", "http", "qos", "pra"}
+        "timers", "state_db", "control_socket", "allocation", "http", "congestion", "qos", "pra"}
+
+
+def _congestion(r: _Reader, data: Any) -> CongestionConfig:
+    d = CongestionConfig()
+    if data is None:
+        return d
+    p = "congestion"
+    e = _fields(r, data, p, {f.name for f in dataclasses.fields(CongestionConfig)}, set())
+
+    def flag(name: str) -> bool:
+        v = e.get(name, getattr(d, name))
+        if not isinstance(v, bool):
+            raise r.fail(f"{p}.{name}", f"must be true or false, got {_kind(v)}")
+        return v
+
+    def num(name: str, minimum: float = 0.0, *, strict: bool = False,
+            integer: bool = False) -> Any:
+        v = _number(r, f"{p}.{name}", e.get(name, getattr(d, name)), minimum=minimum,
+                    strict=strict, integer=integer)
+        return int(v) if integer else v
+
+    low, high = _fraction(r, f"{p}.low", e.get("low", d.low)), \
+        num("high", strict=True)
+    if not 0 < low < high:
+        raise r.fail(f"{p}.low", f"need 0 < low < high, got low {low:g}, high {high:g}")
+    return CongestionConfig(
+        flag("enabled"), num("interval_s", strict=True), high, low,
+        num("raise_samples", 1, integer=True), num("clear_samples", 1, integer=True),
+        num("holddown_s"), num("min_reports", 1, integer=True),
+        num("report_window_s", strict=True), num("return_after_s"), flag("pin_paths"),
+        num("decisions_kept", 1, integer=True))
 
 
 def parse_config(text: str, source: str = "<config>", base_dir: Path | None = None, *,
@@ -735,6 +792,8 @@ def _config(r: _Reader, data: Any, source: str, base: Path, check_files: bool
         "http": r.guard(lambda: _http(r, top.get("http"), base), None),
         "qos": r.guard(lambda: parse_qos(top.get("qos"), r.fail, source), None),
         "pra": r.guard(lambda: parse_pra(top.get("pra"), r.fail), None),
+        "congestion": r.guard(lambda: _congestion(r, top.get("congestion")),
+                              CongestionConfig()),
     }
     if r.problems:
         raise _AbandonedError("")

@@ -295,7 +295,7 @@ class LinuxDataplane:
             for rt in ipr.get_routes(family=socket.AF_INET, table=table):
                 if int(rt.get_attr("RTA_TABLE") or rt["table"]) != table:
                     continue
-                dst = f"{rt.get_attr('RTA_DST')}/{rt['dst_len']}"
+                dst = f"{rt.get_attr('RTA_DST') or '0.0.0.0'}/{rt['dst_len']}"
                 gw = str(rt.get_attr("RTA_GATEWAY") or "")
                 dev = name_of.get(int(rt.get_attr("RTA_OIF") or 0), "")
             pins.append(PathPin(sport, dst, gw, dev))

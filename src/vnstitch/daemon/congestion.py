@@ -1,0 +1,316 @@
+"""Live congestion reroute in the Route Manager: sample, detect, report, move, pin.
+
+Theory of operation. With the Linux dataplane, every ``congestion.interval_s`` the
+daemon
+
+1. **samples** the substrate link toward each neighbour (:func:`~vnstitch.daemon.
+   linksampler.sample_links`, in a worker thread): device, gateway, byte and drop
+   counters. The larger of the tx and rx rates over the capacity configured for that
+   neighbour is the link's utilisation;
+2. **detects** with the controller's hysteresis monitor (:class:`~vnstitch.routing.
+   monitor.CongestionMonitor`); every interval a link stays congested, the core is told
+   (:meth:`report_congestion`): it reports to the origin of every stitch crossing the
+   link -- a signed CONGESTION relayed along the path, or an event when the origin is
+   this RM (:mod:`vnstitch.protocol.congestion`);
+3. **decides at the origin**: each :class:`~vnstitch.protocol.api.CongestionReported`
+   (and each netlink link-down under a stitch originated here, seen at once through
+   :class:`~vnstitch.daemon.linksampler.LinkEvents`) goes to the pure
+   :class:`~vnstitch.control.reroute.StitchMover` (dampening, hold-down, return home);
+   its :class:`~vnstitch.control.Renegotiate` actions become ``renegotiate_stitch``
+   (make-before-break: the successor is committed and its tunnel objects applied before
+   the old stitch is released). The successor inherits the operator's intent; the old
+   tunnel's kernel objects linger until the successor's WireGuard handshake completed
+   (checked every interval), so the kernel, too, makes before it breaks;
+4. **pins paths**: :meth:`overlay` adds a :class:`~vnstitch.dataplane.objects.PathPin`
+   per tunnel end to the desired state, so a tunnel's outer packets leave through its
+   negotiated first hop (not whatever the substrate routes prefer); a pin whose first
+   hop has no link now is left out, so traffic falls back to the substrate's routes.
+
+Every decision (monitor state changes, reports, moves, holds, returns) is kept for
+``show decisions``. Nothing here raises into the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from vnstitch.control.model import DecisionRecord, Renegotiate
+from vnstitch.control.reroute import RerouteRules, StitchMover
+from vnstitch.daemon.config import CongestionConfig
+from vnstitch.daemon.linksampler import LinkEvents, LinkReading, sample_links
+from vnstitch.dataplane.base import DataplaneError
+from vnstitch.dataplane.objects import (
+    DataplaneObject,
+    DataplaneState,
+    PathPin,
+    WireguardInterface,
+)
+from vnstitch.dataplane.wireguard_go import last_handshake
+from vnstitch.model.ids import RouteManagerId
+from vnstitch.protocol.api import (
+    CongestionReported,
+    Output,
+    StitchEstablished,
+    StitchFailed,
+)
+from vnstitch.routing.monitor import ArcState, CongestionMonitor, MonitorConfig
+
+if TYPE_CHECKING:
+    from vnstitch.daemon.runtime import RouteManagerDaemon
+
+log = logging.getLogger("vnstitch.daemon.congestion")
+
+#: Longest time a replaced stitch's tunnel stays up waiting for its successor's.
+LINGER_S = 3.0
+
+
+class CongestionRunner:
+    """Drives sampling, reporting, reroute and path pins for one daemon."""
+
+    def __init__(self, daemon: RouteManagerDaemon, config: CongestionConfig) -> None:
+        self.daemon = daemon
+        self.config = config
+        self.monitor = CongestionMonitor(MonitorConfig(config.high, config.low,
+                                                       config.raise_samples,
+                                                       config.clear_samples))
+        self.mover = StitchMover(RerouteRules(config.holddown_s, config.min_reports,
+                                              config.report_window_s, config.return_after_s))
+        self.decisions: deque[dict[str, Any]] = deque(maxlen=config.decisions_kept)
+        self.links: dict[str, LinkReading] = {}
+        self.utilisation: dict[str, float] = {}
+        self._last: dict[str, tuple[float, LinkReading]] = {}
+        self._successor_of: dict[str, str] = {}  # successor stitch id -> the one it replaces
+        # successor stitch id -> (the old tunnel's objects, kept until when)
+        self._lingering: dict[str, tuple[list[DataplaneObject], float]] = {}
+        self._devices_of: dict[str, set[str]] = {}  # stitch being replaced -> its devices
+        self._task: asyncio.Task[None] | None = None
+        self._events: LinkEvents | None = None
+        self.steps = 0
+
+    # -- lifecycle --------------------------------------------------------------------
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._run())
+        if self.daemon.config.dataplane.netns is None:  # events in our own namespace only
+            self._events = LinkEvents(self._link_changed)
+            try:
+                self._events.start(loop)
+            except OSError as exc:
+                log.warning("netlink link events unavailable: %s", exc)
+                self._events = None
+
+    async def stop(self) -> None:
+        if self._events is not None:
+            self._events.close()
+            self._events = None
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except Exception:  # never let the loop die: log and try next interval
+                log.exception("congestion tick failed")
+                self.daemon.metrics["congestion_errors"] += 1
+            await asyncio.sleep(self.config.interval_s)
+
+    # -- one interval -----------------------------------------------------------------
+    async def tick(self) -> None:
+        d = self.daemon
+        hosts = {str(p.rm_id): p.host for p in d.config.peers}
+        links = await asyncio.to_thread(sample_links, hosts, d.config.dataplane.netns)
+        if not d.store_open:
+            return
+        now = d.now()
+        self.steps += 1
+        pins_before = self._pin_links()
+        self.links = links
+        util: dict[tuple[str, str], float] = {}
+        for n, r in links.items():
+            prev = self._last.get(n)
+            self._last[n] = (now, r)
+            peer = d.config.peer(RouteManagerId(n))
+            if r.error or prev is None or prev[1].device != r.device or peer is None \
+                    or now <= prev[0] or peer.capacity_mbps <= 0:
+                continue
+            dt = now - prev[0]
+            tx = max(0, r.tx_bytes - prev[1].tx_bytes)
+            rx = max(0, r.rx_bytes - prev[1].rx_bytes)
+            u = max(tx, rx) * 8 / 1e6 / dt / peer.capacity_mbps
+            self.utilisation[n] = u
+            util[(n, "")] = u
+        for ev in self.monitor.observe(now, util):
+            self._keep(DecisionRecord(now, ev.arc[0], f"link-{ev.new.value}", ev.reason))
+        outputs: list[Output] = []
+        for arc in self.monitor.congested():
+            if self.monitor.state(arc) is ArcState.CONGESTED:
+                outputs += d.core.report_congestion(RouteManagerId(arc[0]),
+                                                    self.utilisation.get(arc[0], 0.0), now)
+        if outputs:
+            d.execute(outputs)
+        await self._end_lingering(now)
+        acts, recs = self.mover.step(now, self._costs())
+        for rec in recs:
+            self._keep(rec)
+        self._apply(acts, now)
+        if self.config.pin_paths and self._pin_links() != pins_before:
+            d.dataplane_changed()
+
+    # -- events from the core and the kernel ------------------------------------------
+    def on_event(self, ev: Output) -> None:
+        """Called by the daemon for every core event (origin side of the reroute)."""
+        now = self.daemon.now()
+        if isinstance(ev, CongestionReported):
+            acts, recs = self.mover.congested(now, ev.stitch_id, (str(ev.link[0]),
+                                                                   str(ev.link[1])),
+                                              ev.utilisation, str(ev.reporter))
+            for rec in recs:
+                self._keep(rec)
+            # Applied on the next turn of the loop: we are inside the daemon's _execute.
+            if acts:
+                asyncio.get_running_loop().call_soon(self._apply, acts, now)
+        elif isinstance(ev, StitchEstablished) and ev.stitch_id in self._successor_of:
+            old = self._successor_of.pop(ev.stitch_id)
+            self._linger(old, ev.stitch_id, now)
+            cost = next((s.cost for s in self.daemon.store.stitches()
+                         if s.stitch_id == old), 0.0)
+            self.mover.moved(now, old, ev.stitch_id, cost)
+            self.daemon.intents.succeeded(old, ev.stitch_id, now)
+            self._keep(DecisionRecord(now, ev.stitch_id, "moved", f"successor of {old} is "
+                                      f"up on {len(ev.path) - 1} hop(s), cost {ev.cost:g} "
+                                      f"(was {cost:g}); the old stitch is released",
+                                      consumer=ev.stitch_id))
+        elif isinstance(ev, StitchFailed) and ev.stitch_id in self._successor_of:
+            old = self._successor_of.pop(ev.stitch_id)
+            self._devices_of.pop(old, None)
+            self.mover.failed(old)
+            self._keep(DecisionRecord(now, old, "stay", f"no path around the element: "
+                                      f"{ev.detail}", consumer=old))
+
+    def _linger(self, old: str, new: str, now: float) -> None:
+        """Keep the old stitch's tunnel objects in the kernel until the successor's
+        tunnel has completed a handshake (or ``LINGER_S``): the core releases the old stitch
+        in the step the successor is committed, and one reconcile pass would remove the
+        old tunnel before the new one carries anything."""
+        devices = self._devices_of.pop(old, set())
+        objs = [o for o in self.daemon.core_desired
+                if devices & {getattr(o, a, None) for a in ("name", "device", "port")}]
+        if objs:
+            self._lingering[new] = (objs, now + LINGER_S)
+
+    async def _end_lingering(self, now: float) -> None:
+        """Release replaced tunnels whose successor completed a WireGuard handshake
+        (it carries traffic both ways), or that lingered ``LINGER_S``."""
+        if not self._lingering:
+            return
+        wg = {v.stitch_id: v.wg_device for v in self.daemon.core.tunnel_views()}
+        done = []
+        for new, (_, until) in list(self._lingering.items()):
+            shaken = 0.0
+            if new in wg:
+                with contextlib.suppress(DataplaneError):
+                    shaken = await asyncio.to_thread(last_handshake, wg[new])
+            if shaken > 0 or now >= until:
+                done.append(new)
+        for new in done:
+            self._lingering.pop(new, None)
+        if done:
+            self.daemon.dataplane_changed()
+
+    def _link_changed(self, index: int, up: bool) -> None:
+        if up:
+            return
+        gone = [n for n, r in self.links.items() if r.index == index and not r.error]
+        if not gone:
+            return
+        d = self.daemon
+        now = d.now()
+        me = str(d.rm_id)
+        acts: list[Renegotiate] = []
+        for n in gone:
+            self.links[n] = LinkReading(n, error="link down (netlink)")
+            self._keep(DecisionRecord(now, n, "link-down", f"netlink: the link toward "
+                                      f"{n[:8]} went down"))
+            for v in d.core.tunnel_views():
+                if v.origin and len(v.path) > 1 and str(v.path[1]) == n:
+                    a, r = self.mover.link_down(now, v.stitch_id, (me, n))
+                    acts += a
+                    for rec in r:
+                        self._keep(rec)
+        self._apply(acts, now)
+        if self.config.pin_paths:
+            d.dataplane_changed()
+
+    def _apply(self, acts: list[Renegotiate], now: float) -> None:
+        d = self.daemon
+        for a in acts:
+            avoid = frozenset({tuple(RouteManagerId(x) for x in a.around.split("-"))}) \
+                if a.around else frozenset()
+            try:
+                new, outputs = d.core.renegotiate_stitch(a.stitch_id, avoid, d.now())
+            except Exception:
+                log.exception("renegotiate %s failed", a.stitch_id)
+                self.mover.failed(a.stitch_id)
+                continue
+            self._successor_of[new] = a.stitch_id
+            # The core forgets the old tunnel in the step the successor commits: name
+            # its devices now, to keep them until the successor carries traffic.
+            self._devices_of[a.stitch_id] = {
+                dev for v in d.core.tunnel_views() if v.stitch_id == a.stitch_id
+                for dev in (v.wg_device, v.vxlan_device)}
+            d.metrics["congestion_reroutes"] += 1
+            d.execute(outputs)
+
+    # -- views and the dataplane overlay ----------------------------------------------
+    def _costs(self) -> dict[str, float]:
+        return {s.stitch_id: s.cost for s in self.daemon.store.stitches() if s.status == "up"}
+
+    def _pin_links(self) -> dict[str, tuple[str, str]]:
+        return {n: (r.device, r.gateway) for n, r in self.links.items() if not r.error}
+
+    def overlay(self, state: DataplaneState) -> DataplaneState:
+        """``state`` with a PathPin for every tunnel end whose first hop has a link, and
+        the tunnels of replaced stitches still lingering."""
+        keep = [o for objs, _ in self._lingering.values() for o in objs if o.key not in state]
+        if keep:
+            state = state.with_objects(add=keep)
+        if not self.config.pin_paths or not self.links:
+            return state
+        me = self.daemon.rm_id
+        wg = {o.name: o for o in state if isinstance(o, WireguardInterface)}
+        pins: list[PathPin] = []
+        for v in self.daemon.core.tunnel_views():
+            w = wg.get(v.wg_device)
+            if w is None or me not in v.path:
+                continue
+            i = v.path.index(me)
+            hop = v.path[i + 1] if i + 1 < len(v.path) else (v.path[i - 1] if i else None)
+            r = self.links.get(str(hop)) if hop is not None else None
+            if r is None or r.error:
+                continue
+            # Everything the tunnel's socket sends (the far end's address may be learned
+            # from its handshake: a terminator's peer is passive) leaves by that hop.
+            pins.append(PathPin(w.listen_port, "0.0.0.0/0", r.gateway, r.device))
+        return state.with_objects(add=pins) if pins else state
+
+    def _keep(self, rec: DecisionRecord) -> None:
+        row = {k: v for k, v in asdict(rec).items() if v not in (None, "")}
+        row["now"] = round(rec.now, 3)
+        self.decisions.append(row)
+
+    def status(self) -> dict[str, Any]:
+        return {"interval_s": self.config.interval_s, "steps": self.steps,
+                "moves": self.mover.moves,
+                "links": {n: {"device": r.device, "error": r.error or None,
+                              "utilisation": round(self.utilisation.get(n, 0.0), 3),
+                              "state": self.monitor.state((n, "")).value}
+                          for n, r in self.links.items()}}
+
