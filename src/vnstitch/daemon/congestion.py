@@ -17,10 +17,15 @@ daemon
    :class:`~vnstitch.daemon.linksampler.LinkEvents`) goes to the pure
    :class:`~vnstitch.control.reroute.StitchMover` (dampening, hold-down, return home);
    its :class:`~vnstitch.control.Renegotiate` actions become ``renegotiate_stitch``
-   (make-before-break: the successor is committed and its tunnel objects applied before
-   the old stitch is released). The successor inherits the operator's intent; the old
-   tunnel's kernel objects linger until the successor's WireGuard handshake completed
-   (checked every interval), so the kernel, too, makes before it breaks;
+   with ``keep_old``: a successor is queried, held and committed around the link while
+   the old stitch carries the traffic. Then the move is made before the break in the
+   kernel too: the new tunnel's VXLAN port stays out of the VN's bridge until its
+   WireGuard handshake has completed (checked every interval); then the two bridge ports
+   swap in one reconcile (the successor inherits the operator's intent), and an interval
+   later the old stitch is released (its far end is told, its tunnel goes). Never are
+   both tunnels in one bridge at once: two tunnels between the same two bridges would
+   be a layer-2 loop. A successor that loses its tunnel before the swap is dropped and
+   the old stitch stays;
 4. **pins paths**: :meth:`overlay` adds a :class:`~vnstitch.dataplane.objects.PathPin`
    per tunnel end to the desired state, so a tunnel's outer packets leave through its
    negotiated first hop (not whatever the substrate routes prefer); a pin whose first
@@ -36,7 +41,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from vnstitch.control.model import DecisionRecord, Renegotiate
@@ -45,7 +50,7 @@ from vnstitch.daemon.config import CongestionConfig
 from vnstitch.daemon.linksampler import LinkEvents, LinkReading, sample_links
 from vnstitch.dataplane.base import DataplaneError
 from vnstitch.dataplane.objects import (
-    DataplaneObject,
+    BridgePort,
     DataplaneState,
     PathPin,
     WireguardInterface,
@@ -57,7 +62,9 @@ from vnstitch.protocol.api import (
     Output,
     StitchEstablished,
     StitchFailed,
+    StitchTornDown,
 )
+from vnstitch.protocol.tunnels import bridge_name
 from vnstitch.routing.monitor import ArcState, CongestionMonitor, MonitorConfig
 
 if TYPE_CHECKING:
@@ -65,8 +72,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vnstitch.daemon.congestion")
 
-#: Longest time a replaced stitch's tunnel stays up waiting for its successor's.
-LINGER_S = 3.0
+#: Longest wait for a successor's WireGuard handshake before traffic moves anyway: a
+#: first initiation sent before the far end's device existed is retried only after
+#: wireguard-go's REKEY_TIMEOUT (5 s).
+LINGER_S = 6.0
+
+
+@dataclass(slots=True)
+class _Move:
+    """A successor established and its predecessor still up: which bridge ports to
+    hold out of the VN's bridge, until when at most, and whether they swapped."""
+
+    old: str
+    new_ports: set[str]
+    old_ports: set[str]
+    until: float
+    swapped: bool = False
 
 
 class CongestionRunner:
@@ -85,9 +106,7 @@ class CongestionRunner:
         self.utilisation: dict[str, float] = {}
         self._last: dict[str, tuple[float, LinkReading]] = {}
         self._successor_of: dict[str, str] = {}  # successor stitch id -> the one it replaces
-        # successor stitch id -> (the old tunnel's objects, kept until when)
-        self._lingering: dict[str, tuple[list[DataplaneObject], float]] = {}
-        self._devices_of: dict[str, set[str]] = {}  # stitch being replaced -> its devices
+        self._moves: dict[str, _Move] = {}  # successor stitch id -> its move in the kernel
         self._task: asyncio.Task[None] | None = None
         self._events: LinkEvents | None = None
         self.steps = 0
@@ -156,7 +175,7 @@ class CongestionRunner:
                                                     self.utilisation.get(arc[0], 0.0), now)
         if outputs:
             d.execute(outputs)
-        await self._end_lingering(now)
+        await self._advance_moves(now)
         acts, recs = self.mover.step(now, self._costs())
         for rec in recs:
             self._keep(rec)
@@ -169,6 +188,9 @@ class CongestionRunner:
         """Called by the daemon for every core event (origin side of the reroute)."""
         now = self.daemon.now()
         if isinstance(ev, CongestionReported):
+            if any(ev.stitch_id in (new, mv.old) for new, mv in self._moves.items()) \
+                    or ev.stitch_id in self._successor_of.values():
+                return  # already moving: the old one goes, the new one avoids the link
             acts, recs = self.mover.congested(now, ev.stitch_id, (str(ev.link[0]),
                                                                    str(ev.link[1])),
                                               ev.utilisation, str(ev.reporter))
@@ -179,51 +201,67 @@ class CongestionRunner:
                 asyncio.get_running_loop().call_soon(self._apply, acts, now)
         elif isinstance(ev, StitchEstablished) and ev.stitch_id in self._successor_of:
             old = self._successor_of.pop(ev.stitch_id)
-            self._linger(old, ev.stitch_id, now)
-            cost = next((s.cost for s in self.daemon.store.stitches()
-                         if s.stitch_id == old), 0.0)
-            self.mover.moved(now, old, ev.stitch_id, cost)
-            self.daemon.intents.succeeded(old, ev.stitch_id, now)
-            self._keep(DecisionRecord(now, ev.stitch_id, "moved", f"successor of {old} is "
-                                      f"up on {len(ev.path) - 1} hop(s), cost {ev.cost:g} "
-                                      f"(was {cost:g}); the old stitch is released",
-                                      consumer=ev.stitch_id))
+            self._moves[ev.stitch_id] = _Move(old, self._ports(ev.stitch_id),
+                                              self._ports(old), now + LINGER_S)
+            self._keep(DecisionRecord(now, ev.stitch_id, "made", f"successor of {old} is "
+                                      f"committed on {len(ev.path) - 1} hop(s), cost "
+                                      f"{ev.cost:g}; the old stitch carries the traffic "
+                                      "until the new tunnel's handshake", consumer=old))
+        elif isinstance(ev, StitchTornDown) and ev.stitch_id in self._moves \
+                and not self._moves[ev.stitch_id].swapped:
+            # The successor died before traffic moved to it: drop it, keep the old one.
+            mv = self._moves.pop(ev.stitch_id)
+            self.mover.failed(mv.old)
+            asyncio.get_running_loop().call_soon(self._release, ev.stitch_id)
+            self._keep(DecisionRecord(now, mv.old, "stay", f"successor {ev.stitch_id} lost "
+                                      f"its tunnel ({ev.reason.value}) before traffic moved",
+                                      consumer=mv.old))
         elif isinstance(ev, StitchFailed) and ev.stitch_id in self._successor_of:
             old = self._successor_of.pop(ev.stitch_id)
-            self._devices_of.pop(old, None)
             self.mover.failed(old)
             self._keep(DecisionRecord(now, old, "stay", f"no path around the element: "
                                       f"{ev.detail}", consumer=old))
 
-    def _linger(self, old: str, new: str, now: float) -> None:
-        """Keep the old stitch's tunnel objects in the kernel until the successor's
-        tunnel has completed a handshake (or ``LINGER_S``): the core releases the old stitch
-        in the step the successor is committed, and one reconcile pass would remove the
-        old tunnel before the new one carries anything."""
-        devices = self._devices_of.pop(old, set())
-        objs = [o for o in self.daemon.core_desired
-                if devices & {getattr(o, a, None) for a in ("name", "device", "port")}]
-        if objs:
-            self._lingering[new] = (objs, now + LINGER_S)
+    def _release(self, sid: str) -> None:
+        d = self.daemon
+        if d.store_open:
+            d.execute(d.core.release_stitch(sid, d.now()))
 
-    async def _end_lingering(self, now: float) -> None:
-        """Release replaced tunnels whose successor completed a WireGuard handshake
-        (it carries traffic both ways), or that lingered ``LINGER_S``."""
-        if not self._lingering:
+    def _ports(self, sid: str) -> set[str]:
+        return {BridgePort(bridge_name(v.vnid), v.vxlan_device).key
+                for v in self.daemon.core.tunnel_views() if v.stitch_id == sid}
+
+    async def _advance_moves(self, now: float) -> None:
+        """Each move, one step per interval: once the successor's tunnel completed a
+        WireGuard handshake (it carries traffic both ways; or after ``LINGER_S``), swap
+        the bridge ports (old out, new in: one cheap pass); an interval later release
+        the old stitch (its tunnel goes, the far end is told)."""
+        if not self._moves:
             return
-        wg = {v.stitch_id: v.wg_device for v in self.daemon.core.tunnel_views()}
-        done = []
-        for new, (_, until) in list(self._lingering.items()):
+        d = self.daemon
+        wg = {v.stitch_id: v.wg_device for v in d.core.tunnel_views()}
+        changed = False
+        for new, mv in list(self._moves.items()):
+            if mv.swapped:
+                del self._moves[new]
+                self._release(mv.old)
+                continue
             shaken = 0.0
             if new in wg:
                 with contextlib.suppress(DataplaneError):
                     shaken = await asyncio.to_thread(last_handshake, wg[new])
-            if shaken > 0 or now >= until:
-                done.append(new)
-        for new in done:
-            self._lingering.pop(new, None)
-        if done:
-            self.daemon.dataplane_changed()
+            if shaken > 0 or now >= mv.until:
+                mv.swapped = changed = True
+                cost = next((x.cost for x in d.store.stitches() if x.stitch_id == mv.old), 0.0)
+                self.mover.moved(now, mv.old, new, cost)
+                d.intents.succeeded(mv.old, new, now)
+                why = ("the new tunnel completed its handshake" if shaken > 0 else
+                       f"no handshake within {LINGER_S:g} s, switching anyway")
+                self._keep(DecisionRecord(now, new, "moved", f"{why}: traffic moves from "
+                                          f"{mv.old} (cost {cost:g}) to {new}; the old stitch "
+                                          "is released next", consumer=new))
+        if changed:
+            d.dataplane_changed()
 
     def _link_changed(self, index: int, up: bool) -> None:
         if up:
@@ -255,17 +293,13 @@ class CongestionRunner:
             avoid = frozenset({tuple(RouteManagerId(x) for x in a.around.split("-"))}) \
                 if a.around else frozenset()
             try:
-                new, outputs = d.core.renegotiate_stitch(a.stitch_id, avoid, d.now())
+                new, outputs = d.core.renegotiate_stitch(a.stitch_id, avoid, d.now(),
+                                                         keep_old=True)
             except Exception:
                 log.exception("renegotiate %s failed", a.stitch_id)
                 self.mover.failed(a.stitch_id)
                 continue
             self._successor_of[new] = a.stitch_id
-            # The core forgets the old tunnel in the step the successor commits: name
-            # its devices now, to keep them until the successor carries traffic.
-            self._devices_of[a.stitch_id] = {
-                dev for v in d.core.tunnel_views() if v.stitch_id == a.stitch_id
-                for dev in (v.wg_device, v.vxlan_device)}
             d.metrics["congestion_reroutes"] += 1
             d.execute(outputs)
 
@@ -279,9 +313,10 @@ class CongestionRunner:
     def overlay(self, state: DataplaneState) -> DataplaneState:
         """``state`` with a PathPin for every tunnel end whose first hop has a link, and
         the tunnels of replaced stitches still lingering."""
-        keep = [o for objs, _ in self._lingering.values() for o in objs if o.key not in state]
-        if keep:
-            state = state.with_objects(add=keep)
+        held = [k for mv in self._moves.values()
+                for k in (mv.old_ports if mv.swapped else mv.new_ports) if k in state]
+        if held:
+            state = state.with_objects(remove=held)
         if not self.config.pin_paths or not self.links:
             return state
         me = self.daemon.rm_id
@@ -298,10 +333,12 @@ class CongestionRunner:
                 continue
             # Everything the tunnel's socket sends (the far end's address may be learned
             # from its handshake: a terminator's peer is passive) leaves by that hop.
-            pins.append(PathPin(w.listen_port, "0.0.0.0/0", r.gateway, r.device))
+            pins.append(PathPin(w.listen_port, "0.0.0.0/0", r.gateway, r.device, r.source))
         return state.with_objects(add=pins) if pins else state
 
     def _keep(self, rec: DecisionRecord) -> None:
+        if rec.action in ("reroute", "return", "made", "moved", "stay", "link-down"):
+            log.info("congestion: %s %s: %s", rec.action, rec.subject, rec.reason)
         row = {k: v for k, v in asdict(rec).items() if v not in (None, "")}
         row["now"] = round(rec.now, 3)
         self.decisions.append(row)

@@ -49,6 +49,7 @@ class LinkReading:
     rx_bytes: int = 0
     tx_dropped: int = 0
     error: str = ""
+    source: str = ""  # the address the kernel sends from toward the neighbour
 
 
 def sample_links(hosts: Mapping[str, str], netns: str | None = None) -> dict[str, LinkReading]:
@@ -76,7 +77,8 @@ def sample_links(hosts: Mapping[str, str], netns: str | None = None) -> dict[str
                 continue
             out[n] = LinkReading(n, name, idx, str(route.get_attr("RTA_GATEWAY") or host),
                                  int(s["tx_bytes"]), int(s["rx_bytes"]),
-                                 int(s["tx_dropped"]))
+                                 int(s["tx_dropped"]),
+                                 source=str(route.get_attr("RTA_PREFSRC") or ""))
     finally:
         ipr.close()
     return out

@@ -291,14 +291,15 @@ class LinuxDataplane:
             if r.get_attr("FRA_PRIORITY") != PIN_RULE_PRIORITY or table < PIN_TABLE_BASE:
                 continue
             sport = table - PIN_TABLE_BASE
-            dst, gw, dev = "", "", ""
+            dst, gw, dev, src = "", "", "", ""
             for rt in ipr.get_routes(family=socket.AF_INET, table=table):
                 if int(rt.get_attr("RTA_TABLE") or rt["table"]) != table:
                     continue
                 dst = f"{rt.get_attr('RTA_DST') or '0.0.0.0'}/{rt['dst_len']}"
                 gw = str(rt.get_attr("RTA_GATEWAY") or "")
                 dev = name_of.get(int(rt.get_attr("RTA_OIF") or 0), "")
-            pins.append(PathPin(sport, dst, gw, dev))
+                src = str(rt.get_attr("RTA_PREFSRC") or "")
+            pins.append(PathPin(sport, dst, gw, dev, src))
         return pins
 
     def _pin_rule(self, pin: PathPin) -> dict[str, Any]:
@@ -308,8 +309,10 @@ class LinuxDataplane:
 
     def _create_pin(self, pin: PathPin, what: str) -> None:
         ipr = self._rt()
+        extra = {"prefsrc": pin.source} if pin.source else {}
         ipr.route("replace", dst=_net(pin.destination), gateway=pin.gateway,
-                  oif=self._index(pin.device, what), table=pin.table, proto=ROUTE_PROTO)
+                  oif=self._index(pin.device, what), table=pin.table, proto=ROUTE_PROTO,
+                  **extra)
         ipr.rule("add", **self._pin_rule(pin))
 
     def _remove_pin(self, pin: PathPin) -> None:

@@ -134,6 +134,7 @@ class PathPin:
     destination: str
     gateway: str
     device: str
+    source: str = ""  # preferred source address (the RM's own, as its substrate routes)
 
     @property
     def table(self) -> int:

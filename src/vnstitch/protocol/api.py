@@ -286,9 +286,11 @@ class RouteManagerViews(Protocol):
         ...
 
     def renegotiate_stitch(self, stitch_id: str, avoid: frozenset[tuple[RouteManagerId, ...]],
-                           now: float) -> tuple[str, list[Output]]:
+                           now: float, *, keep_old: bool = False
+                           ) -> tuple[str, list[Output]]:
         """Make-before-break: a successor of ``stitch_id`` avoiding every element of
-        ``avoid`` (empty: the best path now); returns the successor's id."""
+        ``avoid`` (empty: the best path now); returns the successor's id. ``keep_old``:
+        the caller releases the old stitch (else it goes when the successor is up)."""
         ...
 
     def report_congestion(self, neighbour: RouteManagerId, utilisation: float,
