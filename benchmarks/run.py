@@ -74,6 +74,10 @@ BENCHMARKS: dict[str, Benchmark] = {
     "qos_live": Benchmark("QoS classes live in the lab's daemons: DSCP video and a "
                           "saturating e-mail flow through one stitch, classes vs one class "
                           "vs no qos", "~5 min", root=True),
+    "lab_congestion": Benchmark("live congestion reroute in the lab (cross traffic on A-T, "
+                                "video + e-mail flows) vs the same controller in virtual "
+                                "time; dampening vs its control; link-cut reroute_s",
+                                "~10 min (--runs 5)", root=True),
     "chaos": Benchmark("live lab under attack: forged floods, kill -9 of every role, 1M "
                        "fuzzed datagrams (flags for smaller sizes)", "~25 min", root=True),
 }
