@@ -34,6 +34,7 @@ the kernel. Everything is torn down at the end, even on failure.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import tempfile
 import threading
@@ -113,9 +114,13 @@ def add_cross_hosts(lab: Lab) -> dict[str, str]:
 class CounterPoller:
     """tx bytes of (namespace, device) pairs every POLL_S, in a thread, with wall time."""
 
-    def __init__(self, devices: dict[str, tuple[str, str]]) -> None:
+    def __init__(self, devices: dict[str, tuple[str, str]],
+                 wireguard_in: str | None = None) -> None:
         self.devices = devices
         self.rows: list[tuple[float, dict[str, int]]] = []
+        #: With ``wireguard_in`` (a namespace): the WireGuard devices there, per poll.
+        self.wireguard: list[frozenset[str]] = []
+        self._wg_ns = wireguard_in
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -129,6 +134,7 @@ class CounterPoller:
 
     def _run(self) -> None:
         handles = {k: IPRoute(netns=ns) for k, (ns, _) in self.devices.items()}
+        wg_handle = IPRoute(netns=self._wg_ns) if self._wg_ns is not None else None
         try:
             idx = {k: handles[k].link_lookup(ifname=dev)[0]
                    for k, (_, dev) in self.devices.items()}
@@ -137,16 +143,20 @@ class CounterPoller:
                 for k, ipr in handles.items():
                     link = ipr.get_links(idx[k])[0]
                     row[k] = int((link.get_attr("IFLA_STATS64") or {}).get("tx_bytes", 0))
+                if wg_handle is not None:
+                    self.wireguard.append(frozenset(
+                        str(m.get_attr("IFLA_IFNAME")) for m in wg_handle.get_links()
+                        if str(m.get_attr("IFLA_IFNAME")).startswith("wg")))
                 self.rows.append((time.time(), row))
                 self._stop.wait(POLL_S)
         finally:
-            for ipr in handles.values():
+            for ipr in [*handles.values(), *([wg_handle] if wg_handle else [])]:
                 ipr.close()
 
     def first_rate_above(self, key: str, after: float, mbps: float) -> float | None:
         """Wall time of the first poll after ``after`` whose rate since the previous poll
         exceeds ``mbps``."""
-        for (t0, r0), (t1, r1) in zip(self.rows, self.rows[1:], strict=False):
+        for (t0, r0), (t1, r1) in itertools.pairwise(self.rows):
             if t1 > after and (r1[key] - r0[key]) * 8 / 1e6 / (t1 - t0) > mbps:
                 return t1
         return None
@@ -154,7 +164,7 @@ class CounterPoller:
     def last_rate_above(self, key: str, mbps: float) -> float | None:
         """Wall time of the last poll whose rate since the previous poll exceeds ``mbps``."""
         last = None
-        for (t0, r0), (t1, r1) in zip(self.rows, self.rows[1:], strict=False):
+        for (t0, r0), (t1, r1) in itertools.pairwise(self.rows):
             if (r1[key] - r0[key]) * 8 / 1e6 / (t1 - t0) > mbps:
                 last = t1
         return last
@@ -218,7 +228,7 @@ def run(*, link_mbps: float = 40.0, stitch_mbps: float = 20.0, video_mbps: float
                                    qos=QOS, qos_links={at: link_mbps}, timers=TIMERS)
             if congestion is not None:
                 for seg in rms.rms:
-                    _set_congestion(rms, seg, congestion)
+                    set_congestion(rms, seg, congestion)
             rms.start_all()
             on_step("start route managers", {seg: rms.rm_id(seg)[:8] for seg in rms.rms})
             rms.wait_route("a", 100)
@@ -276,7 +286,7 @@ def run(*, link_mbps: float = 40.0, stitch_mbps: float = 20.0, video_mbps: float
     return result
 
 
-def _set_congestion(rms: LabRouteManagers, seg: str, section: dict[str, Any]) -> None:
+def set_congestion(rms: LabRouteManagers, seg: str, section: dict[str, Any]) -> None:
     import yaml  # noqa: PLC0415
 
     path = rms.rms[seg].config_path
