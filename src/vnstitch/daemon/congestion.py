@@ -21,11 +21,16 @@ daemon
    the old stitch carries the traffic. Then the move is made before the break in the
    kernel too: the new tunnel's VXLAN port stays out of the VN's bridge until its
    WireGuard handshake has completed (checked every interval); then the two bridge ports
-   swap in one reconcile (the successor inherits the operator's intent), and an interval
-   later the old stitch is released (its far end is told, its tunnel goes). Never are
+   swap in one reconcile (the successor inherits the operator's intent), and once the
+   kernel shows the new port bridged the old stitch is released (its far end is told,
+   its tunnel goes). Never are
    both tunnels in one bridge at once: two tunnels between the same two bridges would
-   be a layer-2 loop. A successor that loses its tunnel before the swap is dropped and
-   the old stitch stays;
+   be a layer-2 loop. A successor still without a handshake ``REKEY_AFTER_S`` after its
+   commit has its WireGuard peer taken out of the desired state for one pass and put
+   back: its first initiation was likely lost (sent before the far end's device
+   existed), and wireguard-go would retry only after 5 s, while a fresh peer initiates
+   with its next packet. A successor that loses its tunnel before the swap is dropped
+   and the old stitch stays;
 4. **pins paths**: :meth:`overlay` adds a :class:`~vnstitch.dataplane.objects.PathPin`
    per tunnel end to the desired state, so a tunnel's outer packets leave through its
    negotiated first hop (not whatever the substrate routes prefer); a pin whose first
@@ -41,13 +46,13 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from vnstitch.control.model import DecisionRecord, Renegotiate
 from vnstitch.control.reroute import RerouteRules, StitchMover
 from vnstitch.daemon.config import CongestionConfig
-from vnstitch.daemon.linksampler import LinkEvents, LinkReading, sample_links
+from vnstitch.daemon.linksampler import LinkEvents, LinkReading, bridged, sample_links
 from vnstitch.dataplane.base import DataplaneError
 from vnstitch.dataplane.objects import (
     BridgePort,
@@ -76,6 +81,8 @@ log = logging.getLogger("vnstitch.daemon.congestion")
 #: first initiation sent before the far end's device existed is retried only after
 #: wireguard-go's REKEY_TIMEOUT (5 s).
 LINGER_S = 6.0
+#: A successor without a handshake this long after it was committed gets a fresh peer.
+REKEY_AFTER_S = 0.6
 
 
 @dataclass(slots=True)
@@ -87,7 +94,11 @@ class _Move:
     new_ports: set[str]
     old_ports: set[str]
     until: float
+    made_at: float = 0.0
     swapped: bool = False
+    #: The successor's WireGuard peer is left out of the desired state for one pass
+    #: (then put back): wireguard-go starts the handshake afresh (module docstring).
+    rekey: str = ""  # "" | "out" | "done"
 
 
 class CongestionRunner:
@@ -202,7 +213,7 @@ class CongestionRunner:
         elif isinstance(ev, StitchEstablished) and ev.stitch_id in self._successor_of:
             old = self._successor_of.pop(ev.stitch_id)
             self._moves[ev.stitch_id] = _Move(old, self._ports(ev.stitch_id),
-                                              self._ports(old), now + LINGER_S)
+                                              self._ports(old), now + LINGER_S, now)
             self._keep(DecisionRecord(now, ev.stitch_id, "made", f"successor of {old} is "
                                       f"committed on {len(ev.path) - 1} hop(s), cost "
                                       f"{ev.cost:g}; the old stitch carries the traffic "
@@ -234,8 +245,8 @@ class CongestionRunner:
     async def _advance_moves(self, now: float) -> None:
         """Each move, one step per interval: once the successor's tunnel completed a
         WireGuard handshake (it carries traffic both ways; or after ``LINGER_S``), swap
-        the bridge ports (old out, new in: one cheap pass); an interval later release
-        the old stitch (its tunnel goes, the far end is told)."""
+        the bridge ports (old out, new in: one cheap pass); once the kernel has the new
+        port bridged, release the old stitch (its tunnel goes, the far end is told)."""
         if not self._moves:
             return
         d = self.daemon
@@ -243,13 +254,26 @@ class CongestionRunner:
         changed = False
         for new, mv in list(self._moves.items()):
             if mv.swapped:
-                del self._moves[new]
-                self._release(mv.old)
+                # Release the old stitch only once the kernel has the new port bridged:
+                # a pass that did both would remove the old tunnel first.
+                ports = [v.vxlan_device for v in d.core.tunnel_views() if v.stitch_id == new]
+                if await asyncio.to_thread(bridged, ports, d.config.dataplane.netns) \
+                        or now >= mv.until + LINGER_S:
+                    del self._moves[new]
+                    self._release(mv.old)
                 continue
-            shaken = 0.0
+            shaken, exists = 0.0, False
             if new in wg:
                 with contextlib.suppress(DataplaneError):
                     shaken = await asyncio.to_thread(last_handshake, wg[new])
+                    exists = True
+            if shaken <= 0 and now < mv.until and mv.rekey != "done" \
+                    and (exists or mv.rekey == "out") and now >= mv.made_at + REKEY_AFTER_S:
+                # No handshake yet: its first initiation was likely lost (sent before the
+                # far end's device existed); a fresh peer initiates at once, not in 5 s.
+                mv.rekey = "done" if mv.rekey == "out" else "out"
+                changed = True
+                continue
             if shaken > 0 or now >= mv.until:
                 mv.swapped = changed = True
                 cost = next((x.cost for x in d.store.stitches() if x.stitch_id == mv.old), 0.0)
@@ -317,6 +341,12 @@ class CongestionRunner:
                 for k in (mv.old_ports if mv.swapped else mv.new_ports) if k in state]
         if held:
             state = state.with_objects(remove=held)
+        rekey = {v.wg_device for v in self.daemon.core.tunnel_views()
+                 if (mv := self._moves.get(v.stitch_id)) is not None and mv.rekey == "out"}
+        bare = [replace(o, peers=()) for o in state
+                if isinstance(o, WireguardInterface) and o.name in rekey]
+        if bare:
+            state = state.with_objects(add=bare)
         if not self.config.pin_paths or not self.links:
             return state
         me = self.daemon.rm_id

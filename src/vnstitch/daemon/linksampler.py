@@ -84,6 +84,19 @@ def sample_links(hosts: Mapping[str, str], netns: str | None = None) -> dict[str
     return out
 
 
+def bridged(devices: list[str], netns: str | None = None) -> bool:
+    """Is every one of ``devices`` enslaved to a bridge in the kernel now?"""
+    try:
+        with IPRoute(netns=netns) if netns else IPRoute() as ipr:
+            for name in devices:
+                found = ipr.link_lookup(ifname=name)
+                if not found or not ipr.get_links(found[0])[0].get_attr("IFLA_MASTER"):
+                    return False
+    except (OSError, NetlinkError):
+        return False
+    return True
+
+
 class LinkEvents:
     """Link up/down from the kernel as they happen (see the module docstring)."""
 

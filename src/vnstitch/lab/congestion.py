@@ -17,9 +17,10 @@ samplers measure utilisation against it. Two substrate hosts (``xa`` behind rout
    A-T adjacency; T's CONGESTION reports reach A too;
 4. a poller reads kernel counters every ``POLL_S``: A's l-u tx bytes (the new path's
    first link: ``rerouted_s`` is the first poll where it carries the stitch's rate) and
-   T's l-b tx bytes (only the stitch crosses T->B: ``old_path_quiet_s`` is the first poll
-   after which it carries nothing). ``rerouted_s < old_path_quiet_s`` is make-before-break
-   seen in the kernel;
+   T's l-b tx bytes (only the stitch crosses T->B: ``old_path_quiet_s`` is the last poll
+   at which it carried the flow), and A's WireGuard devices: ``make_before_break`` is
+   whether the old stitch's tunnel still existed when the new path first carried the
+   flow (the bridge swaps ports in one pass, so the flow itself switches at once);
 5. the iperf3 servers' 100 ms intervals give each flow's delivery: during congestion
    (onset to the end of the cross traffic) and, for video, in the move (from 300 ms
    before ``rerouted_s`` to 300 ms after ``old_path_quiet_s``). Interval times are mapped
@@ -246,7 +247,7 @@ def run(*, link_mbps: float = 40.0, stitch_mbps: float = 20.0, video_mbps: float
             time.sleep(0.3)
             poll = {"new": (lab.routers["a"].ns, lab.link("a", "u").a_dev),
                     "old": (lab.routers["t"].ns, lab.link("t", "b").a_dev)}
-            with CounterPoller(poll) as poller:
+            with CounterPoller(poll, wireguard_in=lab.routers["a"].ns) as poller:
                 v0, video = _udp_client(lab, total_s, video_mbps, VIDEO_DSCP, 5201)
                 e0, email = _udp_client(lab, total_s, email_mbps, EMAIL_DSCP, 5202)
                 procs += [video, email]
@@ -314,6 +315,13 @@ def _report(rms: LabRouteManagers, poller: CounterPoller, window: tuple[float, f
     floor = stitch_mbps / 4
     rerouted = poller.first_rate_above("new", onset, floor)
     quiet = poller.last_rate_above("old", floor)
+    # Make-before-break in the kernel: when the new path first carried the stitch's
+    # flow, A still had the old stitch's WireGuard device (next to the new one).
+    times = [t for t, _ in poller.rows]
+    first_wg = poller.wireguard[0] if poller.wireguard else frozenset()
+    old_alive = None
+    if rerouted is not None and rerouted in times and first_wg:
+        old_alive = first_wg <= poller.wireguard[times.index(rerouted)]
     detected = None
     for seg in ("a", "t"):
         for d in rms.show(seg, "decisions"):
@@ -330,7 +338,7 @@ def _report(rms: LabRouteManagers, poller: CounterPoller, window: tuple[float, f
         "reroute_seconds": None if rerouted is None else round(rerouted - onset, 3),
         "path_before": None,
         "path_after": rms.path_segments(row["path"]) if row else None,
-        "make_before_break": None if rerouted is None or quiet is None else rerouted < quiet,
+        "make_before_break": old_alive,
     }
     if rerouted is not None:
         end = quiet if quiet is not None and quiet > rerouted else rerouted
