@@ -98,7 +98,8 @@ def test_congestion_moves_the_stitch_make_before_break() -> None:
         wait_for(lambda: not any(s["status"] == "up" and "T" in rms.path_segments(s["path"])
                                  for s in rms.show("a", "stitches")) or None, 15.0,
                  "the old stitch to be released")
-        time.sleep(1.0)
+        wait_for(lambda: not (poller.wireguard[0] & poller.wireguard[-1]) or None, 20.0,
+                 "the old tunnel's WireGuard device to go")
         decisions = [d["action"] for d in rms.show("a", "decisions")
                      if d.get("kind") == "congestion"]
         new, old = _carrying(poller, "new"), _carrying(poller, "old")
