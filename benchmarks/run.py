@@ -77,6 +77,10 @@ BENCHMARKS: dict[str, Benchmark] = {
     "sim_vs_live": Benchmark("builtin:story on Abilene (5 segments) simulated and live in a "
                              "namespace lab: the same parity summary side by side, with "
                              "wall time and peak memory", "~5 min", root=True),
+    "lab_congestion": Benchmark("live congestion reroute in the lab (cross traffic on A-T, "
+                                "video + e-mail flows) vs the same controller in virtual "
+                                "time; dampening vs its control; link-cut reroute_s",
+                                "~10 min (--runs 5)", root=True),
     "chaos": Benchmark("live lab under attack: forged floods, kill -9 of every role, 1M "
                        "fuzzed datagrams (flags for smaller sizes)", "~25 min", root=True),
 }

@@ -170,6 +170,31 @@ def sim_vs_live(d: dict[str, Any]) -> list[str]:
             *md_table(["run", "wall s", "peak RSS MiB"], cost)]
 
 
+def lab_congestion(d: dict[str, Any]) -> list[str]:
+    med, virt, damp = d["lab"]["median"], d["virtual"], d["dampening"]
+    rows = [("onset -> congestion detected s", med["congestion_detected_s"],
+             virt["congestion_detected_s"]),
+            ("onset -> traffic on the new path s", med["reroute_seconds"], virt["reroute_s"]),
+            ("moved via U", f"{d['lab']['moved_to_u']}/{d['runs']}", virt.get("path_after")),
+            ("make-before-break (kernel)", f"{d['lab']['make_before_break']}/{d['runs']}", "-"),
+            ("video loss in the move", med["video_loss_during_reroute"], "-"),
+            ("video delivered (congestion)", med["video_delivered_fraction"], "-"),
+            ("e-mail delivered (congestion)", med["email_delivered_fraction"], "-"),
+            ("route metric stitched / substrate",
+             f"{med['route_metric_stitched']} / {med['route_metric_substrate']}", "-")]
+    out = [f"median of {d['runs']} lab runs, load average {d['load_average_1m']:.1f}", "",
+           *md_table(["figure", "lab", "virtual time"], rows), "",
+           *md_table(["oscillating load (60 s)", "moves"],
+                     [("dampening", damp["dampened_moves"]),
+                      ("control: dampening off", damp["undamped_moves"])])]
+    if "link_cut" in d:
+        cut = d["link_cut"]
+        out += ["", *md_table(["link cut A-T", "value"],
+                              [("median reroute_s", cut["median_reroute_s"]),
+                               ("max reroute_s", cut["max_reroute_s"])])]
+    return out
+
+
 def generic(d: dict[str, Any]) -> list[str]:
     return md_table(["figure", "value"], [(k, v) for k, v in d.items()
                                           if not isinstance(v, dict | list)])
@@ -180,6 +205,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "allocate_provider": allocate_provider, "routing_te": routing_te,
     "routing_abilene": routing_abilene, "sp_scale": sp_scale,
     "forecast_abilene": forecast_abilene, "sweep": sweep, "sim_vs_live": sim_vs_live,
+    "lab_congestion": lab_congestion,
 }
 
 

@@ -252,6 +252,18 @@ class FakeCore:
         return [StitchResized(stitch_id, 0.0, bandwidth_mbps, False, "local", now,
                               "this core cannot resize stitches")]
 
+    def renegotiate_stitch(self, stitch_id: str, avoid: frozenset[tuple[RouteManagerId, ...]],
+                           now: float, *, keep_old: bool = False
+                           ) -> tuple[str, list[Output]]:
+        del avoid, keep_old
+        return stitch_id, [StitchFailed(stitch_id, VNID(0), FailureReason.LOCAL,
+                                        "this core cannot renegotiate", now)]
+
+    def report_congestion(self, neighbour: RouteManagerId, utilisation: float,
+                          now: float) -> list[Output]:
+        del neighbour, utilisation, now
+        return []
+
 
 def fake_core_factory(setup: CoreSetup) -> FakeCore:
     return FakeCore(setup)

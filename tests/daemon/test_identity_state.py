@@ -25,6 +25,7 @@ from vnstitch.dataplane.objects import (
     DataplaneObject,
     DataplaneState,
     FdbEntry,
+    PathPin,
     RateLimit,
     Route,
     U32Filter,
@@ -47,7 +48,8 @@ OBJECTS: list[DataplaneObject] = [
     RateLimit("wgs1", 10, 20.0, 20.0),
 ]
 U32_FILTER = U32Filter("wgs1", 10, 1, 10, ("ip dport 22 0xffff", "ip protocol 6 0xff"))
-OBJECTS_ALL_KINDS: list[DataplaneObject] = [*OBJECTS, U32_FILTER]
+OBJECTS_ALL_KINDS: list[DataplaneObject] = [
+    *OBJECTS, U32_FILTER, PathPin(51820, "0.0.0.0/0", "10.1.1.2", "l-t", "10.0.0.1")]
 
 
 def test_key_file_is_0600_and_round_trips(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from vnstitch.protocol.errors import ProtocolError, RemoteProtocolError
 from vnstitch.protocol.grants import MAX_REVOKED, Grant, QueryRefused, RevocationList, Revocations
 from vnstitch.protocol.identity import Identity, TrustStore
 from vnstitch.protocol.messages import (
+    Congestion,
     Entry,
     Hello,
     Hold,
@@ -99,6 +100,9 @@ messages: st.SearchStrategy[Message] = st.one_of(
     st.builds(QueryRefused, st.binary(min_size=8, max_size=8), paths, rm_ids,
               st.text(max_size=20)),
     st.builds(Revocations, revocations),
+    st.builds(Congestion, tokens, paths, rm_ids,
+              st.lists(rm_ids, min_size=2, max_size=2, unique=True).map(tuple),
+              st.integers(0, 65535)),
 )
 
 

@@ -166,6 +166,30 @@ class AllocationConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CongestionConfig:
+    """Live congestion detection and reroute (:mod:`vnstitch.daemon.congestion`): every
+    ``interval_s`` the substrate links to the neighbours are sampled; a link above
+    ``high`` of its capacity for ``raise_samples`` samples is congested until below
+    ``low`` for ``clear_samples``; the origin moves a stitch after ``min_reports`` within
+    ``report_window_s``, at most once per ``holddown_s``, and brings it back when the link
+    was quiet ``return_after_s``. ``pin_paths``: route each tunnel's outer packets to its
+    path's first hop. ``enabled: false`` turns it all off."""
+
+    enabled: bool = True
+    interval_s: float = 0.2
+    high: float = 0.8
+    low: float = 0.6
+    raise_samples: int = 2
+    clear_samples: int = 3
+    holddown_s: float = 10.0
+    min_reports: int = 2
+    report_window_s: float = 1.0
+    return_after_s: float = 15.0
+    pin_paths: bool = True
+    decisions_kept: int = 500
+
+
+@dataclass(frozen=True, slots=True)
 class HttpConfig:
     """The HTTP listener (API, ``/metrics``, dashboard); ``/api`` needs the token in
     ``token_file`` (mode 0600, checked when the server starts), ``/metrics`` only when
@@ -193,6 +217,7 @@ class DaemonConfig:
     control_socket: Path
     allocation: AllocationConfig | None = None
     http: HttpConfig | None = None
+    congestion: CongestionConfig = CongestionConfig()
     qos: QosConfig | None = None  # QoS classes live, stitching priority (daemon/qosconfig.py)
     pra: PraConfig | None = None  # the live PRA (vnstitch.daemon.pra_config)
 

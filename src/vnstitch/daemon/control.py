@@ -117,6 +117,8 @@ def view(daemon: RouteManagerDaemon, what: str) -> Any:
                               "dropped": daemon.metrics["admission_dropped"],
                               "sources_tracked": daemon.admission.sources_tracked},
                 "link_usage": _link_usage(daemon),
+                "congestion": None if daemon.congestion is None
+                else daemon.congestion.status(),
                 "allocation": _allocation_status(daemon)}
     if what == "allocations":  # the bandwidth loop's decisions, then the PRA's consumers
         rows = [] if daemon.allocation is None else list(daemon.allocation.loop.decisions)
@@ -126,12 +128,15 @@ def view(daemon: RouteManagerDaemon, what: str) -> Any:
     if what == "qos":
         return qos_rows(daemon)
     if what == "decisions":
-        # The allocation loop is the only decision maker today; each row says its kind.
+        # Every decision maker's kept rows, each saying its kind, oldest first.
         loop = [] if daemon.allocation is None else list(daemon.allocation.loop.decisions)
         pra = [] if daemon.pra is None or daemon.pra.runtime is None else \
             list(daemon.pra.runtime.decisions)
-        return [{"kind": "allocation", **d} for d in loop] + \
+        rows = [{"kind": "allocation", **d} for d in loop] + \
             [{**d, "kind": "pra", "stitch_id": d.get("consumer")} for d in pra]
+        if daemon.congestion is not None:
+            rows += [{"kind": "congestion", **d} for d in daemon.congestion.decisions]
+        return sorted(rows, key=lambda r: float(r.get("now", 0.0)))
     raise ControlError(f"show: unknown view {what!r} (one of {', '.join(SHOW_WHAT)})")
 
 

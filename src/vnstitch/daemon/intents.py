@@ -100,6 +100,18 @@ class IntentRunner:
             self.schedule()
         return outputs
 
+    def succeeded(self, old: str, new: str, now: float) -> None:
+        """Stitch ``new`` replaced ``old`` (make-before-break): the intent follows it."""
+        intent = self.table.by_attempt(old)
+        if intent is None:
+            return
+        self.table.started(intent.intent_id, new, now)
+        d = self.daemon
+        with d.store.transaction():
+            d.store.delete_stitch(old)
+            d.store.delete_reservation(old)
+            d.store.put_intent(intent)
+
     # -- events ---------------------------------------------------------------------------
     def on_event(self, ev: Output) -> dict[str, Any]:
         """Feed one core event to the table; extra detail for the requester, if any."""

@@ -91,6 +91,7 @@ from vnstitch.protocol.intent import IntentTable
 
 if TYPE_CHECKING:
     from vnstitch.daemon.allocation import AllocationRunner
+    from vnstitch.daemon.congestion import CongestionRunner
     from vnstitch.daemon.pra_daemon import DaemonPra
 
 log = logging.getLogger("vnstitch.daemon")
@@ -202,6 +203,12 @@ class RouteManagerDaemon:
             from vnstitch.daemon.pra_daemon import DaemonPra  # noqa: PLC0415
 
             self.pra = DaemonPra(self, config.pra)
+        # Congestion reroute and path pins need the kernel (daemon/congestion.py).
+        self.congestion: CongestionRunner | None = None
+        if config.congestion.enabled and self._offload:
+            from vnstitch.daemon.congestion import CongestionRunner  # noqa: PLC0415
+
+            self.congestion = CongestionRunner(self, config.congestion)
 
     # -- properties -----------------------------------------------------------------------
 
@@ -238,6 +245,8 @@ class RouteManagerDaemon:
 
     def desired_state(self) -> DataplaneState:
         base = self.base_desired_state()
+        if self.congestion is not None:
+            base = self.congestion.overlay(base)
         state = base if self.allocation is None else self.allocation.loop.overlay(base)
         return state if self.qos is None else self.qos.overlay(state)
 
@@ -314,6 +323,8 @@ class RouteManagerDaemon:
             self.allocation.start()
         if self.pra is not None:
             self.pra.start()
+        if self.congestion is not None:
+            self.congestion.start()
         log.info("route manager %s listening on %s:%d", key.rm_id, *self.local_address)
 
     async def start_control(self) -> None:
@@ -338,6 +349,8 @@ class RouteManagerDaemon:
             await self.allocation.stop()
         if self.pra is not None:
             await self.pra.stop()
+        if self.congestion is not None:
+            await self.congestion.stop()
         if self.http is not None:
             await self.http.stop()
             self.http = None
@@ -447,6 +460,8 @@ class RouteManagerDaemon:
                                                                    remove=out.remove)
                 dataplane_changed = True
             else:
+                if self.congestion is not None:
+                    self.congestion.on_event(out)
                 persist = self._record_event(out) or persist
         persist = persist or dataplane_changed
         with self.store.transaction():  # one commit: desired state and core state agree

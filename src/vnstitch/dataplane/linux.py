@@ -40,6 +40,7 @@ with ``asyncio.to_thread`` -- called on the loop's thread they raise DataplaneEr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
 from collections.abc import Iterator, Sequence
@@ -53,6 +54,8 @@ from pyroute2.netlink.exceptions import NetlinkError
 from vnstitch.dataplane import tc, wireguard_go
 from vnstitch.dataplane.base import DataplaneApplyError, DataplaneError, DeviceCounters
 from vnstitch.dataplane.objects import (
+    PIN_RULE_PRIORITY,
+    PIN_TABLE_BASE,
     Bridge,
     BridgePort,
     DataplaneObject,
@@ -60,6 +63,7 @@ from vnstitch.dataplane.objects import (
     FdbEntry,
     Op,
     OpKind,
+    PathPin,
     RateLimit,
     Route,
     U32Filter,
@@ -261,6 +265,7 @@ class LinuxDataplane:
             limits, filters = tc.observe(ipr, idx, name_of[idx])
             objs += limits
             objs += filters
+        objs += self._observe_pins(name_of)
         for family in (socket.AF_INET, socket.AF_INET6):
             for r in ipr.get_routes(family=family, table=None, proto=ROUTE_PROTO):
                 oif = int(r.get_attr("RTA_OIF") or 0)
@@ -275,6 +280,46 @@ class LinuxDataplane:
                     gateway=str(gw) if gw else None,
                     table=int(r.get_attr("RTA_TABLE") or r["table"])))
         return objs
+
+    def _observe_pins(self, name_of: dict[int, str]) -> list[DataplaneObject]:
+        """Our path pins: rules at PIN_RULE_PRIORITY into a pin table, with its route (a
+        rule whose route the kernel dropped with its link is seen with no gateway)."""
+        ipr = self._rt()
+        pins: list[DataplaneObject] = []
+        for r in ipr.get_rules(family=socket.AF_INET):
+            table = int(r.get_attr("FRA_TABLE") or r["table"])
+            if r.get_attr("FRA_PRIORITY") != PIN_RULE_PRIORITY or table < PIN_TABLE_BASE:
+                continue
+            sport = table - PIN_TABLE_BASE
+            dst, gw, dev, src = "", "", "", ""
+            for rt in ipr.get_routes(family=socket.AF_INET, table=table):
+                if int(rt.get_attr("RTA_TABLE") or rt["table"]) != table:
+                    continue
+                dst = f"{rt.get_attr('RTA_DST') or '0.0.0.0'}/{rt['dst_len']}"
+                gw = str(rt.get_attr("RTA_GATEWAY") or "")
+                dev = name_of.get(int(rt.get_attr("RTA_OIF") or 0), "")
+                src = str(rt.get_attr("RTA_PREFSRC") or "")
+            pins.append(PathPin(sport, dst, gw, dev, src))
+        return pins
+
+    def _pin_rule(self, pin: PathPin) -> dict[str, Any]:
+        return {"family": socket.AF_INET, "table": pin.table, "priority": PIN_RULE_PRIORITY,
+                "FRA_IP_PROTO": socket.IPPROTO_UDP,
+                "FRA_SPORT_RANGE": f"{pin.sport}:{pin.sport}"}
+
+    def _create_pin(self, pin: PathPin, what: str) -> None:
+        ipr = self._rt()
+        extra = {"prefsrc": pin.source} if pin.source else {}
+        ipr.route("replace", dst=_net(pin.destination), gateway=pin.gateway,
+                  oif=self._index(pin.device, what), table=pin.table, proto=ROUTE_PROTO,
+                  **extra)
+        ipr.rule("add", **self._pin_rule(pin))
+
+    def _remove_pin(self, pin: PathPin) -> None:
+        ipr = self._rt()
+        with contextlib.suppress(NetlinkError):  # gone with its link already
+            ipr.flush_routes(table=pin.table)
+        ipr.rule("del", **self._pin_rule(pin))
 
     def _observe_wg(self, idx: int, name: str, mtu: int) -> WireguardInterface:
         cfg = wireguard_go.uapi_get(name)
@@ -366,6 +411,8 @@ class LinuxDataplane:
                     dst=obj.remote_vtep)
         elif isinstance(obj, Route):
             ipr.route("add", **self._route_args(obj, what))
+        elif isinstance(obj, PathPin):
+            self._create_pin(obj, what)
         elif isinstance(obj, U32Filter):
             self._create_filter(obj, what)
         else:
@@ -437,6 +484,8 @@ class LinuxDataplane:
                     lladdr=obj.mac, dst=obj.remote_vtep)
         elif isinstance(obj, Route):
             ipr.route("del", **self._route_args(obj, f"remove {obj.key}"))
+        elif isinstance(obj, PathPin):
+            self._remove_pin(obj)
         elif isinstance(obj, U32Filter):
             tc.remove_filter(ipr, self._index(obj.device, f"remove {obj.key}"), obj)
         else:
@@ -463,6 +512,9 @@ class LinuxDataplane:
                              prefixlen=iface.network.prefixlen)
         elif isinstance(new, Route):
             ipr.route("replace", **self._route_args(new, what))
+        elif isinstance(new, PathPin):
+            self._remove_pin(new)
+            self._create_pin(new, what)
         elif isinstance(new, RateLimit):
             tc.change_rate(ipr, self._index(new.device, what), new)
         elif isinstance(new, VxlanPort):

@@ -122,6 +122,35 @@ class Route:
     layer = _LAYER_LEAF
 
 
+@dataclass(frozen=True, slots=True)
+class PathPin:
+    """The outer packets of one tunnel end (UDP from ``sport``, its WireGuard listen port)
+    leave toward ``destination`` (the far end's endpoint) through ``gateway`` on
+    ``device``: the first hop of the stitch's negotiated path, not whatever the substrate
+    prefers. A policy rule (``ipproto udp sport``) into a table of its own holding one
+    route; when the route goes (the link died) lookups fall through to the main table."""
+
+    sport: int
+    destination: str
+    gateway: str
+    device: str
+    source: str = ""  # preferred source address (the RM's own, as its substrate routes)
+
+    @property
+    def table(self) -> int:
+        return PIN_TABLE_BASE + self.sport
+
+    @property
+    def key(self) -> str:
+        return f"pin:{self.sport}"
+
+    layer = _LAYER_LEAF
+
+
+#: Pin tables are PIN_TABLE_BASE + source port; their rules sit at PIN_RULE_PRIORITY.
+PIN_TABLE_BASE = 100000
+PIN_RULE_PRIORITY = 9000
+
 #: HTB has 8 priorities, 0 (served first) to 7.
 HTB_MAX_PRIO = 7
 
@@ -181,14 +210,14 @@ class U32Filter:
 
 DataplaneObject = (
     WireguardInterface | VxlanPort | Bridge | BridgePort | FdbEntry | Route | RateLimit
-    | U32Filter
+    | U32Filter | PathPin
 )
 
 #: Stable names of every object type, as stored by the daemon's state database.
 OBJECT_KINDS: dict[str, type[DataplaneObject]] = {
     "wireguard": WireguardInterface, "vxlan": VxlanPort, "bridge": Bridge,
     "bridge_port": BridgePort, "fdb": FdbEntry, "route": Route, "rate": RateLimit,
-    "u32": U32Filter,
+    "u32": U32Filter, "pin": PathPin,
 }
 _KIND_OF = {cls: name for name, cls in OBJECT_KINDS.items()}
 

@@ -140,6 +140,18 @@ def uapi_set(ifname: str, private_key: str, listen_port: int,
     _exchange(ifname, "\n".join(lines) + "\n\n")
 
 
+def last_handshake(ifname: str) -> float:
+    """Unix time of the latest completed handshake with any peer of ``ifname`` (0: none
+    yet, so the tunnel has not been shown to carry anything)."""
+    latest, sec = 0.0, 0
+    for k, v in _exchange(ifname, "get=1\n\n", timeout_s=1.0):
+        if k == "last_handshake_time_sec":
+            sec = int(v)
+        elif k == "last_handshake_time_nsec":
+            latest = max(latest, sec + int(v) / 1e9)
+    return latest
+
+
 def socket_is_live(ifname: str) -> bool:
     try:
         _exchange(ifname, "get=1\n\n", timeout_s=1.0)

@@ -46,6 +46,7 @@ from vnstitch.dataplane.objects import (
 from vnstitch.lab import netns
 from vnstitch.lab.netns import LabError
 from vnstitch.lab.substrate import Lab
+from vnstitch.protocol.tunnels import VXLAN_PORT_BASE, VXLAN_PORTS
 
 WG_PORT = 51820
 _ETH_P_ALL = 0x0003
@@ -160,7 +161,7 @@ class CaptureSummary:
     frames: int = 0
     wireguard: dict[str, int] = field(default_factory=dict)  # message type -> count
     inner_icmp: int = 0  # ICMP whose addresses are overlay (VN) addresses
-    vxlan_in_clear: int = 0  # UDP/4789 on the substrate: VXLAN not inside WireGuard
+    vxlan_in_clear: int = 0  # VXLAN ports on the substrate: VXLAN not inside WireGuard
     overlay_addresses_seen: int = 0
 
     @property
@@ -199,7 +200,8 @@ def classify(frame: bytes, overlay_ips: set[bytes], out: CaptureSummary) -> None
         return
     sport, dport = struct.unpack("!HH", frame[14 + ihl:18 + ihl])
     payload = frame[14 + ihl + 8:]
-    if 4789 in (sport, dport):
+    if any(p == 4789 or VXLAN_PORT_BASE <= p < VXLAN_PORT_BASE + VXLAN_PORTS
+           for p in (sport, dport)):
         out.vxlan_in_clear += 1
         _overlay_ipv4(payload[8:], overlay_ips, out)  # the VN's own frame, readable
         return

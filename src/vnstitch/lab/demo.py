@@ -79,8 +79,8 @@ def reroute(lab: Lab, rms: LabRouteManagers, stitch_id: str, timeout_s: float = 
         substrate.cut_link(lab, "a", "t")
 
         def via_u() -> str | None:
-            row = rms.stitch_row("a", stitch_id)
-            if row and row["status"] == "up" and row["path"]:
+            row = rms.live_stitch("a", 100)
+            if row and row["path"]:
                 path = rms.path_segments(row["path"])
                 return path if "U" in path else None
             return None
@@ -113,6 +113,10 @@ def reroute(lab: Lab, rms: LabRouteManagers, stitch_id: str, timeout_s: float = 
         "traffic_restored": restored,
         # Traffic flows again at the end of the last gap (at once if there was none).
         "reroute_seconds": (gaps[-1][1] - cut_at if gaps else 0.0) if restored else None,
+        # Link cut to traffic on the other path: the stitch is up via U and the stream
+        # has no gap after that (the later of the two).
+        "reroute_s": None if not restored or renegotiated is None else
+        max(renegotiated, gaps[-1][1] - cut_at if gaps else 0.0),
         "outage_seconds": sum(b - a for a, b in gaps) if restored else None,
         "gaps": [(round(a - cut_at, 3), round(b - cut_at, 3)) for a, b in gaps],
     }
@@ -168,7 +172,7 @@ def run_demo(*, bandwidth_mbps: float = 100.0, iperf_seconds: float = 3.0, pings
             on_step("iperf3", facts)
             result.update(reroute(lab, rms, result["stitch_id"]))
             on_step("cut A-T and reroute", {k: result[k] for k in (
-                "rerouted_path", "renegotiated_seconds", "reroute_seconds", "outage_seconds")})
+                "rerouted_path", "renegotiated_seconds", "reroute_s", "outage_seconds")})
         finally:
             if rms is not None:
                 for seg in rms.rms:

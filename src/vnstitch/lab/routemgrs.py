@@ -308,6 +308,15 @@ class LabRouteManagers:
                 return row
         return None
 
+    def live_stitch(self, seg: str, vnid: int) -> dict[str, Any] | None:
+        """The up stitch ``seg`` originated for ``vnid`` (its id changes when it is
+        renegotiated make-before-break), or None."""
+        for s in self.show(seg, "stitches"):
+            if s["vnid"] == vnid and s["status"] == "up" and s["role"] == "origin":
+                row: dict[str, Any] = s
+                return row
+        return None
+
     def path_segments(self, path: list[str]) -> str:
         return "-".join(segment_name(self.segment_of(r)) for r in path)
 

@@ -157,9 +157,23 @@ class RouteChanged:
     now: float
 
 
+@dataclass(frozen=True, slots=True)
+class CongestionReported:
+    """At the origin of ``stitch_id``: ``reporter`` (a RM on its path, this RM itself
+    for its own links) sees ``link`` (two adjacent RMs of the path) at ``utilisation``
+    (1.0 = the link's capacity). The controller decides whether to move the stitch."""
+
+    stitch_id: str
+    vnid: VNID
+    link: tuple[RouteManagerId, RouteManagerId]
+    utilisation: float
+    reporter: RouteManagerId
+    now: float
+
+
 Action = SendDatagram | DataplaneChange
 Event = StitchEstablished | StitchFailed | StitchTornDown | StitchResized | \
-    TunnelStateChanged | PeerFault | RouteChanged | AccessRefused
+    TunnelStateChanged | PeerFault | RouteChanged | AccessRefused | CongestionReported
 Output = Action | Event
 
 
@@ -269,6 +283,20 @@ class RouteManagerViews(Protocol):
     def resize_stitch(self, stitch_id: str, bandwidth_mbps: float,
                       now: float) -> list[Output]:
         """Resize a stitch originated here in place; the outcome is a StitchResized."""
+        ...
+
+    def renegotiate_stitch(self, stitch_id: str, avoid: frozenset[tuple[RouteManagerId, ...]],
+                           now: float, *, keep_old: bool = False
+                           ) -> tuple[str, list[Output]]:
+        """Make-before-break: a successor of ``stitch_id`` avoiding every element of
+        ``avoid`` (empty: the best path now); returns the successor's id. ``keep_old``:
+        the caller releases the old stitch (else it goes when the successor is up)."""
+        ...
+
+    def report_congestion(self, neighbour: RouteManagerId, utilisation: float,
+                          now: float) -> list[Output]:
+        """The link to ``neighbour`` is congested: tell the origins of the stitches
+        crossing it (:mod:`vnstitch.protocol.congestion`)."""
         ...
 
 

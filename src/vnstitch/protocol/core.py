@@ -393,8 +393,9 @@ class RouteManagerCore(StitchingMixin):
         return self.start_request(vnid, constraints, now)
 
     def renegotiate_stitch(self, stitch_id: str, avoid: frozenset[tuple[RouteManagerId, ...]],
-                           now: float) -> tuple[str, list[Output]]:
-        return self.start_renegotiation(stitch_id, avoid, now)
+                           now: float, *, keep_old: bool = False
+                           ) -> tuple[str, list[Output]]:
+        return self.start_renegotiation(stitch_id, avoid, now, keep_old=keep_old)
 
     def release_stitch(self, stitch_id: str, now: float) -> list[Output]:
         out: list[Output] = []

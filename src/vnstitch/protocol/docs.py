@@ -15,13 +15,16 @@ from vnstitch.protocol.negotiation import STITCH_TRANSITIONS
 from vnstitch.protocol.reservation import RESERVATION_TRANSITIONS
 from vnstitch.protocol.resize import RESIZE_TRANSITIONS
 from vnstitch.protocol.tunnels import TUNNEL_TRANSITIONS
+from vnstitch.routing.monitor import TRANSITIONS as LINK_TRANSITIONS
 
 
 def generated_section() -> str:
     parts = [render_table("Stitch request (origin)", STITCH_TRANSITIONS),
              render_table("Reservation (every RM on the path)", RESERVATION_TRANSITIONS),
              render_table("Tunnel (both ends)", TUNNEL_TRANSITIONS),
-             render_table("Resize attempt (origin)", RESIZE_TRANSITIONS)]
+             render_table("Resize attempt (origin)", RESIZE_TRANSITIONS),
+             render_table("Link congestion (each RM, its own links; CONGESTION is sent "
+                          "while congested)", LINK_TRANSITIONS)]
     rows = ["#### Timer defaults (`vnstitch.protocol.config.Timers`)", "",
             "| name | default |", "|---|---|"]
     for f in dataclasses.fields(Timers):

@@ -9,14 +9,14 @@ envelope (sender, recipient, sequence number, timestamp, signature) is added by
 :mod:`vnstitch.protocol.codec`.
 
 Messages that follow a stitch path (QUERY forward, OFFER back, HOLD..COMMIT_ACK, ABORT,
-PATH_DOWN, RESIZE..RESIZE_REFUSED) carry the whole path; each hop relays to its neighbour
-on the path and re-signs, so every datagram is hop-by-hop authenticated. Key material
-(HOLD, HOLD_OK) additionally carries an end-to-end Ed25519 signature (``keysig``) by the
-end that chose it, so a transit Route Manager cannot substitute a WireGuard key; so does
-a resize of an established stitch (RESIZE by the origin, RESIZE_OK by the target: the
-amount both tunnel ends shape to). PROBE / PROBE_REPLY travel end to end between the two
-tunnel ends (no path, no transit RM). LEASES keeps the
-reservations two neighbours share alive (see :mod:`vnstitch.protocol.leases`).
+PATH_DOWN, RESIZE..RESIZE_REFUSED, CONGESTION back) carry the whole path; each hop relays
+to its neighbour on the path and re-signs, so every datagram is hop-by-hop
+authenticated. Key material (HOLD, HOLD_OK) additionally carries an end-to-end Ed25519
+signature (``keysig``) by the end that chose it, so a transit Route Manager cannot
+substitute a WireGuard key; so does a resize of an established stitch (RESIZE by the
+origin, RESIZE_OK by the target: the amount both tunnel ends shape to). PROBE /
+PROBE_REPLY travel end to end between the two tunnel ends (no path, no transit RM).
+LEASES keeps the reservations two neighbours share alive (see :mod:`vnstitch.protocol.leases`).
 
 UPDATE entries all start with the announcer, so an UPDATE names it once and each entry
 carries only how many RMs of its path (after the announcer) it shares with the entry
@@ -526,15 +526,43 @@ class ResizeRefused:
                    _str(reason, "reason", 32), _num(av, "available", True))
 
 
+@dataclass(frozen=True, slots=True)
+class Congestion:
+    """``at``, a Route Manager on the path of reservation ``token``, sees the substrate
+    link ``link`` (two adjacent RMs of that path) congested: ``severity`` is its measured
+    utilisation in per mille (above 1000: more offered than the link carries). Relayed
+    hop by hop toward the origin (``path[0]``), which may renegotiate around the link."""
+
+    TYPE: ClassVar[MsgType] = MsgType.CONGESTION
+    token: str
+    path: tuple[RouteManagerId, ...]
+    at: RouteManagerId
+    link: tuple[RouteManagerId, ...]
+    severity: int
+
+    def to_wire(self) -> list[Any]:
+        return [self.token, wire_path(self.path), wire_rm(self.at), wire_path(self.link),
+                self.severity]
+
+    @classmethod
+    def from_wire(cls, p: Any) -> Congestion:
+        tok, path, at, link, sev = _unpack(p, 5, "congestion")
+        links = _path(link, "link", 2)
+        if len(links) != 2:
+            raise _bad("link", "a link is two Route Managers")
+        return cls(_str(tok, "token", MAX_TOKEN_LEN), _path(path, "path", 2), _rm(at, "at"),
+                   links, _int(sev, "severity", 0, 65535))
+
+
 Message = Hello | Update | Resync | Query | Offer | Hold | HoldOk | HoldRefused | PathSignal | \
-    Probe | Leases | Resize | ResizeRefused | QueryRefused | Revocations
+    Probe | Leases | Resize | ResizeRefused | QueryRefused | Revocations | Congestion
 
 _SIMPLE: dict[MsgType, Any] = {
     MsgType.HELLO: Hello, MsgType.UPDATE: Update, MsgType.RESYNC: Resync,
     MsgType.QUERY: Query, MsgType.OFFER: Offer, MsgType.HOLD: Hold, MsgType.HOLD_OK: HoldOk,
     MsgType.HOLD_REFUSED: HoldRefused, MsgType.LEASES: Leases,
     MsgType.RESIZE_REFUSED: ResizeRefused, MsgType.QUERY_REFUSED: QueryRefused,
-    MsgType.REVOCATIONS: Revocations,
+    MsgType.REVOCATIONS: Revocations, MsgType.CONGESTION: Congestion,
 }
 _SIGNALS = frozenset({MsgType.COMMIT, MsgType.COMMIT_ACK, MsgType.ABORT, MsgType.PATH_DOWN})
 _PROBES = frozenset({MsgType.PROBE, MsgType.PROBE_REPLY})

@@ -118,6 +118,9 @@ class StitchRequest:
     avoid: frozenset[tuple[RouteManagerId, ...]] = frozenset()
     #: The stitch this one replaces once it is established (make-before-break).
     replaces: str = ""
+    #: Leave the replaced stitch established when this one is (the caller releases it
+    #: once the new tunnel carries traffic: make-before-break in the dataplane too).
+    keep_replaced: bool = False
     #: Targets that refused this round as ``not_authorised`` (what they said; who).
     denials: list[str] = field(default_factory=list)
     denied: set[RouteManagerId] = field(default_factory=set)
@@ -157,7 +160,8 @@ class StitchRequest:
                 "requested_at": self.requested_at, "state": self.state.value,
                 "attempt": self.attempt, "token": self.token, "path": list(self.path),
                 "latency_ms": self.latency_ms, "cost": self.cost,
-                "avoid": [list(e) for e in sorted(self.avoid)], "replaces": self.replaces}
+                "avoid": [list(e) for e in sorted(self.avoid)], "replaces": self.replaces,
+                "keep_replaced": self.keep_replaced}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StitchRequest:
@@ -173,4 +177,5 @@ class StitchRequest:
         r.cost = float(d["cost"])
         r.avoid = frozenset(tuple(RouteManagerId(x) for x in e) for e in d.get("avoid", []))
         r.replaces = str(d.get("replaces", ""))
+        r.keep_replaced = bool(d.get("keep_replaced", False))
         return r

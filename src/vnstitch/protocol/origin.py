@@ -24,8 +24,9 @@ saw a congested transit segment or adjacency) is make-before-break: a *successor
 request with a fresh stitch id queries and reserves with the element avoided while the
 old stitch stays established and carries traffic (both reservations count on shared
 links meanwhile). When the successor is established -- committed on every hop, its
-tunnel's dataplane objects emitted -- the old stitch is released in the same step. If no
-path avoids the element the successor fails (``StitchFailed``) and the old stitch is
+tunnel's dataplane objects emitted -- the old stitch is released in the same step (or,
+with ``keep_old``, left to the caller to release once the new tunnel carries traffic). If
+no path avoids the element the successor fails (``StitchFailed``) and the old stitch is
 untouched. Releasing the old stitch while its successor is pending releases both.
 """
 
@@ -95,11 +96,14 @@ class OriginMixin(StitchingBase):
         return sid, out
 
     def start_renegotiation(self, sid: str, avoid: frozenset[tuple[RouteManagerId, ...]],
-                            now: float) -> tuple[str, list[Output]]:
+                            now: float, *, keep_old: bool = False
+                            ) -> tuple[str, list[Output]]:
         """Make-before-break: a successor of established stitch ``sid`` whose path avoids
         every element of ``avoid`` (``(rm,)``: that segment; ``(a, b)``: that adjacency;
         empty: the best path now, e.g. to return home after congestion cleared).
-        Returns the successor's stitch id; its outcome arrives as events (module doc)."""
+        Returns the successor's stitch id; its outcome arrives as events (module doc).
+        ``keep_old``: leave ``sid`` established when the successor is; the caller then
+        releases it (once the new tunnel has carried traffic)."""
         old = self.requests.get(sid)
         new_sid = self.rng.randbytes(6).hex()
         out: list[Output] = []
@@ -111,7 +115,7 @@ class OriginMixin(StitchingBase):
             out.append(StitchFailed(new_sid, req.vnid, FailureReason.LOCAL, why, now))
             return new_sid, out
         req = StitchRequest(new_sid, old.vnid, old.constraints, now, avoid=avoid,
-                            replaces=sid)
+                            replaces=sid, keep_replaced=keep_old)
         self.requests[new_sid] = req
         self.stat("renegotiations_around")
         self._send_query(req, now, out)
@@ -331,7 +335,8 @@ class OriginMixin(StitchingBase):
         self._send_probe(req, tun, now, out)
         if req.replaces:  # make-before-break: the successor is up, the old one goes
             old, req.replaces = req.replaces, ""
-            self.release_request(old, now, out)
+            if not req.keep_replaced:
+                self.release_request(old, now, out)
 
     def _renegotiate(self, req: StitchRequest, now: float, out: list[Output],
                      reason: FailureReason) -> None:

@@ -6,7 +6,8 @@ path (:mod:`~vnstitch.protocol.pathhops`: forward queries, hold, commit, abort a
 report a broken path), a tunnel end (:mod:`~vnstitch.protocol.probes`: end-to-end health
 probes) a neighbour keeping shared reservations alive
 (:mod:`~vnstitch.protocol.leases`) and the in-place resize of an established stitch
-(:mod:`~vnstitch.protocol.resize`). :class:`StitchingMixin` joins the five over the
+(:mod:`~vnstitch.protocol.resize`), and congestion reports toward the origin
+(:mod:`~vnstitch.protocol.congestion`). :class:`StitchingMixin` joins the six over the
 core's state, routes each stitching message and timer to its role, and re-arms
 everything after a restore. Timer kinds (key in brackets):
 
@@ -25,9 +26,11 @@ from __future__ import annotations
 
 from vnstitch.model.ids import RouteManagerId
 from vnstitch.protocol.api import DataplaneChange, FailureReason, Output
+from vnstitch.protocol.congestion import CongestionMixin
 from vnstitch.protocol.grants import QueryRefused, Revocations
 from vnstitch.protocol.leases import LeaseMixin
 from vnstitch.protocol.messages import (
+    Congestion,
     Hold,
     HoldOk,
     HoldRefused,
@@ -51,7 +54,8 @@ from vnstitch.protocol.timers import TimerKind
 from vnstitch.protocol.tunnels import TunnelState
 
 
-class StitchingMixin(OriginMixin, PathHopMixin, LeaseMixin, ProbeMixin, ResizeMixin):
+class StitchingMixin(OriginMixin, PathHopMixin, LeaseMixin, ProbeMixin, ResizeMixin,
+                     CongestionMixin):
     # -- timers ---------------------------------------------------------------------------
     def fire_stitching_timer(self, kind: TimerKind, key: str, now: float,
                              out: list[Output]) -> None:
@@ -128,6 +132,8 @@ class StitchingMixin(OriginMixin, PathHopMixin, LeaseMixin, ProbeMixin, ResizeMi
             self._on_query_refused(sender, msg, now, out)
         elif isinstance(msg, Revocations):
             self._on_revocations(sender, msg, now, out)
+        elif isinstance(msg, Congestion):
+            self._on_congestion(sender, msg, now, out)
 
     # -- restore --------------------------------------------------------------------------
     def resume_after_restore(self, now: float, out: list[Output]) -> None:

@@ -80,6 +80,11 @@ def wg_keypair(rng: random.Random) -> tuple[bytes, bytes]:
     return private.private_bytes_raw(), public
 
 
+#: Tunnels' VXLAN ports: VXLAN_PORT_BASE + a hash of the token modulo VXLAN_PORTS.
+VXLAN_PORT_BASE = 48000
+VXLAN_PORTS = 1024
+
+
 def b64(key: bytes) -> str:
     return base64.b64encode(key).decode()
 
@@ -161,6 +166,15 @@ class Tunnel:
         return f"vx{self._end_tag}"
 
     @property
+    def vxlan_port(self) -> int:
+        """The VXLAN UDP port of this tunnel, the same at both ends (derived from the
+        token): the kernel allows one VXLAN device per (VNI, port), and during a
+        make-before-break renegotiation, or with several stitches of one VN, a Route
+        Manager terminates two tunnels of the same VNI."""
+        digest = hashlib.blake2b(self.token.encode(), digest_size=4).digest()
+        return VXLAN_PORT_BASE + int.from_bytes(digest, "big") % VXLAN_PORTS
+
+    @property
     def bridge_name(self) -> str:
         return bridge_name(self.vnid)
 
@@ -170,7 +184,8 @@ class Tunnel:
         objs: list[DataplaneObject] = [
             WireguardInterface(self.wg_name, b64(self.private_key), self.listen_port,
                                f"{self.own_addr}/31", (peer,)),
-            VxlanPort(self.vxlan_name, int(self.vnid), self.own_addr, self.wg_name),
+            VxlanPort(self.vxlan_name, int(self.vnid), self.own_addr, self.wg_name,
+                      self.vxlan_port),
             Bridge(self.bridge_name),
             BridgePort(self.bridge_name, self.vxlan_name),
             FdbEntry(self.vxlan_name, self.peer_addr),

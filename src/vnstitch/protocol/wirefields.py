@@ -46,6 +46,7 @@ class MsgType(enum.IntEnum):
     RESIZE_REFUSED = 18
     QUERY_REFUSED = 19
     REVOCATIONS = 20
+    CONGESTION = 21
 
 
 # -- field validators (raise RemoteProtocolError("malformed", field)) ----------------

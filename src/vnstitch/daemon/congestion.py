@@ -1,0 +1,383 @@
+"""Live congestion reroute in the Route Manager: sample, detect, report, move, pin.
+
+Theory of operation. With the Linux dataplane, every ``congestion.interval_s`` the
+daemon
+
+1. **samples** the substrate link toward each neighbour (:func:`~vnstitch.daemon.
+   linksampler.sample_links`, in a worker thread): device, gateway, byte and drop
+   counters. The larger of the tx and rx rates over the capacity configured for that
+   neighbour is the link's utilisation;
+2. **detects** with the controller's hysteresis monitor (:class:`~vnstitch.routing.
+   monitor.CongestionMonitor`); every interval a link stays congested, the core is told
+   (:meth:`report_congestion`): it reports to the origin of every stitch crossing the
+   link -- a signed CONGESTION relayed along the path, or an event when the origin is
+   this RM (:mod:`vnstitch.protocol.congestion`);
+3. **decides at the origin**: each :class:`~vnstitch.protocol.api.CongestionReported`
+   (and each netlink link-down under a stitch originated here, seen at once through
+   :class:`~vnstitch.daemon.linksampler.LinkEvents`) goes to the pure
+   :class:`~vnstitch.control.reroute.StitchMover` (dampening, hold-down, return home);
+   its :class:`~vnstitch.control.Renegotiate` actions become ``renegotiate_stitch``
+   with ``keep_old``: a successor is queried, held and committed around the link while
+   the old stitch carries the traffic. Then the move is made before the break in the
+   kernel too: the new tunnel's VXLAN port stays out of the VN's bridge until its
+   WireGuard handshake has completed (checked every interval); then the two bridge ports
+   swap in one reconcile (the successor inherits the operator's intent), and once the
+   kernel shows the new port bridged the old stitch is released (its far end is told,
+   its tunnel goes). Never are
+   both tunnels in one bridge at once: two tunnels between the same two bridges would
+   be a layer-2 loop. A successor still without a handshake ``REKEY_AFTER_S`` after its
+   commit has its WireGuard peer taken out of the desired state for one pass and put
+   back: its first initiation was likely lost (sent before the far end's device
+   existed), and wireguard-go would retry only after 5 s, while a fresh peer initiates
+   with its next packet. A successor that loses its tunnel before the swap is dropped
+   and the old stitch stays;
+4. **pins paths**: :meth:`overlay` adds a :class:`~vnstitch.dataplane.objects.PathPin`
+   per tunnel end to the desired state, so a tunnel's outer packets leave through its
+   negotiated first hop (not whatever the substrate routes prefer); a pin whose first
+   hop has no link now is left out, so traffic falls back to the substrate's routes.
+
+Every decision (monitor state changes, reports, moves, holds, returns) is kept for
+``show decisions``. Nothing here raises into the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from vnstitch.control.model import DecisionRecord, Renegotiate
+from vnstitch.control.reroute import RerouteRules, StitchMover
+from vnstitch.daemon.config import CongestionConfig
+from vnstitch.daemon.linksampler import LinkEvents, LinkReading, bridged, sample_links
+from vnstitch.dataplane.base import DataplaneError
+from vnstitch.dataplane.objects import (
+    BridgePort,
+    DataplaneState,
+    PathPin,
+    WireguardInterface,
+)
+from vnstitch.dataplane.wireguard_go import last_handshake
+from vnstitch.model.ids import RouteManagerId
+from vnstitch.protocol.api import (
+    CongestionReported,
+    Output,
+    StitchEstablished,
+    StitchFailed,
+    StitchTornDown,
+)
+from vnstitch.protocol.tunnels import bridge_name
+from vnstitch.routing.monitor import ArcState, CongestionMonitor, MonitorConfig
+
+if TYPE_CHECKING:
+    from vnstitch.daemon.runtime import RouteManagerDaemon
+
+log = logging.getLogger("vnstitch.daemon.congestion")
+
+#: Longest wait for a successor's WireGuard handshake before traffic moves anyway: a
+#: first initiation sent before the far end's device existed is retried only after
+#: wireguard-go's REKEY_TIMEOUT (5 s).
+LINGER_S = 6.0
+#: A successor without a handshake this long after it was committed gets a fresh peer.
+REKEY_AFTER_S = 0.6
+
+
+@dataclass(slots=True)
+class _Move:
+    """A successor established and its predecessor still up: which bridge ports to
+    hold out of the VN's bridge, until when at most, and whether they swapped."""
+
+    old: str
+    new_ports: set[str]
+    old_ports: set[str]
+    until: float
+    made_at: float = 0.0
+    swapped: bool = False
+    #: The successor's WireGuard peer is left out of the desired state for one pass
+    #: (then put back): wireguard-go starts the handshake afresh (module docstring).
+    rekey: str = ""  # "" | "out" | "done"
+
+
+class CongestionRunner:
+    """Drives sampling, reporting, reroute and path pins for one daemon."""
+
+    def __init__(self, daemon: RouteManagerDaemon, config: CongestionConfig) -> None:
+        self.daemon = daemon
+        self.config = config
+        self.monitor = CongestionMonitor(MonitorConfig(config.high, config.low,
+                                                       config.raise_samples,
+                                                       config.clear_samples))
+        self.mover = StitchMover(RerouteRules(config.holddown_s, config.min_reports,
+                                              config.report_window_s, config.return_after_s))
+        self.decisions: deque[dict[str, Any]] = deque(maxlen=config.decisions_kept)
+        self.links: dict[str, LinkReading] = {}
+        self.utilisation: dict[str, float] = {}
+        self._last: dict[str, tuple[float, LinkReading]] = {}
+        self._successor_of: dict[str, str] = {}  # successor stitch id -> the one it replaces
+        self._moves: dict[str, _Move] = {}  # successor stitch id -> its move in the kernel
+        self._task: asyncio.Task[None] | None = None
+        self._events: LinkEvents | None = None
+        self.steps = 0
+
+    # -- lifecycle --------------------------------------------------------------------
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._run())
+        if self.daemon.config.dataplane.netns is None:  # events in our own namespace only
+            self._events = LinkEvents(self._link_changed)
+            try:
+                self._events.start(loop)
+            except OSError as exc:
+                log.warning("netlink link events unavailable: %s", exc)
+                self._events = None
+
+    async def stop(self) -> None:
+        if self._events is not None:
+            self._events.close()
+            self._events = None
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except Exception:  # never let the loop die: log and try next interval
+                log.exception("congestion tick failed")
+                self.daemon.metrics["congestion_errors"] += 1
+            await asyncio.sleep(self.config.interval_s)
+
+    # -- one interval -----------------------------------------------------------------
+    async def tick(self) -> None:
+        d = self.daemon
+        hosts = {str(p.rm_id): p.host for p in d.config.peers}
+        links = await asyncio.to_thread(sample_links, hosts, d.config.dataplane.netns)
+        if not d.store_open:
+            return
+        now = d.now()
+        self.steps += 1
+        pins_before = self._pin_links()
+        self.links = links
+        util: dict[tuple[str, str], float] = {}
+        for n, r in links.items():
+            prev = self._last.get(n)
+            self._last[n] = (now, r)
+            peer = d.config.peer(RouteManagerId(n))
+            if r.error or prev is None or prev[1].device != r.device or peer is None \
+                    or now <= prev[0] or peer.capacity_mbps <= 0:
+                continue
+            dt = now - prev[0]
+            tx = max(0, r.tx_bytes - prev[1].tx_bytes)
+            rx = max(0, r.rx_bytes - prev[1].rx_bytes)
+            u = max(tx, rx) * 8 / 1e6 / dt / peer.capacity_mbps
+            self.utilisation[n] = u
+            util[(n, "")] = u
+        for ev in self.monitor.observe(now, util):
+            self._keep(DecisionRecord(now, ev.arc[0], f"link-{ev.new.value}", ev.reason))
+        outputs: list[Output] = []
+        for arc in self.monitor.congested():
+            if self.monitor.state(arc) is ArcState.CONGESTED:
+                outputs += d.core.report_congestion(RouteManagerId(arc[0]),
+                                                    self.utilisation.get(arc[0], 0.0), now)
+        if outputs:
+            d.execute(outputs)
+        await self._advance_moves(now)
+        acts, recs = self.mover.step(now, self._costs())
+        for rec in recs:
+            self._keep(rec)
+        self._apply(acts, now)
+        if self.config.pin_paths and self._pin_links() != pins_before:
+            d.dataplane_changed()
+
+    # -- events from the core and the kernel ------------------------------------------
+    def on_event(self, ev: Output) -> None:
+        """Called by the daemon for every core event (origin side of the reroute)."""
+        now = self.daemon.now()
+        if isinstance(ev, CongestionReported):
+            if any(ev.stitch_id in (new, mv.old) for new, mv in self._moves.items()) \
+                    or ev.stitch_id in self._successor_of.values():
+                return  # already moving: the old one goes, the new one avoids the link
+            acts, recs = self.mover.congested(now, ev.stitch_id, (str(ev.link[0]),
+                                                                   str(ev.link[1])),
+                                              ev.utilisation, str(ev.reporter))
+            for rec in recs:
+                self._keep(rec)
+            # Applied on the next turn of the loop: we are inside the daemon's _execute.
+            if acts:
+                asyncio.get_running_loop().call_soon(self._apply, acts, now)
+        elif isinstance(ev, StitchEstablished) and ev.stitch_id in self._successor_of:
+            old = self._successor_of.pop(ev.stitch_id)
+            self._moves[ev.stitch_id] = _Move(old, self._ports(ev.stitch_id),
+                                              self._ports(old), now + LINGER_S, now)
+            self._keep(DecisionRecord(now, ev.stitch_id, "made", f"successor of {old} is "
+                                      f"committed on {len(ev.path) - 1} hop(s), cost "
+                                      f"{ev.cost:g}; the old stitch carries the traffic "
+                                      "until the new tunnel's handshake", consumer=old))
+        elif isinstance(ev, StitchTornDown) and ev.stitch_id in self._moves \
+                and not self._moves[ev.stitch_id].swapped:
+            # The successor died before traffic moved to it: drop it, keep the old one.
+            mv = self._moves.pop(ev.stitch_id)
+            self.mover.failed(mv.old)
+            asyncio.get_running_loop().call_soon(self._release, ev.stitch_id)
+            self._keep(DecisionRecord(now, mv.old, "stay", f"successor {ev.stitch_id} lost "
+                                      f"its tunnel ({ev.reason.value}) before traffic moved",
+                                      consumer=mv.old))
+        elif isinstance(ev, StitchFailed) and ev.stitch_id in self._successor_of:
+            old = self._successor_of.pop(ev.stitch_id)
+            self.mover.failed(old)
+            self._keep(DecisionRecord(now, old, "stay", f"no path around the element: "
+                                      f"{ev.detail}", consumer=old))
+
+    def _release(self, sid: str) -> None:
+        d = self.daemon
+        if d.store_open:
+            d.execute(d.core.release_stitch(sid, d.now()))
+
+    def _ports(self, sid: str) -> set[str]:
+        return {BridgePort(bridge_name(v.vnid), v.vxlan_device).key
+                for v in self.daemon.core.tunnel_views() if v.stitch_id == sid}
+
+    async def _advance_moves(self, now: float) -> None:
+        """Each move, one step per interval: once the successor's tunnel completed a
+        WireGuard handshake (it carries traffic both ways; or after ``LINGER_S``), swap
+        the bridge ports (old out, new in: one cheap pass); once the kernel has the new
+        port bridged, release the old stitch (its tunnel goes, the far end is told)."""
+        if not self._moves:
+            return
+        d = self.daemon
+        wg = {v.stitch_id: v.wg_device for v in d.core.tunnel_views()}
+        changed = False
+        for new, mv in list(self._moves.items()):
+            if mv.swapped:
+                # Release the old stitch only once the kernel has the new port bridged:
+                # a pass that did both would remove the old tunnel first.
+                ports = [v.vxlan_device for v in d.core.tunnel_views() if v.stitch_id == new]
+                if await asyncio.to_thread(bridged, ports, d.config.dataplane.netns) \
+                        or now >= mv.until + LINGER_S:
+                    del self._moves[new]
+                    self._release(mv.old)
+                continue
+            shaken, exists = 0.0, False
+            if new in wg:
+                with contextlib.suppress(DataplaneError):
+                    shaken = await asyncio.to_thread(last_handshake, wg[new])
+                    exists = True
+            if shaken <= 0 and now < mv.until and mv.rekey != "done" \
+                    and (exists or mv.rekey == "out") and now >= mv.made_at + REKEY_AFTER_S:
+                # No handshake yet: its first initiation was likely lost (sent before the
+                # far end's device existed); a fresh peer initiates at once, not in 5 s.
+                mv.rekey = "done" if mv.rekey == "out" else "out"
+                changed = True
+                continue
+            if shaken > 0 or now >= mv.until:
+                mv.swapped = changed = True
+                cost = next((x.cost for x in d.store.stitches() if x.stitch_id == mv.old), 0.0)
+                self.mover.moved(now, mv.old, new, cost)
+                d.intents.succeeded(mv.old, new, now)
+                why = ("the new tunnel completed its handshake" if shaken > 0 else
+                       f"no handshake within {LINGER_S:g} s, switching anyway")
+                self._keep(DecisionRecord(now, new, "moved", f"{why}: traffic moves from "
+                                          f"{mv.old} (cost {cost:g}) to {new}; the old stitch "
+                                          "is released next", consumer=new))
+        if changed:
+            d.dataplane_changed()
+
+    def _link_changed(self, index: int, up: bool) -> None:
+        if up:
+            return
+        gone = [n for n, r in self.links.items() if r.index == index and not r.error]
+        if not gone:
+            return
+        d = self.daemon
+        now = d.now()
+        me = str(d.rm_id)
+        acts: list[Renegotiate] = []
+        for n in gone:
+            self.links[n] = LinkReading(n, error="link down (netlink)")
+            self._keep(DecisionRecord(now, n, "link-down", f"netlink: the link toward "
+                                      f"{n[:8]} went down"))
+            for v in d.core.tunnel_views():
+                if v.origin and len(v.path) > 1 and str(v.path[1]) == n:
+                    a, r = self.mover.link_down(now, v.stitch_id, (me, n))
+                    acts += a
+                    for rec in r:
+                        self._keep(rec)
+        self._apply(acts, now)
+        if self.config.pin_paths:
+            d.dataplane_changed()
+
+    def _apply(self, acts: list[Renegotiate], now: float) -> None:
+        d = self.daemon
+        for a in acts:
+            avoid = frozenset({tuple(RouteManagerId(x) for x in a.around.split("-"))}) \
+                if a.around else frozenset()
+            try:
+                new, outputs = d.core.renegotiate_stitch(a.stitch_id, avoid, d.now(),
+                                                         keep_old=True)
+            except Exception:
+                log.exception("renegotiate %s failed", a.stitch_id)
+                self.mover.failed(a.stitch_id)
+                continue
+            self._successor_of[new] = a.stitch_id
+            d.metrics["congestion_reroutes"] += 1
+            d.execute(outputs)
+
+    # -- views and the dataplane overlay ----------------------------------------------
+    def _costs(self) -> dict[str, float]:
+        return {s.stitch_id: s.cost for s in self.daemon.store.stitches() if s.status == "up"}
+
+    def _pin_links(self) -> dict[str, tuple[str, str]]:
+        return {n: (r.device, r.gateway) for n, r in self.links.items() if not r.error}
+
+    def overlay(self, state: DataplaneState) -> DataplaneState:
+        """``state`` with a PathPin for every tunnel end whose first hop has a link, and
+        the tunnels of replaced stitches still lingering."""
+        held = [k for mv in self._moves.values()
+                for k in (mv.old_ports if mv.swapped else mv.new_ports) if k in state]
+        if held:
+            state = state.with_objects(remove=held)
+        rekey = {v.wg_device for v in self.daemon.core.tunnel_views()
+                 if (mv := self._moves.get(v.stitch_id)) is not None and mv.rekey == "out"}
+        bare = [replace(o, peers=()) for o in state
+                if isinstance(o, WireguardInterface) and o.name in rekey]
+        if bare:
+            state = state.with_objects(add=bare)
+        if not self.config.pin_paths or not self.links:
+            return state
+        me = self.daemon.rm_id
+        wg = {o.name: o for o in state if isinstance(o, WireguardInterface)}
+        pins: list[PathPin] = []
+        for v in self.daemon.core.tunnel_views():
+            w = wg.get(v.wg_device)
+            if w is None or me not in v.path:
+                continue
+            i = v.path.index(me)
+            hop = v.path[i + 1] if i + 1 < len(v.path) else (v.path[i - 1] if i else None)
+            r = self.links.get(str(hop)) if hop is not None else None
+            if r is None or r.error:
+                continue
+            # Everything the tunnel's socket sends (the far end's address may be learned
+            # from its handshake: a terminator's peer is passive) leaves by that hop.
+            pins.append(PathPin(w.listen_port, "0.0.0.0/0", r.gateway, r.device, r.source))
+        return state.with_objects(add=pins) if pins else state
+
+    def _keep(self, rec: DecisionRecord) -> None:
+        if rec.action in ("reroute", "return", "made", "moved", "stay", "link-down"):
+            log.info("congestion: %s %s: %s", rec.action, rec.subject, rec.reason)
+        row = {k: v for k, v in asdict(rec).items() if v not in (None, "")}
+        row["now"] = round(rec.now, 3)
+        self.decisions.append(row)
+
+    def status(self) -> dict[str, Any]:
+        return {"interval_s": self.config.interval_s, "steps": self.steps,
+                "moves": self.mover.moves,
+                "links": {n: {"device": r.device, "error": r.error or None,
+                              "utilisation": round(self.utilisation.get(n, 0.0), 3),
+                              "state": self.monitor.state((n, "")).value}
+                          for n, r in self.links.items()}}
+

@@ -1,0 +1,69 @@
+"""The origin's reroute decisions with fake time: dampening, hold-down, return home."""
+
+from __future__ import annotations
+
+from vnstitch.control.reroute import RerouteRules, StitchMover
+
+LINK = ("aaaa", "tttt")
+
+
+def _oscillate(mover: StitchMover, seconds: float, period_s: float = 2.0,
+               step_s: float = 0.2) -> int:
+    """A load that is hot half of every period; the stitch is renamed on each move."""
+    sid, n, now = "s0", 0, 0.0
+    while now < seconds:
+        hot = (now % period_s) < period_s / 2
+        acts = mover.congested(now, sid, LINK, 1.3, "tttt")[0] if hot else []
+        acts += mover.step(now, {sid: 4.0})[0]
+        for _ in acts:  # the successor comes up at once
+            n += 1
+            new = f"s{n}"
+            mover.moved(now, sid, new, old_cost=2.0)
+            sid = new
+        now = round(now + step_s, 6)
+    return n
+
+
+def test_first_report_is_watched_the_second_moves() -> None:
+    m = StitchMover(RerouteRules(min_reports=2, report_window_s=1.0))
+    acts, recs = m.congested(0.0, "s", LINK, 1.2, "tttt")
+    assert acts == [] and recs[0].action == "watch"
+    acts, recs = m.congested(0.2, "s", LINK, 1.2, "tttt")
+    assert [a.stitch_id for a in acts] == ["s"] and recs[0].action == "reroute"
+    assert m.congested(0.4, "s", LINK, 1.2, "tttt") == ([], [])  # move in flight
+
+
+def test_hold_down_then_return_when_quiet_and_cheaper() -> None:
+    m = StitchMover(RerouteRules(holddown_s=10.0, min_reports=1, return_after_s=5.0))
+    assert m.congested(0.0, "s", LINK, 1.2, "tttt")[0]
+    m.moved(0.5, "s", "s2", old_cost=2.0)
+    acts, recs = m.congested(3.0, "s2", LINK, 1.2, "tttt")  # still reported: held
+    assert acts == [] and recs[0].action == "hold"
+    assert m.step(9.0, {"s2": 4.0}) == ([], [])  # quiet 6 s but hold-down runs to 10.5
+    acts, recs = m.step(11.0, {"s2": 4.0})
+    assert [a.around for a in acts] == [""] and recs[0].action == "return"
+    m.moved(11.3, "s2", "s3", old_cost=4.0)
+    assert m.step(40.0, {"s3": 2.0}) == ([], [])  # home: nothing left to return from
+
+
+def test_no_return_when_the_new_path_is_not_dearer() -> None:
+    m = StitchMover(RerouteRules(holddown_s=0.0, min_reports=1, return_after_s=1.0))
+    m.congested(0.0, "s", LINK, 1.2, "tttt")
+    m.moved(0.1, "s", "s2", old_cost=4.0)
+    assert m.step(5.0, {"s2": 4.0}) == ([], [])
+
+
+def test_link_down_moves_at_once_inside_the_hold_down() -> None:
+    m = StitchMover(RerouteRules(holddown_s=30.0, min_reports=3))
+    m.congested(0.0, "s", LINK, 1.2, "tttt")
+    acts, recs = m.link_down(0.1, "s", LINK)
+    assert len(acts) == 1 and recs[0].action == "reroute"
+
+
+def test_dampening_bounds_moves_and_its_control_flaps() -> None:
+    damped = _oscillate(StitchMover(RerouteRules(holddown_s=10.0, min_reports=2,
+                                                 return_after_s=3.0)), 60.0)
+    flapping = _oscillate(StitchMover(RerouteRules(holddown_s=0.0, min_reports=1,
+                                                   return_after_s=0.0)), 60.0)
+    assert damped <= 60.0 / 10.0 + 1  # at most one move per hold-down
+    assert flapping >= 3 * damped  # the control run without dampening flaps
