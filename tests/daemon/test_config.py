@@ -147,9 +147,23 @@ def test_problems_come_in_file_order_with_positions(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         parse_config(text, "x.yaml", tmp_path)
     assert str(err.value).splitlines() == [
-        "x.yaml:6:9: colour: unknown field (expected one of: allocation, control_socket, "
+        "x.yaml:6:9: colour: unknown field (expected one of: allocation, congestion, "
+            "control_socket, "
         "dataplane, http, key_file, listen, local_vns, peers, pra, qos, segment, "
         "state_db, timers, trust)",
         "x.yaml:7:24: timers.probe_misses: must be > 0, got 0",
         "x.yaml:7:40: timers.hold_time_s: must be finite, got number nan",
     ]
+
+
+def test_congestion_section_is_checked_and_reaches_the_runtime(tmp_path: Path) -> None:
+    head = ("segment: A\nlisten: {address: 127.0.0.1, port: 1}\nkey_file: k\n"
+            "state_db: s\ncontrol_socket: c\n")
+    ok = parse_config(head + "congestion: {interval_s: 0.5, holddown_s: 3}\n", "x.yaml",
+                      tmp_path)
+    assert (ok.congestion.interval_s, ok.congestion.holddown_s) == (0.5, 3.0)
+    assert parse_config(head, "x.yaml", tmp_path).congestion.enabled  # default: on
+    with pytest.raises(ConfigError, match=r"x.yaml:6:\d+: congestion.interval_s: .*finite"):
+        parse_config(head + "congestion: {interval_s: .inf}\n", "x.yaml", tmp_path)
+    with pytest.raises(ConfigError, match=r"congestion.low: need low < high"):
+        parse_config(head + "congestion: {low: 0.9, high: 0.8}\n", "x.yaml", tmp_path)

@@ -28,6 +28,7 @@ from vnstitch.daemon.config import (
     _IFNAME_RE,
     _NETNS_RE,
     AllocationConfig,
+    CongestionConfig,
     DaemonConfig,
     DataplaneConfig,
     HttpConfig,
@@ -232,6 +233,23 @@ class AllocationSection(FileModel):
     shrink_below: Annotated[float, Field(gt=0), after(_fraction)] = 0.5
 
 
+class CongestionSection(FileModel):
+    """Live congestion detection and reroute (see :class:`CongestionConfig`)."""
+
+    enabled: bool = True
+    interval_s: Positive = 0.2
+    high: Positive = 0.8
+    low: Annotated[float, Field(gt=0), after(_fraction)] = 0.6
+    raise_samples: Annotated[int, Field(ge=1)] = 2
+    clear_samples: Annotated[int, Field(ge=1)] = 3
+    holddown_s: NonNegative = 10.0
+    min_reports: Annotated[int, Field(ge=1)] = 2
+    report_window_s: Positive = 1.0
+    return_after_s: NonNegative = 15.0
+    pin_paths: bool = True
+    decisions_kept: Annotated[int, Field(ge=1)] = 500
+
+
 class HttpSection(FileModel):
     listen: HostPort = "127.0.0.1:9464"
     token_file: Text
@@ -253,6 +271,7 @@ class ConfigFile(FileModel):
     control_socket: Text
     allocation: AllocationSection | None = None
     http: HttpSection | None = None
+    congestion: CongestionSection | None = None
     qos: dict[str, Any] | None = Field(
         default=None, description="QoS classes live and stitching priority: see "
         "vnstitch.daemon.qosconfig")
@@ -292,6 +311,10 @@ def _relations(data: object, check_files: bool, base: Path, source: str) -> list
             _pra(top["pra"])
         except _SectionProblemError as exc:
             out.append(Problem(loc_of(exc.path), exc.problem))
+    for _, c in _entries(CongestionSection, [top.get("congestion")]):
+        if not c.low < c.high:
+            out.append(Problem(("congestion", "low"), f"need low < high, got low {c.low:g}, "
+                               f"high {c.high:g}"))
     ids: dict[RouteManagerId, int] = {}
     names: dict[str, RouteManagerId] = {}
     for i, t in _entries(TrustEntry, top.get("trust")):
@@ -406,6 +429,7 @@ def _runtime(m: ConfigFile, source: str, base: Path) -> DaemonConfig:
             wg.endpoint or m.listen.address, wg.port)),
         timers=TimerConfig(**timers), state_db=_resolve(m.state_db, base),
         control_socket=_resolve(m.control_socket, base), allocation=alloc, http=http,
+        congestion=CongestionConfig(**(m.congestion or CongestionSection()).model_dump()),
         qos=_qos(m.qos, source), pra=_pra(m.pra))  # both checked by _relations already
 
 
