@@ -1,12 +1,20 @@
-"""Shared fixtures: where the real data lives, and skipping when it is absent."""
+"""Shared fixtures: where the real data lives, and skipping when it is absent; the
+Hypothesis profiles (``default``; ``ci-long``: full example counts, see tests/examples.py),
+chosen with ``HYPOTHESIS_PROFILE``."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
+from tests.examples import LONG_PROFILE
 from vnstitch.datapath import shared_data_dir
+
+settings.register_profile(LONG_PROFILE, max_examples=1000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vnstitch.allocate import evaluate
 from vnstitch.cli import main
 
 
@@ -35,7 +36,12 @@ def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
     return code, out.out, out.err
 
 
-def test_json_shape_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_json_shape_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # The trade-off sweep runs on every 10th / 5th point of its grids: the same code path
+    # and plot at a tenth of the cost (the full grids took ~85% of this test's time).
+    for name, every in (("PREDICTIVE_SWEEP", 10), ("REACTIVE_SWEEP", 5), ("STATIC_SWEEP", 5)):
+        monkeypatch.setattr(evaluate, name, getattr(evaluate, name)[::every])
     trace = write_trace(tmp_path / "cpu.csv", synthetic())
     png = tmp_path / "out.png"
     code, out, _ = run(["allocate", "evaluate", "--data", str(trace), "--resource", "compute",
@@ -50,6 +56,10 @@ def test_json_shape_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str])
                           "total_cost"}
         assert set(m["total_cost"]) == {"1", "5", "10", "50"}
     assert result["policies"]["oracle"]["unserved_fraction"] == 0.0
+    assert {k: len(v) for k, v in result["tradeoff"].items()} == {
+        "predictive": len(evaluate.PREDICTIVE_SWEEP), "reactive": len(evaluate.REACTIVE_SWEEP),
+        "static": len(evaluate.STATIC_SWEEP)}
+    assert set(result["predictive_curve_below"]) == {"reactive", "static"}
     assert png.stat().st_size > 1000
 
 

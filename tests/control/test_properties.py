@@ -7,6 +7,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.examples import examples
 from vnstitch.allocate.policy import DEFAULT_CLASSES, ScalingRules
 from vnstitch.control import (
     CongestionRules,
@@ -52,7 +53,7 @@ interval = st.tuples(st.lists(st.one_of(st.none(), st.floats(0, 600)), min_size=
                      st.sampled_from(["grant", "refuse", "none"]))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(st.lists(stitch, min_size=1, max_size=3), st.floats(20, 400),
        st.sampled_from([1.0, 5.0, 10.0]), st.lists(interval, min_size=1, max_size=25))
 def test_no_action_exceeds_a_capacity_and_hold_downs_hold(

@@ -8,6 +8,7 @@ import msgpack
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.examples import examples
 from vnstitch.model.ids import VNID, RouteManagerId
 from vnstitch.protocol.codec import MAX_DATAGRAM, Codec
 from vnstitch.protocol.discovery import _chunk, entry_fits
@@ -33,7 +34,7 @@ entries = st.builds(Entry, vnids, tails.map(lambda t: (_ANN, *t)), floats, float
                     comps)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                    HealthCheck.data_too_large])
 @given(st.lists(entries, max_size=80), st.lists(st.tuples(vnids, rm_ids), max_size=400),
        st.integers(0, (1 << 32)))

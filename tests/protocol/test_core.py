@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.examples import examples
 from vnstitch.model import Component, SegmentId, VirtualNetwork, load_topology, partitioned
 from vnstitch.model.ids import VNID
 from vnstitch.protocol.api import (
@@ -208,7 +209,7 @@ def test_export_and_restore(abilene4) -> None:  # type: ignore[no-untyped-def]
     assert any(getattr(x, "add", None) for x in out)  # dataplane re-applied
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["req", "rel", "wait"]),
                           st.sampled_from([ORIGIN, TARGET]), st.integers(500, 12000)),
                 min_size=1, max_size=8), st.integers(0, 3))

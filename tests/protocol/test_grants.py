@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.examples import examples
 from vnstitch.model.ids import VNID, RouteManagerId
 from vnstitch.protocol.errors import ProtocolError, RemoteProtocolError
 from vnstitch.protocol.grants import (
@@ -39,7 +40,7 @@ def _check(g: Grant | None, vnid: VNID, origin: RouteManagerId, now: float, *,
     return check_access(policy, vnid, origin, g, revoked=revoked, now=now).cause
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(vnids, rms, times, serials, st.floats(0, 1e6))
 def test_a_grant_as_issued_is_admitted(vnid: VNID, member: RouteManagerId, expires: float,
                                        serial: int, before: float) -> None:
@@ -49,7 +50,7 @@ def test_a_grant_as_issued_is_admitted(vnid: VNID, member: RouteManagerId, expir
     assert Grant.from_json(g.to_json()) == g
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=examples(80), deadline=None)
 @given(vnids, rms, times, serials,
        st.sampled_from(["vnid", "member", "expires", "serial", "signature", "other_key"]),
        st.data())
@@ -77,7 +78,7 @@ def test_forged_grants_are_refused(  # noqa: PLR0917 - Hypothesis passes them by
     assert _check(g, vnid, member, -1.0) == "granted"  # control
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(vnids, rms, times, serials, st.floats(0, 1e9))
 def test_expired_grants_are_refused(vnid: VNID, member: RouteManagerId, expires: float,
                                     serial: int, late: float) -> None:
@@ -86,7 +87,7 @@ def test_expired_grants_are_refused(vnid: VNID, member: RouteManagerId, expires:
     assert _check(g, vnid, member, expires - 1.0) == "granted"  # control
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(vnids, rms, rms, vnids, times, serials)
 def test_replayed_grants_are_refused(  # noqa: PLR0917
         vnid: VNID, member: RouteManagerId,
@@ -115,7 +116,7 @@ def test_allow_list_and_any_need_no_grant() -> None:
     assert _check(g, VNID(5), other, 0.0, policy=AccessPolicy()) == "bad_signature"
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(vnids, st.integers(0, 1 << 40),
        st.lists(st.tuples(serials, times), max_size=MAX_REVOKED, unique_by=lambda e: e[0]))
 def test_revocation_lists_round_trip_and_verify(vnid: VNID, version: int,

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.examples import examples
 from vnstitch.dataplane.objects import RateLimit
 from vnstitch.model import Component, SegmentId, VirtualNetwork, load_topology, partitioned
 from vnstitch.model.ids import VNID, RouteManagerId
@@ -292,7 +293,7 @@ resizes = st.one_of(
               st.floats(0, 1e6)))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(resizes)
 def test_resize_messages_round_trip(msg: Resize | ResizeRefused) -> None:
     ca, cb, a = _pair()
@@ -300,7 +301,7 @@ def test_resize_messages_round_trip(msg: Resize | ResizeRefused) -> None:
     assert sender == a.rm_id and back == msg
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.sampled_from([16, 17, 18]), st.lists(st.one_of(
     st.integers(-5, 1 << 40), st.floats(), st.binary(max_size=80), st.text(max_size=50),
     st.none()), max_size=7))

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.examples import examples
 from vnstitch.model.ids import VNID, RouteManagerId
 from vnstitch.protocol.codec import MAX_DATAGRAM, Codec
 from vnstitch.protocol.errors import ProtocolError, RemoteProtocolError
@@ -106,7 +107,7 @@ messages: st.SearchStrategy[Message] = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(messages)
 def test_round_trip(msg: Message) -> None:
     ca, cb, a, _ = _pair()
@@ -115,7 +116,7 @@ def test_round_trip(msg: Message) -> None:
     assert back == msg
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(st.binary(max_size=1600))
 def test_arbitrary_bytes_only_raise_remote_protocol_error(data: bytes) -> None:
     _, cb, _, _ = _pair()
@@ -123,7 +124,7 @@ def test_arbitrary_bytes_only_raise_remote_protocol_error(data: bytes) -> None:
         cb.decode(data, 0.0)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.binary(max_size=1200), st.integers(0, 200))
 def test_trusted_garbage_payload_is_malformed_not_a_crash(junk: bytes, type_code: int) -> None:
     """Signed by a trusted key but with a nonsense body: still only RemoteProtocolError."""
@@ -136,7 +137,7 @@ def test_trusted_garbage_payload_is_malformed_not_a_crash(junk: bytes, type_code
             cb.decode(signed + a.sign(signed), 0.0)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(messages, st.data())
 def test_any_flipped_bit_is_dropped(msg: Message, data: st.DataObject) -> None:
     ca, cb, _, _ = _pair()

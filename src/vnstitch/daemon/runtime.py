@@ -26,6 +26,9 @@ before, so a crash mid-apply is repaired by the reconcile at the next start.
 Clock: the core's ``now`` is wall-clock seconds (peers compare message timestamps),
 computed as ``loop.time() + offset`` with the offset fixed at start, so it is monotonic
 while the daemon runs; a core timer at ``t`` is scheduled at loop time ``t - offset``.
+The wall clock is injected (``clock``, default ``time.time``) and every timer runs on the
+event loop's clock, so tests run daemons in virtual time on a loop whose clock jumps to
+the next timer (``tests/daemon/virtualtime.py``) instead of sleeping.
 
 Tunnel probes go inside the tunnel on a real dataplane (:mod:`vnstitch.daemon.tunnelprobe`);
 with the in-memory driver, or before the tunnel's socket is ready, they go to the far
@@ -146,8 +149,12 @@ class RouteManagerDaemon:
 
     def __init__(self, config: DaemonConfig, core_factory: CoreFactory,
                  driver: DataplaneDriver, *, key: KeyInfo | None = None,
-                 init_state: bool = False, rng: random.Random | None = None) -> None:
+                 init_state: bool = False, rng: random.Random | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.config = config
+        # Wall-clock seconds read once at start (``now`` = loop time + that offset); timers
+        # follow the event loop's clock, so a test loop in virtual time drives both.
+        self._wall_clock = clock
         # Jitter of retries; the OS generator unless a test injects a seeded one.
         self.rng = rng if rng is not None else random.SystemRandom()
         self.intents = IntentRunner(self, IntentTable(self.rng))
@@ -281,7 +288,7 @@ class RouteManagerDaemon:
     async def start(self) -> None:
         """Restore state, adopt the dataplane, bind the UDP port, start the core."""
         self._loop = asyncio.get_running_loop()
-        self._offset = time.time() - self._loop.time()
+        self._offset = self._wall_clock() - self._loop.time()
         key = self._key or load_key_file(self.config.key_file)
         store = StateStore.open(self.config.state_db, initialise=self._init_state)
         try:
