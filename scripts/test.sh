@@ -22,4 +22,7 @@ fi
 python -m pip install -q --disable-pip-version-check -e '.[test]'
 ruff check src tests benchmarks
 mypy
-python -m pytest "$@"
+# Two workers (one per core of the CI machine), tests handed out as workers free up;
+# root tests are safe in parallel (each makes uniquely named namespaces, labs and devices).
+# PYTEST_WORKERS=0 runs in one process; arguments after the command come last and win.
+python -m pytest -n "${PYTEST_WORKERS:-2}" --dist worksteal "$@"
