@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.daemon.helpers import run, start_daemon, until, write_cluster
+from tests.daemon.virtualtime import run_virtual
 from vnstitch.daemon import control
 from vnstitch.daemon.config import load_config
 from vnstitch.daemon.coreadapter import make_driver, protocol_core_factory
@@ -74,7 +75,7 @@ def test_stitch_returns_after_the_target_is_down_for_a_while(tmp_path: Path) -> 
         finally:
             await a2.stop()
 
-    run(body(), timeout_s=50)
+    run_virtual(body(), timeout_s=50)  # virtual seconds: no real waiting
 
 
 def test_second_stitch_for_a_vnid_is_refused_with_a_reason(tmp_path: Path) -> None:
@@ -126,7 +127,7 @@ def test_intent_is_restored_from_sqlite_after_an_origin_restart(tmp_path: Path) 
             await a2.stop()
             await b.stop()
 
-    run(body(), timeout_s=50)
+    run_virtual(body(), timeout_s=50)
 
 
 def test_a_forged_flood_is_dropped_before_verification_and_the_stitch_stays_up(

@@ -4,9 +4,10 @@ Theory of operation: the loop's ``time()`` is a number this module keeps. Its se
 polls the real sockets without waiting; when nothing is ready, instead of blocking for
 the time until the next timer it adds that time to the clock, so the timer is due at
 once. Datagrams between daemons in one process over loopback UDP are already in the
-receiving socket when ``sendto`` returns, so nothing in flight is skipped over. Only for
-code whose work finishes in another thread (the Linux driver's reconcile) would the clock
-run ahead of it: use the in-memory dataplane. With no timer at all it waits for real.
+receiving socket when ``sendto`` returns, so nothing in flight is skipped over. For work
+that finishes in another thread (the Linux driver's reconcile, ``asyncio.to_thread``
+clients of the control socket) the clock would run ahead of it: such tests stay in real
+time, and these use the in-memory dataplane. With no timer at all it waits for real.
 """
 
 from __future__ import annotations
