@@ -39,6 +39,7 @@ from vnstitch.forecast import load_series
 from vnstitch.forecast.backtest import RollingForecast
 from vnstitch.forecast.compare import run_backtest
 from vnstitch.sweep.engines import ENGINES, make_engine
+from vnstitch.sweep.errors import SweepError
 
 HERE = Path(__file__).resolve().parent
 SEASON = 288
@@ -75,15 +76,22 @@ def main(argv: list[str] | None = None) -> int:
     for name in engines:
         engine = None if name == "serial" else make_engine(name, workers=args.workers)
         t0 = time.perf_counter()
-        scores, raw = run_backtest(values, season=SEASON, horizon=args.horizon,
-                                   test_steps=SEASON, models=models,
-                                   quantiles=[0.1, 0.5, 0.9], engine=engine)
+        try:
+            scores, raw = run_backtest(values, season=SEASON, horizon=args.horizon,
+                                       test_steps=SEASON, models=models,
+                                       quantiles=[0.1, 0.5, 0.9], engine=engine)
+        except SweepError as exc:  # e.g. Ray cannot start: a row, not the end of the run
+            rows.append({"engine": name, "error": str(exc)})
+            print(f"{name}: {exc}", file=sys.stderr)
+            continue
         wall = time.perf_counter() - t0
         raws[name] = raw
         rows.append({"engine": name, "wall_s": round(wall, 2),
                      "nmae": {m: scores[m]["nmae"] for m in models}})
         print(f"{name}: {wall:.1f} s", file=sys.stderr)
     for r in rows:
+        if "error" in r:
+            continue
         r["speedup_vs_serial"] = round(rows[0]["wall_s"] / r["wall_s"], 2)
         r["same_forecasts_as_serial"] = same(raws[r["engine"]], raws["serial"])
     out = {"series": int(values.shape[1]), "days": args.days, "horizon": args.horizon,
@@ -100,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
           f"load average {out['load_average_1m']}")
     print(f"{'engine':<8} {'wall s':>8} {'speed-up':>8} {'same':>5}  NMAE")
     for r in rows:
+        if "error" in r:
+            print(f"{r['engine']:<8} failed: {r['error']}")
+            continue
         nm = " ".join(f"{m}={v:.4f}" for m, v in r["nmae"].items())
         print(f"{r['engine']:<8} {r['wall_s']:>8.1f} {r['speedup_vs_serial']:>7.2f}x "
               f"{'yes' if r['same_forecasts_as_serial'] else 'NO':>5}  {nm}")
