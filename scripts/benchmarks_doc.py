@@ -201,7 +201,10 @@ def forecast_engines(d: dict[str, Any]) -> list[str]:
             (e["engine"], "failed", "-", "-", *(e["error"][:60] if m == d["models"][0] else "-"
                                                   for m in d["models"]))
             for e in d["engines"]]
-    return [f"backtest of {', '.join(d['models'])} on {d['series']} Abilene flows, "
+    copies = d.get("copies", 1)
+    what = f"{d['series']} series ({copies} scaled copies of the Abilene flows)" \
+        if copies > 1 else f"{d['series']} Abilene flows"
+    return [f"backtest of {', '.join(d['models'])} on {what}, "
             f"{d['days']} days (last scored), H={d['horizon']}, {d['workers']} workers on "
             f"{d['cpus']} CPUs, load average {d['load_average_1m']}", "",
             *md_table(["engine", "wall s", "speed-up vs serial", "same forecasts",
