@@ -195,6 +195,22 @@ def lab_congestion(d: dict[str, Any]) -> list[str]:
     return out
 
 
+def forecast_engines(d: dict[str, Any]) -> list[str]:
+    rows = [(e["engine"], e["wall_s"], e["speedup_vs_serial"], e["same_forecasts_as_serial"],
+             *(e["nmae"][m] for m in d["models"])) if "error" not in e else
+            (e["engine"], "failed", "-", "-", *(e["error"][:60] if m == d["models"][0] else "-"
+                                                  for m in d["models"]))
+            for e in d["engines"]]
+    copies = d.get("copies", 1)
+    what = f"{d['series']} series ({copies} scaled copies of the Abilene flows)" \
+        if copies > 1 else f"{d['series']} Abilene flows"
+    return [f"backtest of {', '.join(d['models'])} on {what}, "
+            f"{d['days']} days (last scored), H={d['horizon']}, {d['workers']} workers on "
+            f"{d['cpus']} CPUs, load average {d['load_average_1m']}", "",
+            *md_table(["engine", "wall s", "speed-up vs serial", "same forecasts",
+                       *(f"NMAE {m}" for m in d["models"])], rows)]
+
+
 def generic(d: dict[str, Any]) -> list[str]:
     return md_table(["figure", "value"], [(k, v) for k, v in d.items()
                                           if not isinstance(v, dict | list)])
@@ -206,6 +222,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "routing_abilene": routing_abilene, "sp_scale": sp_scale,
     "forecast_abilene": forecast_abilene, "sweep": sweep, "sim_vs_live": sim_vs_live,
     "lab_congestion": lab_congestion,
+    "forecast_engines": forecast_engines,
 }
 
 

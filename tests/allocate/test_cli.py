@@ -63,6 +63,23 @@ def test_json_shape_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     assert png.stat().st_size > 1000
 
 
+def test_forecaster_fallbacks_are_notes(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """A constant trace: the statsforecast reference cannot fit it and forecasts naive;
+    evaluate says so (control: seasonal naive never falls back)."""
+    trace = write_trace(tmp_path / "flat.csv", [40.0] * (12 * 24 * 3))
+    base = ["allocate", "evaluate", "--data", str(trace), "--resource", "compute",
+            "--season", "288", "--lead-time", "1", "--unit", "25", "--test-steps", "288",
+            "--no-sweep", "--policies", "reactive,predictive"]
+    code, out, _ = run([*base, "--model", "sf_autoets", "--json"], capsys)
+    assert code == 0
+    assert any("sf_autoets: naive forecast" in n for n in json.loads(out)["model_notes"])
+    code, out, _ = run([*base, "--model", "sf_autoets"], capsys)
+    assert code == 0 and "note: " in out and "constant series" in out
+    code, out, _ = run([*base, "--model", "seasonal_naive", "--json"], capsys)
+    assert code == 0 and json.loads(out)["model_notes"] == []
+
+
 @pytest.mark.parametrize(("bad", "where"), [
     ("2014-02-14 00:25:00,abc", ":6:"),  # not a number, named by line
     ("2014-02-13 00:25:00,1.0", ":6:"),  # timestamp goes backwards

@@ -64,10 +64,12 @@ def run_evaluation(files: list[str], cfg: EvalConfig, model: str, *,
         step(f"loaded {Path(path).name}")
         paths = None
         alternatives = []
+        model_notes: list[str] = []
         if "predictive" in cfg.policies:
             for name in (model, *choose_from):
                 got = lead_point_forecasts(data.values, start, cfg.calib_steps(start),
                                            cfg.lead, model=name, season=cfg.season)
+                model_notes += [n for n in got.notes if n not in model_notes]
                 fit_s += got.fit_seconds
                 pred_s += got.predict_seconds
                 if paths is None:
@@ -86,7 +88,8 @@ def run_evaluation(files: list[str], cfg: EvalConfig, model: str, *,
                      "steps": int(data.values.shape[0]), "train_steps": start,
                      "test_steps": int(data.values.shape[0] - start),
                      "step_seconds": data.step_seconds,
-                     "repairs": list(data.repairs), "notes": list(data.notes)})
+                     "repairs": list(data.repairs), "notes": list(data.notes),
+                     "model_notes": model_notes})
     if pooled is None:
         raise AllocateError("--data: no file given")
     return result_dict(pooled, cfg, model, info=info, fit_s=fit_s, pred_s=pred_s), pooled
@@ -116,6 +119,8 @@ def result_dict(res: TraceResult, cfg: EvalConfig, model: str, *,
         # What predictive chose on the training window, per file and cost ratio.
         out["predictive_choices"] = res.choices
     out["repairs"] = [f"{d['file']}: {r}" for d in info for r in d["repairs"]]
+    # forecaster fallbacks (e.g. naive for a series a model could not fit), not errors
+    out["model_notes"] = [f"{d['file']}: {n}" for d in info for n in d.get("model_notes", [])]
     if res.curves:
         out["tradeoff"] = {
             name: [{"knob": p.knob, "slack": p.slack, "unserved_fraction": p.unserved}

@@ -175,6 +175,8 @@ def _evaluate(args: argparse.Namespace) -> int:
                   f"test {d['test_steps']} steps")
     for r in result["repairs"]:
         out.print(f"  repaired: {r}")
+    for n in result["model_notes"]:
+        out.print(f"  note: {n}")
     rows = []
     billed = cfg.provider is not None
     for name, m in result["policies"].items():

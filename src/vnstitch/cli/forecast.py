@@ -87,7 +87,7 @@ def register(sub: Any) -> None:
                     help="with --engine ray: a running Ray cluster (HOST:PORT or 'auto')")
     bt.add_argument("--chunk-series", type=positive_int, default=None, metavar="K",
                     help="with --engine local|ray: series per task "
-                    "(default: about four tasks per worker)")
+                    "(default: one task per worker)")
     add_json_flag(bt)
     bt.set_defaults(handler=_backtest)
     run = fsub.add_parser("run", help="forecast the next H steps")

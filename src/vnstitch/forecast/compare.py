@@ -73,8 +73,8 @@ def run_backtest(values: np.ndarray[Any, Any], *, season: int, horizon: int, tes
                  ) -> tuple[dict[str, dict[str, float]], dict[str, RollingForecast]]:
     """Backtest ``models`` on ``values``; scores per model and the raw forecasts.
     ``on_model(name)`` is called after each model is scored (progress). With an
-    ``engine``, series are split into chunks of ``chunk_series`` (default: about four
-    chunks per worker) and run in parallel (see the module docstring)."""
+    ``engine``, series are split into chunks of ``chunk_series`` (default: one chunk
+    per worker) and run in parallel (see the module docstring)."""
     t_len = values.shape[0]
     start = t_len - test_steps
     if start < 2 * horizon + 2:
@@ -163,7 +163,9 @@ def chunked_rolling(name: str, values: FloatArray, start: int, horizon: int,
         opts["candidate_options"] = {"lagreg": lagreg_opts}
     if name in SEPARABLE:
         workers = max(1, int(getattr(engine, "workers", 1)))
-        size = chunk_series or max(1, -(-n // (4 * workers)))
+        # one chunk per worker: the models are vectorised over series, so each
+        # call has a fixed cost that more, smaller chunks pay more often
+        size = chunk_series or max(1, -(-n // workers))
         bounds = [(a, min(n, a + size)) for a in range(0, n, size)]
     else:
         bounds = [(0, n)]
