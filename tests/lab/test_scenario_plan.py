@@ -4,6 +4,7 @@ simulator's, scaled, with one host per VN and segment."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -48,7 +49,7 @@ def test_story_on_abilene_plans_the_simulators_vns_scaled() -> None:
     assert [s.flow for s in plan.surges] == ["cross"]
 
 
-def test_a_cut_inside_a_segment_or_a_traffic_matrix_is_refused_live() -> None:
+def test_a_cut_inside_a_segment_is_refused_live() -> None:
     sc = load_scenario("builtin:story")
     sub = partitioned(load_topology("zoo:Abilene"), 5)
     inner = next((a, b) for a, b in sub.graph.edges
@@ -59,6 +60,11 @@ def test_a_cut_inside_a_segment_or_a_traffic_matrix_is_refused_live() -> None:
     routers = topolab.plan(sub, "p0002").lab.routers
     with pytest.raises(LabError, match=r"faults\[0\].link: .* inside segment"):
         prepare(bad, "p0002", 0.01, sub, routers)
+
+
+def test_a_traffic_matrix_is_refused_live(data_dir: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VNSTITCH_DATA", str(data_dir))  # the matrix is real data
     tm = load_scenario("builtin:abilene-tm")
     tm_sub = partitioned(load_topology(tm.topology), tm.segments)
     with pytest.raises(LabError, match="a traffic matrix is for the simulator"):

@@ -302,11 +302,12 @@ class LabRouteManagers:
         return reply
 
     def stitch_row(self, seg: str, stitch_id: str) -> dict[str, Any] | None:
-        for s in self.show(seg, "stitches"):
-            if s["stitch_id"] == stitch_id:
-                row: dict[str, Any] = s
-                return row
-        return None
+        """``seg``'s row for ``stitch_id``; while a make-before-break move is finishing
+        the id has two rows (the old path, being released, and the new one): the up one
+        is the stitch's current state."""
+        rows: list[dict[str, Any]] = [s for s in self.show(seg, "stitches")
+                                      if s["stitch_id"] == stitch_id]
+        return next((r for r in rows if r["status"] == "up"), rows[0] if rows else None)
 
     def live_stitch(self, seg: str, vnid: int) -> dict[str, Any] | None:
         """The up stitch ``seg`` originated for ``vnid`` (its id changes when it is
