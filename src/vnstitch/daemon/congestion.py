@@ -22,8 +22,8 @@ daemon
    kernel too: the new tunnel's VXLAN port stays out of the VN's bridge until its
    WireGuard handshake has completed (checked every interval); then the two bridge ports
    swap in one reconcile (the successor inherits the operator's intent), and once the
-   kernel shows the new port bridged the old stitch is released (its far end is told,
-   its tunnel goes). Never are
+   kernel has shown the new port bridged for one interval (packets already on the old
+   path drain) the old stitch is released (its far end is told, its tunnel goes). Never are
    both tunnels in one bridge at once: two tunnels between the same two bridges would
    be a layer-2 loop. A successor still without a handshake ``REKEY_AFTER_S`` after its
    commit has its WireGuard peer taken out of the desired state for one pass and put
@@ -96,6 +96,8 @@ class _Move:
     until: float
     made_at: float = 0.0
     swapped: bool = False
+    #: When the kernel first showed the new port bridged (traffic is on the new path).
+    bridged_at: float | None = None
     #: The successor's WireGuard peer is left out of the desired state for one pass
     #: (then put back): wireguard-go starts the handshake afresh (module docstring).
     rekey: str = ""  # "" | "out" | "done"
@@ -246,7 +248,8 @@ class CongestionRunner:
         """Each move, one step per interval: once the successor's tunnel completed a
         WireGuard handshake (it carries traffic both ways; or after ``LINGER_S``), swap
         the bridge ports (old out, new in: one cheap pass); once the kernel has the new
-        port bridged, release the old stitch (its tunnel goes, the far end is told)."""
+        port bridged, and one interval later, release the old stitch (its tunnel goes, the
+        far end is told)."""
         if not self._moves:
             return
         d = self.daemon
@@ -257,7 +260,12 @@ class CongestionRunner:
                 # Release the old stitch only once the kernel has the new port bridged:
                 # a pass that did both would remove the old tunnel first.
                 ports = [v.vxlan_device for v in d.core.tunnel_views() if v.stitch_id == new]
-                if await asyncio.to_thread(bridged, ports, d.config.dataplane.netns) \
+                # The old tunnel then stays one more interval, so packets already on
+                # the old path drain before it goes.
+                if mv.bridged_at is None and await asyncio.to_thread(
+                        bridged, ports, d.config.dataplane.netns):
+                    mv.bridged_at = now
+                if (mv.bridged_at is not None and now > mv.bridged_at) \
                         or now >= mv.until + LINGER_S:
                     del self._moves[new]
                     self._release(mv.old)
