@@ -12,8 +12,8 @@ Three parts, each against a named baseline or control in the same run:
   hysteresis :class:`~vnstitch.routing.monitor.CongestionMonitor` at the daemon's
   sampling interval and :class:`~vnstitch.control.reroute.StitchMover`), with the
   protocol's renegotiation taken as instantaneous: the decisions (detected, reroute,
-  path) side by side with the lab's. This is not :mod:`vnstitch.sim` (whose reroute
-  planner is its own); it is the daemon's decision logic without the kernel;
+  path) side by side with the lab's. It is the daemon's decision logic (the simulator's
+  controllers call the same :mod:`vnstitch.control.reroute`) without the kernel;
 * ``dampening``: an oscillating cross load (on 1 s, off 1 s) for 60 virtual seconds
   through the same pieces, with the daemon's dampening (hold-down, two reports) vs a
   control with dampening off (no hold-down, one report, no hysteresis): moves counted;

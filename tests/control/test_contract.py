@@ -153,7 +153,7 @@ class LinkStep:
     stitch_rates: dict[str, float]
     ends: frozenset[str]
     renegotiate: list[Renegotiate]
-    replaced: list[tuple[str, str]]  # successors the runtime reported before this step
+    replaced: list[tuple[str, str, float]]  # successors reported before this step
 
 
 class LinkSpy(Controller):
@@ -164,12 +164,12 @@ class LinkSpy(Controller):
     def __init__(self, policy: ControlPolicy) -> None:
         super().__init__(policy)
         self.steps_seen: list[LinkStep] = []
-        self.pending: list[tuple[str, str]] = []
+        self.pending: list[tuple[str, str, float]] = []
         LinkSpy.trails.append((policy, self.steps_seen))
 
-    def stitch_replaced(self, old: str, new: str) -> None:
-        super().stitch_replaced(old, new)
-        self.pending.append((old, new))
+    def stitch_replaced(self, old: str, new: str, now: float) -> None:
+        super().stitch_replaced(old, new, now)
+        self.pending.append((old, new, now))
 
     def step(self, now: float, consumers: Sequence[Consumer],
              samples: Mapping[str, StitchSample], links: Sequence[LinkSample] = (),
@@ -215,8 +215,8 @@ def _replay_as_counters(policy: ControlPolicy, steps: Sequence[LinkStep]
     ctrl = Controller(policy)
     out: list[list[Renegotiate]] = []
     for st in steps:
-        for old, new in st.replaced:
-            ctrl.stitch_replaced(old, new)
+        for old, new, made in st.replaced:
+            ctrl.stitch_replaced(old, new, made)
         for s in st.links:
             driver.set_counters(s.link, 0, round(s.tx_bytes))
         read = read_counters(driver, devices)

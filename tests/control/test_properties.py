@@ -111,12 +111,17 @@ def test_control_without_hold_down_the_same_script_renegotiates_every_interval()
     ctl = Controller(ControlPolicy(dict(DEFAULT_CLASSES), ScalingRules(unit=1.0),
                                    congestion=CongestionRules(MonitorConfig(0.8, 0.6, 1, 1),
                                                               0.0)))
-    moves = []
+    moves, sid = [], "a"
     for t in range(6):
         out = ctl.step(float(t), [], {}, [LinkSample("l", t * 125_000_000.0, 0, 500.0)],
-                       {"l": ["a"]})
-        moves += [a.stitch_id for a in out.actions if isinstance(a, Renegotiate)]
-    assert moves == ["a"] * 5  # 1000 Mbit/s on a 500 link from the second read on
+                       {"l": [sid]})
+        for a in out.actions:
+            assert isinstance(a, Renegotiate)
+            moves.append(a.stitch_id)
+            sid = f"{sid}+"  # the successor comes up at once, still on the hot link
+            ctl.stitch_replaced(a.stitch_id, sid, float(t))
+    # 1000 Mbit/s on a 500 link from the second read on: a move every interval
+    assert moves == ["a", "a+", "a++", "a+++", "a++++"]
 
 
 TARGET = 0.7
@@ -168,5 +173,5 @@ def test_renegotiations_follow_target_hold_down_and_ends(
                 moved.discard(orig)
             if succeed:
                 new = f"{a.stitch_id}'"
-                ctl.stitch_replaced(a.stitch_id, new)
+                ctl.stitch_replaced(a.stitch_id, new, now)
                 name[orig] = new

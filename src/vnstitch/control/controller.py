@@ -71,14 +71,13 @@ from vnstitch.control.model import (
     DecisionRecord,
     LinkSample,
     ProviderOrder,
-    Renegotiate,
     Reserve,
     ResizeStitch,
     SetQosClasses,
     StitchSample,
 )
+from vnstitch.control.reroute import LinkWatch, StitchMover
 from vnstitch.protocol.api import StitchResized
-from vnstitch.routing.monitor import ArcState, CongestionMonitor
 
 _EPS = 1e-9
 
@@ -187,12 +186,8 @@ class Controller:
         self._allocs: dict[str, tuple[tuple[object, ...], Allocator]] = {}
         self.grow = GrowPolicy(policy.grow) if policy.grow is not None else None
         cong = policy.congestion
-        self.monitor = CongestionMonitor(cong.monitor) if cong is not None else None
-        self._links: dict[str, tuple[float, float]] = {}  # link -> (t, bytes) last read
-        self.renegotiate_until: dict[str, float] = {}
-        #: stitch moved off an owned link -> (that link, its rate there when moved)
-        self.moved: dict[str, tuple[str, float]] = {}
-        self._util: dict[str, float] = {}  # owned link -> last measured utilisation
+        self.watch = LinkWatch(cong.monitor) if cong is not None else None
+        self.mover = StitchMover(cong.reroute_rules()) if cong is not None else None
         self._qos_for: dict[str, float] = {}  # owned link -> capacity its classes are for
         self.steps = 0
 
@@ -210,23 +205,22 @@ class Controller:
         return DecisionRecord(ev.now, ev.stitch_id, str(row["action"]), str(row["reason"]),
                               amount_mbps=ev.new_mbps, consumer=ev.stitch_id)
 
-    def stitch_replaced(self, old: str, new: str) -> None:
-        """A renegotiation's successor ``new`` now carries what ``old`` did: the
-        hold-down and the return follow it."""
-        if old in self.renegotiate_until:
-            self.renegotiate_until[new] = self.renegotiate_until.pop(old)
-        if old in self.moved:
-            self.moved[new] = self.moved.pop(old)
+    def stitch_replaced(self, old: str, new: str, now: float) -> None:
+        """A renegotiation's successor ``new`` now carries what ``old`` did (established
+        at ``now``): the hold-down and the return follow it."""
+        if self.mover is not None:
+            self.mover.moved(now, old, new)
 
-    def renegotiation_failed(self, sid: str) -> None:
-        """No path avoided what ``sid`` was asked to leave: it stayed, nothing to return
-        (the hold-down stands)."""
-        self.moved.pop(sid, None)
+    def renegotiation_failed(self, sid: str, now: float) -> None:
+        """No path avoided what ``sid`` was asked to leave (known at ``now``): it stays,
+        held down from then."""
+        if self.mover is not None:
+            self.mover.failed(sid, now)
 
     def stitch_ended(self, sid: str) -> None:
         """``sid`` is gone (released, failed): forget its hold-down and return."""
-        self.renegotiate_until.pop(sid, None)
-        self.moved.pop(sid, None)
+        if self.mover is not None:
+            self.mover.forget_one(sid)
 
     # -- the step ------------------------------------------------------------------------------
     def step(self, now: float, consumers: Sequence[Consumer],
@@ -280,10 +274,9 @@ class Controller:
             for c in ready:
                 self._allocate(now, c.id, [c], measured=measured, notes=notes, limits=limits,
                                out=out)
-        if stitch_rates:
+        if stitch_rates and self.mover is not None:
             for sid, x in stitch_rates.items():
-                if sid in self.moved:
-                    self.moved[sid] = (self.moved[sid][0], x)
+                self.mover.rate(sid, x)
         self._congestion(now, links, crossing=crossing or {}, measured=measured,
                          rates=link_rates or {}, ends=ends, out=out)
         self._qos(now, links, out)
@@ -447,75 +440,48 @@ class Controller:
                     measured: Mapping[str, float | None],
                     rates: Mapping[str, Mapping[str, float]], ends: Collection[str],
                     out: ControlResult) -> None:
-        rules = self.policy.congestion
-        if self.monitor is None or rules is None:
+        """The owner's watch and pick, the origin's decision (:mod:`vnstitch.control.
+        reroute`): the simulated owner hands its pick straight to the origin."""
+        rules, watch, mover = self.policy.congestion, self.watch, self.mover
+        if rules is None or watch is None or mover is None:
             return
-        util: dict[tuple[str, str], float] = {}
-        for s in links:
-            prev, self._links[s.link] = self._links.get(s.link), (now, s.tx_bytes)
-            if prev is None or now <= prev[0] or s.tx_bytes < prev[1] or s.capacity_mbps <= 0:
-                continue
-            u = (s.tx_bytes - prev[1]) * 8 / 1e6 / (now - prev[0]) / s.capacity_mbps
-            util[(s.link, "")] = self._util[s.link] = u
-        for ev in self.monitor.observe(now, util):
-            out.records.append(DecisionRecord(now, ev.arc[0], f"link-{ev.new.value}",
-                                              ev.reason))
+        out.records.extend(watch.observe(now, links))
         cap = {s.link: s.capacity_mbps for s in links}
         inside = {s.link for s in links if s.inside}
+        util = watch.utilisation
 
         def rate(link: str, sid: str) -> float:
             on = rates.get(link)
             return on.get(sid, 0.0) if on is not None else (measured.get(sid) or 0.0)
 
-        hot = sorted((a[0] for a in self.monitor.congested()
-                      if self.monitor.state(a) is ArcState.CONGESTED and a[0] in cap),
-                     key=lambda link: (-self._util.get(link, 0.0), link))
-        load = {link: self._util.get(link, 0.0) * cap[link] for link in hot}
-        asked: set[str] = set()
+        hot = [link for link in watch.hot() if link in cap]
+        load = {link: util.get(link, 0.0) * cap[link] for link in hot}
         for link in hot:
+            mover.link_hot(now, link)
             for sid in sorted(crossing.get(link, ()), key=lambda x: (-rate(link, x), x)):
                 if rules.target is not None and load[link] <= rules.target * cap[link]:
                     break
-                if sid in asked or now < self.renegotiate_until.get(sid, -math.inf):
+                if not mover.movable(now, sid):
                     continue
                 if link in inside and sid in ends:
                     out.records.append(DecisionRecord(
                         now, link, "unavoidable", f"stitch {sid}: link {link} is inside this "
                         "segment and the stitch begins or ends here: renegotiation cannot "
-                        "avoid it",
-                        measured_mbps=rate(link, sid), consumer=sid))
+                        "avoid it", measured_mbps=rate(link, sid), consumer=sid))
                     continue
-                mbps = rate(link, sid)
-                self.renegotiate_until[sid] = now + rules.holddown_s
-                self.moved[sid] = (link, mbps)
-                asked.add(sid)
-                why = (f"link {link} congested at {self._util.get(link, 0.0):.0%} "
-                       f"(hysteresis monitor): renegotiating the stitch ({mbps:.0f} Mbit/s "
-                       "on it) around it")
-                out.actions.append(Renegotiate(sid, link, why))
-                out.records.append(DecisionRecord(now, sid, "renegotiate", why,
-                                                  measured_mbps=mbps, consumer=sid))
+                acts, recs = mover.congested(now, sid, link, util.get(link, 0.0),
+                                             "owner", mbps=rate(link, sid))
+                out.records.extend(recs)
+                if not acts:
+                    continue
+                out.actions.extend(acts)
                 for other in hot:
                     load[other] -= rate(other, sid)
                 if rules.target is None:
                     break
         if rules.returns and not hot:
-            self._return_one(now, cap, rules.holddown_s, rules.return_below, out)
-
-    def _return_one(self, now: float, cap: Mapping[str, float], hold: float, below: float,
-                    out: ControlResult) -> None:
-        """Ask one moved stitch back when the link it left has room (module docstring)."""
-        for sid, (link, mbps) in sorted(self.moved.items(), key=lambda m: (m[1][1], m[0])):
-            if now < self.renegotiate_until.get(sid, -math.inf) or link not in cap:
-                continue
-            after = self._util.get(link, 0.0) + mbps / cap[link]
-            if after >= below:
-                continue
-            del self.moved[sid]
-            self.renegotiate_until[sid] = now + hold
-            why = (f"congestion cleared; link {link} would carry {after:.0%} < {below:.0%} "
-                   f"with the stitch back, held {hold:g} s: renegotiating onto the best path")
-            out.actions.append(Renegotiate(sid, "", why))
-            out.records.append(DecisionRecord(now, sid, "return", why, measured_mbps=mbps,
-                                              consumer=sid))
-            return
+            room = {sid: util.get(link, 0.0) + mbps / cap[link]
+                    for sid, (link, mbps) in mover.away().items() if cap.get(link, 0.0) > 0}
+            acts, recs = mover.step(now, None, room)
+            out.actions.extend(acts)
+            out.records.extend(recs)

@@ -42,13 +42,17 @@ class StitchSample:
 class LinkSample:
     """One substrate link this RM owns: cumulative bytes and drops, and its capacity.
     ``inside``: both ends are in this RM's segment, so a stitch that begins or ends here
-    cannot be moved off it by renegotiation (only the segment's IGP could)."""
+    cannot be moved off it by renegotiation (only the segment's IGP could).
+    ``rx_bytes``: the received bytes too, when the link is counted both ways (the busier
+    direction counts); ``device``: a read on another device is a new baseline."""
 
     link: str
     tx_bytes: float
     drops: int
     capacity_mbps: float
     inside: bool = False
+    rx_bytes: float | None = None
+    device: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +114,27 @@ class GrowRules:
 
 
 @dataclass(frozen=True, slots=True)
+class RerouteRules:
+    """How an origin moves its stitches (:mod:`vnstitch.control.reroute`)."""
+
+    holddown_s: float = 10.0
+    min_reports: int = 2
+    report_window_s: float = 1.0
+    return_after_s: float = 15.0
+    #: With the left link's load known: return only if it stays under this with the
+    #: stitch back (None: no such check).
+    return_below: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.holddown_s < 0 or self.min_reports < 1 or self.report_window_s <= 0 \
+                or self.return_after_s < 0 or (self.return_below is not None
+                                               and not 0 < self.return_below <= 1):
+            raise ControlError("reroute rules: holddown_s, return_after_s >= 0, "
+                               "min_reports >= 1, report_window_s > 0, return_below in "
+                               "(0, 1]")
+
+
+@dataclass(frozen=True, slots=True)
 class CongestionRules:
     """Renegotiate stitches off an owned link the hysteresis monitor calls congested;
     one stitch is not asked again within ``holddown_s``.
@@ -119,19 +144,30 @@ class CongestionRules:
     ``None``: one stitch per link per interval. ``returns``: once no owned link is
     congested and the hold-down has passed, ask a stitch moved off a link back onto
     the best path (renegotiation avoiding nothing) when that link would stay under
-    ``return_below`` with it."""
+    ``return_below`` with it. ``min_reports``, ``report_window_s`` and
+    ``return_after_s``: the origin's dampening and quiet time
+    (:class:`~vnstitch.control.reroute.RerouteRules`; the defaults: none)."""
 
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     holddown_s: float = 30.0
     target: float | None = None
     returns: bool = False
     return_below: float = 0.6
+    min_reports: int = 1
+    report_window_s: float = 1.0
+    return_after_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.holddown_s < 0 or (self.target is not None and not 0 < self.target <= 1) \
-                or not 0 < self.return_below <= 1:
-            raise ControlError("congestion rules: holddown_s >= 0, target and return_below "
-                               "in (0, 1]")
+                or not 0 < self.return_below <= 1 or self.min_reports < 1 \
+                or self.report_window_s <= 0 or self.return_after_s < 0:
+            raise ControlError("congestion rules: holddown_s, return_after_s >= 0, target "
+                               "and return_below in (0, 1], min_reports >= 1, "
+                               "report_window_s > 0")
+
+    def reroute_rules(self) -> RerouteRules:
+        return RerouteRules(self.holddown_s, self.min_reports, self.report_window_s,
+                            self.return_after_s, self.return_below)
 
 
 @dataclass(frozen=True, slots=True)

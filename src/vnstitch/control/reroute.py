@@ -1,63 +1,113 @@
-"""The origin's reaction to congestion on a stitch's path: move it, hold it, bring it home.
+"""Moving stitches off congested links: watch the links, move, hold, bring home.
 
-Theory of operation. A stitch's origin learns that a link on the path is congested --
-from its own link sampler, or as :class:`~vnstitch.protocol.api.CongestionReported` from
-a Route Manager on the path -- or that a link it crosses went down (netlink). Each
-becomes a call here with ``now``; the answer is a list of :class:`~vnstitch.control.
-model.Renegotiate` actions (``around`` a link: make-before-break with that adjacency
-avoided; ``around=()``: the best path now, i.e. home) with one :class:`~vnstitch.control.
-model.DecisionRecord` per decision, moves and refusals alike.
+This is the one home of the decision; the simulator's controllers
+(:meth:`vnstitch.control.Controller.step`) and the daemon
+(:mod:`vnstitch.daemon.congestion`) both call it, and only measure and apply.
 
-* **Hold-down**: a stitch moved less than ``holddown_s`` ago is not moved again for
-  congestion (a ``hold`` record says so); a dead link moves it at once.
-* **Dampening**: a move needs ``min_reports`` reports within ``report_window_s``
-  (with ``min_reports = 1`` and ``holddown_s = 0``: no dampening, the control run).
-* **Return**: a stitch moved off a link goes back (``around=()``) once no report about
-  that link arrived for ``return_after_s``, its hold-down is over, and the path it left
-  was cheaper than the one it is on. If the link is still hot, the reports start again
-  and the hold-down bounds the moves to one per ``holddown_s``.
+Theory of operation. Two roles, often played by different Route Managers:
 
-Renegotiation gives the stitch a new id; :meth:`moved` carries the history over.
-Nothing here reads a clock or does I/O.
+* **the owner of a link** measures it. :class:`LinkWatch` turns its byte counters into
+  a utilisation (the busier direction over the capacity; a first read, a read on
+  another device, a counter that went back or a link missing from a read are
+  baselines, not samples) and runs the hysteresis :class:`~vnstitch.routing.monitor.
+  CongestionMonitor`: ``raise_samples`` above ``high`` make a link congested,
+  ``clear_samples`` under ``low`` clear it. While it is congested the owner reports it
+  for the stitches crossing it (the daemon's core sends a CONGESTION to each origin; a
+  simulated owner picks them busiest first down to a target, see the controller);
+* **the origin of a stitch** decides with :class:`StitchMover`. Each report or
+  netlink link-down becomes a call here with ``now``; the answer is a list of
+  :class:`~vnstitch.control.model.Renegotiate` actions (``around`` the link:
+  make-before-break with it avoided; ``around=""``: the best path now, i.e. home) with
+  one :class:`~vnstitch.control.model.DecisionRecord` per decision.
+
+  - **In flight**: a stitch whose renegotiation is under way is not asked again.
+  - **Hold-down**: a stitch moved less than ``holddown_s`` ago (its successor
+    established, or its renegotiation refused, then) is not moved again for
+    congestion (a ``hold`` record says so); a dead link moves it at once.
+  - **Dampening**: a move needs ``min_reports`` reports within ``report_window_s``
+    (with ``min_reports = 1`` and ``holddown_s = 0``: no dampening, the control run).
+  - **Return when cleared**: a stitch moved off a link goes back (``around=""``) once
+    no report about that link arrived for more than ``return_after_s``, its hold-down
+    is over, the path it left was cheaper than the one it is on (when the runtime
+    knows the costs) and the link would stay under ``return_below`` with it back (when
+    the runtime knows that link's load: then one stitch per call, the least busy
+    first, since each estimate assumes the others stay away). If the link is still
+    hot, the reports start again and the hold-down bounds the moves to one per
+    ``holddown_s``.
+
+Renegotiation gives the stitch a new id; :meth:`StitchMover.moved` carries its history
+over. A link is named by a string (the owner's name for it) or by its two ends (either
+order; ``around`` is then ``"a-b"``, the ends sorted). Nothing here reads a clock or
+does I/O.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from vnstitch.control.errors import ControlError
-from vnstitch.control.model import DecisionRecord, Renegotiate
+from vnstitch.control.model import DecisionRecord, LinkSample, Renegotiate, RerouteRules
+from vnstitch.routing.monitor import ArcState, CongestionMonitor, MonitorConfig
 
-Link = tuple[str, str]
+Link = tuple[str, str] | str
+Decided = tuple[list[Renegotiate], list[DecisionRecord]]
+
+__all__ = ["Decided", "Link", "LinkWatch", "RerouteRules", "StitchMover", "link_name"]
 
 
-@dataclass(frozen=True, slots=True)
-class RerouteRules:
-    holddown_s: float = 10.0
-    min_reports: int = 2
-    report_window_s: float = 1.0
-    return_after_s: float = 15.0
+def link_name(link: Link) -> str:
+    """The one name of a link: itself, or its two ends sorted and joined by ``-``."""
+    return link if isinstance(link, str) else "-".join(sorted(link))
 
-    def __post_init__(self) -> None:
-        if self.holddown_s < 0 or self.min_reports < 1 or self.report_window_s <= 0 \
-                or self.return_after_s < 0:
-            raise ControlError("reroute rules: holddown_s, return_after_s >= 0, "
-                               "min_reports >= 1, report_window_s > 0")
+
+class LinkWatch:
+    """The owner's side: counters -> utilisation -> hysteresis (module docstring)."""
+
+    def __init__(self, monitor: MonitorConfig) -> None:
+        self.monitor = CongestionMonitor(monitor)
+        self.utilisation: dict[str, float] = {}
+        self._last: dict[str, tuple[float, LinkSample]] = {}
+
+    def observe(self, now: float, links: Sequence[LinkSample]) -> list[DecisionRecord]:
+        """One read of the owned links; a record per monitor state change."""
+        util: dict[tuple[str, str], float] = {}
+        seen = {s.link for s in links}
+        for gone in [k for k in self._last if k not in seen]:
+            del self._last[gone]  # unreadable this time: the next read is a baseline
+        for s in links:
+            prev, self._last[s.link] = self._last.get(s.link), (now, s)
+            if prev is None or prev[1].device != s.device or now <= prev[0] \
+                    or s.capacity_mbps <= 0:
+                continue
+            p = prev[1]
+            moved = [s.tx_bytes - p.tx_bytes]
+            if s.rx_bytes is not None and p.rx_bytes is not None:
+                moved.append(s.rx_bytes - p.rx_bytes)
+            if min(moved) < 0:
+                continue  # a counter went back: a new baseline
+            u = max(moved) * 8 / 1e6 / (now - prev[0]) / s.capacity_mbps
+            util[(s.link, "")] = self.utilisation[s.link] = u
+        return [DecisionRecord(now, ev.arc[0], f"link-{ev.new.value}", ev.reason)
+                for ev in self.monitor.observe(now, util)]
+
+    def state(self, link: str) -> ArcState:
+        return self.monitor.state((link, ""))
+
+    def hot(self) -> list[str]:
+        """The links congested now (not merely falling), the busiest first."""
+        return sorted((a[0] for a in self.monitor.congested()
+                       if self.monitor.state(a) is ArcState.CONGESTED),
+                      key=lambda link: (-self.utilisation.get(link, 0.0), link))
 
 
 @dataclass(slots=True)
 class _Track:
     moved_at: float = -math.inf
-    home: tuple[Link, float] | None = None  # (link it left, cost of the path it left)
-    pending: tuple[str, Link] | None = None  # ("away" | "home", link) in flight
+    #: (link it left, cost of the path it left, its Mbit/s there) while away
+    home: tuple[str, float, float] | None = None
+    pending: tuple[str, str, float] | None = None  # ("away" | "home", link, Mbit/s)
     reports: list[float] = field(default_factory=list)
-
-
-def _key(link: Link) -> Link:
-    a, b = sorted(link)
-    return (a, b)
 
 
 class StitchMover:
@@ -66,21 +116,32 @@ class StitchMover:
     def __init__(self, rules: RerouteRules) -> None:
         self.rules = rules
         self._tracks: dict[str, _Track] = {}
-        self._last_hot: dict[Link, float] = {}
+        self._last_hot: dict[str, float] = {}
         self.moves = 0
 
     def _track(self, sid: str) -> _Track:
         return self._tracks.setdefault(sid, _Track())
 
+    def movable(self, now: float, sid: str) -> bool:
+        """Neither in flight nor held down: a report about ``sid`` could move it."""
+        t = self._tracks.get(sid)
+        return t is None or (t.pending is None and now >= t.moved_at + self.rules.holddown_s)
+
+    def link_hot(self, now: float, link: Link) -> None:
+        """``link`` is congested now (whether or not a stitch is reported on it): no
+        stitch returns onto it for ``return_after_s``."""
+        self._last_hot[link_name(link)] = now
+
     def congested(self, now: float, sid: str, link: Link, utilisation: float,
-                  reporter: str) -> tuple[list[Renegotiate], list[DecisionRecord]]:
-        link = _key(link)
-        self._last_hot[link] = now
+                  reporter: str, *, mbps: float = 0.0) -> Decided:
+        """A report that ``link`` on ``sid``'s path is congested (``mbps``: the stitch's
+        rate on it, when the reporter knows it)."""
+        name = link_name(link)
+        self._last_hot[name] = now
         t = self._track(sid)
         r = self.rules
         t.reports = [x for x in t.reports if now - x < r.report_window_s] + [now]
-        seen = f"{reporter[:8]} reports link {link[0][:8]}-{link[1][:8]} at " \
-               f"{utilisation:.0%} of capacity"
+        seen = f"{reporter[:8]} reports link {_short(link)} at {utilisation:.0%} of capacity"
         if t.pending is not None:
             return [], []
         if now < t.moved_at + r.holddown_s:
@@ -91,65 +152,107 @@ class StitchMover:
             return [], [DecisionRecord(now, sid, "watch", f"{seen}; {len(t.reports)} of "
                                        f"{r.min_reports} reports needed within "
                                        f"{r.report_window_s:g} s", consumer=sid)]
-        return self._move(now, sid, t, link, f"{seen}: renegotiate around it, even at a "
-                          "higher cost (make-before-break)")
+        rate = f" ({mbps:.0f} Mbit/s on it)" if mbps > 0 else ""
+        return self._move(now, sid, t, name, mbps=mbps, why=f"{seen}: renegotiate the stitch{rate} "
+                          "around it, even at a higher cost (make-before-break)")
 
-    def link_down(self, now: float, sid: str, link: Link
-                  ) -> tuple[list[Renegotiate], list[DecisionRecord]]:
+    def link_down(self, now: float, sid: str, link: Link) -> Decided:
         """A link on the stitch's path went down: move now (no hold-down, no dampening)."""
-        link = _key(link)
-        self._last_hot[link] = now
+        name = link_name(link)
+        self._last_hot[name] = now
         t = self._track(sid)
         if t.pending is not None:
             return [], []
-        return self._move(now, sid, t, link, f"link {link[0][:8]}-{link[1][:8]} went down "
+        return self._move(now, sid, t, name, mbps=0.0, why=f"link {_short(link)} went down "
                           "(netlink): renegotiate around it at once")
 
-    def _move(self, now: float, sid: str, t: _Track, link: Link, why: str
-              ) -> tuple[list[Renegotiate], list[DecisionRecord]]:
-        t.pending = ("away", link)
+    def _move(self, now: float, sid: str, t: _Track, link: str, *, mbps: float, why: str
+              ) -> Decided:
+        t.pending = ("away", link, mbps)
         t.reports = []
         self.moves += 1
-        return ([Renegotiate(sid, "-".join(link), why)],
-                [DecisionRecord(now, sid, "reroute", why, consumer=sid)])
+        return ([Renegotiate(sid, link, why)],
+                [DecisionRecord(now, sid, "reroute", why, consumer=sid,
+                                measured_mbps=mbps or None)])
 
-    def moved(self, now: float, old: str, new: str, old_cost: float) -> None:
+    def moved(self, now: float, old: str, new: str, old_cost: float = 0.0) -> None:
         """The successor ``new`` of ``old`` is established (the old one is released)."""
         t = self._tracks.pop(old, _Track())
-        kind, link = t.pending or ("away", ("", ""))
-        self._tracks[new] = _Track(moved_at=now, home=(link, old_cost) if kind == "away"
-                                   else None)
+        kind, link, mbps = t.pending or ("away", "", 0.0)
+        self._tracks[new] = _Track(moved_at=now, home=(link, old_cost, mbps)
+                                   if kind == "away" else None)
 
-    def failed(self, sid: str) -> None:
-        """The renegotiation of ``sid`` found no path: it stays where it is."""
+    def failed(self, sid: str, now: float | None = None) -> None:
+        """The renegotiation of ``sid`` found no path: it stays where it is (and, given
+        ``now``, is held down from then, so a hot link does not ask again each report)."""
         t = self._tracks.get(sid)
         if t is not None:
             t.pending = None
+            if now is not None:
+                t.moved_at = now
+
+    def forget_one(self, sid: str) -> None:
+        self._tracks.pop(sid, None)
 
     def forget(self, live: set[str]) -> None:
         for sid in [s for s in self._tracks if s not in live]:
             del self._tracks[sid]
 
-    def step(self, now: float, cost: Mapping[str, float]
-             ) -> tuple[list[Renegotiate], list[DecisionRecord]]:
-        """Bring stitches home whose avoided link has been quiet long enough."""
+    def away(self) -> dict[str, tuple[str, float]]:
+        """Stitches moved off a link and not on their way back: (that link, Mbit/s)."""
+        return {sid: (t.home[0], t.home[2]) for sid, t in self._tracks.items()
+                if t.home is not None and t.pending is None}
+
+    def rate(self, sid: str, mbps: float) -> None:
+        """The current rate of a stitch that is away (what it would bring back)."""
+        t = self._tracks.get(sid)
+        if t is not None and t.home is not None:
+            t.home = (t.home[0], t.home[1], mbps)
+
+    def step(self, now: float, cost: Mapping[str, float] | None = None,
+             room: Mapping[str, float] | None = None) -> Decided:
+        """Bring home stitches whose left link has been quiet long enough. ``cost``:
+        each stitch's path cost now; ``room``: per stitch, the utilisation its left link
+        would have with it back (both optional: module docstring)."""
         acts: list[Renegotiate] = []
         recs: list[DecisionRecord] = []
         r = self.rules
-        for sid, t in self._tracks.items():
-            if t.home is None or t.pending is not None or sid not in cost:
-                continue
-            link, home_cost = t.home
+        below = r.return_below if room is not None else None
+        ready = sorted(self.away().items(),
+                       key=lambda kv: ((room or {}).get(kv[0], 0.0), kv[0]))
+        for sid, (link, mbps) in ready:
+            t = self._tracks[sid]
+            assert t.home is not None
+            home_cost = t.home[1]
             quiet = now - self._last_hot.get(link, -math.inf)
-            if quiet < r.return_after_s or now < t.moved_at + r.holddown_s:
+            if quiet <= r.return_after_s or now < t.moved_at + r.holddown_s:
                 continue
-            if home_cost >= cost[sid]:
-                t.home = None  # where it is is no dearer: stay
-                continue
-            why = (f"link {link[0][:8]}-{link[1][:8]} quiet for {quiet:.1f} s and the path "
-                   f"it left costs {home_cost:g} < {cost[sid]:g}: return (make-before-break)")
-            t.pending = ("home", link)
+            why = f"link {_short(link)} quiet for {quiet:.1f} s"
+            if cost is not None:
+                if sid not in cost:
+                    continue
+                if home_cost >= cost[sid]:
+                    t.home = None  # where it is is no dearer: stay
+                    continue
+                why += f" and the path it left costs {home_cost:g} < {cost[sid]:g}"
+            if below is not None:
+                after = (room or {}).get(sid)
+                if after is None or after >= below:
+                    continue
+                why += f"; it would carry {after:.0%} < {below:.0%} with the stitch back"
+            why += ": return (make-before-break)"
+            t.pending = ("home", link, mbps)
             self.moves += 1
             acts.append(Renegotiate(sid, "", why))
-            recs.append(DecisionRecord(now, sid, "return", why, consumer=sid))
+            recs.append(DecisionRecord(now, sid, "return", why, consumer=sid,
+                                       measured_mbps=mbps or None))
+            if below is not None:
+                break  # each estimate assumed the others stay away
         return acts, recs
+
+
+def _short(link: Link) -> str:
+    if isinstance(link, str):
+        return link
+    a, b = sorted(link)
+    return f"{a[:8]}-{b[:8]}"

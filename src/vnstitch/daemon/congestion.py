@@ -7,8 +7,9 @@ daemon
    linksampler.sample_links`, in a worker thread): device, gateway, byte and drop
    counters. The larger of the tx and rx rates over the capacity configured for that
    neighbour is the link's utilisation;
-2. **detects** with the controller's hysteresis monitor (:class:`~vnstitch.routing.
-   monitor.CongestionMonitor`); every interval a link stays congested, the core is told
+2. **detects** with the pure link watch (:class:`~vnstitch.control.reroute.LinkWatch`:
+   counters to utilisation, hysteresis); every interval a link stays congested, the core
+   is told
    (:meth:`report_congestion`): it reports to the origin of every stitch crossing the
    link -- a signed CONGESTION relayed along the path, or an event when the origin is
    this RM (:mod:`vnstitch.protocol.congestion`);
@@ -49,8 +50,8 @@ from collections import deque
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from vnstitch.control.model import DecisionRecord, Renegotiate
-from vnstitch.control.reroute import RerouteRules, StitchMover
+from vnstitch.control.model import DecisionRecord, LinkSample, Renegotiate
+from vnstitch.control.reroute import LinkWatch, RerouteRules, StitchMover
 from vnstitch.daemon.config import CongestionConfig
 from vnstitch.daemon.linksampler import LinkEvents, LinkReading, bridged, sample_links
 from vnstitch.dataplane.base import DataplaneError
@@ -70,7 +71,7 @@ from vnstitch.protocol.api import (
     StitchTornDown,
 )
 from vnstitch.protocol.tunnels import bridge_name
-from vnstitch.routing.monitor import ArcState, CongestionMonitor, MonitorConfig
+from vnstitch.routing.monitor import MonitorConfig
 
 if TYPE_CHECKING:
     from vnstitch.daemon.runtime import RouteManagerDaemon
@@ -109,15 +110,12 @@ class CongestionRunner:
     def __init__(self, daemon: RouteManagerDaemon, config: CongestionConfig) -> None:
         self.daemon = daemon
         self.config = config
-        self.monitor = CongestionMonitor(MonitorConfig(config.high, config.low,
-                                                       config.raise_samples,
-                                                       config.clear_samples))
+        self.watch = LinkWatch(MonitorConfig(config.high, config.low, config.raise_samples,
+                                             config.clear_samples))
         self.mover = StitchMover(RerouteRules(config.holddown_s, config.min_reports,
                                               config.report_window_s, config.return_after_s))
         self.decisions: deque[dict[str, Any]] = deque(maxlen=config.decisions_kept)
         self.links: dict[str, LinkReading] = {}
-        self.utilisation: dict[str, float] = {}
-        self._last: dict[str, tuple[float, LinkReading]] = {}
         self._successor_of: dict[str, str] = {}  # successor stitch id -> the one it replaces
         self._moves: dict[str, _Move] = {}  # successor stitch id -> its move in the kernel
         self._task: asyncio.Task[None] | None = None
@@ -161,31 +159,28 @@ class CongestionRunner:
         links = await asyncio.to_thread(sample_links, hosts, d.config.dataplane.netns)
         if not d.store_open:
             return
-        now = d.now()
+        await self.react(d.now(), links)
+
+    async def react(self, now: float, links: dict[str, LinkReading]) -> None:
+        """One interval on the links just sampled: watch, report, move, pin."""
+        d = self.daemon
         self.steps += 1
         pins_before = self._pin_links()
         self.links = links
-        util: dict[tuple[str, str], float] = {}
+        samples = []
         for n, r in links.items():
-            prev = self._last.get(n)
-            self._last[n] = (now, r)
             peer = d.config.peer(RouteManagerId(n))
-            if r.error or prev is None or prev[1].device != r.device or peer is None \
-                    or now <= prev[0] or peer.capacity_mbps <= 0:
-                continue
-            dt = now - prev[0]
-            tx = max(0, r.tx_bytes - prev[1].tx_bytes)
-            rx = max(0, r.rx_bytes - prev[1].rx_bytes)
-            u = max(tx, rx) * 8 / 1e6 / dt / peer.capacity_mbps
-            self.utilisation[n] = u
-            util[(n, "")] = u
-        for ev in self.monitor.observe(now, util):
-            self._keep(DecisionRecord(now, ev.arc[0], f"link-{ev.new.value}", ev.reason))
+            if not r.error and peer is not None:  # unreadable: the next read is a baseline
+                samples.append(LinkSample(n, r.tx_bytes, 0, peer.capacity_mbps,
+                                          rx_bytes=r.rx_bytes, device=r.device))
+        for rec in self.watch.observe(now, samples):
+            self._keep(rec)
         outputs: list[Output] = []
-        for arc in self.monitor.congested():
-            if self.monitor.state(arc) is ArcState.CONGESTED:
-                outputs += d.core.report_congestion(RouteManagerId(arc[0]),
-                                                    self.utilisation.get(arc[0], 0.0), now)
+        for n in self.watch.hot():
+            # Our own link: no stitch comes back onto it while it is hot.
+            self.mover.link_hot(now, (str(d.rm_id), n))
+            outputs += d.core.report_congestion(RouteManagerId(n),
+                                                self.utilisation.get(n, 0.0), now)
         if outputs:
             d.execute(outputs)
         await self._advance_moves(now)
@@ -336,6 +331,11 @@ class CongestionRunner:
             d.execute(outputs)
 
     # -- views and the dataplane overlay ----------------------------------------------
+    @property
+    def utilisation(self) -> dict[str, float]:
+        """The last utilisation of each link toward a neighbour."""
+        return self.watch.utilisation
+
     def _costs(self) -> dict[str, float]:
         return {s.stitch_id: s.cost for s in self.daemon.store.stitches() if s.status == "up"}
 
@@ -386,6 +386,6 @@ class CongestionRunner:
                 "moves": self.mover.moves,
                 "links": {n: {"device": r.device, "error": r.error or None,
                               "utilisation": round(self.utilisation.get(n, 0.0), 3),
-                              "state": self.monitor.state((n, "")).value}
+                              "state": self.watch.state(n).value}
                           for n, r in self.links.items()}}
 

@@ -1,8 +1,9 @@
 """Each simulated Route Manager's controller moves the stitches crossing its links.
 
 Theory of operation. The decision to move a stitch lives in one place,
-:class:`vnstitch.control.Controller` (its congestion watch: hysteresis monitor,
-busiest-first down to the reroute ``target``, hold-downs, returns); this module only
+:mod:`vnstitch.control.reroute` (hysteresis, hold-downs, dampening, returns), which the
+daemon calls too; each simulated RM's :class:`vnstitch.control.Controller` picks the
+stitches to move, busiest first down to the reroute ``target``; this module only
 measures what each simulated RM could measure and applies what its controller asks,
 as the daemon does live.
 
@@ -95,12 +96,12 @@ class StitchControl:
         """One monitoring interval: every RM that is up measures, decides, and its
         renegotiations are started. Returns the groups asked to move."""
         st = self.st
-        for old, new in st.replaced:
+        for old, new, made in st.replaced:
             for c in self.ctrl.values():
-                c.stitch_replaced(old, new)
+                c.stitch_replaced(old, new, made)
         for sid in st.failed_moves:
             for c in self.ctrl.values():
-                c.renegotiation_failed(sid)
+                c.renegotiation_failed(sid, now)
         st.replaced.clear()
         st.failed_moves.clear()
         live = {x for g in st.groups for x in (g.sid, g.successor) if x is not None}

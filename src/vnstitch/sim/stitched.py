@@ -167,9 +167,9 @@ class StitchedFlows:
         self.seg_names = [str(s) for s in sim.segments]
         self.moves: list[StitchMove] = []
         self.unavoidable: list[tuple[float, Arc, str]] = []
-        #: (old, successor) pairs and stitches whose renegotiation failed, since the
+        #: (old, successor, committed) and stitches whose renegotiation failed, since the
         #: controllers last heard (they drain both)
-        self.replaced: list[tuple[str, str]] = []
+        self.replaced: list[tuple[str, str, float]] = []  # (old, new, its commit time)
         self.failed_moves: list[str] = []
 
     def request(self, now: float) -> None:
@@ -201,7 +201,8 @@ class StitchedFlows:
             if key in self.log.open:
                 assert g.sid is not None
                 self.log.replaced_by[(g.origin, g.sid)] = g.successor
-                self.replaced.append((g.sid, g.successor))
+                self.replaced.append((g.sid, g.successor,
+                                      self.log.open[key].committed_s))
                 g.sid, g.successor = g.successor, None
                 changed = True
             elif key in self.log.failed:
