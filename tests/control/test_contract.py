@@ -4,13 +4,18 @@ fake time) gives the same actions, and both apply them. The Renegotiate path: wh
 simulated RM's controller saw on its links in a run of ``builtin:congestion``, replayed
 as kernel-style byte counters of link devices on a memory dataplane (read as the daemon
 reads counters), gives the same Renegotiate actions; the simulator applied them through
-the protocol core (the successor avoids the element)."""
+the protocol core (the successor avoids the element). The congested link's counters
+through the daemon's own congestion adapter (``CongestionRunner``, its core and kernel
+faked) give the same moves at the same times."""
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import dataclasses
 import itertools
 from collections.abc import Collection, Mapping, Sequence
+from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import networkx as nx
@@ -28,8 +33,11 @@ from vnstitch.control import (
     Reserve,
     StitchSample,
 )
+from vnstitch.daemon import congestion
 from vnstitch.daemon.allocation import AllocationLoop, read_counters, tunnel_ends
-from vnstitch.daemon.config import AllocationConfig
+from vnstitch.daemon.config import AllocationConfig, CongestionConfig
+from vnstitch.daemon.congestion import CongestionRunner
+from vnstitch.daemon.linksampler import LinkReading
 from vnstitch.dataplane import (
     DataplaneState,
     MemoryDataplane,
@@ -38,6 +46,8 @@ from vnstitch.dataplane import (
     WireguardInterface,
     reconcile,
 )
+from vnstitch.model.ids import VNID, RouteManagerId
+from vnstitch.protocol.api import CongestionReported, Output, StitchEstablished, TunnelView
 from vnstitch.routing.qos import QosClass, QosPolicy
 from vnstitch.sim import stitch_control
 from vnstitch.sim.allocation import SimAllocation
@@ -278,3 +288,125 @@ def test_control_renegotiate_replay_of_other_counters_differs(congestion_run: An
         dataclasses.replace(x, tx_bytes=x.tx_bytes / 2) if x.link == "Houston->Los Angeles"
         else x for x in st.links)) for st in steps]
     assert not any(_replay_as_counters(policy, cooler))
+
+
+# -- the same trail through the daemon's congestion adapter --------------------------------
+
+HOT = "Houston->Los Angeles"
+
+
+class _Core:
+    """The daemon's core as the congestion runner uses it: the stitches originated here
+    that cross the link to the neighbour, and their renegotiation (the successor ids are
+    the simulator's, so the actions compare as they are)."""
+
+    def __init__(self, me: str, crossing: set[str], successor: dict[str, str],
+                 cost: dict[str, float]) -> None:
+        self.me, self.crossing, self.successor, self.cost = me, crossing, successor, cost
+        self.asked: list[tuple[str, bool]] = []
+
+    def report_congestion(self, neighbour: str, utilisation: float, now: float
+                          ) -> list[Output]:
+        link = (RouteManagerId(self.me), RouteManagerId(neighbour))
+        return [CongestionReported(sid, VNID(1), link, utilisation, link[0], now)
+                for sid in sorted(self.crossing)]
+
+    def renegotiate_stitch(self, sid: str, avoid: frozenset[Any], now: float, *,
+                           keep_old: bool) -> tuple[str, list[Output]]:
+        assert keep_old
+        new = self.successor[sid]
+        self.asked.append((sid, bool(avoid)))
+        # Around the link: the successor no longer crosses it; a return comes back.
+        self.crossing.discard(sid)
+        if not avoid:
+            self.crossing.add(new)
+        return new, [StitchEstablished(new, VNID(1), (RouteManagerId(self.me),),
+                                       1000.0, 1.0, self.cost[new], now, now)]
+
+    def tunnel_views(self) -> list[TunnelView]:
+        return [TunnelView(f"t-{sid}", sid, VNID(1), RouteManagerId("peer"), True, "up",
+                           (RouteManagerId(self.me),), 1000.0, f"vx-{sid}", f"wg-{sid}",
+                           1, None, 0.0) for sid in self.successor.values()]
+
+    def release_stitch(self, sid: str, now: float) -> list[Output]:
+        return []
+
+
+def _via_congestion_runner(policy: ControlPolicy, steps: Sequence[LinkStep], *,
+                           reported: set[str], successor: dict[str, str],
+                           cost: dict[str, float], mp: pytest.MonkeyPatch
+                           ) -> list[tuple[float, str, bool]]:
+    """The daemon's congestion adapter (:class:`CongestionRunner`: link watch, reports
+    through the core, the origin's mover, make-before-break) on the owner's link
+    counters, as link readings; the stitches on the link are those the simulated owner
+    reported. The kernel's side (handshake done, port bridged) is taken as immediate."""
+    rules = policy.congestion
+    assert rules is not None
+    mon = rules.monitor
+    cfg = CongestionConfig(interval_s=5.0, high=mon.high, low=mon.low,
+                           raise_samples=mon.raise_samples, clear_samples=mon.clear_samples,
+                           holddown_s=rules.holddown_s, min_reports=rules.min_reports,
+                           report_window_s=rules.report_window_s,
+                           return_after_s=rules.return_after_s, pin_paths=False)
+    me, far = HOT.split("->")
+    cap = next(x.capacity_mbps for x in steps[0].links if x.link == HOT)
+    core = _Core(me, set(reported), successor, cost)
+    mp.setattr(congestion, "last_handshake", lambda dev: 1.0)
+    mp.setattr(congestion, "bridged", lambda ports, netns: True)
+    clock = [0.0]
+    stitches = {**{s: 1.0 for s in reported}, **cost}
+    daemon = SimpleNamespace(
+        rm_id=RouteManagerId(me), store_open=True, now=lambda: clock[0],
+        core=core, metrics=collections.Counter(),
+        config=SimpleNamespace(peer=lambda n: SimpleNamespace(capacity_mbps=cap)
+                               if n == far else None,
+                               dataplane=SimpleNamespace(netns=None)),
+        intents=SimpleNamespace(succeeded=lambda old, new, now: None),
+        store=SimpleNamespace(stitches=lambda: [
+            SimpleNamespace(stitch_id=s, cost=c, status="up") for s, c in stitches.items()]),
+        dataplane_changed=lambda: None)
+    runner = CongestionRunner(daemon, cfg)  # type: ignore[arg-type]
+
+    def execute(outputs: list[Output]) -> None:
+        for ev in outputs:
+            runner.on_event(ev)
+
+    daemon.execute = execute
+
+    async def drive() -> None:
+        for st in steps:
+            clock[0] = st.now
+            tx = next(round(x.tx_bytes) for x in st.links if x.link == HOT)
+            await runner.react(st.now, {far: LinkReading(far, "eth-la", 2, "10.0.0.1", tx)})
+            await asyncio.sleep(0)  # the moves decided on an event run on the next turn
+
+    asyncio.run(drive())
+    return [(float(r["now"]), str(r["subject"]), r["action"] == "reroute")
+            for r in runner.decisions if r["action"] in ("reroute", "return")]
+
+
+def test_renegotiate_same_actions_from_the_daemons_congestion_runner(
+        congestion_run: Any) -> None:
+    """The Houston RM's trail through the daemon's adapter gives the simulator's moves:
+    the same stitch around the link at the same time, then the same return."""
+    summary, trails, _ = congestion_run
+    policy, steps = next((p, s) for p, s in trails if any(st.renegotiate for st in s))
+    sim = [(st.now, a.stitch_id, a.around != "") for st in steps for a in st.renegotiate]
+    successor = {old: new for st in steps for old, new, _ in st.replaced}
+    by_id = {x["id"].split("/")[0]: x["cost"] for x in summary["stitches"]}
+    mp = pytest.MonkeyPatch()
+    try:
+        cost = {s: by_id[s] for s in successor.values()}
+        daemon = _via_congestion_runner(policy, steps, reported={sim[0][1]},
+                                        successor=successor, cost=cost, mp=mp)
+        # Control: the hot link's counter halved -- neither runtime moves anything.
+        cooler = [dataclasses.replace(st, links=tuple(
+            dataclasses.replace(x, tx_bytes=x.tx_bytes / 2) if x.link == HOT else x
+            for x in st.links)) for st in steps]
+        quiet = _via_congestion_runner(policy, cooler, reported={sim[0][1]},
+                                       successor=successor, cost=cost, mp=mp)
+    finally:
+        mp.undo()
+    assert [k for _, _, k in sim] == [True, False]
+    assert daemon == sim, (daemon, sim)
+    assert quiet == [] and not any(_replay_as_counters(policy, cooler))

@@ -1,8 +1,13 @@
-"""The origin's reroute decisions with fake time: dampening, hold-down, return home."""
+"""The link watch and the origin's reroute decisions with fake time: dampening, hold-down,
+return home."""
 
 from __future__ import annotations
 
-from vnstitch.control.reroute import RerouteRules, StitchMover
+import pytest
+
+from vnstitch.control.model import LinkSample
+from vnstitch.control.reroute import LinkWatch, RerouteRules, StitchMover
+from vnstitch.routing.monitor import MonitorConfig
 
 LINK = ("aaaa", "tttt")
 
@@ -67,3 +72,40 @@ def test_dampening_bounds_moves_and_its_control_flaps() -> None:
                                                    return_after_s=0.0)), 60.0)
     assert damped <= 60.0 / 10.0 + 1  # at most one move per hold-down
     assert flapping >= 3 * damped  # the control run without dampening flaps
+
+
+def test_link_watch_counts_the_busier_direction_and_rebases() -> None:
+    """Counters to utilisation: rx counts when busier; a first read, another device, a
+    counter that went back or a link missing from a read are baselines."""
+    w = LinkWatch(MonitorConfig(0.8, 0.6, 2, 1))
+    mbit = 1e6 / 8
+
+    def read(now: float, tx: float, rx: float | None = None, dev: str = "eth0") -> None:
+        w.observe(now, [LinkSample("l", tx * mbit, 0, 100.0, rx_bytes=None if rx is None
+                                   else rx * mbit, device=dev)])
+
+    read(0.0, 0.0, 0.0)
+    assert "l" not in w.utilisation  # first read: a baseline
+    read(1.0, 10.0, 90.0)
+    assert w.utilisation["l"] == pytest.approx(0.9)  # rx was the busier direction
+    read(2.0, 100.0, 180.0)
+    assert w.hot() == ["l"]  # two samples above high
+    read(3.0, 50.0, 270.0)  # tx went back: a new baseline, no sample
+    assert w.utilisation["l"] == pytest.approx(0.9)
+    read(4.0, 60.0, 280.0, dev="eth1")  # another device: a new baseline
+    w.observe(5.0, [])  # unreadable
+    read(6.0, 70.0, 290.0, dev="eth1")  # so this is a baseline again
+    assert w.utilisation["l"] == pytest.approx(0.9)
+    read(7.0, 75.0, 295.0, dev="eth1")
+    assert w.utilisation["l"] == pytest.approx(0.05) and w.hot() == []
+
+
+def test_a_failed_move_holds_down_when_told_when() -> None:
+    m = StitchMover(RerouteRules(holddown_s=10.0, min_reports=1))
+    assert m.congested(0.0, "s", LINK, 1.2, "tttt")[0]
+    m.failed("s", 1.0)
+    assert not m.movable(5.0, "s")
+    assert m.congested(5.0, "s", LINK, 1.2, "tttt")[1][0].action == "hold"
+    assert m.congested(11.0, "s", LINK, 1.2, "tttt")[0]
+    m.failed("s")  # the daemon's call: no hold-down, asked again at the next report
+    assert m.congested(11.2, "s", LINK, 1.2, "tttt")[0]

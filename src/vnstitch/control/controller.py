@@ -28,18 +28,20 @@ of the substrate links this RM owns with the stitches that cross each. It then
    (:class:`~vnstitch.control.growth.GrowPolicy`, hold-down after a refusal), never
    beyond the capacity of an owned link it crosses: :class:`~vnstitch.control.model.
    ResizeStitch`;
-5. **watches congestion** on owned links with :class:`~vnstitch.routing.monitor.
-   CongestionMonitor` (hysteresis) and, while a link is congested, asks to
-   renegotiate stitches crossing it around that link (:class:`~vnstitch.control.model.
-   Renegotiate`), busiest first (by the rate measured on that link), until the
-   link's predicted load is under the rules' ``target`` (or one per interval), each
-   stitch at most once per ``holddown_s``. A stitch that begins or ends here cannot
-   leave a link inside this segment: that is an ``unavoidable`` record, not an action.
-   Once nothing owned is congested and the hold-down has passed, a stitch moved off
-   a link is asked back (a renegotiation avoiding nothing: the best path now) when
-   that link would stay under ``return_below`` with it. The runtime tells the
-   controller when a renegotiation's successor replaces a stitch
-   (:meth:`Controller.stitch_replaced`), so the hold-down follows the stitch.
+5. **watches congestion** on owned links with :class:`~vnstitch.control.reroute.
+   LinkWatch` (utilisation, hysteresis) and, while a link is congested, picks the
+   stitches crossing it busiest first (by the rate measured on that link) until the
+   link's predicted load is under the rules' ``target`` (or one per interval). A
+   stitch that begins or ends here cannot leave a link inside this segment: that is an
+   ``unavoidable`` record, not an action. Each pick goes to a
+   :class:`~vnstitch.control.reroute.StitchMover` (what a daemon's origin decides
+   with; the runtime hands the action to the stitch's origin), which asks to
+   renegotiate it around the link (:class:`~vnstitch.control.model.Renegotiate`)
+   unless it is in flight or held down. Once nothing owned is congested,
+   the mover asks a moved stitch back (a renegotiation avoiding nothing: the best path
+   now) when its hold-down has passed and the link would stay under ``return_below``
+   with it. The runtime tells the controller when a renegotiation's successor replaces
+   a stitch (:meth:`Controller.stitch_replaced`), so the hold-down follows the stitch.
 
 Every action comes with a :class:`~vnstitch.control.model.DecisionRecord`. Nothing here
 does I/O, reads a clock or draws random numbers; a model or allocator failure becomes a

@@ -177,8 +177,11 @@ class StitchMover:
 
     def moved(self, now: float, old: str, new: str, old_cost: float = 0.0) -> None:
         """The successor ``new`` of ``old`` is established (the old one is released)."""
-        t = self._tracks.pop(old, _Track())
-        kind, link, mbps = t.pending or ("away", "", 0.0)
+        t = self._tracks.pop(old, None)
+        if t is None or t.pending is None:  # not moved by us: only the hold-down
+            self._tracks[new] = _Track(moved_at=now)
+            return
+        kind, link, mbps = t.pending
         self._tracks[new] = _Track(moved_at=now, home=(link, old_cost, mbps)
                                    if kind == "away" else None)
 
