@@ -362,6 +362,8 @@ def _via_congestion_runner(policy: ControlPolicy, steps: Sequence[LinkStep], *,
                                if n == far else None,
                                dataplane=SimpleNamespace(netns=None)),
         intents=SimpleNamespace(succeeded=lambda old, new, now: None),
+        # Every reconcile pass done: a move may wait for one after its peer changed.
+        reconciler=SimpleNamespace(passes=1, covering_pass=lambda: 0),
         store=SimpleNamespace(stitches=lambda: [
             SimpleNamespace(stitch_id=s, cost=c, status="up") for s, c in stitches.items()]),
         dataplane_changed=lambda: None)
