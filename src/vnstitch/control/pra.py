@@ -81,9 +81,17 @@ from vnstitch.forecast.base import (
 )
 from vnstitch.forecast.profiles import ApplicationProfile, load_profiles
 
-#: A fitted model as :func:`run_fit` returns it (runtimes name it through this module:
-#: they drive the controller and never import the forecasters themselves).
-FittedModel = Forecaster
+
+@dataclass(frozen=True, slots=True)
+class FittedModel:
+    """What :func:`run_fit` returns (runtimes name it through this module: they drive
+    the controller and never import the forecasters themselves): the fitted model and
+    its errors on the lead window's highest value over the training tail (realised
+    highest of the next ``horizon`` values minus the forecast's highest), the
+    conformal calibration set the consumer starts from."""
+
+    model: Forecaster
+    window_errors: tuple[float, ...] = ()
 
 
 def model_names() -> tuple[str, ...]:
@@ -163,13 +171,33 @@ class FitJob:
     history: tuple[float, ...]
     exog: tuple[tuple[float, ...], ...] | None
     columns: tuple[str, ...]
+    #: The lead window's length in steps when the job was made (see :func:`run_fit`).
+    horizon: int = 1
+    #: How many training-tail origins to score for the window errors.
+    calibration: int = 120
 
 
-def run_fit(job: FitJob) -> Forecaster:
-    """Fit ``job``'s model (module-level so a process pool can run it)."""
+def run_fit(job: FitJob) -> FittedModel:
+    """Fit ``job``'s model (module-level so a process pool can run it).
+
+    The rolling forecasts that calibrate it are made here too (where the fit runs, off
+    the controller's process): the model's own calibration errors for the job's
+    horizon, and the window errors of :class:`FittedModel` over the last
+    ``job.calibration`` origins whose whole window is known."""
     hist = np.asarray(job.history, dtype=np.float64)[:, None]
     exog = None if job.exog is None else np.asarray(job.exog, dtype=np.float64)
-    return make_forecaster(job.model, job.season, **dict(job.options)).fit(hist, exog)
+    model = make_forecaster(job.model, job.season, **dict(job.options)).fit(hist, exog)
+    if not isinstance(model, PointForecaster):
+        return FittedModel(model)
+    h, t_len = job.horizon, hist.shape[0]
+    model.calibration_errors(h)
+    origins = np.arange(max(1, t_len - h - job.calibration + 1), t_len - h + 1)
+    if origins.size == 0:
+        return FittedModel(model)
+    mean, _ = model.rolling(hist, origins, h, exog=exog)
+    realised = hist[origins[:, None] + np.arange(h)[None, :], 0].max(axis=1)
+    errs = realised - mean[:, :, 0].max(axis=1)
+    return FittedModel(model, tuple(float(e) for e in errs if math.isfinite(e)))
 
 
 @dataclass(slots=True)
@@ -189,6 +217,8 @@ class _State:
     #: (made at ``seen``, window length, forecast centre's highest value in the window)
     window_preds: deque[tuple[int, int, float]] = field(default_factory=deque)
     window_errors: deque[float] = field(default_factory=lambda: deque(maxlen=240))
+    #: The fitted model's window errors on its training tail (see :class:`FittedModel`)
+    calib_errors: tuple[float, ...] = ()
     cold_reason: str = "no history yet"
     fit_note: str = "no fit yet"
     row: dict[str, Any] = field(default_factory=dict)
@@ -299,13 +329,15 @@ class PraController:
                               "forecast from the application profile", consumer=consumer)
 
     # -- fits (run by the caller) ---------------------------------------------------------
-    def fit_done(self, job: FitJob, model: Forecaster, now: float,
+    def fit_done(self, job: FitJob, fitted: FittedModel, now: float,
                  seconds: float) -> DecisionRecord | None:
         consumer = job.consumer
         s = self._state.get(consumer)
         if s is None or s.generation != job.generation:
             return None  # restarted since: the fit is for a history that is gone
-        s.model, s.columns, s.pending_since, s.slow_reported = model, job.columns, None, False
+        s.model, s.columns, s.pending_since, s.slow_reported = (fitted.model, job.columns,
+                                                                None, False)
+        s.calib_errors = fitted.window_errors
         s.since_fit = 0
         s.fit_note = f"{s.spec.model} fitted on {len(s.values)} samples in {seconds:.3g} s"
         return DecisionRecord(now, consumer, "fit", s.fit_note, consumer=consumer)
@@ -358,7 +390,8 @@ class PraController:
         x = self._exog(s.spec.vnid, cols, list(s.times))
         out.jobs.append(FitJob(s.spec.id, s.generation, s.spec.model, self.policy.season,
                                tuple(sorted(s.spec.options.items())), tuple(s.values),
-                               None if x is None else tuple(map(tuple, x.tolist())), cols))
+                               None if x is None else tuple(map(tuple, x.tolist())), cols,
+                               self._lead_steps(s.spec), self.policy.error_window))
 
     def _forecast(self, now: float, s: _State,
                   ) -> tuple[FloatArray, float, float, list[str], float]:
@@ -380,6 +413,10 @@ class PraController:
         z = norm.ppf(np.clip(levels, 1e-6, 1 - 1e-6))
         prior = np.maximum(prior_mean[None, :] * (1 + z[:, None] * spec.profile.burstiness),
                            0.0)
+        if n >= p.min_fit:  # history enough to say how far it moves: its spread, not the
+            # profile's burstiness (a fit may take a while to come back)
+            prior = np.maximum(prior_mean[None, :] + self._history_offsets(s, horizon)[:, None],
+                               0.0)
         weight = 0.0
         values = prior
         path = prior_mean
@@ -405,14 +442,33 @@ class PraController:
 
     def _conformal(self, s: _State, mean: FloatArray, own: FloatArray) -> FloatArray:
         # What the consumer's highest value in a lead window really exceeded the centre's
-        # by (the risk the order covers); one-step errors until there are some.
-        errs = np.sort(np.asarray(s.window_errors if len(s.window_errors) >= 2 else
-                                  s.errors, dtype=np.float64))
+        # by (the risk the order covers): the live errors, topped up to the window's size
+        # with the fitted model's errors on its training tail. Without that calibration
+        # set the first few live errors alone set the level: at rank ceil((n+1)q) > n the
+        # level is the largest error seen, far above the q-quantile.
+        room = (s.window_errors.maxlen or 0) - len(s.window_errors)
+        pool = [*s.calib_errors[len(s.calib_errors) - min(room, len(s.calib_errors)):],
+                *s.window_errors]
+        errs = np.sort(np.asarray(pool if len(pool) >= 2 else s.errors, dtype=np.float64))
         if errs.size < 2:
             return own
         ranks = np.ceil((errs.size + 1) * np.asarray(self.policy.levels)).astype(int)
         offs = errs[np.clip(ranks - 1, 0, errs.size - 1)]
         out: FloatArray = np.maximum(own, np.maximum(mean[None, :] + offs[:, None], 0.0))
+        return out
+
+    def _history_offsets(self, s: _State, width: int) -> FloatArray:
+        """Per level: how far the highest of the next ``width`` values rose above the
+        value before them, over the newest ``error_window`` windows of the history (the
+        naive forecast's window errors, conformal rank)."""
+        v = np.asarray(list(s.values)[-(self.policy.error_window + width):], dtype=np.float64)
+        starts = np.arange(v.size - width)
+        if starts.size < 2:
+            return np.zeros(len(self.policy.levels))
+        ahead = v[starts[:, None] + 1 + np.arange(width)[None, :]].max(axis=1)
+        errs = np.sort(ahead - v[starts])
+        ranks = np.ceil((errs.size + 1) * np.asarray(self.policy.levels)).astype(int)
+        out: FloatArray = errs[np.clip(ranks - 1, 0, errs.size - 1)]
         return out
 
     def _lead_steps(self, spec: PraConsumer) -> int:
@@ -458,7 +514,9 @@ class PraController:
                  "lead_steps": int(values.shape[1]),
                  "forecast": round(dec.forecast, 6), "quantile": dec.quantile,
                  "amount": amount, "action": action, "reason": reason,
-                 "fit": s.fit_note, "cold_start": s.cold_reason if weight < 1 else None,
+                 "fit": s.fit_note, "cold_start": None if weight >= 1 else s.cold_reason
+                 if not s.values or s.cold_reason != "no history yet"
+                 else "no fitted model yet",
                  "now": now}
         out.rows.append(s.row)
 

@@ -46,8 +46,13 @@ from vnstitch.control.pra import FitJob, FittedModel, PraController, StitchEvent
 log = logging.getLogger("vnstitch.daemon.pralive")
 
 
-def _limit_worker(nice: int, cpus: tuple[int, ...]) -> None:
-    """Runs first in each fit worker: lower its priority, pin it to the budgeted CPUs."""
+def _limit_worker(nice: int, cpus: tuple[int, ...], threads: int | None) -> None:
+    """Runs first in each fit worker: lower its priority, pin it to the budgeted CPUs,
+    and cap the numeric libraries' threads (read when torch/BLAS load, i.e. later in
+    this fresh spawned process: the LSTM then trains on at most ``threads``)."""
+    if threads is not None:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ[var] = str(threads)
     with contextlib.suppress(OSError):
         os.nice(nice)
     if cpus and hasattr(os, "sched_setaffinity"):
@@ -58,23 +63,24 @@ def _limit_worker(nice: int, cpus: tuple[int, ...]) -> None:
 def timed_fit(job: FitJob) -> tuple[FittedModel, float]:
     """:func:`run_fit` and the CPU time the worker process spent on it."""
     t0 = time.process_time()
-    model = run_fit(job)
-    return model, time.process_time() - t0
+    fitted = run_fit(job)
+    return fitted, time.process_time() - t0
 
 
 class FitPool:
     """Worker processes for fits, within a CPU budget (see the module docstring)."""
 
     def __init__(self, workers: int = 1, *, nice: int = 10,
-                 cpus: Iterable[int] = ()) -> None:
-        if workers < 1:
-            raise ValueError("fit pool: workers must be >= 1")
+                 cpus: Iterable[int] = (), threads: int | None = 1) -> None:
+        if workers < 1 or (threads is not None and threads < 1):
+            raise ValueError("fit pool: workers and threads must be >= 1")
         # spawn: the daemon has threads (a forked child would inherit their locks)
         ctx = multiprocessing.get_context("spawn")
         self.workers = workers
         self.cpus = tuple(cpus)
+        self.threads = threads
         self._pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_limit_worker,
-                                         initargs=(nice, self.cpus))
+                                         initargs=(nice, self.cpus, threads))
 
     async def fit(self, job: FitJob) -> tuple[FittedModel, float]:
         loop = asyncio.get_running_loop()

@@ -49,27 +49,21 @@ class GlobalLSTM(PointForecaster):
         self.seed = seed
         self.max_train_samples = max_train_samples
         self._net: Any = None
+        #: The trained weights as numpy arrays (inference needs no torch; see _forward).
+        self._weights: dict[str, np.ndarray[Any, Any]] | None = None
         self._scale: FloatArray | None = None
         self.epochs_run = 0
 
     def __getstate__(self) -> dict[str, Any]:
-        # The network's class is built inside _build (torch loads lazily), so it cannot
-        # be pickled by reference: ship its weights and rebuild it (a fit done in a
-        # worker process comes back this way).
+        # The torch network stays where it was trained: a pickled model (a fit done in a
+        # worker process) carries only its weights as numpy arrays and forecasts with
+        # the numpy forward pass, so the process that receives it never loads torch.
         state = dict(self.__dict__)
-        net = state.pop("_net")
-        state["_net_weights"] = None if net is None else net.state_dict()
+        state["_net"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        weights = state.pop("_net_weights", None)
         self.__dict__.update(state)
-        self._net = None
-        if weights is not None:
-            net = self._build()
-            net.load_state_dict(weights)
-            net.eval()
-            self._net = net
 
     def _lag(self) -> int:
         return self.season if self.season > 1 else 1
@@ -128,6 +122,7 @@ class GlobalLSTM(PointForecaster):
         if last - first < 10:
             first = self.window
         self._net = None
+        self._weights = None
         if last - first < 10:
             self.notes.append(f"lstm: naive forecast (need more than "
                               f"{first + 10 + self.horizon} steps to train, have {t_len})")
@@ -145,7 +140,9 @@ class GlobalLSTM(PointForecaster):
         v_seq, v_flag = self._features(history, val_o)
         v_y = self._targets(history, val_o)
         v_w = np.tile(self._scale, val_o.size).astype(np.float32)
-        torch.set_num_threads(2)
+        # two threads at most, fewer when the process was given a smaller budget
+        # (OMP_NUM_THREADS: the live PRA's fit workers)
+        torch.set_num_threads(min(2, torch.get_num_threads()))
         net = self._build()
         opt = torch.optim.Adam(net.parameters(), lr=3e-3)
         t_seq, t_flag = torch.from_numpy(x_seq), torch.from_numpy(x_flag)
@@ -180,6 +177,8 @@ class GlobalLSTM(PointForecaster):
             net.load_state_dict(best_state)
         net.eval()
         self._net = net
+        self._weights = {k: v.detach().numpy().astype(np.float64)
+                         for k, v in net.state_dict().items()}
 
     def _targets(self, values: FloatArray, origins: IntArray) -> np.ndarray[Any, Any]:
         assert self._scale is not None
@@ -209,13 +208,43 @@ class GlobalLSTM(PointForecaster):
             raise ForecastError("lstm: not fitted")
         if origins.size == 0:
             return np.zeros((0, horizon, values.shape[1]))
-        if self._net is None:  # too little history to train: the naive forecast
+        if self._weights is None:  # too little history to train: the naive forecast
             return np.repeat(values[origins - 1][:, None, :], horizon, axis=1)
         n = values.shape[1]
         seq, flag = self._features(values, origins)
-        pred = self._predict_norm(self._net, seq, flag).reshape(origins.size, n, self.horizon)
+        pred = _forward(self._weights, seq, flag).reshape(origins.size, n, self.horizon)
         pred = pred.transpose(0, 2, 1) * self._scale  # (S, H, N)
         if horizon <= self.horizon:
             return pred[:, :horizon]
         extra = np.repeat(pred[:, -1:], horizon - self.horizon, axis=1)
         return np.concatenate([pred, extra], axis=1)
+
+
+def _sigmoid(x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    out: np.ndarray[Any, Any] = 0.5 * (1.0 + np.tanh(0.5 * x))
+    return out
+
+
+def _forward(w: dict[str, np.ndarray[Any, Any]], seq: np.ndarray[Any, Any],
+             flag: np.ndarray[Any, Any]) -> FloatArray:
+    """The network of ``_build`` in numpy (float64): one LSTM layer (torch's gate order
+    i, f, g, o), then the two linear layers. Forecasting is a few small matrix
+    products, so a process that only forecasts needs no torch (and none of its
+    threads)."""
+    x = seq.astype(np.float64)
+    hid = w["lstm.weight_hh_l0"].shape[1]
+    h = np.zeros((x.shape[0], hid))
+    c = np.zeros_like(h)
+    wi, wh = w["lstm.weight_ih_l0"].T, w["lstm.weight_hh_l0"].T
+    b = w["lstm.bias_ih_l0"] + w["lstm.bias_hh_l0"]
+    for t in range(x.shape[1]):
+        g = x[:, t] @ wi + h @ wh + b
+        i, f = _sigmoid(g[:, :hid]), _sigmoid(g[:, hid:2 * hid])
+        cell, o = np.tanh(g[:, 2 * hid:3 * hid]), _sigmoid(g[:, 3 * hid:])
+        c = f * c + i * cell
+        h = o * np.tanh(c)
+    last = x[:, -1, 0:1]
+    feats = np.concatenate([h, flag.astype(np.float64) - last], axis=1)
+    mid = np.maximum(feats @ w["hid.weight"].T + w["hid.bias"], 0.0)
+    out: FloatArray = last + mid @ w["out.weight"].T + w["out.bias"]
+    return out

@@ -21,7 +21,9 @@ asyncio driver (:mod:`vnstitch.daemon.pralive`), exactly as the daemon drives it
 - ``live_vs_offline`` replays the same CPU rows through ``allocate evaluate``'s
   predictive policy (:func:`~vnstitch.allocate.trace_eval.run_evaluation`, same model,
   newsvendor level, lead and unit) and compares unserved and slack with the live run's
-  (ready instances x quota sampled at each row's end and averaged over the row).
+  (ready instances x quota as polled every 50 ms, held between polls, over each row;
+  ``live_capacity_at_row_end`` is the same read only at each row's end, which already
+  holds what was ordered for the next row).
 
 Bandwidth is not part of this story (see ``bandwidth_unserved_fraction``: ``None``
 with the reason): the live bandwidth allocation through a stitch is ``vnstitch lab
@@ -33,6 +35,7 @@ Needs root.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import math
 import os
@@ -122,6 +125,8 @@ class _Run:
     storage: StorageProvider | None = None
     full_steps: int = 0
     ready_at_row_end: list[float] = field(default_factory=list)
+    #: (wall time, ready instances): every poll, so capacity is known all through a row
+    ready_samples: list[tuple[float, float]] = field(default_factory=list)
     lead_s: list[float] = field(default_factory=list)
 
 
@@ -187,8 +192,9 @@ def run_pra_demo(cfg: PraDemoConfig, on_step: StepHook | None = None) -> dict[st
                                                                 cfg.disk_start]], hook))
         hook("offline evaluation", {})
         live = result.pop("_live_tally")
+        at_end = result.pop("_live_tally_row_end")
         try:
-            result["live_vs_offline"] = _offline(run, cpu, work, live)
+            result["live_vs_offline"] = _offline(run, cpu, work, live, at_end)
         except VnstitchError as exc:  # the live figures stand without the comparison
             result["live_vs_offline"] = {"error": str(exc)}
     finally:
@@ -296,6 +302,7 @@ async def _poll(run: _Run, rt: PraRuntime) -> None:
     while True:
         async with rt.lock:
             ready = await asyncio.to_thread(compute.available, ckey, time.time())
+        run.ready_samples.append((time.time(), ready))
         cores = run.demand[run.row] if run.row >= 0 else 0.0
         run.demand_file.write_text(f"{cores / ready if ready else 0.0:.6f}")
         await asyncio.sleep(0.05)
@@ -355,9 +362,10 @@ def _results(run: _Run, rt: PraRuntime, probe: LoopLagProbe) -> dict[str, Any]:
     quiet = [(a, b) for a, b in zip([probe.samples[0][0] if probe.samples else 0.0,
                                      *(b for _, b in fits)],
                                     [*(a for a, _ in fits), math.inf], strict=True)]
-    cap = np.asarray(run.ready_at_row_end[:len(run.demand)]) * cfg.quota
-    demand = np.asarray(run.demand[:cap.size])
-    live = tally(demand[:, None], cap[:, None], ROW_SECONDS)
+    live = _live_tally(run)
+    cap_end = np.asarray(run.ready_at_row_end[:len(run.demand)]) * cfg.quota
+    at_end = tally(np.asarray(run.demand[:cap_end.size])[:, None], cap_end[:, None],
+                   ROW_SECONDS)
     return {
         "compute_ramps": len(outcomes),
         "compute_ready_before_demand_fraction":
@@ -388,7 +396,25 @@ def _results(run: _Run, rt: PraRuntime, probe: LoopLagProbe) -> dict[str, Any]:
         "decisions_kept": len(rt.decisions),
         "decision_actions": _count(d.get("action", "") for d in rt.decisions),
         "_live_tally": live,
+        "_live_tally_row_end": at_end,
     }
+
+
+def _live_tally(run: _Run, per_row: int = 50) -> Any:
+    """Demand against the capacity that was ready *during* each row: the polled ready
+    count held between polls, read on ``per_row`` evenly spaced instants of the row.
+    (Capacity read only at a row's end already holds what the controller ordered for
+    the next row -- its lead window reaches past the row -- and counts that as slack.)"""
+    times = [t for t, _ in run.ready_samples]
+    grid_d, grid_c = [], []
+    for k, d in enumerate(run.demand[:len(run.ready_at_row_end)]):
+        for i in range(per_row):
+            t = run.t_start + (k + (i + 0.5) / per_row) * run.step
+            j = bisect.bisect_right(times, t) - 1
+            grid_d.append(d)
+            grid_c.append(run.ready_samples[j][1] * run.cfg.quota if j >= 0 else 0.0)
+    return tally(np.asarray(grid_d)[:, None], np.asarray(grid_c)[:, None],
+                 run.step / per_row)
 
 
 def _count(items: Any) -> dict[str, int]:
@@ -398,7 +424,7 @@ def _count(items: Any) -> dict[str, int]:
     return out
 
 
-def _offline(run: _Run, cpu: Any, work: Path, live: Any) -> dict[str, Any]:
+def _offline(run: _Run, cpu: Any, work: Path, live: Any, at_end: Any) -> dict[str, Any]:
     """The same rows through ``allocate evaluate`` (predictive), next to the live run."""
     cfg = run.cfg
     n = len(run.demand)
@@ -418,6 +444,8 @@ def _offline(run: _Run, cpu: Any, work: Path, live: Any) -> dict[str, Any]:
     off = res.tallies["predictive"]
     out = {"rows": n, "offline_model": model, "offline_lead_rows": lead,
            "live": {"unserved_fraction": live.unserved_fraction, "slack": live.slack},
+           "live_capacity_at_row_end": {"unserved_fraction": at_end.unserved_fraction,
+                                        "slack": at_end.slack},
            "offline": {"unserved_fraction": off.unserved_fraction, "slack": off.slack}}
     with contextlib.suppress(ZeroDivisionError):
         out["relative_difference"] = {
