@@ -159,8 +159,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=60.0,
-                        help="wall seconds each pool runs (default 60)")
+    parser.add_argument("--seconds", type=float, default=120.0,
+                        help="wall seconds each pool runs (default 120)")
     parser.add_argument("--interval", type=float, default=1.0,
                         help="controller interval in seconds (default 1)")
     parser.add_argument("--refit-every", type=int, default=15,

@@ -67,6 +67,13 @@ BENCHMARKS: dict[str, Benchmark] = {
     "pra_providers": Benchmark("the allocator driving the live compute (cgroups) and storage "
                                "(loop volumes) providers on replayed CloudWatch traces",
                                "~4 min (3 min replay)", root=True),
+    "pra_loop_lag": Benchmark("event-loop lag while the live PRA refits its LSTM: fits in a "
+                              "thread (baseline) vs a worker process vs a worker with a "
+                              "one-thread budget, with and without a refit in one run",
+                              "~9 min (120 s per pool)"),
+    "pra_slack": Benchmark("where the live PRA's compute slack comes from: the demo's "
+                           "controller replayed in fake time (fit delays, calibration) vs "
+                           "the offline evaluation of the same rows", "~2 min"),
     "lab_throughput": Benchmark("TCP throughput in the namespace lab: veth vs VXLAN vs "
                                 "VXLAN over WireGuard", "~1 min", root=True),
     "lab_stitch": Benchmark("live Route Managers in the lab: stitch setup, throughput, "

@@ -211,6 +211,28 @@ def forecast_engines(d: dict[str, Any]) -> list[str]:
                        *(f"NMAE {m}" for m in d["models"])], rows)]
 
 
+def pra_loop_lag(d: dict[str, Any]) -> list[str]:
+    rows = [(r["pool"], r.get("fits", "-"), r["lag_p99_ms_fit"], r["lag_p99_ms_no_fit"],
+             r.get("lag_max_ms_fit"), r.get("step_seconds_p99")) for r in d["pools"]]
+    load = d["load_average_1m"]
+    return [f"event-loop lag (ms, probe every 10 ms) while the live PRA refits its LSTM, "
+            f"{d['seconds_per_pool']:g} s per fit pool in one run, baseline "
+            f"`{d['baseline']}`, load average {min(load):.1f}-{max(load):.1f} on "
+            f"{d['cpus']} CPUs", "",
+            *md_table(["pool", "fits", "p99 during a fit", "p99 without a fit",
+                       "max during a fit", "step p99 s"], rows)]
+
+
+def pra_slack(d: dict[str, Any]) -> list[str]:
+    rows = [(r["variant"], r["unserved_fraction"], r["slack"],
+             r.get("slack_capacity_at_row_end"), r.get("unserved_capacity_at_row_end"),
+             r.get("steps_before_first_fit")) for r in d["results"]]
+    return [f"compute slack of the live PRA in fake time, {d['rows']} rows, {d['model']}, "
+            f"start-up {d['lead_s']:g} s; baseline `{d['baseline']}`", "",
+            *md_table(["variant", "unserved", "slack", "slack (row end)",
+                       "unserved (row end)", "steps before first fit"], rows)]
+
+
 def generic(d: dict[str, Any]) -> list[str]:
     return md_table(["figure", "value"], [(k, v) for k, v in d.items()
                                           if not isinstance(v, dict | list)])
@@ -222,7 +244,8 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "routing_abilene": routing_abilene, "sp_scale": sp_scale,
     "forecast_abilene": forecast_abilene, "sweep": sweep, "sim_vs_live": sim_vs_live,
     "lab_congestion": lab_congestion,
-    "forecast_engines": forecast_engines,
+    "forecast_engines": forecast_engines, "pra_loop_lag": pra_loop_lag,
+    "pra_slack": pra_slack,
 }
 
 

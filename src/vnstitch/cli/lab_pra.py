@@ -24,22 +24,28 @@ def add_pra_args(dm: argparse.ArgumentParser) -> None:
                     help="with --pra: wall minutes to replay (default 3 = 36 rows at 60x)")
     dm.add_argument("--model", choices=MODEL_NAMES, default="lstm",
                     help="with --pra: the compute forecaster (default lstm)")
+    dm.add_argument("--net-mbps", type=float, default=20.0,
+                    help="with --pra: mean rate (Mbit/s) of the network-trace UDP ramp "
+                         "through a lab stitch after the replay; 0 skips it (default 20)")
 
 
 def run_pra(args: argparse.Namespace) -> int:
     from vnstitch.cli.output import progress  # noqa: PLC0415
     from vnstitch.lab import demo_pra  # noqa: PLC0415
 
-    cfg = demo_pra.PraDemoConfig(minutes=args.minutes, model=args.model)
+    if args.net_mbps < 0:
+        raise demo_pra.LabError("lab demo --pra: --net-mbps must be >= 0")
+    cfg = demo_pra.PraDemoConfig(minutes=args.minutes, model=args.model,
+                                 net_mean_mbps=args.net_mbps)
     cfg.check()
     out = console()
     with progress(disable=args.json) as bar:
         task = bar.add_task("lab demo --pra", total=None)
 
         def step(name: str, facts: dict[str, Any]) -> None:
-            if name == "replay":
+            if name in ("replay", "bandwidth ramp"):
                 bar.update(task, total=facts["rows"], completed=facts["row"],
-                           description="replay")
+                           description=name)
             else:
                 bar.update(task, description=name)
 

@@ -25,9 +25,11 @@ asyncio driver (:mod:`vnstitch.daemon.pralive`), exactly as the daemon drives it
   ``live_capacity_at_row_end`` is the same read only at each row's end, which already
   holds what was ordered for the next row).
 
-Bandwidth is not part of this story (see ``bandwidth_unserved_fraction``: ``None``
-with the reason): the live bandwidth allocation through a stitch is ``vnstitch lab
-demo --allocate``. Everything made (namespace, cgroups, instances, loop devices,
+Then (``net_mean_mbps`` > 0) the bandwidth part, after the compute and storage replay
+so its CPU does not load the loop measured above: a network trace replayed as a UDP
+ramp through a real stitch in the namespace lab
+(:mod:`vnstitch.lab.demo_pra_bandwidth`); ``bandwidth_unserved_fraction`` is its
+offered-minus-delivered over offered. Everything made (namespace, cgroups, instances, loop devices,
 mounts, files) is removed, then looked for again: ``left_behind`` lists what remains.
 Needs root.
 """
@@ -72,12 +74,13 @@ from vnstitch.errors import VnstitchError
 from vnstitch.forecast.data import load_series
 from vnstitch.forecast.profiles import load_profiles
 from vnstitch.lab import netns as labns
+from vnstitch.lab.demo_pra_bandwidth import run_bandwidth, scaled_rates
 from vnstitch.lab.netns import LabError
 
 MIB = 2**20
 ROW_SECONDS = 300.0
-STEPS = ("load traces", "start providers and warm up", "replay", "offline evaluation",
-         "tear down")
+STEPS = ("load traces", "start providers and warm up", "replay", "bandwidth ramp",
+         "offline evaluation", "tear down")
 StepHook = Callable[[str, dict[str, Any]], None]
 #: A real training run per refit (~150 gradient steps), not the few batches the
 #: defaults give on ~1600 samples: the lag is measured while this trains.
@@ -102,6 +105,10 @@ class PraDemoConfig:
     refit_every: int = 30
     cpu_c_under: float = 20.0
     history_rows: int = 300
+    net_trace: str = "ec2_network_in_257a54.csv"
+    net_start: int = 2000
+    #: The traffic ramp's mean rate (the stitch is requested at it); 0: no ramp.
+    net_mean_mbps: float = 20.0
 
     def check(self) -> None:
         if not (self.minutes > 0 and self.speedup > 0 and self.quota > 0 and
@@ -190,6 +197,19 @@ def run_pra_demo(cfg: PraDemoConfig, on_step: StepHook | None = None) -> dict[st
                                     [float(x) for x in disk_mib[cfg.disk_start -
                                                                 cfg.history_rows:
                                                                 cfg.disk_start]], hook))
+        if cfg.net_mean_mbps > 0:
+            net = load_series(cw / cfg.net_trace).values[:, 0]
+            if not 0 <= cfg.net_start <= len(net) - n_rows:
+                raise LabError(f"lab demo --pra: network start row {cfg.net_start} must "
+                               f"leave {n_rows} rows to replay (trace has {len(net)})")
+            rates = scaled_rates([float(x) for x in net[cfg.net_start:cfg.net_start + n_rows]],
+                                 cfg.net_mean_mbps)
+            try:
+                result["bandwidth"] = run_bandwidth(rates, step, hook)
+                result["bandwidth_unserved_fraction"] = \
+                    result["bandwidth"]["unserved_fraction"]
+            except VnstitchError as exc:  # the compute and storage figures stand
+                result["bandwidth"] = {"error": str(exc)}
         hook("offline evaluation", {})
         live = result.pop("_live_tally")
         at_end = result.pop("_live_tally_row_end")
@@ -215,6 +235,7 @@ def run_pra_demo(cfg: PraDemoConfig, on_step: StepHook | None = None) -> dict[st
         left += [f"netns {ns}"] if Path(f"/run/netns/{ns}").exists() else []
         shutil.rmtree(work, ignore_errors=True)
         left += [f"dir {work}"] if work.exists() else []
+        left += (result.get("bandwidth") or {}).get("left_behind", [])
         result["left_behind"] = left + errors
         result["cleanup_seconds"] = round(time.monotonic() - t_clean, 3)
         hook("tear down", {"left_behind": len(result["left_behind"])})
@@ -372,8 +393,6 @@ def _results(run: _Run, rt: PraRuntime, probe: LoopLagProbe) -> dict[str, Any]:
             sum(outcomes) / len(outcomes) if outcomes else None,
         "storage_grown_before_full": run.full_steps == 0,
         "bandwidth_unserved_fraction": None,
-        "bandwidth_note": "not in this story: the live bandwidth loop through a stitch is "
-                          "'vnstitch lab demo --allocate'",
         "loop_lag_p99_ms": probe.p99_ms(fits),
         "loop_lag_p99_ms_without_fit": probe.p99_ms(quiet),
         "loop_lag_samples": len(probe.samples),
