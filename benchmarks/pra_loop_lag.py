@@ -44,11 +44,11 @@ import numpy as np
 from vnstitch.allocate.policy import ApplicationClass, ScalingRules
 from vnstitch.allocate.providers import ResourceKind
 from vnstitch.allocate.providers.sim import SimProvider, SimResource
-from vnstitch.cli.output import console, table
 from vnstitch.control.pra import FitJob, FittedModel, PraConsumer, PraController, PraPolicy
 from vnstitch.daemon.pralive import FitPool, LoopLagProbe, PraRuntime, timed_fit
 from vnstitch.forecast.data import load_series
 from vnstitch.forecast.profiles import load_profiles
+from vnstitch.output import console, table
 
 POOLS = ("bare", "thread", "process", "process-budget")
 ROW_SECONDS = 5.0  # one 300 s trace row at 60x

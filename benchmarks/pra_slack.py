@@ -45,7 +45,6 @@ from vnstitch.allocate.policy import ApplicationClass, ScalingRules
 from vnstitch.allocate.providers import ResourceKey, ResourceKind
 from vnstitch.allocate.providers.sim import SimProvider, SimResource
 from vnstitch.allocate.trace_eval import run_evaluation
-from vnstitch.cli.output import console, table
 from vnstitch.control.pra import (
     FitJob,
     FittedModel,
@@ -56,6 +55,7 @@ from vnstitch.control.pra import (
 )
 from vnstitch.forecast.data import load_series
 from vnstitch.forecast.profiles import load_profiles
+from vnstitch.output import console, table
 
 VARIANTS = ("as-live", "fit-at-once", "no-calibration")
 ROW_SECONDS, PER_ROW, QUOTA, C_UNDER, START, HISTORY = 5.0, 5, 0.03, 20.0, 2958, 300
@@ -99,7 +99,7 @@ def replay(variant: str, args: argparse.Namespace, cpu: np.ndarray[Any, Any]
     key = ResourceKey(ResourceKind.COMPUTE, "vn")
     pending: list[tuple[int, FitJob, FittedModel]] = []
     fits = 0
-    grid_d, grid_c, end_c, prior_steps = [], [], [], 0
+    grid_d, grid_c, end_c, start_c, prior_steps = [], [], [], [], 0
     for k in range(args.rows * PER_ROW):
         now = t0 + k
         ctl.observe("vn/cpu", now, demand[k // PER_ROW])
@@ -124,9 +124,17 @@ def replay(variant: str, args: argparse.Namespace, cpu: np.ndarray[Any, Any]
             grid_c.append(prov.available(key, now + (i + 0.5) / 10) * QUOTA)
         if k % PER_ROW == PER_ROW - 1:
             end_c.append(prov.available(key, now + 0.95) * QUOTA)
+        if k % PER_ROW == 0:
+            start_c.append(grid_c[-10])  # read at now + 0.05
     during = tally(np.asarray(grid_d)[:, None], np.asarray(grid_c)[:, None], 0.1)
     at_end = tally(np.asarray(demand)[:, None], np.asarray(end_c)[:, None], ROW_SECONDS)
+    # rows whose demand rose above the capacity the row before ended with, and of those
+    # the ones whose capacity was there when the row began (ready before demand)
+    needed = [k for k in range(1, args.rows) if demand[k] > end_c[k - 1] + 1e-12]
+    in_time = [k for k in needed if start_c[k] >= demand[k] - 1e-12]
     return {"variant": variant, "unserved_fraction": during.unserved_fraction,
+            "rises_above_capacity": len(needed),
+            "covered_at_row_start": len(in_time) / len(needed) if needed else None,
             "slack": during.slack, "slack_capacity_at_row_end": at_end.slack,
             "unserved_capacity_at_row_end": at_end.unserved_fraction,
             "steps_before_first_fit": prior_steps, "fits": fits}
@@ -186,10 +194,11 @@ def main(argv: list[str] | None = None) -> int:
 
     console().print(table(
         f"compute slack, {args.rows} rows, {args.model}, fake time",
-        ["variant", "unserved", "slack", "slack row end", "steps on prior"],
+        ["variant", "unserved", "slack", "slack row end", "rises in time", "steps on prior"],
         [(r["variant"], f(r["unserved_fraction"]), f(r["slack"]),
-          f(r.get("slack_capacity_at_row_end")), str(r.get("steps_before_first_fit", "-")))
-         for r in rows]))
+          f(r.get("slack_capacity_at_row_end")),
+          f"{f(r.get('covered_at_row_start'))} of {r.get('rises_above_capacity', '-')}",
+          str(r.get("steps_before_first_fit", "-"))) for r in rows]))
     return 0
 
 

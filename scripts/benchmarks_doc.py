@@ -226,11 +226,13 @@ def pra_loop_lag(d: dict[str, Any]) -> list[str]:
 def pra_slack(d: dict[str, Any]) -> list[str]:
     rows = [(r["variant"], r["unserved_fraction"], r["slack"],
              r.get("slack_capacity_at_row_end"), r.get("unserved_capacity_at_row_end"),
+             r.get("covered_at_row_start"), r.get("rises_above_capacity"),
              r.get("steps_before_first_fit")) for r in d["results"]]
     return [f"compute slack of the live PRA in fake time, {d['rows']} rows, {d['model']}, "
             f"start-up {d['lead_s']:g} s; baseline `{d['baseline']}`", "",
             *md_table(["variant", "unserved", "slack", "slack (row end)",
-                       "unserved (row end)", "steps before first fit"], rows)]
+                       "unserved (row end)", "rises covered in time", "rises",
+                       "steps before first fit"], rows)]
 
 
 def generic(d: dict[str, Any]) -> list[str]:
