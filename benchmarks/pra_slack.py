@@ -14,11 +14,12 @@ at each row's end.
 
 Variants (one run each, same trace):
 
-* ``as-live`` -- the above;
+* ``as-live`` -- the above, with the default policy (the profile's burstiness as the
+  spread until the first fit is back; conformal levels from live window errors);
 * ``fit-at-once`` -- every fit's result is there the step it was asked for (how much the
   wait for the first fit costs);
-* ``no-calibration`` -- fits bring no training-tail window errors (the conformal level
-  from live errors only, as before this benchmark's change).
+* ``calibrated`` -- ``PraPolicy(calibrated_levels=True)``: the history's own spread
+  before the first fit, the fit's training-tail window errors in the conformal set.
 
 The named baseline is ``offline``: the same rows through ``allocate evaluate``'s
 predictive policy (:func:`~vnstitch.allocate.trace_eval.run_evaluation`; ETS, lead
@@ -57,7 +58,7 @@ from vnstitch.forecast.data import load_series
 from vnstitch.forecast.profiles import load_profiles
 from vnstitch.output import console, table
 
-VARIANTS = ("as-live", "fit-at-once", "no-calibration")
+VARIANTS = ("as-live", "fit-at-once", "calibrated")
 ROW_SECONDS, PER_ROW, QUOTA, C_UNDER, START, HISTORY = 5.0, 5, 0.03, 20.0, 2958, 300
 #: As ``lab demo --pra`` (vnstitch.lab.demo_pra.LSTM_OPTIONS).
 LSTM_OPTIONS = {"horizon": 8, "max_epochs": 60, "max_batches": 150, "batch_size": 256,
@@ -81,7 +82,7 @@ def replay(variant: str, args: argparse.Namespace, cpu: np.ndarray[Any, Any]
     demand = [float(x) for x in cpu[START:START + args.rows]]
     policy = PraPolicy(interval_s=1.0, season=PER_ROW * 12, refit_every=30,
                        min_fit=PER_ROW * 12, blend_steps=PER_ROW * 12, fit_timeout_s=60.0,
-                       history=PER_ROW * 12 * 12)
+                       history=PER_ROW * 12 * 12, calibrated_levels=variant == "calibrated")
     prov = SimProvider({ResourceKind.COMPUTE: SimResource(args.lead)})
     ctl = PraController(policy, prov)
     ctl.add(PraConsumer("vn/cpu", ResourceKind.COMPUTE, 100, "vn",
@@ -111,8 +112,6 @@ def replay(variant: str, args: argparse.Namespace, cpu: np.ndarray[Any, Any]
         for job in out.jobs:
             fits += 1
             fitted = run_fit(job)
-            if variant == "no-calibration":
-                fitted = FittedModel(fitted.model, ())
             wait = 0 if variant == "fit-at-once" else \
                 args.first_fit_steps if fits == 1 else args.fit_steps
             if wait == 0:

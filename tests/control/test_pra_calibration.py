@@ -16,10 +16,11 @@ T0 = 1_700_000_000.0 - (1_700_000_000 % 86400) + 10 * 3600
 PROFILE = load_profiles()["video_conferencing"]  # burstiness well above a calm series'
 
 
-def controller(lead_s: float = 120.0) -> PraController:
+def controller(lead_s: float = 120.0, calibrated: bool = True) -> PraController:
     prov = SimProvider({ResourceKind.COMPUTE: SimResource(delay_seconds=lead_s)})
     return PraController(PraPolicy(interval_s=60.0, min_fit=8, refit_every=50,
-                                   blend_steps=8, error_window=60), prov)
+                                   blend_steps=8, error_window=60,
+                                   calibrated_levels=calibrated), prov)
 
 
 def consumer() -> PraConsumer:
@@ -28,9 +29,9 @@ def consumer() -> PraConsumer:
                        prior_level=10.0)
 
 
-@pytest.mark.parametrize("samples", [4, 40])
-def test_before_the_first_fit_history_sets_the_spread(samples: int) -> None:
-    ctl = controller()
+@pytest.mark.parametrize(("samples", "calibrated"), [(4, True), (40, True), (40, False)])
+def test_before_the_first_fit_history_sets_the_spread(samples: int, calibrated: bool) -> None:
+    ctl = controller(calibrated=calibrated)
     ctl.add(consumer())
     for k in range(samples):  # a calm series: 10 +- 0.1
         ctl.observe("c", T0 + 60 * k, 10.0 + 0.1 * (k % 2))
@@ -39,6 +40,8 @@ def test_before_the_first_fit_history_sets_the_spread(samples: int) -> None:
     r = out.rows[0]
     if samples < 8:  # less than min_fit: the profile's burstiness is all there is
         assert r["amount"] > 12.0  # about 10 x (1 + z(0.83) x 0.35)
+    elif not calibrated:  # the default: the profile's burstiness until the first fit
+        assert r["amount"] > 12.0
     else:  # the series' own window rises (0.1) set the level
         assert r["amount"] <= 10.3
     assert "profile" in r["sources"] and "history" in r["sources"]

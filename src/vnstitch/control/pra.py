@@ -48,9 +48,12 @@ level, the highest value over that window (the max over horizons of each quantil
 lower bound of the quantile of the window's maximum, never below any single horizon).
 Planning only the last horizon of the window -- what the providers benchmark did --
 lets an earlier step's demand in the window go uncovered. The level is then raised by
-the consumer's own one-step errors (online split-conformal, with the finite-sample
-rank ``ceil((n+1) q)``), so a model whose calibration window was too calm to show a
-jump does not keep under-covering. Nothing here does I/O or reads a clock.
+what the window's highest value really exceeded the forecast's highest by (online
+split-conformal, finite-sample rank ``ceil((n+1) q)``; one-step errors until there are
+such errors), so a model whose calibration window was too calm to show a jump does not
+keep under-covering. ``PraPolicy.calibrated_levels`` tightens the levels (the history's
+own spread before the first fit, the fit's training-tail window errors in the conformal
+set): less slack, fewer ramps covered in time. Nothing here does I/O or reads a clock.
 """
 
 from __future__ import annotations
@@ -150,6 +153,11 @@ class PraPolicy:
     error_window: int = 120
     history: int = 2000
     levels: tuple[float, ...] = tuple(DENSE_LEVELS)
+    #: Tighter levels: before the first fit, the spread of the consumer's own history
+    #: (not the profile's burstiness) once it has ``min_fit`` samples; after a fit, the
+    #: conformal set topped up with the fit's training-tail window errors. Less slack,
+    #: but the levels then cover a ramp less often (docs/pra_live.md has the figures).
+    calibrated_levels: bool = False
 
     def __post_init__(self) -> None:
         if not (self.interval_s > 0 and self.fit_timeout_s > 0) or min(
@@ -337,7 +345,7 @@ class PraController:
             return None  # restarted since: the fit is for a history that is gone
         s.model, s.columns, s.pending_since, s.slow_reported = (fitted.model, job.columns,
                                                                 None, False)
-        s.calib_errors = fitted.window_errors
+        s.calib_errors = fitted.window_errors if self.policy.calibrated_levels else ()
         s.since_fit = 0
         s.fit_note = f"{s.spec.model} fitted on {len(s.values)} samples in {seconds:.3g} s"
         return DecisionRecord(now, consumer, "fit", s.fit_note, consumer=consumer)
@@ -413,8 +421,8 @@ class PraController:
         z = norm.ppf(np.clip(levels, 1e-6, 1 - 1e-6))
         prior = np.maximum(prior_mean[None, :] * (1 + z[:, None] * spec.profile.burstiness),
                            0.0)
-        if n >= p.min_fit:  # history enough to say how far it moves: its spread, not the
-            # profile's burstiness (a fit may take a while to come back)
+        if p.calibrated_levels and n >= p.min_fit:  # enough history to say how far it
+            # moves: its spread, not the profile's burstiness (a fit may be slow to return)
             prior = np.maximum(prior_mean[None, :] + self._history_offsets(s, horizon)[:, None],
                                0.0)
         weight = 0.0
@@ -442,10 +450,10 @@ class PraController:
 
     def _conformal(self, s: _State, mean: FloatArray, own: FloatArray) -> FloatArray:
         # What the consumer's highest value in a lead window really exceeded the centre's
-        # by (the risk the order covers): the live errors, topped up to the window's size
-        # with the fitted model's errors on its training tail. Without that calibration
-        # set the first few live errors alone set the level: at rank ceil((n+1)q) > n the
-        # level is the largest error seen, far above the q-quantile.
+        # by (the risk the order covers): the live errors, with calibrated_levels topped
+        # up to the window's size with the fitted model's errors on its training tail.
+        # Live errors alone: while few, at rank ceil((n+1)q) > n the level is the largest
+        # error seen -- above the q-quantile, which is what covers the rare ramps.
         room = (s.window_errors.maxlen or 0) - len(s.window_errors)
         pool = [*s.calib_errors[len(s.calib_errors) - min(room, len(s.calib_errors)):],
                 *s.window_errors]
