@@ -32,9 +32,10 @@ def add_pra_args(dm: argparse.ArgumentParser) -> None:
 def run_pra(args: argparse.Namespace) -> int:
     from vnstitch.cli.output import progress  # noqa: PLC0415
     from vnstitch.lab import demo_pra  # noqa: PLC0415
+    from vnstitch.lab.netns import LabError  # noqa: PLC0415
 
     if args.net_mbps < 0:
-        raise demo_pra.LabError("lab demo --pra: --net-mbps must be >= 0")
+        raise LabError("lab demo --pra: --net-mbps must be >= 0")
     cfg = demo_pra.PraDemoConfig(minutes=args.minutes, model=args.model,
                                  net_mean_mbps=args.net_mbps)
     cfg.check()
