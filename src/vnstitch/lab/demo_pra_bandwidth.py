@@ -53,17 +53,23 @@ def _udp_row(lab: substrate.Lab, rate_mbps: float, seconds: float) -> tuple[floa
         srv.kill()
         srv.communicate()
     try:
-        end = json.loads(done.stdout)["end"]
-        sent = end.get("sum_sent") or end["sum"]
-        got = end.get("sum_received")
-        offered = float(sent["bytes"]) * 8 / 1e6
-        if got is not None:
-            delivered = float(got["bytes"]) * 8 / 1e6
-        else:  # older iperf3: the receiver's loss count in the sum
-            delivered = offered * (1 - float(end["sum"]["lost_percent"]) / 100)
+        return udp_result(done.stdout)
     except (ValueError, KeyError, TypeError) as exc:
         err = done.stderr.strip() or done.stdout[-200:]
         raise LabError(f"iperf3 -u ha1->hb1: no result ({err})") from exc
+
+
+def udp_result(stdout: str) -> tuple[float, float]:
+    """(offered, delivered) Mbit from an iperf3 UDP client's ``-J`` output: what the
+    client sent, what the server reported received (older iperf3: sent x (1 - loss))."""
+    end = json.loads(stdout)["end"]
+    sent = end.get("sum_sent") or end["sum"]
+    got = end.get("sum_received")
+    offered = float(sent["bytes"]) * 8 / 1e6
+    if got is not None:
+        delivered = float(got["bytes"]) * 8 / 1e6
+    else:
+        delivered = offered * (1 - float(end["sum"]["lost_percent"]) / 100)
     return offered, min(delivered, offered)
 
 
