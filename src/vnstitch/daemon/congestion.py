@@ -28,7 +28,7 @@ daemon
    both tunnels in one bridge at once: two tunnels between the same two bridges would
    be a layer-2 loop. A successor still without a handshake ``REKEY_AFTER_S`` after its
    WireGuard device first answered has its WireGuard peer taken out of the desired state
-   for one interval and put back: its first initiation was likely lost, and wireguard-go
+   for one reconcile pass and put back: its first initiation was likely lost, and wireguard-go
    would retry only after 5 s, while a fresh peer initiates with its next packet. Only a
    handshake read after a reconcile pass that applied the peer as it now is moves the
    traffic (one read earlier may be the handshake of the peer about to be taken out). A
@@ -83,6 +83,8 @@ log = logging.getLogger("vnstitch.daemon.congestion")
 #: first initiation sent before the far end's device existed is retried only after
 #: wireguard-go's REKEY_TIMEOUT (5 s).
 LINGER_S = 6.0
+#: How often a move in progress checks the kernel for its next step.
+MOVE_POLL_S = 0.05
 #: A successor whose WireGuard device answers this long without a handshake gets a fresh
 #: peer.
 REKEY_AFTER_S = 0.6
@@ -158,7 +160,17 @@ class CongestionRunner:
             except Exception:  # never let the loop die: log and try next interval
                 log.exception("congestion tick failed")
                 self.daemon.metrics["congestion_errors"] += 1
-            await asyncio.sleep(self.config.interval_s)
+            # A move in progress is advanced every MOVE_POLL_S meanwhile: each of its
+            # steps waits on the kernel (a handshake, a bridged port), not on sampling.
+            until = self.daemon.now() + self.config.interval_s
+            while self._moves and self.daemon.now() + MOVE_POLL_S < until:
+                await asyncio.sleep(MOVE_POLL_S)
+                try:
+                    await self._advance_moves(self.daemon.now())
+                except Exception:
+                    log.exception("congestion move step failed")
+                    self.daemon.metrics["congestion_errors"] += 1
+            await asyncio.sleep(max(0.0, until - self.daemon.now()))
 
     # -- one interval -----------------------------------------------------------------
     async def tick(self) -> None:
@@ -248,7 +260,7 @@ class CongestionRunner:
                 for v in self.daemon.core.tunnel_views() if v.stitch_id == sid}
 
     async def _advance_moves(self, now: float) -> None:
-        """Each move, one step per interval: once the successor's tunnel completed a
+        """Each move, one step per call: once the successor's tunnel completed a
         WireGuard handshake (it carries traffic both ways; or after ``LINGER_S``), swap
         the bridge ports (old out, new in: one cheap pass); once the kernel has the new
         port bridged, and one interval later, release the old stitch (its tunnel goes, the
@@ -268,9 +280,10 @@ class CongestionRunner:
                 if mv.bridged_at is None and await asyncio.to_thread(
                         bridged, ports, d.config.dataplane.netns):
                     mv.bridged_at = now
-                if (mv.bridged_at is not None and now > mv.bridged_at) \
-                        or now >= mv.until + LINGER_S:
-                    del self._moves[new]
+                drained = mv.bridged_at is not None \
+                    and now >= mv.bridged_at + self.config.interval_s
+                if (drained or now >= mv.until + LINGER_S) \
+                        and self._moves.pop(new, None) is mv:
                     self._release(mv.old)
                 continue
             shaken, exists = 0.0, False
@@ -278,17 +291,22 @@ class CongestionRunner:
                 with contextlib.suppress(DataplaneError):
                     shaken = await asyncio.to_thread(last_handshake, wg[new])
                     exists = True
+            if self._moves.get(new) is not mv:
+                continue  # the successor died meanwhile (on_event dropped it)
             if exists and mv.seen_at is None:
                 mv.seen_at = now
-            if mv.rekey == "out" or (shaken <= 0 and now < mv.until and not mv.rekey
-                                     and mv.seen_at is not None
-                                     and now >= mv.seen_at + REKEY_AFTER_S):
+            if mv.rekey == "out":
+                # Back once a pass took the peer out of the kernel (a handshake seen
+                # meanwhile is the removed peer's).
+                if d.reconciler.passes > mv.settle:
+                    mv.rekey, mv.settle = "done", d.reconciler.covering_pass()
+                    changed = True
+                continue
+            if shaken <= 0 and now < mv.until and not mv.rekey and mv.seen_at is not None \
+                    and now >= mv.seen_at + REKEY_AFTER_S:
                 # No handshake yet: its first initiation was likely lost (sent before the
                 # far end's device existed); a fresh peer initiates at once, not in 5 s.
-                # Out for one interval, then back (a handshake seen meanwhile is the
-                # removed peer's).
-                mv.rekey = "done" if mv.rekey == "out" else "out"
-                mv.settle = d.reconciler.covering_pass()
+                mv.rekey, mv.settle = "out", d.reconciler.covering_pass()
                 changed = True
                 continue
             if (shaken > 0 and d.reconciler.passes > mv.settle) or now >= mv.until:
