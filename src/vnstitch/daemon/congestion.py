@@ -83,8 +83,6 @@ log = logging.getLogger("vnstitch.daemon.congestion")
 #: first initiation sent before the far end's device existed is retried only after
 #: wireguard-go's REKEY_TIMEOUT (5 s).
 LINGER_S = 6.0
-#: How often a move in progress checks the kernel for its next step.
-MOVE_POLL_S = 0.05
 #: A successor whose WireGuard device answers this long without a handshake gets a fresh
 #: peer.
 REKEY_AFTER_S = 0.6
@@ -160,17 +158,7 @@ class CongestionRunner:
             except Exception:  # never let the loop die: log and try next interval
                 log.exception("congestion tick failed")
                 self.daemon.metrics["congestion_errors"] += 1
-            # A move in progress is advanced every MOVE_POLL_S meanwhile: each of its
-            # steps waits on the kernel (a handshake, a bridged port), not on sampling.
-            until = self.daemon.now() + self.config.interval_s
-            while self._moves and self.daemon.now() + MOVE_POLL_S < until:
-                await asyncio.sleep(MOVE_POLL_S)
-                try:
-                    await self._advance_moves(self.daemon.now())
-                except Exception:
-                    log.exception("congestion move step failed")
-                    self.daemon.metrics["congestion_errors"] += 1
-            await asyncio.sleep(max(0.0, until - self.daemon.now()))
+            await asyncio.sleep(self.config.interval_s)
 
     # -- one interval -----------------------------------------------------------------
     async def tick(self) -> None:
@@ -260,7 +248,7 @@ class CongestionRunner:
                 for v in self.daemon.core.tunnel_views() if v.stitch_id == sid}
 
     async def _advance_moves(self, now: float) -> None:
-        """Each move, one step per call: once the successor's tunnel completed a
+        """Each move, one step per interval: once the successor's tunnel completed a
         WireGuard handshake (it carries traffic both ways; or after ``LINGER_S``), swap
         the bridge ports (old out, new in: one cheap pass); once the kernel has the new
         port bridged, and one interval later, release the old stitch (its tunnel goes, the
