@@ -104,7 +104,7 @@ def test_congestion_moves_the_stitch_make_before_break() -> None:
                      if d.get("kind") == "congestion"]
         new, old = _carrying(poller, "new"), _carrying(poller, "old")
         rms_log = "\n".join(ln for ln in rms.logs("a", 80) if "dataplane" not in ln)
-    assert poller.wireguard
+    assert poller.error is None and poller.wireguard
     for step in ("link-congested", "reroute", "made", "moved"):
         assert step in decisions, (decisions, rms_log)
     assert decisions.index("made") < decisions.index("moved")

@@ -6,6 +6,7 @@ even on failure, with any wireguard-go it started) and is marked ``root``.
 
 from __future__ import annotations
 
+import base64
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -134,6 +135,25 @@ def test_reconcile_twice_is_a_noop(env: Env) -> None:
     want = stitch(env.wg_name, peers=2)
     reconcile(env.driver, want)
     assert reconcile(env.driver, want) == []
+    assert reconcile(env.driver, want) == []
+
+
+def _unclamped(key: str) -> str:
+    """The same X25519 private key with the bits WireGuard clears/sets flipped."""
+    raw = bytearray(base64.b64decode(key))
+    raw[0] |= 7
+    raw[31] = (raw[31] | 128) & ~64 & 0xFF
+    return base64.b64encode(bytes(raw)).decode()
+
+
+def test_an_unclamped_private_key_is_applied_once(env: Env) -> None:
+    # WireGuard reports the clamped form of the key it was given; a Route Manager's keys
+    # are raw bytes from its RNG. The pair must still converge (a needless replace would
+    # make wireguard-go re-bind its socket on every pass).
+    want = stitch(env.wg_name)
+    wg = next(o for o in want if isinstance(o, WireguardInterface))
+    want = want.with_objects(add=[replace(wg, private_key=_unclamped(PRIV))])
+    reconcile(env.driver, want)
     assert reconcile(env.driver, want) == []
 
 

@@ -27,11 +27,12 @@ daemon
    path drain) the old stitch is released (its far end is told, its tunnel goes). Never are
    both tunnels in one bridge at once: two tunnels between the same two bridges would
    be a layer-2 loop. A successor still without a handshake ``REKEY_AFTER_S`` after its
-   commit has its WireGuard peer taken out of the desired state for one pass and put
-   back: its first initiation was likely lost (sent before the far end's device
-   existed), and wireguard-go would retry only after 5 s, while a fresh peer initiates
-   with its next packet. A successor that loses its tunnel before the swap is dropped
-   and the old stitch stays;
+   WireGuard device first answered has its WireGuard peer taken out of the desired state
+   for one reconcile pass and put back: its first initiation was likely lost, and wireguard-go
+   would retry only after 5 s, while a fresh peer initiates with its next packet. Only a
+   handshake read after a reconcile pass that applied the peer as it now is moves the
+   traffic (one read earlier may be the handshake of the peer about to be taken out). A
+   successor that loses its tunnel before the swap is dropped and the old stitch stays;
 4. **pins paths**: :meth:`overlay` adds a :class:`~vnstitch.dataplane.objects.PathPin`
    per tunnel end to the desired state, so a tunnel's outer packets leave through its
    negotiated first hop (not whatever the substrate routes prefer); a pin whose first
@@ -82,7 +83,8 @@ log = logging.getLogger("vnstitch.daemon.congestion")
 #: first initiation sent before the far end's device existed is retried only after
 #: wireguard-go's REKEY_TIMEOUT (5 s).
 LINGER_S = 6.0
-#: A successor without a handshake this long after it was committed gets a fresh peer.
+#: A successor whose WireGuard device answers this long without a handshake gets a fresh
+#: peer.
 REKEY_AFTER_S = 0.6
 
 
@@ -95,13 +97,19 @@ class _Move:
     new_ports: set[str]
     old_ports: set[str]
     until: float
-    made_at: float = 0.0
     swapped: bool = False
     #: When the kernel first showed the new port bridged (traffic is on the new path).
     bridged_at: float | None = None
     #: The successor's WireGuard peer is left out of the desired state for one pass
     #: (then put back): wireguard-go starts the handshake afresh (module docstring).
     rekey: str = ""  # "" | "out" | "done"
+    #: When the successor's WireGuard device was first seen answering.
+    seen_at: float | None = None
+    #: A handshake counts only once the reconciler finished more passes than this: one
+    #: that applied the peer as it now is (a reading from before may be of a peer that
+    #: is about to be removed, and traffic moved onto it would be lost until the end of
+    #: the move).
+    settle: int = 0
 
 
 class CongestionRunner:
@@ -210,7 +218,7 @@ class CongestionRunner:
         elif isinstance(ev, StitchEstablished) and ev.stitch_id in self._successor_of:
             old = self._successor_of.pop(ev.stitch_id)
             self._moves[ev.stitch_id] = _Move(old, self._ports(ev.stitch_id),
-                                              self._ports(old), now + LINGER_S, now)
+                                              self._ports(old), now + LINGER_S)
             self._keep(DecisionRecord(now, ev.stitch_id, "made", f"successor of {old} is "
                                       f"committed on {len(ev.path) - 1} hop(s), cost "
                                       f"{ev.cost:g}; the old stitch carries the traffic "
@@ -260,9 +268,10 @@ class CongestionRunner:
                 if mv.bridged_at is None and await asyncio.to_thread(
                         bridged, ports, d.config.dataplane.netns):
                     mv.bridged_at = now
-                if (mv.bridged_at is not None and now > mv.bridged_at) \
-                        or now >= mv.until + LINGER_S:
-                    del self._moves[new]
+                drained = mv.bridged_at is not None \
+                    and now >= mv.bridged_at + self.config.interval_s
+                if (drained or now >= mv.until + LINGER_S) \
+                        and self._moves.pop(new, None) is mv:
                     self._release(mv.old)
                 continue
             shaken, exists = 0.0, False
@@ -270,14 +279,25 @@ class CongestionRunner:
                 with contextlib.suppress(DataplaneError):
                     shaken = await asyncio.to_thread(last_handshake, wg[new])
                     exists = True
-            if shaken <= 0 and now < mv.until and mv.rekey != "done" \
-                    and (exists or mv.rekey == "out") and now >= mv.made_at + REKEY_AFTER_S:
+            if self._moves.get(new) is not mv:
+                continue  # the successor died meanwhile (on_event dropped it)
+            if exists and mv.seen_at is None:
+                mv.seen_at = now
+            if mv.rekey == "out":
+                # Back once a pass took the peer out of the kernel (a handshake seen
+                # meanwhile is the removed peer's).
+                if d.reconciler.passes > mv.settle:
+                    mv.rekey, mv.settle = "done", d.reconciler.covering_pass()
+                    changed = True
+                continue
+            if shaken <= 0 and now < mv.until and not mv.rekey and mv.seen_at is not None \
+                    and now >= mv.seen_at + REKEY_AFTER_S:
                 # No handshake yet: its first initiation was likely lost (sent before the
                 # far end's device existed); a fresh peer initiates at once, not in 5 s.
-                mv.rekey = "done" if mv.rekey == "out" else "out"
+                mv.rekey, mv.settle = "out", d.reconciler.covering_pass()
                 changed = True
                 continue
-            if shaken > 0 or now >= mv.until:
+            if (shaken > 0 and d.reconciler.passes > mv.settle) or now >= mv.until:
                 mv.swapped = changed = True
                 cost = next((x.cost for x in d.store.stitches() if x.stitch_id == mv.old), 0.0)
                 self.mover.moved(now, mv.old, new, cost)

@@ -60,6 +60,8 @@ class Reconciler:
         self._deferred: list[SendDatagram] = []
         self._retry_timer: asyncio.TimerHandle | None = None
         self.last_ops: list[str] = []
+        #: Passes finished so far (whole or in part).
+        self.passes = 0
 
     def open(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -79,6 +81,11 @@ class Reconciler:
     def busy(self) -> bool:
         """A worker pass is running (or about to)."""
         return self._task is not None
+
+    def covering_pass(self) -> int:
+        """How many passes must have finished (:attr:`passes` above it) before one that
+        read the desired state as it is now has: a running pass may have read it before."""
+        return self.passes + (1 if self.busy else 0)
 
     # -- passes -----------------------------------------------------------------------
     def request(self) -> None:
@@ -131,6 +138,7 @@ class Reconciler:
 
     def _reconciled(self, ops: list[Op], waiting: frozenset[str]) -> None:
         self.last_ops = [str(op) for op in ops]
+        self.passes += 1
         self._metrics["dataplane_ops"] += len(ops)
         self._metrics["reconciles"] += 1
         # Every object tried in this pass converged (applied, or nothing to do).

@@ -96,7 +96,7 @@ def _canon(obj: DataplaneObject) -> object:
         peers = tuple(sorted(
             (p.public_key, p.endpoint, tuple(sorted(_net(a) for a in p.allowed_ips)),
              p.keepalive_s) for p in obj.peers))
-        return (obj.name, obj.private_key, obj.listen_port,
+        return (obj.name, wireguard_go.clamped(obj.private_key), obj.listen_port,
                 ipaddress.ip_interface(obj.address) if obj.address else None, obj.mtu, peers)
     if isinstance(obj, RateLimit):
         return (obj.device, obj.class_id, _bytes_per_s(obj.rate_mbps),
@@ -496,7 +496,11 @@ class LinuxDataplane:
         ipr = self._rt()
         if isinstance(new, WireguardInterface) and isinstance(old, WireguardInterface):
             keep = {p.public_key for p in new.peers}
-            wireguard_go.uapi_set(new.name, new.private_key, new.listen_port, new.peers,
+            same_key = wireguard_go.clamped(old.private_key) == \
+                wireguard_go.clamped(new.private_key)
+            wireguard_go.uapi_set(new.name, None if same_key else new.private_key,
+                                  None if old.listen_port == new.listen_port
+                                  else new.listen_port, new.peers,
                                   remove_peers=[p.public_key for p in old.peers
                                                 if p.public_key not in keep])
             idx = self._index(new.name, what)

@@ -144,7 +144,9 @@ class PathPin:
     def key(self) -> str:
         return f"pin:{self.sport}"
 
-    layer = _LAYER_LEAF
+    # Before the WireGuard device whose packets it steers: wireguard-go sends its first
+    # handshake initiation as soon as its peer is set.
+    layer = _LAYER_WIREGUARD
 
 
 #: Pin tables are PIN_TABLE_BASE + source port; their rules sit at PIN_RULE_PRIORITY.

@@ -123,11 +123,31 @@ def uapi_get(ifname: str) -> UapiConfig:
     return UapiConfig(private_key, listen_port, tuple(p.build() for p in peers))
 
 
-def uapi_set(ifname: str, private_key: str, listen_port: int,
+def clamped(key_b64: str) -> str:
+    """A base64 X25519 private key as WireGuard holds (and reports) it: clamped. Any
+    32 bytes are a valid key; ``uapi_get`` returns the clamped form of what was set."""
+    try:
+        raw = bytearray(base64.b64decode(key_b64, validate=True))
+    except (binascii.Error, ValueError):
+        return key_b64
+    if len(raw) != 32:
+        return key_b64
+    raw[0] &= 248
+    raw[31] = (raw[31] & 127) | 64
+    return base64.b64encode(bytes(raw)).decode()
+
+
+def uapi_set(ifname: str, private_key: str | None, listen_port: int | None,
              peers: Sequence[WireguardPeer], remove_peers: Sequence[str] = ()) -> None:
-    """Configure without disturbing peers that stay: learned endpoints survive."""
-    lines = ["set=1", f"private_key={key_to_hex(private_key, f'wg {ifname}: private key')}",
-             f"listen_port={listen_port}"]
+    """Configure without disturbing peers that stay: learned endpoints survive.
+    ``None`` leaves the private key or listen port as it is: wireguard-go re-binds its
+    socket on every ``listen_port`` it is given, even the same one, dropping what
+    arrives meanwhile."""
+    lines = ["set=1"]
+    if private_key is not None:
+        lines.append(f"private_key={key_to_hex(private_key, f'wg {ifname}: private key')}")
+    if listen_port is not None:
+        lines.append(f"listen_port={listen_port}")
     for pub in remove_peers:
         lines += [f"public_key={key_to_hex(pub, f'wg {ifname}: peer key')}", "remove=true"]
     for peer in peers:

@@ -37,6 +37,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import socket
+import struct
 import tempfile
 import threading
 import time
@@ -45,7 +47,9 @@ from pathlib import Path
 from typing import Any
 
 from pyroute2 import IPRoute
+from pyroute2 import netns as pr_netns
 
+from vnstitch.daemon.linksampler import RTM_DELLINK, RTM_NEWLINK, RTMGRP_LINK
 from vnstitch.dataplane.qos import route_metrics
 from vnstitch.lab import baseline, netns, substrate
 from vnstitch.lab.netns import LabError
@@ -57,6 +61,9 @@ STEPS = ("build lab", "start route managers", "stitch VN 100 A->B", "video + e-m
 POLL_S = 0.02
 VIDEO_DSCP, EMAIL_DSCP = 34, 10
 PREFIX = "192.168.100.0/24"
+IFLA_IFNAME = 3
+_NLMSG = struct.Struct("=IHHII")  # len, type, flags, seq, pid
+_IFINFO_SIZE = 16  # struct ifinfomsg
 QOS: dict[str, Any] = {
     "link_mbps": 100,
     "classes": [{"name": "video", "priority": 0, "guaranteed_mbps": 60, "max_mbps": 100},
@@ -112,8 +119,41 @@ def add_cross_hosts(lab: Lab) -> dict[str, str]:
     return ns
 
 
+def link_names(data: bytes) -> list[tuple[int, str]]:
+    """(RTM_NEWLINK or RTM_DELLINK, interface name) per link message in a netlink
+    datagram."""
+    out: list[tuple[int, str]] = []
+    off = 0
+    while off + _NLMSG.size <= len(data):
+        length, kind, _, _, _ = _NLMSG.unpack_from(data, off)
+        if length < _NLMSG.size:
+            break
+        end = min(off + length, len(data))
+        if kind in (RTM_NEWLINK, RTM_DELLINK):
+            at = off + _NLMSG.size + _IFINFO_SIZE
+            while at + 4 <= end:
+                alen, atype = struct.unpack_from("=HH", data, at)
+                if alen < 4:
+                    break
+                if atype == IFLA_IFNAME:
+                    out.append((kind, data[at + 4:at + alen].split(b"\0")[0].decode()))
+                    break
+                at += (alen + 3) & ~3
+        off += (length + 3) & ~3
+    return out
+
+
 class CounterPoller:
-    """tx bytes of (namespace, device) pairs every POLL_S, in a thread, with wall time."""
+    """tx bytes of (namespace, device) pairs every POLL_S, in a thread, with wall time.
+
+    Its sockets are opened and the first row is taken before ``__enter__`` returns (a
+    socket in another namespace is made by a forked child: seconds under load), so the
+    rows cover everything the caller starts inside the ``with``. A poll is two small
+    netlink requests; with ``wireguard_in`` the WireGuard devices there are followed by
+    link events (the kernel queues them), not by dumping every link each poll. Row ``i``
+    of :attr:`wireguard` was read after row ``i`` of :attr:`rows`: a device in it still
+    existed after those counters were read.
+    """
 
     def __init__(self, devices: dict[str, tuple[str, str]],
                  wireguard_in: str | None = None) -> None:
@@ -121,38 +161,74 @@ class CounterPoller:
         self.rows: list[tuple[float, dict[str, int]]] = []
         #: With ``wireguard_in`` (a namespace): the WireGuard devices there, per poll.
         self.wireguard: list[frozenset[str]] = []
+        #: What stopped the polling thread early, if anything.
+        self.error: BaseException | None = None
         self._wg_ns = wireguard_in
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+        self._handles: dict[str, IPRoute] = {}
+        self._idx: dict[str, int] = {}
+        self._events: socket.socket | None = None
+        self._wg: set[str] = set()
 
     def __enter__(self) -> CounterPoller:
+        try:
+            for k, (ns, dev) in self.devices.items():
+                self._handles[k] = IPRoute(netns=ns)
+                self._idx[k] = self._handles[k].link_lookup(ifname=dev)[0]
+            if self._wg_ns is not None:
+                # Subscribed before the first dump, so no change falls between the two.
+                self._events = pr_netns.create_socket(self._wg_ns, socket.AF_NETLINK,
+                                                      socket.SOCK_RAW, socket.NETLINK_ROUTE)
+                self._events.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+                self._events.bind((0, RTMGRP_LINK))
+                self._events.setblocking(False)
+                with IPRoute(netns=self._wg_ns) as ipr:
+                    self._wg = {str(m.get_attr("IFLA_IFNAME")) for m in ipr.get_links()
+                                if str(m.get_attr("IFLA_IFNAME")).startswith("wg")}
+            self._poll()
+        except BaseException:
+            self._close()
+            raise
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(5.0)
+        self._close()
+
+    def _close(self) -> None:
+        for ipr in self._handles.values():
+            ipr.close()
+        self._handles.clear()
+        if self._events is not None:
+            self._events.close()
+            self._events = None
+
+    def _poll(self) -> None:
+        row = {}
+        for k, ipr in self._handles.items():
+            link = ipr.get_links(self._idx[k])[0]
+            row[k] = int((link.get_attr("IFLA_STATS64") or {}).get("tx_bytes", 0))
+        if self._events is not None:
+            while True:
+                try:
+                    data = self._events.recv(1 << 16)
+                except BlockingIOError:
+                    break
+                for kind, name in link_names(data):
+                    if name.startswith("wg"):
+                        (self._wg.add if kind == RTM_NEWLINK else self._wg.discard)(name)
+            self.wireguard.append(frozenset(self._wg))
+        self.rows.append((time.time(), row))
 
     def _run(self) -> None:
-        handles = {k: IPRoute(netns=ns) for k, (ns, _) in self.devices.items()}
-        wg_handle = IPRoute(netns=self._wg_ns) if self._wg_ns is not None else None
         try:
-            idx = {k: handles[k].link_lookup(ifname=dev)[0]
-                   for k, (_, dev) in self.devices.items()}
-            while not self._stop.is_set():
-                row = {}
-                for k, ipr in handles.items():
-                    link = ipr.get_links(idx[k])[0]
-                    row[k] = int((link.get_attr("IFLA_STATS64") or {}).get("tx_bytes", 0))
-                if wg_handle is not None:
-                    self.wireguard.append(frozenset(
-                        str(m.get_attr("IFLA_IFNAME")) for m in wg_handle.get_links()
-                        if str(m.get_attr("IFLA_IFNAME")).startswith("wg")))
-                self.rows.append((time.time(), row))
-                self._stop.wait(POLL_S)
-        finally:
-            for ipr in [*handles.values(), *([wg_handle] if wg_handle else [])]:
-                ipr.close()
+            while not self._stop.wait(POLL_S):
+                self._poll()
+        except BaseException as exc:  # kept for the caller: a silent stop hides rows
+            self.error = exc
 
     def first_rate_above(self, key: str, after: float, mbps: float) -> float | None:
         """Wall time of the first poll after ``after`` whose rate since the previous poll
