@@ -25,17 +25,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
-from typing import TYPE_CHECKING, Any
+from collections import Counter, deque
+from collections.abc import Callable
+from typing import Any
 
 from vnstitch.dataplane import wireguard_go
 from vnstitch.dataplane.base import DataplaneError
 from vnstitch.dataplane.objects import DataplaneState, WireguardInterface
 from vnstitch.dataplane.routewatch import RouteEvents, RouteQuery
 from vnstitch.routing.follow import EndpointFollower, ResetEndpoint, SubstrateRoute, TunnelEnd
-
-if TYPE_CHECKING:
-    from vnstitch.daemon.runtime import RouteManagerDaemon
 
 log = logging.getLogger("vnstitch.daemon.endpoints")
 
@@ -78,10 +76,14 @@ def kernel_routes(query: RouteQuery,
 
 
 class EndpointRunner:
-    """Watches routing in the daemon's namespace; resets endpoints whose route moved."""
+    """Watches routing in ``netns``; resets endpoints whose route moved. ``desired``
+    gives the dataplane state whose WireGuard peers are followed, ``now`` the daemon's
+    clock (decision times), ``metrics`` the daemon's counters."""
 
-    def __init__(self, daemon: RouteManagerDaemon, check_s: float) -> None:
-        self.daemon = daemon
+    def __init__(self, desired: Callable[[], DataplaneState], now: Callable[[], float],
+                 metrics: Counter[str], netns: str | None, check_s: float) -> None:
+        self._desired, self._now, self.metrics = desired, now, metrics
+        self.netns = netns
         self.check_s = check_s
         self.follower = EndpointFollower()
         self.decisions: deque[dict[str, Any]] = deque(maxlen=DECISIONS_KEPT)
@@ -91,10 +93,8 @@ class EndpointRunner:
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        loop = self.daemon.loop
-        assert loop is not None
-        netns = self.daemon.config.dataplane.netns
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        netns = self.netns
         try:
             self._query = RouteQuery(netns)
         except DataplaneError as exc:
@@ -134,16 +134,16 @@ class EndpointRunner:
                 await self.check()
             except Exception:  # a bug here must not stop the daemon's other work
                 log.exception("endpoints: check failed")
-                self.daemon.metrics["endpoint_check_errors"] += 1
+                self.metrics["endpoint_check_errors"] += 1
 
     async def check(self) -> list[ResetEndpoint]:
         """One check now: ask the kernel, decide, reset. Returns the resets made."""
         if self._query is None:
             return []
-        peers = tunnel_peers(self.daemon.desired_state())
+        peers = tunnel_peers(self._desired())
         routes = await asyncio.to_thread(kernel_routes, self._query, peers)
         self.checks += 1
-        resets = self.follower.observe(routes, self.daemon.now())
+        resets = self.follower.observe(routes, self._now())
         for r in resets:
             row: dict[str, Any] = {"action": "reset", "subject": r.device,
                                    "reason": r.reason, "now": round(r.now, 3)}
@@ -152,10 +152,10 @@ class EndpointRunner:
                                         r.endpoint)
             except DataplaneError as exc:
                 row["error"] = str(exc)
-                self.daemon.metrics["endpoint_reset_errors"] += 1
+                self.metrics["endpoint_reset_errors"] += 1
                 log.warning("endpoints: %s: %s; reset failed: %s", r.device, r.reason, exc)
             else:
-                self.daemon.metrics["endpoint_resets"] += 1
+                self.metrics["endpoint_resets"] += 1
                 log.info("endpoints: %s: %s; endpoint %s written again", r.device, r.reason,
                          r.endpoint)
             self.decisions.append(row)

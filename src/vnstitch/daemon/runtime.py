@@ -222,7 +222,9 @@ class RouteManagerDaemon:
         if config.dataplane.wireguard.follow_routes and self._offload:
             from vnstitch.daemon.endpointfollow import EndpointRunner  # noqa: PLC0415
 
-            self.endpoints = EndpointRunner(self, config.dataplane.wireguard.follow_check_s)
+            self.endpoints = EndpointRunner(
+                self.desired_state, self.now, self.metrics, config.dataplane.netns,
+                config.dataplane.wireguard.follow_check_s)
 
     # -- properties -----------------------------------------------------------------------
 
@@ -340,7 +342,7 @@ class RouteManagerDaemon:
         if self.congestion is not None:
             self.congestion.start()
         if self.endpoints is not None:
-            self.endpoints.start()
+            self.endpoints.start(self._loop)
         log.info("route manager %s listening on %s:%d", key.rm_id, *self.local_address)
 
     async def start_control(self) -> None:
