@@ -136,6 +136,10 @@ def _wait(ok: Callable[[], bool], timeout_s: float) -> bool:
     return ok()
 
 
+def _constant(state: DataplaneState) -> Callable[[], DataplaneState]:
+    return lambda: state
+
+
 def _pinger(net: Net) -> subprocess.Popen[str]:
     return labns.popen_in(net.a, ["ping", "-n", "-i", "0.05", "-W", "1", "172.30.0.1"],
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -153,7 +157,7 @@ async def _move_and_watch(net: Net, move: Callable[[Net], None], follow: bool
         for ns, state in ((net.a, net.state_a), (net.b, net.state_b)):
             # A long periodic check: within FOLLOW_S only the kernel's routing
             # announcements can make the runner act.
-            r = EndpointRunner(lambda s=state: s, time.monotonic, metrics, ns, 60.0)
+            r = EndpointRunner(_constant(state), time.monotonic, metrics, ns, 60.0)
             r.start(loop)
             runners.append(r)
     ping = _pinger(net)
