@@ -367,12 +367,15 @@ class LiveRun:
             for key in [k for k in self.paths if not self.rms.running(k.split("/")[0])]:
                 del self.paths[key]
                 self.records.append(StitchDown(self.now(), key, "origin not running"))
+        # The daemons stamp decisions with wall-clock seconds; records are run seconds.
+        wall_t0 = time.time() - self.now()
         for seg in self.rms.rms:
             with contextlib.suppress(ControlError, OSError):
                 for row in self.rms.show(seg, "decisions"):
                     kind = decision_kind(row)
                     if kind is not None:
-                        self.add(DecisionMade(float(row.get("now", 0.0) or 0.0), kind,
+                        at = float(row.get("now", 0.0) or 0.0) - wall_t0
+                        self.add(DecisionMade(round(at, 3), kind,
                                               str(row.get("stitch_id") or
                                                   row.get("subject") or "")))
         self.records += plan.surges
