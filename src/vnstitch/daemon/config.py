@@ -96,10 +96,15 @@ class LocalVnConfig:
 
 @dataclass(frozen=True, slots=True)
 class WireguardConfig:
-    """This RM's tunnel endpoint (underlay address peers dial) and first listen port."""
+    """This RM's tunnel endpoint (underlay address peers dial) and first listen port;
+    ``follow_routes``: reset a peer's endpoint when the substrate route to it moves (the
+    tunnel follows the IGP, :mod:`vnstitch.daemon.endpointfollow`), checked on every
+    routing change the kernel announces and every ``follow_check_s``."""
 
     endpoint: str
     port: int = 51820
+    follow_routes: bool = True
+    follow_check_s: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)

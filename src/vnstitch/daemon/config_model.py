@@ -194,6 +194,10 @@ class LocalVnEntry(FileModel):
 class WireguardSection(FileModel):
     endpoint: IpText | None = Field(default=None, description="default: listen.address")
     port: Port = 51820
+    follow_routes: bool = Field(default=True, description=(
+        "reset a tunnel peer's endpoint when the route to it moves (linux driver)"))
+    follow_check_s: Positive = Field(default=1.0, description=(
+        "seconds between route checks besides the kernel's routing events"))
 
 
 class DataplaneSection(FileModel):
@@ -426,7 +430,7 @@ def _runtime(m: ConfigFile, source: str, base: Path) -> DaemonConfig:
         listen_port=m.listen.port, key_file=_resolve(m.key_file, base), trust=trust,
         peers=peers, local_vns=vns,
         dataplane=DataplaneConfig(dp.driver, dp.netns, WireguardConfig(
-            wg.endpoint or m.listen.address, wg.port)),
+            wg.endpoint or m.listen.address, wg.port, wg.follow_routes, wg.follow_check_s)),
         timers=TimerConfig(**timers), state_db=_resolve(m.state_db, base),
         control_socket=_resolve(m.control_socket, base), allocation=alloc, http=http,
         congestion=CongestionConfig(**(m.congestion or CongestionSection()).model_dump()),

@@ -119,6 +119,7 @@ def view(daemon: RouteManagerDaemon, what: str) -> Any:
                 "link_usage": _link_usage(daemon),
                 "congestion": None if daemon.congestion is None
                 else daemon.congestion.status(),
+                "endpoints": None if daemon.endpoints is None else daemon.endpoints.status(),
                 "allocation": _allocation_status(daemon)}
     if what == "allocations":  # the bandwidth loop's decisions, then the PRA's consumers
         rows = [] if daemon.allocation is None else list(daemon.allocation.loop.decisions)
@@ -136,6 +137,8 @@ def view(daemon: RouteManagerDaemon, what: str) -> Any:
             [{**d, "kind": "pra", "stitch_id": d.get("consumer")} for d in pra]
         if daemon.congestion is not None:
             rows += [{"kind": "congestion", **d} for d in daemon.congestion.decisions]
+        if daemon.endpoints is not None:
+            rows += [{"kind": "endpoint", **d} for d in daemon.endpoints.decisions]
         return sorted(rows, key=lambda r: float(r.get("now", 0.0)))
     raise ControlError(f"show: unknown view {what!r} (one of {', '.join(SHOW_WHAT)})")
 

@@ -95,6 +95,7 @@ from vnstitch.protocol.intent import IntentTable
 if TYPE_CHECKING:
     from vnstitch.daemon.allocation import AllocationRunner
     from vnstitch.daemon.congestion import CongestionRunner
+    from vnstitch.daemon.endpointfollow import EndpointRunner
     from vnstitch.daemon.pra_daemon import DaemonPra
 
 log = logging.getLogger("vnstitch.daemon")
@@ -216,6 +217,14 @@ class RouteManagerDaemon:
             from vnstitch.daemon.congestion import CongestionRunner  # noqa: PLC0415
 
             self.congestion = CongestionRunner(self, config.congestion)
+        # Tunnels follow the substrate's routes (daemon/endpointfollow.py): kernel only.
+        self.endpoints: EndpointRunner | None = None
+        if config.dataplane.wireguard.follow_routes and self._offload:
+            from vnstitch.daemon.endpointfollow import EndpointRunner  # noqa: PLC0415
+
+            self.endpoints = EndpointRunner(
+                self.desired_state, self.now, self.metrics, config.dataplane.netns,
+                config.dataplane.wireguard.follow_check_s)
 
     # -- properties -----------------------------------------------------------------------
 
@@ -332,6 +341,8 @@ class RouteManagerDaemon:
             self.pra.start()
         if self.congestion is not None:
             self.congestion.start()
+        if self.endpoints is not None:
+            self.endpoints.start(self._loop)
         log.info("route manager %s listening on %s:%d", key.rm_id, *self.local_address)
 
     async def start_control(self) -> None:
@@ -358,6 +369,8 @@ class RouteManagerDaemon:
             await self.pra.stop()
         if self.congestion is not None:
             await self.congestion.stop()
+        if self.endpoints is not None:
+            await self.endpoints.stop()
         if self.http is not None:
             await self.http.stop()
             self.http = None

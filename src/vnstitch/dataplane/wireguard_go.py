@@ -160,6 +160,15 @@ def uapi_set(ifname: str, private_key: str | None, listen_port: int | None,
     _exchange(ifname, "\n".join(lines) + "\n\n")
 
 
+def uapi_set_endpoint(ifname: str, public_key: str, endpoint: str) -> None:
+    """Write one peer's endpoint again (and nothing else): wireguard-go replaces the
+    endpoint object, dropping the source address and interface it had stuck to, so the
+    next packet is routed by the kernel afresh. ``update_only``: never adds a peer."""
+    _exchange(ifname, "\n".join([
+        "set=1", f"public_key={key_to_hex(public_key, f'wg {ifname}: peer key')}",
+        "update_only=true", f"endpoint={endpoint}"]) + "\n\n", timeout_s=1.0)
+
+
 def last_handshake(ifname: str) -> float:
     """Unix time of the latest completed handshake with any peer of ``ifname`` (0: none
     yet, so the tunnel has not been shown to carry anything)."""

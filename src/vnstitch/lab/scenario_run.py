@@ -82,6 +82,44 @@ def _noop(t: float, what: str) -> None:
     del t, what
 
 
+#: A daemon's decision rows that count as decisions in the parity summary, named as
+#: the simulator names them: the congestion loop's move of a stitch around an element
+#: is the simulator's "renegotiate"; its monitor's state changes, watches and holds, and
+#: the steps of a move (made, moved, stay) are not decisions of their own.
+_LIVE_DECISIONS = {("congestion", "reroute"): "renegotiate",
+                   ("congestion", "return"): "return",
+                   ("endpoint", "reset"): "endpoint-reset"}
+
+
+def decision_kind(row: dict[str, Any]) -> str | None:
+    """The parity kind of one ``show decisions`` row (None: not counted)."""
+    kind = str(row.get("kind", "unknown"))
+    if kind in ("congestion", "endpoint"):
+        return _LIVE_DECISIONS.get((kind, str(row.get("action", ""))))
+    return kind
+
+
+def current_rows(seg: str, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """One row per stitch of origin ``seg`` (key: origin + VN). A congestion move leaves
+    two rows of one VN for a while (the successor, and the old stitch until it is
+    released, then down): the stitch is up when one of them is, on the path of the one
+    the operator's intent follows (``desired: up``)."""
+    out: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if row.get("role") != "origin":
+            continue
+        key = stitch_key(seg, int(row["vnid"]))
+        best = out.get(key)
+        if best is None or _rank(row) > _rank(best):
+            out[key] = row
+    return out
+
+
+def _rank(row: dict[str, Any]) -> tuple[bool, bool]:
+    return (row.get("status") == "up" and bool(row.get("path")),
+            row.get("desired") == "up")
+
+
 class LiveRun:
     """The threads of one live run and the records they make (module docstring)."""
 
@@ -122,14 +160,13 @@ class LiveRun:
             except (ControlError, OSError):
                 continue
             at = self.now()
-            for row in rows:
-                if row.get("role") != "origin":
-                    continue
-                key = stitch_key(seg, int(row["vnid"]))
+            for key, row in current_rows(seg, rows).items():
                 if key not in self.tracked:
                     continue
                 up = row["status"] == "up" and bool(row["path"])
                 path = self._segments(row["path"]) if up else ()
+                if up and row.get("stitch_id"):  # a congestion move's successor: its id
+                    self.stitch_ids[key] = str(row["stitch_id"])
                 with self.lock:
                     was = self.paths.get(key)
                     if up and path != was:
@@ -330,12 +367,17 @@ class LiveRun:
             for key in [k for k in self.paths if not self.rms.running(k.split("/")[0])]:
                 del self.paths[key]
                 self.records.append(StitchDown(self.now(), key, "origin not running"))
+        # The daemons stamp decisions with wall-clock seconds; records are run seconds.
+        wall_t0 = time.time() - self.now()
         for seg in self.rms.rms:
             with contextlib.suppress(ControlError, OSError):
                 for row in self.rms.show(seg, "decisions"):
-                    self.add(DecisionMade(float(row.get("now", 0.0) or 0.0),
-                                          str(row.get("kind", "unknown")),
-                                          str(row.get("stitch_id", ""))))
+                    kind = decision_kind(row)
+                    if kind is not None:
+                        at = float(row.get("now", 0.0) or 0.0) - wall_t0
+                        self.add(DecisionMade(round(at, 3), kind,
+                                              str(row.get("stitch_id") or
+                                                  row.get("subject") or "")))
         self.records += plan.surges
 
 
