@@ -54,6 +54,14 @@ class ProtocolCore(RouteManagerCore):
         """An unverified look at a datagram, for admission control (codec.peek)."""
         return self.codec.peek(datagram)
 
+    def peek_header(self, datagram: bytes) -> Peek:
+        """The header-only first step of :meth:`peek` (codec.peek_header)."""
+        return self.codec.peek_header(datagram)
+
+    def peek_body(self, datagram: bytes, head: Peek) -> Peek:
+        """The second step of :meth:`peek` (codec.peek_body)."""
+        return self.codec.peek_body(datagram, head)
+
     @property
     def last_sequence(self) -> int:
         return last_sequence(self)
