@@ -90,7 +90,10 @@ def core_config(setup: CoreSetup) -> CoreConfig:
         underlay_address=cfg.dataplane.wireguard.endpoint,
         wg_port_base=cfg.dataplane.wireguard.port, timers=timers,
         probe_address=f"{probe_host}:{cfg.listen_port}",
-        access=access_policies(cfg), grants=load_grants(cfg), one_end_per_vnid=True)
+        access=access_policies(cfg), grants=load_grants(cfg), one_end_per_vnid=True,
+        # Only a kernel dataplane has the counters that show a held path's traffic
+        # (daemon/heldsampler.py); the in-memory one would hold blind.
+        hold_datapath=cfg.dataplane.driver != "memory")
 
 
 def _unspecified(host: str) -> bool:

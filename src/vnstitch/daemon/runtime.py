@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING, Any
 from vnstitch.daemon.config import DaemonConfig
 from vnstitch.daemon.coreadapter import CoreFactory, CoreSetup, DaemonCore, local_objects
 from vnstitch.daemon.errors import DaemonError
+from vnstitch.daemon.heldsampler import HeldPathSampler
 from vnstitch.daemon.identity import KeyInfo, load_key_file
 from vnstitch.daemon.intents import IntentRunner
 from vnstitch.daemon.membership import MembershipFiles
@@ -158,6 +159,7 @@ class RouteManagerDaemon:
         # Jitter of retries; the OS generator unless a test injects a seeded one.
         self.rng = rng if rng is not None else random.SystemRandom()
         self.intents = IntentRunner(self, IntentTable(self.rng))
+        self.held_sampler = HeldPathSampler(self)  # daemon/heldsampler.py
         # Cheap checks before signature verification (protocol/admission.py).
         self.admission = Admission({p.rm_id: p.address for p in config.peers})
         self._peek_header: Callable[[bytes], Peek] | None = None
@@ -329,6 +331,7 @@ class RouteManagerDaemon:
         self._execute(outputs, persist=True)
         self._schedule_persist()
         self.intents.schedule()
+        self.held_sampler.start(self._loop)
         if self.allocation is not None:
             self.allocation.start()
         if self.pra is not None:
@@ -355,6 +358,7 @@ class RouteManagerDaemon:
             if handle is not None:
                 handle.cancel()
         self.intents.stop()
+        self.held_sampler.stop()
         if self.allocation is not None:
             await self.allocation.stop()
         if self.pra is not None:

@@ -1,0 +1,135 @@
+"""Held paths: the origin keeps a broken stitch's kernel objects while they still carry
+the far end's traffic, so a dead Route Manager does not cut a working tunnel.
+
+Theory of operation. The origin gives a path up when the far end's *Route Manager* stops
+answering: its probes are missed, or a hop's lease with it runs out and PATH_DOWN comes
+back. The tunnel itself may well still work -- a ``kill -9`` of the target's daemon
+leaves both ends' WireGuard and VXLAN devices and the far wireguard-go in place -- and
+removing the origin's end would cut traffic for the whole outage and the restart. So,
+with ``CoreConfig.hold_datapath`` (the daemon sets it; the simulator has no kernel), the
+origin *holds* such a tunnel end instead of removing it: the reservation is released and
+the path told exactly as before, the stitch re-negotiates as before, only the dataplane
+objects stay. The driver reports the tunnel interface's received bytes
+(:meth:`HeldPathMixin.datapath_rx`); a rise is traffic from the far end. A held end is
+removed
+
+* when the VNID's stitch is established here again (in the same step that adds the
+  replacement's objects, so the VN bridge never goes empty),
+* when the operator releases the stitch (:meth:`HeldPathMixin.release_held_paths`),
+* when no traffic came from the far end for ``probe_interval_s x probe_misses_down`` (the
+  probes' own detection bound: a dead far wireguard-go or a cut underlay), or
+* after ``datapath_hold_s`` whatever the traffic.
+
+Only the origin holds. The target removes its end when its reservation goes (after its
+restart, the neighbours report the lease gone), so at most one side of a pair ever has
+two tunnels of one VN in its bridge, and no broadcast can loop between two tunnels.
+Held ends are part of the exported state, so a restarted origin still removes them.
+Timer kind ``held`` [token]: re-check one held end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from vnstitch.model.ids import VNID
+from vnstitch.protocol.api import DataplaneChange, Output
+from vnstitch.protocol.stitchbase import StitchingBase
+from vnstitch.protocol.timers import TimerKind
+from vnstitch.protocol.tunnels import Tunnel, TunnelState
+
+
+@dataclass(slots=True)
+class HeldPath:
+    """A released path's tunnel end whose dataplane objects are still in place."""
+
+    tunnel: Tunnel
+    since: float
+    #: When traffic from the far end was last seen (a rise of ``rx_bytes``).
+    traffic_at: float
+    rx_bytes: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tunnel": self.tunnel.to_dict(), "since": self.since,
+                "rx_bytes": self.rx_bytes}
+
+
+class HeldPathMixin(StitchingBase):
+    held: dict[str, HeldPath]
+    _restored_held: list[dict[str, Any]]
+
+    def _stale_s(self) -> float:
+        t = self.timers_cfg
+        return t.probe_interval_s * t.probe_misses_down
+
+    def _hold(self, tun: Tunnel, now: float) -> bool:
+        """Hold ``tun``'s objects (instead of removing them); False if it may not be."""
+        if not (self.config.hold_datapath and tun.origin and
+                tun.state in (TunnelState.UP, TunnelState.DEGRADED)):
+            return False
+        self.held[tun.token] = HeldPath(tun, now, now)
+        self.stat("datapath_held")
+        self.set_timer(TimerKind.HELD, tun.token, now + self._stale_s())
+        return True
+
+    def datapath_rx(self, token: str, rx_bytes: int, now: float) -> list[Output]:
+        """The driver read ``rx_bytes`` received on held tunnel ``token``'s interface."""
+        h = self.held.get(token)
+        if h is not None:
+            if h.rx_bytes is not None and rx_bytes > h.rx_bytes:
+                h.traffic_at = now
+            h.rx_bytes = rx_bytes
+        return []
+
+    def held_interfaces(self) -> dict[str, str]:
+        """Held token -> the tunnel interface whose received bytes to report."""
+        return {t: h.tunnel.wg_name for t, h in self.held.items()}
+
+    def _held_timer(self, token: str, now: float, out: list[Output]) -> None:
+        h = self.held.get(token)
+        if h is None:
+            return
+        due = min(h.traffic_at + self._stale_s(), h.since + self.timers_cfg.datapath_hold_s)
+        if now >= due:
+            self.stat("datapath_hold_ended")
+            self._drop_held([token], out)
+        else:
+            self.set_timer(TimerKind.HELD, token, due)
+
+    def release_held_paths(self, vnid: VNID, now: float) -> list[Output]:
+        """The operator released the VNID's stitch: its held ends go now (an attempt
+        abandoned for a retry keeps them)."""
+        out: list[Output] = []
+        self._release_held(vnid, out)
+        return out
+
+    def _release_held(self, vnid: VNID, out: list[Output]) -> None:
+        """The VNID's stitch is back (or released): its held ends go."""
+        tokens = [t for t, h in self.held.items() if h.tunnel.vnid == vnid]
+        if tokens:
+            self.stat("datapath_hold_replaced", len(tokens))
+            self._drop_held(tokens, out)
+
+    def _drop_held(self, tokens: list[str], out: list[Output]) -> None:
+        mine: set[str] = set()
+        for token in tokens:
+            h = self.held.pop(token)
+            self.cancel_timer(TimerKind.HELD, token)
+            mine |= {o.key for o in h.tunnel.dataplane_objects(self.config.route_metric)}
+        out.append(DataplaneChange(remove=tuple(sorted(mine - self._objects_in_use()))))
+
+    def _objects_in_use(self) -> set[str]:
+        """Keys of the objects live tunnels and the remaining held ends want."""
+        ends = [t for t in self.tunnels.values() if t.state is not TunnelState.REQUESTED]
+        ends += [h.tunnel for h in self.held.values()]
+        return {o.key for t in ends for o in t.dataplane_objects(self.config.route_metric)}
+
+    def export_held(self) -> list[dict[str, Any]]:
+        return [h.to_dict() for h in self.held.values()]
+
+    def restore_held(self, state: list[dict[str, Any]], now: float) -> None:
+        """After a restart: each held end gets one more detection bound to show traffic."""
+        for d in state:
+            tun = Tunnel.from_dict(d["tunnel"])
+            self.held[tun.token] = HeldPath(tun, float(d["since"]), now)
+            self.set_timer(TimerKind.HELD, tun.token, now + self._stale_s())

@@ -1,0 +1,141 @@
+"""Held paths (pure, in memory): the origin keeps a given-up path's tunnel end in the
+dataplane while the far end's traffic still arrives on it, and only then."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+import pytest
+
+from vnstitch.model import Component, SegmentId, VirtualNetwork, load_topology, partitioned
+from vnstitch.model.ids import VNID, RouteManagerId
+from vnstitch.model.substrate import Substrate
+from vnstitch.protocol.api import StitchConstraints, StitchEstablished, StitchTornDown
+from vnstitch.protocol.config import CoreConfig
+from vnstitch.protocol.core import RouteManagerCore, decode_state, encode_state
+from vnstitch.protocol.testing import InMemoryNetwork
+
+ORIGIN, TARGET = SegmentId("seg02"), SegmentId("seg01")
+VN = VNID(100)
+
+
+@pytest.fixture(scope="module")
+def abilene4() -> Substrate:
+    return partitioned(load_topology("zoo:Abilene"), 4)
+
+
+def _hold(cfg: CoreConfig, _: Mapping[SegmentId, RouteManagerId]) -> CoreConfig:
+    return dataclasses.replace(cfg, hold_datapath=True)
+
+
+def _net(sub: Substrate, *, hold: bool = True) -> InMemoryNetwork:
+    vns = {s: [VirtualNetwork(VN, s, (Component.parse(f"10.100.{i}.0/24"),))]
+           for i, s in enumerate((ORIGIN, TARGET))}
+    net = InMemoryNetwork(sub, vns, seed=3, configure=_hold if hold else None)
+    net.start()
+    net.converge()
+    return net
+
+
+def _stitch(net: InMemoryNetwork) -> str:
+    core = net.core(ORIGIN)
+    sid, out = core.request_stitch(VN, StitchConstraints(100.0), net.now)
+    net.process(core.rm_id, out)
+    net.run_until(net.now + 5)
+    assert any(isinstance(e, StitchEstablished) and e.stitch_id == sid
+               for _, _, e in net.events)
+    return sid
+
+
+def _kill_target(net: InMemoryNetwork) -> None:
+    """The target's daemon is gone: nothing reaches it and it sends nothing."""
+    b = net.rm_of[TARGET]
+    net.drop = lambda src, dst, kind: b in (src, dst)
+
+
+def _run_with_traffic(net: InMemoryNetwork, core: RouteManagerCore, token: str,
+                      seconds: float, *, traffic: bool) -> None:
+    """Advance time; the driver reports the held interface's received bytes every
+    0.25 s, rising when ``traffic`` (the far wireguard-go still delivers)."""
+    rx = 1000
+    end = net.now + seconds
+    while net.now < end:
+        net.run_until(net.now + 0.25)
+        if traffic:
+            rx += 500
+        net.process(core.rm_id, core.datapath_rx(token, rx, net.now))
+
+
+def test_dead_target_daemon_keeps_the_origins_end_while_traffic_arrives(
+        abilene4: Substrate) -> None:
+    net = _net(abilene4)
+    _stitch(net)
+    a = net.core(ORIGIN)
+    tun = a.active_tunnels()[0]
+    wg = f"wg:{tun.wg_name}"
+    assert wg in net.dataplane[a.rm_id]
+    _kill_target(net)
+    t = a.timers_cfg
+    # Past the probe bound and the lease: the stitch itself is given up as before ...
+    _run_with_traffic(net, a, tun.token, t.lease_s + 3 * t.probe_interval_s * 4,
+                      traffic=True)
+    assert [e for _, _, e in net.events if isinstance(e, StitchTornDown)]
+    assert a.active_tunnels() == [] or a.active_tunnels()[0].token != tun.token
+    # ... but its tunnel end stays while the far end's traffic arrives on it.
+    assert wg in net.dataplane[a.rm_id]
+    assert a.held_interfaces() == {tun.token: tun.wg_name}
+    # Traffic stops (the far wireguard-go died too): gone within the detection bound.
+    stale = t.probe_interval_s * t.probe_misses_down
+    _run_with_traffic(net, a, tun.token, stale + 0.5, traffic=False)
+    assert wg not in net.dataplane[a.rm_id]
+    assert a.held == {}
+
+
+def test_without_the_hold_the_end_goes_with_the_stitch(abilene4: Substrate) -> None:
+    """Control: the simulator's setting (no hold) removes the end at the tear-down."""
+    net = _net(abilene4, hold=False)
+    _stitch(net)
+    a = net.core(ORIGIN)
+    tun = a.active_tunnels()[0]
+    _kill_target(net)
+    t = a.timers_cfg
+    _run_with_traffic(net, a, tun.token, t.lease_s + 3 * t.probe_interval_s * 4,
+                      traffic=True)
+    assert f"wg:{tun.wg_name}" not in net.dataplane[a.rm_id]
+    assert a.held == {}
+
+
+def test_the_replacement_takes_over_in_one_step_and_a_restart_keeps_the_hold(
+        abilene4: Substrate) -> None:
+    net = _net(abilene4)
+    _stitch(net)
+    a = net.core(ORIGIN)
+    tun = a.active_tunnels()[0]
+    _kill_target(net)
+    t = a.timers_cfg
+    _run_with_traffic(net, a, tun.token, t.lease_s + 2.0, traffic=True)
+    assert tun.token in a.held
+    # The origin restarts while holding: the held end is in its exported state.
+    restored = RouteManagerCore.from_state(a.config, a.identity, a.trust, a.rng,
+                                           decode_state(encode_state(a.export_state())))
+    net.cores[a.rm_id] = restored
+    net.process(a.rm_id, restored.start(net.now))
+    assert tun.token in restored.held
+    assert f"wg:{tun.wg_name}" in net.dataplane[a.rm_id]
+    # The target is back; the VN's stitch is established again (a new request, as the
+    # daemon's intent makes it): the held end goes in the step that adds the new one.
+    net.drop = None
+    net.run_until(net.now + 3 * t.announce_interval_s)
+    _run_with_traffic(net, restored, tun.token, 0.5, traffic=True)
+    sid, out = restored.request_stitch(VN, StitchConstraints(100.0), net.now)
+    net.process(restored.rm_id, out)
+    while not any(isinstance(e, StitchEstablished) and e.stitch_id == sid
+                  for _, _, e in net.events):
+        assert net.now < 200, "no replacement stitch"
+        _run_with_traffic(net, restored, tun.token, 0.25, traffic=True)
+    new = restored.active_tunnels()[0]
+    assert restored.held == {}
+    assert f"wg:{tun.wg_name}" not in net.dataplane[a.rm_id]
+    assert f"wg:{new.wg_name}" in net.dataplane[a.rm_id]
+    assert f"bridge:vn{int(VN)}" in {o.key for o in net.dataplane[a.rm_id]}
