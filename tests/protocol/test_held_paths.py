@@ -139,3 +139,37 @@ def test_the_replacement_takes_over_in_one_step_and_a_restart_keeps_the_hold(
     assert f"wg:{tun.wg_name}" not in net.dataplane[a.rm_id]
     assert f"wg:{new.wg_name}" in net.dataplane[a.rm_id]
     assert f"bridge:vn{int(VN)}" in {o.key for o in net.dataplane[a.rm_id]}
+
+
+def test_the_target_holds_its_end_when_the_origin_is_gone_and_swaps_it_in_one_step(
+        abilene4: Substrate) -> None:
+    net = _net(abilene4)
+    _stitch(net)
+    a, b = net.core(ORIGIN), net.core(TARGET)
+    tun_b = b.active_tunnels()[0]
+    wg_b = f"wg:{tun_b.wg_name}"
+    rm_a = net.rm_of[ORIGIN]
+    net.drop = lambda src, dst, kind: rm_a in (src, dst)  # the origin's daemon is gone
+    t = b.timers_cfg
+    changes: list[set[str]] = []
+    _run_with_traffic(net, b, tun_b.token, t.lease_s + 3.0, traffic=True)
+    # The transit's lease with the origin ran out and it told the target (ABORT) ...
+    assert tun_b.token not in {x.token for x in b.active_tunnels()}
+    # ... which keeps its end while the origin's traffic still arrives on it.
+    assert tun_b.token in b.held and wg_b in net.dataplane[b.rm_id]
+    # The origin is back and stitches the VN again: the target swaps its ends in the
+    # step that commits the new one (never two of this stitch's tunnels bridged).
+    net.drop = None
+    net.run_until(net.now + 3 * t.announce_interval_s)
+    sid, out = a.request_stitch(VN, StitchConstraints(100.0), net.now)
+    net.process(a.rm_id, out)
+    while not any(isinstance(e, StitchEstablished) and e.stitch_id == sid
+                  for _, _, e in net.events):
+        assert net.now < 200, "no replacement stitch"
+        _run_with_traffic(net, b, tun_b.token, 0.25, traffic=True)
+        changes.append({k for k in (o.key for o in net.dataplane[b.rm_id])
+                        if k.startswith("wg:")})
+    assert b.held == {}
+    assert wg_b not in net.dataplane[b.rm_id]
+    assert all(len(wgs) <= 1 for wgs in changes)
+    assert len({o.key for o in net.dataplane[b.rm_id] if o.key.startswith("wg:")}) == 1

@@ -1,29 +1,31 @@
-"""Held paths: the origin keeps a broken stitch's kernel objects while they still carry
-the far end's traffic, so a dead Route Manager does not cut a working tunnel.
+"""Held paths: a tunnel end whose path was given up stays in the kernel while it still
+carries the far end's traffic, so a dead Route Manager does not cut a working tunnel.
 
-Theory of operation. The origin gives a path up when the far end's *Route Manager* stops
-answering: its probes are missed, or a hop's lease with it runs out and PATH_DOWN comes
-back. The tunnel itself may well still work -- a ``kill -9`` of the target's daemon
-leaves both ends' WireGuard and VXLAN devices and the far wireguard-go in place -- and
-removing the origin's end would cut traffic for the whole outage and the restart. So,
-with ``CoreConfig.hold_datapath`` (the daemon sets it; the simulator has no kernel), the
-origin *holds* such a tunnel end instead of removing it: the reservation is released and
-the path told exactly as before, the stitch re-negotiates as before, only the dataplane
-objects stay. The driver reports the tunnel interface's received bytes
-(:meth:`HeldPathMixin.datapath_rx`); a rise is traffic from the far end. A held end is
-removed
+Theory of operation. A path is given up when a Route Manager on it stops answering: the
+origin misses its probes, a hop's lease with it runs out (PATH_DOWN toward the origin,
+ABORT toward the target), or a restarted RM learns from its neighbour that the lease is
+gone. The tunnel itself may well still work -- a ``kill -9`` of either end's daemon
+leaves both ends' WireGuard and VXLAN devices and both wireguard-go processes in place --
+and removing an end would cut traffic for the whole outage and the restart. So, with
+``CoreConfig.hold_datapath`` (the daemon sets it for a kernel dataplane; the simulator
+has no kernel), a tunnel end that was UP or DEGRADED is *held* instead of removed: the
+reservation is released and the path told exactly as before, the origin re-negotiates
+as before, only the dataplane objects stay. The driver reports the tunnel interface's
+received bytes (:meth:`HeldPathMixin.datapath_rx`); a rise is traffic from the far end.
+A held end is removed
 
-* when the VNID's stitch is established here again (in the same step that adds the
-  replacement's objects, so the VN bridge never goes empty),
+* when the same origin's stitch of the VN has its new end here (in the same step that
+  adds the replacement's objects: at the origin when it is established, at the target
+  when it commits),
 * when the operator releases the stitch (:meth:`HeldPathMixin.release_held_paths`),
-* when no traffic came from the far end for ``probe_interval_s x probe_misses_down`` (the
-  probes' own detection bound: a dead far wireguard-go or a cut underlay), or
+* when no traffic came from the far end for ``probe_interval_s x probe_misses_down``
+  (the probes' own detection bound: a dead far wireguard-go, a cut underlay, or a far
+  end that removed its side), or
 * after ``datapath_hold_s`` whatever the traffic.
 
-Only the origin holds. The target removes its end when its reservation goes (after its
-restart, the neighbours report the lease gone), so at most one side of a pair ever has
-two tunnels of one VN in its bridge, and no broadcast can loop between two tunnels.
-Held ends are part of the exported state, so a restarted origin still removes them.
+Because each side swaps its held end for the new one in a single step, neither side ever
+bridges two tunnels of one stitch at once, so a broadcast cannot loop between them.
+Held ends are part of the exported state, so a restarted RM still removes them.
 Timer kind ``held`` [token]: re-check one held end.
 """
 
@@ -32,7 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from vnstitch.model.ids import VNID
+from vnstitch.model.ids import VNID, RouteManagerId
 from vnstitch.protocol.api import DataplaneChange, Output
 from vnstitch.protocol.stitchbase import StitchingBase
 from vnstitch.protocol.timers import TimerKind
@@ -64,7 +66,7 @@ class HeldPathMixin(StitchingBase):
 
     def _hold(self, tun: Tunnel, now: float) -> bool:
         """Hold ``tun``'s objects (instead of removing them); False if it may not be."""
-        if not (self.config.hold_datapath and tun.origin and
+        if not (self.config.hold_datapath and
                 tun.state in (TunnelState.UP, TunnelState.DEGRADED)):
             return False
         self.held[tun.token] = HeldPath(tun, now, now)
@@ -103,9 +105,12 @@ class HeldPathMixin(StitchingBase):
         self._release_held(vnid, out)
         return out
 
-    def _release_held(self, vnid: VNID, out: list[Output]) -> None:
-        """The VNID's stitch is back (or released): its held ends go."""
-        tokens = [t for t, h in self.held.items() if h.tunnel.vnid == vnid]
+    def _release_held(self, vnid: VNID, out: list[Output],
+                      origin: RouteManagerId | None = None) -> None:
+        """The VNID's stitch (of ``origin``, if given) is back, or released: its held
+        ends go."""
+        tokens = [t for t, h in self.held.items() if h.tunnel.vnid == vnid and
+                  (origin is None or h.tunnel.path[0] == origin)]
         if tokens:
             self.stat("datapath_hold_replaced", len(tokens))
             self._drop_held(tokens, out)

@@ -334,7 +334,9 @@ class OriginMixin(StitchingBase):
                                      req.constraints.bandwidth_mbps, req.latency_ms, req.cost,
                                      req.requested_at, now))
         out.append(DataplaneChange(add=tun.dataplane_objects(self.config.route_metric)))
-        self._release_held(req.vnid, out)  # after the add: the VN bridge never empties
+        # After the add, in the same step: the VN bridge never empties, and never has
+        # two of this stitch's tunnels at once.
+        self._release_held(req.vnid, out, origin=self.me)
         self._send_probe(req, tun, now, out)
         if req.replaces:  # make-before-break: the successor is up, the old one goes
             old, req.replaces = req.replaces, ""
