@@ -31,6 +31,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import random
+from collections.abc import Callable
 
 from vnstitch.daemon.coreadapter import CoreSetup
 from vnstitch.daemon.errors import StateError
@@ -54,13 +55,15 @@ class ProtocolCore(RouteManagerCore):
         """An unverified look at a datagram, for admission control (codec.peek)."""
         return self.codec.peek(datagram)
 
-    def peek_header(self, datagram: bytes) -> Peek:
-        """The header-only first step of :meth:`peek` (codec.peek_header)."""
-        return self.codec.peek_header(datagram)
+    # The two steps of :meth:`peek`, as the codec's own bound methods: they run for
+    # every datagram of a flood, so without a delegating call in between.
+    @property
+    def peek_header(self) -> Callable[[bytes], Peek]:
+        return self.codec.peek_header
 
-    def peek_body(self, datagram: bytes, head: Peek) -> Peek:
-        """The second step of :meth:`peek` (codec.peek_body)."""
-        return self.codec.peek_body(datagram, head)
+    @property
+    def peek_body(self) -> Callable[[bytes, Peek], Peek]:
+        return self.codec.peek_body
 
     @property
     def last_sequence(self) -> int:
