@@ -85,9 +85,12 @@ def test_dead_target_daemon_keeps_the_origins_end_while_traffic_arrives(
     # ... but its tunnel end stays while the far end's traffic arrives on it.
     assert wg in net.dataplane[a.rm_id]
     assert a.held_interfaces() == {tun.token: tun.wg_name}
-    # Traffic stops (the far wireguard-go died too): gone within the detection bound.
+    # Traffic stops (the far wireguard-go died too): still there while the reports
+    # cover less than the detection bound, gone once they cover it (plus the re-check).
     stale = t.probe_interval_s * t.probe_misses_down
-    _run_with_traffic(net, a, tun.token, stale + 0.5, traffic=False)
+    _run_with_traffic(net, a, tun.token, stale - 0.5, traffic=False)
+    assert wg in net.dataplane[a.rm_id]
+    _run_with_traffic(net, a, tun.token, 1.0 + stale / 2, traffic=False)
     assert wg not in net.dataplane[a.rm_id]
     assert a.held == {}
 
@@ -173,3 +176,21 @@ def test_the_target_holds_its_end_when_the_origin_is_gone_and_swaps_it_in_one_st
     assert wg_b not in net.dataplane[b.rm_id]
     assert all(len(wgs) <= 1 for wgs in changes)
     assert len({o.key for o in net.dataplane[b.rm_id] if o.key.startswith("wg:")}) == 1
+
+
+def test_a_late_sampler_is_not_silence(abilene4: Substrate) -> None:
+    """Reports that stop coming (a starved sampler on a loaded host) keep the end: only
+    reports that span the detection bound without a rise remove it."""
+    net = _net(abilene4)
+    _stitch(net)
+    a = net.core(ORIGIN)
+    tun = a.active_tunnels()[0]
+    _kill_target(net)
+    t = a.timers_cfg
+    _run_with_traffic(net, a, tun.token, t.lease_s + 2.0, traffic=True)
+    assert tun.token in a.held
+    stale = t.probe_interval_s * t.probe_misses_down
+    net.run_until(net.now + 3 * stale)  # no report at all meanwhile
+    assert tun.token in a.held
+    _run_with_traffic(net, a, tun.token, 1.0, traffic=True)  # it was carrying traffic
+    assert tun.token in a.held

@@ -18,9 +18,11 @@ A held end is removed
   adds the replacement's objects: at the origin when it is established, at the target
   when it commits),
 * when the operator releases the stitch (:meth:`HeldPathMixin.release_held_paths`),
-* when no traffic came from the far end for ``probe_interval_s x probe_misses_down``
-  (the probes' own detection bound: a dead far wireguard-go, a cut underlay, or a far
-  end that removed its side), or
+* when the driver's reports show no traffic from the far end for ``probe_interval_s x
+  probe_misses_down`` (the probes' own detection bound: a dead far wireguard-go, a cut
+  underlay, or a far end that removed its side) -- judged on the reports' own times, so
+  a late sampler on a loaded host does not count as silence -- or, with no report at
+  all, after :data:`NO_REPORT_BOUNDS` such bounds, or
 * after ``datapath_hold_s`` whatever the traffic.
 
 Because each side swaps its held end for the new one in a single step, neither side ever
@@ -40,6 +42,9 @@ from vnstitch.protocol.stitchbase import StitchingBase
 from vnstitch.protocol.timers import TimerKind
 from vnstitch.protocol.tunnels import Tunnel, TunnelState
 
+#: A held end the driver never reports on goes after this many detection bounds.
+NO_REPORT_BOUNDS = 4
+
 
 @dataclass(slots=True)
 class HeldPath:
@@ -50,6 +55,8 @@ class HeldPath:
     #: When traffic from the far end was last seen (a rise of ``rx_bytes``).
     traffic_at: float
     rx_bytes: int | None = None
+    #: When the driver last reported the counter (None: not yet).
+    sampled_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"tunnel": self.tunnel.to_dict(), "since": self.since,
@@ -80,7 +87,7 @@ class HeldPathMixin(StitchingBase):
         if h is not None:
             if h.rx_bytes is not None and rx_bytes > h.rx_bytes:
                 h.traffic_at = now
-            h.rx_bytes = rx_bytes
+            h.rx_bytes, h.sampled_at = rx_bytes, now
         return []
 
     def held_interfaces(self) -> dict[str, str]:
@@ -91,12 +98,19 @@ class HeldPathMixin(StitchingBase):
         h = self.held.get(token)
         if h is None:
             return
-        due = min(h.traffic_at + self._stale_s(), h.since + self.timers_cfg.datapath_hold_s)
-        if now >= due:
+        stale = self._stale_s()
+        # Silence is judged on the reports, not on the clock: a sampler that is late on
+        # a loaded host must not make a working tunnel look dead. With no report at all
+        # (no counters, the device gone) the end goes after a few detection bounds.
+        if h.sampled_at is None:
+            silent = now >= h.since + NO_REPORT_BOUNDS * stale
+        else:
+            silent = h.sampled_at - h.traffic_at >= stale
+        if silent or now >= h.since + self.timers_cfg.datapath_hold_s:
             self.stat("datapath_hold_ended")
             self._drop_held([token], out)
         else:
-            self.set_timer(TimerKind.HELD, token, due)
+            self.set_timer(TimerKind.HELD, token, now + stale / 2)
 
     def release_held_paths(self, vnid: VNID, now: float) -> list[Output]:
         """The operator released the VNID's stitch: its held ends go now (an attempt
