@@ -8,7 +8,9 @@ each measured against its stated acceptance bound in the same run:
   once from an address T is not configured at (T's loopback, another port) and once from
   T's own RM address (raw socket, spoofed source port). Meanwhile ``ping`` ha1 -> hb1
   through the stitch. Reported per source: the rate actually sent, whether the stitch
-  stayed up without a re-attempt, ping loss (bound 1%), B's RSS growth (bound 20 MiB).
+  stayed up without a re-attempt, ping loss (bound 1%) next to the loss of the same
+  ping just before without the flood (the loaded host's share), B's RSS growth (bound
+  20 MiB).
 * ``kill9``: ``kill -9`` of the origin A, the transit T and the target B, ``--kills``
   times each, restarted after delays spread over 0.5 .. ``--max-delay`` s; per kill:
   restored (stitch up at A, traffic flowing, no reservation leaked or counted twice on
@@ -309,6 +311,11 @@ def flood(tmp: Path, rate: float, seconds: float, tick: Callable[[], None]
             sock_drops_before = _udp_socket_drops(b_ns, RM_PORT)
             attempts_before = _row(rms, sid).get("attempts")
             count = int(seconds / PING_INTERVAL)
+            # Control, same lab, same length, just before: the loss the loaded host
+            # causes without any flood, so the flood's own share can be told apart.
+            quiet: dict[str, tuple[int, int]] = {}
+            _ping_into(quiet, lab, count, seconds)
+            q_sent, q_got = quiet.get("r", (count, 0))
             ping: dict[str, tuple[int, int]] = {}
             pinger = threading.Thread(target=_ping_into, args=(ping, lab, count, seconds))
             pinger.start()
@@ -330,6 +337,7 @@ def flood(tmp: Path, rate: float, seconds: float, tick: Callable[[], None]
                 and row.get("attempts") == attempts_before,
                 "ping_sent": sent, "ping_received": got,
                 "ping_loss": round(1 - got / sent, 4) if sent else 1.0,
+                "ping_loss_without_flood": round(1 - q_got / q_sent, 4) if q_sent else 1.0,
                 "rss_growth_mib": round(_rss_mib(rms, "b") - rss_before, 2),
                 "dropped_before_verify": _metric(rms, "b", "peer_faults_total"),
                 "core_exceptions": _metric(rms, "b", "core_exceptions_total")})
@@ -461,9 +469,11 @@ def main(argv: list[str] | None = None) -> int:
     out = console()
     for f in result.get("flood", []):
         out.print(table(f"flood from {f['source']} (bounds: loss <= 1%, RSS <= 20 MiB)",
-                        ["rate/s", "s", "survived", "ping loss", "RSS +MiB"],
+                        ["rate/s", "s", "survived", "ping loss", "no flood",
+                         "RSS +MiB"],
                         [[f["rate"], f["seconds"], f["stitch_survived"],
-                          f"{f['ping_loss']:.2%}", f["rss_growth_mib"]]]))
+                          f"{f['ping_loss']:.2%}", f"{f['ping_loss_without_flood']:.2%}",
+                          f["rss_growth_mib"]]]))
     if "kill9" in result:
         out.print(table("kill -9 (bound: gap <= delay + 3 s)",
                         ["role", "delay s", "start s", "restored", "gap s", "in bound"],

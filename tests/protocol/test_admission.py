@@ -59,6 +59,28 @@ def test_forged_neighbour_id_from_elsewhere_is_dropped() -> None:
     assert adm.check(rx.peek(dgram), ("10.255.0.3", 7700), 0.0, {"10.255.0.3"}) is None
 
 
+def test_header_screen_drops_a_foreign_address_without_reading_the_body() -> None:
+    """The screen needs only the header: a neighbour's id from another address is
+    dropped even when its body is unreadable, and it draws nothing from the budgets."""
+    rx, tx = _pair()
+    adm = Admission({tx.identity.rm_id: PEER_ADDR}, AdmissionConfig(
+        verify_burst=1.0, reserve_tier1=0.0, reserve_tier2=0.0))
+    dgram = tx.encode(rx.identity.rm_id, Hello(1, 1), 0.0)
+    junk = dgram[:35] + b"\xc1" * 20 + dgram[-64:]
+    head = rx.peek_header(junk)
+    assert head == Peek(tx.identity.rm_id)  # the header alone: no type, no window
+    assert adm.screen(head, ("198.51.100.9", 7700)) == "address_mismatch"
+    assert adm.screen(rx.peek_header(b"x" * 10), PEER_ADDR) == "truncated"
+    assert adm.admitted == [0, 0, 0]
+    # Control: from its own address it passes the screen, and the two steps together
+    # are exactly the one-step peek and check (the single budget token is still there).
+    full = rx.peek_body(dgram, rx.peek_header(dgram))
+    assert full == rx.peek(dgram)
+    assert adm.screen(rx.peek_header(dgram), PEER_ADDR) is None
+    assert adm.admit(full, PEER_ADDR, 0.0) is None
+    assert adm.check(rx.peek(dgram), PEER_ADDR, 0.0) == "verify_budget_tier3"
+
+
 def test_flood_from_the_peers_own_address_leaves_its_keepalives_through() -> None:
     """50,000 forged datagrams/s from the peer's address for 2 s, with the peer's own
     HELLO and PROBE every 0.1 s among them: every genuine one is admitted."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from vnstitch.daemon.errors import ControlError
+from vnstitch.daemon.heldsampler import HoldsPaths
 from vnstitch.daemon.state import StitchRecord
 from vnstitch.model.ids import VNID
 from vnstitch.protocol.api import (
@@ -94,6 +95,9 @@ class IntentRunner:
             attempt = intent.attempt_id if intent.state is IntentState.RELEASED else \
                 self.table.release(stitch_id)
         outputs = d.core.release_stitch(attempt, d.now())
+        if intent is not None and isinstance(d.core, HoldsPaths):
+            # The operator's release: a path held for this VN goes too (not a retry's).
+            outputs += d.core.release_held_paths(VNID(intent.vnid), d.now())
         if intent is not None:
             self.table.forget(stitch_id)
             d.store.delete_intent(stitch_id)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import random
+from collections.abc import Callable
 
 from vnstitch.daemon.coreadapter import CoreSetup
 from vnstitch.daemon.errors import StateError
@@ -53,6 +54,16 @@ class ProtocolCore(RouteManagerCore):
     def peek(self, datagram: bytes) -> Peek:
         """An unverified look at a datagram, for admission control (codec.peek)."""
         return self.codec.peek(datagram)
+
+    # The two steps of :meth:`peek`, as the codec's own bound methods: they run for
+    # every datagram of a flood, so without a delegating call in between.
+    @property
+    def peek_header(self) -> Callable[[bytes], Peek]:
+        return self.codec.peek_header
+
+    @property
+    def peek_body(self) -> Callable[[bytes, Peek], Peek]:
+        return self.codec.peek_body
 
     @property
     def last_sequence(self) -> int:
@@ -82,7 +93,10 @@ def core_config(setup: CoreSetup) -> CoreConfig:
         underlay_address=cfg.dataplane.wireguard.endpoint,
         wg_port_base=cfg.dataplane.wireguard.port, timers=timers,
         probe_address=f"{probe_host}:{cfg.listen_port}",
-        access=access_policies(cfg), grants=load_grants(cfg), one_end_per_vnid=True)
+        access=access_policies(cfg), grants=load_grants(cfg), one_end_per_vnid=True,
+        # Only a kernel dataplane has the counters that show a held path's traffic
+        # (daemon/heldsampler.py); the in-memory one would hold blind.
+        hold_datapath=cfg.dataplane.driver != "memory")
 
 
 def _unspecified(host: str) -> bool:

@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING, Any
 from vnstitch.daemon.config import DaemonConfig
 from vnstitch.daemon.coreadapter import CoreFactory, CoreSetup, DaemonCore, local_objects
 from vnstitch.daemon.errors import DaemonError
+from vnstitch.daemon.heldsampler import HeldPathSampler
 from vnstitch.daemon.identity import KeyInfo, load_key_file
 from vnstitch.daemon.intents import IntentRunner
 from vnstitch.daemon.membership import MembershipFiles
@@ -159,9 +160,11 @@ class RouteManagerDaemon:
         # Jitter of retries; the OS generator unless a test injects a seeded one.
         self.rng = rng if rng is not None else random.SystemRandom()
         self.intents = IntentRunner(self, IntentTable(self.rng))
+        self.held_sampler = HeldPathSampler(self)  # daemon/heldsampler.py
         # Cheap checks before signature verification (protocol/admission.py).
         self.admission = Admission({p.rm_id: p.address for p in config.peers})
-        self._peek: Callable[[bytes], Peek] | None = None
+        self._peek_header: Callable[[bytes], Peek] | None = None
+        self._peek_body: Callable[[bytes, Peek], Peek] | None = None
         self._tunnel_hosts: frozenset[str] = frozenset()
         self._init_state = init_state  # initialise an empty / unusable state database
         self._core_factory = core_factory
@@ -311,7 +314,9 @@ class RouteManagerDaemon:
             self.intents.restore()
             self.core_desired = store.load_desired()
             self._tunnel_hosts = tunnel_hosts(self.core_desired)
-            self._peek = getattr(self._core, "peek", None)  # cores without one: no checks
+            # Cores without the two peeks (test doubles): no admission checks.
+            self._peek_header = getattr(self._core, "peek_header", None)
+            self._peek_body = getattr(self._core, "peek_body", None)
             if self.allocation is not None:  # before adopting: keep the last reservations
                 self.allocation.restore()
             # Adopt what is there, remove what we own but no longer want.
@@ -335,6 +340,7 @@ class RouteManagerDaemon:
         self._execute(outputs, persist=True)
         self._schedule_persist()
         self.intents.schedule()
+        self.held_sampler.start(self._loop)
         if self.allocation is not None:
             self.allocation.start()
         if self.pra is not None:
@@ -363,6 +369,7 @@ class RouteManagerDaemon:
             if handle is not None:
                 handle.cancel()
         self.intents.stop()
+        self.held_sampler.stop()
         if self.allocation is not None:
             await self.allocation.stop()
         if self.pra is not None:
@@ -406,9 +413,15 @@ class RouteManagerDaemon:
         peer = self.peers.get(self._by_address.get(addr, RouteManagerId("")))
         if peer is not None:
             peer.received += 1
-        now = self.now()
-        if self._peek is not None:
-            refused = self.admission.check(self._peek(data), addr, now, self._tunnel_hosts)
+        if self._peek_header is not None and self._peek_body is not None:
+            # Header and source address first (no msgpack, no clock): a forged id from a
+            # foreign address costs only this; then the body's tier and the budgets.
+            head = self._peek_header(data)
+            refused = self.admission.screen(head, addr, self._tunnel_hosts)
+            if refused is None:
+                now = self.now()
+                refused = self.admission.admit(self._peek_body(data, head), addr, now,
+                                               self._tunnel_hosts)
             if refused is not None:  # dropped before any signature was checked
                 if peer is not None:
                     peer.faults += 1
@@ -417,6 +430,8 @@ class RouteManagerDaemon:
                 self.metrics["peer_faults"] += 1
                 self.metrics["admission_dropped"] += 1
                 return
+        else:
+            now = self.now()
         try:
             outputs = self.core.receive(data, addr, now)
         except Exception:  # a core bug must not take the daemon down with it

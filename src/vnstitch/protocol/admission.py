@@ -21,6 +21,10 @@ datagram is verified now or dropped, cheapest checks first:
    the last ``reserve_tier1`` of it, tier 3 not the last ``reserve_tier2`` -- so the
    messages that keep stitches alive are served first even when the budget is spent.
 
+Steps 1-2 (:meth:`Admission.screen`) need only the header and the source address, so a
+caller runs them before it unpacks any of the body (``Codec.peek_header``, then
+``Codec.peek_body`` and :meth:`Admission.admit`).
+
 Pure: the caller passes ``now`` (seconds) and the set of tunnel peer hosts; the verdict
 is a drop reason (counted by the caller) or None.
 """
@@ -89,15 +93,25 @@ class Admission:
     def check(self, peek: Peek, source: tuple[str, int], now: float,
               tunnel_hosts: Collection[str] = ()) -> str | None:
         """None to verify the datagram now, else the reason it is dropped unverified."""
-        if peek.problem is not None:
-            return peek.problem
-        sender = peek.sender
-        assert sender is not None
-        configured = self._neighbours.get(sender)
-        in_tunnel = source[0] in tunnel_hosts
-        if configured is not None and configured != source and not in_tunnel:
+        refused = self.screen(peek, source, tunnel_hosts)
+        return refused if refused is not None else self.admit(peek, source, now, tunnel_hosts)
+
+    def screen(self, head: Peek, source: tuple[str, int],
+               tunnel_hosts: Collection[str] = ()) -> str | None:
+        """Steps 1 and 2 (header and source address), which need neither the body nor
+        the clock: a caller drops most forgeries here, before it peeks the body."""
+        if head.problem is not None:
+            return head.problem
+        configured = self._neighbours.get(head.sender) if head.sender is not None else None
+        if configured is not None and configured != source and source[0] not in tunnel_hosts:
             return "address_mismatch"
-        known_path = configured is not None or in_tunnel
+        return None
+
+    def admit(self, peek: Peek, source: tuple[str, int], now: float,
+              tunnel_hosts: Collection[str] = ()) -> str | None:
+        """Steps 3-5 for a datagram that passed :meth:`screen`: tier, per-source bucket,
+        verification budget."""
+        known_path = peek.sender in self._neighbours or source[0] in tunnel_hosts
         if peek.in_window and known_path and peek.type_code in KEEPALIVE_TYPES:
             tier, floor = 1, 0.0
         elif peek.in_window:

@@ -19,7 +19,10 @@ series and a small window suffices.
 :meth:`Codec.peek` reads the header and the start of the body *without* verifying
 anything, for admission control before the (expensive) signature check: who claims to
 send, the message type and whether the sequence number falls in the receive window.
-Nothing it returns is trusted; it only decides how soon a datagram is verified.
+Nothing it returns is trusted; it only decides how soon a datagram is verified. It comes
+in two steps, :meth:`Codec.peek_header` (struct only) and :meth:`Codec.peek_body`
+(msgpack), so a caller can drop a datagram on its header and source address before
+paying for the body.
 
 :data:`MAX_DATAGRAM` is a hard limit both ways: the encoder refuses to build a bigger
 datagram (callers chunk), the decoder drops one.
@@ -67,6 +70,12 @@ class Peek:
     type_code: int | None = None
     in_window: bool = False
     problem: str | None = None
+
+
+_OVERSIZED = Peek(problem="oversized")
+_TRUNCATED = Peek(problem="truncated")
+_BAD_MAGIC = Peek(problem="bad_magic")
+_BAD_VERSION = Peek(problem="bad_version")
 
 
 def _peek_body(body: bytes) -> tuple[int | None, int | None]:
@@ -168,27 +177,39 @@ class Codec:
     # -- unverified peek (admission control) -----------------------------------------------
     def peek(self, datagram: bytes) -> Peek:
         """What the datagram *claims*, cheaply and unverified (see the module docstring)."""
+        head = self.peek_header(datagram)
+        return head if head.problem is not None else self.peek_body(datagram, head)
+
+    def peek_header(self, datagram: bytes) -> Peek:
+        """The fixed header only (size, magic, version, sender, recipient): no msgpack.
+        Enough to drop what the full decode would refuse, and to check the claimed
+        sender against the source address, before :meth:`peek_body` unpacks anything."""
         size = len(datagram)
         if size > MAX_DATAGRAM:
-            return Peek(problem="oversized")
+            return _OVERSIZED
         if size < MIN_DATAGRAM:
-            return Peek(problem="truncated")
+            return _TRUNCATED
         magic, version, sender_raw, recipient_raw = _HEADER.unpack_from(datagram)
         if magic != MAGIC:
-            return Peek(problem="bad_magic")
+            return _BAD_MAGIC
         if version != VERSION:
-            return Peek(problem="bad_version")
+            return _BAD_VERSION
         sender = RouteManagerId(sender_raw.hex())
         if sender not in self.trust:
             return Peek(sender, problem="unknown_sender")
         if recipient_raw != self._own_raw:
             return Peek(sender, problem="wrong_recipient")
+        return Peek(sender)
+
+    def peek_body(self, datagram: bytes, head: Peek) -> Peek:
+        """``head`` (a problem-free :meth:`peek_header`) plus the claimed sequence number's
+        place in the receive window and the message type, from the start of the body."""
         seq, type_code = _peek_body(bytes(datagram[HEADER_LEN:-SIGNATURE_LEN]))
-        window = self._windows.get(sender)
+        window = self._windows.get(head.sender) if head.sender is not None else None
         in_window = (seq is not None and window is not None and window.highest > 0
                      and window.highest - self.replay_window < seq
                      <= window.highest + PEEK_AHEAD)
-        return Peek(sender, type_code, in_window)
+        return Peek(head.sender, type_code, in_window)
 
     # -- persistence ---------------------------------------------------------------------
     def export_state(self) -> dict[str, Any]:

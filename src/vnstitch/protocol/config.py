@@ -50,6 +50,9 @@ class Timers:
     probe_interval_s: float = 2.0
     #: Consecutive missed probes after which a tunnel is DOWN.
     probe_misses_down: int = 3
+    #: Longest the origin keeps a given-up path's tunnel end in the kernel while traffic
+    #: from the far end still arrives on it (protocol/heldpaths.py).
+    datapath_hold_s: float = 120.0
     #: Loss over the recent probes above which an UP tunnel is DEGRADED.
     degraded_loss: float = 0.25
     #: The origin sends a query to at most this many neighbours (those with a route first).
@@ -96,6 +99,10 @@ class CoreConfig:
     #: namespace holds one VXLAN device per VNI. The daemon sets it; the simulator's
     #: idealised dataplane has no such limit and leaves it off.
     one_end_per_vnid: bool = False
+    #: The origin keeps a given-up path's tunnel end in the kernel while the far end's
+    #: traffic still arrives on it (:mod:`vnstitch.protocol.heldpaths`). The daemon sets
+    #: it (it reports the interface counters); the simulator has no kernel objects.
+    hold_datapath: bool = False
 
     def total_offered(self) -> float:
         if self.offered_mbps is not None:

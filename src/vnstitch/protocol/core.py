@@ -41,6 +41,7 @@ from vnstitch.protocol.codec import Codec
 from vnstitch.protocol.config import CoreConfig
 from vnstitch.protocol.discovery import Discovery, Key
 from vnstitch.protocol.errors import ProtocolError, RemoteProtocolError
+from vnstitch.protocol.heldpaths import HeldPath
 from vnstitch.protocol.identity import Identity, TrustStore
 from vnstitch.protocol.membership import export_admitted, restore_admitted
 from vnstitch.protocol.messages import Hello, Message, Probe, Resync, Update
@@ -106,6 +107,8 @@ class RouteManagerCore(StitchingMixin):
         self.seen_queries: dict[bytes, int] = {}
         self.reservations: dict[str, Reservation] = {}
         self.tunnels: dict[str, Tunnel] = {}
+        self.held: dict[str, HeldPath] = {}
+        self._restored_held: list[dict[str, Any]] = []
         self.resizes: dict[str, ResizeAttempt] = {}
         self.stats: dict[str, int] = {}
         self._restored = False
@@ -357,6 +360,7 @@ class RouteManagerCore(StitchingMixin):
             "reservations": [r.to_dict() for r in self.reservations.values()
                              if r.state in live],
             "tunnels": [t.to_dict() for t in self.active_tunnels()],
+            "held": self.export_held(),
             "stitches": [r.to_dict() for r in self.requests.values()],
             "resizes": self.export_resizes(),
             "admitted": export_admitted(self),
@@ -383,6 +387,7 @@ class RouteManagerCore(StitchingMixin):
             req = StitchRequest.from_dict(d)
             core.requests[req.stitch_id] = req
         core._restored_resizes = list(state.get("resizes", []))
+        core._restored_held = list(state.get("held", []))
         restore_admitted(core, state.get("admitted", []))
         core._restored = True
         return core
@@ -407,6 +412,8 @@ class RouteManagerCore(StitchingMixin):
         objs = [o for t in self.active_tunnels()
                 if t.state is not TunnelState.REQUESTED
                 for o in t.dataplane_objects(self.config.route_metric)]
+        objs += [o for h in self.held.values()
+                 for o in h.tunnel.dataplane_objects(self.config.route_metric)]
         return [DataplaneChange(add=tuple(objs))] if objs else []
 
 

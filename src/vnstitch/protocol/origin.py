@@ -174,8 +174,10 @@ class OriginMixin(StitchingBase):
                                                              StitchState.RELEASED):
                 self.release_request(other.stitch_id, now, out)
 
-    def _abandon_attempt(self, req: StitchRequest, now: float, out: list[Output]) -> None:
-        """Abort the current attempt along its path and drop its local state."""
+    def _abandon_attempt(self, req: StitchRequest, now: float, out: list[Output], *,
+                         hold: bool = False) -> None:
+        """Abort the current attempt along its path and drop its local state (``hold``:
+        its tunnel end's objects may stay while they carry traffic, heldpaths.py)."""
         self._resize_abandon(req, now, out)
         if not req.token:
             return
@@ -188,7 +190,7 @@ class OriginMixin(StitchingBase):
         if res is not None and res.state in (ReservationState.HELD, ReservationState.COMMITTED):
             self._release(res, now, out)
             self.send(req.path[1], PathSignal(MsgType.ABORT, token, req.path), now, out)
-        self._tunnel_down(token, now, out)
+        self._tunnel_down(token, now, out, hold=hold)
         req.token = ""
 
     # -- offers ---------------------------------------------------------------------------
@@ -332,6 +334,9 @@ class OriginMixin(StitchingBase):
                                      req.constraints.bandwidth_mbps, req.latency_ms, req.cost,
                                      req.requested_at, now))
         out.append(DataplaneChange(add=tun.dataplane_objects(self.config.route_metric)))
+        # After the add, in the same step: the VN bridge never empties, and never has
+        # two of this stitch's tunnels at once.
+        self._release_held(req.vnid, out, origin=self.me)
         self._send_probe(req, tun, now, out)
         if req.replaces:  # make-before-break: the successor is up, the old one goes
             old, req.replaces = req.replaces, ""
@@ -341,7 +346,7 @@ class OriginMixin(StitchingBase):
     def _renegotiate(self, req: StitchRequest, now: float, out: list[Output],
                      reason: FailureReason) -> None:
         self.stat("renegotiations")
-        self._abandon_attempt(req, now, out)
+        self._abandon_attempt(req, now, out, hold=True)
         req.machine.move(StitchState.QUERYING)
         req.renegotiating = True
         out.append(StitchTornDown(req.stitch_id, req.vnid, reason, True, now))

@@ -232,8 +232,8 @@ class PathHopMixin(MembershipMixin):
             if res is not None and res.state in (ReservationState.HELD,
                                                  ReservationState.COMMITTED):
                 self._release(res, now, out)
-            if m.kind is MsgType.ABORT:
-                self._tunnel_down(m.token, now, out)
+            if m.kind is MsgType.ABORT:  # the target's end may be held (heldpaths.py)
+                self._tunnel_down(m.token, now, out, hold=True)
                 if not last:
                     self.send(m.path[i + 1], m, now, out)
             elif i > 0:
@@ -261,6 +261,9 @@ class PathHopMixin(MembershipMixin):
         tun = self.tunnels.get(m.token)
         if tun is not None and first:
             out.append(DataplaneChange(add=tun.dataplane_objects(self.config.route_metric)))
+            # The same origin's stitch of this VN is back: an end held for it goes in
+            # this step, so this side never bridges two of its tunnels at once.
+            self._release_held(tun.vnid, out, origin=tun.path[0])
         self.send(sender, PathSignal(MsgType.COMMIT_ACK, m.token, m.path), now, out)
 
     def _tear_down_path(self, res: Reservation, now: float, out: list[Output],
@@ -270,7 +273,7 @@ class PathHopMixin(MembershipMixin):
         target (not to ``skip``, the neighbour that already knows)."""
         if res.state in (ReservationState.HELD, ReservationState.COMMITTED):
             self._release(res, now, out)
-        self._tunnel_down(res.token, now, out)
+        self._tunnel_down(res.token, now, out, hold=True)  # kept if it works (heldpaths)
         i, path = res.index, res.path
         if i == 0:
             self._path_down_at_origin(PathSignal(MsgType.PATH_DOWN, res.token, path), now, out)

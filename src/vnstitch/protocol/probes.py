@@ -49,18 +49,19 @@ class ProbeMixin(StitchingBase):
         old = tun.machine.move(new)
         out.append(TunnelStateChanged(tun.tunnel_id, tun.peer, old.value, new.value, now))
 
-    def _tunnel_down(self, token: str, now: float, out: list[Output]) -> None:
+    def _tunnel_down(self, token: str, now: float, out: list[Output], *,
+                     hold: bool = False) -> None:
+        """The tunnel end is gone; its objects go too, unless ``hold`` and the origin may
+        keep them while they carry traffic (:mod:`~vnstitch.protocol.heldpaths`)."""
         tun = self.tunnels.pop(token, None)
         if tun is None or tun.state is TunnelState.DOWN:
             return
         had_dataplane = tun.state is not TunnelState.REQUESTED
+        held = hold and self._hold(tun, now)
         self._tunnel_move(tun, TunnelState.DOWN, now, out)
-        if had_dataplane:
+        if had_dataplane and not held:
             mine = {o.key for o in tun.dataplane_objects(self.config.route_metric)}
-            others = {o.key for t in self.tunnels.values()
-                      if t.state is not TunnelState.REQUESTED
-                      for o in t.dataplane_objects(self.config.route_metric)}
-            out.append(DataplaneChange(remove=tuple(sorted(mine - others))))
+            out.append(DataplaneChange(remove=tuple(sorted(mine - self._objects_in_use()))))
 
     # -- probes ---------------------------------------------------------------------------
     def _probe(self, tun: Tunnel, now: float, out: list[Output]) -> None:

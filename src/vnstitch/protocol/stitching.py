@@ -19,7 +19,9 @@ everything after a restore. Timer kinds (key in brackets):
 * ``resv`` [token]: a hold's expiry, a committed reservation's lease check;
 * ``probe`` / ``prtx`` [stitch]: the origin's probe interval, probe retransmission;
 * ``zrtx`` / ``zhold`` [stitch], ``zrelay`` / ``zexp`` [token]: an in-place resize
-  (:mod:`~vnstitch.protocol.resize`).
+  (:mod:`~vnstitch.protocol.resize`);
+* ``held`` [token]: re-check a given-up path's tunnel end the origin still holds in the
+  kernel (:mod:`~vnstitch.protocol.heldpaths`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from vnstitch.model.ids import RouteManagerId
 from vnstitch.protocol.api import DataplaneChange, FailureReason, Output
 from vnstitch.protocol.congestion import CongestionMixin
 from vnstitch.protocol.grants import QueryRefused, Revocations
+from vnstitch.protocol.heldpaths import HeldPathMixin
 from vnstitch.protocol.leases import LeaseMixin
 from vnstitch.protocol.messages import (
     Congestion,
@@ -55,7 +58,7 @@ from vnstitch.protocol.tunnels import TunnelState
 
 
 class StitchingMixin(OriginMixin, PathHopMixin, LeaseMixin, ProbeMixin, ResizeMixin,
-                     CongestionMixin):
+                     CongestionMixin, HeldPathMixin):
     # -- timers ---------------------------------------------------------------------------
     def fire_stitching_timer(self, kind: TimerKind, key: str, now: float,
                              out: list[Output]) -> None:
@@ -92,6 +95,8 @@ class StitchingMixin(OriginMixin, PathHopMixin, LeaseMixin, ProbeMixin, ResizeMi
             self._resize_timer(kind, key, now, out)
         elif kind in (TimerKind.RESIZE_RELAY, TimerKind.RESIZE_EXPIRE):
             self._resize_hop_timer(kind, key, now, out)
+        elif kind == TimerKind.HELD:
+            self._held_timer(key, now, out)
 
     # -- dispatch -------------------------------------------------------------------------
     def dispatch_stitching(self, sender: RouteManagerId, msg: Message, now: float,
@@ -147,8 +152,11 @@ class StitchingMixin(OriginMixin, PathHopMixin, LeaseMixin, ProbeMixin, ResizeMi
             elif res.index > 0:
                 self.set_timer(TimerKind.RESERVATION, res.token,
                                max(res.expires, now + self._lease()))
+        self.restore_held(self._restored_held, now)
         objs = [o for t in self.tunnels.values() if t.state is not TunnelState.REQUESTED
                 for o in t.dataplane_objects(self.config.route_metric)]
+        objs += [o for h in self.held.values()
+                 for o in h.tunnel.dataplane_objects(self.config.route_metric)]
         if objs:
             out.append(DataplaneChange(add=tuple(objs)))
         for req in self.requests.values():
@@ -156,7 +164,7 @@ class StitchingMixin(OriginMixin, PathHopMixin, LeaseMixin, ProbeMixin, ResizeMi
                 self._send_probe(req, self.tunnels[req.token], now, out)
             elif req.state in (StitchState.QUERYING, StitchState.HOLDING,
                                StitchState.COMMITTING):
-                self._abandon_attempt(req, now, out)
+                self._abandon_attempt(req, now, out, hold=True)
                 req.machine.state = StitchState.QUERYING
                 self._send_query(req, now, out)
 

@@ -31,6 +31,7 @@ class TimerKind(enum.StrEnum):
     RESIZE_HOLD = "zhold"  # an origin's resize attempt deadline (key: stitch)
     RESIZE_RELAY = "zrelay"  # a hop re-sends a relayed resize (key: token)
     RESIZE_EXPIRE = "zexp"  # a hop's pending resize expires (key: token)
+    HELD = "held"  # re-check a held path's tunnel end (key: token)
 
     @classmethod
     def of(cls, kind: str) -> TimerKind:

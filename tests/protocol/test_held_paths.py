@@ -1,0 +1,196 @@
+"""Held paths (pure, in memory): the origin keeps a given-up path's tunnel end in the
+dataplane while the far end's traffic still arrives on it, and only then."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+import pytest
+
+from vnstitch.model import Component, SegmentId, VirtualNetwork, load_topology, partitioned
+from vnstitch.model.ids import VNID, RouteManagerId
+from vnstitch.model.substrate import Substrate
+from vnstitch.protocol.api import StitchConstraints, StitchEstablished, StitchTornDown
+from vnstitch.protocol.config import CoreConfig
+from vnstitch.protocol.core import RouteManagerCore, decode_state, encode_state
+from vnstitch.protocol.testing import InMemoryNetwork
+
+ORIGIN, TARGET = SegmentId("seg02"), SegmentId("seg01")
+VN = VNID(100)
+
+
+@pytest.fixture(scope="module")
+def abilene4() -> Substrate:
+    return partitioned(load_topology("zoo:Abilene"), 4)
+
+
+def _hold(cfg: CoreConfig, _: Mapping[SegmentId, RouteManagerId]) -> CoreConfig:
+    return dataclasses.replace(cfg, hold_datapath=True)
+
+
+def _net(sub: Substrate, *, hold: bool = True) -> InMemoryNetwork:
+    vns = {s: [VirtualNetwork(VN, s, (Component.parse(f"10.100.{i}.0/24"),))]
+           for i, s in enumerate((ORIGIN, TARGET))}
+    net = InMemoryNetwork(sub, vns, seed=3, configure=_hold if hold else None)
+    net.start()
+    net.converge()
+    return net
+
+
+def _stitch(net: InMemoryNetwork) -> str:
+    core = net.core(ORIGIN)
+    sid, out = core.request_stitch(VN, StitchConstraints(100.0), net.now)
+    net.process(core.rm_id, out)
+    net.run_until(net.now + 5)
+    assert any(isinstance(e, StitchEstablished) and e.stitch_id == sid
+               for _, _, e in net.events)
+    return sid
+
+
+def _kill_target(net: InMemoryNetwork) -> None:
+    """The target's daemon is gone: nothing reaches it and it sends nothing."""
+    b = net.rm_of[TARGET]
+    net.drop = lambda src, dst, kind: b in (src, dst)
+
+
+def _run_with_traffic(net: InMemoryNetwork, core: RouteManagerCore, token: str,
+                      seconds: float, *, traffic: bool) -> None:
+    """Advance time; the driver reports the held interface's received bytes every
+    0.25 s, rising when ``traffic`` (the far wireguard-go still delivers)."""
+    rx = 1000
+    end = net.now + seconds
+    while net.now < end:
+        net.run_until(net.now + 0.25)
+        if traffic:
+            rx += 500
+        net.process(core.rm_id, core.datapath_rx(token, rx, net.now))
+
+
+def test_dead_target_daemon_keeps_the_origins_end_while_traffic_arrives(
+        abilene4: Substrate) -> None:
+    net = _net(abilene4)
+    _stitch(net)
+    a = net.core(ORIGIN)
+    tun = a.active_tunnels()[0]
+    wg = f"wg:{tun.wg_name}"
+    assert wg in net.dataplane[a.rm_id]
+    _kill_target(net)
+    t = a.timers_cfg
+    # Past the probe bound and the lease: the stitch itself is given up as before ...
+    _run_with_traffic(net, a, tun.token, t.lease_s + 3 * t.probe_interval_s * 4,
+                      traffic=True)
+    assert [e for _, _, e in net.events if isinstance(e, StitchTornDown)]
+    assert a.active_tunnels() == [] or a.active_tunnels()[0].token != tun.token
+    # ... but its tunnel end stays while the far end's traffic arrives on it.
+    assert wg in net.dataplane[a.rm_id]
+    assert a.held_interfaces() == {tun.token: tun.wg_name}
+    # Traffic stops (the far wireguard-go died too): still there while the reports
+    # cover less than the detection bound, gone once they cover it (plus the re-check).
+    stale = t.probe_interval_s * t.probe_misses_down
+    _run_with_traffic(net, a, tun.token, stale - 0.5, traffic=False)
+    assert wg in net.dataplane[a.rm_id]
+    _run_with_traffic(net, a, tun.token, 1.0 + stale / 2, traffic=False)
+    assert wg not in net.dataplane[a.rm_id]
+    assert a.held == {}
+
+
+def test_without_the_hold_the_end_goes_with_the_stitch(abilene4: Substrate) -> None:
+    """Control: the simulator's setting (no hold) removes the end at the tear-down."""
+    net = _net(abilene4, hold=False)
+    _stitch(net)
+    a = net.core(ORIGIN)
+    tun = a.active_tunnels()[0]
+    _kill_target(net)
+    t = a.timers_cfg
+    _run_with_traffic(net, a, tun.token, t.lease_s + 3 * t.probe_interval_s * 4,
+                      traffic=True)
+    assert f"wg:{tun.wg_name}" not in net.dataplane[a.rm_id]
+    assert a.held == {}
+
+
+def test_the_replacement_takes_over_in_one_step_and_a_restart_keeps_the_hold(
+        abilene4: Substrate) -> None:
+    net = _net(abilene4)
+    _stitch(net)
+    a = net.core(ORIGIN)
+    tun = a.active_tunnels()[0]
+    _kill_target(net)
+    t = a.timers_cfg
+    _run_with_traffic(net, a, tun.token, t.lease_s + 2.0, traffic=True)
+    assert tun.token in a.held
+    # The origin restarts while holding: the held end is in its exported state.
+    restored = RouteManagerCore.from_state(a.config, a.identity, a.trust, a.rng,
+                                           decode_state(encode_state(a.export_state())))
+    net.cores[a.rm_id] = restored
+    net.process(a.rm_id, restored.start(net.now))
+    assert tun.token in restored.held
+    assert f"wg:{tun.wg_name}" in net.dataplane[a.rm_id]
+    # The target is back; the VN's stitch is established again (a new request, as the
+    # daemon's intent makes it): the held end goes in the step that adds the new one.
+    net.drop = None
+    net.run_until(net.now + 3 * t.announce_interval_s)
+    _run_with_traffic(net, restored, tun.token, 0.5, traffic=True)
+    sid, out = restored.request_stitch(VN, StitchConstraints(100.0), net.now)
+    net.process(restored.rm_id, out)
+    while not any(isinstance(e, StitchEstablished) and e.stitch_id == sid
+                  for _, _, e in net.events):
+        assert net.now < 200, "no replacement stitch"
+        _run_with_traffic(net, restored, tun.token, 0.25, traffic=True)
+    new = restored.active_tunnels()[0]
+    assert restored.held == {}
+    assert f"wg:{tun.wg_name}" not in net.dataplane[a.rm_id]
+    assert f"wg:{new.wg_name}" in net.dataplane[a.rm_id]
+    assert f"bridge:vn{int(VN)}" in {o.key for o in net.dataplane[a.rm_id]}
+
+
+def test_the_target_holds_its_end_when_the_origin_is_gone_and_swaps_it_in_one_step(
+        abilene4: Substrate) -> None:
+    net = _net(abilene4)
+    _stitch(net)
+    a, b = net.core(ORIGIN), net.core(TARGET)
+    tun_b = b.active_tunnels()[0]
+    wg_b = f"wg:{tun_b.wg_name}"
+    rm_a = net.rm_of[ORIGIN]
+    net.drop = lambda src, dst, kind: rm_a in (src, dst)  # the origin's daemon is gone
+    t = b.timers_cfg
+    changes: list[set[str]] = []
+    _run_with_traffic(net, b, tun_b.token, t.lease_s + 3.0, traffic=True)
+    # The transit's lease with the origin ran out and it told the target (ABORT) ...
+    assert tun_b.token not in {x.token for x in b.active_tunnels()}
+    # ... which keeps its end while the origin's traffic still arrives on it.
+    assert tun_b.token in b.held and wg_b in net.dataplane[b.rm_id]
+    # The origin is back and stitches the VN again: the target swaps its ends in the
+    # step that commits the new one (never two of this stitch's tunnels bridged).
+    net.drop = None
+    net.run_until(net.now + 3 * t.announce_interval_s)
+    sid, out = a.request_stitch(VN, StitchConstraints(100.0), net.now)
+    net.process(a.rm_id, out)
+    while not any(isinstance(e, StitchEstablished) and e.stitch_id == sid
+                  for _, _, e in net.events):
+        assert net.now < 200, "no replacement stitch"
+        _run_with_traffic(net, b, tun_b.token, 0.25, traffic=True)
+        changes.append({k for k in (o.key for o in net.dataplane[b.rm_id])
+                        if k.startswith("wg:")})
+    assert b.held == {}
+    assert wg_b not in net.dataplane[b.rm_id]
+    assert all(len(wgs) <= 1 for wgs in changes)
+    assert len({o.key for o in net.dataplane[b.rm_id] if o.key.startswith("wg:")}) == 1
+
+
+def test_a_late_sampler_is_not_silence(abilene4: Substrate) -> None:
+    """Reports that stop coming (a starved sampler on a loaded host) keep the end: only
+    reports that span the detection bound without a rise remove it."""
+    net = _net(abilene4)
+    _stitch(net)
+    a = net.core(ORIGIN)
+    tun = a.active_tunnels()[0]
+    _kill_target(net)
+    t = a.timers_cfg
+    _run_with_traffic(net, a, tun.token, t.lease_s + 2.0, traffic=True)
+    assert tun.token in a.held
+    stale = t.probe_interval_s * t.probe_misses_down
+    net.run_until(net.now + 3 * stale)  # no report at all meanwhile
+    assert tun.token in a.held
+    _run_with_traffic(net, a, tun.token, 1.0, traffic=True)  # it was carrying traffic
+    assert tun.token in a.held
