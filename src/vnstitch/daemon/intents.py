@@ -5,8 +5,9 @@ module is the thin layer that applies its decisions to one daemon: a stitch requ
 becomes an intent stored in SQLite (``intents`` table) next to its first attempt; the
 core's stitch events are passed to the table; :meth:`IntentRunner.poll` runs at the
 table's ``next_timer()`` and starts new attempts (``core.request_stitch``) or releases
-hung ones. Stitch rows and reservations stay keyed by the core's attempt id (the
-allocation loop and resizes speak the core's ids); the operator sees the intent id,
+hung ones; a route learned to a waiting intent's VNID starts its attempt at once
+(:meth:`IntentRunner.on_route`). Stitch rows and reservations stay keyed by the core's
+attempt id (the allocation loop and resizes speak the core's ids); the operator sees the intent id,
 which is the first attempt's id, and ``show stitches`` joins the two. A restart reloads
 the intents, so a stitch comes back after a crash of any Route Manager on its path.
 """
@@ -18,6 +19,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from vnstitch.control.demand import knows_route, wake_on_route
 from vnstitch.daemon.errors import ControlError
 from vnstitch.daemon.heldsampler import HoldsPaths
 from vnstitch.daemon.state import StitchRecord
@@ -139,6 +141,19 @@ class IntentRunner:
         if intent.state is IntentState.GAVE_UP:
             return {"retrying": False}
         return {}
+
+    def on_route(self, vnid: int, now: float) -> None:
+        """Discovery changed its routes to ``vnid``: with a remote one known, an intent
+        to it waiting to retry asks now (:func:`vnstitch.control.demand.wake_on_route`,
+        the rule the simulator's origins follow too)."""
+        d = self.daemon
+        if not knows_route(d.core.route_views(), vnid):
+            return
+        woken = wake_on_route(self.table.intents.values(), vnid, now)
+        for intent in woken:
+            d.store.put_intent(intent)
+        if woken:
+            self.schedule()
 
     # -- timer ----------------------------------------------------------------------------
     def schedule(self) -> None:

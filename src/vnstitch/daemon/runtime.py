@@ -530,6 +530,7 @@ class RouteManagerDaemon:
             return ev.kind == "established"
         if isinstance(ev, RouteChanged):
             self.routes[int(ev.vnid)] = None if ev.via is None else tuple(ev.via)
+            self.intents.on_route(int(ev.vnid), ev.now)
             return False
         if isinstance(ev, StitchEstablished):
             old = {s.stitch_id: s for s in store.stitches()}.get(ev.stitch_id)

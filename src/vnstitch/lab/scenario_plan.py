@@ -8,8 +8,10 @@ factor, and returns a :class:`LivePlan`:
 
 * one host namespace per (VN, segment) the VN lives on, addressed
   ``172.(16 + vnid // 256).(vnid % 256).(n + 1)/24`` (``n``: the segment's index);
-* one stitch request per ``requests:`` entry and per traffic VN (at ``stitch_at_s``,
-  from the VN's origin, with its bandwidth x scale), as the simulator asks, each judged
+* one stitch request per ``requests:`` entry and per traffic VN (at ``stitch_at_s``;
+  without it at the start, where a daemon's intent retries until discovery finds the
+  VN, as the simulator's on-demand ask does; from the VN's origin, with its bandwidth x
+  scale), each judged
   feasible or not by the simulator's oracle on the unloaded substrate (live requests
   cannot see the simulated reservations of earlier ones);
 * per flow, its rate schedule cut into constant pieces (rate x scale, zero-rate pieces

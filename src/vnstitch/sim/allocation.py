@@ -9,7 +9,10 @@ monitoring interval (virtual time ``t``), once ``warmup_intervals`` have been me
 * **Consumers.** Every flow of an allocated QoS class (default: the stitched classes) is
   a bandwidth :class:`~vnstitch.allocate.allocator.Consumer` along its current substrate
   path (links ``"U->V"`` on node ids, re-synchronised before each step because the
-  congestion reroute may have moved it). Its class gives the
+  congestion reroute may have moved it). A VN flow without a stitch (not yet asked
+  for, or being repaired) is planned on the path it last rode, before its first stitch
+  on its home path: its forecast history is kept, and what it reserves takes effect only
+  on arcs it crosses (below), so none of its traffic goes there. Its class gives the
   :class:`~vnstitch.allocate.policy.ApplicationClass`, so video reserves at a higher
   newsvendor quantile than e-mail.
 * **The decision is the Route Manager controller's** (:class:`~vnstitch.control.
@@ -191,6 +194,7 @@ class SimAllocation:
         self.index = [i for i, f in enumerate(flows) if f[1] in spec.classes]
         self.names = [flows[i][0] for i in self.index]
         self.cls = [flows[i][1] for i in self.index]
+        self.last_path: list[Path] = [flows[i][4] for i in self.index]  # for planning
         self.static: dict[float, HtbTree] = {}
         self.base: dict[Arc, float] = {}
         for arc, c in self.cap0.items():
@@ -236,7 +240,10 @@ class SimAllocation:
         allocator's reroutes as {flow index in the run: new node path}."""
         y = [offered[i] for i in self.index]
         self._account(t, y, [delivered[i] for i in self.index])
-        consumers = [Consumer(n, self.cls[j], self._links(planned[self.index[j]]),
+        for j, i in enumerate(self.index):
+            if planned[i]:
+                self.last_path[j] = planned[i]
+        consumers = [Consumer(n, self.cls[j], self._links(self.last_path[j]),
                               self.capacity,
                               None if self.amounts is None else self.amounts[j])
                      for j, n in enumerate(self.names)]

@@ -2,7 +2,10 @@
 
 Theory of operation. Each virtual network of the ``traffic:`` section is one *group*: its
 flows join the same two segments, and the traffic layer asks the origin segment's Route
-Manager for one stitch for it (:meth:`StitchedFlows.request`). The protocol's events
+Manager for one stitch for it -- when the origin's own controller asks
+(:class:`vnstitch.control.demand.StitchDemand`: once the VN's traffic is offered and the
+origin's discovery knows a route to the VNID, with a backoff while it knows none; or at
+the scenario's explicit ``stitch_at_s``), see :meth:`StitchedFlows.ask_due`. The protocol's events
 (:class:`StitchLog`, an engine observer) open and close *commitments*: one per
 established path of a stitch, id ``STITCH/N``; a repair after a crash or cut ends one
 commitment and, when the stitch is up again, opens the next. A flow rides its group's
@@ -23,19 +26,24 @@ which (:attr:`StitchedFlows.replaced`) and which renegotiation found no path
 
 from __future__ import annotations
 
+import math
+import random
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import networkx as nx
 
+from vnstitch.control.demand import StitchDemand, knows_route
 from vnstitch.model.ids import VNID, RouteManagerId, SegmentId
 from vnstitch.protocol.api import (
     Event,
+    RouteChanged,
     StitchConstraints,
     StitchEstablished,
     StitchFailed,
     StitchTornDown,
 )
+from vnstitch.protocol.core import RouteManagerCore
 from vnstitch.sim.engine import Simulation
 from vnstitch.sim.workload import StitchRequest
 
@@ -162,8 +170,15 @@ class StitchMove:
 class StitchedFlows:
     """The traffic layer's side of the protocol: requests, bindings, renegotiations."""
 
-    def __init__(self, sim: Simulation, log: StitchLog, groups: list[Group]) -> None:
+    def __init__(self, sim: Simulation, log: StitchLog, groups: list[Group], *,
+                 at: float | None = None) -> None:
+        """``at``: the scenario's explicit time to ask for every stitch (None: on
+        demand; the origins' controllers each decide, :mod:`vnstitch.control.demand`)."""
         self.sim, self.log, self.groups = sim, log, groups
+        self.demand = StitchDemand(random.Random(sim.seed),
+                                   route_wait_s=sim.factory.announce_interval_s)
+        for g in groups:
+            self.demand.add(g.vnid, at=at)
         self.seg_names = [str(s) for s in sim.segments]
         self.moves: list[StitchMove] = []
         self.unavoidable: list[tuple[float, Arc, str]] = []
@@ -172,21 +187,59 @@ class StitchedFlows:
         self.replaced: list[tuple[str, str, float]] = []  # (old, new, its commit time)
         self.failed_moves: list[str] = []
 
-    def request(self, now: float) -> None:
-        """Ask for each group's stitch; again (each monitoring interval) after one failed."""
+    def offered(self, now: float, rates: Sequence[float], *, ask: bool = True) -> None:
+        """The traffic each group offers at ``now`` (per flow) to its demand; then ask
+        for what is due (``ask``: the engine runs)."""
         for g in self.groups:
-            if g.sid is None or ((g.origin, g.sid) in self.log.failed
-                                 and (g.origin, g.sid) not in self.log.open):
-                g.sid = self.sim.request(g.origin, StitchRequest(
-                    now, self.sim.segments[g.origin], VNID(g.vnid),
-                    StitchConstraints(g.bandwidth_mbps)), now)
+            if any(rates[i] > 0 for i in g.flows):
+                self.demand.offered(g.vnid, now)
+        if ask:
+            self.ask_due(now)
+
+    def next_ask(self, now: float) -> float:
+        """When a demand next asks by itself (never before ``now``; inf: never)."""
+        at = self.demand.next_timer()
+        return math.inf if at is None else max(at, now)
+
+    def ask_due(self, now: float) -> None:
+        """Ask each group's origin for the stitches its demand says are due."""
+        due = set(self.demand.due(now))
+        for g in self.groups:
+            if g.vnid not in due:
+                continue
+            g.sid, g.successor = self.sim.request(g.origin, StitchRequest(
+                now, self.sim.segments[g.origin], VNID(g.vnid),
+                StitchConstraints(g.bandwidth_mbps)), now), None
+            if g.sid is None:  # the origin is down: retried on the demand's backoff
+                self.demand.asked(g.vnid, now)
+                self.demand.failed(g.vnid, now)
+            else:
+                self.demand.asked(g.vnid, now)
+
+    def on_event(self, rm: int, ev: Event, now: float) -> None:
+        """Feed the demand what the origin's core reports: routes and its attempts."""
+        for g in self.groups:
+            if g.origin != rm:
+                continue
+            if isinstance(ev, RouteChanged) and int(ev.vnid) == g.vnid:
+                core = self.sim.cores[rm]
+                known = isinstance(core, RouteManagerCore) and \
+                    knows_route(core.route_views(), g.vnid)
+                self.demand.route(g.vnid, known, now)
+                self.ask_due(now)
+            elif isinstance(ev, StitchEstablished) and ev.stitch_id == g.sid:
+                self.demand.up(g.vnid)
+            elif isinstance(ev, StitchFailed) and ev.stitch_id == g.sid:
+                self.demand.failed(g.vnid, now)
 
     def request_lost(self, rm: int, now: float) -> None:
         """Ask again for the stitches of origin ``rm`` that went down when it crashed."""
         for g in self.groups:
             if g.origin == rm and g.sid is not None and (rm, g.sid) in self.log.lost:
+                self.log.lost.discard((rm, g.sid))
                 g.sid, g.successor = None, None
-        self.request(now)
+                self.demand.lost(g.vnid, now)
+        self.ask_due(now)
 
     def commitment(self, g: Group) -> Commitment | None:
         return None if g.sid is None else self.log.open.get((g.origin, g.sid))

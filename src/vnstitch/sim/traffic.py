@@ -163,7 +163,7 @@ class TrafficSim:
     def attach(self, sim: Simulation) -> None:
         """Ride ``sim``'s stitches: observe its events, ask it for stitches and moves."""
         self.log = StitchLog(sim.rm_index)
-        self.stitched = StitchedFlows(sim, self.log, self.groups)
+        self.stitched = StitchedFlows(sim, self.log, self.groups, at=self.spec.stitch_at_s)
         sim.observers.append(self)
 
     def on_event(self, rm: int, event: Event, now: float) -> None:
@@ -171,6 +171,8 @@ class TrafficSim:
             return
         self.integrate_to(now)
         self.log.on_event(rm, event, now)
+        assert self.stitched is not None
+        self.stitched.on_event(rm, event, now)
         self._rebind(now)
 
     def on_crash(self, rm: int, now: float) -> None:
@@ -350,7 +352,6 @@ class TrafficSim:
         self.down = set()
         self.paths = self._start_paths()  # a run always starts from home / unattached
         self.planned = list(self.paths)
-        self.request_at: float | None = spec.stitch_at_s if self.stitched else None
         self.control: StitchControl | None = None
         if self.stitched is not None:
             self.control = StitchControl(spec, self.stitched, self.seg_of, sorted(self.cap),
@@ -359,6 +360,8 @@ class TrafficSim:
         if self.control is not None:
             self.control.start(0.0, self.cap)
         self.state = self.serve([f.spec.offered_at(0.0) for f in self.flows])
+        if self.stitched is not None:  # asked once the engine runs (process, on_event)
+            self.stitched.offered(0.0, self.state.offered, ask=False)
         self.hot = self._hot(self.state.offered)
         self.open_ep: dict[Arc, Episode] = {}
         self._open(self.hot, self.open_ep, res, 0.0, self.state.offered)
@@ -375,7 +378,7 @@ class TrafficSim:
     def next_event(self) -> float:
         return min(self.next_sample, self.changes[0] if self.changes else math.inf,
                    self.pending[0][0] if self.pending else math.inf,
-                   self.request_at if self.request_at is not None else math.inf,
+                   self.stitched.next_ask(self.t) if self.stitched is not None else math.inf,
                    self.alloc.next_change(self.t) if self.alloc is not None else math.inf)
 
     def integrate_to(self, nxt: float) -> None:
@@ -422,10 +425,6 @@ class TrafficSim:
         """Everything of the traffic layer's own that is due at ``t``."""
         res, state = self.res, self.state
         changed = False
-        if self.request_at is not None and self.request_at <= t + _EPS:
-            self.request_at = None
-            assert self.stitched is not None
-            self.stitched.request(t)
         while True:
             activated = False
             while self.pending and self.pending[0][0] <= t + _EPS:
@@ -461,6 +460,8 @@ class TrafficSim:
                 self.next_sample = self.samples * interval  # no drift from repeated sums
             if not (self.pending and self.pending[0][0] <= t + _EPS):
                 break
+        if self.stitched is not None:  # traffic offered now may be a VN's first
+            self.stitched.offered(t, state.offered)
         if self.alloc is not None:  # reservations or bought capacity may have changed
             tree, cap = self.alloc.dataplane(t, self.planned)
             if tree != self.tree or cap != self.cap:
@@ -565,8 +566,6 @@ class TrafficSim:
         res.intervals.append(IntervalRecord(t, max(util.values(), default=0.0),
                                             list(congested), offered_cls, delivered_cls))
         rr = spec.reroute
-        if self.stitched is not None and self.request_at is None:
-            self.stitched.request(t)  # a stitch that failed is asked for again
         asked: set[int] = set()
         if self.control is not None:
             asked = self.control.step(t, self.acc_carried, self.cap, flows=self.flows,

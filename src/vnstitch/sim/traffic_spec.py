@@ -12,8 +12,10 @@ A flow names its virtual network (``vn``, a VNID) and the substrate nodes its ho
 at (a flow without ``vn`` is substrate background traffic on shortest paths, like the
 matrix's rows; every builtin scenario names a VN for each of its flows); the run places
 that VN on the two segments of ``src`` and ``dst`` and the VN's
-origin (the segment of its first flow's ``src``) requests the stitch itself at
-``stitch_at_s`` with the sum of its flows' ``reserve_mbps`` as bandwidth (default: each
+origin (the segment of its first flow's ``src``) requests the stitch itself -- on
+demand, once the VN's traffic is offered and the origin's discovery knows a route to the
+VNID (:mod:`vnstitch.control.demand`), or at ``stitch_at_s`` when given -- with the sum
+of its flows' ``reserve_mbps`` as bandwidth (default: each
 flow's first non-zero rate; traffic above it is HTB's to share) (a scenario never
 names a path, and a flow never rides anything but its stitch). All flows of one VN must
 join the same two segments, which must differ. Unknown fields are
@@ -31,7 +33,7 @@ errors, so a typo never falls back to a default silently::
       monitor: {high: 0.8, low: 0.6, raise_samples: 2, clear_samples: 3}
       reroute: {k: 4, target: 0.75, hold_down_s: 60, install_s: 0.2, returns: true,
                 return_below: 0.45, classes: null}    # null: any class may move
-      stitch_at_s: 2           # when each VN's origin asks for its stitch
+      stitch_at_s: 2           # optional: ask at this time (default: on demand)
       flows:                    # traffic of virtual networks: each rides its VN's stitch
         - {name: tv, vn: 7, class: video, reserve_mbps: 2500, src: New York,
            dst: Los Angeles, mbps: 2500}
@@ -129,8 +131,9 @@ class TrafficSpec:
     matrix: MatrixSpec | None = None
     #: the top-level ``allocation:`` section (see :mod:`vnstitch.sim.allocation_spec`)
     allocation: AllocationSpec | None = None
-    #: When the traffic layer asks each VN's origin for its stitch (virtual seconds).
-    stitch_at_s: float = 2.0
+    #: An explicit time (virtual seconds) each VN's origin asks for its stitch; None: on
+    #: demand (traffic offered and a route known; :mod:`vnstitch.control.demand`).
+    stitch_at_s: float | None = None
 
 
 def _policy(source: str, data: object) -> tuple[QosPolicy, BorrowMode]:
@@ -280,7 +283,8 @@ def parse_traffic(source: str, traffic: object, qos: object) -> TrafficSpec | No
     classes = {c.name for c in policy.classes}
     r = FieldReader(source, "traffic", traffic)
     interval = r.number("interval_s", 5.0, lo=0.0, hi=1e6, lo_open=True)
-    stitch_at = r.number("stitch_at_s", 2.0, lo=0.0)
+    stitch_at = None if r.raw("stitch_at_s") is None else r.number("stitch_at_s", 0.0,
+                                                                    lo=0.0)
     monitor = _monitor(source, r.raw("monitor"))
     reroute = _reroute(source, r.raw("reroute"), classes)
     matrix = _matrix(source, r.raw("matrix"), classes)
