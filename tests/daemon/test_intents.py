@@ -6,20 +6,23 @@ import asyncio
 import contextlib
 import random
 import socket
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 
 from tests.daemon.helpers import run, start_daemon, until, write_cluster
 from tests.daemon.virtualtime import run_virtual
+from vnstitch.control.demand import wake_on_route
 from vnstitch.daemon import control
+from vnstitch.daemon import intents as daemon_intents
 from vnstitch.daemon.config import load_config
 from vnstitch.daemon.coreadapter import make_driver, protocol_core_factory
 from vnstitch.daemon.errors import ControlError
 from vnstitch.daemon.runtime import RouteManagerDaemon
 from vnstitch.model.ids import VNID
 from vnstitch.protocol.api import StitchConstraints
-from vnstitch.protocol.intent import IntentState
+from vnstitch.protocol.intent import Intent, IntentState
 from vnstitch.protocol.messages import Hello
 
 pytestmark = pytest.mark.timeout(60)
@@ -165,3 +168,46 @@ def test_a_forged_flood_is_dropped_before_verification_and_the_stitch_stays_up(
             await b.stop()
 
     run(body())
+
+
+def test_a_stitch_asked_before_any_route_starts_its_next_attempt_when_one_is_learned(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same case as the simulator's on-demand ask: requested while nobody announces
+    the VNID, the intent fails (no route) and waits on its backoff; the route learned
+    when the target comes up starts the next attempt at once, not at the backoff."""
+    nodes = write_cluster(tmp_path, ["A", "B"], [("A", "B")],
+                          {"A": [{"vnid": 200, "components": ["10.1.0.0/24"]}],
+                           "B": [{"vnid": 200, "components": ["10.2.0.0/24"]}]})
+    wakes: list[tuple[float, list[str], list[float | None]]] = []
+
+    def recording(intents: Iterable[Intent], vnid: int, now: float) -> list[Intent]:
+        items = list(intents)
+        due = [i.next_attempt_at for i in items if i.vnid == vnid]
+        woken = wake_on_route(items, vnid, now)
+        wakes.append((now, [i.intent_id for i in woken], due))
+        return woken
+
+    monkeypatch.setattr(daemon_intents, "wake_on_route", recording)
+
+    async def body() -> None:
+        a = await start_daemon(nodes["A"].config_path, protocol_core_factory)
+        b: RouteManagerDaemon | None = None
+        try:
+            sid, _ = a.request_stitch(VNID(200), StitchConstraints(20.0))
+            intent = a.intents.table.intents[sid]
+            await until(lambda: intent.failures >= 2, 30)  # nobody else has VNID 200
+            assert intent.last_failure is not None and "no_route" in intent.last_failure
+            assert wakes == []
+            b = await start_daemon(nodes["B"].config_path, protocol_core_factory)
+            await until(lambda: intent.state is IntentState.UP, 20)
+            woke = [(now, due) for now, ids, due in wakes if sid in ids]
+            assert len(woke) == 1
+            now, due = woke[0]
+            assert due[0] is not None and due[0] > now  # its backoff was still running
+            assert intent.attempt_started_at == pytest.approx(now)  # started at the route
+        finally:
+            await a.stop()
+            if b is not None:
+                await b.stop()
+
+    run_virtual(body(), timeout_s=60)
