@@ -16,7 +16,8 @@ WAIT = 10.0
 
 
 def _demand(at: float | None = None) -> StitchDemand:
-    d = StitchDemand(random.Random(1), route_wait_s=WAIT)
+    rng = random.Random(1)
+    d = StitchDemand(lambda n: TRANSIENT.delay(n, rng), route_wait_s=WAIT)
     d.add(7, at=at)
     return d
 
@@ -98,7 +99,7 @@ def test_invalid_transitions_and_inputs_raise() -> None:
     with pytest.raises(ControlError):
         d.add(8, at=-1.0)
     with pytest.raises(ControlError):
-        StitchDemand(random.Random(1), route_wait_s=float("nan"))
+        StitchDemand(lambda n: 1.0, route_wait_s=float("nan"))
 
 
 def test_knows_route_only_counts_remote_routes() -> None:

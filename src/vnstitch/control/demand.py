@@ -33,21 +33,20 @@ a wait short, so both runtimes ask again at the same moment.
 
 The time before the first commit stays the driver's to count (the simulator counts the
 traffic offered then as unattached). States are an Enum with a transition table; an
-invalid transition raises. Pure: ``now`` and the random source are passed in.
+invalid transition raises. Pure: ``now`` and the (jittered) retry schedule are passed
+in.
 """
 
 from __future__ import annotations
 
 import enum
 import math
-import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from vnstitch.backoff import Backoff
 from vnstitch.control.errors import ControlError
 from vnstitch.protocol.api import RouteView
-from vnstitch.protocol.intent import TRANSIENT, Intent, IntentState
+from vnstitch.protocol.intent import Intent, IntentState
 
 
 class DemandState(enum.Enum):
@@ -93,13 +92,15 @@ class VnDemand:
 class StitchDemand:
     """The stitch demand of one origin Route Manager (module docstring)."""
 
-    def __init__(self, rng: random.Random, *, route_wait_s: float,
-                 backoff: Backoff = TRANSIENT) -> None:
+    def __init__(self, retry_delay: Callable[[int], float], *, route_wait_s: float) -> None:
+        """``retry_delay(n)``: seconds to wait after ``n`` consecutive failures (the
+        driver's schedule with its own random source: ``TRANSIENT.delay(n, rng)``, as the
+        daemon's intents); ``route_wait_s``: how long to wait for a route before asking
+        blind (the protocol's announcement period)."""
         if not (math.isfinite(route_wait_s) and route_wait_s >= 0):
             raise ControlError(f"route_wait_s {route_wait_s!r} is not a duration")
-        self._rng = rng
+        self.retry_delay = retry_delay
         self.route_wait_s = route_wait_s
-        self.backoff = backoff
         self.vns: dict[int, VnDemand] = {}
 
     def add(self, vnid: int, *, at: float | None = None) -> VnDemand:
@@ -146,7 +147,7 @@ class StitchDemand:
         d = self.vns[vnid]
         d.move(DemandState.WAITING)
         d.failures += 1
-        d.retry_at = now + self.backoff.delay(d.failures, self._rng)
+        d.retry_at = now + self.retry_delay(d.failures)
 
     def lost(self, vnid: int, now: float) -> None:
         """The stitch went down with its origin: ask again at once."""

@@ -44,6 +44,7 @@ from vnstitch.protocol.api import (
     StitchTornDown,
 )
 from vnstitch.protocol.core import RouteManagerCore
+from vnstitch.protocol.intent import TRANSIENT
 from vnstitch.sim.engine import Simulation
 from vnstitch.sim.workload import StitchRequest
 
@@ -175,7 +176,8 @@ class StitchedFlows:
         """``at``: the scenario's explicit time to ask for every stitch (None: on
         demand; the origins' controllers each decide, :mod:`vnstitch.control.demand`)."""
         self.sim, self.log, self.groups = sim, log, groups
-        self.demand = StitchDemand(random.Random(sim.seed),
+        rng = random.Random(sim.seed)  # the retries' jitter, seeded like the run
+        self.demand = StitchDemand(lambda n: TRANSIENT.delay(n, rng),
                                    route_wait_s=sim.factory.announce_interval_s)
         for g in groups:
             self.demand.add(g.vnid, at=at)
