@@ -133,6 +133,7 @@ class HttpServer:
         r.add_get(f"{API_PREFIX}/stitches/{{stitch_id}}", self._stitch)
         r.add_patch(f"{API_PREFIX}/stitches/{{stitch_id}}", self._resize)
         r.add_delete(f"{API_PREFIX}/stitches/{{stitch_id}}", self._release)
+        r.add_post(f"{API_PREFIX}/reload", self._reload)
         for name in LISTS:
             r.add_get(f"{API_PREFIX}/{name}", self._show(name))
         r.add_get("/", self._index)
@@ -247,6 +248,10 @@ class HttpServer:
         return _json(await dispatch(self._daemon, {"cmd": "release", "stitch_id": sid}))
 
 
+    async def _reload(self, _: web.Request) -> web.Response:
+        return _json(await dispatch(self._daemon, {"cmd": "reload"}))
+
+
 def _bound(daemon: RouteManagerDaemon) -> bool:
     try:
         daemon.local_address  # noqa: B018  (raises when the UDP socket is not open)
@@ -298,6 +303,8 @@ def _http_route(req: dict[str, Any]) -> tuple[str, str, dict[str, Any] | None]:
         what = str(req.get("what"))
         return "GET", "/metrics" if what == "metrics" else f"{API_PREFIX}/{what}", None
     fields = {k: v for k, v in req.items() if k not in ("cmd", "stitch_id")}
+    if cmd == "reload":
+        return "POST", f"{API_PREFIX}/reload", None
     if cmd == "stitch":
         return "POST", f"{API_PREFIX}/stitches", fields
     sid = quote(str(req.get("stitch_id")), safe="")
@@ -305,4 +312,4 @@ def _http_route(req: dict[str, Any]) -> tuple[str, str, dict[str, Any] | None]:
         return "DELETE", f"{API_PREFIX}/stitches/{sid}", None
     if cmd == "resize":
         return "PATCH", f"{API_PREFIX}/stitches/{sid}", fields
-    raise ControlError(f"unknown cmd {cmd!r} (show, stitch, release, resize)")
+    raise ControlError(f"unknown cmd {cmd!r} (show, stitch, release, resize, reload)")

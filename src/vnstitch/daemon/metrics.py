@@ -20,7 +20,8 @@ Families (all carry the label ``rm``, the daemon's RM id):
   ``stitch_rtt_seconds`` and ``stitch_probe_loss_ratio`` (from the health probes of the
   tunnel end here)
 - per peer: ``peer_last_heard_seconds`` (age; absent when never heard),
-  ``peer_state{state}`` (``up`` | ``lost`` | ``never_connected``), ``peer_datagrams_*``,
+  ``peer_state{state}`` (``up`` | ``down`` | ``never_connected`` | ``removed``: see
+  :func:`vnstitch.daemon.reload.peer_state`), ``peer_datagrams_*``,
   ``peer_faults_by_reason_total{reason}`` (a peer whose key is not trusted shows as
   ``unknown_sender`` here, under its configured address's peer)
 - per link: ``link_reserved_mbps``, ``link_capacity_mbps``, ``link_utilisation_ratio``
@@ -40,12 +41,14 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from vnstitch.daemon.reload import PeerState
+
 if TYPE_CHECKING:
     from vnstitch.daemon.runtime import RouteManagerDaemon
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STITCH_STATES = ("requested", "up", "renegotiating", "down", "failed")
-PEER_STATES = ("up", "lost", "never_connected")
+PEER_STATES = tuple(s.value for s in PeerState)
 
 # (daemon counter key, metric name, help)
 _COUNTERS = (
@@ -63,6 +66,9 @@ _COUNTERS = (
     ("resizes_failed", "resizes_failed", "in-place resizes refused or timed out"),
     ("allocation_errors", "allocation_errors",
      "allocation intervals that failed and kept the last reservation"),
+    ("config_reloads", "config_reloads", "config reloads applied (SIGHUP, reload)"),
+    ("config_reloads_refused", "config_reloads_refused",
+     "config reloads refused (the daemon kept its config)"),
 )
 
 
@@ -98,7 +104,7 @@ class DaemonCollector(Collector):
         allocation = view(d, "status")["allocation"]
         decisions = view(d, "decisions")
         families += _stitch_families(rm, stitches, tunnels, allocation, decisions)
-        families += _peer_families(rm, view(d, "peers"), d.config.timers.hold_time_s)
+        families += _peer_families(rm, view(d, "peers"))
         families += _link_families(rm, view(d, "status")["link_usage"])
         families += _qos_families(rm, view(d, "qos"))
         kinds = Counter((str(r.get("kind")), str(r.get("action"))) for r in decisions)
@@ -193,11 +199,12 @@ def _stitch_families(rm: str, stitches: list[dict[str, Any]], tunnels: list[dict
     return [state, count, bw, reserved, total, allocated, measured, forecast, rtt, loss]
 
 
-def _peer_families(rm: str, peers: Iterable[dict[str, Any]], hold_s: float) -> list[Metric]:
+def _peer_families(rm: str, peers: Iterable[dict[str, Any]]) -> list[Metric]:
     age = _gauge("peer_last_heard_seconds", "seconds since the peer's last good datagram "
                  "(absent: never heard)", ["peer"])
     state = _gauge("peer_state", "1 for the peer's state: up (heard within the hold time), "
-                   "lost (heard before, not since), never_connected", ["peer", "state"])
+                   "down (heard before, not since), never_connected, removed (dropped "
+                   "from the config by a reload)", ["peer", "state"])
     received = CounterMetricFamily("vnstitch_peer_datagrams_received",
                                    "datagrams received from the peer", labels=["rm", "peer"])
     sent = CounterMetricFamily("vnstitch_peer_datagrams_sent", "datagrams sent to the peer",
@@ -211,8 +218,7 @@ def _peer_families(rm: str, peers: Iterable[dict[str, Any]], hold_s: float) -> l
     for p in peers:
         pid = str(p["id"])
         ago = p.get("last_heard_s_ago")
-        now_state = ("never_connected" if ago is None else
-                     "up" if float(ago) <= hold_s else "lost")
+        now_state = str(p["state"])
         if ago is not None:
             age.add_metric([rm, pid], float(ago))
         for st in PEER_STATES:
