@@ -278,6 +278,10 @@ async def dispatch(daemon: RouteManagerDaemon, req: dict[str, Any]) -> Any:
     """Carry out one control request; its result, or :class:`ControlError` saying why not."""
     cmd = req.get("cmd")
     if cmd == "show":
+        if req.get("what") == "metrics":  # with the kernel's class counters, as /metrics
+            from vnstitch.daemon.metrics import DaemonMetrics  # noqa: PLC0415  (cycle)
+
+            return await DaemonMetrics(daemon).text()
         if req.get("what") in LIVE_VIEWS:  # read the kernel too (daemon/qoslive.py)
             return await live_view(daemon, str(req["what"]))
         return view(daemon, str(req.get("what")))

@@ -44,7 +44,7 @@ from vnstitch.daemon.api_models import (
 )
 from vnstitch.daemon.control import dispatch, view
 from vnstitch.daemon.errors import ControlError, DaemonError
-from vnstitch.daemon.metrics import CONTENT_TYPE, exposition, new_registry
+from vnstitch.daemon.metrics import CONTENT_TYPE, DaemonMetrics
 from vnstitch.errors import VnstitchError
 
 if TYPE_CHECKING:
@@ -115,7 +115,7 @@ class HttpServer:
         self._daemon = daemon
         self.config = config
         self._token = ""
-        self._registry = new_registry(daemon)
+        self._metrics_of = DaemonMetrics(daemon)
         self._runner: web.AppRunner | None = None
         self.port = config.port  # http.listen's port is never 0 (the config refuses it)
 
@@ -200,7 +200,7 @@ class HttpServer:
         return _json(openapi_document(__version__))
 
     async def _metrics(self, _: web.Request) -> web.Response:
-        return web.Response(body=exposition(self._registry).encode(),
+        return web.Response(body=(await self._metrics_of.text()).encode(),
                             headers={"Content-Type": CONTENT_TYPE})
 
     async def _index(self, _: web.Request) -> web.FileResponse:
