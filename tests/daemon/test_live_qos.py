@@ -92,7 +92,8 @@ def test_qos_classes_and_priority_bands_live(live: Live) -> None:
 
     def applied() -> list[dict[str, Any]] | None:  # the daemon's reconcile has run
         rows: list[dict[str, Any]] = rms.show("a", "qos")
-        return rows if rows and all(r["bytes"] is not None for r in rows) else None
+        on_tunnel = any(str(r["device"]).startswith("vx") for r in rows)
+        return rows if on_tunnel and all(r["bytes"] is not None for r in rows) else None
 
     rows = wait_for(applied, 10.0, "A's QoS classes in the kernel")
     tunnel = [r for r in rows if str(r["device"]).startswith("vx")]
