@@ -150,6 +150,16 @@ def validate(model: type[M], doc: YamlDocument,
     """The model read from ``doc`` and no problems, or ``None`` and every problem as a
     line. ``checks`` (relations between fields) get the raw data and run whether or not
     the schema found problems, so that all are reported together."""
+    value, problems = validate_problems(model, doc, checks, context)
+    lines = list(dict.fromkeys(doc.line(p) for p in problems))
+    return (None if lines else value), lines
+
+
+def validate_problems(model: type[M], doc: YamlDocument,
+                      checks: Callable[[Any], list[Problem]] | None = None,
+                      context: Mapping[str, Any] | None = None
+                      ) -> tuple[M | None, list[Problem]]:
+    """:func:`validate` with the problems as :class:`Problem`\\ s, in file order."""
     problems = list(doc.problems)
     value: M | None = None
     try:
@@ -160,8 +170,18 @@ def validate(model: type[M], doc: YamlDocument,
     if checks is not None:
         problems += checks(doc.data)
     problems.sort(key=lambda p: doc.position(p.loc))  # in the order of the file
-    lines = list(dict.fromkeys(doc.line(p) for p in problems))
-    return (None if lines else value), lines
+    return (None if problems else value), list(dict.fromkeys(problems))
+
+
+def problems_of(model: type[BaseModel], data: Any, at: Loc = ()) -> list[Problem]:
+    """The schema's problems of ``data`` (a part of a file found at ``at``) as ``model``,
+    for checks that validate a section on its own."""
+    try:
+        model.model_validate(data)
+    except ValidationError as exc:
+        return [Problem(at + _loc(e["loc"]) + _extra_loc(e), _wording(model, e))
+                for e in exc.errors()]
+    return []
 
 
 def _loc(loc: tuple[int | str, ...]) -> Loc:
@@ -173,14 +193,15 @@ def _loc(loc: tuple[int | str, ...]) -> Loc:
 def _extra_loc(e: Any) -> Loc:
     """A check over a whole mapping names the field it blames (:func:`field_problem`)."""
     name = (e.get("ctx") or {}).get("field")
-    return (str(name),) if e["type"] == FIELD_PROBLEM and name else ()
+    return loc_of(str(name)) if e["type"] == FIELD_PROBLEM and name else ()
 
 
 FIELD_PROBLEM = "field_problem"
 
 
 def field_problem(name: str, problem: str) -> PydanticCustomError:
-    """Raise this from a model validator to blame field ``name`` of the mapping."""
+    """Raise this from a model validator to blame field ``name`` of the mapping (a
+    dotted path below it, such as ``schedule[1].at``)."""
     return PydanticCustomError(FIELD_PROBLEM, "{problem}", {"field": name, "problem": problem})
 
 
@@ -290,7 +311,7 @@ def allowed_fields(model: type[BaseModel], loc: Loc) -> list[str]:
             return []
         current = info.annotation
     found = _model_in(current)
-    return sorted(found.model_fields) if found is not None else []
+    return sorted(f.alias or n for n, f in found.model_fields.items()) if found else []
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:

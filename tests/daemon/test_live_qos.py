@@ -10,6 +10,8 @@ T's ends of the A-T link as owned substrate interfaces. A stitches VN 100 to B a
 * the A-T link's classes, with the tunnel's WireGuard packets counted in VN 100's class
   (matched by the tunnel's UDP source port);
 
+``show metrics`` (what ``/metrics`` serves) carries the same kernel counters per class
+and summed per stitch, and passes ``promtool check metrics``;
 and ``show routes`` shows the stitched prefix at VN 100's priority band, below an OSPF
 route to the same prefix added to A's namespace, with the kernel choosing the stitch.
 Everything is removed afterwards, even on failure.
@@ -74,6 +76,13 @@ def _flows(lab: Lab) -> None:
             s.communicate()
 
 
+def _metric(text: str, name: str, *labels: str) -> float:
+    found = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+             if line.startswith(name + "{") and all(x in line for x in labels)]
+    assert len(found) == 1, (name, labels, found)
+    return found[0]
+
+
 def test_qos_classes_and_priority_bands_live(live: Live) -> None:
     lab, rms = live
     rms.wait_route("a", 100)
@@ -83,7 +92,8 @@ def test_qos_classes_and_priority_bands_live(live: Live) -> None:
 
     def applied() -> list[dict[str, Any]] | None:  # the daemon's reconcile has run
         rows: list[dict[str, Any]] = rms.show("a", "qos")
-        return rows if rows and all(r["bytes"] is not None for r in rows) else None
+        on_tunnel = any(str(r["device"]).startswith("vx") for r in rows)
+        return rows if on_tunnel and all(r["bytes"] is not None for r in rows) else None
 
     rows = wait_for(applied, 10.0, "A's QoS classes in the kernel")
     tunnel = [r for r in rows if str(r["device"]).startswith("vx")]
@@ -102,6 +112,23 @@ def test_qos_classes_and_priority_bands_live(live: Live) -> None:
     assert email["drops"] > 1000  # 30 Mbit/s into a 20 Mbit/s stitch
     wg_video = after[(lab.link("a", "t").a_dev, "video")]
     assert wg_video["packets"] >= video["packets"]  # the tunnel's packets, by source port
+
+    # /metrics (the same scrape through the control socket) carries the kernel's class
+    # counters, and per stitch its tunnel end's classes summed; promtool accepts it.
+    text = str(rms.show("a", "metrics"))
+    check = subprocess.run(["promtool", "check", "metrics"], input=text, text=True,
+                           capture_output=True, timeout=30, check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
+    on_vx = f'device="{vx}"'
+    email_drops = _metric(text, "vnstitch_qos_class_drops_total", on_vx, 'class="email"')
+    assert email_drops >= email["drops"]  # read after show qos: the counter only grows
+    assert _metric(text, "vnstitch_qos_class_drops_total", on_vx, 'class="video"') == 0
+    assert _metric(text, "vnstitch_qos_class_bytes_total", on_vx, 'class="video"') \
+        >= video["bytes"] > 0
+    sid = f'stitch_id="{reply["stitch_id"]}"'
+    assert _metric(text, "vnstitch_stitch_sent_bytes_total", sid) >= \
+        video["bytes"] + email["bytes"]
+    assert _metric(text, "vnstitch_stitch_dropped_packets_total", sid) >= email["drops"]
 
     # The substrate's own route to the same prefix (as the IGP would install it).
     prefix = "192.168.100.0/24"

@@ -67,6 +67,44 @@ def test_per_peer_link_and_qos_series(stitched: tuple[HttpNode, HttpNode, str]) 
     assert _samples(sock_text, "vnstitch_link_utilisation_ratio") == util
 
 
+def _value(text: str, name: str, *labels: str) -> float | None:
+    for line in _samples(text, name):
+        if all(label in line for label in labels):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+@needs_prometheus
+def test_class_and_stitch_counters_come_from_the_driver(
+        stitched: tuple[HttpNode, HttpNode, str]) -> None:
+    """The scrape reads the driver's HTB class counters (the memory driver's are set
+    here; the kernel's: tests/daemon/test_live_qos.py): per class, and summed per stitch
+    over its tunnel end's classes."""
+    from vnstitch.dataplane.memory import MemoryDataplane  # noqa: PLC0415
+
+    a, _, sid = stitched
+    text = a.call("GET", "/metrics", token="")[1]
+    rows = [r for r in a.call("GET", "/api/v1/qos")[1] if r["bytes"] is not None]
+    assert rows, rows
+    dev, cid = str(rows[0]["device"]), int(rows[0]["class_id"])
+    labels = (f'device="{dev}"', f'class_id="{cid}"')
+    assert _value(text, "vnstitch_qos_class_bytes_total", *labels) == 0.0  # control
+    assert isinstance(a.daemon.driver, MemoryDataplane)
+    a.daemon.driver.set_class_stats(dev, cid, 123456, 789, 42)
+    text = a.call("GET", "/metrics", token="")[1]
+    check = subprocess.run(["promtool", "check", "metrics"], input=text, text=True,
+                           capture_output=True, timeout=30, check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert _value(text, "vnstitch_qos_class_bytes_total", *labels) == 123456
+    assert _value(text, "vnstitch_qos_class_packets_total", *labels) == 789
+    assert _value(text, "vnstitch_qos_class_drops_total", *labels) == 42
+    assert _value(text, "vnstitch_stitch_sent_bytes_total", f'stitch_id="{sid}"') == 123456
+    assert _value(text, "vnstitch_stitch_dropped_packets_total", f'stitch_id="{sid}"') == 42
+    from vnstitch.daemon.control import request  # noqa: PLC0415
+    sock_text = request(a.daemon.config.control_socket, {"cmd": "show", "what": "metrics"})
+    assert _value(sock_text, "vnstitch_qos_class_drops_total", *labels) == 42  # same door
+
+
 def _query(port: int, expr: str) -> list[dict[str, object]]:
     url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
     with urllib.request.urlopen(url, timeout=10) as resp:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,40 @@ def test_config_file_errors_carry_file_line_and_column(tmp_path: Path) -> None:
     cfg["qos"] = QOS
     parsed = parse_config(yaml.safe_dump(cfg), "a.yaml", tmp_path)
     assert parsed.qos is not None and parsed.qos.devices == ("a-t",)
+
+
+def test_every_qos_problem_of_a_config_file_is_reported_at_once(tmp_path: Path) -> None:
+    import jsonschema  # type: ignore[import-untyped]  # noqa: PLC0415
+
+    from vnstitch.cli.schema import schema_of  # noqa: PLC0415
+    from vnstitch.daemon.config import ConfigProblemsError  # noqa: PLC0415
+
+    nodes = write_cluster(tmp_path, ["A"], [], {})
+    cfg = yaml.safe_load(nodes["A"].config_path.read_text())
+    cfg["qos"] = {**QOS, "borrow": "fair", "tunnels": "yes",
+                  "interfaces": [{"device": "a-t", "capacity_mbps": 50},
+                                 {"device": "x", "capacity_mbps": float("nan")},
+                                 {"device": "a-t", "capacity_mbps": 5}],
+                  "stitching_priority": {"classes": {"bulk": 3}}}
+    text = yaml.safe_dump(cfg, sort_keys=False)
+    with pytest.raises(ConfigProblemsError) as err:
+        parse_config(text, "a.yaml", tmp_path)
+    fields = [ln.split(": ")[1] for ln in err.value.problems]
+    assert sorted(fields) == ["qos.borrow", "qos.interfaces[1].capacity_mbps",
+                              "qos.interfaces[2].device",
+                              "qos.stitching_priority.classes.bulk", "qos.tunnels"
+                              ], err.value.problems
+    lines = [int(re.match(r"a\.yaml:(\d+):\d+: ", ln)[1])  # type: ignore[index]
+             for ln in err.value.problems]
+    assert lines == sorted(lines)  # in the order of the file
+    assert any("must be finite" in ln for ln in err.value.problems)
+    # the published config schema describes the section (editors see the same rules)
+    validator = jsonschema.Draft202012Validator(schema_of("config"))
+    assert list(validator.iter_errors(yaml.safe_load(text)))
+    cfg["qos"] = QOS
+    good = yaml.safe_load(yaml.safe_dump(cfg))
+    good["qos"]["stitching_priority"]["vnids"] = {"200": 12}  # YAML keys are text
+    assert list(validator.iter_errors(good)) == []  # control
 
 
 VN_A = [{"vnid": 100, "components": ["10.1.0.0/24"], "host_ports": ["hA"]}]

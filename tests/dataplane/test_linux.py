@@ -81,3 +81,42 @@ def test_asyncio_callers_must_use_a_thread() -> None:
 
     with fresh_netns("t") as ns, LinuxDataplane(ns) as dp:
         assert asyncio.run(drive(dp)) == ["create bridge:vsb1"]
+
+
+def test_two_threads_read_and_reconcile_one_driver_at_once() -> None:
+    """The daemon reconciles in one worker thread while ``show qos`` / ``/metrics`` read
+    class counters in another: each call has its own netlink socket, so neither uses or
+    closes the other's (a shared one failed with EBADF)."""
+    import threading  # noqa: PLC0415
+
+    require_root()
+    dev = f"vtq{run_id()}"[:13]
+    with fresh_netns("t") as ns:
+        dp = LinuxDataplane(ns, owner="a")
+        reconcile(dp, DataplaneState().with_objects(add=[Bridge(dev)]))
+        states = [DataplaneState().with_objects(add=[Bridge(dev),
+                                                     RateLimit(dev, 10, rate, 100)])
+                  for rate in (5.0, 7.0)]
+        errors: list[BaseException] = []
+        done = threading.Event()
+
+        def read() -> None:
+            try:
+                while not done.is_set():
+                    dp.class_stats(dev)
+            except BaseException as exc:  # reported by the main thread
+                errors.append(exc)
+
+        readers = [threading.Thread(target=read) for _ in range(2)]
+        for t in readers:
+            t.start()
+        try:
+            for i in range(10):
+                reconcile(dp, states[i % 2])
+        finally:
+            done.set()
+            for t in readers:
+                t.join(30)
+        assert errors == [], errors
+        assert [(s.class_id) for s in dp.class_stats(dev)] == [10]
+        reconcile(dp, DataplaneState())

@@ -63,8 +63,8 @@ def test_matrix_rows_become_flows_per_class(tmp_path: Path) -> None:
     ("{file: tm.csv, mix: {bulk: 0.5}}", "traffic.matrix.mix", "sum to 1"),
     ("{file: tm.csv, mix: {gold: 1}}", "traffic.matrix.mix.gold", "unknown class"),
     ("{file: tm.csv, mix: {bulk: 0}}", "traffic.matrix.mix.bulk", "fraction"),
-    ("{file: tm.csv, mix: [bulk]}", "traffic.matrix.mix", "map class"),
-    ("{mix: {bulk: 1}}", "traffic.matrix.file", "must be a path"),
+    ("{file: tm.csv, mix: [bulk]}", "traffic.matrix.mix", "must be a mapping"),
+    ("{mix: {bulk: 1}}", "traffic.matrix.file", "missing required field"),
     ("{file: tm.csv, mix: {bulk: 1}, step_s: 0}", "traffic.matrix.step_s", "> 0"),
     ("{file: tm.csv, mix: {bulk: 1}, rows: 3}", "traffic.matrix.rows", "unknown field"),
 ])

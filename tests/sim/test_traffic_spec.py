@@ -39,13 +39,13 @@ def _parse(text: str) -> None:
     (QOS, "traffic", "required"),
     (QOS.replace("borrow", "x") + "  borrow: fair\n" + FLOWS, "qos.borrow", "priority"),
     (QOS.replace("300", "3000") + FLOWS, "qos.classes[0].guaranteed_mbps", "exceeds max"),
-    (QOS.replace("priority: 3", "priority: low") + FLOWS, "qos.classes[1].priority", "number"),
+    (QOS.replace("priority: 3", "priority: low") + FLOWS, "qos.classes[1].priority", "integer"),
     (QOS + "  colour: red\n" + FLOWS, "qos.colour", "unknown field"),
     (QOS + FLOWS.replace("class: video", "class: gold"), "traffic.flows[0].class", "gold"),
     (QOS + FLOWS.replace("mbps: 10", "mbps: -1"), "traffic.flows[0].mbps", ">= 0"),
     (QOS + FLOWS.replace(", mbps: 10", ""), "traffic.flows[0].mbps", "required"),
     (QOS + FLOWS.replace("dst: Chicago", "dst: New York"), "traffic.flows[0].dst", "differ"),
-    (QOS + FLOWS.replace("name: a,", "nme: a,"), "traffic.flows[0].name", "non-empty"),
+    (QOS + FLOWS.replace("name: a,", "nme: a,"), "traffic.flows[0].name", "missing"),
     (QOS + FLOWS.replace("mbps: 10}", "mbps: 10, colour: red}"), "traffic.flows[0].colour",
      "unknown field"),
     (QOS + FLOWS + "    - {name: a, class: email, src: Chicago, dst: Denver, mbps: 1}\n",
@@ -125,3 +125,65 @@ def test_simulate_prints_and_exports_the_traffic_section(
 def test_builtin_congestion_loads() -> None:
     sc = load_scenario("builtin:congestion")
     assert sc.traffic is not None and len(sc.traffic.flows) >= 5
+
+
+def test_every_problem_of_qos_traffic_and_allocation_is_reported_at_once() -> None:
+    text = textwrap.dedent("""\
+        qos:
+          link_mbps: 1000
+          borrow: fair
+          classes:
+            - {name: video, priority: 0, guaranteed_mbps: 300, max_mbps: 2000}
+            - {name: email, priority: 3, guaranteed_mbps: .nan}
+        traffic:
+          interval_s: .inf
+          flows:
+            - {name: a, class: video, src: x, dst: x, mbps: 10}
+            - {name: b, class: video, src: x, dst: y, mbps: "5%", reserve_mbps: 3}
+        allocation: {unit_mbps: 0, provider: {outages: [{start: 5, end: 1}]}}
+        """)
+    with pytest.raises(ScenarioError) as err:
+        _parse(text)
+    got = [ln.split(": ")[:2] for ln in str(err.value).splitlines()]
+    assert got == [
+        ["bad.yaml:3:11", "qos.borrow"],
+        ["bad.yaml:5:66", "qos.classes[0].max_mbps"],
+        ["bad.yaml:6:51", "qos.classes[1].guaranteed_mbps"],
+        ["bad.yaml:8:15", "traffic.interval_s"],
+        ["bad.yaml:10:44", "traffic.flows[0].dst"],
+        ["bad.yaml:11:53", "traffic.flows[1].mbps"],
+        ["bad.yaml:12:25", "allocation.unit_mbps"],
+        ["bad.yaml:12:65", "allocation.provider.outages[0].end"]], str(err.value)
+    assert "must be finite" in str(err.value)  # .nan and .inf are refused, not defaulted
+
+
+def test_class_references_are_checked_with_the_schema_problems() -> None:
+    # A bad rate elsewhere does not hide an unknown class (both reported), and a class
+    # list that is itself broken does not make every reference look unknown (control).
+    text = QOS + FLOWS.replace("class: video", "class: gold") + "  interval_s: -1\n"
+    with pytest.raises(ScenarioError) as err:
+        _parse(text)
+    fields = [ln.split(": ")[1] for ln in str(err.value).splitlines()]
+    assert fields == ["traffic.flows[0].class", "traffic.interval_s"], str(err.value)
+    broken = QOS.replace("priority: 3", "priority: -3") + FLOWS.replace("class: video",
+                                                                         "class: email")
+    with pytest.raises(ScenarioError) as err:
+        _parse(broken)
+    assert [ln.split(": ")[1] for ln in str(err.value).splitlines()] == [
+        "qos.classes[1].priority"], str(err.value)
+
+
+def test_published_schema_describes_the_traffic_sections() -> None:
+    import jsonschema  # type: ignore[import-untyped]  # noqa: PLC0415
+    import yaml  # noqa: PLC0415
+
+    from vnstitch.cli.schema import schema_of  # noqa: PLC0415
+
+    validator = jsonschema.Draft202012Validator(schema_of("scenario"))
+    good = yaml.safe_load(QOS + FLOWS)
+    assert list(validator.iter_errors(good)) == []
+    for bad in (QOS + FLOWS.replace("mbps: 10", "mbps: -1"),
+                QOS + "  colour: red\n" + FLOWS,
+                QOS + FLOWS + "  monitor: {high: 11}\n",
+                QOS + FLOWS + "allocation: {forecaster: lstm}\n"):
+        assert list(validator.iter_errors(yaml.safe_load(bad))), bad

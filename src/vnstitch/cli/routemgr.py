@@ -29,7 +29,7 @@ from vnstitch.daemon.limits import (
 from vnstitch.model.ids import VNID_MAX
 
 SHOW_COLUMNS: dict[str, list[str]] = {
-    "peers": ["id", "address", "received", "sent", "faults", "last_heard_s_ago"],
+    "peers": ["id", "address", "state", "received", "sent", "faults", "last_heard_s_ago"],
     "vnids": ["vnid", "where", "components", "host_ports", "via"],
     "stitches": ["stitch_id", "vnid", "desired", "status", "path", "bandwidth_mbps",
                  "reserved_mbps", "attempts", "last_failure", "next_attempt_s"],
@@ -120,6 +120,13 @@ def register(sub: Any) -> None:
     add_target_args(release)
     add_json_flag(release)
     release.set_defaults(handler=_release)
+
+    reload = rsub.add_parser("reload", help="re-read a running daemon's config file: apply "
+                                            "new peers and trust without a restart, or "
+                                            "refuse it and keep the current one")
+    add_target_args(reload)
+    add_json_flag(reload)
+    reload.set_defaults(handler=_reload)
 
     resize = rsub.add_parser("resize", help="change an established stitch's bandwidth in "
                                             "place (no outage; only at its origin)")
@@ -257,6 +264,17 @@ def _release(args: argparse.Namespace) -> int:
         print_json(result)
     else:
         console().print(f"released {args.stitch_id}")
+    return 0
+
+
+def _reload(args: argparse.Namespace) -> int:
+    result = send(args, {"cmd": "reload"})  # a refused config: ControlError, every problem
+    if args.json:
+        print_json(result)
+    else:
+        console().print(f"reloaded {result['config']}: {result['peers']} peers "
+                        f"(added {len(result['added'])}, removed {len(result['removed'])}, "
+                        f"new address {len(result['readdressed'])})", markup=False)
     return 0
 
 

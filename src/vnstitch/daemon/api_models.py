@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
@@ -111,12 +111,23 @@ class StitchReleased(_Out):
 class Peer(_Out):
     id: str
     address: str
+    state: Literal["up", "down", "never_connected", "removed"] = Field(
+        description="removed: dropped from the config by a reload")
     received: int
     sent: int
     faults: int
     fault_reasons: dict[str, int] = Field(default_factory=dict,
                                           description="dropped datagrams by reason")
     last_heard_s_ago: float | None = Field(description="null: never heard from")
+
+
+class Reloaded(_Out):
+    config: str = Field(description="the file read")
+    reloaded: bool
+    peers: int = Field(description="peers configured now")
+    added: list[str]
+    removed: list[str] = Field(description="kept in the peer list as state removed")
+    readdressed: list[str]
 
 
 class Vnid(_Out):
@@ -267,6 +278,9 @@ ROUTES: tuple[Operation, ...] = (
            StitchResized, body=StitchResize, errors=(400, 404, 422)),
     Operation("delete", f"{API_PREFIX}/stitches/{{stitch_id}}", "release a stitch",
            StitchReleased, errors=(400, 404)),
+    Operation("post", f"{API_PREFIX}/reload", "re-read the config file: apply new peers "
+           "and trust, or refuse it (400, every problem) and keep the current one",
+           Reloaded, errors=(400,)),
     *(Operation("get", f"{API_PREFIX}/{name}", summary, model, many=True)
       for name, model, summary in _LISTS),
 )

@@ -5,8 +5,9 @@ config file format (``vnstitch schema config`` prints them as JSON Schema for ed
 :func:`read` validates a document read with positions (:mod:`vnstitch.yamlfile`) against
 them -- every problem of type, range or spelling at once, unknown fields and non-finite
 numbers refused -- then :func:`_relations` checks what relates one field to another (a
-peer must be trusted, names in ``allow`` must exist, no duplicates, the ``qos:`` section
-through :func:`vnstitch.daemon.qosconfig.parse_qos`) and the valid file becomes the
+peer must be trusted, names in ``allow`` must exist, no duplicates, the ``qos:`` section's
+classes: :func:`vnstitch.daemon.qos_model.qos_relations`; the ``pra:`` section through
+its own reader) and the valid file becomes the
 runtime :class:`~vnstitch.daemon.config.DaemonConfig` (relative paths resolved against
 the config file's folder, trust keys decoded). Kept apart from :mod:`vnstitch.daemon.config`
 so that importing the daemon does not load pydantic before a config is read. Pure: no
@@ -37,6 +38,7 @@ from vnstitch.daemon.config import (
     TimerConfig,
     WireguardConfig,
 )
+from vnstitch.daemon.qos_model import DaemonQosSection, qos_relations, to_qos_config
 from vnstitch.errors import VnstitchError
 from vnstitch.model.ids import (
     RouteManagerId,
@@ -59,7 +61,6 @@ from vnstitch.yamlfile import (
 
 if TYPE_CHECKING:
     from vnstitch.daemon.pra_config import PraConfig
-    from vnstitch.daemon.qosconfig import QosConfig
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -276,7 +277,7 @@ class ConfigFile(FileModel):
     allocation: AllocationSection | None = None
     http: HttpSection | None = None
     congestion: CongestionSection | None = None
-    qos: dict[str, Any] | None = Field(
+    qos: DaemonQosSection | None = Field(
         default=None, description="QoS classes live and stitching priority: see "
         "vnstitch.daemon.qosconfig")
     pra: dict[str, Any] | None = Field(
@@ -304,12 +305,8 @@ def _relations(data: object, check_files: bool, base: Path, source: str) -> list
     its own -- so these problems come together with the schema's, not after them."""
     top = data if isinstance(data, dict) else {}
     out: list[Problem] = []
-    # Sections with their own readers (another layer's format): first problem each.
-    if isinstance(top.get("qos"), dict):
-        try:
-            _qos(top["qos"], source)
-        except _SectionProblemError as exc:
-            out.append(Problem(loc_of(exc.path), exc.problem))
+    out += qos_relations(top.get("qos"))
+    # A section with its own reader (another layer's format): its first problem.
     if isinstance(top.get("pra"), dict):
         try:
             _pra(top["pra"])
@@ -434,7 +431,8 @@ def _runtime(m: ConfigFile, source: str, base: Path) -> DaemonConfig:
         timers=TimerConfig(**timers), state_db=_resolve(m.state_db, base),
         control_socket=_resolve(m.control_socket, base), allocation=alloc, http=http,
         congestion=CongestionConfig(**(m.congestion or CongestionSection()).model_dump()),
-        qos=_qos(m.qos, source), pra=_pra(m.pra))  # both checked by _relations already
+        qos=None if m.qos is None else to_qos_config(m.qos),
+        pra=_pra(m.pra))  # checked by _relations already
 
 
 
@@ -442,12 +440,6 @@ class _SectionProblemError(Exception):
     def __init__(self, path: str, problem: str) -> None:
         super().__init__(problem)
         self.path, self.problem = path, problem
-
-
-def _qos(section: object, source: str) -> QosConfig | None:
-    from vnstitch.daemon.qosconfig import parse_qos  # noqa: PLC0415
-
-    return parse_qos(section, _SectionProblemError, source)
 
 
 def _pra(section: object) -> PraConfig | None:

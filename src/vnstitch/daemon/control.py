@@ -24,6 +24,10 @@ A bad line gets an error reply and the connection stays usable. Requests:
   for the live PRA (``pra:`` section): a regressor of that VN's forecasts, kept in the
   state database. ``show allocations`` then also lists, per PRA consumer, the sources
   its forecast used, the model, forecast, quantile and action
+- ``{"cmd": "reload"}`` -- re-read the config file and apply its peers and trust without
+  a restart, or refuse it with every problem and keep the current one
+  (:mod:`vnstitch.daemon.reload`; ``SIGHUP`` does the same). ``show peers`` lists a peer
+  removed by a reload with ``state: removed``
 
 Views are built from the daemon's own tables (SQLite for stitches, reservations and
 tunnels; in-memory for peers and routes) so they survive restarts where it matters.
@@ -52,6 +56,7 @@ from vnstitch.daemon.limits import (
     MAX_WAIT_S,
 )
 from vnstitch.daemon.qoslive import LIVE_VIEWS, live_view, qos_rows, route_rows
+from vnstitch.daemon.reload import peer_state, reload_config
 from vnstitch.errors import VnstitchError
 from vnstitch.model.ids import vnid as parse_vnid
 from vnstitch.protocol.api import StitchConstraints
@@ -73,7 +78,9 @@ def view(daemon: RouteManagerDaemon, what: str) -> Any:
     """The ``show WHAT`` result as plain JSON-able data."""
     now = daemon.now()
     if what == "peers":
+        hold = daemon.config.timers.hold_time_s
         return [{"id": p.rm_id, "address": f"{p.address[0]}:{p.address[1]}",
+                 "state": peer_state(p.membership, p.last_heard, now, hold).value,
                  "received": p.received, "sent": p.sent, "faults": p.faults,
                  "fault_reasons": dict(p.fault_reasons),
                  "last_heard_s_ago": None if p.last_heard is None else
@@ -271,6 +278,10 @@ async def dispatch(daemon: RouteManagerDaemon, req: dict[str, Any]) -> Any:
     """Carry out one control request; its result, or :class:`ControlError` saying why not."""
     cmd = req.get("cmd")
     if cmd == "show":
+        if req.get("what") == "metrics":  # with the kernel's class counters, as /metrics
+            from vnstitch.daemon.metrics import DaemonMetrics  # noqa: PLC0415  (cycle)
+
+            return await DaemonMetrics(daemon).text()
         if req.get("what") in LIVE_VIEWS:  # read the kernel too (daemon/qoslive.py)
             return await live_view(daemon, str(req["what"]))
         return view(daemon, str(req.get("what")))
@@ -291,7 +302,9 @@ async def dispatch(daemon: RouteManagerDaemon, req: dict[str, Any]) -> Any:
         from vnstitch.daemon.pra_daemon import feed_rows  # noqa: PLC0415  (numpy)
 
         return await daemon.pra.feed(*feed_rows(req))
-    raise ControlError(f"unknown cmd {cmd!r} (show, stitch, release, resize, feed)")
+    if cmd == "reload":  # the config file again: new peers and trust (daemon/reload.py)
+        return reload_config(daemon)
+    raise ControlError(f"unknown cmd {cmd!r} (show, stitch, release, resize, feed, reload)")
 
 
 def _known_stitch(daemon: RouteManagerDaemon, stitch_id: str, cmd: str) -> None:

@@ -44,7 +44,7 @@ from vnstitch.daemon.api_models import (
 )
 from vnstitch.daemon.control import dispatch, view
 from vnstitch.daemon.errors import ControlError, DaemonError
-from vnstitch.daemon.metrics import CONTENT_TYPE, exposition, new_registry
+from vnstitch.daemon.metrics import CONTENT_TYPE, DaemonMetrics
 from vnstitch.errors import VnstitchError
 
 if TYPE_CHECKING:
@@ -115,7 +115,7 @@ class HttpServer:
         self._daemon = daemon
         self.config = config
         self._token = ""
-        self._registry = new_registry(daemon)
+        self._metrics_of = DaemonMetrics(daemon)
         self._runner: web.AppRunner | None = None
         self.port = config.port  # http.listen's port is never 0 (the config refuses it)
 
@@ -133,6 +133,7 @@ class HttpServer:
         r.add_get(f"{API_PREFIX}/stitches/{{stitch_id}}", self._stitch)
         r.add_patch(f"{API_PREFIX}/stitches/{{stitch_id}}", self._resize)
         r.add_delete(f"{API_PREFIX}/stitches/{{stitch_id}}", self._release)
+        r.add_post(f"{API_PREFIX}/reload", self._reload)
         for name in LISTS:
             r.add_get(f"{API_PREFIX}/{name}", self._show(name))
         r.add_get("/", self._index)
@@ -199,7 +200,7 @@ class HttpServer:
         return _json(openapi_document(__version__))
 
     async def _metrics(self, _: web.Request) -> web.Response:
-        return web.Response(body=exposition(self._registry).encode(),
+        return web.Response(body=(await self._metrics_of.text()).encode(),
                             headers={"Content-Type": CONTENT_TYPE})
 
     async def _index(self, _: web.Request) -> web.FileResponse:
@@ -245,6 +246,10 @@ class HttpServer:
         if self._find(sid) is None:
             return _error(404, "no such stitch")
         return _json(await dispatch(self._daemon, {"cmd": "release", "stitch_id": sid}))
+
+
+    async def _reload(self, _: web.Request) -> web.Response:
+        return _json(await dispatch(self._daemon, {"cmd": "reload"}))
 
 
 def _bound(daemon: RouteManagerDaemon) -> bool:
@@ -298,6 +303,8 @@ def _http_route(req: dict[str, Any]) -> tuple[str, str, dict[str, Any] | None]:
         what = str(req.get("what"))
         return "GET", "/metrics" if what == "metrics" else f"{API_PREFIX}/{what}", None
     fields = {k: v for k, v in req.items() if k not in ("cmd", "stitch_id")}
+    if cmd == "reload":
+        return "POST", f"{API_PREFIX}/reload", None
     if cmd == "stitch":
         return "POST", f"{API_PREFIX}/stitches", fields
     sid = quote(str(req.get("stitch_id")), safe="")
@@ -305,4 +312,4 @@ def _http_route(req: dict[str, Any]) -> tuple[str, str, dict[str, Any] | None]:
         return "DELETE", f"{API_PREFIX}/stitches/{sid}", None
     if cmd == "resize":
         return "PATCH", f"{API_PREFIX}/stitches/{sid}", fields
-    raise ControlError(f"unknown cmd {cmd!r} (show, stitch, release, resize)")
+    raise ControlError(f"unknown cmd {cmd!r} (show, stitch, release, resize, reload)")

@@ -20,13 +20,17 @@ Families (all carry the label ``rm``, the daemon's RM id):
   ``stitch_rtt_seconds`` and ``stitch_probe_loss_ratio`` (from the health probes of the
   tunnel end here)
 - per peer: ``peer_last_heard_seconds`` (age; absent when never heard),
-  ``peer_state{state}`` (``up`` | ``lost`` | ``never_connected``), ``peer_datagrams_*``,
+  ``peer_state{state}`` (``up`` | ``down`` | ``never_connected`` | ``removed``: see
+  :func:`vnstitch.daemon.reload.peer_state`), ``peer_datagrams_*``,
   ``peer_faults_by_reason_total{reason}`` (a peer whose key is not trusted shows as
   ``unknown_sender`` here, under its configured address's peer)
 - per link: ``link_reserved_mbps``, ``link_capacity_mbps``, ``link_utilisation_ratio``
 - per QoS class (HTB class in the desired state): ``qos_class_rate_mbps``,
-  ``qos_class_ceil_mbps``; byte and drop counters per class are not read by any driver
-  yet, so they are not exported
+  ``qos_class_ceil_mbps``, and from the kernel (a scrape through :class:`DaemonMetrics`,
+  a driver that counts classes: the Linux one) ``qos_class_bytes_total``,
+  ``qos_class_packets_total``, ``qos_class_drops_total{device,class_id,class}``; per
+  stitch, its tunnel end's classes summed: ``stitch_sent_bytes_total`` (throughput:
+  ``rate()`` of it) and ``stitch_dropped_packets_total``
 - ``decisions_total{kind,action}``: decisions kept by the daemon (bounded history)
 """
 
@@ -40,12 +44,14 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from vnstitch.daemon.reload import PeerState
+
 if TYPE_CHECKING:
     from vnstitch.daemon.runtime import RouteManagerDaemon
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STITCH_STATES = ("requested", "up", "renegotiating", "down", "failed")
-PEER_STATES = ("up", "lost", "never_connected")
+PEER_STATES = tuple(s.value for s in PeerState)
 
 # (daemon counter key, metric name, help)
 _COUNTERS = (
@@ -63,14 +69,39 @@ _COUNTERS = (
     ("resizes_failed", "resizes_failed", "in-place resizes refused or timed out"),
     ("allocation_errors", "allocation_errors",
      "allocation intervals that failed and kept the last reservation"),
+    ("config_reloads", "config_reloads", "config reloads applied (SIGHUP, reload)"),
+    ("config_reloads_refused", "config_reloads_refused",
+     "config reloads refused (the daemon kept its config)"),
 )
 
 
 def new_registry(daemon: RouteManagerDaemon) -> CollectorRegistry:
-    """A registry of its own holding ``daemon``'s collector."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(DaemonCollector(daemon))
-    return registry
+    """A registry of its own holding ``daemon``'s collector (no kernel counters: see
+    :class:`DaemonMetrics` for a scrape that reads them)."""
+    return DaemonMetrics(daemon).registry
+
+
+class DaemonMetrics:
+    """One daemon's registry; :meth:`text` is a scrape: it reads the kernel's HTB class
+    counters (in a worker thread, :func:`vnstitch.daemon.qoslive.live_view`) and then
+    builds the exposition, so ``/metrics`` and ``show metrics`` carry them."""
+
+    def __init__(self, daemon: RouteManagerDaemon) -> None:
+        self._daemon = daemon
+        self.collector = DaemonCollector(daemon)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self.collector)
+
+    async def text(self) -> str:
+        from vnstitch.daemon.qoslive import live_view  # noqa: PLC0415  (cycle)
+
+        if self._daemon.store_open:
+            # No await between setting the rows and collecting: one scrape's rows only.
+            self.collector.qos_rows = await live_view(self._daemon, "qos")
+        try:
+            return exposition(self.registry)
+        finally:
+            self.collector.qos_rows = None
 
 
 def exposition(registry: CollectorRegistry) -> str:
@@ -83,6 +114,9 @@ class DaemonCollector(Collector):
 
     def __init__(self, daemon: RouteManagerDaemon) -> None:
         self._daemon = daemon
+        #: this scrape's HTB classes with the kernel's counters (``show qos``'s rows);
+        #: None: the desired classes only
+        self.qos_rows: list[dict[str, Any]] | None = None
 
     def collect(self) -> Iterator[Metric]:
         from vnstitch.daemon.control import view  # noqa: PLC0415  (cycle: control uses us)
@@ -98,9 +132,11 @@ class DaemonCollector(Collector):
         allocation = view(d, "status")["allocation"]
         decisions = view(d, "decisions")
         families += _stitch_families(rm, stitches, tunnels, allocation, decisions)
-        families += _peer_families(rm, view(d, "peers"), d.config.timers.hold_time_s)
+        families += _peer_families(rm, view(d, "peers"))
         families += _link_families(rm, view(d, "status")["link_usage"])
-        families += _qos_families(rm, view(d, "qos"))
+        qos = self.qos_rows if self.qos_rows is not None else view(d, "qos")
+        families += _qos_families(rm, qos)
+        families += _stitch_traffic(rm, qos, _stitch_of_device(d, tunnels))
         kinds = Counter((str(r.get("kind")), str(r.get("action"))) for r in decisions)
         fam = CounterMetricFamily("vnstitch_decisions", "decisions kept by the daemon "
                                   "(bounded history), by kind and action",
@@ -193,11 +229,12 @@ def _stitch_families(rm: str, stitches: list[dict[str, Any]], tunnels: list[dict
     return [state, count, bw, reserved, total, allocated, measured, forecast, rtt, loss]
 
 
-def _peer_families(rm: str, peers: Iterable[dict[str, Any]], hold_s: float) -> list[Metric]:
+def _peer_families(rm: str, peers: Iterable[dict[str, Any]]) -> list[Metric]:
     age = _gauge("peer_last_heard_seconds", "seconds since the peer's last good datagram "
                  "(absent: never heard)", ["peer"])
     state = _gauge("peer_state", "1 for the peer's state: up (heard within the hold time), "
-                   "lost (heard before, not since), never_connected", ["peer", "state"])
+                   "down (heard before, not since), never_connected, removed (dropped "
+                   "from the config by a reload)", ["peer", "state"])
     received = CounterMetricFamily("vnstitch_peer_datagrams_received",
                                    "datagrams received from the peer", labels=["rm", "peer"])
     sent = CounterMetricFamily("vnstitch_peer_datagrams_sent", "datagrams sent to the peer",
@@ -211,8 +248,7 @@ def _peer_families(rm: str, peers: Iterable[dict[str, Any]], hold_s: float) -> l
     for p in peers:
         pid = str(p["id"])
         ago = p.get("last_heard_s_ago")
-        now_state = ("never_connected" if ago is None else
-                     "up" if float(ago) <= hold_s else "lost")
+        now_state = str(p["state"])
         if ago is not None:
             age.add_metric([rm, pid], float(ago))
         for st in PEER_STATES:
@@ -242,8 +278,56 @@ def _qos_families(rm: str, classes: Iterable[dict[str, Any]]) -> list[Metric]:
     rate = _gauge("qos_class_rate_mbps", "guaranteed rate of an HTB class", ["device",
                                                                              "class_id"])
     ceil = _gauge("qos_class_ceil_mbps", "ceiling of an HTB class", ["device", "class_id"])
+    labels3 = ["rm", "device", "class_id", "class"]
+    sent = CounterMetricFamily("vnstitch_qos_class_bytes", "bytes the kernel sent through "
+                               "the HTB class (absent: the driver cannot read it)",
+                               labels=labels3)
+    packets = CounterMetricFamily("vnstitch_qos_class_packets", "packets the kernel sent "
+                                  "through the HTB class", labels=labels3)
+    drops = CounterMetricFamily("vnstitch_qos_class_drops", "packets the kernel dropped "
+                                "in the HTB class (over its ceiling)", labels=labels3)
     for c in classes:
         labels = [rm, str(c["device"]), str(c["class_id"])]
         rate.add_metric(labels, float(c["rate_mbps"]))
         ceil.add_metric(labels, float(c["ceil_mbps"]))
-    return [rate, ceil]
+        if c.get("bytes") is None:
+            continue
+        named = [*labels, str(c.get("class") or "")]
+        sent.add_metric(named, int(c["bytes"]))
+        packets.add_metric(named, int(c["packets"]))
+        drops.add_metric(named, int(c["drops"]))
+    return [rate, ceil, sent, packets, drops]
+
+
+def _stitch_of_device(d: RouteManagerDaemon, tunnels: Iterable[dict[str, Any]]
+                      ) -> dict[str, str]:
+    """VXLAN port -> the stitch whose tunnel it rides (through its WireGuard underlay)."""
+    from vnstitch.dataplane.objects import VxlanPort  # noqa: PLC0415
+
+    by_wg = {str(t["interface"]): str(t["stitch_id"]) for t in tunnels
+             if t.get("interface") and t.get("stitch_id")}
+    return {o.name: by_wg[o.underlay] for o in d.desired_state()
+            if isinstance(o, VxlanPort) and o.underlay in by_wg}
+
+
+def _stitch_traffic(rm: str, classes: Iterable[dict[str, Any]], stitch_of: dict[str, str]
+                    ) -> list[Metric]:
+    """Per stitch: what its tunnel end sent and dropped here (its HTB classes summed)."""
+    sent = CounterMetricFamily("vnstitch_stitch_sent_bytes", "bytes the kernel sent into "
+                               "the stitch's tunnel here (all its classes)",
+                               labels=["rm", "stitch_id"])
+    drops = CounterMetricFamily("vnstitch_stitch_dropped_packets", "packets the kernel "
+                                "dropped at the stitch's tunnel end here (over its "
+                                "bandwidth)", labels=["rm", "stitch_id"])
+    totals: dict[str, list[int]] = {}
+    for c in classes:
+        sid = stitch_of.get(str(c["device"]))
+        if sid is None or c.get("bytes") is None:
+            continue
+        t = totals.setdefault(sid, [0, 0])
+        t[0] += int(c["bytes"])
+        t[1] += int(c["drops"])
+    for sid, (b, dropped) in sorted(totals.items()):
+        sent.add_metric([rm, sid], b)
+        drops.add_metric([rm, sid], dropped)
+    return [sent, drops]

@@ -50,6 +50,7 @@ checks before any signature is verified (:mod:`vnstitch.protocol.admission`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -67,6 +68,7 @@ from vnstitch.daemon.intents import IntentRunner
 from vnstitch.daemon.membership import MembershipFiles
 from vnstitch.daemon.qoslive import QosLive
 from vnstitch.daemon.reconciler import Reconciler
+from vnstitch.daemon.reload import Membership, apply_peers
 from vnstitch.daemon.resizing import on_resized, request_resize
 from vnstitch.daemon.state import ReservationRecord, StateStore, StitchRecord
 from vnstitch.daemon.tunnelprobe import TunnelProbeSockets, host_port
@@ -74,6 +76,7 @@ from vnstitch.dataplane.base import DataplaneDriver
 from vnstitch.dataplane.memory import MemoryDataplane
 from vnstitch.dataplane.objects import DataplaneState, WireguardInterface
 from vnstitch.dataplane.retry import ObjectRetry
+from vnstitch.errors import VnstitchError
 from vnstitch.model.ids import VNID, RouteManagerId
 from vnstitch.protocol.admission import Admission
 from vnstitch.protocol.api import (
@@ -137,6 +140,8 @@ class PeerView:
     sent: int = 0
     last_heard: float | None = None  # core time of the last datagram that was not a fault
     fault_reasons: Counter[str] = field(default_factory=Counter)
+    #: removed from the config by a reload (kept, so it does not look never connected)
+    membership: Membership = Membership.CONFIGURED
 
 
 @dataclass(slots=True)
@@ -301,7 +306,7 @@ class RouteManagerDaemon:
         """Restore state, adopt the dataplane, bind the UDP port, start the core."""
         self._loop = asyncio.get_running_loop()
         self._offset = self._wall_clock() - self._loop.time()
-        key = self._key or load_key_file(self.config.key_file)
+        key = self._key = self._key or load_key_file(self.config.key_file)
         store = StateStore.open(self.config.state_db, initialise=self._init_state)
         try:
             store.claim(key.rm_id)
@@ -350,6 +355,27 @@ class RouteManagerDaemon:
         if self.endpoints is not None:
             self.endpoints.start(self._loop)
         log.info("route manager %s listening on %s:%d", key.rm_id, *self.local_address)
+
+    def reconfigure(self, config: DaemonConfig) -> None:
+        """Apply a reloaded config's peers and trust (:mod:`vnstitch.daemon.reload`): the
+        core is rebuilt from its own snapshot with ``config`` -- a restart's path, with
+        the socket, state database and dataplane kept open."""
+        assert self._key is not None and self._loop is not None
+        now = self.now()
+        self._persist_core()
+        core = self._core_factory(CoreSetup(config, self._key, self.core.snapshot(),
+                                            self._seq_high_water, now))
+        self.config = config
+        self._core = core
+        self._peek = getattr(core, "peek", None)
+        apply_peers(self.peers, config, PeerView)
+        self._by_address = {p.address: p.rm_id for p in config.peers}
+        self.admission.set_neighbours({p.rm_id: p.address for p in config.peers})
+        outputs = core.start(now)
+        for vn in config.local_vns:
+            outputs += core.add_local_vn(vn.virtual_network(config.segment), now)
+        self._timer_at = None  # the new core's timers
+        self._execute(outputs, persist=True)
 
     async def start_control(self) -> None:
         """Serve the control socket at ``config.control_socket``."""
@@ -657,8 +683,17 @@ async def run_daemon(daemon: RouteManagerDaemon) -> None:
         raise
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, daemon.request_stop)
+    loop.add_signal_handler(signal.SIGHUP, _reload_on_signal, daemon)
     try:
         await daemon.stopped.wait()
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+
+
+def _reload_on_signal(daemon: RouteManagerDaemon) -> None:
+    """SIGHUP: reload the config file; a refused one is logged, the daemon runs on."""
+    from vnstitch.daemon.reload import reload_config  # noqa: PLC0415
+
+    with contextlib.suppress(VnstitchError):  # reload_config logged every problem
+        reload_config(daemon)

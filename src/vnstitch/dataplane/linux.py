@@ -43,6 +43,7 @@ import asyncio
 import contextlib
 import ipaddress
 import socket
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -141,7 +142,10 @@ class LinuxDataplane:
         self.shaped = frozenset(shaped)
         self.marker = _ALIAS_PREFIX + owner
         self._applied: dict[str, DataplaneObject] = {}
-        self._ipr: Any = None
+        # The netlink socket of the current observe()/apply() call, per thread: the
+        # reconcile and a reader of counters (show qos, /metrics) run in two worker
+        # threads at once, and one must never use (or close) the other's socket.
+        self._session_of = threading.local()
 
     # -- plumbing ---------------------------------------------------------------------
     def _rt_guard(self) -> None:
@@ -154,27 +158,28 @@ class LinuxDataplane:
                                  "call it from a worker thread (asyncio.to_thread)")
 
     def _rt(self) -> Any:
-        if self._ipr is None:
+        ipr = getattr(self._session_of, "ipr", None)
+        if ipr is None:
             raise DataplaneError("LinuxDataplane: netlink used outside observe()/apply()")
-        return self._ipr
+        return ipr
 
     @contextmanager
     def _session(self) -> Iterator[None]:
         """One netlink socket per observe()/apply() call, opened and closed in the calling
         thread: pyroute2's sync API ties a socket to the thread's event loop, and callers
         (asyncio.to_thread) may use a different worker thread each time."""
-        if self._ipr is not None:  # nested: apply() observes first
+        if getattr(self._session_of, "ipr", None) is not None:  # nested: apply() observes
             yield
             return
         self._rt_guard()
         try:
-            self._ipr = IPRoute(netns=self.netns) if self.netns else IPRoute()
+            self._session_of.ipr = IPRoute(netns=self.netns) if self.netns else IPRoute()
         except (OSError, NetlinkError) as exc:
             raise DataplaneError(f"netns {self.netns}: cannot open netlink: {exc}") from exc
         try:
             yield
         finally:
-            ipr, self._ipr = self._ipr, None
+            ipr, self._session_of.ipr = self._session_of.ipr, None
             ipr.close()
 
     def close(self) -> None:

@@ -90,6 +90,10 @@ class Admission:
         self._sources: OrderedDict[str, TokenBucket] = OrderedDict()
         self.admitted = [0, 0, 0]  # per tier
 
+    def set_neighbours(self, neighbours: Mapping[RouteManagerId, tuple[str, int]]) -> None:
+        """A new neighbour list (config reload); the rate buckets are kept."""
+        self._neighbours = dict(neighbours)
+
     def check(self, peek: Peek, source: tuple[str, int], now: float,
               tunnel_hosts: Collection[str] = ()) -> str | None:
         """None to verify the datagram now, else the reason it is dropped unverified."""

@@ -4,8 +4,9 @@ matches) and its HTB classes and u32 filters.
 Theory of operation.
 
 *Policy.* :func:`parse_policy` validates a plain mapping (as ``yaml.safe_load`` gives)
-into a :class:`QosPolicy`; every problem raises :class:`PolicyError` naming the field as
-a dotted path (``classes[1].guaranteed_mbps``). :func:`load_policy` only reads the file.
+into a :class:`QosPolicy` against the schema of :mod:`vnstitch.routing.qos_model`; a
+problem raises :class:`PolicyError` naming the field as a dotted path
+(``classes[1].guaranteed_mbps``). :func:`load_policy` only reads the file.
 :func:`policy_to_tc` is pure: it turns a policy into
 :class:`~vnstitch.dataplane.objects.RateLimit` objects (one HTB class per QoS class,
 ``rate`` = guaranteed, ``ceil`` = maximum) and
@@ -74,89 +75,21 @@ class QosPolicy:
         return tuple(c.name for c in self.classes)
 
 
-def _num(raw: Any, source: str, field: str, *, lo: float = 0.0, integer: bool = False
-         ) -> float:
-    if isinstance(raw, bool) or not isinstance(raw, int | float):
-        raise PolicyError(source, field, f"must be a number, got {raw!r}")
-    if integer and not isinstance(raw, int):
-        raise PolicyError(source, field, f"must be an integer, got {raw!r}")
-    if raw < lo:
-        raise PolicyError(source, field, f"must be >= {lo:g}, got {raw!r}")
-    return float(raw)
-
-
-def _int_list(raw: Any, source: str, field: str, hi: int) -> tuple[int, ...]:
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        raise PolicyError(source, field, "must be a list")
-    out = []
-    for i, v in enumerate(raw):
-        n = int(_num(v, source, f"{field}[{i}]", integer=True))
-        if n > hi:
-            raise PolicyError(source, f"{field}[{i}]", f"must be <= {hi}, got {n}")
-        out.append(n)
-    return tuple(out)
-
-
 def parse_policy(data: Any, source: str = "<policy>") -> QosPolicy:
-    if not isinstance(data, dict):
-        raise PolicyError(source, "(top)", "must be a mapping")
-    unknown = set(data) - {"link_mbps", "classes", "applications"}
-    if unknown:
-        raise PolicyError(source, sorted(unknown)[0], "unknown field")
-    link = _num(data.get("link_mbps"), source, "link_mbps", lo=1e-9)
-    classes: list[QosClass] = []
-    raw_classes = data.get("classes")
-    if not isinstance(raw_classes, list) or not raw_classes:
-        raise PolicyError(source, "classes", "must be a non-empty list")
-    for i, c in enumerate(raw_classes):
-        f = f"classes[{i}]"
-        if not isinstance(c, dict):
-            raise PolicyError(source, f, "must be a mapping")
-        name = c.get("name")
-        if not isinstance(name, str) or not name:
-            raise PolicyError(source, f"{f}.name", "must be a non-empty string")
-        if any(k.name == name for k in classes):
-            raise PolicyError(source, f"{f}.name", f"duplicate class {name!r}")
-        prio = int(_num(c.get("priority"), source, f"{f}.priority", integer=True))
-        g = _num(c.get("guaranteed_mbps"), source, f"{f}.guaranteed_mbps")
-        m = _num(c.get("max_mbps", link), source, f"{f}.max_mbps", lo=1e-9)
-        if g > m:
-            raise PolicyError(source, f"{f}.guaranteed_mbps", f"{g:g} exceeds max_mbps {m:g}")
-        if m > link:
-            raise PolicyError(source, f"{f}.max_mbps", f"{m:g} exceeds link_mbps {link:g}")
-        classes.append(QosClass(name, prio, g, m))
-    total = sum(c.guaranteed_mbps for c in classes)
-    if total > link:
-        raise PolicyError(source, "classes", f"guaranteed rates sum to {total:g} Mbit/s, "
-                          f"more than link_mbps {link:g}")
-    apps: list[Application] = []
-    for i, a in enumerate(data.get("applications") or []):
-        f = f"applications[{i}]"
-        if not isinstance(a, dict):
-            raise PolicyError(source, f, "must be a mapping")
-        name = a.get("name")
-        if not isinstance(name, str) or not name:
-            raise PolicyError(source, f"{f}.name", "must be a non-empty string")
-        cls = a.get("class")
-        if cls not in {c.name for c in classes}:
-            raise PolicyError(source, f"{f}.class", f"unknown class {cls!r}")
-        proto = a.get("protocol")
-        if proto is not None and proto not in PROTOCOLS:
-            raise PolicyError(source, f"{f}.protocol", f"must be tcp or udp, got {proto!r}")
-        vnid = a.get("vnid")
-        if vnid is not None:
-            vnid = int(_num(vnid, source, f"{f}.vnid", integer=True))
-            if vnid >= 1 << 24:
-                raise PolicyError(source, f"{f}.vnid", "must fit in 24 bits")
-        ports = _int_list(a.get("ports"), source, f"{f}.ports", 65535)
-        dscp = _int_list(a.get("dscp"), source, f"{f}.dscp", 63)
-        if not ports and not dscp and vnid is None:
-            raise PolicyError(source, f, "needs at least one of ports, dscp, vnid")
-        apps.append(Application(name, str(cls), ports, dscp, vnid, proto))
-    return QosPolicy(link, tuple(sorted(classes, key=lambda c: (c.priority, c.name))),
-                     tuple(apps))
+    """Validate a plain policy mapping (:mod:`vnstitch.routing.qos_model`, the schema);
+    the first problem in file order raises :class:`PolicyError` naming its field."""
+    from vnstitch.routing.qos_model import (  # noqa: PLC0415 -- pydantic loads lazily
+        QosPolicySection,
+        policy_relations,
+        to_policy,
+    )
+    from vnstitch.yamlfile import YamlDocument, dotted, validate_problems  # noqa: PLC0415
+
+    model, problems = validate_problems(QosPolicySection, YamlDocument(source, data),
+                                        policy_relations)
+    if model is None:
+        raise PolicyError(source, dotted(problems[0].loc) or "(top)", problems[0].problem)
+    return to_policy(model)
 
 
 def load_policy(path: str | Path) -> QosPolicy:

@@ -47,7 +47,6 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vnstitch.sim.allocation_spec import parse_allocation
 from vnstitch.sim.errors import ScenarioError
 from vnstitch.sim.network import Impairments
 from vnstitch.sim.picks import BUSIEST_ADJACENCY
@@ -58,11 +57,17 @@ from vnstitch.sim.scenario_model import (
     ScenarioFile,
     ScenarioProblemsError,
     VnsSection,
-    loc_of,
 )
-from vnstitch.sim.traffic_spec import TrafficSpec, parse_traffic
+from vnstitch.sim.scenario_sections import allocation_spec, section_relations, traffic_spec
+from vnstitch.sim.traffic_spec import TrafficSpec
 from vnstitch.sim.workload import FaultKind
-from vnstitch.yamlfile import YamlDocument, YamlSyntaxError, load_yaml, validate
+from vnstitch.yamlfile import (
+    YamlDocument,
+    YamlSyntaxError,
+    dotted,
+    load_yaml,
+    validate_problems,
+)
 
 BUILTIN = ("small", "medium", "faulty", "congestion", "abilene-tm", "allocation",
            "transit-crash", "nonmember", "story")
@@ -181,18 +186,12 @@ def scenario_from_mapping(data: object, source: str = "<scenario>",
 def _from_document(doc: YamlDocument, base_dir: str | None) -> Scenario:
     if doc.data is None:
         doc.data = {}
-    model, lines = validate(ScenarioFile, doc)
+    model, problems = validate_problems(ScenarioFile, doc, section_relations)
     if model is None:
-        first = lines[0].split(": ", 2)
-        field_, problem = (first[1], first[2]) if len(first) == 3 else ("", lines[0])
-        raise ScenarioProblemsError(doc.source, field_, problem, lines)
-    try:
-        return _scenario(model, doc.source, base_dir)
-    except ScenarioError as exc:  # from the traffic / qos / allocation readers
-        if not exc.field or exc.source != doc.source:
-            raise
-        line = f"{doc.where(loc_of(exc.field))}: {exc.field}: {exc.problem}"
-        raise ScenarioProblemsError(doc.source, exc.field, exc.problem, [line]) from None
+        lines = list(dict.fromkeys(doc.line(p) for p in problems))
+        first = problems[0]
+        raise ScenarioProblemsError(doc.source, dotted(first.loc), first.problem, lines)
+    return _scenario(model, doc.source, base_dir)
 
 
 def _scenario(m: ScenarioFile, source: str, base_dir: str | None) -> Scenario:
@@ -214,7 +213,7 @@ def _scenario(m: ScenarioFile, source: str, base_dir: str | None) -> Scenario:
         network=Impairments(loss=net.loss, duplicate=net.duplicate, reorder=net.reorder,
                             reorder_delay_ms=net.reorder_delay_ms, jitter_ms=net.jitter_ms),
         faults=faults, protocol=dict(m.protocol or {}),
-        traffic=_traffic(source, m), source=source, base_dir=base_dir)
+        traffic=_traffic(m), source=source, base_dir=base_dir)
 
 
 def _fault(f: FaultEntry, path: str) -> FaultSpec:
@@ -228,17 +227,17 @@ def _fault(f: FaultEntry, path: str) -> FaultSpec:
     return FaultSpec(f.at, kind, segments=tuple(f.segments or ()), name=f.name, field=path)
 
 
-def _traffic(source: str, m: ScenarioFile) -> TrafficSpec | None:
-    """``traffic:`` + ``qos:``, with the ``allocation:`` section that manages them."""
-    traffic = parse_traffic(source, m.traffic, m.qos)
+def _traffic(m: ScenarioFile) -> TrafficSpec | None:
+    """``traffic:`` + ``qos:``, with the ``allocation:`` section that manages them
+    (:func:`~vnstitch.sim.scenario_sections.section_relations` has checked that they
+    come together)."""
+    if m.traffic is None or m.qos is None:
+        return None
+    traffic = traffic_spec(m.qos, m.traffic)
     if m.allocation is None:
         return traffic
-    if traffic is None:
-        raise ScenarioError(source, "allocation", "needs a traffic (and qos) section: it "
-                            "reserves bandwidth for the traffic's flows")
-    classes = {c.name for c in traffic.policy.classes}
-    spec = parse_allocation(source, m.allocation, classes, traffic.stitched_classes)
-    return dataclasses.replace(traffic, allocation=spec)
+    return dataclasses.replace(traffic, allocation=allocation_spec(
+        m.allocation, traffic.stitched_classes))
 
 
 def check_scenario(sc: Scenario) -> None:

@@ -4,13 +4,13 @@ Theory of operation: :class:`ScenarioFile` and its section models describe a sce
 file (``vnstitch schema scenario`` prints them as JSON Schema).
 :func:`vnstitch.sim.scenario.parse_scenario` validates the data read from YAML with
 positions (:mod:`vnstitch.yamlfile`) against them: every
-problem of type, range or spelling in the top level and the ``vns``, ``requests``,
-``network``, ``faults`` and ``protocol`` sections at once, unknown fields and non-finite
-numbers refused. The ``traffic``, ``qos`` and ``allocation`` sections depend on each
-other (classes named in flows must exist in the QoS policy) and keep their own readers
-(:mod:`vnstitch.sim.traffic_spec`, :mod:`vnstitch.sim.allocation_spec`); their first
-problem is given the same ``FILE:LINE:COL`` position from the field path it names
-(:func:`~vnstitch.yamlfile.loc_of`). A failure is
+problem of type, range or spelling in every section at once, unknown fields and
+non-finite numbers refused. The ``traffic``, ``qos`` and ``allocation`` sections are
+:mod:`vnstitch.sim.scenario_sections` (the ``qos`` policy is the model the daemon's
+config shares, :mod:`vnstitch.routing.qos_model`); what relates them (classes named in
+flows must exist in the policy) is checked by
+:func:`~vnstitch.sim.scenario_sections.section_relations` together with the schema. A
+failure is
 :class:`ScenarioProblemsError` (a :class:`~vnstitch.sim.errors.ScenarioError` whose
 ``field`` is the first problem's, so callers that blame a field keep working).
 """
@@ -18,14 +18,15 @@ problem is given the same ``FILE:LINE:COL`` position from the field path it name
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from vnstitch.sim.errors import ScenarioError
 from vnstitch.sim.picks import BUSIEST_ADJACENCY
+from vnstitch.sim.scenario_sections import AllocationSection, ScenarioQos, TrafficSection
 from vnstitch.sim.workload import FaultKind
-from vnstitch.yamlfile import FileModel, field_problem, loc_of
+from vnstitch.yamlfile import FileModel, field_problem
 
 
 def _not_nan(x: float) -> float:
@@ -152,12 +153,12 @@ class ScenarioFile(FileModel):
     faults: list[FaultEntry] | None = None
     protocol: dict[str, NonNegative] | None = Field(
         default=None, description="timers passed to the protocol core")
-    traffic: dict[str, Any] | None = Field(
+    traffic: TrafficSection | None = Field(
         default=None, description="flows, matrix, monitor, reroute: see "
         "vnstitch.sim.traffic_spec")
-    qos: dict[str, Any] | None = Field(
+    qos: ScenarioQos | None = Field(
         default=None, description="QoS classes (vnstitch.routing.qos) and borrow")
-    allocation: dict[str, Any] | None = Field(
+    allocation: AllocationSection | None = Field(
         default=None, description="forecast-driven reservations: see "
         "vnstitch.sim.allocation_spec")
 
@@ -175,4 +176,4 @@ class ScenarioProblemsError(ScenarioError):
 
 
 __all__ = ["FaultEntry", "NetworkSection", "RequestsSection", "ScenarioFile",
-           "ScenarioProblemsError", "VnsSection", "loc_of"]
+           "ScenarioProblemsError", "VnsSection"]
