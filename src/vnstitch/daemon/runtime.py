@@ -319,9 +319,7 @@ class RouteManagerDaemon:
             self.intents.restore()
             self.core_desired = store.load_desired()
             self._tunnel_hosts = tunnel_hosts(self.core_desired)
-            # Cores without the two peeks (test doubles): no admission checks.
-            self._peek_header = getattr(self._core, "peek_header", None)
-            self._peek_body = getattr(self._core, "peek_body", None)
+            self._bind_peeks(self._core)
             if self.allocation is not None:  # before adopting: keep the last reservations
                 self.allocation.restore()
             # Adopt what is there, remove what we own but no longer want.
@@ -367,7 +365,7 @@ class RouteManagerDaemon:
                                             self._seq_high_water, now))
         self.config = config
         self._core = core
-        self._peek = getattr(core, "peek", None)
+        self._bind_peeks(core)
         apply_peers(self.peers, config, PeerView)
         self._by_address = {p.address: p.rm_id for p in config.peers}
         self.admission.set_neighbours({p.rm_id: p.address for p in config.peers})
@@ -376,6 +374,13 @@ class RouteManagerDaemon:
             outputs += core.add_local_vn(vn.virtual_network(config.segment), now)
         self._timer_at = None  # the new core's timers
         self._execute(outputs, persist=True)
+
+    def _bind_peeks(self, core: DaemonCore) -> None:
+        """The admission checks read headers through the current core's codec (a reload
+        replaces the core, and with it the trusted keys). Cores without the two peeks
+        (test doubles): no admission checks."""
+        self._peek_header = getattr(core, "peek_header", None)
+        self._peek_body = getattr(core, "peek_body", None)
 
     async def start_control(self) -> None:
         """Serve the control socket at ``config.control_socket``."""
