@@ -42,9 +42,23 @@ def model(name: str) -> Any:
     return make_forecaster(name, SEASON, **OPTIONS.get(name, {}))
 
 
-def test_shapes_and_monotone_quantiles(name: str) -> None:
-    y = synthetic()
-    fc = model(name).fit(y).predict(4, quantiles=(0.9, 0.1, 0.5))
+@pytest.fixture(scope="module")
+def fits() -> dict[str, Any]:
+    """Per model, one fit on ``synthetic()``, shared by the tests that only read a fitted
+    model (fitting is the slow part for the statsforecast and LSTM models).
+    ``test_deterministic`` compares it with a fresh fit, so sharing it hides nothing."""
+    return {}
+
+
+@pytest.fixture
+def fitted(name: str, fits: dict[str, Any]) -> Any:
+    if name not in fits:
+        fits[name] = model(name).fit(synthetic())
+    return fits[name]
+
+
+def test_shapes_and_monotone_quantiles(fitted: Any) -> None:
+    fc = fitted.predict(4, quantiles=(0.9, 0.1, 0.5))
     assert isinstance(fc, Forecast)
     assert fc.mean.shape == (4, 3)
     assert sorted(fc.quantiles) == [0.1, 0.5, 0.9]
@@ -71,16 +85,15 @@ def test_no_leakage_in_rolling(name: str) -> None:
     assert not np.allclose(base.mean[~before], pert.mean[~before])
 
 
-def test_deterministic(name: str) -> None:
-    y = synthetic()
-    a = model(name).fit(y).predict(3)
-    b = model(name).fit(y).predict(3)
+def test_deterministic(name: str, fitted: Any) -> None:
+    a = fitted.predict(3)  # the shared fit (other tests have used it) and a fresh one
+    b = model(name).fit(synthetic()).predict(3)
     np.testing.assert_array_equal(a.mean, b.mean)
 
 
-def test_predict_equals_last_rolling_origin(name: str) -> None:
+def test_predict_equals_last_rolling_origin(fitted: Any) -> None:
     y = synthetic()
-    m = model(name).fit(y)
+    m = fitted
     fc = m.predict(2)
     mean, _ = m.rolling(y, [y.shape[0]], 2)
     np.testing.assert_allclose(fc.mean, mean[0])
@@ -98,14 +111,14 @@ def test_exog_regression(name: str) -> None:
         m.predict(4)
 
 
-def test_errors(name: str) -> None:
+def test_errors(name: str, fitted: Any) -> None:
     m = model(name)
     with pytest.raises(ForecastError, match="before fit"):
         m.predict(3)
     with pytest.raises(ForecastError, match="non-finite"):
         m.fit(np.array([[1.0], [np.nan], [2.0]]))
     with pytest.raises(ForecastError, match="horizon"):
-        model(name).fit(synthetic()).predict(0)
+        fitted.predict(0)
 
 
 def test_models_beat_noise_floor_on_seasonal_data() -> None:

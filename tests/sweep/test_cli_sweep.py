@@ -17,16 +17,17 @@ from tests.sweep.conftest import write_spec
 from vnstitch.cli import main
 
 
-def _sweep(*args: str) -> tuple[int, dict[str, object]]:
-    proc = subprocess.run([sys.executable, "-m", "vnstitch", "sweep", *args, "--json"],
-                          capture_output=True, text=True, timeout=240, check=False)
-    return proc.returncode, (json.loads(proc.stdout) if proc.returncode == 0 else
-                             {"stderr": proc.stderr})
+def _sweep(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, object]]:
+    """``vnstitch sweep ... --json`` in this process (only the kill -9 test needs its own)."""
+    code = main(["sweep", *args, "--json"])
+    out = capsys.readouterr()
+    return code, (json.loads(out.out) if code == 0 else {"stderr": out.err})
 
 
 @pytest.mark.slow
-def test_json_has_runs_and_groups(small_spec: Path, tmp_path: Path) -> None:
-    code, out = _sweep("--spec", str(small_spec), "--out", str(tmp_path / "o"),
+def test_json_has_runs_and_groups(small_spec: Path, tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = _sweep(capsys, "--spec", str(small_spec), "--out", str(tmp_path / "o"),
                        "--workers", "2")
     assert code == 0, out
     runs, groups = out["runs"], out["groups"]
@@ -36,12 +37,13 @@ def test_json_has_runs_and_groups(small_spec: Path, tmp_path: Path) -> None:
     assert isinstance(groups, list) and len(groups) == 4
     assert all(g["runs"] == 2 for g in groups)
     # A second run over the same --out has nothing left to do.
-    code, again = _sweep("--spec", str(small_spec), "--out", str(tmp_path / "o"))
+    code, again = _sweep(capsys, "--spec", str(small_spec), "--out", str(tmp_path / "o"))
     assert code == 0 and again["ran"] == 0 and again["skipped"] == 8
 
 
 @pytest.mark.slow
-def test_killed_sweep_resumes_with_only_the_missing_runs(tmp_path: Path) -> None:
+def test_killed_sweep_resumes_with_only_the_missing_runs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = write_spec(tmp_path, """
 base: builtin:small
 set: {requests.count: 3, vns.count: 2}
@@ -65,7 +67,7 @@ metrics: [committed]
     with results.open() as f:
         before = {r["run_id"] for r in csv.DictReader(f)}
     assert 3 <= len(before) < 12
-    code, out_json = _sweep("--spec", str(spec), "--out", str(out))
+    code, out_json = _sweep(capsys, "--spec", str(spec), "--out", str(out))
     assert code == 0, out_json
     assert out_json["skipped"] == len(before)
     assert out_json["ran"] == 12 - len(before)
