@@ -22,8 +22,11 @@ fi
 python -m pip install -q --disable-pip-version-check -e '.[test]'
 ruff check src tests benchmarks
 mypy
-# PYTEST_WORKERS=N runs the tests on N pytest-xdist workers (root tests are safe in
-# parallel: each makes uniquely named namespaces, labs and devices). One process by
-# default: on a busy 2-core host two workers were slower (50 s vs 30 s for
-# tests/protocol, routing and control). Arguments after the command come last and win.
-python -m pytest -n "${PYTEST_WORKERS:-0}" --dist worksteal "$@"
+# Two pytest-xdist workers by default (CI runs on a fresh 2-core machine; the suite is
+# mostly CPU-bound and single-threaded, so one process leaves a core idle);
+# PYTEST_WORKERS=N for N, PYTEST_WORKERS=0 for one process (better on a host whose cores
+# are already busy: each worker imports and collects everything). Whole files go to one
+# worker (--dist loadfile), so module-scoped fixtures are built once. Root tests are safe
+# in parallel: each makes uniquely named namespaces, labs and devices. Arguments after
+# the command come last and win.
+python -m pytest -n "${PYTEST_WORKERS:-2}" --dist loadfile "$@"

@@ -53,12 +53,23 @@ def test_same_seed_same_json_bytes_in_separate_processes(data_dir: Path) -> None
     argv = [sys.executable, "-m", "vnstitch", "simulate", "--topology", str(kdl),
             "--segments", "100", "--vns", "5", "--requests", "5", "--loss", "0.05",
             "--seed", "3", "--duration", "12", "--json"]
+    # The three processes run at the same time (they share nothing but the input files).
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True,
+                              env={**os.environ, "PYTHONHASHSEED": hash_seed,
+                                   "PYTHONPATH": str(src)})
+             for hash_seed in ("1", "2", "3")]
     outs = []
-    for hash_seed in ("1", "2", "3"):
-        env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": str(src)}
-        proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=True,
-                              timeout=120)
-        outs.append(proc.stdout)
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=180)
+            assert proc.returncode == 0, err[-2000:]
+            outs.append(out)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     assert outs[0] == outs[1] == outs[2]
     assert json.loads(outs[0])["committed"] > 0
 
