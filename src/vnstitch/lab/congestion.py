@@ -257,29 +257,51 @@ def _udp_client(lab: Lab, seconds: float, mbps: float, dscp: int, port: int
     return started, proc
 
 
+#: iperf3 keeps its loss count unsigned: an interval whose count went down (reordered
+#: datagrams found) is printed as 2**64 minus the drop, as a double.
+_WRAPPED = 2.0 ** 63
+
+
 def _intervals(stdout: str) -> list[tuple[float, float, int, int]]:
-    """(start_s, end_s, packets, lost) per server interval of an iperf3 UDP client's JSON."""
+    """(start_s, end_s, packets, lost) per server interval of an iperf3 UDP client's JSON.
+
+    ``lost`` is the interval's change of iperf3's loss count, kept signed: iperf3 counts a
+    datagram that arrives after a later one (reordered when the stitch moves from a
+    queued path to an empty one) as lost, then takes it back when it arrives -- a
+    negative change in a later interval, which its JSON prints wrapped around 2**64 as a
+    double (the size is lost in the rounding). With one such interval its size is
+    exact: the positive changes minus the run's final loss count. With more, they
+    count as 0, so reordered datagrams stay counted as lost (never an understatement).
+    Only a sum over a window is a loss."""
     data = json.loads(stdout)
     server = data.get("server_output_json") or {}
+    rows = [iv["sum"] for iv in server.get("intervals", [])]
+    wrapped = [i for i, r in enumerate(rows) if float(r.get("lost_packets", 0)) >= _WRAPPED]
+    total = ((server.get("end") or {}).get("sum") or {}).get("lost_packets")
+    found: dict[int, int] = {}
+    if len(wrapped) == 1 and isinstance(total, int | float) and total < _WRAPPED:
+        positive = sum(int(r.get("lost_packets", 0)) for i, r in enumerate(rows)
+                       if i not in wrapped)
+        found[wrapped[0]] = max(positive - int(total), 0)
     out = []
-    for iv in server.get("intervals", []):
-        s = iv["sum"]
-        packets, lost = int(s.get("packets", 0)), int(s.get("lost_packets", 0))
-        # iperf3 counts a reordered datagram as lost then found (a negative loss in a
-        # later interval); keep each interval's loss within its packet count.
-        out.append((float(s["start"]), float(s["end"]), max(packets, 0),
-                    min(max(lost, 0), max(packets, 0))))
+    for i, r in enumerate(rows):
+        lost = -found.get(i, 0) if i in wrapped else int(r.get("lost_packets", 0))
+        out.append((float(r["start"]), float(r["end"]), max(int(r.get("packets", 0)), 0),
+                    lost))
     return out
 
 
 def _delivered(ivs: list[tuple[float, float, int, int]], t0: float, a: float, b: float
                ) -> tuple[float | None, int, int]:
-    """Delivered fraction of the intervals inside [a, b] (wall clock; t0: flow start)."""
+    """Delivered fraction of the intervals inside [a, b] (wall clock; t0: flow start):
+    the window's net loss (reordered datagrams found inside it are not lost), within
+    [0, packets]."""
     sent = lost = 0
     for s, e, packets, lost_p in ivs:
         if t0 + s >= a and t0 + e <= b:
             sent += packets
             lost += lost_p
+    lost = min(max(lost, 0), sent)
     return (None if sent == 0 else 1.0 - lost / sent), sent, lost
 
 
