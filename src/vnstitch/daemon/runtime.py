@@ -6,8 +6,8 @@ own timer (``next_timer()`` scheduled with ``loop.call_at``) and local requests 
 control socket. Every call into the core returns outputs which :meth:`_execute` carries
 out in a fixed order that makes a crash at any point safe:
 
-1. record events (stitch/tunnel tables, counters) and fold ``DataplaneChange`` actions
-   into the desired dataplane state;
+1. record events (stitch/tunnel tables, counters: :mod:`vnstitch.daemon.eventtables`)
+   and fold ``DataplaneChange`` actions into the desired dataplane state;
 2. persist: the sequence-number high-water mark (reserved in blocks, so a restarted
    core never reuses a number that reached the wire), the desired state, and on any
    state-changing event the core's exported state;
@@ -62,6 +62,7 @@ from typing import TYPE_CHECKING, Any
 from vnstitch.daemon.config import DaemonConfig
 from vnstitch.daemon.coreadapter import CoreFactory, CoreSetup, DaemonCore, local_objects
 from vnstitch.daemon.errors import DaemonError
+from vnstitch.daemon.eventtables import StitchOutcome, record_event
 from vnstitch.daemon.heldsampler import HeldPathSampler
 from vnstitch.daemon.identity import KeyInfo, load_key_file
 from vnstitch.daemon.intents import IntentRunner
@@ -69,8 +70,8 @@ from vnstitch.daemon.membership import MembershipFiles
 from vnstitch.daemon.qoslive import QosLive
 from vnstitch.daemon.reconciler import Reconciler
 from vnstitch.daemon.reload import Membership, apply_peers
-from vnstitch.daemon.resizing import on_resized, request_resize
-from vnstitch.daemon.state import ReservationRecord, StateStore, StitchRecord
+from vnstitch.daemon.resizing import request_resize
+from vnstitch.daemon.state import StateStore
 from vnstitch.daemon.tunnelprobe import TunnelProbeSockets, host_port
 from vnstitch.dataplane.base import DataplaneDriver
 from vnstitch.dataplane.memory import MemoryDataplane
@@ -80,18 +81,12 @@ from vnstitch.errors import VnstitchError
 from vnstitch.model.ids import VNID, RouteManagerId
 from vnstitch.protocol.admission import Admission
 from vnstitch.protocol.api import (
-    AccessRefused,
     DataplaneChange,
     Output,
     PeerFault,
-    RouteChanged,
     SendDatagram,
     StitchConstraints,
-    StitchEstablished,
-    StitchFailed,
     StitchResized,
-    StitchTornDown,
-    TunnelStateChanged,
 )
 from vnstitch.protocol.codec import Peek
 from vnstitch.protocol.intent import IntentTable
@@ -144,13 +139,6 @@ class PeerView:
     membership: Membership = Membership.CONFIGURED
 
 
-@dataclass(slots=True)
-class StitchOutcome:
-    stitch_id: str
-    established: bool
-    detail: dict[str, Any] = field(default_factory=dict)
-
-
 class RouteManagerDaemon:
     """One Route Manager on an asyncio loop; build, ``await start()``, ``await stop()``."""
 
@@ -194,7 +182,7 @@ class RouteManagerDaemon:
         self._timer_at: float | None = None
         self._persist_timer: asyncio.TimerHandle | None = None
         self._seq_high_water = 0
-        self._waiters: dict[str, asyncio.Future[StitchOutcome]] = {}
+        self.waiters: dict[str, asyncio.Future[StitchOutcome]] = {}
         self.resize_waiters: dict[str, asyncio.Future[StitchResized]] = {}
         self._control: Any = None
         self.http: Any = None  # vnstitch.daemon.http.HttpServer when ``http:`` is configured
@@ -426,7 +414,7 @@ class RouteManagerDaemon:
             self._persist_core()
             self._store.close()
             self._store = None
-        for fut in self._waiters.values():
+        for fut in self.waiters.values():
             if not fut.done():
                 fut.cancel()
         self.stopped.set()
@@ -499,7 +487,7 @@ class RouteManagerDaemon:
         assert self._loop is not None
         stitch_id, outputs = self.intents.request(vnid, constraints, self.now(), retry_for_s)
         fut: asyncio.Future[StitchOutcome] = self._loop.create_future()
-        self._waiters[stitch_id] = fut
+        self.waiters[stitch_id] = fut
         self._execute(outputs, persist=True)
         return stitch_id, fut
 
@@ -528,7 +516,7 @@ class RouteManagerDaemon:
             else:
                 if self.congestion is not None:
                     self.congestion.on_event(out)
-                persist = self._record_event(out) or persist
+                persist = record_event(self, out) or persist
         persist = persist or dataplane_changed
         with self.store.transaction():  # one commit: desired state and core state agree
             if sends:
@@ -546,75 +534,6 @@ class RouteManagerDaemon:
             for send in sends:
                 self._send(send)
         self._schedule_timer()
-
-    def _record_event(self, ev: Output) -> bool:
-        """Update tables and counters for one event; True if the core state should be saved."""
-        store = self.store
-        if isinstance(ev, PeerFault):
-            self.faults[ev.reason] += 1
-            self.metrics["peer_faults"] += 1
-            return False
-        if isinstance(ev, AccessRefused):
-            self.metrics["access_refused"] += 1
-            log.warning("VNID %d: %s from %s refused (not_authorised: %s)", ev.vnid, ev.kind,
-                        ev.origin, ev.cause)
-            return ev.kind == "established"
-        if isinstance(ev, RouteChanged):
-            self.routes[int(ev.vnid)] = None if ev.via is None else tuple(ev.via)
-            self.intents.on_route(int(ev.vnid), ev.now)
-            return False
-        if isinstance(ev, StitchEstablished):
-            old = {s.stitch_id: s for s in store.stitches()}.get(ev.stitch_id)
-            requested = old.requested_at if old else ev.requested_at
-            with store.transaction():
-                store.put_stitch(StitchRecord(
-                    ev.stitch_id, int(ev.vnid), tuple(ev.path), ev.bandwidth_mbps,
-                    ev.latency_ms, ev.cost, "up", requested, ev.now))
-                store.put_reservation(ReservationRecord(
-                    ev.stitch_id, ev.stitch_id, int(ev.vnid), ev.bandwidth_mbps,
-                    tuple(ev.path), ev.now))
-            self.metrics["stitches_established"] += 1
-            self.intents.on_event(ev)
-            self._resolve(ev.stitch_id, True, {
-                "path": list(ev.path), "bandwidth_mbps": ev.bandwidth_mbps,
-                "latency_ms": ev.latency_ms, "cost": ev.cost,
-                "setup_seconds": ev.now - ev.requested_at})
-            return True
-        if isinstance(ev, StitchFailed):
-            self._set_status(ev.stitch_id, int(ev.vnid), "failed", ev.now)
-            store.delete_reservation(ev.stitch_id)
-            self.metrics["stitches_failed"] += 1
-            retry = self.intents.on_event(ev)
-            self._resolve(ev.stitch_id, False, {"reason": ev.reason.value, "detail": ev.detail,
-                                                **retry})
-            return True
-        if isinstance(ev, StitchTornDown):
-            status = "renegotiating" if ev.renegotiating else "down"
-            self._set_status(ev.stitch_id, int(ev.vnid), status, ev.now)
-            store.delete_reservation(ev.stitch_id)
-            self.metrics["stitches_torn_down"] += 1
-            self.intents.on_event(ev)
-            return True
-        if isinstance(ev, StitchResized):
-            return on_resized(self, ev)
-        if isinstance(ev, TunnelStateChanged):
-            store.put_tunnel(ev.tunnel_id, str(ev.peer), ev.new, ev.now)
-            self.metrics["tunnel_transitions"] += 1
-            return True
-        return False
-
-    def _set_status(self, stitch_id: str, vnid: int, status: str, now: float) -> None:
-        old = {s.stitch_id: s for s in self.store.stitches()}.get(stitch_id)
-        if old is None:
-            old = StitchRecord(stitch_id, vnid, (), 0.0, 0.0, 0.0, status, now, now)
-        self.store.put_stitch(StitchRecord(
-            old.stitch_id, old.vnid, old.path, old.bandwidth_mbps, old.latency_ms, old.cost,
-            status, old.requested_at, now))
-
-    def _resolve(self, stitch_id: str, ok: bool, detail: dict[str, Any]) -> None:
-        fut = self._waiters.pop(stitch_id, None)
-        if fut is not None and not fut.done():
-            fut.set_result(StitchOutcome(stitch_id, ok, detail))
 
     def _reserve_sequence(self) -> None:
         used = self.core.last_sequence
