@@ -66,6 +66,7 @@ from vnstitch.control import (
     StitchSample,
 )
 from vnstitch.daemon.config import AllocationConfig
+from vnstitch.daemon.periodic import PeriodicTask
 from vnstitch.dataplane.base import CountingDriver, DataplaneError
 from vnstitch.dataplane.objects import DataplaneState, Op, OpKind, RateLimit, VxlanPort
 from vnstitch.protocol.api import StitchResized
@@ -308,29 +309,18 @@ class AllocationRunner:
         self.daemon = daemon
         qos = daemon.config.qos.policy if daemon.config.qos is not None else None
         self.loop = AllocationLoop(config, daemon.base_desired_state, qos)
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = PeriodicTask("allocation", self.tick, config.interval_s,
+                                      counters=daemon.metrics, logger=log)
 
     def restore(self) -> None:
         store = self.daemon.store
         self.loop.restore(store.allocation_samples(), store.allocation_overrides())
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.loop.config.interval_s)
-            try:
-                await self.tick()
-            except Exception:  # never let the loop die: log and try next interval
-                log.exception("allocation tick failed")
-                self.daemon.metrics["allocation_errors"] += 1
+        await self._periodic.stop()
 
     async def _links(self) -> list[LinkSample]:
         """The substrate interfaces the ``qos:`` section owns, as the controller's link

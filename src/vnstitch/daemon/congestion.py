@@ -55,6 +55,7 @@ from vnstitch.control.model import DecisionRecord, LinkSample, Renegotiate
 from vnstitch.control.reroute import LinkWatch, RerouteRules, StitchMover
 from vnstitch.daemon.config import CongestionConfig
 from vnstitch.daemon.linksampler import LinkEvents, LinkReading, bridged, sample_links
+from vnstitch.daemon.periodic import PeriodicTask
 from vnstitch.dataplane.base import DataplaneError
 from vnstitch.dataplane.objects import (
     BridgePort,
@@ -126,14 +127,15 @@ class CongestionRunner:
         self.links: dict[str, LinkReading] = {}
         self._successor_of: dict[str, str] = {}  # successor stitch id -> the one it replaces
         self._moves: dict[str, _Move] = {}  # successor stitch id -> its move in the kernel
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = PeriodicTask("congestion", self.tick, config.interval_s,
+                                      at_once=True, counters=daemon.metrics, logger=log)
         self._events: LinkEvents | None = None
         self.steps = 0
 
     # -- lifecycle --------------------------------------------------------------------
     def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._task = loop.create_task(self._run())
+        self._periodic.start(loop)
         if self.daemon.config.dataplane.netns is None:  # events in our own namespace only
             self._events = LinkEvents(self._link_changed)
             try:
@@ -146,19 +148,7 @@ class CongestionRunner:
         if self._events is not None:
             self._events.close()
             self._events = None
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.tick()
-            except Exception:  # never let the loop die: log and try next interval
-                log.exception("congestion tick failed")
-                self.daemon.metrics["congestion_errors"] += 1
-            await asyncio.sleep(self.config.interval_s)
+        await self._periodic.stop()
 
     # -- one interval -----------------------------------------------------------------
     async def tick(self) -> None:

@@ -29,6 +29,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
+from vnstitch.daemon.periodic import PeriodicTask
 from vnstitch.dataplane import wireguard_go
 from vnstitch.dataplane.base import DataplaneError
 from vnstitch.dataplane.objects import DataplaneState, WireguardInterface
@@ -91,7 +92,9 @@ class EndpointRunner:
         self._query: RouteQuery | None = None
         self._events: RouteEvents | None = None
         self._wake: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
+        # Woken early by a routing announcement (then settled), else every check_s.
+        self._periodic = PeriodicTask("endpoint_check", self.check, check_s,
+                                      counters=metrics, sleep=self._wait, logger=log)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         netns = self.netns
@@ -108,14 +111,10 @@ class EndpointRunner:
         except (DataplaneError, OSError) as exc:
             log.warning("endpoints: no routing announcements (%s): checking every %.1f s",
                         exc, self.check_s)
-        self._task = loop.create_task(self._run())
+        self._periodic.start(loop)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._periodic.stop()
         if self._events is not None:
             self._events.close()
             self._events = None
@@ -123,18 +122,12 @@ class EndpointRunner:
             self._query.close()
             self._query = None
 
-    async def _run(self) -> None:
+    async def _wait(self, timeout: float) -> None:
         assert self._wake is not None
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.check_s)
-                await asyncio.sleep(SETTLE_S)
-            self._wake.clear()
-            try:
-                await self.check()
-            except Exception:  # a bug here must not stop the daemon's other work
-                log.exception("endpoints: check failed")
-                self.metrics["endpoint_check_errors"] += 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+            await asyncio.sleep(SETTLE_S)
+        self._wake.clear()
 
     async def check(self) -> list[ResetEndpoint]:
         """One check now: ask the kernel, decide, reset. Returns the resets made."""

@@ -20,6 +20,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from vnstitch.daemon.periodic import PeriodicTask
 from vnstitch.dataplane.base import CountingDriver, DataplaneError
 from vnstitch.model.ids import VNID
 from vnstitch.protocol.api import Output
@@ -53,32 +54,28 @@ def read_rx(driver: object, devices: Mapping[str, str]) -> dict[str, int]:
 class HeldPathSampler:
     def __init__(self, daemon: RouteManagerDaemon) -> None:
         self.daemon = daemon
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = PeriodicTask(
+            "held_sample", self.tick, daemon.config.timers.probe_interval_s / 2,
+            counters=daemon.metrics, logger=log)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self.daemon.offloads_dataplane and self._task is None:
-            self._task = loop.create_task(self._run())
+        if self.daemon.offloads_dataplane:
+            self._periodic.start(loop)
 
-    def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+    async def stop(self) -> None:
+        await self._periodic.stop()
 
-    async def _run(self) -> None:
+    async def tick(self) -> None:
+        """Report each held end's received bytes to the core (a core without held
+        paths: nothing to do)."""
         d = self.daemon
-        interval = d.config.timers.probe_interval_s / 2
-        while True:
-            await asyncio.sleep(interval)
-            core = d.core
-            if not isinstance(core, HoldsPaths):
-                return  # a core without held paths
-            devices = core.held_interfaces()
-            if not devices:
-                continue
-            try:
-                rx = await asyncio.to_thread(read_rx, d.driver, devices)
-                now = d.now()
-                for token, value in rx.items():
-                    d.execute(core.datapath_rx(token, value, now))
-            except Exception:  # a driver or core bug must not end the sampling
-                log.exception("sampling held tunnel ends failed")
+        core = d.core
+        if not isinstance(core, HoldsPaths):
+            return
+        devices = core.held_interfaces()
+        if not devices:
+            return
+        rx = await asyncio.to_thread(read_rx, d.driver, devices)
+        now = d.now()
+        for token, value in rx.items():
+            d.execute(core.datapath_rx(token, value, now))

@@ -42,6 +42,7 @@ import numpy as np
 
 from vnstitch.control.model import DecisionRecord
 from vnstitch.control.pra import FitJob, FittedModel, PraController, StitchEventKind, run_fit
+from vnstitch.daemon.periodic import PeriodicTask
 
 log = logging.getLogger("vnstitch.daemon.pralive")
 
@@ -147,32 +148,24 @@ class PraRuntime:
         self.step_seconds: deque[float] = deque(maxlen=10_000)  # controller step, wall
         self.steps = 0
         self.lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
+        self.periodic = PeriodicTask("pra", self.tick, controller.policy.interval_s,
+                                     logger=log)
         self._fits: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self.periodic.start()
 
     @property
     def fits_running(self) -> int:
         return len(self._fits)
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._task, *self._fits) if t is not None]
-        for t in tasks:
+        await self.periodic.stop()
+        fits = list(self._fits)
+        for t in fits:
             t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._task = None
+        await asyncio.gather(*fits, return_exceptions=True)
         self._fits.clear()
-
-    async def _run(self) -> None:
-        period = self.controller.policy.interval_s
-        while True:
-            await asyncio.sleep(period)
-            try:
-                await self.tick()
-            except Exception:  # never let the loop die: log and try next interval
-                log.exception("pra tick failed")
 
     async def tick(self) -> list[dict[str, Any]]:
         """One interval; returns this step's per-consumer rows."""

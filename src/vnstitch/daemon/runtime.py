@@ -153,7 +153,6 @@ class RouteManagerDaemon:
         # Jitter of retries; the OS generator unless a test injects a seeded one.
         self.rng = rng if rng is not None else random.SystemRandom()
         self.intents = IntentRunner(self, IntentTable(self.rng))
-        self.held_sampler = HeldPathSampler(self)  # daemon/heldsampler.py
         # Cheap checks before signature verification (protocol/admission.py).
         self.admission = Admission({p.rm_id: p.address for p in config.peers})
         self._peek_header: Callable[[bytes], Peek] | None = None
@@ -165,6 +164,7 @@ class RouteManagerDaemon:
         self._key = key
         self.metrics: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
+        self.held_sampler = HeldPathSampler(self)  # daemon/heldsampler.py
         self._membership = MembershipFiles(config, config.timers.announce_interval_s)
         self.peers: dict[RouteManagerId, PeerView] = {
             p.rm_id: PeerView(p.rm_id, p.address) for p in config.peers}
@@ -388,7 +388,7 @@ class RouteManagerDaemon:
             if handle is not None:
                 handle.cancel()
         self.intents.stop()
-        self.held_sampler.stop()
+        await self.held_sampler.stop()
         if self.allocation is not None:
             await self.allocation.stop()
         if self.pra is not None:
