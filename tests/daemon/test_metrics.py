@@ -164,3 +164,30 @@ def test_metrics_auth_asks_for_the_token(tmp_path: Path) -> None:
         status, text = a.call("GET", "/metrics")
         assert status == 200 and "vnstitch_peer_state" in text
         assert a.call("GET", "/healthz", token="")[0] == 200  # health stays open
+
+
+HELD_SERIES = ("vnstitch_datapath_held_total", "vnstitch_datapath_hold_ended_total",
+               "vnstitch_datapath_hold_replaced_total")
+
+
+def test_the_cores_held_path_counters_are_exported(
+        stitched: tuple[HttpNode, HttpNode, str]) -> None:
+    """The protocol core's held-path counters (protocol/heldpaths.py; a real hold needs
+    a kernel dataplane, counted in tests/protocol/test_held_paths.py) reach /metrics and
+    ``show metrics``: counted here through the core's own ``stat``."""
+    from vnstitch.daemon.control import request  # noqa: PLC0415
+    from vnstitch.protocol.core import RouteManagerCore  # noqa: PLC0415
+
+    a, _, _ = stitched
+    rm = f'rm="{a.daemon.rm_id}"'
+    text = a.call("GET", "/metrics", token="")[1]
+    assert [_value(text, name, rm) for name in HELD_SERIES] == [0.0, 0.0, 0.0]  # control
+    core = a.daemon.core
+    assert isinstance(core, RouteManagerCore)
+    core.stat("datapath_held", 3)
+    core.stat("datapath_hold_ended")
+    core.stat("datapath_hold_replaced", 2)
+    text = a.call("GET", "/metrics", token="")[1]
+    assert [_value(text, name, rm) for name in HELD_SERIES] == [3.0, 1.0, 2.0]
+    sock_text = request(a.daemon.config.control_socket, {"cmd": "show", "what": "metrics"})
+    assert [_value(sock_text, name, rm) for name in HELD_SERIES] == [3.0, 1.0, 2.0]

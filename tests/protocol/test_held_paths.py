@@ -93,6 +93,9 @@ def test_dead_target_daemon_keeps_the_origins_end_while_traffic_arrives(
     _run_with_traffic(net, a, tun.token, 1.0 + stale / 2, traffic=False)
     assert wg not in net.dataplane[a.rm_id]
     assert a.held == {}
+    events = a.counters.events  # exported by the daemon's /metrics
+    assert (events.get("datapath_held"), events.get("datapath_hold_ended"),
+            events.get("datapath_hold_replaced")) == (1, 1, None)
 
 
 def test_without_the_hold_the_end_goes_with_the_stitch(abilene4: Substrate) -> None:
@@ -174,6 +177,9 @@ def test_the_target_holds_its_end_when_the_origin_is_gone_and_swaps_it_in_one_st
                         if k.startswith("wg:")})
     assert b.held == {}
     assert wg_b not in net.dataplane[b.rm_id]
+    events = b.counters.events  # exported by the daemon's /metrics
+    assert (events.get("datapath_held"), events.get("datapath_hold_ended"),
+            events.get("datapath_hold_replaced")) == (1, None, 1)
     assert all(len(wgs) <= 1 for wgs in changes)
     assert len({o.key for o in net.dataplane[b.rm_id] if o.key.startswith("wg:")}) == 1
 

@@ -12,6 +12,8 @@ Families (all carry the label ``rm``, the daemon's RM id):
 - daemon counters: datagrams, probes, stitches established/failed/torn down/resized,
   dataplane ops and errors, core exceptions, allocation errors (``*_total``)
 - ``peer_faults_total{reason}`` and ``core_dropped_total{reason}``
+- the core's held-path counters (:mod:`vnstitch.protocol.heldpaths`):
+  ``datapath_held_total``, ``datapath_hold_ended_total``, ``datapath_hold_replaced_total``
 - per stitch: ``stitch_state{stitch_id,vnid,state}`` (1 for its state, 0 for the others),
   ``stitch_bandwidth_mbps`` (negotiated), ``stitch_reserved_mbps`` (reservation held
   here), ``stitch_allocated_mbps`` (the allocation loop's HTB rate), ``stitch_measured_mbps``
@@ -72,6 +74,15 @@ _COUNTERS = (
     ("config_reloads", "config_reloads", "config reloads applied (SIGHUP, reload)"),
     ("config_reloads_refused", "config_reloads_refused",
      "config reloads refused (the daemon kept its config)"),
+)
+
+# (core event counter, help): from ``core.counters.events``
+_CORE_EVENTS = (
+    ("datapath_held", "tunnel ends kept in the kernel after their path was given up"),
+    ("datapath_hold_ended", "held tunnel ends removed: no traffic from the far end, or "
+     "the hold time ran out"),
+    ("datapath_hold_replaced", "held tunnel ends removed for the stitch's new end or "
+     "its release"),
 )
 
 
@@ -152,6 +163,11 @@ def _daemon_counters(d: RouteManagerDaemon, rm: str) -> list[Metric]:
     for key, name, help_text in _COUNTERS:
         fam = CounterMetricFamily(f"vnstitch_{name}", help_text, labels=["rm"])
         fam.add_metric([rm], d.metrics[key])
+        out.append(fam)
+    events = d.core.counters.events
+    for name, help_text in _CORE_EVENTS:
+        fam = CounterMetricFamily(f"vnstitch_{name}", help_text, labels=["rm"])
+        fam.add_metric([rm], events.get(name, 0))
         out.append(fam)
     for name, help_text, counts in (
             ("peer_faults", "datagrams dropped by the core, by reason", dict(d.faults)),

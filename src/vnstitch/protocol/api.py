@@ -208,6 +208,8 @@ class Counters:
     dropped: dict[str, int] = field(default_factory=dict)
     #: Datagrams sent, by message type name ("HELLO", "PROBE", ...).
     sent_by_type: dict[str, int] = field(default_factory=dict)
+    #: Protocol events counted by name ("datapath_held", "lease_expired", ...).
+    events: dict[str, int] = field(default_factory=dict)
 
     def drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1

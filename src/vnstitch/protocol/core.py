@@ -110,7 +110,7 @@ class RouteManagerCore(StitchingMixin):
         self.held: dict[str, HeldPath] = {}
         self._restored_held: list[dict[str, Any]] = []
         self.resizes: dict[str, ResizeAttempt] = {}
-        self.stats: dict[str, int] = {}
+        self.stats: dict[str, int] = self._counters.events  # exported as counters.events
         self._restored = False
         self._restored_resizes: list[list[Any]] = []
         self.init_membership()
