@@ -37,7 +37,8 @@ RM's control address directly.
 With an ``allocation:`` config section, :class:`~vnstitch.daemon.allocation.
 AllocationRunner` measures each tunnel's traffic, forecasts and sets the rate of its HTB
 class as an override that :meth:`RouteManagerDaemon.desired_state` lays over the core's
-objects -- the daemon's reconcile stays the only writer of the dataplane.
+objects -- the daemon's reconcile stays the only writer of the dataplane. Which such
+runners exist, and their start and stop, is :mod:`vnstitch.daemon.runners`.
 
 A peer's bytes never stop the daemon: the core reports bad datagrams as ``PeerFault``
 events, which are counted; an exception escaping the core (a bug) is logged and counted
@@ -71,6 +72,7 @@ from vnstitch.daemon.qoslive import QosLive
 from vnstitch.daemon.reconciler import Reconciler
 from vnstitch.daemon.reload import Membership, apply_peers
 from vnstitch.daemon.resizing import request_resize
+from vnstitch.daemon.runners import attach_runners, start_runners, stop_runners
 from vnstitch.daemon.state import StateStore
 from vnstitch.daemon.tunnelprobe import TunnelProbeSockets, host_port
 from vnstitch.dataplane.base import DataplaneDriver
@@ -196,31 +198,13 @@ class RouteManagerDaemon:
         self._probes = TunnelProbeSockets(
             config.listen_host, config.listen_port, self.on_datagram, self.metrics,
             enabled=self._offload)
-        self.allocation: AllocationRunner | None = None
-        if config.allocation is not None:  # its forecaster loads numpy: only when configured
-            from vnstitch.daemon.allocation import AllocationRunner  # noqa: PLC0415
-
-            self.allocation = AllocationRunner(self, config.allocation)
         self.qos = QosLive(config.qos) if config.qos is not None else None  # qoslive.py
+        # Optional runners, when configured (daemon/runners.py).
+        self.allocation: AllocationRunner | None = None
         self.pra: DaemonPra | None = None
-        if config.pra is not None:  # the PRA loads numpy and scipy: only when configured
-            from vnstitch.daemon.pra_daemon import DaemonPra  # noqa: PLC0415
-
-            self.pra = DaemonPra(self, config.pra)
-        # Congestion reroute and path pins need the kernel (daemon/congestion.py).
         self.congestion: CongestionRunner | None = None
-        if config.congestion.enabled and self._offload:
-            from vnstitch.daemon.congestion import CongestionRunner  # noqa: PLC0415
-
-            self.congestion = CongestionRunner(self, config.congestion)
-        # Tunnels follow the substrate's routes (daemon/endpointfollow.py): kernel only.
         self.endpoints: EndpointRunner | None = None
-        if config.dataplane.wireguard.follow_routes and self._offload:
-            from vnstitch.daemon.endpointfollow import EndpointRunner  # noqa: PLC0415
-
-            self.endpoints = EndpointRunner(
-                self.desired_state, self.now, self.metrics, config.dataplane.netns,
-                config.dataplane.wireguard.follow_check_s)
+        attach_runners(self)
 
     # -- properties -----------------------------------------------------------------------
 
@@ -331,15 +315,7 @@ class RouteManagerDaemon:
         self._execute(outputs, persist=True)
         self._schedule_persist()
         self.intents.schedule()
-        self.held_sampler.start(self._loop)
-        if self.allocation is not None:
-            self.allocation.start()
-        if self.pra is not None:
-            self.pra.start()
-        if self.congestion is not None:
-            self.congestion.start()
-        if self.endpoints is not None:
-            self.endpoints.start(self._loop)
+        start_runners(self, self._loop)
         log.info("route manager %s listening on %s:%d", key.rm_id, *self.local_address)
 
     def reconfigure(self, config: DaemonConfig) -> None:
@@ -388,15 +364,7 @@ class RouteManagerDaemon:
             if handle is not None:
                 handle.cancel()
         self.intents.stop()
-        await self.held_sampler.stop()
-        if self.allocation is not None:
-            await self.allocation.stop()
-        if self.pra is not None:
-            await self.pra.stop()
-        if self.congestion is not None:
-            await self.congestion.stop()
-        if self.endpoints is not None:
-            await self.endpoints.stop()
+        await stop_runners(self)
         if self.http is not None:
             await self.http.stop()
             self.http = None
