@@ -132,8 +132,10 @@ def test_the_replacement_takes_over_in_one_step_and_a_restart_keeps_the_hold(
     # The target is back; the VN's stitch is established again (a new request, as the
     # daemon's intent makes it): the held end goes in the step that adds the new one.
     net.drop = None
-    net.run_until(net.now + 3 * t.announce_interval_s)
-    _run_with_traffic(net, restored, tun.token, 0.5, traffic=True)
+    # the far wireguard-go keeps delivering while the Route Managers relearn each other
+    _run_with_traffic(net, restored, tun.token, 3 * t.announce_interval_s + 0.5,
+                      traffic=True)
+    assert tun.token in restored.held
     sid, out = restored.request_stitch(VN, StitchConstraints(100.0), net.now)
     net.process(restored.rm_id, out)
     while not any(isinstance(e, StitchEstablished) and e.stitch_id == sid
@@ -142,6 +144,10 @@ def test_the_replacement_takes_over_in_one_step_and_a_restart_keeps_the_hold(
         _run_with_traffic(net, restored, tun.token, 0.25, traffic=True)
     new = restored.active_tunnels()[0]
     assert restored.held == {}
+    events = restored.counters.events
+    # the replacement took the held end over (it did not go for silence)
+    assert (events.get("datapath_hold_ended"), events.get("datapath_hold_replaced")) \
+        == (None, 1)
     assert f"wg:{tun.wg_name}" not in net.dataplane[a.rm_id]
     assert f"wg:{new.wg_name}" in net.dataplane[a.rm_id]
     assert f"bridge:vn{int(VN)}" in {o.key for o in net.dataplane[a.rm_id]}
