@@ -1,4 +1,5 @@
-"""The congestion demo's iperf3 accounting: a reordered datagram is not a lost one.
+"""The congestion demo's accounting: a reordered datagram is not a lost one; the
+poller names the devices of netlink link events.
 
 iperf3's server keeps its loss count unsigned; when datagrams queued on the old path
 arrive after newer ones from the new path, an interval's loss change is negative and
@@ -8,8 +9,10 @@ its JSON prints it wrapped around 2**64 as a double. These checks build that JSO
 from __future__ import annotations
 
 import json
+import struct
 
-from vnstitch.lab.congestion import _delivered, _intervals
+from vnstitch.daemon.linksampler import RTM_DELLINK, RTM_NEWLINK
+from vnstitch.lab.congestion import _delivered, _intervals, link_names
 
 WRAP = 2.0 ** 64
 
@@ -44,3 +47,19 @@ def test_several_wrapped_intervals_count_as_nothing_found() -> None:
 def test_control_clean_run_unchanged() -> None:
     ivs = _intervals(_iperf([0, 3, 0, 1], 100, 4))
     assert _delivered(ivs, 0.0, 0.0, 0.4)[2] == 4
+
+
+def _link(kind: int, name: bytes | None) -> bytes:
+    body = struct.pack("=BxHiII", 0, 1, 7, 0, 0)
+    if name is not None:
+        payload = name + b"\0"
+        attr = struct.pack("=HH", 4 + len(payload), 3) + payload  # IFLA_IFNAME
+        body += attr + b"\0" * (-len(attr) % 4)
+    return struct.pack("=IHHII", 16 + len(body), kind, 0, 0, 0) + body
+
+
+def test_the_pollers_link_events_name_their_devices() -> None:
+    data = (_link(RTM_NEWLINK, b"wg0abc") + _link(RTM_DELLINK, b"wg1") + _link(99, b"x")
+            + _link(RTM_NEWLINK, None))
+    assert link_names(data) == [(RTM_NEWLINK, "wg0abc"), (RTM_DELLINK, "wg1")]
+    assert link_names(data[:10]) == []

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import socket
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,9 +132,9 @@ class LinkEvents:
                     self._on_change(index, up)
 
 
-def parse_link_events(data: bytes) -> list[tuple[int, bool]]:
-    """(interface index, up) for each RTM_NEWLINK / RTM_DELLINK in a netlink datagram."""
-    out: list[tuple[int, bool]] = []
+def link_messages(data: bytes) -> Iterator[tuple[int, int, int, int, int]]:
+    """(kind, interface index, flags, attributes' start, message end) for each
+    RTM_NEWLINK / RTM_DELLINK in a netlink datagram (a truncated message ends the walk)."""
     off = 0
     while off + _NLMSG.size <= len(data):
         length, kind, _, _, _ = _NLMSG.unpack_from(data, off)
@@ -143,6 +143,11 @@ def parse_link_events(data: bytes) -> list[tuple[int, bool]]:
         body = off + _NLMSG.size
         if kind in (RTM_NEWLINK, RTM_DELLINK) and body + _IFINFO.size <= len(data):
             _, _, index, flags, _ = _IFINFO.unpack_from(data, body)
-            out.append((index, kind == RTM_NEWLINK and bool(flags & IFF_LOWER_UP)))
+            yield kind, index, flags, body + _IFINFO.size, min(off + length, len(data))
         off += (length + 3) & ~3
-    return out
+
+
+def parse_link_events(data: bytes) -> list[tuple[int, bool]]:
+    """(interface index, up) for each RTM_NEWLINK / RTM_DELLINK in a netlink datagram."""
+    return [(index, kind == RTM_NEWLINK and bool(flags & IFF_LOWER_UP))
+            for kind, index, flags, _, _ in link_messages(data)]

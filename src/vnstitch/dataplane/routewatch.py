@@ -102,7 +102,8 @@ def _attr(kind: int, payload: bytes) -> bytes:
     return raw + b"\0" * (-len(raw) % 4)
 
 
-def _attrs(data: bytes, start: int, end: int) -> dict[int, bytes]:
+def attributes(data: bytes, start: int, end: int) -> dict[int, bytes]:
+    """A netlink message's attributes in [start, end), by type (the first of each)."""
     out: dict[int, bytes] = {}
     off = start
     while off + _RTA.size <= end:
@@ -140,7 +141,7 @@ class RouteQuery:
         if reply is None:
             return None
         data, start, end = reply
-        attrs = _attrs(data, start + _RTMSG.size, end)
+        attrs = attributes(data, start + _RTMSG.size, end)
         _, _, _, _, table, _, _, _, _ = _RTMSG.unpack_from(data, start)
         oif = struct.unpack("=I", attrs[RTA_OIF])[0] if RTA_OIF in attrs else 0
         gateway = socket.inet_ntoa(attrs[RTA_GATEWAY]) if RTA_GATEWAY in attrs else ""
@@ -155,7 +156,7 @@ class RouteQuery:
         name = ""
         if reply is not None:
             data, start, end = reply
-            raw = _attrs(data, start + _IFINFO.size, end).get(IFLA_IFNAME, b"")
+            raw = attributes(data, start + _IFINFO.size, end).get(IFLA_IFNAME, b"")
             name = raw.rstrip(b"\0").decode(errors="replace")
         if name:  # an index is never reused while we run; a missing one may appear
             self._names[index] = name

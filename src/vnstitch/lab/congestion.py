@@ -38,7 +38,6 @@ import contextlib
 import itertools
 import json
 import socket
-import struct
 import tempfile
 import threading
 import time
@@ -49,8 +48,9 @@ from typing import Any
 from pyroute2 import IPRoute
 from pyroute2 import netns as pr_netns
 
-from vnstitch.daemon.linksampler import RTM_DELLINK, RTM_NEWLINK, RTMGRP_LINK
+from vnstitch.daemon.linksampler import RTM_NEWLINK, RTMGRP_LINK, link_messages
 from vnstitch.dataplane.qos import route_metrics
+from vnstitch.dataplane.routewatch import IFLA_IFNAME, attributes
 from vnstitch.lab import baseline, netns, substrate
 from vnstitch.lab.netns import LabError
 from vnstitch.lab.routemgrs import LAB_TIMERS, RM_PORT, LabRouteManagers, fast_arp
@@ -61,9 +61,6 @@ STEPS = ("build lab", "start route managers", "stitch VN 100 A->B", "video + e-m
 POLL_S = 0.02
 VIDEO_DSCP, EMAIL_DSCP = 34, 10
 PREFIX = "192.168.100.0/24"
-IFLA_IFNAME = 3
-_NLMSG = struct.Struct("=IHHII")  # len, type, flags, seq, pid
-_IFINFO_SIZE = 16  # struct ifinfomsg
 QOS: dict[str, Any] = {
     "link_mbps": 100,
     "classes": [{"name": "video", "priority": 0, "guaranteed_mbps": 60, "max_mbps": 100},
@@ -123,23 +120,10 @@ def link_names(data: bytes) -> list[tuple[int, str]]:
     """(RTM_NEWLINK or RTM_DELLINK, interface name) per link message in a netlink
     datagram."""
     out: list[tuple[int, str]] = []
-    off = 0
-    while off + _NLMSG.size <= len(data):
-        length, kind, _, _, _ = _NLMSG.unpack_from(data, off)
-        if length < _NLMSG.size:
-            break
-        end = min(off + length, len(data))
-        if kind in (RTM_NEWLINK, RTM_DELLINK):
-            at = off + _NLMSG.size + _IFINFO_SIZE
-            while at + 4 <= end:
-                alen, atype = struct.unpack_from("=HH", data, at)
-                if alen < 4:
-                    break
-                if atype == IFLA_IFNAME:
-                    out.append((kind, data[at + 4:at + alen].split(b"\0")[0].decode()))
-                    break
-                at += (alen + 3) & ~3
-        off += (length + 3) & ~3
+    for kind, _, _, start, end in link_messages(data):
+        raw = attributes(data, start, end).get(IFLA_IFNAME)
+        if raw is not None:
+            out.append((kind, raw.split(b"\0")[0].decode(errors="replace")))
     return out
 
 
