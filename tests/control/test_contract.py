@@ -33,6 +33,7 @@ from vnstitch.control import (
     Reserve,
     StitchSample,
 )
+from vnstitch.control.reroute import StitchMover
 from vnstitch.daemon import congestion
 from vnstitch.daemon.allocation import AllocationLoop, read_counters, tunnel_ends
 from vnstitch.daemon.config import AllocationConfig, CongestionConfig
@@ -47,7 +48,14 @@ from vnstitch.dataplane import (
     reconcile,
 )
 from vnstitch.model.ids import VNID, RouteManagerId
-from vnstitch.protocol.api import CongestionReported, Output, StitchEstablished, TunnelView
+from vnstitch.protocol.api import (
+    CongestionReported,
+    Output,
+    RouteView,
+    StitchEstablished,
+    StitchView,
+    TunnelView,
+)
 from vnstitch.routing.qos import QosClass, QosPolicy
 from vnstitch.sim import stitch_control
 from vnstitch.sim.allocation import SimAllocation
@@ -163,7 +171,8 @@ class LinkStep:
     stitch_rates: dict[str, float]
     ends: frozenset[str]
     renegotiate: list[Renegotiate]
-    replaced: list[tuple[str, str, float]]  # successors reported before this step
+    #: successors reported before this step: (old, new, committed, starts a hold-down)
+    replaced: list[tuple[str, str, float, bool]]
 
 
 class LinkSpy(Controller):
@@ -171,15 +180,15 @@ class LinkSpy(Controller):
 
     trails: ClassVar[list[tuple[ControlPolicy, list[LinkStep]]]] = []
 
-    def __init__(self, policy: ControlPolicy) -> None:
-        super().__init__(policy)
+    def __init__(self, policy: ControlPolicy, *, mover: StitchMover | None = None) -> None:
+        super().__init__(policy, mover=mover)
         self.steps_seen: list[LinkStep] = []
-        self.pending: list[tuple[str, str, float]] = []
+        self.pending: list[tuple[str, str, float, bool]] = []
         LinkSpy.trails.append((policy, self.steps_seen))
 
-    def stitch_replaced(self, old: str, new: str, now: float) -> None:
-        super().stitch_replaced(old, new, now)
-        self.pending.append((old, new, now))
+    def stitch_replaced(self, old: str, new: str, now: float, *, hold: bool = True) -> None:
+        super().stitch_replaced(old, new, now, hold=hold)
+        self.pending.append((old, new, now, hold))
 
     def step(self, now: float, consumers: Sequence[Consumer],
              samples: Mapping[str, StitchSample], links: Sequence[LinkSample] = (),
@@ -225,8 +234,8 @@ def _replay_as_counters(policy: ControlPolicy, steps: Sequence[LinkStep]
     ctrl = Controller(policy)
     out: list[list[Renegotiate]] = []
     for st in steps:
-        for old, new, made in st.replaced:
-            ctrl.stitch_replaced(old, new, made)
+        for old, new, made, hold in st.replaced:
+            ctrl.stitch_replaced(old, new, made, hold=hold)
         for s in st.links:
             driver.set_counters(s.link, 0, round(s.tx_bytes))
         read = read_counters(driver, devices)
@@ -323,6 +332,12 @@ class _Core:
         return new, [StitchEstablished(new, VNID(1), (RouteManagerId(self.me),),
                                        1000.0, 1.0, self.cost[new], now, now)]
 
+    def stitch_views(self) -> list[StitchView]:
+        return []  # nothing to re-optimise: the simulator's stitches took their best
+
+    def route_views(self) -> list[RouteView]:
+        return []
+
     def tunnel_views(self) -> list[TunnelView]:
         return [TunnelView(f"t-{sid}", sid, VNID(1), RouteManagerId("peer"), True, "up",
                            (RouteManagerId(self.me),), 1000.0, f"vx-{sid}", f"wg-{sid}",
@@ -394,7 +409,7 @@ def test_renegotiate_same_actions_from_the_daemons_congestion_runner(
     summary, trails, _ = congestion_run
     policy, steps = next((p, s) for p, s in trails if any(st.renegotiate for st in s))
     sim = [(st.now, a.stitch_id, a.around != "") for st in steps for a in st.renegotiate]
-    successor = {old: new for st in steps for old, new, _ in st.replaced}
+    successor = {old: new for st in steps for old, new, *_ in st.replaced}
     by_id = {x["id"].split("/")[0]: x["cost"] for x in summary["stitches"]}
     mp = pytest.MonkeyPatch()
     try:

@@ -178,7 +178,11 @@ class Controller:
     """The control loop of one Route Manager (see the module docstring)."""
 
     def __init__(self, policy: ControlPolicy, provider: Provider | None = None,
-                 reroute: RerouteFn | None = None) -> None:
+                 reroute: RerouteFn | None = None, *, mover: StitchMover | None = None
+                 ) -> None:
+        """``mover``: the origins' move decisions, when the runtime shares one table
+        between the controllers (the simulator: stitch ids are unique, and the origin
+        side re-optimises through the same table); else this controller's own."""
         self.policy = policy
         self.bank = ForecastBank(policy.forecast)
         self.book = ReservationBook()
@@ -189,7 +193,8 @@ class Controller:
         self.grow = GrowPolicy(policy.grow) if policy.grow is not None else None
         cong = policy.congestion
         self.watch = LinkWatch(cong.monitor) if cong is not None else None
-        self.mover = StitchMover(cong.reroute_rules()) if cong is not None else None
+        self.mover = mover if mover is not None or cong is None else \
+            StitchMover(cong.reroute_rules())
         self._qos_for: dict[str, float] = {}  # owned link -> capacity its classes are for
         self.steps = 0
 
@@ -207,11 +212,12 @@ class Controller:
         return DecisionRecord(ev.now, ev.stitch_id, str(row["action"]), str(row["reason"]),
                               amount_mbps=ev.new_mbps, consumer=ev.stitch_id)
 
-    def stitch_replaced(self, old: str, new: str, now: float) -> None:
+    def stitch_replaced(self, old: str, new: str, now: float, *, hold: bool = True) -> None:
         """A renegotiation's successor ``new`` now carries what ``old`` did (established
-        at ``now``): the hold-down and the return follow it."""
+        at ``now``): the hold-down and the return follow it (``hold``: a congestion move,
+        which starts a hold-down; a re-optimisation does not)."""
         if self.mover is not None:
-            self.mover.moved(now, old, new)
+            self.mover.moved(now, old, new, hold=hold)
 
     def renegotiation_failed(self, sid: str, now: float) -> None:
         """No path avoided what ``sid`` was asked to leave (known at ``now``): it stays,

@@ -35,6 +35,17 @@ Theory of operation. Two roles, often played by different Route Managers:
     hot, the reports start again and the hold-down bounds the moves to one per
     ``holddown_s``.
 
+* **Re-optimisation**: a stitch asked for before discovery knew a route took the first
+  offer to arrive, not the cheapest (:mod:`vnstitch.protocol.origin`). When the
+  origin's discovery knows a route to the VN cheaper than the stitch's committed cost
+  (:func:`vnstitch.control.demand.cheaper_routes` reads both from the core's typed
+  views), :meth:`StitchMover.cheaper` asks for the best path now (``around=""``),
+  make-before-break like a return. Not while the stitch is in flight or away for
+  congestion (its return is the rule above); the congestion hold-down neither blocks it
+  nor is started by it (the successor keeps its predecessor's). A renegotiation that
+  did not reach the cheaper route (gone stale, or refused) is not asked again for a
+  route as dear or dearer, until discovery knows nothing cheaper than the stitch.
+
 Renegotiation gives the stitch a new id; :meth:`StitchMover.moved` carries its history
 over. A link is named by a string (the owner's name for it) or by its two ends (either
 order; ``around`` is then ``"a-b"``, the ends sorted). Nothing here reads a clock or
@@ -106,8 +117,10 @@ class _Track:
     moved_at: float = -math.inf
     #: (link it left, cost of the path it left, its Mbit/s there) while away
     home: tuple[str, float, float] | None = None
-    pending: tuple[str, str, float] | None = None  # ("away" | "home", link, Mbit/s)
+    pending: tuple[str, str, float] | None = None  # ("away"|"home"|"cheaper", link, Mbit/s)
     reports: list[float] = field(default_factory=list)
+    #: the route cost the last re-optimisation was asked for (module docstring)
+    tried: float | None = None
 
 
 class StitchMover:
@@ -118,6 +131,7 @@ class StitchMover:
         self._tracks: dict[str, _Track] = {}
         self._last_hot: dict[str, float] = {}
         self.moves = 0
+        self.reoptimisations = 0
 
     def _track(self, sid: str) -> _Track:
         return self._tracks.setdefault(sid, _Track())
@@ -175,13 +189,22 @@ class StitchMover:
                 [DecisionRecord(now, sid, "reroute", why, consumer=sid,
                                 measured_mbps=mbps or None)])
 
-    def moved(self, now: float, old: str, new: str, old_cost: float = 0.0) -> None:
-        """The successor ``new`` of ``old`` is established (the old one is released)."""
+    def moved(self, now: float, old: str, new: str, old_cost: float = 0.0, *,
+              hold: bool = True) -> None:
+        """The successor ``new`` of ``old`` is established (the old one is released).
+        Of a stitch this mover did not move, only the hold-down follows (``hold``: a
+        congestion move's; else none). Told twice, the second time changes nothing."""
         t = self._tracks.pop(old, None)
+        if t is None and new in self._tracks:
+            return
         if t is None or t.pending is None:  # not moved by us: only the hold-down
-            self._tracks[new] = _Track(moved_at=now)
+            self._tracks[new] = _Track(moved_at=now if hold else
+                                       (t.moved_at if t is not None else -math.inf))
             return
         kind, link, mbps = t.pending
+        if kind == "cheaper":  # not a congestion move: no hold-down of its own
+            self._tracks[new] = _Track(moved_at=t.moved_at, tried=t.tried)
+            return
         self._tracks[new] = _Track(moved_at=now, home=(link, old_cost, mbps)
                                    if kind == "away" else None)
 
@@ -190,9 +213,30 @@ class StitchMover:
         ``now``, is held down from then, so a hot link does not ask again each report)."""
         t = self._tracks.get(sid)
         if t is not None:
+            cheaper = t.pending is not None and t.pending[0] == "cheaper"
             t.pending = None
-            if now is not None:
+            if now is not None and not cheaper:
                 t.moved_at = now
+
+    def cheaper(self, now: float, sid: str, cost: float, best: float) -> Decided:
+        """Stitch ``sid`` (originated here) is committed at ``cost``; the cheapest route
+        the origin's discovery knows to its VN now costs ``best`` (inf: none known):
+        re-optimise onto it (module docstring)."""
+        t = self._track(sid)
+        if t.pending is not None or t.home is not None:
+            return [], []
+        if best >= cost - 1e-9:
+            t.tried = None  # nothing cheaper known: a cheaper route later is news
+            return [], []
+        if t.tried is not None and best >= t.tried - 1e-9:
+            return [], []  # asked for a route this cheap already, and did not get it
+        t.tried = best
+        t.pending = ("cheaper", "", 0.0)
+        self.reoptimisations += 1
+        why = (f"discovery knows a route of cost {best:g} < the committed {cost:g}: "
+               "renegotiate onto the best path now (make-before-break)")
+        return ([Renegotiate(sid, "", why)],
+                [DecisionRecord(now, sid, "reoptimise", why, consumer=sid)])
 
     def forget_one(self, sid: str) -> None:
         self._tracks.pop(sid, None)

@@ -17,7 +17,10 @@ daemon
    (and each netlink link-down under a stitch originated here, seen at once through
    :class:`~vnstitch.daemon.linksampler.LinkEvents`) goes to the pure
    :class:`~vnstitch.control.reroute.StitchMover` (dampening, hold-down, return home);
-   its :class:`~vnstitch.control.Renegotiate` actions become ``renegotiate_stitch``
+   its :class:`~vnstitch.control.Renegotiate` actions -- and, every interval, its
+   re-optimisation of a stitch originated here onto a cheaper route its discovery
+   knows (:meth:`~vnstitch.control.reroute.StitchMover.cheaper`) -- become
+   ``renegotiate_stitch``
    with ``keep_old``: a successor is queried, held and committed around the link while
    the old stitch carries the traffic. Then the move is made before the break in the
    kernel too: the new tunnel's VXLAN port stays out of the VN's bridge until its
@@ -51,6 +54,7 @@ from collections import deque
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from vnstitch.control.demand import cheaper_routes
 from vnstitch.control.model import DecisionRecord, LinkSample, Renegotiate
 from vnstitch.control.reroute import LinkWatch, RerouteRules, StitchMover
 from vnstitch.daemon.config import CongestionConfig
@@ -183,6 +187,13 @@ class CongestionRunner:
             d.execute(outputs)
         await self._advance_moves(now)
         acts, recs = self.mover.step(now, self._costs())
+        busy = {*self._successor_of, *self._successor_of.values(), *self._moves,
+                *(mv.old for mv in self._moves.values())}
+        for sid, (cost, best) in cheaper_routes(d.core.stitch_views(),
+                                                d.core.route_views()).items():
+            if sid not in busy:  # re-optimisation (control.reroute)
+                more, why = self.mover.cheaper(now, sid, cost, best)
+                acts, recs = acts + more, recs + why
         for rec in recs:
             self._keep(rec)
         self._apply(acts, now)
@@ -385,7 +396,7 @@ class CongestionRunner:
         return state.with_objects(add=pins) if pins else state
 
     def _keep(self, rec: DecisionRecord) -> None:
-        if rec.action in ("reroute", "return", "made", "moved", "stay", "link-down"):
+        if rec.action in ("reroute", "return", "reoptimise", "made", "moved", "stay", "link-down"):
             log.info("congestion: %s %s: %s", rec.action, rec.subject, rec.reason)
         row = {k: v for k, v in asdict(rec).items() if v not in (None, "")}
         row["now"] = round(rec.now, 3)

@@ -220,13 +220,16 @@ class Counters:
 
 @dataclass(frozen=True, slots=True)
 class StitchView:
-    """A stitch this RM originated: its state, committed path and bandwidth."""
+    """A stitch this RM originated: its state, committed path, bandwidth and the
+    path's cost (the sum of the link costs, as discovery sums them; 0 until an offer
+    is taken)."""
 
     stitch_id: str
     vnid: VNID
     state: str
     path: tuple[RouteManagerId, ...]
     bandwidth_mbps: float
+    cost: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +253,9 @@ class TunnelView:
 
 @dataclass(frozen=True, slots=True)
 class RouteView:
-    """One learned route to ``vnid`` (one per origin): ``via`` None means local."""
+    """One learned route to ``vnid`` (one per origin): ``via`` None means local.
+    ``cost`` and ``latency_ms`` are summed over the path's links from this RM, as an
+    offer along that path would sum them (so a stitch's cost compares with it)."""
 
     vnid: VNID
     via: RouteManagerId | None
@@ -258,6 +263,8 @@ class RouteView:
     bandwidth_mbps: float
     #: What the announcements carried (empty for a VN this RM is no member of).
     components: tuple[str, ...] = ()
+    cost: float = 0.0
+    latency_ms: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
