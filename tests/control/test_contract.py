@@ -314,11 +314,11 @@ class _Core:
         self.me, self.crossing, self.successor, self.cost = me, crossing, successor, cost
         self.asked: list[tuple[str, bool]] = []
 
-    def report_congestion(self, neighbour: str, utilisation: float, now: float
-                          ) -> list[Output]:
+    def report_congestion(self, neighbour: str, utilisation: float, now: float, *,
+                          excess_mbps: float | None = None) -> list[Output]:
         link = (RouteManagerId(self.me), RouteManagerId(neighbour))
-        return [CongestionReported(sid, VNID(1), link, utilisation, link[0], now)
-                for sid in sorted(self.crossing)]
+        return [CongestionReported(sid, VNID(1), link, utilisation, link[0], now,
+                                   excess_mbps) for sid in sorted(self.crossing)]
 
     def renegotiate_stitch(self, sid: str, avoid: frozenset[Any], now: float, *,
                            keep_old: bool) -> tuple[str, list[Output]]:
@@ -372,7 +372,7 @@ def _via_congestion_runner(policy: ControlPolicy, steps: Sequence[LinkStep], *,
     stitches = {**{s: 1.0 for s in reported}, **cost}
     daemon = SimpleNamespace(
         rm_id=RouteManagerId(me), store_open=True, now=lambda: clock[0],
-        core=core, metrics=collections.Counter(),
+        core=core, metrics=collections.Counter(), allocation=None,
         config=SimpleNamespace(peer=lambda n: SimpleNamespace(capacity_mbps=cap)
                                if n == far else None,
                                dataplane=SimpleNamespace(netns=None)),

@@ -168,3 +168,23 @@ def test_cheaper_routes_reads_the_typed_views() -> None:
               RouteView(VNID(7), mid, (me, mid, far), 500.0, (), 2.0)]
     assert cheaper_routes(stitches, routes) == {"up": (3.0, 2.0),
                                                 "lone": (1.0, float("inf"))}
+
+
+# -- who moves: the link's excess over target, each origin's own rate ----------------------
+
+def test_a_stitch_that_alone_clears_the_excess_moves_a_smaller_one_waits_a_report() -> None:
+    m = StitchMover(RerouteRules(holddown_s=0.0, min_reports=1, report_window_s=7.5))
+    big, _ = m.congested(40.0, "big", LINK, 1.0, "tttt", mbps=4800, excess_mbps=2500)
+    small, srecs = m.congested(40.0, "small", LINK, 1.0, "tttt", mbps=500, excess_mbps=2500)
+    assert [a.stitch_id for a in big] == ["big"] and small == []
+    assert srecs[0].action == "defer"
+    # The big one left and the link is under target at the next report: the small stays.
+    assert m.congested(45.0, "small", LINK, 0.7, "tttt", mbps=500, excess_mbps=-500)[0] == []
+    # Control: still over target at the next report, the small one moves then.
+    m2 = StitchMover(RerouteRules(holddown_s=0.0, min_reports=1, report_window_s=7.5))
+    assert m2.congested(40.0, "small", LINK, 1.0, "tttt", mbps=500, excess_mbps=2500)[0] == []
+    assert m2.congested(45.0, "small", LINK, 0.9, "tttt", mbps=500, excess_mbps=1500)[0]
+    # Unknown rate or excess (an older peer, no measurement): it moves, as before.
+    m3 = StitchMover(RerouteRules(holddown_s=0.0, min_reports=1))
+    assert m3.congested(1.0, "a", LINK, 1.0, "tttt", excess_mbps=2500)[0]
+    assert m3.congested(1.0, "b", LINK, 1.0, "tttt", mbps=500)[0]

@@ -46,6 +46,14 @@ Theory of operation. Two roles, often played by different Route Managers:
   did not reach the cheaper route (gone stale, or refused) is not asked again for a
   route as dear or dearer, until discovery knows nothing cheaper than the stitch.
 
+* **Who moves**: the owner of a hot link reports it to every stitch crossing it (it
+  cannot measure a transit stitch's rate), with the Mbit/s the link carries above its
+  target. Each origin decides from its own stitch's rate: a stitch that alone can bring
+  the link under target (rate >= excess) moves at the report; a smaller one waits one
+  more report (within ``report_window_s``), so the busier stitches move first and it
+  moves only if the link is still over target then. Unknown rate or excess: it moves.
+  The simulated owner and the daemon's report the same way (one rule, here).
+
 Renegotiation gives the stitch a new id; :meth:`StitchMover.moved` carries its history
 over. A link is named by a string (the owner's name for it) or by its two ends (either
 order; ``around`` is then ``"a-b"``, the ends sorted). Nothing here reads a clock or
@@ -147,9 +155,12 @@ class StitchMover:
         self._last_hot[link_name(link)] = now
 
     def congested(self, now: float, sid: str, link: Link, utilisation: float,
-                  reporter: str, *, mbps: float = 0.0) -> Decided:
+                  reporter: str, *, mbps: float = 0.0, excess_mbps: float | None = None
+                  ) -> Decided:
         """A report that ``link`` on ``sid``'s path is congested (``mbps``: the stitch's
-        rate on it, when the reporter knows it)."""
+        rate on it, as its origin measures it, 0 if not known; ``excess_mbps``: what the
+        link carries above the reporter's target, None if not given: the rule "who
+        moves" in the module docstring)."""
         name = link_name(link)
         self._last_hot[name] = now
         t = self._track(sid)
@@ -166,6 +177,18 @@ class StitchMover:
             return [], [DecisionRecord(now, sid, "watch", f"{seen}; {len(t.reports)} of "
                                        f"{r.min_reports} reports needed within "
                                        f"{r.report_window_s:g} s", consumer=sid)]
+        if excess_mbps is not None and excess_mbps <= 0:
+            t.reports = []  # a deferral waits for a report over target, not one before
+            return [], [DecisionRecord(now, sid, "watch", f"{seen}, at or under its "
+                                       "target: nothing to move", consumer=sid)]
+        if excess_mbps is not None and 0 < mbps < excess_mbps \
+                and len(t.reports) < r.min_reports + 1:
+            return [], [DecisionRecord(now, sid, "defer", f"{seen}, {excess_mbps:.0f} Mbit/s "
+                                       f"over target: its {mbps:.0f} Mbit/s alone cannot "
+                                       "bring it under, so busier stitches move first; it "
+                                       "moves if the next report within "
+                                       f"{r.report_window_s:g} s still finds the link over",
+                                       consumer=sid, measured_mbps=mbps)]
         rate = f" ({mbps:.0f} Mbit/s on it)" if mbps > 0 else ""
         return self._move(now, sid, t, name, mbps=mbps, why=f"{seen}: renegotiate the stitch{rate} "
                           "around it, even at a higher cost (make-before-break)")

@@ -12,7 +12,9 @@ daemon
    is told
    (:meth:`report_congestion`): it reports to the origin of every stitch crossing the
    link -- a signed CONGESTION relayed along the path, or an event when the origin is
-   this RM (:mod:`vnstitch.protocol.congestion`);
+   this RM (:mod:`vnstitch.protocol.congestion`) -- with the Mbit/s the link carries
+   above ``low``, so each origin decides from its own stitch's rate (the allocation
+   loop's measurement, when it runs) whether it is one to move;
 3. **decides at the origin**: each :class:`~vnstitch.protocol.api.CongestionReported`
    (and each netlink link-down under a stitch originated here, seen at once through
    :class:`~vnstitch.daemon.linksampler.LinkEvents`) goes to the pure
@@ -181,8 +183,13 @@ class CongestionRunner:
         for n in self.watch.hot():
             # Our own link: no stitch comes back onto it while it is hot.
             self.mover.link_hot(now, (str(d.rm_id), n))
-            outputs += d.core.report_congestion(RouteManagerId(n),
-                                                self.utilisation.get(n, 0.0), now)
+            u, peer = self.utilisation.get(n, 0.0), d.config.peer(RouteManagerId(n))
+            # Above the level the link must fall under to clear (the monitor's low):
+            # each origin decides from its own stitch's rate whether it is one to move.
+            excess = max(0.0, u - self.config.low) * peer.capacity_mbps \
+                if peer is not None else None
+            outputs += d.core.report_congestion(RouteManagerId(n), u, now,
+                                                excess_mbps=excess)
         if outputs:
             d.execute(outputs)
         await self._advance_moves(now)
@@ -210,7 +217,9 @@ class CongestionRunner:
                 return  # already moving: the old one goes, the new one avoids the link
             acts, recs = self.mover.congested(now, ev.stitch_id, (str(ev.link[0]),
                                                                    str(ev.link[1])),
-                                              ev.utilisation, str(ev.reporter))
+                                              ev.utilisation, str(ev.reporter),
+                                              mbps=self._rate(ev.stitch_id),
+                                              excess_mbps=ev.excess_mbps)
             for rec in recs:
                 self._keep(rec)
             # Applied on the next turn of the loop: we are inside the daemon's _execute.
@@ -238,6 +247,13 @@ class CongestionRunner:
             self.mover.failed(old)
             self._keep(DecisionRecord(now, old, "stay", f"no path around the element: "
                                       f"{ev.detail}", consumer=old))
+
+    def _rate(self, sid: str) -> float:
+        """The stitch's last rate as this origin measured it (the allocation loop's
+        tunnel counters), 0 when not measured here."""
+        alloc = self.daemon.allocation
+        hist = alloc.loop.controller.bank.history(sid) if alloc is not None else []
+        return float(hist[-1]) if len(hist) else 0.0
 
     def _release(self, sid: str) -> None:
         d = self.daemon

@@ -161,7 +161,8 @@ class RouteChanged:
 class CongestionReported:
     """At the origin of ``stitch_id``: ``reporter`` (a RM on its path, this RM itself
     for its own links) sees ``link`` (two adjacent RMs of the path) at ``utilisation``
-    (1.0 = the link's capacity). The controller decides whether to move the stitch."""
+    (1.0 = the link's capacity), carrying ``excess_mbps`` above the reporter's target
+    (None: not given). The controller decides whether to move the stitch."""
 
     stitch_id: str
     vnid: VNID
@@ -169,6 +170,7 @@ class CongestionReported:
     utilisation: float
     reporter: RouteManagerId
     now: float
+    excess_mbps: float | None = None
 
 
 Action = SendDatagram | DataplaneChange
@@ -303,9 +305,10 @@ class RouteManagerViews(Protocol):
         ...
 
     def report_congestion(self, neighbour: RouteManagerId, utilisation: float,
-                          now: float) -> list[Output]:
-        """The link to ``neighbour`` is congested: tell the origins of the stitches
-        crossing it (:mod:`vnstitch.protocol.congestion`)."""
+                          now: float, *, excess_mbps: float | None = None) -> list[Output]:
+        """The link to ``neighbour`` is congested, carrying ``excess_mbps`` above this
+        RM's target: tell the origins of the stitches crossing it
+        (:mod:`vnstitch.protocol.congestion`)."""
         ...
 
 

@@ -67,7 +67,9 @@ class StitchControl:
         self.policy = ControlPolicy(apps={}, rules=ScalingRules(unit=1.0),
                                     congestion=CongestionRules(
                                         spec.monitor, rr.hold_down_s, rr.target,
-                                        rr.returns, rr.return_below))
+                                        rr.returns, rr.return_below,
+                                        # the next interval's report is the next one
+                                        report_window_s=1.5 * spec.interval_s))
         self.movable = frozenset(rr.classes) if rr.classes is not None else None
         self.st, self.seg_of = stitched, seg_of
         sim = stitched.sim
