@@ -427,3 +427,69 @@ def test_renegotiate_same_actions_from_the_daemons_congestion_runner(
     assert [k for _, _, k in sim] == [True, False]
     assert daemon == sim, (daemon, sim)
     assert quiet == [] and not any(_replay_as_counters(policy, cooler))
+
+
+# -- re-optimisation from the daemon's side --------------------------------------------------
+
+class _ViewsCore(_Core):
+    """A core whose typed views say: stitch s1 committed at ``cost``, discovery knows a
+    route to its VN at ``best``."""
+
+    def __init__(self, cost: float, best: float) -> None:
+        super().__init__("o" * 32, set(), {"s1": "s2"}, {"s2": best})
+        self.views = (cost, best)
+
+    def stitch_views(self) -> list[StitchView]:
+        return [StitchView("s1", VNID(1), "established", (RouteManagerId("o" * 32),),
+                           100.0, self.views[0])]
+
+    def route_views(self) -> list[RouteView]:
+        far = RouteManagerId("f" * 32)
+        return [RouteView(VNID(1), far, (RouteManagerId("o" * 32), far), 1000.0, (),
+                          self.views[1])]
+
+
+def _reoptimise_via_daemon(cost: float, best: float, mp: pytest.MonkeyPatch
+                           ) -> tuple[list[tuple[str, bool]], list[str]]:
+    core = _ViewsCore(cost, best)
+    mp.setattr(congestion, "last_handshake", lambda dev: 1.0)
+    mp.setattr(congestion, "bridged", lambda ports, netns: True)
+    daemon = SimpleNamespace(
+        rm_id=RouteManagerId("o" * 32), store_open=True, now=lambda: 1.0, core=core,
+        metrics=collections.Counter(), allocation=None,
+        config=SimpleNamespace(peer=lambda n: None, dataplane=SimpleNamespace(netns=None)),
+        intents=SimpleNamespace(succeeded=lambda old, new, now: None),
+        reconciler=SimpleNamespace(passes=1, covering_pass=lambda: 0),
+        store=SimpleNamespace(stitches=lambda: [
+            SimpleNamespace(stitch_id="s1", cost=cost, status="up")]),
+        dataplane_changed=lambda: None)
+    runner = CongestionRunner(daemon, CongestionConfig(pin_paths=False))  # type: ignore[arg-type]
+
+    def execute(outputs: list[Output]) -> None:
+        for ev in outputs:
+            runner.on_event(ev)
+
+    daemon.execute = execute
+
+    async def drive() -> None:
+        for _ in range(3):  # the ask; the successor swapped in; nothing more
+            await runner.react(1.0, {})
+
+    asyncio.run(drive())
+    return core.asked, [str(r["action"]) for r in runner.decisions]
+
+
+def test_the_daemon_reoptimises_a_stitch_onto_a_cheaper_route_once() -> None:
+    """The daemon's origin, given the core's typed views (committed at cost 3, discovery
+    knows a cost-2 route), asks one make-before-break renegotiation onto the best path
+    now (``avoid`` empty), as the simulator's origin does (test_stitched_traffic); the
+    stitch in flight and then swapped is not asked again. Control: no cheaper route."""
+    mp = pytest.MonkeyPatch()
+    try:
+        asked, actions = _reoptimise_via_daemon(3.0, 2.0, mp)
+        quiet, _ = _reoptimise_via_daemon(2.0, 2.0, mp)
+    finally:
+        mp.undo()
+    assert asked == [("s1", False)]
+    assert actions.count("reoptimise") == 1 and "moved" in actions
+    assert quiet == []
