@@ -33,6 +33,7 @@ from vnstitch.control import (
     Reserve,
     StitchSample,
 )
+from vnstitch.control.reroute import StitchMover
 from vnstitch.daemon import congestion
 from vnstitch.daemon.allocation import AllocationLoop, read_counters, tunnel_ends
 from vnstitch.daemon.config import AllocationConfig, CongestionConfig
@@ -47,7 +48,14 @@ from vnstitch.dataplane import (
     reconcile,
 )
 from vnstitch.model.ids import VNID, RouteManagerId
-from vnstitch.protocol.api import CongestionReported, Output, StitchEstablished, TunnelView
+from vnstitch.protocol.api import (
+    CongestionReported,
+    Output,
+    RouteView,
+    StitchEstablished,
+    StitchView,
+    TunnelView,
+)
 from vnstitch.routing.qos import QosClass, QosPolicy
 from vnstitch.sim import stitch_control
 from vnstitch.sim.allocation import SimAllocation
@@ -163,7 +171,8 @@ class LinkStep:
     stitch_rates: dict[str, float]
     ends: frozenset[str]
     renegotiate: list[Renegotiate]
-    replaced: list[tuple[str, str, float]]  # successors reported before this step
+    #: successors reported before this step: (old, new, committed, starts a hold-down)
+    replaced: list[tuple[str, str, float, bool]]
 
 
 class LinkSpy(Controller):
@@ -171,15 +180,15 @@ class LinkSpy(Controller):
 
     trails: ClassVar[list[tuple[ControlPolicy, list[LinkStep]]]] = []
 
-    def __init__(self, policy: ControlPolicy) -> None:
-        super().__init__(policy)
+    def __init__(self, policy: ControlPolicy, *, mover: StitchMover | None = None) -> None:
+        super().__init__(policy, mover=mover)
         self.steps_seen: list[LinkStep] = []
-        self.pending: list[tuple[str, str, float]] = []
+        self.pending: list[tuple[str, str, float, bool]] = []
         LinkSpy.trails.append((policy, self.steps_seen))
 
-    def stitch_replaced(self, old: str, new: str, now: float) -> None:
-        super().stitch_replaced(old, new, now)
-        self.pending.append((old, new, now))
+    def stitch_replaced(self, old: str, new: str, now: float, *, hold: bool = True) -> None:
+        super().stitch_replaced(old, new, now, hold=hold)
+        self.pending.append((old, new, now, hold))
 
     def step(self, now: float, consumers: Sequence[Consumer],
              samples: Mapping[str, StitchSample], links: Sequence[LinkSample] = (),
@@ -225,8 +234,8 @@ def _replay_as_counters(policy: ControlPolicy, steps: Sequence[LinkStep]
     ctrl = Controller(policy)
     out: list[list[Renegotiate]] = []
     for st in steps:
-        for old, new, made in st.replaced:
-            ctrl.stitch_replaced(old, new, made)
+        for old, new, made, hold in st.replaced:
+            ctrl.stitch_replaced(old, new, made, hold=hold)
         for s in st.links:
             driver.set_counters(s.link, 0, round(s.tx_bytes))
         read = read_counters(driver, devices)
@@ -305,11 +314,11 @@ class _Core:
         self.me, self.crossing, self.successor, self.cost = me, crossing, successor, cost
         self.asked: list[tuple[str, bool]] = []
 
-    def report_congestion(self, neighbour: str, utilisation: float, now: float
-                          ) -> list[Output]:
+    def report_congestion(self, neighbour: str, utilisation: float, now: float, *,
+                          excess_mbps: float | None = None) -> list[Output]:
         link = (RouteManagerId(self.me), RouteManagerId(neighbour))
-        return [CongestionReported(sid, VNID(1), link, utilisation, link[0], now)
-                for sid in sorted(self.crossing)]
+        return [CongestionReported(sid, VNID(1), link, utilisation, link[0], now,
+                                   excess_mbps) for sid in sorted(self.crossing)]
 
     def renegotiate_stitch(self, sid: str, avoid: frozenset[Any], now: float, *,
                            keep_old: bool) -> tuple[str, list[Output]]:
@@ -322,6 +331,12 @@ class _Core:
             self.crossing.add(new)
         return new, [StitchEstablished(new, VNID(1), (RouteManagerId(self.me),),
                                        1000.0, 1.0, self.cost[new], now, now)]
+
+    def stitch_views(self) -> list[StitchView]:
+        return []  # nothing to re-optimise: the simulator's stitches took their best
+
+    def route_views(self) -> list[RouteView]:
+        return []
 
     def tunnel_views(self) -> list[TunnelView]:
         return [TunnelView(f"t-{sid}", sid, VNID(1), RouteManagerId("peer"), True, "up",
@@ -357,7 +372,7 @@ def _via_congestion_runner(policy: ControlPolicy, steps: Sequence[LinkStep], *,
     stitches = {**{s: 1.0 for s in reported}, **cost}
     daemon = SimpleNamespace(
         rm_id=RouteManagerId(me), store_open=True, now=lambda: clock[0],
-        core=core, metrics=collections.Counter(),
+        core=core, metrics=collections.Counter(), allocation=None,
         config=SimpleNamespace(peer=lambda n: SimpleNamespace(capacity_mbps=cap)
                                if n == far else None,
                                dataplane=SimpleNamespace(netns=None)),
@@ -394,7 +409,7 @@ def test_renegotiate_same_actions_from_the_daemons_congestion_runner(
     summary, trails, _ = congestion_run
     policy, steps = next((p, s) for p, s in trails if any(st.renegotiate for st in s))
     sim = [(st.now, a.stitch_id, a.around != "") for st in steps for a in st.renegotiate]
-    successor = {old: new for st in steps for old, new, _ in st.replaced}
+    successor = {old: new for st in steps for old, new, *_ in st.replaced}
     by_id = {x["id"].split("/")[0]: x["cost"] for x in summary["stitches"]}
     mp = pytest.MonkeyPatch()
     try:
@@ -412,3 +427,69 @@ def test_renegotiate_same_actions_from_the_daemons_congestion_runner(
     assert [k for _, _, k in sim] == [True, False]
     assert daemon == sim, (daemon, sim)
     assert quiet == [] and not any(_replay_as_counters(policy, cooler))
+
+
+# -- re-optimisation from the daemon's side --------------------------------------------------
+
+class _ViewsCore(_Core):
+    """A core whose typed views say: stitch s1 committed at ``cost``, discovery knows a
+    route to its VN at ``best``."""
+
+    def __init__(self, cost: float, best: float) -> None:
+        super().__init__("o" * 32, set(), {"s1": "s2"}, {"s2": best})
+        self.views = (cost, best)
+
+    def stitch_views(self) -> list[StitchView]:
+        return [StitchView("s1", VNID(1), "established", (RouteManagerId("o" * 32),),
+                           100.0, self.views[0])]
+
+    def route_views(self) -> list[RouteView]:
+        far = RouteManagerId("f" * 32)
+        return [RouteView(VNID(1), far, (RouteManagerId("o" * 32), far), 1000.0, (),
+                          self.views[1])]
+
+
+def _reoptimise_via_daemon(cost: float, best: float, mp: pytest.MonkeyPatch
+                           ) -> tuple[list[tuple[str, bool]], list[str]]:
+    core = _ViewsCore(cost, best)
+    mp.setattr(congestion, "last_handshake", lambda dev: 1.0)
+    mp.setattr(congestion, "bridged", lambda ports, netns: True)
+    daemon = SimpleNamespace(
+        rm_id=RouteManagerId("o" * 32), store_open=True, now=lambda: 1.0, core=core,
+        metrics=collections.Counter(), allocation=None,
+        config=SimpleNamespace(peer=lambda n: None, dataplane=SimpleNamespace(netns=None)),
+        intents=SimpleNamespace(succeeded=lambda old, new, now: None),
+        reconciler=SimpleNamespace(passes=1, covering_pass=lambda: 0),
+        store=SimpleNamespace(stitches=lambda: [
+            SimpleNamespace(stitch_id="s1", cost=cost, status="up")]),
+        dataplane_changed=lambda: None)
+    runner = CongestionRunner(daemon, CongestionConfig(pin_paths=False))  # type: ignore[arg-type]
+
+    def execute(outputs: list[Output]) -> None:
+        for ev in outputs:
+            runner.on_event(ev)
+
+    daemon.execute = execute
+
+    async def drive() -> None:
+        for _ in range(3):  # the ask; the successor swapped in; nothing more
+            await runner.react(1.0, {})
+
+    asyncio.run(drive())
+    return core.asked, [str(r["action"]) for r in runner.decisions]
+
+
+def test_the_daemon_reoptimises_a_stitch_onto_a_cheaper_route_once() -> None:
+    """The daemon's origin, given the core's typed views (committed at cost 3, discovery
+    knows a cost-2 route), asks one make-before-break renegotiation onto the best path
+    now (``avoid`` empty), as the simulator's origin does (test_stitched_traffic); the
+    stitch in flight and then swapped is not asked again. Control: no cheaper route."""
+    mp = pytest.MonkeyPatch()
+    try:
+        asked, actions = _reoptimise_via_daemon(3.0, 2.0, mp)
+        quiet, _ = _reoptimise_via_daemon(2.0, 2.0, mp)
+    finally:
+        mp.undo()
+    assert asked == [("s1", False)]
+    assert actions.count("reoptimise") == 1 and "moved" in actions
+    assert quiet == []

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from vnstitch.control.demand import cheaper_routes
 from vnstitch.control.model import LinkSample
 from vnstitch.control.reroute import LinkWatch, RerouteRules, StitchMover
+from vnstitch.model.ids import VNID, RouteManagerId
+from vnstitch.protocol.api import RouteView, StitchView
 from vnstitch.routing.monitor import MonitorConfig
 
 LINK = ("aaaa", "tttt")
@@ -109,3 +112,79 @@ def test_a_failed_move_holds_down_when_told_when() -> None:
     assert m.congested(11.0, "s", LINK, 1.2, "tttt")[0]
     m.failed("s")  # the daemon's call: no hold-down, asked again at the next report
     assert m.congested(11.2, "s", LINK, 1.2, "tttt")[0]
+
+
+# -- re-optimisation: the first offer, then the cheapest route -----------------------------
+
+def test_a_cheaper_route_renegotiates_onto_the_best_path_once() -> None:
+    m = StitchMover(RerouteRules(holddown_s=60.0, min_reports=1))
+    assert m.cheaper(1.0, "s", 3.0, 3.0) == ([], [])  # nothing cheaper: stay
+    assert m.cheaper(1.0, "s", 3.0, float("inf")) == ([], [])  # no route known
+    acts, recs = m.cheaper(1.0, "s", 3.0, 2.0)
+    assert [(a.stitch_id, a.around) for a in acts] == [("s", "")]
+    assert recs[0].action == "reoptimise" and m.reoptimisations == 1
+    assert m.cheaper(1.5, "s", 3.0, 2.0) == ([], [])  # in flight
+    m.moved(2.0, "s", "s2")
+    # No hold-down of its own: a congestion report moves the successor at once.
+    assert m.movable(2.1, "s2")
+    assert m.congested(2.1, "s2", LINK, 1.2, "tttt", mbps=1.0)[0]
+    # Control: a congestion move's successor is held down.
+    m.moved(2.5, "s2", "s3")
+    assert not m.movable(3.0, "s3")
+
+
+def test_a_route_not_reached_is_not_asked_again_until_it_is_news() -> None:
+    """The renegotiation came back no cheaper (the route was stale): not again for a
+    route as dear; once discovery knows nothing cheaper, a cheaper route is news."""
+    m = StitchMover(RerouteRules())
+    assert m.cheaper(1.0, "s", 3.0, 2.0)[0]
+    m.moved(1.2, "s", "s2")  # committed at 3 again
+    assert m.cheaper(1.3, "s2", 3.0, 2.0) == ([], [])
+    assert m.cheaper(1.4, "s2", 3.0, 1.5)[0]  # cheaper still: asked
+    m.failed("s2")  # found no path at all: no hold-down, nothing asked again
+    assert m.movable(1.5, "s2") and m.cheaper(1.5, "s2", 3.0, 1.5) == ([], [])
+    assert m.cheaper(5.0, "s2", 3.0, 3.0) == ([], [])  # the stale route is gone
+    assert m.cheaper(9.0, "s2", 3.0, 2.0)[0]  # and back: news
+
+
+def test_a_stitch_away_for_congestion_is_not_reoptimised() -> None:
+    """Its return is the congestion rule's (quiet link, hold-down): not re-optimised
+    back onto the hot link it left."""
+    m = StitchMover(RerouteRules(holddown_s=10.0, min_reports=1, return_after_s=0.0))
+    assert m.congested(0.0, "s", LINK, 1.2, "tttt")[0]
+    m.moved(0.5, "s", "s2", old_cost=2.0)
+    assert m.cheaper(1.0, "s2", 3.0, 2.0) == ([], [])
+    # Control: a stitch that was never moved away is re-optimised.
+    assert m.cheaper(1.0, "other", 3.0, 2.0)[0]
+
+
+def test_cheaper_routes_reads_the_typed_views() -> None:
+    me, far, mid = (RouteManagerId(x) for x in ("o" * 8, "f" * 8, "m" * 8))
+    stitches = [StitchView("up", VNID(7), "established", (me, mid, far), 100.0, 3.0),
+                StitchView("asking", VNID(7), "querying", (), 100.0, 0.0),
+                StitchView("lone", VNID(9), "established", (me, far), 100.0, 1.0)]
+    routes = [RouteView(VNID(7), None, (me,), 1e9, (), 0.0),  # local: no way there
+              RouteView(VNID(7), far, (me, far), 50.0, (), 1.0),  # too narrow
+              RouteView(VNID(7), mid, (me, mid, far), 500.0, (), 2.0)]
+    assert cheaper_routes(stitches, routes) == {"up": (3.0, 2.0),
+                                                "lone": (1.0, float("inf"))}
+
+
+# -- who moves: the link's excess over target, each origin's own rate ----------------------
+
+def test_a_stitch_that_alone_clears_the_excess_moves_a_smaller_one_waits_a_report() -> None:
+    m = StitchMover(RerouteRules(holddown_s=0.0, min_reports=1, report_window_s=7.5))
+    big, _ = m.congested(40.0, "big", LINK, 1.0, "tttt", mbps=4800, excess_mbps=2500)
+    small, srecs = m.congested(40.0, "small", LINK, 1.0, "tttt", mbps=500, excess_mbps=2500)
+    assert [a.stitch_id for a in big] == ["big"] and small == []
+    assert srecs[0].action == "defer"
+    # The big one left and the link is under target at the next report: the small stays.
+    assert m.congested(45.0, "small", LINK, 0.7, "tttt", mbps=500, excess_mbps=-500)[0] == []
+    # Control: still over target at the next report, the small one moves then.
+    m2 = StitchMover(RerouteRules(holddown_s=0.0, min_reports=1, report_window_s=7.5))
+    assert m2.congested(40.0, "small", LINK, 1.0, "tttt", mbps=500, excess_mbps=2500)[0] == []
+    assert m2.congested(45.0, "small", LINK, 0.9, "tttt", mbps=500, excess_mbps=1500)[0]
+    # Unknown rate or excess (an older peer, no measurement): it moves, as before.
+    m3 = StitchMover(RerouteRules(holddown_s=0.0, min_reports=1))
+    assert m3.congested(1.0, "a", LINK, 1.0, "tttt", excess_mbps=2500)[0]
+    assert m3.congested(1.0, "b", LINK, 1.0, "tttt", mbps=500)[0]

@@ -260,8 +260,8 @@ class FakeCore:
                                         "this core cannot renegotiate", now)]
 
     def report_congestion(self, neighbour: RouteManagerId, utilisation: float,
-                          now: float) -> list[Output]:
-        del neighbour, utilisation, now
+                          now: float, *, excess_mbps: float | None = None) -> list[Output]:
+        del neighbour, utilisation, now, excess_mbps
         return []
 
 

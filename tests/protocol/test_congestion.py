@@ -77,3 +77,20 @@ def test_a_link_off_the_path_is_a_peer_fault(abilene4) -> None:  # type: ignore[
               if isinstance(o, PeerFault)]
     assert faults and faults[0].reason == "malformed"
     assert not _reports(net)
+
+
+def test_the_excess_travels_to_the_origin_and_an_old_report_has_none(abilene4) -> None:  # type: ignore[no-untyped-def]
+    """What the link carries above the reporter's target reaches the origin hop by hop;
+    a five-field CONGESTION (an older peer's) decodes with no excess."""
+    net, sid = _established(abilene4)
+    transit, target = net.rm_of[TRANSIT], net.rm_of[TARGET]
+    net.process(target, net.core(TARGET).report_congestion(transit, 0.9, net.now,
+                                                           excess_mbps=1234.2))
+    net.run_until(net.now + 0.5)
+    got = _reports(net)
+    assert [(r.stitch_id, r.excess_mbps) for r in got] == [(sid, 1235.0)]  # whole Mbit/s
+    old = Congestion("t.1", (transit, target), target, (transit, target), 900)
+    assert old.to_wire()[-1] == 900 and len(old.to_wire()) == 5
+    assert Congestion.from_wire(old.to_wire()).excess is None
+    new = Congestion("t.1", (transit, target), target, (transit, target), 900, 0)
+    assert Congestion.from_wire(new.to_wire()).excess == 0  # given, and none over target

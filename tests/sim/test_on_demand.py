@@ -1,5 +1,6 @@
-"""A VN's stitch is asked for on demand: when its traffic is offered and the origin's
-discovery knows a route to the VNID (a protocol event), never at a fixed time; with no
+"""A VN's stitch is asked for on demand: when its traffic is offered, before the
+origin's discovery knows a route to the VNID (the first offer is taken; re-optimisation
+corrects it later, tests/sim/test_stitched_traffic.py), never at a fixed time; with no
 route ever, its traffic stays unattached and counted."""
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def _run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, duration: float = 1
     return out, watches[0]
 
 
-def test_the_stitch_is_asked_for_at_the_first_route_event(
+def test_the_stitch_is_asked_for_when_its_traffic_is_offered(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out, watch = _run(tmp_path, monkeypatch)
     sim = out.simulation
@@ -94,12 +95,12 @@ def test_the_stitch_is_asked_for_at_the_first_route_event(
     o = [str(s) for s in sim.segments].index(origin["src"])
     learned = watch.first[(o, 7)]
     asked = sorted(r.requested_at for (rm, _), r in sim.metrics.records.items()
-                   if rm == o and int(r.vnid) == 7)
-    assert asked == [learned]  # one ask, at the route event: not a fixed time
-    assert 0 < learned < 2.0  # before the old fixed 2 s (discovery, not a schedule)
+                   if rm == o and int(r.vnid) == 7 and r.replaces is None)
+    assert asked == [0.0]  # one ask, when the traffic starts: not a fixed time
+    # ... blind: before discovery knew a route, and committed before it did
+    assert 0 < origin["committed_s"] < learned
     # the time before the first commit is counted as unattached, from 0
     assert tv["unattached_seconds"] == pytest.approx(origin["committed_s"], abs=1e-3)
-    assert origin["committed_s"] > learned
     assert tv["delivered_mbit"] > 0
 
 
@@ -119,8 +120,8 @@ def test_an_explicit_stitch_at_s_asks_at_that_time_whatever_the_routes(
 def test_control_no_route_ever_traffic_stays_unattached_and_counted(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The VN's far end is on a segment whose Route Manager is down from the start:
-    nobody ever announces VNID 7. The origin asks blind after one announcement period
-    and retries on its backoff; every attempt fails, nothing is ever routed."""
+    nobody ever announces VNID 7. The origin asks blind at once and retries on its
+    backoff; every attempt fails, nothing is ever routed."""
     out, watch = _run(tmp_path, monkeypatch, duration=20,
                       faults="[{at: 0, action: crash, segment: seg01}]")
     assert out.traffic_sim is not None and out.traffic_sim.stitched is not None
@@ -136,7 +137,6 @@ def test_control_no_route_ever_traffic_stays_unattached_and_counted(
     d = out.traffic_sim.stitched.demand.vns[7]
     asked = sorted(r.requested_at for (rm, _), r in sim.metrics.records.items()
                    if rm == origin and int(r.vnid) == 7)
-    announce = sim.factory.announce_interval_s
-    assert asked and asked[0] == pytest.approx(announce)  # blind, after one period
+    assert asked and asked[0] == 0.0  # blind, when the traffic starts
     assert len(asked) >= 2 and d.state is not DemandState.UP  # retried, never up
     assert out.traffic_sim.paths == [()]

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from vnstitch.control.reroute import StitchMover
 from vnstitch.sim.errors import ScenarioError
 from vnstitch.sim.runner import run
 from vnstitch.sim.scenario import FaultSpec, load_scenario, scenario_from_mapping
@@ -80,14 +81,38 @@ def test_transit_crash_unattached_for_the_repair_then_a_new_stitch(
         crash: dict[str, Any]) -> None:
     by_id = {x["id"]: x for x in crash["stitches"]}
     tv = next(f for f in crash["traffic"]["flows"] if f["name"] == "tv")
-    assert len(tv["stitch_ids"]) == 2
-    old, new = (by_id[i] for i in tv["stitch_ids"])
-    assert old["end_reason"].startswith("repairing") and "seg04" in old["path"]
-    assert "seg04" not in new["path"] and new["committed_s"] > old["ended_s"] > 30
+    rode = [by_id[i] for i in tv["stitch_ids"]]
+    # Asked before discovery knew a route: the first offer, then re-optimised onto the
+    # cheapest path (through seg04) make-before-break.
+    first, via04 = rode[0], rode[1]
+    assert first["end_reason"] == "replaced" and first["ended_s"] == via04["committed_s"]
+    assert via04["cost"] < first["cost"] and "seg04" in via04["path"]
+    # seg04 crashes at 30 s: that path ends repairing, the same stitch comes back on a
+    # path without seg04 after the repair time, unattached meanwhile.
+    k = next(i for i, c in enumerate(rode) if c["end_reason"].startswith("repairing"))
+    old, new = rode[k], rode[k + 1]
+    assert "seg04" in old["path"] and old["ended_s"] > 30
+    assert new["id"].split("/")[0] == old["id"].split("/")[0] and new["id"] != old["id"]
+    assert "seg04" not in new["path"] and new["committed_s"] > old["ended_s"]
     gap = new["committed_s"] - old["ended_s"]
-    before_first = old["committed_s"]
-    assert tv["unattached_seconds"] == pytest.approx(before_first + gap, abs=1e-2)
+    assert tv["unattached_seconds"] == pytest.approx(first["committed_s"] + gap, abs=1e-2)
     assert tv["delivered_mbit"] < tv["offered_mbit"]
+
+
+def test_control_without_reoptimisation_the_first_offer_stays(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Control for the test above: with the origin's re-optimisation switched off, tv
+    stays on the first offer's dearer path, which avoids seg04, so its crash changes
+    nothing for tv."""
+    monkeypatch.setattr(StitchMover, "cheaper",
+                        lambda self, now, sid, cost, best: ([], []))
+    s = _summary("transit-crash")
+    by_id = {x["id"]: x for x in s["stitches"]}
+    tv = next(f for f in s["traffic"]["flows"] if f["name"] == "tv")
+    assert len(tv["stitch_ids"]) == 1
+    only = by_id[tv["stitch_ids"][0]]
+    assert "seg04" not in only["path"] and only["cost"] == 3 and only["ended_s"] is None
+    assert s["traffic"]["stitch_reoptimisations"] == 0
 
 
 def test_segment_route_visits_exactly_the_segments_in_order(abilene4: Any) -> None:

@@ -29,15 +29,18 @@ of the substrate links this RM owns with the stitches that cross each. It then
    beyond the capacity of an owned link it crosses: :class:`~vnstitch.control.model.
    ResizeStitch`;
 5. **watches congestion** on owned links with :class:`~vnstitch.control.reroute.
-   LinkWatch` (utilisation, hysteresis) and, while a link is congested, picks the
-   stitches crossing it busiest first (by the rate measured on that link) until the
-   link's predicted load is under the rules' ``target`` (or one per interval). A
+   LinkWatch` (utilisation, hysteresis) and, while a link is congested, reports it to
+   the stitches crossing it, busiest first (by the rate measured on that link), each
+   with the Mbit/s the link would still carry above the rules' ``target`` once the
+   busier stitches asked to move have left (until none remains). A
    stitch that begins or ends here cannot leave a link inside this segment: that is an
-   ``unavoidable`` record, not an action. Each pick goes to a
+   ``unavoidable`` record, not a report. Each report goes to the
    :class:`~vnstitch.control.reroute.StitchMover` (what a daemon's origin decides
-   with; the runtime hands the action to the stitch's origin), which asks to
-   renegotiate it around the link (:class:`~vnstitch.control.model.Renegotiate`)
-   unless it is in flight or held down. Once nothing owned is congested,
+   with, from a CONGESTION; the runtime hands the action to the stitch's origin), which
+   decides from the stitch's own rate whether it is one to move -- busier stitches
+   first, down to the target -- and asks to renegotiate it around the link
+   (:class:`~vnstitch.control.model.Renegotiate`) unless it is in flight or held down
+   (no ``target``: the first movable stitch, one per interval). Once nothing owned is congested,
    the mover asks a moved stitch back (a renegotiation avoiding nothing: the best path
    now) when its hold-down has passed and the link would stay under ``return_below``
    with it. The runtime tells the controller when a renegotiation's successor replaces
@@ -178,7 +181,11 @@ class Controller:
     """The control loop of one Route Manager (see the module docstring)."""
 
     def __init__(self, policy: ControlPolicy, provider: Provider | None = None,
-                 reroute: RerouteFn | None = None) -> None:
+                 reroute: RerouteFn | None = None, *, mover: StitchMover | None = None
+                 ) -> None:
+        """``mover``: the origins' move decisions, when the runtime shares one table
+        between the controllers (the simulator: stitch ids are unique, and the origin
+        side re-optimises through the same table); else this controller's own."""
         self.policy = policy
         self.bank = ForecastBank(policy.forecast)
         self.book = ReservationBook()
@@ -189,7 +196,8 @@ class Controller:
         self.grow = GrowPolicy(policy.grow) if policy.grow is not None else None
         cong = policy.congestion
         self.watch = LinkWatch(cong.monitor) if cong is not None else None
-        self.mover = StitchMover(cong.reroute_rules()) if cong is not None else None
+        self.mover = mover if mover is not None or cong is None else \
+            StitchMover(cong.reroute_rules())
         self._qos_for: dict[str, float] = {}  # owned link -> capacity its classes are for
         self.steps = 0
 
@@ -207,11 +215,12 @@ class Controller:
         return DecisionRecord(ev.now, ev.stitch_id, str(row["action"]), str(row["reason"]),
                               amount_mbps=ev.new_mbps, consumer=ev.stitch_id)
 
-    def stitch_replaced(self, old: str, new: str, now: float) -> None:
+    def stitch_replaced(self, old: str, new: str, now: float, *, hold: bool = True) -> None:
         """A renegotiation's successor ``new`` now carries what ``old`` did (established
-        at ``now``): the hold-down and the return follow it."""
+        at ``now``): the hold-down and the return follow it (``hold``: a congestion move,
+        which starts a hold-down; a re-optimisation does not)."""
         if self.mover is not None:
-            self.mover.moved(now, old, new)
+            self.mover.moved(now, old, new, hold=hold)
 
     def renegotiation_failed(self, sid: str, now: float) -> None:
         """No path avoided what ``sid`` was asked to leave (known at ``now``): it stays,
@@ -457,11 +466,19 @@ class Controller:
             return on.get(sid, 0.0) if on is not None else (measured.get(sid) or 0.0)
 
         hot = [link for link in watch.hot() if link in cap]
-        load = {link: util.get(link, 0.0) * cap[link] for link in hot}
+        asked: set[str] = set()  # this interval, on any link: they leave the others too
         for link in hot:
             mover.link_hot(now, link)
+            # What the link carries above the target: each origin decides from its own
+            # stitch's rate whether it is one to move (StitchMover.congested), as a
+            # daemon's origin does from a CONGESTION report. This owner measures every
+            # stitch's rate on the link, so it reports them busiest first, each with
+            # what would remain above the target once the busier ones it asked left.
+            excess = None if rules.target is None else \
+                (util.get(link, 0.0) - rules.target) * cap[link] \
+                - sum(rate(link, x) for x in asked if x in crossing.get(link, ()))
             for sid in sorted(crossing.get(link, ()), key=lambda x: (-rate(link, x), x)):
-                if rules.target is not None and load[link] <= rules.target * cap[link]:
+                if excess is not None and excess <= 0:
                     break
                 if not mover.movable(now, sid):
                     continue
@@ -472,15 +489,16 @@ class Controller:
                         "avoid it", measured_mbps=rate(link, sid), consumer=sid))
                     continue
                 acts, recs = mover.congested(now, sid, link, util.get(link, 0.0),
-                                             "owner", mbps=rate(link, sid))
+                                             "owner", mbps=rate(link, sid),
+                                             excess_mbps=excess)
                 out.records.extend(recs)
-                if not acts:
-                    continue
                 out.actions.extend(acts)
-                for other in hot:
-                    load[other] -= rate(other, sid)
-                if rules.target is None:
-                    break
+                if acts and excess is None:
+                    break  # no target: one stitch per link per interval
+                if acts:
+                    asked.add(sid)
+                if acts and excess is not None:
+                    excess -= rate(link, sid)
         if rules.returns and not hot:
             room = {sid: util.get(link, 0.0) + mbps / cap[link]
                     for sid, (link, mbps) in mover.away().items() if cap.get(link, 0.0) > 0}

@@ -11,15 +11,18 @@ attempt (:meth:`asked`, :meth:`up`, :meth:`failed`, :meth:`lost`) -- and
 
 * **On demand.** A VN with traffic offered is asked for as soon as a remote route to
   its VNID is known -- at once when the route was known first, else at the route event.
-  Asking earlier would flood a query blind: with no route to compare offers against,
-  the origin takes the first offer to arrive (:mod:`vnstitch.protocol.origin`), the
-  fastest to answer rather than the cheapest, and the stitch stays on it.
-* **No route yet.** With traffic offered and no route known after ``route_wait_s``
-  (one announcement period of the protocol: by then every neighbour has announced what
-  it knows), the origin asks anyway -- the query floods, and may find a VN whose
-  announcements are lost -- and again after each failure, on the daemon's schedule for
-  a failure that is not the request's fault (:data:`vnstitch.protocol.intent.TRANSIENT`:
-  capped exponential with jitter); a route learned meanwhile cuts the wait short.
+* **No route yet.** With traffic offered and no route known after ``route_wait_s``,
+  the origin asks anyway -- the query floods -- and again after each failure, on the
+  daemon's schedule for a failure that is not the request's fault
+  (:data:`vnstitch.protocol.intent.TRANSIENT`: capped exponential with jitter); a route
+  learned meanwhile cuts the wait short. A blind query takes the first offer to arrive
+  (:mod:`vnstitch.protocol.origin`: nothing to compare it with), the fastest to answer
+  rather than the cheapest; the origin's re-optimisation
+  (:meth:`vnstitch.control.reroute.StitchMover.cheaper`, fed by :func:`cheaper_routes`)
+  moves the stitch, make-before-break, once discovery knows a cheaper route. So the
+  wait trades unattached time for one renegotiation: the simulator asks at once
+  (``route_wait_s = 0``); a runtime without re-optimisation should wait about one
+  announcement period, by when every neighbour has announced what it knows.
 * **Explicit time.** A VN given ``at`` (a scenario's ``stitch_at_s``, an operator's
   request) is asked for at that time whatever the traffic and the routes; its
   failures are retried as above.
@@ -45,7 +48,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from vnstitch.control.errors import ControlError
-from vnstitch.protocol.api import RouteView
+from vnstitch.protocol.api import RouteView, StitchView
 from vnstitch.protocol.intent import Intent, IntentState
 
 
@@ -62,6 +65,22 @@ DEMAND_TRANSITIONS: dict[DemandState, frozenset[DemandState]] = {
     DemandState.UP: frozenset({DemandState.WAITING}),
     DemandState.WAITING: frozenset({DemandState.ASKED, DemandState.WAITING}),
 }
+
+
+def cheaper_routes(stitches: Iterable[StitchView], routes: Iterable[RouteView]
+                   ) -> dict[str, tuple[float, float]]:
+    """Per established stitch of a core (its ``stitch_views``): its committed cost and
+    the cost of the cheapest remote route its discovery knows (``route_views``) to the
+    VN that could carry its bandwidth (inf: none) -- what
+    :meth:`vnstitch.control.reroute.StitchMover.cheaper` re-optimises on, in both
+    runtimes."""
+    best: dict[int, list[tuple[float, float]]] = {}
+    for r in routes:
+        if r.via is not None:
+            best.setdefault(int(r.vnid), []).append((r.bandwidth_mbps, r.cost))
+    return {s.stitch_id: (s.cost, min((c for bw, c in best.get(int(s.vnid), ())
+                                       if bw >= s.bandwidth_mbps - 1e-9), default=math.inf))
+            for s in stitches if s.state == "established"}
 
 
 def knows_route(views: Iterable[RouteView], vnid: int) -> bool:

@@ -35,6 +35,25 @@ Theory of operation. Two roles, often played by different Route Managers:
     hot, the reports start again and the hold-down bounds the moves to one per
     ``holddown_s``.
 
+* **Re-optimisation**: a stitch asked for before discovery knew a route took the first
+  offer to arrive, not the cheapest (:mod:`vnstitch.protocol.origin`). When the
+  origin's discovery knows a route to the VN cheaper than the stitch's committed cost
+  (:func:`vnstitch.control.demand.cheaper_routes` reads both from the core's typed
+  views), :meth:`StitchMover.cheaper` asks for the best path now (``around=""``),
+  make-before-break like a return. Not while the stitch is in flight or away for
+  congestion (its return is the rule above); the congestion hold-down neither blocks it
+  nor is started by it (the successor keeps its predecessor's). A renegotiation that
+  did not reach the cheaper route (gone stale, or refused) is not asked again for a
+  route as dear or dearer, until discovery knows nothing cheaper than the stitch.
+
+* **Who moves**: the owner of a hot link reports it to every stitch crossing it (it
+  cannot measure a transit stitch's rate), with the Mbit/s the link carries above its
+  target. Each origin decides from its own stitch's rate: a stitch that alone can bring
+  the link under target (rate >= excess) moves at the report; a smaller one waits one
+  more report (within ``report_window_s``), so the busier stitches move first and it
+  moves only if the link is still over target then. Unknown rate or excess: it moves.
+  The simulated owner and the daemon's report the same way (one rule, here).
+
 Renegotiation gives the stitch a new id; :meth:`StitchMover.moved` carries its history
 over. A link is named by a string (the owner's name for it) or by its two ends (either
 order; ``around`` is then ``"a-b"``, the ends sorted). Nothing here reads a clock or
@@ -106,8 +125,10 @@ class _Track:
     moved_at: float = -math.inf
     #: (link it left, cost of the path it left, its Mbit/s there) while away
     home: tuple[str, float, float] | None = None
-    pending: tuple[str, str, float] | None = None  # ("away" | "home", link, Mbit/s)
+    pending: tuple[str, str, float] | None = None  # ("away"|"home"|"cheaper", link, Mbit/s)
     reports: list[float] = field(default_factory=list)
+    #: the route cost the last re-optimisation was asked for (module docstring)
+    tried: float | None = None
 
 
 class StitchMover:
@@ -118,6 +139,7 @@ class StitchMover:
         self._tracks: dict[str, _Track] = {}
         self._last_hot: dict[str, float] = {}
         self.moves = 0
+        self.reoptimisations = 0
 
     def _track(self, sid: str) -> _Track:
         return self._tracks.setdefault(sid, _Track())
@@ -133,9 +155,12 @@ class StitchMover:
         self._last_hot[link_name(link)] = now
 
     def congested(self, now: float, sid: str, link: Link, utilisation: float,
-                  reporter: str, *, mbps: float = 0.0) -> Decided:
+                  reporter: str, *, mbps: float = 0.0, excess_mbps: float | None = None
+                  ) -> Decided:
         """A report that ``link`` on ``sid``'s path is congested (``mbps``: the stitch's
-        rate on it, when the reporter knows it)."""
+        rate on it, as its origin measures it, 0 if not known; ``excess_mbps``: what the
+        link carries above the reporter's target, None if not given: the rule "who
+        moves" in the module docstring)."""
         name = link_name(link)
         self._last_hot[name] = now
         t = self._track(sid)
@@ -152,6 +177,18 @@ class StitchMover:
             return [], [DecisionRecord(now, sid, "watch", f"{seen}; {len(t.reports)} of "
                                        f"{r.min_reports} reports needed within "
                                        f"{r.report_window_s:g} s", consumer=sid)]
+        if excess_mbps is not None and excess_mbps <= 0:
+            t.reports = []  # a deferral waits for a report over target, not one before
+            return [], [DecisionRecord(now, sid, "watch", f"{seen}, at or under its "
+                                       "target: nothing to move", consumer=sid)]
+        if excess_mbps is not None and 0 < mbps < excess_mbps \
+                and len(t.reports) < r.min_reports + 1:
+            return [], [DecisionRecord(now, sid, "defer", f"{seen}, {excess_mbps:.0f} Mbit/s "
+                                       f"over target: its {mbps:.0f} Mbit/s alone cannot "
+                                       "bring it under, so busier stitches move first; it "
+                                       "moves if the next report within "
+                                       f"{r.report_window_s:g} s still finds the link over",
+                                       consumer=sid, measured_mbps=mbps)]
         rate = f" ({mbps:.0f} Mbit/s on it)" if mbps > 0 else ""
         return self._move(now, sid, t, name, mbps=mbps, why=f"{seen}: renegotiate the stitch{rate} "
                           "around it, even at a higher cost (make-before-break)")
@@ -175,13 +212,22 @@ class StitchMover:
                 [DecisionRecord(now, sid, "reroute", why, consumer=sid,
                                 measured_mbps=mbps or None)])
 
-    def moved(self, now: float, old: str, new: str, old_cost: float = 0.0) -> None:
-        """The successor ``new`` of ``old`` is established (the old one is released)."""
+    def moved(self, now: float, old: str, new: str, old_cost: float = 0.0, *,
+              hold: bool = True) -> None:
+        """The successor ``new`` of ``old`` is established (the old one is released).
+        Of a stitch this mover did not move, only the hold-down follows (``hold``: a
+        congestion move's; else none). Told twice, the second time changes nothing."""
         t = self._tracks.pop(old, None)
+        if t is None and new in self._tracks:
+            return
         if t is None or t.pending is None:  # not moved by us: only the hold-down
-            self._tracks[new] = _Track(moved_at=now)
+            self._tracks[new] = _Track(moved_at=now if hold else
+                                       (t.moved_at if t is not None else -math.inf))
             return
         kind, link, mbps = t.pending
+        if kind == "cheaper":  # not a congestion move: no hold-down of its own
+            self._tracks[new] = _Track(moved_at=t.moved_at, tried=t.tried)
+            return
         self._tracks[new] = _Track(moved_at=now, home=(link, old_cost, mbps)
                                    if kind == "away" else None)
 
@@ -190,9 +236,30 @@ class StitchMover:
         ``now``, is held down from then, so a hot link does not ask again each report)."""
         t = self._tracks.get(sid)
         if t is not None:
+            cheaper = t.pending is not None and t.pending[0] == "cheaper"
             t.pending = None
-            if now is not None:
+            if now is not None and not cheaper:
                 t.moved_at = now
+
+    def cheaper(self, now: float, sid: str, cost: float, best: float) -> Decided:
+        """Stitch ``sid`` (originated here) is committed at ``cost``; the cheapest route
+        the origin's discovery knows to its VN now costs ``best`` (inf: none known):
+        re-optimise onto it (module docstring)."""
+        t = self._track(sid)
+        if t.pending is not None or t.home is not None:
+            return [], []
+        if best >= cost - 1e-9:
+            t.tried = None  # nothing cheaper known: a cheaper route later is news
+            return [], []
+        if t.tried is not None and best >= t.tried - 1e-9:
+            return [], []  # asked for a route this cheap already, and did not get it
+        t.tried = best
+        t.pending = ("cheaper", "", 0.0)
+        self.reoptimisations += 1
+        why = (f"discovery knows a route of cost {best:g} < the committed {cost:g}: "
+               "renegotiate onto the best path now (make-before-break)")
+        return ([Renegotiate(sid, "", why)],
+                [DecisionRecord(now, sid, "reoptimise", why, consumer=sid)])
 
     def forget_one(self, sid: str) -> None:
         self._tracks.pop(sid, None)

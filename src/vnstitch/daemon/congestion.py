@@ -12,12 +12,17 @@ daemon
    is told
    (:meth:`report_congestion`): it reports to the origin of every stitch crossing the
    link -- a signed CONGESTION relayed along the path, or an event when the origin is
-   this RM (:mod:`vnstitch.protocol.congestion`);
+   this RM (:mod:`vnstitch.protocol.congestion`) -- with the Mbit/s the link carries
+   above ``low``, so each origin decides from its own stitch's rate (the allocation
+   loop's measurement, when it runs) whether it is one to move;
 3. **decides at the origin**: each :class:`~vnstitch.protocol.api.CongestionReported`
    (and each netlink link-down under a stitch originated here, seen at once through
    :class:`~vnstitch.daemon.linksampler.LinkEvents`) goes to the pure
    :class:`~vnstitch.control.reroute.StitchMover` (dampening, hold-down, return home);
-   its :class:`~vnstitch.control.Renegotiate` actions become ``renegotiate_stitch``
+   its :class:`~vnstitch.control.Renegotiate` actions -- and, every interval, its
+   re-optimisation of a stitch originated here onto a cheaper route its discovery
+   knows (:meth:`~vnstitch.control.reroute.StitchMover.cheaper`) -- become
+   ``renegotiate_stitch``
    with ``keep_old``: a successor is queried, held and committed around the link while
    the old stitch carries the traffic. Then the move is made before the break in the
    kernel too: the new tunnel's VXLAN port stays out of the VN's bridge until its
@@ -51,6 +56,7 @@ from collections import deque
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from vnstitch.control.demand import cheaper_routes
 from vnstitch.control.model import DecisionRecord, LinkSample, Renegotiate
 from vnstitch.control.reroute import LinkWatch, RerouteRules, StitchMover
 from vnstitch.daemon.config import CongestionConfig
@@ -177,12 +183,24 @@ class CongestionRunner:
         for n in self.watch.hot():
             # Our own link: no stitch comes back onto it while it is hot.
             self.mover.link_hot(now, (str(d.rm_id), n))
-            outputs += d.core.report_congestion(RouteManagerId(n),
-                                                self.utilisation.get(n, 0.0), now)
+            u, peer = self.utilisation.get(n, 0.0), d.config.peer(RouteManagerId(n))
+            # Above the level the link must fall under to clear (the monitor's low):
+            # each origin decides from its own stitch's rate whether it is one to move.
+            excess = max(0.0, u - self.config.low) * peer.capacity_mbps \
+                if peer is not None else None
+            outputs += d.core.report_congestion(RouteManagerId(n), u, now,
+                                                excess_mbps=excess)
         if outputs:
             d.execute(outputs)
         await self._advance_moves(now)
         acts, recs = self.mover.step(now, self._costs())
+        busy = {*self._successor_of, *self._successor_of.values(), *self._moves,
+                *(mv.old for mv in self._moves.values())}
+        for sid, (cost, best) in cheaper_routes(d.core.stitch_views(),
+                                                d.core.route_views()).items():
+            if sid not in busy:  # re-optimisation (control.reroute)
+                more, why = self.mover.cheaper(now, sid, cost, best)
+                acts, recs = acts + more, recs + why
         for rec in recs:
             self._keep(rec)
         self._apply(acts, now)
@@ -199,7 +217,9 @@ class CongestionRunner:
                 return  # already moving: the old one goes, the new one avoids the link
             acts, recs = self.mover.congested(now, ev.stitch_id, (str(ev.link[0]),
                                                                    str(ev.link[1])),
-                                              ev.utilisation, str(ev.reporter))
+                                              ev.utilisation, str(ev.reporter),
+                                              mbps=self._rate(ev.stitch_id),
+                                              excess_mbps=ev.excess_mbps)
             for rec in recs:
                 self._keep(rec)
             # Applied on the next turn of the loop: we are inside the daemon's _execute.
@@ -227,6 +247,13 @@ class CongestionRunner:
             self.mover.failed(old)
             self._keep(DecisionRecord(now, old, "stay", f"no path around the element: "
                                       f"{ev.detail}", consumer=old))
+
+    def _rate(self, sid: str) -> float:
+        """The stitch's last rate as this origin measured it (the allocation loop's
+        tunnel counters), 0 when not measured here."""
+        alloc = self.daemon.allocation
+        hist = alloc.loop.controller.bank.history(sid) if alloc is not None else []
+        return float(hist[-1]) if len(hist) else 0.0
 
     def _release(self, sid: str) -> None:
         d = self.daemon
@@ -385,7 +412,7 @@ class CongestionRunner:
         return state.with_objects(add=pins) if pins else state
 
     def _keep(self, rec: DecisionRecord) -> None:
-        if rec.action in ("reroute", "return", "made", "moved", "stay", "link-down"):
+        if rec.action in ("reroute", "return", "reoptimise", "made", "moved", "stay", "link-down"):
             log.info("congestion: %s %s: %s", rec.action, rec.subject, rec.reason)
         row = {k: v for k, v in asdict(rec).items() if v not in (None, "")}
         row["now"] = round(rec.now, 3)

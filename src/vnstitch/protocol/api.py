@@ -161,7 +161,8 @@ class RouteChanged:
 class CongestionReported:
     """At the origin of ``stitch_id``: ``reporter`` (a RM on its path, this RM itself
     for its own links) sees ``link`` (two adjacent RMs of the path) at ``utilisation``
-    (1.0 = the link's capacity). The controller decides whether to move the stitch."""
+    (1.0 = the link's capacity), carrying ``excess_mbps`` above the reporter's target
+    (None: not given). The controller decides whether to move the stitch."""
 
     stitch_id: str
     vnid: VNID
@@ -169,6 +170,7 @@ class CongestionReported:
     utilisation: float
     reporter: RouteManagerId
     now: float
+    excess_mbps: float | None = None
 
 
 Action = SendDatagram | DataplaneChange
@@ -220,13 +222,16 @@ class Counters:
 
 @dataclass(frozen=True, slots=True)
 class StitchView:
-    """A stitch this RM originated: its state, committed path and bandwidth."""
+    """A stitch this RM originated: its state, committed path, bandwidth and the
+    path's cost (the sum of the link costs, as discovery sums them; 0 until an offer
+    is taken)."""
 
     stitch_id: str
     vnid: VNID
     state: str
     path: tuple[RouteManagerId, ...]
     bandwidth_mbps: float
+    cost: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +255,9 @@ class TunnelView:
 
 @dataclass(frozen=True, slots=True)
 class RouteView:
-    """One learned route to ``vnid`` (one per origin): ``via`` None means local."""
+    """One learned route to ``vnid`` (one per origin): ``via`` None means local.
+    ``cost`` and ``latency_ms`` are summed over the path's links from this RM, as an
+    offer along that path would sum them (so a stitch's cost compares with it)."""
 
     vnid: VNID
     via: RouteManagerId | None
@@ -258,6 +265,8 @@ class RouteView:
     bandwidth_mbps: float
     #: What the announcements carried (empty for a VN this RM is no member of).
     components: tuple[str, ...] = ()
+    cost: float = 0.0
+    latency_ms: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,9 +305,10 @@ class RouteManagerViews(Protocol):
         ...
 
     def report_congestion(self, neighbour: RouteManagerId, utilisation: float,
-                          now: float) -> list[Output]:
-        """The link to ``neighbour`` is congested: tell the origins of the stitches
-        crossing it (:mod:`vnstitch.protocol.congestion`)."""
+                          now: float, *, excess_mbps: float | None = None) -> list[Output]:
+        """The link to ``neighbour`` is congested, carrying ``excess_mbps`` above this
+        RM's target: tell the origins of the stitches crossing it
+        (:mod:`vnstitch.protocol.congestion`)."""
         ...
 
 

@@ -8,7 +8,8 @@ the core finds every live reservation whose path crosses the link and, for each,
 
 * if this RM is the stitch's origin: emits :class:`~vnstitch.protocol.api.
   CongestionReported` at once (no datagram to itself);
-* otherwise sends a signed CONGESTION (token, path, reporter, link, severity) to its
+* otherwise sends a signed CONGESTION (token, path, reporter, link, severity, excess)
+  to its
   previous hop on the path, which relays it hop by hop toward the origin, exactly as
   PATH_DOWN travels (each hop checks the sender is its next hop on the path and that it
   holds the reservation; anything else is a peer fault or a counted late message).
@@ -24,6 +25,7 @@ No state is kept here, so nothing is persisted.
 from __future__ import annotations
 
 import itertools
+import math
 
 from vnstitch.model.ids import RouteManagerId
 from vnstitch.protocol.api import CongestionReported, Output
@@ -36,6 +38,8 @@ from vnstitch.protocol.stitchbase import StitchingBase
 #: Severity on the wire is utilisation in per mille, capped to the field's range.
 SEVERITY_SCALE = 1000.0
 SEVERITY_MAX = 65535
+#: Excess on the wire: whole Mbit/s above the reporter's target (absent: not given).
+EXCESS_MAX = (1 << 32) - 1
 
 
 def crosses(path: tuple[RouteManagerId, ...], link: tuple[RouteManagerId, ...]) -> bool:
@@ -46,17 +50,20 @@ def crosses(path: tuple[RouteManagerId, ...], link: tuple[RouteManagerId, ...]) 
 
 class CongestionMixin(StitchingBase):
     def report_congestion(self, neighbour: RouteManagerId, utilisation: float,
-                          now: float) -> list[Output]:
-        """The link between this RM and ``neighbour`` is congested: tell the origin of
-        every stitch crossing it (module docstring). Returns the outputs."""
+                          now: float, *, excess_mbps: float | None = None) -> list[Output]:
+        """The link between this RM and ``neighbour`` is congested (``excess_mbps``: what
+        it carries above this RM's target, None if not known): tell the origin of every
+        stitch crossing it (module docstring). Returns the outputs."""
         out: list[Output] = []
         link = (self.me, neighbour)
         severity = max(0, min(SEVERITY_MAX, round(utilisation * SEVERITY_SCALE)))
+        excess = None if excess_mbps is None else \
+            max(0, min(EXCESS_MAX, math.ceil(excess_mbps)))
         for res in list(self.reservations.values()):
             if res.state is not ReservationState.COMMITTED or not crosses(res.path, link):
                 continue
             self.stat("congestion_reported")
-            msg = Congestion(res.token, res.path, self.me, link, severity)
+            msg = Congestion(res.token, res.path, self.me, link, severity, excess)
             if res.index == 0:
                 self._congestion_at_origin(msg, now, out)
             else:
@@ -86,4 +93,5 @@ class CongestionMixin(StitchingBase):
         self.stat("congestion_received")
         a, b = m.link
         out.append(CongestionReported(req.stitch_id, req.vnid, (a, b),
-                                      m.severity / SEVERITY_SCALE, m.at, now))
+                                      m.severity / SEVERITY_SCALE, m.at, now,
+                                      None if m.excess is None else float(m.excess)))

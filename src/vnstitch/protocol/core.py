@@ -323,7 +323,8 @@ class RouteManagerCore(StitchingMixin):
     # -- typed views (RouteManagerViews) ---------------------------------------------------
     def stitch_views(self) -> list[StitchView]:
         return [StitchView(r.stitch_id, r.vnid, r.state.value, r.path,
-                           r.constraints.bandwidth_mbps) for r in self.requests.values()]
+                           r.constraints.bandwidth_mbps, r.cost)
+                for r in self.requests.values()]
 
     def tunnel_views(self) -> list[TunnelView]:
         return [TunnelView(t.tunnel_id, t.stitch_id, t.vnid, t.peer, t.origin, t.state.value,
@@ -332,7 +333,7 @@ class RouteManagerCore(StitchingMixin):
 
     def route_views(self) -> list[RouteView]:
         return [RouteView(r.entry.vnid, r.via, r.entry.path, r.entry.bandwidth_mbps,
-                          r.entry.components)
+                          r.entry.components, r.entry.cost, r.entry.latency_ms)
                 for vnid in sorted(self.discovery.best_by_vnid)
                 for r in self.discovery.routes_to(vnid)]
 

@@ -530,8 +530,11 @@ class ResizeRefused:
 class Congestion:
     """``at``, a Route Manager on the path of reservation ``token``, sees the substrate
     link ``link`` (two adjacent RMs of that path) congested: ``severity`` is its measured
-    utilisation in per mille (above 1000: more offered than the link carries). Relayed
-    hop by hop toward the origin (``path[0]``), which may renegotiate around the link."""
+    utilisation in per mille (above 1000: more offered than the link carries); ``excess``
+    the Mbit/s it carries above the reporter's target (None: not given -- five fields on
+    the wire, as an older peer sends). Relayed hop by hop toward the origin (``path[0]``), which may
+    renegotiate around the link (:mod:`vnstitch.control.reroute` decides from its own
+    stitch's rate whether it is one to move)."""
 
     TYPE: ClassVar[MsgType] = MsgType.CONGESTION
     token: str
@@ -539,19 +542,25 @@ class Congestion:
     at: RouteManagerId
     link: tuple[RouteManagerId, ...]
     severity: int
+    excess: int | None = None
 
     def to_wire(self) -> list[Any]:
-        return [self.token, wire_path(self.path), wire_rm(self.at), wire_path(self.link),
-                self.severity]
+        out = [self.token, wire_path(self.path), wire_rm(self.at), wire_path(self.link),
+               self.severity]
+        return out if self.excess is None else [*out, self.excess]
 
     @classmethod
     def from_wire(cls, p: Any) -> Congestion:
-        tok, path, at, link, sev = _unpack(p, 5, "congestion")
+        fields = _list(p, "congestion", 6)
+        if len(fields) < 5:
+            raise _bad("congestion", p)
+        tok, path, at, link, sev = fields[:5]
         links = _path(link, "link", 2)
         if len(links) != 2:
             raise _bad("link", "a link is two Route Managers")
         return cls(_str(tok, "token", MAX_TOKEN_LEN), _path(path, "path", 2), _rm(at, "at"),
-                   links, _int(sev, "severity", 0, 65535))
+                   links, _int(sev, "severity", 0, 65535),
+                   _int(fields[5], "excess", 0, (1 << 32) - 1) if len(fields) == 6 else None)
 
 
 Message = Hello | Update | Resync | Query | Offer | Hold | HoldOk | HoldRefused | PathSignal | \

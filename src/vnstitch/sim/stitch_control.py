@@ -27,7 +27,12 @@ the protocol core (:meth:`~vnstitch.sim.engine.Simulation.renegotiate`, i.e.
 renegotiation avoiding nothing, which takes the best path now. When the successor is
 established the controllers learn it (``stitch_replaced``), so the hold-down and the
 return follow the stitch; when no path avoided the element, ``renegotiation_failed``;
-when a stitch is gone for good, ``stitch_ended``.
+when a stitch is gone for good, ``stitch_ended``. The controllers share one
+:class:`~vnstitch.control.reroute.StitchMover` -- the table of the origins' decisions,
+keyed by stitch id -- with the origins' re-optimisation
+(:meth:`~vnstitch.sim.stitched.StitchedFlows.reoptimise`), so neither moves a stitch
+the other has in flight, and a stitch away for congestion comes back by the return
+rule only.
 """
 
 from __future__ import annotations
@@ -43,8 +48,9 @@ from vnstitch.control.model import (
     LinkSample,
     Renegotiate,
 )
+from vnstitch.control.reroute import StitchMover
 from vnstitch.model.ids import SegmentId
-from vnstitch.sim.stitched import Element, StitchedFlows, StitchMove
+from vnstitch.sim.stitched import StitchedFlows
 from vnstitch.sim.traffic_model import SimFlow
 from vnstitch.sim.traffic_spec import TrafficSpec
 
@@ -61,7 +67,9 @@ class StitchControl:
         self.policy = ControlPolicy(apps={}, rules=ScalingRules(unit=1.0),
                                     congestion=CongestionRules(
                                         spec.monitor, rr.hold_down_s, rr.target,
-                                        rr.returns, rr.return_below))
+                                        rr.returns, rr.return_below,
+                                        # the next interval's report is the next one
+                                        report_window_s=1.5 * spec.interval_s))
         self.movable = frozenset(rr.classes) if rr.classes is not None else None
         self.st, self.seg_of = stitched, seg_of
         sim = stitched.sim
@@ -74,6 +82,10 @@ class StitchControl:
         self.owned: dict[int, list[Arc]] = {}
         for a in sorted(arcs):
             self.owned.setdefault(self.owner[a], []).append(a)
+        assert self.policy.congestion is not None
+        #: The origins' decisions, one table for every controller (stitch ids are
+        #: unique): a congestion move and a re-optimisation see each other.
+        self.mover = StitchMover(self.policy.congestion.reroute_rules())
         self.ctrl: dict[int, Controller] = {}
         self.known: set[str] = set()  # stitch ids the controllers may remember
         self.bytes: dict[Arc, float] = dict.fromkeys(arcs, 0.0)
@@ -82,9 +94,14 @@ class StitchControl:
         """The first counter read of every RM (a baseline; every RM starts at time 0)."""
         self.known = set()
         self.bytes = dict.fromkeys(self.bytes, 0.0)
-        self.ctrl = {rm: Controller(self.policy) for rm in self.owned}
+        assert self.policy.congestion is not None
+        self.mover = self.st.mover = StitchMover(self.policy.congestion.reroute_rules())
+        self.ctrl = {rm: self._controller() for rm in self.owned}
         for rm, arcs in self.owned.items():
             self.ctrl[rm].step(now, [], {}, self._samples(arcs, cap))
+
+    def _controller(self) -> Controller:
+        return Controller(self.policy, mover=self.mover)
 
     def _samples(self, arcs: Sequence[Arc], cap: Mapping[Arc, float]) -> list[LinkSample]:
         return [LinkSample(self.link[a], self.bytes[a], 0, cap[a],
@@ -96,9 +113,9 @@ class StitchControl:
         """One monitoring interval: every RM that is up measures, decides, and its
         renegotiations are started. Returns the groups asked to move."""
         st = self.st
-        for old, new, made in st.replaced:
+        for old, new, made, hold in st.replaced:  # the table knows (told twice: no-op)
             for c in self.ctrl.values():
-                c.stitch_replaced(old, new, made)
+                c.stitch_replaced(old, new, made, hold=hold)
         for sid in st.failed_moves:
             for c in self.ctrl.values():
                 c.renegotiation_failed(sid, now)
@@ -133,7 +150,7 @@ class StitchControl:
                 continue
             ctrl = self.ctrl.get(rm)
             if ctrl is None:
-                ctrl = self.ctrl[rm] = Controller(self.policy)
+                ctrl = self.ctrl[rm] = self._controller()
             ends = {g.sid for g in st.groups if g.sid is not None and rm in (g.origin, g.target)}
             links = self._samples(arcs, cap)
             on_links = {self.link[a]: rates[a] for a in arcs if a in rates}
@@ -151,24 +168,7 @@ class StitchControl:
 
     def _apply(self, now: float, act: Renegotiate) -> int | None:
         """Hand the request to the stitch's origin; the group moved (or None)."""
-        st = self.st
-        k = next((k for k, g in enumerate(st.groups) if g.sid == act.stitch_id), None)
-        if k is None:
-            return None
-        g = st.groups[k]
-        if g.successor is not None:
-            return None  # a renegotiation of this stitch is already under way
-        label = ""
-        avoid: frozenset[Element] = frozenset()
         if act.around:
-            elem, label, _ = st.element(self.arc_of[act.around], self.seg_of)
-            avoid = frozenset({elem})
-        new = st.sim.renegotiate(g.origin, act.stitch_id, avoid, now)
-        if new is None:
-            return None
-        g.successor = new
-        st.moves.append(StitchMove(k, "renegotiate" if act.around else "return", now,
-                                   act.stitch_id, new, label,
-                                   f"VN {g.vnid}: {act.reason}"
-                                   + (f" ({label})" if label else "")))
-        return k
+            return self.st.renegotiate(now, act, "renegotiate",
+                                       (self.arc_of[act.around], self.seg_of))
+        return self.st.renegotiate(now, act, "return")

@@ -3,9 +3,10 @@
 Theory of operation. Each virtual network of the ``traffic:`` section is one *group*: its
 flows join the same two segments, and the traffic layer asks the origin segment's Route
 Manager for one stitch for it -- when the origin's own controller asks
-(:class:`vnstitch.control.demand.StitchDemand`: once the VN's traffic is offered and the
-origin's discovery knows a route to the VNID, with a backoff while it knows none; or at
-the scenario's explicit ``stitch_at_s``), see :meth:`StitchedFlows.ask_due`. The protocol's events
+(:class:`vnstitch.control.demand.StitchDemand`: as soon as the VN's traffic is offered,
+whether or not the origin's discovery knows a route to the VNID yet, with a backoff
+after a failure; or at the scenario's explicit ``stitch_at_s``), see
+:meth:`StitchedFlows.ask_due`. The protocol's events
 (:class:`StitchLog`, an engine observer) open and close *commitments*: one per
 established path of a stitch, id ``STITCH/N``; a repair after a crash or cut ends one
 commitment and, when the stitch is up again, opens the next. A flow rides its group's
@@ -16,12 +17,20 @@ cut; inside a segment the segment's own IGP picks the links, and re-picks them w
 link is cut or repaired). No open commitment, or no uncut path through its segments:
 the flow is *unattached*, its traffic offered and not delivered.
 
-Congestion. The decision to move a stitch is the Route Manager controller's
-(:mod:`vnstitch.sim.stitch_control` drives one per simulated RM); this module only
-starts what it asks (:meth:`StitchedFlows.element` names the element behind a link),
-adopts successors once established, and tells the controllers which stitch replaced
-which (:attr:`StitchedFlows.replaced`) and which renegotiation found no path
-(:attr:`StitchedFlows.failed_moves`).
+Moves. The decision to move a stitch is the Route Manager controller's
+(:mod:`vnstitch.sim.stitch_control` drives one per simulated RM, over one table of the
+origins' decisions, :attr:`StitchedFlows.mover`); this module only starts what they
+ask (:meth:`StitchedFlows.renegotiate`; :meth:`StitchedFlows.element` names the element
+behind a link), adopts successors once established, tells the origins' table at once
+and the controllers at their next step which stitch replaced which
+(:attr:`StitchedFlows.replaced`) and which renegotiation found no path
+(:attr:`StitchedFlows.failed_moves`). The origin's own decision is re-optimisation
+(:meth:`vnstitch.control.reroute.StitchMover.cheaper`): when its stitch commits and
+whenever its discovery's best route to the VN changes, the origin compares the
+committed cost with the cheapest route known (both from the core's typed views,
+:func:`vnstitch.control.demand.cheaper_routes`) and moves the stitch onto a cheaper one,
+make-before-break. So a stitch asked for before discovery knew where the VN is (the
+first offer taken, :mod:`vnstitch.control.demand`) ends on the cheapest path.
 """
 
 from __future__ import annotations
@@ -33,7 +42,9 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from vnstitch.control.demand import StitchDemand, knows_route
+from vnstitch.control.demand import StitchDemand, cheaper_routes, knows_route
+from vnstitch.control.model import Renegotiate
+from vnstitch.control.reroute import StitchMover
 from vnstitch.model.ids import VNID, RouteManagerId, SegmentId
 from vnstitch.protocol.api import (
     Event,
@@ -160,7 +171,7 @@ class Group:
 @dataclass(frozen=True, slots=True)
 class StitchMove:
     group: int
-    kind: str  # "renegotiate" | "return"
+    kind: str  # "renegotiate" (around an element) | "return" | "reoptimise"
     decided_s: float
     old_stitch: str
     new_stitch: str
@@ -177,8 +188,9 @@ class StitchedFlows:
         demand; the origins' controllers each decide, :mod:`vnstitch.control.demand`)."""
         self.sim, self.log, self.groups = sim, log, groups
         rng = random.Random(sim.seed)  # the retries' jitter, seeded like the run
-        self.demand = StitchDemand(lambda n: TRANSIENT.delay(n, rng),
-                                   route_wait_s=sim.factory.announce_interval_s)
+        # Asked at once, route known or not: a blind first offer is re-optimised once
+        # discovery knows a cheaper route (module docstring).
+        self.demand = StitchDemand(lambda n: TRANSIENT.delay(n, rng), route_wait_s=0.0)
         for g in groups:
             self.demand.add(g.vnid, at=at)
         self.seg_names = [str(s) for s in sim.segments]
@@ -186,8 +198,11 @@ class StitchedFlows:
         self.unavoidable: list[tuple[float, Arc, str]] = []
         #: (old, successor, committed) and stitches whose renegotiation failed, since the
         #: controllers last heard (they drain both)
-        self.replaced: list[tuple[str, str, float]] = []  # (old, new, its commit time)
+        #: (old, new, its commit time, whether a hold-down starts: a congestion move)
+        self.replaced: list[tuple[str, str, float, bool]] = []
         self.failed_moves: list[str] = []
+        #: The origins' move decisions (set by the controllers' driver when they start).
+        self.mover: StitchMover | None = None
 
     def offered(self, now: float, rates: Sequence[float], *, ask: bool = True) -> None:
         """The traffic each group offers at ``now`` (per flow) to its demand; then ask
@@ -207,16 +222,18 @@ class StitchedFlows:
         """Ask each group's origin for the stitches its demand says are due."""
         due = set(self.demand.due(now))
         for g in self.groups:
-            if g.vnid not in due:
-                continue
+            core = self.sim.cores[g.origin]
+            if g.vnid not in due or (isinstance(core, RouteManagerCore) and not any(
+                    v.via is None and int(v.vnid) == g.vnid for v in core.route_views())):
+                continue  # not placed on its origin yet: asked at its own route event
             g.sid, g.successor = self.sim.request(g.origin, StitchRequest(
                 now, self.sim.segments[g.origin], VNID(g.vnid),
                 StitchConstraints(g.bandwidth_mbps)), now), None
-            if g.sid is None:  # the origin is down: retried on the demand's backoff
-                self.demand.asked(g.vnid, now)
+            self.demand.asked(g.vnid, now)
+            # The origin down, or a failure the core reported while asked (before the
+            # id was known here): retried on the demand's backoff.
+            if g.sid is None or (g.origin, g.sid) in self.log.failed:
                 self.demand.failed(g.vnid, now)
-            else:
-                self.demand.asked(g.vnid, now)
 
     def on_event(self, rm: int, ev: Event, now: float) -> None:
         """Feed the demand what the origin's core reports: routes and its attempts."""
@@ -229,8 +246,10 @@ class StitchedFlows:
                     knows_route(core.route_views(), g.vnid)
                 self.demand.route(g.vnid, known, now)
                 self.ask_due(now)
+                self.reoptimise(g, now)
             elif isinstance(ev, StitchEstablished) and ev.stitch_id == g.sid:
                 self.demand.up(g.vnid)
+                self.reoptimise(g, now)
             elif isinstance(ev, StitchFailed) and ev.stitch_id == g.sid:
                 self.demand.failed(g.vnid, now)
 
@@ -253,18 +272,66 @@ class StitchedFlows:
             if g.successor is None:
                 continue
             key = (g.origin, g.successor)
+            move = next((m for m in reversed(self.moves) if m.new_stitch == g.successor),
+                        None)
+            hold = move is None or move.kind != "reoptimise"
             if key in self.log.open:
                 assert g.sid is not None
                 self.log.replaced_by[(g.origin, g.sid)] = g.successor
-                self.replaced.append((g.sid, g.successor,
-                                      self.log.open[key].committed_s))
+                made = self.log.open[key].committed_s
+                if self.mover is not None:
+                    self.mover.moved(made, g.sid, g.successor, hold=hold)
+                self.replaced.append((g.sid, g.successor, made, hold))
                 g.sid, g.successor = g.successor, None
                 changed = True
             elif key in self.log.failed:
-                if g.sid is not None:
+                if g.sid is not None and hold:
                     self.failed_moves.append(g.sid)
+                elif g.sid is not None and self.mover is not None:
+                    self.mover.failed(g.sid)  # stays; no hold-down (re-optimisation)
                 g.successor = None
         return changed
+
+    def reoptimise(self, g: Group, now: float) -> None:
+        """The origin's re-optimisation of ``g``'s stitch (module docstring)."""
+        core = self.sim.cores[g.origin]
+        if self.mover is None or g.sid is None or g.successor is not None or \
+                not isinstance(core, RouteManagerCore):
+            return
+        have = cheaper_routes(core.stitch_views(), core.route_views()).get(g.sid)
+        if have is None:
+            return
+        acts, _ = self.mover.cheaper(now, g.sid, *have)
+        for act in acts:
+            self.renegotiate(now, act, "reoptimise")
+
+    def renegotiate(self, now: float, act: Renegotiate, kind: str,
+                    around: tuple[Arc, Mapping[str, str]] | None = None) -> int | None:
+        """Start what a controller asked (a :class:`StitchMove` ``kind``): ``act``'s
+        stitch renegotiated around the element behind an arc (``around``: the arc
+        ``act.around`` names, and each node's segment), or onto the best path now.
+        The group asked to move, or None."""
+        k = next((k for k, g in enumerate(self.groups) if g.sid == act.stitch_id), None)
+        if k is None:
+            return None
+        g = self.groups[k]
+        if g.successor is not None:
+            return None  # a renegotiation of this stitch is already under way
+        label = ""
+        avoid: frozenset[Element] = frozenset()
+        if around is not None:
+            elem, label, _ = self.element(*around)
+            avoid = frozenset({elem})
+        new = self.sim.renegotiate(g.origin, act.stitch_id, avoid, now)
+        if new is None:
+            if self.mover is not None:
+                self.mover.failed(act.stitch_id)
+            return None
+        g.successor = new
+        self.moves.append(StitchMove(k, kind, now, act.stitch_id, new, label,
+                                     f"VN {g.vnid}: {act.reason}"
+                                     + (f" ({label})" if label else "")))
+        return k
 
     def segments_of(self, c: Commitment, reverse: bool) -> list[str]:
         segs = [self.seg_names[k] for k in c.path]

@@ -233,7 +233,7 @@ class TrafficSim:
                 elif old and path:
                     why = self._last_move(f.group)
                     kind = "stitch" if why is None or why.kind == "renegotiate" else \
-                        "stitch-return"
+                        "stitch-return" if why.kind == "return" else "stitch-cheaper"
                     # Make-before-break: decided at a sample, effective when the successor
                     # is committed; the old stitch is released in that same step.
                     self.res.moves.append(Move(

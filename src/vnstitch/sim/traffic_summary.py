@@ -103,6 +103,7 @@ def summarise_traffic(res: TrafficResult) -> dict[str, Any]:
         "returns": sum(1 for m in res.moves if m.kind == "return"),
         "stitch_moves": sum(1 for m in res.moves if m.kind == "stitch"),
         "stitch_returns": sum(1 for m in res.moves if m.kind == "stitch-return"),
+        "stitch_reoptimisations": sum(1 for m in res.moves if m.kind == "stitch-cheaper"),
         "stitch_renegotiations": [
             {"decided_s": _r(m.decided_s), "kind": m.kind, "old_stitch": m.old_stitch,
              "new_stitch": m.new_stitch, "avoid": m.avoid, "reason": m.reason}
