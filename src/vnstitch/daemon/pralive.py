@@ -41,7 +41,14 @@ from typing import Any
 import numpy as np
 
 from vnstitch.control.model import DecisionRecord
-from vnstitch.control.pra import FitJob, FittedModel, PraController, StitchEventKind, run_fit
+from vnstitch.control.pra import (
+    FitJob,
+    FittedModel,
+    PraController,
+    PraStep,
+    StitchEventKind,
+    run_fit,
+)
 from vnstitch.daemon.periodic import PeriodicTask
 
 log = logging.getLogger("vnstitch.daemon.pralive")
@@ -131,14 +138,17 @@ class PraRuntime:
     ``measure(now)`` (blocking; run in the worker thread) returns each consumer's value
     this interval; a consumer missing from it is not observed this time. ``prepare``
     runs first, on the loop, for inputs only the loop's thread may read (the protocol
-    core's stitch table)."""
+    core's stitch table); ``apply`` runs on the loop after each step, with its result
+    (the daemon applies the bandwidth actions there: the dataplane is the loop's)."""
 
     def __init__(self, controller: PraController, pool: FitPool, *,
                  measure: Callable[[float], Mapping[str, float]],
                  clock: Callable[[], float], decisions_kept: int = 500,
-                 prepare: Callable[[PraController, float], None] | None = None) -> None:
+                 prepare: Callable[[PraController, float], None] | None = None,
+                 apply: Callable[[PraStep, float], None] | None = None) -> None:
         self.controller = controller
         self.prepare = prepare
+        self.apply = apply
         self.pool = pool
         self.measure = measure
         self.clock = clock
@@ -182,6 +192,8 @@ class PraRuntime:
             self.step_seconds.append(time.monotonic() - t0)
             self.steps += 1
             self.keep(out.records)
+            if self.apply is not None:
+                self.apply(out, now)
         for job in out.jobs:
             task = asyncio.get_running_loop().create_task(self._fit(job))
             self._fits.add(task)
