@@ -247,7 +247,7 @@ class DaemonPra:
         """A resize's outcome: the grow policy's hold-down, a decision row."""
         row = self.bandwidth.resize_outcome(ev)
         if row is not None and self.runtime is not None:
-            self.runtime.decisions.append(row)
+            self.runtime.decisions.append({**row, "consumer": f"{ev.stitch_id}/bandwidth"})
 
     # -- requests ------------------------------------------------------------------------
     async def feed(self, vnid: int, rows: list[tuple[float, float]]) -> dict[str, Any]:
