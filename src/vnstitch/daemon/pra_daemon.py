@@ -62,7 +62,7 @@ from vnstitch.daemon.allocation import (
 )
 from vnstitch.daemon.errors import ControlError
 from vnstitch.daemon.pra_config import PraConfig, PraVnConfig
-from vnstitch.daemon.pralive import FitPool, PraRuntime
+from vnstitch.daemon.pralive import LSTM_MODULES, FitPool, PraRuntime
 
 if TYPE_CHECKING:
     from vnstitch.daemon.runtime import RouteManagerDaemon
@@ -117,6 +117,10 @@ class DaemonPra:
                 rows = [(float(t), float(v)) for t, v in json.loads(text)]
                 ctl.feed(int(key[len(FEED_KEY):]), rows)
         self._pool = FitPool(cfg.fit_workers, cpus=cfg.fit_cpus)
+        # The workers start now, not at the first fit: an LSTM's first fit would
+        # otherwise wait for the spawn and torch's import (tens of seconds, niced).
+        lstm = any(k.model == "lstm" for vn in cfg.vns for k in vn.kinds.values())
+        self._pool.warm(LSTM_MODULES if lstm else ())
         self.runtime = PraRuntime(ctl, self._pool, measure=self._measure,
                                   clock=self.daemon.now, decisions_kept=cfg.decisions_kept,
                                   prepare=self._prepare, apply=self._apply)
