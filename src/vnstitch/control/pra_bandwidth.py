@@ -15,6 +15,9 @@ controller hands the daemon, so one driver applies both
   demand above the cap never shows; :func:`~vnstitch.control.growth.needed_mbps`) -- for
   the :class:`~vnstitch.control.growth.GrowPolicy`'s run of intervals, on a stitch
   originated here. The grow rules, hold-down and outcome rows are the controller's own.
+
+:class:`StitchWatch` is the other side of a stitch end's life: it turns the daemon's
+stitch table into the core's stitching events.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from vnstitch.control.model import (
     Reserve,
     ResizeStitch,
 )
+from vnstitch.control.pra import StitchEventKind
 from vnstitch.protocol.api import StitchResized
 
 _EPS = 1e-9
@@ -91,3 +95,26 @@ class PraBandwidthActions:
     def resize_outcome(self, ev: StitchResized) -> dict[str, Any] | None:
         """The decision row for a resize this asked for (None otherwise)."""
         return None if self.grow is None else self.grow.outcome(ev)
+
+
+class StitchWatch:
+    """Stitch table in, stitching events out: the daemon hands it the live stitches each
+    interval (``stitch id -> (vnid, path)``) and gets which came (``new``), moved to
+    another path (``renegotiated``) or went (``released``) since the last call."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, tuple[int, tuple[str, ...]]] = {}
+
+    def diff(self, stitches: Mapping[str, tuple[int, tuple[str, ...]]],
+             ) -> list[tuple[int, str, StitchEventKind]]:
+        out: list[tuple[int, str, StitchEventKind]] = []
+        for sid, (vnid, path) in sorted(stitches.items()):
+            old = self._known.get(sid)
+            if old is None:
+                out.append((vnid, sid, StitchEventKind.NEW))
+            elif old[1] != path:
+                out.append((vnid, sid, StitchEventKind.RENEGOTIATED))
+        out += [(vnid, sid, StitchEventKind.RELEASED)
+                for sid, (vnid, _) in sorted(self._known.items()) if sid not in stitches]
+        self._known = dict(stitches)
+        return out

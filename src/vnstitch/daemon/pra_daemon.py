@@ -9,7 +9,7 @@ stitch end's negotiated bandwidth; compute and storage: the live providers
 command in its namespace, loop-mounted volumes) -- and drives it with
 :class:`~vnstitch.daemon.pralive.PraRuntime` (steps in a worker thread, fits in worker
 processes). Each interval, on the event loop, it reads the stitch table from the
-protocol core: a :class:`~vnstitch.control.pra.StitchWatch` turns it into stitching
+protocol core: a :class:`~vnstitch.control.pra_bandwidth.StitchWatch` turns it into stitching
 events (a new or renegotiated stitch restarts its bandwidth consumer from the cold
 start; counts and path changes become regressors of the VN's consumers). Then, in the
 worker thread, it measures: a stitch end's tx byte counter as a rate, a VN's CPU time
@@ -49,10 +49,9 @@ from vnstitch.control.pra import (
     PraController,
     PraPolicy,
     PraStep,
-    StitchWatch,
     application_profiles,
 )
-from vnstitch.control.pra_bandwidth import BandwidthEnd, PraBandwidthActions
+from vnstitch.control.pra_bandwidth import BandwidthEnd, PraBandwidthActions, StitchWatch
 from vnstitch.daemon.allocation import (
     TunnelEnd,
     apply_bandwidth_actions,
