@@ -15,9 +15,11 @@ Theory of operation
   ``workers`` processes on ``cpus``). Its result comes back to the controller as
   ``fit_done``; an exception as ``fit_failed``. A fit that runs past the policy's
   ``fit_timeout_s`` is a ``fit-slow`` decision made by the controller; the previous model
-  keeps forecasting meanwhile. By default a worker is in Linux's SCHED_IDLE class (a
-  waking event loop preempts it) and :meth:`FitPool.warm` starts it, and imports torch
-  for an LSTM, before the first job;
+  keeps forecasting meanwhile. :meth:`FitPool.warm` starts the workers, and imports
+  torch for an LSTM, before the first job. ``idle=True`` puts a worker in Linux's
+  SCHED_IDLE class instead of nice +10 only: a waking loop preempts it, but so does
+  every other normal task (in the lab demo, the VN's own CPU burners starved the first
+  LSTM fit to 73 s of wall time for 2.9 s of CPU), so it is not the default;
 - :class:`LoopLagProbe` measures the event loop's lag: a task that asks to wake every
   ``period_s`` and records how late it woke (what any other callback -- a protocol
   message, a timer -- would have waited).
@@ -101,7 +103,7 @@ class FitPool:
 
     def __init__(self, workers: int = 1, *, nice: int = 10,
                  cpus: Iterable[int] = (), threads: int | None = 1,
-                 idle: bool = True) -> None:
+                 idle: bool = False) -> None:
         if workers < 1 or (threads is not None and threads < 1):
             raise ValueError("fit pool: workers and threads must be >= 1")
         # spawn: the daemon has threads (a forked child would inherit their locks)
