@@ -17,12 +17,16 @@ Each fit pool runs for ``--seconds`` in turn, in one process run:
 * ``process`` -- fits in one spawned worker process, niced +10 and pinned to the last
   CPU, torch with its default two intra-op threads;
 * ``process-budget`` -- the same worker with a one-thread CPU budget
-  (``FitPool(threads=1)``: OMP/MKL threads set before torch loads there).
+  (``FitPool(threads=1)``: OMP/MKL threads set before torch loads there);
+* ``process-idle`` -- the budgeted worker in Linux's SCHED_IDLE class
+  (``FitPool(idle=True)``): it yields the CPU to any normal task that wakes.
 
 For each pool: loop-lag p99 (and max) over the probe's samples taken *while a fit was
 running* and over those *without* a fit, in the same run; fits, their wall and CPU
 seconds; the controller step's p99 (it runs in a worker thread of the loop's process).
-The first fit in a worker includes its spawn and torch import. Table, or ``--json``.
+A process pool is started and imports torch before the controller starts, as the
+daemon does at start (``FitPool.warm``); the lag meanwhile is its own column
+(``warm``), in neither of the others. Table, or ``--json``.
 Data from ``$VNSTITCH_DATA`` or ``../shared/data``.
 """
 
@@ -45,12 +49,18 @@ from vnstitch.allocate.policy import ApplicationClass, ScalingRules
 from vnstitch.allocate.providers import ResourceKind
 from vnstitch.allocate.providers.sim import SimProvider, SimResource
 from vnstitch.control.pra import FitJob, FittedModel, PraConsumer, PraController, PraPolicy
-from vnstitch.daemon.pralive import FitPool, LoopLagProbe, PraRuntime, timed_fit
+from vnstitch.daemon.pralive import (
+    LSTM_MODULES,
+    FitPool,
+    LoopLagProbe,
+    PraRuntime,
+    timed_fit,
+)
 from vnstitch.forecast.data import load_series
 from vnstitch.forecast.profiles import load_profiles
 from vnstitch.output import console, table
 
-POOLS = ("bare", "thread", "process", "process-budget")
+POOLS = ("bare", "thread", "process", "process-budget", "process-idle")
 ROW_SECONDS = 5.0  # one 300 s trace row at 60x
 #: As ``lab demo --pra`` (vnstitch.lab.demo_pra.LSTM_OPTIONS): a real training run.
 LSTM_OPTIONS = {"horizon": 8, "max_epochs": 60, "max_batches": 150, "batch_size": 256,
@@ -110,7 +120,13 @@ async def one_pool(name: str, args: argparse.Namespace, hist: list[float],
     cpus = os.cpu_count() or 1
     last = (cpus - 1,) if cpus > 1 else ()
     pool: Any = (ThreadFitPool() if name == "thread" else
-                 FitPool(1, cpus=last, threads=1 if name == "process-budget" else None))
+                 FitPool(1, cpus=last, threads=None if name == "process" else 1,
+                         idle=name == "process-idle"))  # others: nice +10 only
+    warm = (0.0, 0.0)
+    if isinstance(pool, FitPool):  # as the daemon at start: spawn, import torch
+        t_warm = time.monotonic()
+        await asyncio.gather(*map(asyncio.wrap_future, pool.warm(LSTM_MODULES)))
+        warm = (t_warm, time.monotonic())
     start = time.time()
 
     def measure(now: float) -> dict[str, float]:
@@ -127,8 +143,13 @@ async def one_pool(name: str, args: argparse.Namespace, hist: list[float],
     def inside(t: float) -> bool:
         return any(a <= t <= b for a, b in fits)
 
+    def warming(t: float) -> bool:
+        return warm[0] <= t <= warm[1]
+
     during = np.asarray([lag for t, lag in probe.samples if inside(t)]) * 1e3
-    quiet = np.asarray([lag for t, lag in probe.samples if not inside(t)]) * 1e3
+    quiet = np.asarray([lag for t, lag in probe.samples
+                        if not inside(t) and not warming(t)]) * 1e3
+    warming_lags = np.asarray([lag for t, lag in probe.samples if warming(t)]) * 1e3
 
     def p(x: np.ndarray[Any, Any], q: float) -> float | None:
         return float(np.percentile(x, q)) if x.size else None
@@ -139,6 +160,8 @@ async def one_pool(name: str, args: argparse.Namespace, hist: list[float],
             "fit_share_of_time": round(sum(b - a for a, b in fits) / args.seconds, 3),
             "lag_p99_ms_fit": p(during, 99), "lag_max_ms_fit": p(during, 100),
             "lag_p99_ms_no_fit": p(quiet, 99), "lag_max_ms_no_fit": p(quiet, 100),
+            "warmup_seconds": round(warm[1] - warm[0], 2),
+            "lag_p99_ms_warmup": p(warming_lags, 99),
             "step_seconds_p99": p(np.asarray(rt.step_seconds), 99),
             "steps": rt.steps}
 
@@ -182,10 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     console().print(table(
         f"loop lag (ms) while the LSTM refits, {args.seconds:g} s per pool, load "
         f"{min(res['load_average_1m']):.1f}-{max(res['load_average_1m']):.1f}",
-        ["pool", "fits", "p99 fit", "p99 no fit", "max fit", "step p99 s"],
+        ["pool", "fits", "p99 fit", "p99 no fit", "max fit", "p99 warm", "step p99 s"],
         [(r["pool"], str(r.get("fits", "-")), f(r["lag_p99_ms_fit"]),
           f(r["lag_p99_ms_no_fit"]), f(r.get("lag_max_ms_fit")),
-          f(r.get("step_seconds_p99"))) for r in res["pools"]]))
+          f(r.get("lag_p99_ms_warmup")), f(r.get("step_seconds_p99")))
+         for r in res["pools"]]))
     return 0
 
 

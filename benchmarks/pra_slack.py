@@ -19,7 +19,13 @@ Variants (one run each, same trace):
 * ``fit-at-once`` -- every fit's result is there the step it was asked for (how much the
   wait for the first fit costs);
 * ``calibrated`` -- ``PraPolicy(calibrated_levels=True)``: the history's own spread
-  before the first fit, the fit's training-tail window errors in the conformal set.
+  before the first fit, the fit's training-tail window errors in the conformal set;
+* ``guarded`` -- ``PraPolicy(guard_errors=20, guard_floor=False)``: the default levels
+  until 20 live window errors, then the fit's errors in the conformal set;
+  ``guarded-floor`` -- the same, floored at the profile prior's level on a rise.
+
+``--trace`` and ``--start`` replay another CloudWatch CPU trace or stretch (validate a
+level rule on several, never tune it on the demo's alone).
 
 The named baseline is ``offline``: the same rows through ``allocate evaluate``'s
 predictive policy (:func:`~vnstitch.allocate.trace_eval.run_evaluation`; ETS, lead
@@ -58,8 +64,11 @@ from vnstitch.forecast.data import load_series
 from vnstitch.forecast.profiles import load_profiles
 from vnstitch.output import console, table
 
-VARIANTS = ("as-live", "fit-at-once", "calibrated")
+VARIANTS = ("as-live", "fit-at-once", "calibrated", "guarded", "guarded-floor")
 ROW_SECONDS, PER_ROW, QUOTA, C_UNDER, START, HISTORY = 5.0, 5, 0.03, 20.0, 2958, 300
+TRACE = "ec2_cpu_utilization_5f5533.csv"
+#: ``guarded``: live window errors before the fit's errors join the conformal set.
+GUARD_ERRORS = 20
 #: As ``lab demo --pra`` (vnstitch.lab.demo_pra.LSTM_OPTIONS).
 LSTM_OPTIONS = {"horizon": 8, "max_epochs": 60, "max_batches": 150, "batch_size": 256,
                 "patience": 100}
@@ -70,19 +79,22 @@ def data_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def cores() -> np.ndarray[Any, Any]:
-    cpu = load_series(data_dir() / "cloudwatch" / "ec2_cpu_utilization_5f5533.csv")
+def cores(trace: str = TRACE) -> np.ndarray[Any, Any]:
+    cpu = load_series(data_dir() / "cloudwatch" / trace)
     out: np.ndarray[Any, Any] = cpu.values[:, 0] / 100.0 * 0.5
     return out
 
 
 def replay(variant: str, args: argparse.Namespace, cpu: np.ndarray[Any, Any]
            ) -> dict[str, Any]:
-    hist = [float(x) for x in cpu[START - HISTORY:START]]
-    demand = [float(x) for x in cpu[START:START + args.rows]]
+    start = args.start
+    hist = [float(x) for x in cpu[start - HISTORY:start]]
+    demand = [float(x) for x in cpu[start:start + args.rows]]
     policy = PraPolicy(interval_s=1.0, season=PER_ROW * 12, refit_every=30,
                        min_fit=PER_ROW * 12, blend_steps=PER_ROW * 12, fit_timeout_s=60.0,
-                       history=PER_ROW * 12 * 12, calibrated_levels=variant == "calibrated")
+                       history=PER_ROW * 12 * 12, calibrated_levels=variant == "calibrated",
+                       guard_errors=GUARD_ERRORS if variant.startswith("guarded") else 0,
+                       guard_floor=variant == "guarded-floor")
     prov = SimProvider({ResourceKind.COMPUTE: SimResource(args.lead)})
     ctl = PraController(policy, prov)
     ctl.add(PraConsumer("vn/cpu", ResourceKind.COMPUTE, 100, "vn",
@@ -146,7 +158,7 @@ def offline(args: argparse.Namespace, cpu: np.ndarray[Any, Any]) -> dict[str, An
         t0 = np.datetime64("2014-01-01T00:00")
         with open(path, "w", encoding="utf-8") as f:
             f.write("timestamp,value\n")
-            for i, v in enumerate(cpu[:START + args.rows]):
+            for i, v in enumerate(cpu[:args.start + args.rows]):
                 f.write(f"{t0 + np.timedelta64(int(i * 300), 's')},{float(v):.9g}\n")
         ecfg = EvalConfig(ResourceKind.COMPUTE, season=288, lead=lead, unit=QUOTA,
                           c_under=C_UNDER, policies=("predictive",), test_steps=args.rows,
@@ -172,16 +184,27 @@ def main(argv: list[str] | None = None) -> int:
                         help="steps until a later fit is back (default 7)")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
                         help="variants to run (default all)")
+    parser.add_argument("--trace", default=TRACE,
+                        help=f"CloudWatch CPU trace file in the data set (default {TRACE})")
+    parser.add_argument("--start", type=int, default=START,
+                        help=f"first replayed row (default {START}, the demo's)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     if args.rows < 2 or args.lead < 0 or min(args.first_fit_steps, args.fit_steps) < 0:
         parser.error("--rows must be >= 2, --lead and the fit steps >= 0")
-    cpu = cores()
+    try:
+        cpu = cores(args.trace)
+    except (OSError, ValueError) as exc:
+        parser.error(f"--trace {args.trace}: {exc}")
+    if not HISTORY <= args.start <= len(cpu) - args.rows:
+        parser.error(f"--start must leave {HISTORY} rows of history and --rows to replay "
+                     f"(the trace has {len(cpu)})")
     rows = [offline(args, cpu)]
     for v in args.variants:
         rows.append(replay(v, args, cpu))
         print(f"  {v}: done", file=sys.stderr, flush=True)
     res = {"baseline": "offline", "model": args.model, "rows": args.rows,
+           "trace": args.trace, "start": args.start,
            "lead_s": args.lead, "results": rows,
            "command": " ".join(["python", "benchmarks/pra_slack.py", *sys.argv[1:]])}
     if args.json:
@@ -192,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         return "-" if v is None else f"{v:.3g}"
 
     console().print(table(
-        f"compute slack, {args.rows} rows, {args.model}, fake time",
+        f"compute slack, {args.trace} from row {args.start}, {args.rows} rows, "
+        f"{args.model}, fake time",
         ["variant", "unserved", "slack", "slack row end", "rises in time", "steps on prior"],
         [(r["variant"], f(r["unserved_fraction"]), f(r["slack"]),
           f(r.get("slack_capacity_at_row_end")),

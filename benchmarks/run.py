@@ -69,8 +69,8 @@ BENCHMARKS: dict[str, Benchmark] = {
                                "~4 min (3 min replay)", root=True),
     "pra_loop_lag": Benchmark("event-loop lag while the live PRA refits its LSTM: fits in a "
                               "thread (baseline) vs a worker process vs a worker with a "
-                              "one-thread budget, with and without a refit in one run",
-                              "~9 min (120 s per pool)"),
+                              "one-thread budget (niced or SCHED_IDLE), with and without a "
+                              "refit in one run", "~11 min (120 s per pool)"),
     "pra_slack": Benchmark("where the live PRA's compute slack comes from: the demo's "
                            "controller replayed in fake time (fit delays, calibration) vs "
                            "the offline evaluation of the same rows", "~2 min"),

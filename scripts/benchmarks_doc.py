@@ -213,14 +213,15 @@ def forecast_engines(d: dict[str, Any]) -> list[str]:
 
 def pra_loop_lag(d: dict[str, Any]) -> list[str]:
     rows = [(r["pool"], r.get("fits", "-"), r["lag_p99_ms_fit"], r["lag_p99_ms_no_fit"],
-             r.get("lag_max_ms_fit"), r.get("step_seconds_p99")) for r in d["pools"]]
+             r.get("lag_max_ms_fit"), r.get("lag_p99_ms_warmup"),
+             r.get("step_seconds_p99")) for r in d["pools"]]
     load = d["load_average_1m"]
     return [f"event-loop lag (ms, probe every 10 ms) while the live PRA refits its LSTM, "
             f"{d['seconds_per_pool']:g} s per fit pool in one run, baseline "
             f"`{d['baseline']}`, load average {min(load):.1f}-{max(load):.1f} on "
             f"{d['cpus']} CPUs", "",
             *md_table(["pool", "fits", "p99 during a fit", "p99 without a fit",
-                       "max during a fit", "step p99 s"], rows)]
+                       "max during a fit", "p99 pool warm-up", "step p99 s"], rows)]
 
 
 def pra_slack(d: dict[str, Any]) -> list[str]:

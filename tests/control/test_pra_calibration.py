@@ -3,6 +3,8 @@ comes back, and a fitted model's calibration set before live errors accrue (fake
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -88,3 +90,48 @@ def test_few_live_errors_do_not_set_the_level_alone() -> None:
     # highest error is the level; with the tail's 60 errors it is the 0.83 quantile
     assert levels[False] >= 24.0
     assert levels[True] < 13.0
+
+
+def _replay_after_fit(policy: PraPolicy, tail: list[float], model: str = "naive"
+                      ) -> list[float]:
+    """A model fitted on 100 calm values, then ``tail``: the amount at each step."""
+    ctl = PraController(policy, SimProvider({ResourceKind.COMPUTE:
+                                             SimResource(delay_seconds=120.0)}))
+    ctl.add(dataclasses.replace(consumer(), model=model))
+    rng = np.random.default_rng(2)
+    for k, v in enumerate(10.0 + rng.normal(0, 0.5, 100)):
+        ctl.observe("c", T0 + 60 * k, float(v))
+    out = ctl.step(T0 + 6000)
+    ctl.fit_done(out.jobs[0], run_fit(out.jobs[0]), T0 + 6000, 0.0)
+    amounts = []
+    for k, v in enumerate(tail):
+        ctl.observe("c", T0 + 6060 + 60 * k, v)
+        amounts.append(float(ctl.step(T0 + 6060 + 60 * k).rows[0]["amount"]))
+    return amounts
+
+
+def _policy(**kw: object) -> PraPolicy:
+    return PraPolicy(interval_s=60.0, min_fit=8, refit_every=500, blend_steps=8,
+                     error_window=60, **kw)  # type: ignore[arg-type]
+
+
+def test_guarded_levels_use_the_fit_errors_only_after_enough_live_ones() -> None:
+    tail = [10.0, 10.0, 10.0, 25.0] + [10.0] * 30  # one outlier, then calm
+    guarded = _replay_after_fit(_policy(guard_errors=20, guard_floor=False), tail)
+    default = _replay_after_fit(_policy(), tail)
+    calibrated = _replay_after_fit(_policy(calibrated_levels=True), tail)
+    # a few live errors, the outlier among them: as the default, the largest sets the
+    # level (control: calibrated_levels pools the fit's errors at once)
+    assert guarded[6] == default[6] >= 24.0
+    assert calibrated[6] < 13.0
+    # 20 live errors on: the fit's errors join the set, the level comes down
+    assert guarded[-1] < 13.0
+
+
+def test_guarded_floor_holds_the_prior_on_a_rise() -> None:
+    tail = [10.0] * 25 + [14.0]  # a rise once 20 live errors are in
+    # ETS smooths the jump away; the prior (recent level x the profile's burstiness)
+    floor = _replay_after_fit(_policy(guard_errors=20, guard_floor=True), tail, "ets")
+    plain = _replay_after_fit(_policy(guard_errors=20, guard_floor=False), tail, "ets")
+    assert floor[:-1] == plain[:-1]  # no rise: the floor does nothing
+    assert floor[-1] > plain[-1]  # the rise: the prior's level holds

@@ -168,7 +168,7 @@ def test_bad_feed_is_refused() -> None:
 
 
 def test_stitch_watch_turns_the_table_into_events() -> None:
-    from vnstitch.control.pra import StitchWatch  # noqa: PLC0415
+    from vnstitch.control.pra_bandwidth import StitchWatch  # noqa: PLC0415
 
     w = StitchWatch()
     assert w.diff({"s1": (100, ("A", "T", "B"))}) == [(100, "s1", StitchEventKind.NEW)]

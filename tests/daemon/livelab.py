@@ -44,7 +44,8 @@ def wireguard_go_pids(ifnames: set[str]) -> list[int]:
 def live_lab(workdir: Path, timers: dict[str, float] | None = None,
              allocation: dict[str, Any] | None = None,
              qos: dict[str, Any] | None = None,
-             qos_links: dict[frozenset[str], float] | None = None,
+             qos_links: dict[frozenset[str], float] | None = None, *,
+             pra: dict[str, Any] | None = None,
              ) -> Iterator[tuple[Lab, LabRouteManagers]]:
     """Build a lab (unique run id), start its four daemons; remove everything after."""
     lab = substrate.build()
@@ -52,7 +53,8 @@ def live_lab(workdir: Path, timers: dict[str, float] | None = None,
     try:
         fast_arp(lab)
         rms = LabRouteManagers(lab, workdir, timers={**LAB_TIMERS, **(timers or {})},
-                               allocation=allocation, qos=qos, qos_links=qos_links or {})
+                               allocation=allocation, qos=qos, qos_links=qos_links or {},
+                               pra=pra)
         rms.start_all()
         yield lab, rms
     finally:

@@ -53,7 +53,10 @@ split-conformal, finite-sample rank ``ceil((n+1) q)``; one-step errors until the
 such errors), so a model whose calibration window was too calm to show a jump does not
 keep under-covering. ``PraPolicy.calibrated_levels`` tightens the levels (the history's
 own spread before the first fit, the fit's training-tail window errors in the conformal
-set): less slack, fewer ramps covered in time. Nothing here does I/O or reads a clock.
+set): less slack, fewer ramps covered in time. ``PraPolicy.guard_errors`` (N > 0) is the
+guarded form: the default levels until N live window errors, then the fit's errors in
+the conformal set (with ``guard_floor``, floored at the profile prior's level when the
+newest value is above the lead window's before it: a ramp). Nothing here does I/O or reads a clock.
 """
 
 from __future__ import annotations
@@ -158,6 +161,10 @@ class PraPolicy:
     #: conformal set topped up with the fit's training-tail window errors. Less slack,
     #: but the levels then cover a ramp less often (docs/pra_live.md has the figures).
     calibrated_levels: bool = False
+    #: N > 0: the guarded tightening (module docstring); 0: off.
+    guard_errors: int = 0
+    #: With ``guard_errors``: floor the levels at the prior's on a rise.
+    guard_floor: bool = True
 
     def __post_init__(self) -> None:
         if not (self.interval_s > 0 and self.fit_timeout_s > 0) or min(
@@ -345,7 +352,8 @@ class PraController:
             return None  # restarted since: the fit is for a history that is gone
         s.model, s.columns, s.pending_since, s.slow_reported = (fitted.model, job.columns,
                                                                 None, False)
-        s.calib_errors = fitted.window_errors if self.policy.calibrated_levels else ()
+        p = self.policy
+        s.calib_errors = fitted.window_errors if p.calibrated_levels or p.guard_errors else ()
         s.since_fit = 0
         s.fit_note = f"{s.spec.model} fitted on {len(s.values)} samples in {seconds:.3g} s"
         return DecisionRecord(now, consumer, "fit", s.fit_note, consumer=consumer)
@@ -442,6 +450,9 @@ class PraController:
                 sources += [Source.STITCH_EVENTS] if "stitches" in s.columns else []
         if weight < 1.0:
             sources.append(Source.PROFILE)
+        if p.guard_floor and p.guard_errors and self._guarded(s) and n > horizon + 1 and \
+                s.values[-1] > max(list(s.values)[-horizon - 2:-1]):
+            values = np.maximum(values, prior)  # a rise: no tighter than the prior
         if spec.cumulative and n:
             values = np.maximum(values, s.values[-1])
         if not np.isfinite(values).all():
@@ -455,8 +466,8 @@ class PraController:
         # Live errors alone: while few, at rank ceil((n+1)q) > n the level is the largest
         # error seen -- above the q-quantile, which is what covers the rare ramps.
         room = (s.window_errors.maxlen or 0) - len(s.window_errors)
-        pool = [*s.calib_errors[len(s.calib_errors) - min(room, len(s.calib_errors)):],
-                *s.window_errors]
+        calib = s.calib_errors if not self.policy.guard_errors or self._guarded(s) else ()
+        pool = [*calib[len(calib) - min(room, len(calib)):], *s.window_errors]
         errs = np.sort(np.asarray(pool if len(pool) >= 2 else s.errors, dtype=np.float64))
         if errs.size < 2:
             return own
@@ -464,6 +475,9 @@ class PraController:
         offs = errs[np.clip(ranks - 1, 0, errs.size - 1)]
         out: FloatArray = np.maximum(own, np.maximum(mean[None, :] + offs[:, None], 0.0))
         return out
+
+    def _guarded(self, s: _State) -> bool:
+        return len(s.window_errors) >= self.policy.guard_errors
 
     def _history_offsets(self, s: _State, width: int) -> FloatArray:
         """Per level: how far the highest of the next ``width`` values rose above the
@@ -574,26 +588,3 @@ def _held(ts: Sequence[float], vs: Sequence[float], t: float) -> float:
 
 def _dt(times: Sequence[float]) -> np.ndarray[Any, np.dtype[np.datetime64]]:
     return np.asarray([np.datetime64(int(t), "s") for t in times], dtype="datetime64[s]")
-
-
-class StitchWatch:
-    """Stitch table in, stitching events out: the daemon hands it the live stitches each
-    interval (``stitch id -> (vnid, path)``) and gets which came (``new``), moved to
-    another path (``renegotiated``) or went (``released``) since the last call."""
-
-    def __init__(self) -> None:
-        self._known: dict[str, tuple[int, tuple[str, ...]]] = {}
-
-    def diff(self, stitches: Mapping[str, tuple[int, tuple[str, ...]]],
-             ) -> list[tuple[int, str, StitchEventKind]]:
-        out: list[tuple[int, str, StitchEventKind]] = []
-        for sid, (vnid, path) in sorted(stitches.items()):
-            old = self._known.get(sid)
-            if old is None:
-                out.append((vnid, sid, StitchEventKind.NEW))
-            elif old[1] != path:
-                out.append((vnid, sid, StitchEventKind.RENEGOTIATED))
-        out += [(vnid, sid, StitchEventKind.RELEASED)
-                for sid, (vnid, _) in sorted(self._known.items()) if sid not in stitches]
-        self._known = dict(stitches)
-        return out

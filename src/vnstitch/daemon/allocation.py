@@ -30,6 +30,10 @@ live in an :class:`OverrideView`; the daemon's ``desired_state()`` passes throug
 allocation, ``ceil`` = negotiated), then reconciles as usual. An override whose tunnel
 is gone, or whose negotiated bandwidth changed, is ignored and pruned.
 
+*Ownership.* An end of a VN whose bandwidth the PRA sizes (``pra.vns.<vnid>.bandwidth``)
+is the PRA's: this loop leaves it out, and the PRA's actions go through the same
+:func:`apply_bandwidth_actions` into the same :class:`OverrideView` (the daemon's one).
+
 *Failure.* Bad counters (missing device, read error) and forecaster or allocator errors
 become a ``keep`` decision naming the problem; the override (the last reservation) is
 left as it was. Nothing here raises into the daemon.
@@ -177,6 +181,24 @@ class OverrideView:
             del self.overrides[key]
 
 
+def apply_bandwidth_actions(view: OverrideView, ends: Mapping[str, TunnelEnd],
+                            actions: Sequence[object]) -> list[tuple[str, float]]:
+    """The one place a bandwidth action becomes dataplane state, for the allocation loop
+    and the PRA alike: a :class:`~vnstitch.control.Reserve` for a consumer in ``ends``
+    sets its tunnel's HTB rate override (ceil: the negotiated bandwidth); each
+    :class:`~vnstitch.control.ResizeStitch` is returned as ``(stitch, Mbit/s)`` for the
+    core's in-place resize. Other actions are the caller's."""
+    resizes: list[tuple[str, float]] = []
+    for action in actions:
+        if isinstance(action, Reserve) and action.consumer in ends:
+            end = ends[action.consumer]
+            view.overrides[end.rate_key] = RateLimit(end.device, end.class_id, action.mbps,
+                                                     end.negotiated_mbps)
+        elif isinstance(action, ResizeStitch):
+            resizes.append((action.stitch_id, action.mbps))
+    return resizes
+
+
 # -- the loop (measure, decide with the controller, apply) -----------------------------------
 
 
@@ -193,9 +215,9 @@ class AllocationLoop:
     """One :meth:`step` per interval: the controller's inputs and the actions applied."""
 
     def __init__(self, config: AllocationConfig, base: Callable[[], DataplaneState],
-                 qos: QosPolicy | None = None) -> None:
+                 qos: QosPolicy | None = None, view: OverrideView | None = None) -> None:
         self.config = config
-        self.view = OverrideView(base)
+        self.view = view if view is not None else OverrideView(base)
         self.controller = Controller(control_policy(config, qos))
         self.decisions: deque[dict[str, Any]] = deque(maxlen=config.decisions_kept)
         self.steps = 0
@@ -225,14 +247,17 @@ class AllocationLoop:
     def step(self, now: float, ends: Sequence[TunnelEnd],
              tx_bytes: Mapping[str, int | str],
              origin_of: Mapping[str, str] | None = None,
-             links: Sequence[LinkSample] = ()) -> StepResult:
+             links: Sequence[LinkSample] = (), *,
+             live_keys: set[str] | None = None) -> StepResult:
         """One interval: ``tx_bytes`` maps each end's device to its counter, or to the
         reason it could not be read; ``origin_of`` maps the devices of ends originated
-        here to their stitch id (only those may be grown)."""
+        here to their stitch id (only those may be grown); ``live_keys``: the rate keys
+        of every live tunnel end when ``ends`` are only those this loop sizes (the
+        others' overrides, the PRA's, are kept)."""
         self.steps += 1
         result = StepResult()
         before = dict(self.view.overrides)
-        self.view.prune({e.rate_key for e in ends})
+        self.view.prune(live_keys if live_keys is not None else {e.rate_key for e in ends})
         self._ends = {e.stitch_id: e for e in ends}
         samples = {}
         for e in ends:
@@ -242,15 +267,8 @@ class AllocationLoop:
         out = self.controller.step(now, [self.consumer(e, origin_of or {}) for e in ends],
                                    samples, links)
         result.samples = out.samples
-        for action in out.actions:
-            if isinstance(action, Reserve):
-                end = self._ends[action.consumer]
-                self.view.overrides[end.rate_key] = RateLimit(
-                    end.device, end.class_id, action.mbps, end.negotiated_mbps)
-            elif isinstance(action, ResizeStitch):
-                result.resizes.append((action.stitch_id, action.mbps))
-            elif isinstance(action, SetQosClasses):
-                result.qos.append(action)
+        result.resizes = apply_bandwidth_actions(self.view, self._ends, out.actions)
+        result.qos = [a for a in out.actions if isinstance(a, SetQosClasses)]
         result.decisions = [self._row(r, out.bands.get(r.consumer)) for r in out.records]
         result.changed = self.view.overrides != before
         self.decisions.extend(result.decisions)
@@ -305,10 +323,11 @@ class AllocationLoop:
 class AllocationRunner:
     """Runs :class:`AllocationLoop` every ``interval_s`` inside a daemon."""
 
-    def __init__(self, daemon: RouteManagerDaemon, config: AllocationConfig) -> None:
+    def __init__(self, daemon: RouteManagerDaemon, config: AllocationConfig,
+                 view: OverrideView | None = None) -> None:
         self.daemon = daemon
         qos = daemon.config.qos.policy if daemon.config.qos is not None else None
-        self.loop = AllocationLoop(config, daemon.base_desired_state, qos)
+        self.loop = AllocationLoop(config, daemon.base_desired_state, qos, view)
         self._periodic = PeriodicTask("allocation", self.tick, config.interval_s,
                                       counters=daemon.metrics, logger=log)
 
@@ -339,14 +358,18 @@ class AllocationRunner:
         d = self.daemon
         live = d.core.tunnel_views()
         stitch_of = {t.vxlan_device: t.stitch_id for t in live}
-        ends = tunnel_ends(d.core_desired, stitch_of)
+        every = tunnel_ends(d.core_desired, stitch_of)
+        # An end of a VN whose bandwidth the PRA sizes is the PRA's: one decision maker.
+        pra_vnids = d.pra.bandwidth_vnids if d.pra is not None else frozenset()
+        ends = [e for e in every if e.vnid not in pra_vnids]
         devices = [e.device for e in ends]
         if d.offloads_dataplane:
             counters = await asyncio.to_thread(read_counters, d.driver, devices)
         else:
             counters = read_counters(d.driver, devices)
         origin_of = {t.vxlan_device: t.stitch_id for t in live if t.origin}
-        result = self.loop.step(d.now(), ends, counters, origin_of, await self._links())
+        result = self.loop.step(d.now(), ends, counters, origin_of, await self._links(),
+                                live_keys={e.rate_key for e in every})
         for sid, mbps in result.resizes:
             d.resize_stitch(sid, mbps)
         if d.store_open:

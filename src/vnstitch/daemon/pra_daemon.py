@@ -4,19 +4,28 @@ Theory of operation: with a ``pra:`` config section (:mod:`vnstitch.daemon.pra_c
 the daemon runs :class:`DaemonPra`. It builds the PRA core
 (:class:`~vnstitch.control.pra.PraController`) over the providers routed by kind --
 bandwidth: a :class:`~vnstitch.control.controller.ReservationBook` capped at each
-stitch end's negotiated bandwidth (the HTB rate itself stays the ``allocation:`` loop's
-to set: one decision maker per kernel object); compute and storage: the live providers
+stitch end's negotiated bandwidth; compute and storage: the live providers
 (:mod:`vnstitch.allocate.providers.live`: cgroup instances running the VN's workload
 command in its namespace, loop-mounted volumes) -- and drives it with
 :class:`~vnstitch.daemon.pralive.PraRuntime` (steps in a worker thread, fits in worker
 processes). Each interval, on the event loop, it reads the stitch table from the
-protocol core: a :class:`~vnstitch.control.pra.StitchWatch` turns it into stitching
+protocol core: a :class:`~vnstitch.control.pra_bandwidth.StitchWatch` turns it into stitching
 events (a new or renegotiated stitch restarts its bandwidth consumer from the cold
 start; counts and path changes become regressors of the VN's consumers). Then, in the
 worker thread, it measures: a stitch end's tx byte counter as a rate, a VN's CPU time
 in its instances' cgroups as cores, its volume's used MiB. User-behaviour feeds
 (``routemgr feed``) go to the core and into the state database (``meta`` rows
 ``pra_feed:<vnid>``), and are given back to the core after a restart.
+
+Bandwidth is applied: after each step, on the loop, what the book holds for a stitch end
+and the plan above it become the controller's actions
+(:class:`~vnstitch.control.pra_bandwidth.PraBandwidthActions`: a ``Reserve``, and a
+``ResizeStitch`` under the controller's grow rules -- the ``allocation:`` section's
+when there is one), applied by the allocation loop's own
+:func:`~vnstitch.daemon.allocation.apply_bandwidth_actions` into the daemon's one
+:class:`~vnstitch.daemon.allocation.OverrideView`; the reconcile writes the HTB rate.
+The ends of a VN with ``bandwidth`` under ``pra.vns`` are the PRA's alone: the
+allocation loop leaves them out (:attr:`DaemonPra.bandwidth_vnids`).
 """
 
 from __future__ import annotations
@@ -34,20 +43,29 @@ from vnstitch.allocate.providers.compute import ComputeProvider
 from vnstitch.allocate.providers.live import build_live_providers
 from vnstitch.allocate.providers.storage import StorageProvider
 from vnstitch.control.controller import RateSeries, ReservationBook
+from vnstitch.control.model import GrowRules
 from vnstitch.control.pra import (
     PraConsumer,
     PraController,
     PraPolicy,
-    StitchWatch,
+    PraStep,
     application_profiles,
 )
-from vnstitch.daemon.allocation import read_counters
+from vnstitch.control.pra_bandwidth import BandwidthEnd, PraBandwidthActions, StitchWatch
+from vnstitch.daemon.allocation import (
+    TunnelEnd,
+    apply_bandwidth_actions,
+    grow_rules,
+    read_counters,
+    tunnel_ends,
+)
 from vnstitch.daemon.errors import ControlError
 from vnstitch.daemon.pra_config import PraConfig, PraVnConfig
-from vnstitch.daemon.pralive import FitPool, PraRuntime
+from vnstitch.daemon.pralive import LSTM_MODULES, FitPool, PraRuntime
 
 if TYPE_CHECKING:
     from vnstitch.daemon.runtime import RouteManagerDaemon
+    from vnstitch.protocol.api import StitchResized
 
 FEED_KEY = "pra_feed:"
 MAX_FEED_ROWS = 20_000
@@ -70,6 +88,16 @@ class DaemonPra:
         self._cpu_last: dict[str, tuple[float, float]] = {}  # location -> (t, cpu s)
         self._vns = {v.vnid: v for v in config.vns}
         self._profiles = application_profiles()
+        alloc = daemon.config.allocation
+        self.bandwidth = PraBandwidthActions(grow_rules(alloc) if alloc is not None
+                                             else GrowRules())
+        self._rate_now: dict[str, float] = {}  # bandwidth consumer -> Mbit/s measured
+        self._override_keys: set[str] = set()  # the HTB rate overrides the PRA wrote
+
+    @property
+    def bandwidth_vnids(self) -> frozenset[int]:
+        """The VNs whose stitch ends' bandwidth the PRA sizes (the allocation loop not)."""
+        return frozenset(v.vnid for v in self.config.vns if "bandwidth" in v.kinds)
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -88,9 +116,13 @@ class DaemonPra:
                 rows = [(float(t), float(v)) for t, v in json.loads(text)]
                 ctl.feed(int(key[len(FEED_KEY):]), rows)
         self._pool = FitPool(cfg.fit_workers, cpus=cfg.fit_cpus)
+        # The workers start now, not at the first fit: an LSTM's first fit would
+        # otherwise wait for the spawn and torch's import (tens of seconds, niced).
+        lstm = any(k.model == "lstm" for vn in cfg.vns for k in vn.kinds.values())
+        self._pool.warm(LSTM_MODULES if lstm else ())
         self.runtime = PraRuntime(ctl, self._pool, measure=self._measure,
                                   clock=self.daemon.now, decisions_kept=cfg.decisions_kept,
-                                  prepare=self._prepare)
+                                  prepare=self._prepare, apply=self._apply)
         self.runtime.start()
 
     async def stop(self) -> None:
@@ -157,6 +189,7 @@ class DaemonPra:
     def _measure(self, now: float) -> dict[str, float]:
         """In the worker thread: every consumer's value this interval."""
         out: dict[str, float] = {}
+        self._rate_now = {}
         devices = {dev: cid for cid, (dev, _) in self._ends.items()}
         counters = read_counters(self.daemon.driver, list(devices))
         for dev, value in counters.items():
@@ -164,7 +197,7 @@ class DaemonPra:
                 continue
             rate, _ = self._rates.setdefault(dev, RateSeries()).observe(dev, now, value)
             if rate is not None:
-                out[devices[dev]] = rate
+                out[devices[dev]] = self._rate_now[devices[dev]] = rate
         for vn in self.config.vns:
             loc = f"vn{vn.vnid}"
             if self.compute is not None:
@@ -179,6 +212,45 @@ class DaemonPra:
                 out[f"{loc}/storage"] = self.storage.used(
                     ResourceKey(ResourceKind.STORAGE, loc), now)
         return out
+
+    def _apply(self, out: PraStep, now: float) -> None:
+        """On the loop, after a step: the bandwidth actions into the dataplane."""
+        d, view = self.daemon, self.daemon.rate_overrides
+        if view is None:
+            return
+        live = {t.vxlan_device: t for t in d.core.tunnel_views()}
+        by_device = {e.device: e for e in tunnel_ends(
+            d.core_desired, {dev: t.stitch_id for dev, t in live.items()})}
+        mine: dict[str, TunnelEnd] = {}
+        ends: list[BandwidthEnd] = []
+        for cid, (dev, _) in self._ends.items():
+            end, t = by_device.get(dev), live.get(dev)
+            if end is None or t is None:
+                continue
+            mine[cid] = end
+            ends.append(BandwidthEnd(cid, t.stitch_id, dev, end.negotiated_mbps,
+                                     bool(t.origin)))
+        booked = {cid: self.book.committed(ResourceKey(ResourceKind.BANDWIDTH, e.device), now)
+                  for cid, e in mine.items()}
+        acts = self.bandwidth.step(now, ends, out.amounts, booked, self._rate_now)
+        before = dict(view.overrides)
+        keys = {e.rate_key for e in mine.values()}
+        for key in self._override_keys - keys:  # its stitch is gone
+            view.overrides.pop(key, None)
+        self._override_keys = keys
+        resizes = apply_bandwidth_actions(view, mine, acts.actions)
+        if self.runtime is not None:
+            self.runtime.keep(acts.records)
+        for sid, mbps in resizes:
+            d.resize_stitch(sid, mbps)
+        if view.overrides != before:
+            d.dataplane_changed()
+
+    def resize_outcome(self, ev: StitchResized) -> None:
+        """A resize's outcome: the grow policy's hold-down, a decision row."""
+        row = self.bandwidth.resize_outcome(ev)
+        if row is not None and self.runtime is not None:
+            self.runtime.decisions.append({**row, "consumer": f"{ev.stitch_id}/bandwidth"})
 
     # -- requests ------------------------------------------------------------------------
     async def feed(self, vnid: int, rows: list[tuple[float, float]]) -> dict[str, Any]:

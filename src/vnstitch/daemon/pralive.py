@@ -15,7 +15,11 @@ Theory of operation
   ``workers`` processes on ``cpus``). Its result comes back to the controller as
   ``fit_done``; an exception as ``fit_failed``. A fit that runs past the policy's
   ``fit_timeout_s`` is a ``fit-slow`` decision made by the controller; the previous model
-  keeps forecasting meanwhile;
+  keeps forecasting meanwhile. :meth:`FitPool.warm` starts the workers, and imports
+  torch for an LSTM, before the first job. ``idle=True`` puts a worker in Linux's
+  SCHED_IDLE class instead of nice +10 only: a waking loop preempts it, but so does
+  every other normal task (in the lab demo, the VN's own CPU burners starved the first
+  LSTM fit to 73 s of wall time for 2.9 s of CPU), so it is not the default;
 - :class:`LoopLagProbe` measures the event loop's lag: a task that asks to wake every
   ``period_s`` and records how late it woke (what any other callback -- a protocol
   message, a timer -- would have waited).
@@ -28,37 +32,63 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import multiprocessing
 import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
 from vnstitch.control.model import DecisionRecord
-from vnstitch.control.pra import FitJob, FittedModel, PraController, StitchEventKind, run_fit
+from vnstitch.control.pra import (
+    FitJob,
+    FittedModel,
+    PraController,
+    PraStep,
+    StitchEventKind,
+    run_fit,
+)
 from vnstitch.daemon.periodic import PeriodicTask
 
 log = logging.getLogger("vnstitch.daemon.pralive")
 
 
-def _limit_worker(nice: int, cpus: tuple[int, ...], threads: int | None) -> None:
-    """Runs first in each fit worker: lower its priority, pin it to the budgeted CPUs,
-    and cap the numeric libraries' threads (read when torch/BLAS load, i.e. later in
-    this fresh spawned process: the LSTM then trains on at most ``threads``)."""
+def _limit_worker(nice: int, cpus: tuple[int, ...], threads: int | None,
+                  idle: bool = False) -> None:
+    """Runs first in each fit worker: lower its priority (with ``idle``, Linux's
+    SCHED_IDLE class: it runs only when nothing else of ours wants the CPU, and a
+    waking event loop preempts it at once), pin it to the budgeted CPUs, and cap the
+    numeric libraries' threads (read when torch/BLAS load, i.e. later in this fresh
+    spawned process: the LSTM then trains on at most ``threads``)."""
     if threads is not None:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             os.environ[var] = str(threads)
     with contextlib.suppress(OSError):
         os.nice(nice)
+    if idle and hasattr(os, "SCHED_IDLE"):
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     if cpus and hasattr(os, "sched_setaffinity"):
         with contextlib.suppress(OSError):
             os.sched_setaffinity(0, cpus)
+
+
+#: What an LSTM fit imports in its worker (``FitPool.warm``).
+LSTM_MODULES = ("torch", "vnstitch.forecast.lstm")
+
+
+def preload(modules: tuple[str, ...]) -> float:
+    """Import ``modules`` in a fit worker (its first job then trains at once); the
+    worker's CPU seconds so far."""
+    for name in modules:
+        importlib.import_module(name)
+    return time.process_time()
 
 
 def timed_fit(job: FitJob) -> tuple[FittedModel, float]:
@@ -72,7 +102,8 @@ class FitPool:
     """Worker processes for fits, within a CPU budget (see the module docstring)."""
 
     def __init__(self, workers: int = 1, *, nice: int = 10,
-                 cpus: Iterable[int] = (), threads: int | None = 1) -> None:
+                 cpus: Iterable[int] = (), threads: int | None = 1,
+                 idle: bool = False) -> None:
         if workers < 1 or (threads is not None and threads < 1):
             raise ValueError("fit pool: workers and threads must be >= 1")
         # spawn: the daemon has threads (a forked child would inherit their locks)
@@ -81,7 +112,15 @@ class FitPool:
         self.cpus = tuple(cpus)
         self.threads = threads
         self._pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_limit_worker,
-                                         initargs=(nice, self.cpus, threads))
+                                         initargs=(nice, self.cpus, threads, idle))
+
+    def warm(self, modules: Iterable[str] = ()) -> list[Future[float]]:
+        """Start every worker now and import ``modules`` in it (e.g. ``torch`` for an
+        LSTM consumer: its import costs seconds of CPU), so the first fit does not pay
+        for the spawn and the import. Returns at once; each future gives the worker's
+        CPU seconds when it is ready."""
+        mods = tuple(modules)
+        return [self._pool.submit(preload, mods) for _ in range(self.workers)]
 
     async def fit(self, job: FitJob) -> tuple[FittedModel, float]:
         loop = asyncio.get_running_loop()
@@ -131,14 +170,17 @@ class PraRuntime:
     ``measure(now)`` (blocking; run in the worker thread) returns each consumer's value
     this interval; a consumer missing from it is not observed this time. ``prepare``
     runs first, on the loop, for inputs only the loop's thread may read (the protocol
-    core's stitch table)."""
+    core's stitch table); ``apply`` runs on the loop after each step, with its result
+    (the daemon applies the bandwidth actions there: the dataplane is the loop's)."""
 
     def __init__(self, controller: PraController, pool: FitPool, *,
                  measure: Callable[[float], Mapping[str, float]],
                  clock: Callable[[], float], decisions_kept: int = 500,
-                 prepare: Callable[[PraController, float], None] | None = None) -> None:
+                 prepare: Callable[[PraController, float], None] | None = None,
+                 apply: Callable[[PraStep, float], None] | None = None) -> None:
         self.controller = controller
         self.prepare = prepare
+        self.apply = apply
         self.pool = pool
         self.measure = measure
         self.clock = clock
@@ -182,6 +224,8 @@ class PraRuntime:
             self.step_seconds.append(time.monotonic() - t0)
             self.steps += 1
             self.keep(out.records)
+            if self.apply is not None:
+                self.apply(out, now)
         for job in out.jobs:
             task = asyncio.get_running_loop().create_task(self._fit(job))
             self._fits.add(task)

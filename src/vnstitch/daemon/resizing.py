@@ -43,6 +43,8 @@ def on_resized(daemon: RouteManagerDaemon, ev: StitchResized) -> bool:
     daemon.metrics["stitches_resized" if ev.ok else "resizes_failed"] += 1
     if daemon.allocation is not None:
         daemon.allocation.loop.resize_outcome(ev)
+    if daemon.pra is not None:
+        daemon.pra.resize_outcome(ev)
     if ev.reason != "in_progress":  # that answer is for the new request, not the pending one
         fut = daemon.resize_waiters.pop(ev.stitch_id, None)
         if fut is not None and not fut.done():

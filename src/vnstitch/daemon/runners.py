@@ -32,10 +32,17 @@ def attach_runners(daemon: RouteManagerDaemon) -> None:
     """Build the runners ``daemon.config`` asks for (see the module docstring)."""
     config = daemon.config
     kernel = daemon.offloads_dataplane
+    if config.allocation is not None or config.pra is not None:
+        # One set of HTB rate overrides, written by the allocation loop and the PRA
+        # (each for the stitch ends it owns), laid over the desired state once.
+        from vnstitch.daemon.allocation import OverrideView  # noqa: PLC0415
+
+        daemon.rate_overrides = OverrideView(daemon.base_desired_state)
     if config.allocation is not None:
         from vnstitch.daemon.allocation import AllocationRunner  # noqa: PLC0415
 
-        daemon.allocation = AllocationRunner(daemon, config.allocation)
+        daemon.allocation = AllocationRunner(daemon, config.allocation,
+                                             daemon.rate_overrides)
     if config.pra is not None:
         from vnstitch.daemon.pra_daemon import DaemonPra  # noqa: PLC0415
 

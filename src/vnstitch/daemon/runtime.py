@@ -94,7 +94,7 @@ from vnstitch.protocol.codec import Peek
 from vnstitch.protocol.intent import IntentTable
 
 if TYPE_CHECKING:
-    from vnstitch.daemon.allocation import AllocationRunner
+    from vnstitch.daemon.allocation import AllocationRunner, OverrideView
     from vnstitch.daemon.congestion import CongestionRunner
     from vnstitch.daemon.endpointfollow import EndpointRunner
     from vnstitch.daemon.pra_daemon import DaemonPra
@@ -202,6 +202,7 @@ class RouteManagerDaemon:
         # Optional runners, when configured (daemon/runners.py).
         self.allocation: AllocationRunner | None = None
         self.pra: DaemonPra | None = None
+        self.rate_overrides: OverrideView | None = None  # allocation's and PRA's HTB rates
         self.congestion: CongestionRunner | None = None
         self.endpoints: EndpointRunner | None = None
         attach_runners(self)
@@ -243,7 +244,7 @@ class RouteManagerDaemon:
         base = self.base_desired_state()
         if self.congestion is not None:
             base = self.congestion.overlay(base)
-        state = base if self.allocation is None else self.allocation.loop.overlay(base)
+        state = base if self.rate_overrides is None else self.rate_overrides.overlay(base)
         return state if self.qos is None else self.qos.overlay(state)
 
     @property

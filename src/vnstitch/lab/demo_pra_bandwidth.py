@@ -11,9 +11,13 @@ the row's length. Offered is what the client sent, delivered what the server rec
 offered. The stitch is requested at the replayed rows' mean: what is above it gets
 through only if the allocation grows the stitch in time.
 
-Which loop sizes the stitch is said in the result: the daemons' ``allocation:`` loop
-sets the HTB rate; the PRA's bandwidth rows in a daemon are booked, not applied (one
-decision-maker per kernel object). The lab is torn down and its leftovers listed.
+The daemons run the PRA (``pra:`` with ``bandwidth`` for VN 100, one step per
+``interval_s``) beside their ``allocation:`` loop; the PRA owns VN 100's stitch ends, so
+its decisions size the stitch: its booking is the HTB class's rate and a shortfall (or
+an end measured at its cap) grows the stitch in place under the controller's grow rules
+(:mod:`vnstitch.control.pra_bandwidth`). The result names the sizer and carries the
+PRA's last row and its resize decisions for A's end. The lab is torn down and its
+leftovers listed.
 """
 
 from __future__ import annotations
@@ -26,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from vnstitch.lab import baseline, netns, substrate
-from vnstitch.lab.demo import allocation_report
 from vnstitch.lab.netns import LabError
 from vnstitch.lab.routemgrs import LabRouteManagers, fast_arp
 
@@ -73,20 +76,42 @@ def udp_result(stdout: str) -> tuple[float, float]:
     return offered, min(delivered, offered)
 
 
+def pra_section(interval_s: float) -> dict[str, Any]:
+    """The daemons' ``pra:`` section: VN 100's bandwidth, ETS (cheap to refit)."""
+    return {"interval_s": interval_s, "refit_every": 30, "fit_timeout_s": 60,
+            "vns": {100: {"class": "web", "profile": "database_access",
+                          "bandwidth": {"model": "ets"}}}}
+
+
+def pra_report(rms: LabRouteManagers, stitch_id: str) -> dict[str, Any]:
+    """A's PRA for the stitch: its latest row, its resize decisions, the tunnel's
+    bandwidth now."""
+    cid = f"{stitch_id}/bandwidth"
+    rows = [r for r in rms.show("a", "allocations") if r.get("consumer") == cid]
+    resizes = [r for r in rms.show("a", "decisions")
+               if r.get("action") in ("resize-requested", "resized", "resize-refused")
+               and stitch_id in (r.get("stitch_id"), r.get("consumer", "").split("/")[0])]
+    keep = ("now", "action", "new_mbps", "amount_mbps", "ok", "reason")
+    return {"row": rows[0] if rows else None,
+            "resizes": [{k: r[k] for k in keep if k in r} for r in resizes],
+            "negotiated_mbps": next((s.get("bandwidth_mbps") for s in rms.show("a", "stitches")
+                                     if s.get("stitch_id") == stitch_id), None)}
+
+
 def run_bandwidth(rates: Sequence[float], row_seconds: float, on_step: StepHook,
                   interval_s: float = 1.0) -> dict[str, Any]:
     """Stitch VN 100 A->B at the rates' mean, offer ``rates``; the JSON-ready result."""
     mean = sum(rates) / len(rates)
     result: dict[str, Any] = {"requested_mbps": round(mean, 3), "rows": len(rates),
-                              "sizing": "the daemons' allocation: loop (HTB rate); PRA "
-                                        "bandwidth rows are booked, not applied"}
+                              "sizing": "pra"}
     with tempfile.TemporaryDirectory(prefix="vnstitch-prabw-") as tmp:
         lab = substrate.build()
         rms: LabRouteManagers | None = None
         try:
             fast_arp(lab)
             rms = LabRouteManagers(lab, Path(tmp), allocation={"interval_s": interval_s,
-                                                               "hold_steps": 0})
+                                                               "hold_steps": 0},
+                                   pra=pra_section(interval_s))
             rms.start_all()
             rms.wait_route("a", 100)
             reply = rms.stitch("a", 100, mean)
@@ -100,7 +125,10 @@ def run_bandwidth(rates: Sequence[float], row_seconds: float, on_step: StepHook,
                 offered, delivered = _udp_row(lab, r, row_seconds)
                 rows.append((round(r, 3), round(offered, 3), round(delivered, 3)))
                 on_step("bandwidth ramp", {"row": k + 1, "rows": len(rates)})
-            result["allocation"] = allocation_report(rms, reply["stitch_id"])["stitch"]
+            result["pra"] = pra_report(rms, reply["stitch_id"])
+            result["allocation_loop_sized_it"] = any(
+                s["stitch_id"] == reply["stitch_id"]
+                for s in rms.show("a", "status")["allocation"]["stitches"])
         finally:
             if rms is not None:
                 for seg in rms.rms:

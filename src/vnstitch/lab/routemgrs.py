@@ -110,6 +110,8 @@ class LabRouteManagers:
     rms: dict[str, LabRouteManager] = field(default_factory=dict)
     #: the daemons' ``allocation:`` config section (None: no allocation loop)
     allocation: dict[str, Any] | None = None
+    #: the daemons' ``pra:`` section (None: no live PRA)
+    pra: dict[str, Any] | None = None
     #: per link ({segment, segment}): the protocol's cost and capacity (a topology lab
     #: sets them from the topology; the fixed lab uses LINK_COST and ``capacity_mbps``)
     link_costs: dict[frozenset[str], float] = field(default_factory=lambda: dict(LINK_COST))
@@ -189,6 +191,8 @@ class LabRouteManagers:
         }
         if self.allocation is not None:
             cfg["allocation"] = self.allocation
+        if self.pra is not None:
+            cfg["pra"] = self.pra
         if self.qos is not None:
             cfg["qos"] = {**self.qos, "interfaces": [
                 {"device": lk.a_dev if lk.a == seg else lk.b_dev, "capacity_mbps": mbps}
