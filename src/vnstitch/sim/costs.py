@@ -18,8 +18,10 @@ does not. Two costs, each a property of one RM and measured on this project's ma
 Defaults: ``benchmarks/daemon_stitch.py`` (three real daemons over UDP, stitch through
 one transit, 12 datagrams on the critical path: 26.4 ms median at load 8.6 on 2 cores)
 gives 2.2 ms per datagram; ``benchmarks/tunnel_install.py`` (the Linux driver's pass for
-one tunnel end in a namespace, 10 runs at load 8.9) gives 382 ms up and 336 ms down.
-Both are wall times on a loaded shared host: they scale with its load.
+one tunnel end in a namespace, 10 runs at load 8.9) gave 382 ms up and 336 ms down --
+a second run at load 10.8 gave 152 and 161 ms (``benchmarks/results/tunnel_install.*``):
+wall times on a shared host, they move with what else runs. The defaults are the first
+run's, taken before any comparison with the lab.
 
 :class:`CostClock` is the engine's bookkeeping: given a step's outputs and ``now``, when
 its datagrams leave. Pure; virtual time only.
