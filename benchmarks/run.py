@@ -84,6 +84,10 @@ BENCHMARKS: dict[str, Benchmark] = {
     "sim_vs_live": Benchmark("builtin:story on Abilene (5 segments) simulated and live in a "
                              "namespace lab: the same parity summary side by side, with "
                              "wall time and peak memory", "~5 min", root=True),
+    "tunnel_install": Benchmark("one tunnel end's dataplane pass (wireguard-go, VXLAN, "
+                                "HTB, route) up and down in a namespace, vs the same "
+                                "without WireGuard: the simulator's rm_costs", "~30 s",
+                                root=True),
     "lab_congestion": Benchmark("live congestion reroute in the lab (cross traffic on A-T, "
                                 "video + e-mail flows) vs the same controller in virtual "
                                 "time; dampening vs its control; link-cut reroute_s",

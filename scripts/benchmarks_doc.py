@@ -236,6 +236,16 @@ def pra_slack(d: dict[str, Any]) -> list[str]:
                        "steps before first fit"], rows)]
 
 
+def tunnel_install(d: dict[str, Any]) -> list[str]:
+    rows = [(name, r["up_ms_median"], r["up_ms_max"], r["down_ms_median"], r["down_ms_max"])
+            for name, r in (("tunnel end", d["tunnel_end"]),
+                            ("baseline: no WireGuard", d["baseline_no_wireguard"]))]
+    return [f"one tunnel end's dataplane pass, {d['runs']} runs, load average "
+            f"{d['load_average_1m_start']} -> {d['load_average_1m_end']}", "",
+            *md_table(["pass", "up ms (median)", "up ms (max)", "down ms (median)",
+                       "down ms (max)"], rows)]
+
+
 def generic(d: dict[str, Any]) -> list[str]:
     return md_table(["figure", "value"], [(k, v) for k, v in d.items()
                                           if not isinstance(v, dict | list)])
@@ -248,7 +258,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "forecast_abilene": forecast_abilene, "sweep": sweep, "sim_vs_live": sim_vs_live,
     "lab_congestion": lab_congestion,
     "forecast_engines": forecast_engines, "pra_loop_lag": pra_loop_lag,
-    "pra_slack": pra_slack,
+    "pra_slack": pra_slack, "tunnel_install": tunnel_install,
 }
 
 

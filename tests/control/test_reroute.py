@@ -7,7 +7,7 @@ import pytest
 
 from vnstitch.control.demand import cheaper_routes
 from vnstitch.control.model import LinkSample
-from vnstitch.control.reroute import LinkWatch, RerouteRules, StitchMover
+from vnstitch.control.reroute import LinkWatch, RerouteRules, StitchMover, first_hop_stitches
 from vnstitch.model.ids import VNID, RouteManagerId
 from vnstitch.protocol.api import RouteView, StitchView
 from vnstitch.routing.monitor import MonitorConfig
@@ -188,3 +188,17 @@ def test_a_stitch_that_alone_clears_the_excess_moves_a_smaller_one_waits_a_repor
     m3 = StitchMover(RerouteRules(holddown_s=0.0, min_reports=1))
     assert m3.congested(1.0, "a", LINK, 1.0, "tttt", excess_mbps=2500)[0]
     assert m3.congested(1.0, "b", LINK, 1.0, "tttt", mbps=500)[0]
+
+
+def test_a_dead_link_moves_only_the_stitches_its_origin_sends_over_it() -> None:
+    paths = {"s1": ["a", "b", "c"], "s2": ["a", "c"], "s3": ["c", "a", "b"],
+             "s4": ["x", "a", "b"], "s5": ["a"]}
+    assert first_hop_stitches("a", "b", paths) == ["s1"]
+    m = StitchMover(RerouteRules(holddown_s=60.0))
+    acts, recs = m.neighbour_down(10.0, "a", "b", paths)
+    assert [(x.stitch_id, x.around) for x in acts] == [("s1", "a-b")]
+    assert [r.action for r in recs] == ["reroute"]
+    # in flight: the same link-down again asks nothing more
+    assert m.neighbour_down(10.5, "a", "b", paths) == ([], [])
+    # the control: b's own view of the same link moves b's stitches, not a's
+    assert [x.stitch_id for x in m.neighbour_down(11.0, "c", "a", paths)[0]] == ["s3"]

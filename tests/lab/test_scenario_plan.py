@@ -47,6 +47,12 @@ def test_story_on_abilene_plans_the_simulators_vns_scaled() -> None:
     assert tv.src.ip.startswith("172.16.1.") and tv.dst.ip.startswith("172.16.1.")
     assert tv.src.ns != tv.dst.ns
     assert [s.flow for s in plan.surges] == ["cross"]
+    # the daemons move stitches by the simulated controllers' rules: 5 s samples, the
+    # story's 60 s hold-down, and (returns: false) nothing comes back within the run
+    assert plan.congestion == {"interval_s": 5.0, "high": 0.8, "low": 0.6,
+                               "raise_samples": 2, "clear_samples": 3, "holddown_s": 60.0,
+                               "min_reports": 1, "report_window_s": 1.0,
+                               "return_after_s": 80.0}
 
 
 def test_a_cut_inside_a_segment_is_refused_live() -> None:

@@ -16,6 +16,7 @@ from pyroute2 import IPRoute
 from tests.rootutil import require_root
 from vnstitch.lab import frr, netns, substrate, topolab
 from vnstitch.lab.netns import LabError
+from vnstitch.lab.routemgrs import LAB_TIMERS
 from vnstitch.lab.substrate import Host
 from vnstitch.model import load_topology, partitioned
 
@@ -212,6 +213,62 @@ def test_a_stitch_carries_traffic_and_comes_back_after_a_cut(
         assert back, f"VN 100 not reachable after the cut: {rms.show(first, 'stitches')}"
     finally:
         rms.stop_all()
+
+
+#: With the endpoint follower the tunnel is on the IGP's new path a route event after
+#: the cut; wireguard-go alone keeps its sticky source for ~15 s (or longer).
+FOLLOW_S = 6.0
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("follow", [True, False], ids=["follower", "control"])
+def test_the_same_stitch_keeps_carrying_traffic_after_the_igp_reconverges(
+        built: topolab.TopoLab, follow: bool) -> None:
+    """No renegotiation: the congestion loop is off and the probes are slow (a dark
+    tunnel is torn down only after 20 s), so the stitch negotiated before the cut is the
+    one that must carry VN 100 after OSPF moved the substrate route under it. With the
+    daemon's endpoint follower, pings through it resume within FOLLOW_S and the stitch
+    (id, path, WireGuard device) is the same; the control (follow_routes off) stays dark
+    that long -- wireguard-go keeps sending from the interface it last heard from."""
+    topo = built
+    topolab.wait_converged(topo, 60)
+    timers = {**LAB_TIMERS, "probe_interval_s": 2.0, "probe_misses": 10}
+    rms = topolab.start_route_managers(topo, timers=timers, congestion={"enabled": False},
+                                       follow_routes=follow)
+    try:
+        first = topo.lab.links[0].a
+        src = next(h for h in topo.lab.hosts if h.segment == first)
+        reply = rms.stitch(first, 100, 5.0)
+        assert reply["established"], reply
+        sid = reply["stitch_id"]
+        path = [rms.segment_of(r) for r in reply["detail"]["path"]]
+        far = _far_host(topo, path).ip
+        assert _pings(src.ns, far, 15), "no traffic through the stitch"
+        wg_before = _wg_devices(topo.routers[first].ns)
+        # Both ends' first handshakes cross; the loser's retry (5 s on) drops the sticky
+        # source by itself: cut after that, so the control shows wireguard-go's steady
+        # state and not the end of its start-up.
+        time.sleep(6.0)
+        assert _pings(src.ns, far, 5)
+        wire = next(w for w in topo.wires
+                    if {topo.routers[w.a].segment, topo.routers[w.b].segment}
+                    == {path[0], path[1]})
+        topolab.cut_wire(topo, wire.a, wire.b)
+        resumed = _pings(src.ns, far, FOLLOW_S)
+        row = rms.stitch_row(first, sid)
+        assert row is not None and row["status"] == "up", rms.show(first, "stitches")
+        assert [rms.segment_of(r) for r in row["path"]] == path
+        assert _wg_devices(topo.routers[first].ns) == wg_before
+        assert resumed is follow, ("follower: no traffic within FOLLOW_S" if follow else
+                                   "control: traffic resumed without the follower")
+    finally:
+        rms.stop_all()
+
+
+def _wg_devices(ns: str) -> list[str]:
+    with IPRoute(netns=ns) as ipr:
+        return sorted(str(link.get_attr("IFLA_IFNAME")) for link in ipr.get_links()
+                      if str(link.get_attr("IFLA_IFNAME")).startswith("wg"))
 
 
 def _far_host(topo: topolab.TopoLab, path: list[str]) -> Host:

@@ -184,10 +184,34 @@ def test_a_cut_inside_the_segments_repicks_links_and_never_rides_the_cut() -> No
     assert len(tv["stitch_ids"]) == 1 and tv["unattached_seconds"] < 3
 
 
-def test_a_cut_with_no_way_round_inside_the_segments_leaves_the_flow_unattached() -> None:
-    """Control: in 5 segments Washington DC - Atlanta is the only seg02-seg04 link, so
-    while it is cut tv has no path through its stitch's segments: unattached, counted."""
+def test_a_dead_first_hop_moves_the_stitch_at_once() -> None:
+    """In 5 segments Washington DC - Atlanta is the only seg02-seg04 link, the first hop
+    of tv's stitch seg02 > seg04 > seg01: its origin sees the link go down (the daemon's
+    netlink event) and renegotiates around the adjacency at once; tv is unattached only
+    until the successor is committed, not for the 5 s of the cut."""
     out = _cut("transit-crash", "2", "9")
+    assert out.traffic is not None and out.traffic.stitched is not None
+    moves = [m for m in out.traffic.stitched.moves if m.decided_s >= 20.0]
+    assert moves and all(m.kind == "renegotiate" and m.decided_s == 20.0
+                         and m.avoid == "adjacency seg02-seg04" and "went down" in m.reason
+                         for m in moves)
+    tv = next(f for f in out.summary["traffic"]["flows"] if f["name"] == "tv")
+    first, last = (next(x for x in out.summary["stitches"] if x["id"] == sid)
+                   for sid in (tv["stitch_ids"][0], tv["stitch_ids"][-1]))
+    assert last["path"] == ["seg02", "seg00", "seg03", "seg01"]
+    assert tv["unattached_seconds"] == pytest.approx(
+        first["committed_s"] + last["committed_s"] - 20.0, abs=1e-6)
+    assert last["committed_s"] - 20.0 < 1.0
+
+
+def test_control_a_cut_beyond_the_first_hop_leaves_the_flow_unattached() -> None:
+    """Control: Los Angeles - Houston, the only seg04-seg01 link, lies past tv's first
+    hop; only the transit sees it go down and only an origin renegotiates, so the stitch
+    stays (its probes would tear it down later than the 5 s cut) and tv has no path
+    through its segments for the whole cut: unattached, counted."""
+    out = _cut("transit-crash", "5", "8")
+    assert out.traffic is not None and out.traffic.stitched is not None
+    assert [m for m in out.traffic.stitched.moves if m.decided_s >= 20.0] == []
     tv = next(f for f in out.summary["traffic"]["flows"] if f["name"] == "tv")
     first = next(x for x in out.summary["stitches"] if x["id"] == tv["stitch_ids"][0])
     assert tv["unattached_seconds"] == pytest.approx(first["committed_s"] + 5.0, abs=1e-6)

@@ -18,7 +18,9 @@ Theory of operation. Two roles, often played by different Route Managers:
   netlink link-down becomes a call here with ``now``; the answer is a list of
   :class:`~vnstitch.control.model.Renegotiate` actions (``around`` the link:
   make-before-break with it avoided; ``around=""``: the best path now, i.e. home) with
-  one :class:`~vnstitch.control.model.DecisionRecord` per decision.
+  one :class:`~vnstitch.control.model.DecisionRecord` per decision. Which stitches a
+  dead link moves is :func:`first_hop_stitches` (the origin's own first hop), for the
+  daemon and the simulator alike.
 
   - **In flight**: a stitch whose renegotiation is under way is not asked again.
   - **Hold-down**: a stitch moved less than ``holddown_s`` ago (its successor
@@ -72,7 +74,8 @@ from vnstitch.routing.monitor import ArcState, CongestionMonitor, MonitorConfig
 Link = tuple[str, str] | str
 Decided = tuple[list[Renegotiate], list[DecisionRecord]]
 
-__all__ = ["Decided", "Link", "LinkWatch", "RerouteRules", "StitchMover", "link_name"]
+__all__ = ["Decided", "Link", "LinkWatch", "RerouteRules", "StitchMover", "first_hop_stitches",
+           "link_name"]
 
 
 def link_name(link: Link) -> str:
@@ -203,6 +206,20 @@ class StitchMover:
         return self._move(now, sid, t, name, mbps=0.0, why=f"link {_short(link)} went down "
                           "(netlink): renegotiate around it at once")
 
+    def neighbour_down(self, now: float, me: str, neighbour: str,
+                       paths: Mapping[str, Sequence[str]], link: Link | None = None
+                       ) -> Decided:
+        """``me``'s link toward ``neighbour`` went down, seen at once (netlink live, the
+        cut itself in the simulator): every stitch :func:`first_hop_stitches` names moves
+        around ``link`` (default: the two ends) now, as :meth:`link_down`."""
+        acts: list[Renegotiate] = []
+        recs: list[DecisionRecord] = []
+        for sid in first_hop_stitches(me, neighbour, paths):
+            a, r = self.link_down(now, sid, link if link is not None else (me, neighbour))
+            acts += a
+            recs += r
+        return acts, recs
+
     def _move(self, now: float, sid: str, t: _Track, link: str, *, mbps: float, why: str
               ) -> Decided:
         t.pending = ("away", link, mbps)
@@ -319,6 +336,17 @@ class StitchMover:
             if below is not None:
                 break  # each estimate assumed the others stay away
         return acts, recs
+
+
+def first_hop_stitches(me: str, neighbour: str, paths: Mapping[str, Sequence[str]]
+                       ) -> list[str]:
+    """The stitches a dead link from ``me`` to ``neighbour`` moves at once: those ``me``
+    originates (``paths``: stitch -> its Route Manager or segment path, origin first)
+    whose first hop is ``neighbour``. A Route Manager sees only its own links go down,
+    and only an origin can renegotiate; a stitch cut further along is left to its
+    probes (missed ones tear it down and it is negotiated again)."""
+    return sorted(sid for sid, path in paths.items()
+                  if len(path) > 1 and path[0] == me and path[1] == neighbour)
 
 
 def _short(link: Link) -> str:

@@ -341,12 +341,12 @@ class CongestionRunner:
             self.links[n] = LinkReading(n, error="link down (netlink)")
             self._keep(DecisionRecord(now, n, "link-down", f"netlink: the link toward "
                                       f"{n[:8]} went down"))
-            for v in d.core.tunnel_views():
-                if v.origin and len(v.path) > 1 and str(v.path[1]) == n:
-                    a, r = self.mover.link_down(now, v.stitch_id, (me, n))
-                    acts += a
-                    for rec in r:
-                        self._keep(rec)
+            paths = {v.stitch_id: [str(x) for x in v.path]
+                     for v in d.core.tunnel_views() if v.origin}
+            a, r = self.mover.neighbour_down(now, me, n, paths)
+            acts += a
+            for rec in r:
+                self._keep(rec)
         self._apply(acts, now)
         if self.config.pin_paths:
             d.dataplane_changed()

@@ -304,10 +304,16 @@ class LinuxDataplane:
                 gw = str(rt.get_attr("RTA_GATEWAY") or "")
                 dev = name_of.get(int(rt.get_attr("RTA_OIF") or 0), "")
                 src = str(rt.get_attr("RTA_PREFSRC") or "")
+            if r.get_attr("FRA_IIFNAME") != "lo":
+                # A rule that also steers forwarded packets is not the pin we want:
+                # seen with no destination, so the reconcile replaces it.
+                dst = ""
             pins.append(PathPin(sport, dst, gw, dev, src))
         return pins
 
     def _pin_rule(self, pin: PathPin) -> dict[str, Any]:
+        """The pin rule's selectors. A delete names no ``iif``: the kernel then removes
+        the rule with or without one."""
         return {"family": socket.AF_INET, "table": pin.table, "priority": PIN_RULE_PRIORITY,
                 "FRA_IP_PROTO": socket.IPPROTO_UDP,
                 "FRA_SPORT_RANGE": f"{pin.sport}:{pin.sport}"}
@@ -318,7 +324,10 @@ class LinuxDataplane:
         ipr.route("replace", dst=_net(pin.destination), gateway=pin.gateway,
                   oif=self._index(pin.device, what), table=pin.table, proto=ROUTE_PROTO,
                   **extra)
-        ipr.rule("add", **self._pin_rule(pin))
+        # iif lo: only packets this host sends. A transit router forwards other Route
+        # Managers' tunnels, whose outer UDP may leave from the same port number; a
+        # rule without it sent those into this pin's table, away from their path.
+        ipr.rule("add", **self._pin_rule(pin), FRA_IIFNAME="lo")
 
     def _remove_pin(self, pin: PathPin) -> None:
         ipr = self._rt()

@@ -127,8 +127,10 @@ class PathPin:
     """The outer packets of one tunnel end (UDP from ``sport``, its WireGuard listen port)
     leave toward ``destination`` (the far end's endpoint) through ``gateway`` on
     ``device``: the first hop of the stitch's negotiated path, not whatever the substrate
-    prefers. A policy rule (``ipproto udp sport``) into a table of its own holding one
-    route; when the route goes (the link died) lookups fall through to the main table."""
+    prefers. A policy rule (``iif lo ipproto udp sport``: packets this host sends, never
+    ones it forwards for other tunnels that happen to use the same port) into a table of
+    its own holding one route; when the route goes (the link died) lookups fall through
+    to the main table."""
 
     sport: int
     destination: str

@@ -121,6 +121,10 @@ class LabRouteManagers:
     #: capacity in Mbit/s the classes are scaled to)
     qos: dict[str, Any] | None = None
     qos_links: dict[frozenset[str], float] = field(default_factory=dict)
+    #: the daemons' ``congestion:`` section (None: the daemon's defaults)
+    congestion: dict[str, Any] | None = None
+    #: tunnels follow the substrate's routes (``dataplane.wireguard.follow_routes``)
+    follow_routes: bool = True
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -184,7 +188,8 @@ class LabRouteManagers:
             "peers": peers,
             "local_vns": list(vns.values()),
             "dataplane": {"driver": "linux", "netns": None,
-                          "wireguard": {"endpoint": me.loopback, "port": WG_PORT_BASE}},
+                          "wireguard": {"endpoint": me.loopback, "port": WG_PORT_BASE,
+                                        "follow_routes": self.follow_routes}},
             "timers": self.timers,
             "state_db": f"{seg}.db",
             "control_socket": f"{seg}.sock",
@@ -193,6 +198,8 @@ class LabRouteManagers:
             cfg["allocation"] = self.allocation
         if self.pra is not None:
             cfg["pra"] = self.pra
+        if self.congestion is not None:
+            cfg["congestion"] = self.congestion
         if self.qos is not None:
             cfg["qos"] = {**self.qos, "interfaces": [
                 {"device": lk.a_dev if lk.a == seg else lk.b_dev, "capacity_mbps": mbps}

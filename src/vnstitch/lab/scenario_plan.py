@@ -23,7 +23,8 @@ factor, and returns a :class:`LivePlan`:
   (:func:`daemon_timers`), and their ``qos:`` section (:func:`daemon_qos`): the
   scenario's classes applied live on every tunnel end and on every lab link (HTB at the
   link's rate, as the simulator models each link), packets classed by DSCP, stitched
-  traffic by its VN;
+  traffic by its VN; and their ``congestion:`` section, the simulated controllers'
+  rules (:func:`daemon_congestion`: sample interval, monitor, hold-down, returns);
 * the faults, checked against what a segment-level lab can do: a substrate link named
   by its nodes must join two segments (the lab cuts the one veth standing for every
   link between them); a link inside a segment has no veth of its own and is refused.
@@ -48,6 +49,7 @@ from vnstitch.routing.qos import QosPolicy
 from vnstitch.sim.parity import Surge, stitch_key, surges
 from vnstitch.sim.scenario import FaultSpec
 from vnstitch.sim.traffic_model import SimFlow
+from vnstitch.sim.traffic_spec import TrafficSpec
 from vnstitch.sim.workload import FaultKind, StitchRequest
 
 #: The largest VNID a lab host can be addressed for (172.16.0.0/12 has 16 x 256 /24s).
@@ -136,6 +138,8 @@ class LivePlan:
     scale: float
     duration_s: float
     notes: list[str] = field(default_factory=list)
+    #: the daemons' ``congestion:`` section (None: the daemon's defaults)
+    congestion: dict[str, Any] | None = None
 
 
 def daemon_timers(t: Timers) -> dict[str, float]:
@@ -147,6 +151,19 @@ def daemon_timers(t: Timers) -> dict[str, float]:
             "probe_interval_s": t.probe_interval_s, "probe_misses": t.probe_misses_down,
             "query_timeout_s": t.query_timeout_s, "reservation_hold_s": t.hold_timeout_s,
             "persist_interval_s": 1.0}
+
+
+def daemon_congestion(spec: TrafficSpec, duration_s: float) -> dict[str, Any]:
+    """The daemons' ``congestion:`` for the simulated controllers' rules, so both
+    runtimes move stitches by the same rules: samples every ``interval_s``, the
+    scenario's monitor thresholds and hold-down, every report acted on (the simulated
+    owner hands its pick straight to the origin), and no return within the run when the
+    scenario has ``returns: false``."""
+    m, rr = spec.monitor, spec.reroute
+    return {"interval_s": spec.interval_s, "high": m.high, "low": m.low,
+            "raise_samples": m.raise_samples, "clear_samples": m.clear_samples,
+            "holddown_s": rr.hold_down_s, "min_reports": 1, "report_window_s": 1.0,
+            "return_after_s": 0.0 if rr.returns else duration_s}
 
 
 def vn_host(run_id: str, vnid: int, seg_index: int, segment: str) -> Host:
@@ -184,6 +201,7 @@ def plan_live(sub: Substrate, run_id: str, *, placements: Sequence[VirtualNetwor
               groups: Sequence[tuple[int, int, int, float]], policy: QosPolicy | None,
               faults: Sequence[FaultSpec], stitch_at_s: float, scale: float,
               duration_s: float, timers: Timers, borrow: str = "priority",
+              traffic: TrafficSpec | None = None,
               routers: Mapping[str, tuple[str, str]],
               feasible: Callable[[str, int, StitchConstraints], bool]) -> LivePlan:
     """The lab's plan (module docstring). ``groups``: (vnid, origin segment index,
@@ -245,4 +263,5 @@ def plan_live(sub: Substrate, run_id: str, *, placements: Sequence[VirtualNetwor
     qos = None if policy is None else daemon_qos(policy, borrow, vn_class)
     return LivePlan(hosts, sorted(live_requests, key=lambda r: r.at), live_flows,
                     sorted(faults, key=lambda f: f.at), all_surges, daemon_timers(timers),
-                    qos, scale, duration_s, notes)
+                    qos, scale, duration_s, notes,
+                    None if traffic is None else daemon_congestion(traffic, duration_s))

@@ -424,6 +424,7 @@ def prepare(scenario: Scenario, run_id: str, scale: float, sub: Substrate,
                      scale=scale, duration_s=scenario.duration_s,
                      timers=timers_with(scenario.protocol, scenario.source),
                      borrow=spec.borrow if spec is not None else "priority",
+                     traffic=spec,
                      routers={s: (r.ns, r.loopback) for s, r in routers.items()},
                      feasible=feasible)
 
@@ -479,6 +480,7 @@ def run_live(scenario: Scenario, *, run_id: str | None = None, build: bool = Tru
         caps = {frozenset((t.a, t.b)): t.rate_mbps for t in topo.rm_links}
         rms = LabRouteManagers(live.lab, workdir, timers=dict(plan.timers),
                                link_costs=costs, link_capacities=caps, qos=plan.qos,
+                               congestion=plan.congestion,
                                qos_links=caps if plan.qos is not None else {})
         rms.start_all(timeout_s=60.0)
         result["setup_seconds"] = round(time.monotonic() - t_start, 2)

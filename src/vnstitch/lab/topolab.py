@@ -395,13 +395,20 @@ def route_managers_dir(run_id: str) -> Path:
     return MANIFEST_DIR / run_id / "rm"
 
 
-def start_route_managers(topo: TopoLab, timeout_s: float = 60.0) -> LabRouteManagers:
+def start_route_managers(topo: TopoLab, timeout_s: float = 60.0, *,
+                         timers: dict[str, float] | None = None,
+                         congestion: dict[str, Any] | None = None,
+                         follow_routes: bool = True) -> LabRouteManagers:
     """One live Route Manager per segment router (linux dataplane), peers and link costs
-    and capacities from the topology (the scaled rates: what the lab's links carry)."""
+    and capacities from the topology (the scaled rates: what the lab's links carry);
+    ``timers``, ``congestion``, ``follow_routes``: those daemon settings (default: the
+    lab's timers, the daemon's own defaults)."""
     costs = {frozenset((t.a, t.b)): float(t.ospf_cost) for t in topo.rm_links}
     caps = {frozenset((t.a, t.b)): t.rate_mbps for t in topo.rm_links}
+    extra: dict[str, Any] = {} if timers is None else {"timers": dict(timers)}
     rms = LabRouteManagers(topo.lab, route_managers_dir(topo.lab.run_id),
-                           link_costs=costs, link_capacities=caps)
+                           link_costs=costs, link_capacities=caps, congestion=congestion,
+                           follow_routes=follow_routes, **extra)
     rms.start_all(timeout_s=timeout_s)
     return rms
 

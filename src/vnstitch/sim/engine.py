@@ -43,6 +43,7 @@ from vnstitch.protocol.api import (
 )
 from vnstitch.protocol.core import RouteManagerCore
 from vnstitch.sim.cores import CoreFactory
+from vnstitch.sim.costs import CostClock, RmCosts
 from vnstitch.sim.errors import SimError
 from vnstitch.sim.metrics import Metrics, StitchRecord, StitchState
 from vnstitch.sim.network import Impairments, NetworkModel
@@ -92,6 +93,7 @@ class Simulation:
         impairments: Impairments | None = None,
         seed: int = 1,
         check_every_step: bool = True,
+        costs: RmCosts | None = None,
     ) -> None:
         self.substrate = substrate
         self.factory = factory
@@ -135,6 +137,8 @@ class Simulation:
         self.timer_at: list[float | None] = [None] * len(self.segments)
         self.restarted_at: list[float] = [-math.inf] * len(self.segments)
         self.check_every_step = check_every_step
+        #: Route Managers' processing and tunnel costs (None: cost-free; sim/costs.py)
+        self.costs = CostClock(costs, len(self.segments)) if costs is not None else None
         self.now = 0.0
         self.events = 0
         self._heap: list[tuple[float, int, int, int, Any]] = []
@@ -164,6 +168,8 @@ class Simulation:
     def _apply(self, i: int, outs: list[Output], now: float) -> None:
         metrics = self.metrics
         src = self.rm_ids[i]
+        # With costs, this step's datagrams leave after its handling and dataplane pass.
+        leave = now if self.costs is None else self.costs.departure(i, outs, now)
         for out in outs:
             cls = out.__class__
             if cls is SendDatagram:
@@ -176,7 +182,7 @@ class Simulation:
                 metrics.sent_bytes[i] += len(payload)
                 for delay in self.net.delays(i, j):
                     self._seq += 1
-                    heapq.heappush(self._heap, (now + delay, self._seq, DELIVER, j,
+                    heapq.heappush(self._heap, (leave + delay, self._seq, DELIVER, j,
                                                 (payload, src)))
             elif cls is DataplaneChange:
                 dp = self.dataplanes[i]
@@ -357,6 +363,8 @@ class Simulation:
                 return
             self.saved[i] = self.factory.export_state(core)
             self.cores[i] = None
+            if self.costs is not None:
+                self.costs.crashed(i)
             self.timer_at[i] = None
             m.routes[i].clear()
             m.origin_crashed(i, now)

@@ -168,7 +168,7 @@ def build(
     sim = Simulation(
         sub, made, placements=placements + own, requests=requests,
         faults=_faults(scenario, sub), impairments=scenario.network, seed=scenario.seed,
-        check_every_step=check_every_step)
+        check_every_step=check_every_step, costs=scenario.rm_costs)
     if traffic is not None:
         traffic.attach(sim)
     return sim

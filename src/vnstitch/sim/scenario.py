@@ -22,6 +22,9 @@ partitioned, which :mod:`vnstitch.sim.runner` does, with the same field paths.
                bandwidth_mbps: [10, 100], max_latency_ms: null, hop_limit: 16,
                hold_s: null, file: null}          # arrival: file reads CSV ``file``
     network: {loss: 0.0, duplicate: 0.0, reorder: 0.0, reorder_delay_ms: 5, jitter_ms: 0}
+    rm_costs: {message_ms: 2.2, tunnel_up_ms: 382, tunnel_down_ms: 336}  # optional: each
+        # Route Manager's time per datagram and per tunnel end (vnstitch.sim.costs;
+        # these are the measured defaults, ``rm_costs: {}`` takes them); absent: none
     faults:
       - {at: 30, action: crash, segment: busiest-transit}   # or a segment id
       - {at: 40, action: restart, segment: busiest-transit}
@@ -47,6 +50,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vnstitch.sim.costs import RmCosts
 from vnstitch.sim.errors import ScenarioError
 from vnstitch.sim.network import Impairments
 from vnstitch.sim.picks import BUSIEST_ADJACENCY
@@ -118,6 +122,8 @@ class Scenario:
     vns: VnSpec = field(default_factory=VnSpec)
     requests: RequestSpec = field(default_factory=RequestSpec)
     network: Impairments = field(default_factory=Impairments)
+    #: Route Managers' time costs (``rm_costs:``); None: cost-free
+    rm_costs: RmCosts | None = None
     faults: tuple[FaultSpec, ...] = ()
     protocol: dict[str, float] = field(default_factory=dict)
     #: Data traffic, QoS and congestion reroute (``traffic:`` + ``qos:``, see
@@ -212,6 +218,8 @@ def _scenario(m: ScenarioFile, source: str, base_dir: str | None) -> Scenario:
         vns=VnSpec(v.count, v.segments_per_vn, v.non_members), requests=requests,
         network=Impairments(loss=net.loss, duplicate=net.duplicate, reorder=net.reorder,
                             reorder_delay_ms=net.reorder_delay_ms, jitter_ms=net.jitter_ms),
+        rm_costs=None if m.rm_costs is None else RmCosts(
+            m.rm_costs.message_ms, m.rm_costs.tunnel_up_ms, m.rm_costs.tunnel_down_ms),
         faults=faults, protocol=dict(m.protocol or {}),
         traffic=_traffic(m), source=source, base_dir=base_dir)
 

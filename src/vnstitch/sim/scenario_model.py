@@ -22,6 +22,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
+from vnstitch.sim.costs import MESSAGE_MS, TUNNEL_DOWN_MS, TUNNEL_UP_MS
 from vnstitch.sim.errors import ScenarioError
 from vnstitch.sim.picks import BUSIEST_ADJACENCY
 from vnstitch.sim.scenario_sections import AllocationSection, ScenarioQos, TrafficSection
@@ -111,6 +112,14 @@ class NetworkSection(FileModel):
     jitter_ms: Annotated[float, Field(ge=0, le=60_000)] = 0.0
 
 
+class RmCostsSection(FileModel):
+    """What each Route Manager's work costs (vnstitch.sim.costs; defaults measured)."""
+
+    message_ms: Annotated[float, Field(ge=0, le=60_000)] = MESSAGE_MS
+    tunnel_up_ms: Annotated[float, Field(ge=0, le=600_000)] = TUNNEL_UP_MS
+    tunnel_down_ms: Annotated[float, Field(ge=0, le=600_000)] = TUNNEL_DOWN_MS
+
+
 class FaultEntry(FileModel):
     """One fault at a virtual time: crash/restart a segment, cut/repair a link, partition
     segments / heal a partition."""
@@ -150,6 +159,9 @@ class ScenarioFile(FileModel):
     vns: VnsSection | None = None
     requests: RequestsSection | None = None
     network: NetworkSection | None = None
+    rm_costs: RmCostsSection | None = Field(
+        default=None, description="time a Route Manager takes per message and per tunnel "
+        "end (vnstitch.sim.costs); absent: no cost")
     faults: list[FaultEntry] | None = None
     protocol: dict[str, NonNegative] | None = Field(
         default=None, description="timers passed to the protocol core")
@@ -175,5 +187,5 @@ class ScenarioProblemsError(ScenarioError):
 
 
 
-__all__ = ["FaultEntry", "NetworkSection", "RequestsSection", "ScenarioFile",
-           "ScenarioProblemsError", "VnsSection"]
+__all__ = ["FaultEntry", "NetworkSection", "RequestsSection", "RmCostsSection",
+           "ScenarioFile", "ScenarioProblemsError", "VnsSection"]

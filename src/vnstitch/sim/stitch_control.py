@@ -38,7 +38,7 @@ rule only.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 from vnstitch.allocate.policy import ScalingRules
 from vnstitch.control import Controller
@@ -165,6 +165,40 @@ class StitchControl:
                     if k is not None:
                         asked.add(k)
         return asked
+
+    def links_down(self, now: float, arcs: Collection[Arc],
+                   down: Collection[tuple[str, str]]) -> set[int]:
+        """Substrate arcs just cut (``down``: every cut link now, node pairs sorted). The
+        RM owning an arc sees it go down at once, as the daemon sees a netlink link
+        event; once no link of the adjacency is left, the stitches it originates whose
+        first hop is across move around the adjacency now (the one rule,
+        :meth:`~vnstitch.control.reroute.StitchMover.neighbour_down`). Returns the
+        groups asked to move."""
+        st = self.st
+        asked: set[int] = set()
+        for a in sorted(arcs):
+            sa, sb = self.seg_of[a[0]], self.seg_of[a[1]]
+            rm = self.owner[a]
+            ctrl = self.ctrl.get(rm)
+            if sa == sb or ctrl is None or ctrl.mover is None or st.sim.cores[rm] is None:
+                continue  # inside a segment its IGP re-picks the links; or the RM is down
+            if self._adjacency_up(sa, sb, down):
+                continue  # the adjacency keeps a link: the segments' IGP uses it
+            paths = {g.sid: st.segments_of(c, False) for g in st.groups
+                     if g.origin == rm and g.sid is not None
+                     and (c := st.commitment(g)) is not None}
+            acts, _ = ctrl.mover.neighbour_down(now, sa, sb, paths, link=self.link[a])
+            for act in acts:
+                k = self._apply(now, act)
+                if k is not None:
+                    asked.add(k)
+        return asked
+
+    def _adjacency_up(self, sa: str, sb: str, down: Collection[tuple[str, str]]) -> bool:
+        """Some substrate link between segments ``sa`` and ``sb`` is not cut."""
+        seg = self.seg_of
+        return any({seg[x], seg[y]} == {sa, sb} and (min(x, y), max(x, y)) not in down
+                   for x, y in self.st.sim.substrate.graph.edges)
 
     def _apply(self, now: float, act: Renegotiate) -> int | None:
         """Hand the request to the stitch's origin; the group moved (or None)."""

@@ -193,7 +193,11 @@ class TrafficSim:
         if self.stitched is None or not hasattr(self, "res"):
             return
         self.integrate_to(now)
-        self.down = set(self.stitched.sim.net.down_links())
+        before, self.down = self.down, set(self.stitched.sim.net.down_links())
+        if self.control is not None:  # the RMs at a cut link's ends see it at once
+            cut = self.down - before
+            self.control.links_down(now, [a for a in self.cap if (min(a), max(a)) in cut],
+                                    self.down)
         self._rebind(now, links=True)
 
     def _rebind(self, t: float, *, links: bool = False) -> None:
