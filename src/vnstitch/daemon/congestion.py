@@ -93,6 +93,11 @@ LINGER_S = 6.0
 #: A successor whose WireGuard device answers this long without a handshake gets a fresh
 #: peer.
 REKEY_AFTER_S = 0.6
+#: While a move is under way its next step is checked this often (one WireGuard UAPI
+#: read or one link lookup), not once per sampling interval: the handshake usually
+#: completes during the pass that creates the tunnel, and each interval waited is time
+#: on the congested path.
+FOLLOW_S = 0.05
 
 
 @dataclass(slots=True)
@@ -126,7 +131,9 @@ class CongestionRunner:
         self.daemon = daemon
         self.config = config
         self.watch = LinkWatch(MonitorConfig(config.high, config.low, config.raise_samples,
-                                             config.clear_samples))
+                                             config.clear_samples,
+                                             latency_high_ms=config.probe_delay_high_ms),
+                               loss_high=config.probe_loss_high)
         self.mover = StitchMover(RerouteRules(config.holddown_s, config.min_reports,
                                               config.report_window_s, config.return_after_s))
         self.decisions: deque[dict[str, Any]] = deque(maxlen=config.decisions_kept)
@@ -136,6 +143,8 @@ class CongestionRunner:
         self._periodic = PeriodicTask("congestion", self.tick, config.interval_s,
                                       at_once=True, counters=daemon.metrics, logger=log)
         self._events: LinkEvents | None = None
+        self._moving = asyncio.Lock()  # one _advance_moves at a time (tick or follower)
+        self._follower: asyncio.Task[None] | None = None
         self.steps = 0
 
     # -- lifecycle --------------------------------------------------------------------
@@ -151,6 +160,11 @@ class CongestionRunner:
                 self._events = None
 
     async def stop(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._follower
+            self._follower = None
         if self._events is not None:
             self._events.close()
             self._events = None
@@ -160,7 +174,7 @@ class CongestionRunner:
     async def tick(self) -> None:
         d = self.daemon
         hosts = {str(p.rm_id): p.host for p in d.config.peers}
-        links = await asyncio.to_thread(sample_links, hosts, d.config.dataplane.netns)
+        links = await asyncio.to_thread(sample_links, hosts, d.config.dataplane.netns, d.now)
         if not d.store_open:
             return
         await self.react(d.now(), links)
@@ -172,11 +186,14 @@ class CongestionRunner:
         pins_before = self._pin_links()
         self.links = links
         samples = []
+        probes = self._probes()
         for n, r in links.items():
             peer = d.config.peer(RouteManagerId(n))
             if not r.error and peer is not None:  # unreadable: the next read is a baseline
-                samples.append(LinkSample(n, r.tx_bytes, 0, peer.capacity_mbps,
-                                          rx_bytes=r.rx_bytes, device=r.device))
+                rtt, loss = probes.get(n, (None, None))
+                samples.append(LinkSample(n, r.tx_bytes, r.tx_dropped + r.queue_drops,
+                                          peer.capacity_mbps, rx_bytes=r.rx_bytes,
+                                          device=r.device, at=r.at, rtt_ms=rtt, loss=loss))
         for rec in self.watch.observe(now, samples):
             self._keep(rec)
         outputs: list[Output] = []
@@ -192,7 +209,8 @@ class CongestionRunner:
                                                 excess_mbps=excess)
         if outputs:
             d.execute(outputs)
-        await self._advance_moves(now)
+        async with self._moving:
+            await self._advance_moves(now)
         acts, recs = self.mover.step(now, self._costs())
         busy = {*self._successor_of, *self._successor_of.values(), *self._moves,
                 *(mv.old for mv in self._moves.values())}
@@ -233,6 +251,8 @@ class CongestionRunner:
                                       f"committed on {len(ev.path) - 1} hop(s), cost "
                                       f"{ev.cost:g}; the old stitch carries the traffic "
                                       "until the new tunnel's handshake", consumer=old))
+            if self._follower is None or self._follower.done():
+                self._follower = asyncio.get_running_loop().create_task(self._follow())
         elif isinstance(ev, StitchTornDown) and ev.stitch_id in self._moves \
                 and not self._moves[ev.stitch_id].swapped:
             # The successor died before traffic moved to it: drop it, keep the old one.
@@ -254,6 +274,18 @@ class CongestionRunner:
         alloc = self.daemon.allocation
         hist = alloc.loop.controller.bank.history(sid) if alloc is not None else []
         return float(hist[-1]) if len(hist) else 0.0
+
+    async def _follow(self) -> None:
+        """Advance the moves every ``FOLLOW_S`` until none is left."""
+        d = self.daemon
+        while self._moves and d.store_open:
+            await asyncio.sleep(FOLLOW_S)
+            async with self._moving:
+                try:
+                    await self._advance_moves(d.now())
+                except Exception:  # the tick goes on advancing them
+                    log.exception("following the moves failed")
+                    return
 
     def _release(self, sid: str) -> None:
         d = self.daemon
@@ -376,6 +408,21 @@ class CongestionRunner:
     def _costs(self) -> dict[str, float]:
         return {s.stitch_id: s.cost for s in self.daemon.store.stitches() if s.status == "up"}
 
+    def _probes(self) -> dict[str, tuple[float | None, float | None]]:
+        """Per neighbour: the worst probe round trip and loss of the tunnels (ends here)
+        whose packets leave by the link toward it."""
+        me = self.daemon.rm_id
+        out: dict[str, tuple[float | None, float | None]] = {}
+        for v in self.daemon.core.tunnel_views():
+            hop = _first_hop(v.path, me) if me in v.path else None
+            if hop is None or v.state not in ("up", "degraded"):
+                continue
+            rtt, loss = out.get(str(hop), (None, None))
+            if v.rtt_ms is not None:
+                rtt = v.rtt_ms if rtt is None else max(rtt, v.rtt_ms)
+            out[str(hop)] = (rtt, v.loss if loss is None else max(loss, v.loss))
+        return out
+
     def _pin_links(self) -> dict[str, tuple[str, str]]:
         return {n: (r.device, r.gateway) for n, r in self.links.items() if not r.error}
 
@@ -401,8 +448,7 @@ class CongestionRunner:
             w = wg.get(v.wg_device)
             if w is None or me not in v.path:
                 continue
-            i = v.path.index(me)
-            hop = v.path[i + 1] if i + 1 < len(v.path) else (v.path[i - 1] if i else None)
+            hop = _first_hop(v.path, me)
             r = self.links.get(str(hop)) if hop is not None else None
             if r is None or r.error:
                 continue
@@ -426,3 +472,8 @@ class CongestionRunner:
                               "state": self.watch.state(n).value}
                           for n, r in self.links.items()}}
 
+
+def _first_hop(path: tuple[RouteManagerId, ...], me: RouteManagerId) -> RouteManagerId | None:
+    """The neighbour a tunnel end ``me`` on ``path`` sends its outer packets to."""
+    i = path.index(me)
+    return path[i + 1] if i + 1 < len(path) else (path[i - 1] if i else None)
