@@ -65,8 +65,10 @@ from vnstitch.daemon.periodic import PeriodicTask
 from vnstitch.dataplane.base import DataplaneError
 from vnstitch.dataplane.objects import (
     BridgePort,
+    DataplaneObject,
     DataplaneState,
     PathPin,
+    Route,
     WireguardInterface,
 )
 from vnstitch.dataplane.wireguard_go import last_handshake
@@ -77,6 +79,7 @@ from vnstitch.protocol.api import (
     StitchEstablished,
     StitchFailed,
     StitchTornDown,
+    TunnelStateChanged,
 )
 from vnstitch.protocol.tunnels import bridge_name
 from vnstitch.routing.monitor import MonitorConfig
@@ -262,6 +265,10 @@ class CongestionRunner:
             self._keep(DecisionRecord(now, mv.old, "stay", f"successor {ev.stitch_id} lost "
                                       f"its tunnel ({ev.reason.value}) before traffic moved",
                                       consumer=mv.old))
+        elif isinstance(ev, TunnelStateChanged) and ev.new == "keys_exchanged" \
+                and self._successor_of:
+            # A successor's keys are known: build its end now (see _prebuilt).
+            asyncio.get_running_loop().call_soon(self.daemon.dataplane_changed)
         elif isinstance(ev, StitchFailed) and ev.stitch_id in self._successor_of:
             old = self._successor_of.pop(ev.stitch_id)
             self.mover.failed(old)
@@ -408,6 +415,22 @@ class CongestionRunner:
     def _costs(self) -> dict[str, float]:
         return {s.stitch_id: s.cost for s in self.daemon.store.stitches() if s.status == "up"}
 
+    def _prebuilt(self, state: DataplaneState) -> list[DataplaneObject]:
+        """A successor's tunnel end while its commit is under way (keys exchanged): its
+        devices, FDB entry and class, but no WireGuard peer and no bridge port. Built
+        while the far end builds its own, so once the stitch is established only the peer
+        goes in (its handshake starts at once: the far end listens before it acks)."""
+        pending = set(self._successor_of)
+        out: list[DataplaneObject] = []
+        for v in self.daemon.core.tunnel_views():
+            if v.stitch_id not in pending or v.state != "keys_exchanged":
+                continue
+            for o in self.daemon.core.tunnel_objects(v.tunnel_id):
+                if isinstance(o, BridgePort | Route) or o.key in state:
+                    continue
+                out.append(replace(o, peers=()) if isinstance(o, WireguardInterface) else o)
+        return out
+
     def _probes(self) -> dict[str, tuple[float | None, float | None]]:
         """Per neighbour: the worst probe round trip and loss of the tunnels (ends here)
         whose packets leave by the link toward it."""
@@ -429,6 +452,9 @@ class CongestionRunner:
     def overlay(self, state: DataplaneState) -> DataplaneState:
         """``state`` with a PathPin for every tunnel end whose first hop has a link, and
         the tunnels of replaced stitches still lingering."""
+        early = self._prebuilt(state)
+        if early:
+            state = state.with_objects(add=early)
         held = [k for mv in self._moves.values()
                 for k in (mv.old_ports if mv.swapped else mv.new_ports) if k in state]
         if held:
