@@ -25,11 +25,15 @@ daemon
    ``renegotiate_stitch``
    with ``keep_old``: a successor is queried, held and committed around the link while
    the old stitch carries the traffic. Then the move is made before the break in the
-   kernel too: the new tunnel's VXLAN port stays out of the VN's bridge until its
-   WireGuard handshake has completed (checked every interval); then the two bridge ports
-   swap in one reconcile (the successor inherits the operator's intent), and once the
-   kernel has shown the new port bridged for one interval (packets already on the old
-   path drain) the old stitch is released (its far end is told, its tunnel goes). Never are
+   kernel too, at both ends: the far end acks the commit only after the reconcile pass
+   that put its end of the new tunnel in the kernel; this end builds its own while the
+   commit is under way (keys exchanged: devices, FDB, classes, pin -- no WireGuard peer,
+   no bridge port), and adds the peer once the stitch is established (its handshake
+   starts at once). The new tunnel's VXLAN port stays out of the VN's bridge until the
+   handshake has completed (checked every ``FOLLOW_S``); then the two bridge ports swap
+   in one reconcile (the successor inherits the operator's intent), and ``DRAIN_S``
+   after the kernel has shown the new port bridged (packets still on the old path
+   arrive) the old stitch is released (its far end is told, its tunnel goes). Never are
    both tunnels in one bridge at once: two tunnels between the same two bridges would
    be a layer-2 loop. A successor still without a handshake ``REKEY_AFTER_S`` after its
    WireGuard device first answered has its WireGuard peer taken out of the desired state
@@ -101,6 +105,10 @@ REKEY_AFTER_S = 0.6
 #: completes during the pass that creates the tunnel, and each interval waited is time
 #: on the congested path.
 FOLLOW_S = 0.05
+#: How long the old tunnel outlives the swap: its packets still queued (in the congested
+#: link's queue, in a CPU-starved wireguard-go at either end) are delivered, not dropped
+#: with its devices. Longer costs only the old reservation held a little longer.
+DRAIN_S = 1.0
 
 
 @dataclass(slots=True)
@@ -304,10 +312,10 @@ class CongestionRunner:
                 for v in self.daemon.core.tunnel_views() if v.stitch_id == sid}
 
     async def _advance_moves(self, now: float) -> None:
-        """Each move, one step per interval: once the successor's tunnel completed a
+        """Each move, one step per call: once the successor's tunnel completed a
         WireGuard handshake (it carries traffic both ways; or after ``LINGER_S``), swap
         the bridge ports (old out, new in: one cheap pass); once the kernel has the new
-        port bridged, and one interval later, release the old stitch (its tunnel goes, the
+        port bridged, and ``DRAIN_S`` later, release the old stitch (its tunnel goes, the
         far end is told)."""
         if not self._moves:
             return
@@ -319,13 +327,13 @@ class CongestionRunner:
                 # Release the old stitch only once the kernel has the new port bridged:
                 # a pass that did both would remove the old tunnel first.
                 ports = [v.vxlan_device for v in d.core.tunnel_views() if v.stitch_id == new]
-                # The old tunnel then stays one more interval, so packets already on
-                # the old path drain before it goes.
+                # The old tunnel then stays DRAIN_S more, so packets already on the old
+                # path (a congested queue, a busy wireguard-go's backlog) arrive first.
                 if mv.bridged_at is None and await asyncio.to_thread(
                         bridged, ports, d.config.dataplane.netns):
                     mv.bridged_at = now
                 drained = mv.bridged_at is not None \
-                    and now >= mv.bridged_at + self.config.interval_s
+                    and now >= mv.bridged_at + DRAIN_S
                 if (drained or now >= mv.until + LINGER_S) \
                         and self._moves.pop(new, None) is mv:
                     self._release(mv.old)
