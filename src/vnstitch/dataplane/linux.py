@@ -369,6 +369,20 @@ class LinuxDataplane:
         fresh = seen is not None and time.monotonic() - seen[0] < SEEN_VALID_S
         state = seen[1] if fresh and seen is not None else self.observe()
         self._session_of.seen = None
+        # A bridge port swap (one out, one in) leaves the bridge without either for the
+        # time between the two ops: resolve the new port's devices before any op runs,
+        # so only one netlink call falls in that gap.
+        self._session_of.ports = {}
+        for op in ops:
+            if op.kind is OpKind.CREATE and isinstance(op.obj, BridgePort):
+                ipr = self._rt()
+                try:
+                    port, bridge = (ipr.link_lookup(ifname=op.obj.port),
+                                    ipr.link_lookup(ifname=op.obj.bridge))
+                except (OSError, NetlinkError):
+                    continue  # the op itself will say what is wrong
+                if port and bridge:
+                    self._session_of.ports[op.obj.key] = (int(port[0]), int(bridge[0]))
         failures: dict[str, str] = {}
         applied: list[Op] = []
         for op in ops:
@@ -427,12 +441,14 @@ class LinuxDataplane:
         elif isinstance(obj, Bridge):
             self._new_link(obj.name, what, kind="bridge")
         elif isinstance(obj, BridgePort):
-            missing = [n for n in (obj.bridge, obj.port) if not ipr.link_lookup(ifname=n)]
-            if missing:
-                raise DataplaneError(f"missing device(s) {missing}")
-            port = self._index(obj.port, what)
-            ipr.link("set", index=port, master=self._index(obj.bridge, what))
-            ipr.link("set", index=port, state="up")
+            ready = getattr(self._session_of, "ports", {}).get(obj.key)
+            if ready is None:
+                missing = [n for n in (obj.bridge, obj.port) if not ipr.link_lookup(ifname=n)]
+                if missing:
+                    raise DataplaneError(f"missing device(s) {missing}")
+                ready = (self._index(obj.port, what), self._index(obj.bridge, what))
+            ipr.link("set", index=ready[0], master=ready[1])
+            ipr.link("set", index=ready[0], state="up")
         elif isinstance(obj, FdbEntry):
             ipr.fdb("append", ifindex=self._index(obj.device, what), lladdr=obj.mac,
                     dst=obj.remote_vtep)
