@@ -15,8 +15,9 @@ Three parts, each against a named baseline or control in the same run:
   path) side by side with the lab's. It is the daemon's decision logic (the simulator's
   controllers call the same :mod:`vnstitch.control.reroute`) without the kernel;
 * ``dampening``: an oscillating cross load (on 1 s, off 1 s) for 60 virtual seconds
-  through the same pieces, with the daemon's dampening (hold-down, two reports) vs a
-  control with dampening off (no hold-down, one report, no hysteresis): moves counted;
+  through the same pieces, with the daemon's dampening (hold-down, hysteresis) vs a
+  control with dampening off (no hold-down, no hysteresis, return at once): moves
+  counted;
 * ``link_cut``: ``vnstitch lab demo`` on ``--runs`` fresh labs: ``reroute_s`` (A-T cut
   -> the stitch up via U with no delivery gap after it), median over the runs whose
   stitch was on A-T-B before the cut (sometimes it settles on A-U-B first).
@@ -66,7 +67,10 @@ def virtual_story(*, link_mbps: float = 40.0, stitch_mbps: float = 20.0,
         cross = cross_mbps if onset_s <= t < onset_s + congest_s else 0.0
         on_at = path == "A-T-B"
         util = ((stitch_mbps if on_at else 0.0) + cross) / link_mbps
-        for ev in mon.observe(t, {link: util}):
+        # Over capacity the fluid's queue drops, as the kernel's does: the daemon's
+        # link watch then raises at once (queue drops corroborate the bytes).
+        over = {link: "the queue drops"} if util > 1.0 else None
+        for ev in mon.observe(t, {link: util}, at_once=over):
             if ev.new is ArcState.CONGESTED and out["congestion_detected_s"] is None:
                 out["congestion_detected_s"] = round(t - onset_s, 3)
         acts = []

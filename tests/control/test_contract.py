@@ -40,6 +40,7 @@ from vnstitch.daemon.config import AllocationConfig, CongestionConfig
 from vnstitch.daemon.congestion import CongestionRunner
 from vnstitch.daemon.linksampler import LinkReading
 from vnstitch.dataplane import (
+    DataplaneObject,
     DataplaneState,
     MemoryDataplane,
     RateLimit,
@@ -337,6 +338,9 @@ class _Core:
 
     def route_views(self) -> list[RouteView]:
         return []
+
+    def tunnel_objects(self, tunnel_id: str) -> tuple[DataplaneObject, ...]:
+        return ()
 
     def tunnel_views(self) -> list[TunnelView]:
         return [TunnelView(f"t-{sid}", sid, VNID(1), RouteManagerId("peer"), True, "up",

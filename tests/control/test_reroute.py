@@ -202,3 +202,89 @@ def test_a_dead_link_moves_only_the_stitches_its_origin_sends_over_it() -> None:
     assert m.neighbour_down(10.5, "a", "b", paths) == ([], [])
     # the control: b's own view of the same link moves b's stitches, not a's
     assert [x.stitch_id for x in m.neighbour_down(11.0, "c", "a", paths)[0]] == ["s3"]
+
+
+def test_the_daemons_default_rules_bound_moves_and_their_control_flaps() -> None:
+    """One report moves a stitch by default (the hysteresis already wanted two samples,
+    or one with drops); the hold-down is what bounds an oscillating load."""
+    from vnstitch.daemon.config import CongestionConfig  # noqa: PLC0415
+
+    c = CongestionConfig()
+    assert c.min_reports == 1
+    damped = _oscillate(StitchMover(RerouteRules(c.holddown_s, c.min_reports,
+                                                 c.report_window_s, c.return_after_s)), 60.0)
+    flapping = _oscillate(StitchMover(RerouteRules(0.0, 1, c.report_window_s, 0.0)), 60.0)
+    assert 1 <= damped <= 60.0 / c.holddown_s + 1
+    assert flapping >= 3 * damped
+
+
+MBIT = 1e6 / 8
+
+
+def _sample(tx_mbit: float, drops: int = 0, *, at: float | None = None,
+            rtt: float | None = None, loss: float | None = None) -> list[LinkSample]:
+    return [LinkSample("l", tx_mbit * MBIT, drops, 100.0, device="eth0", at=at, rtt_ms=rtt,
+                       loss=loss)]
+
+
+def test_queue_drops_in_a_busy_sample_raise_at_once_and_their_control_needs_two() -> None:
+    w = LinkWatch(MonitorConfig(0.8, 0.6, 2, 3))
+    w.observe(0.0, _sample(0.0, drops=10))
+    recs = w.observe(0.2, _sample(18.0, drops=50))  # 90 % and 40 packets dropped
+    assert [r.action for r in recs] == ["link-congested"] and w.hot() == ["l"]
+    assert "40 packet(s) dropped" in recs[0].reason
+    control = LinkWatch(MonitorConfig(0.8, 0.6, 2, 3))
+    control.observe(0.0, _sample(0.0, drops=10))
+    assert [r.action for r in control.observe(0.2, _sample(18.0, drops=10))] == \
+        ["link-rising"]  # same bytes, no drops: hysteresis wants a second sample
+    # drops on a link that is not busy do not make it congested
+    idle = LinkWatch(MonitorConfig(0.8, 0.6, 2, 3))
+    idle.observe(0.0, _sample(0.0))
+    assert idle.observe(0.2, _sample(2.0, drops=99)) == [] and idle.hot() == []
+
+
+def test_drops_only_quicken_raising_clearing_keeps_its_hysteresis() -> None:
+    w = LinkWatch(MonitorConfig(0.8, 0.6, 2, 3))
+    w.observe(0.0, _sample(0.0))
+    w.observe(0.2, _sample(18.0, drops=5))
+    assert w.hot() == ["l"]
+    w.observe(0.4, _sample(19.0, drops=5))  # 5 % of 100 Mbit/s: cool, 1 of 3
+    w.observe(0.6, _sample(20.0, drops=5))
+    assert w.state("l").value == "falling"
+
+
+def test_utilisation_is_timed_at_the_read_not_at_the_call() -> None:
+    """A read that waited for the CPU: the call's ``now`` is late, the read's ``at`` is
+    not; with ``now`` a steady 50 % reads 40 % then 67 %."""
+    w = LinkWatch(MonitorConfig(0.8, 0.6, 2, 3))
+    w.observe(0.0, _sample(0.0, at=0.0))
+    w.observe(0.25, _sample(10.0, at=0.2))  # 50 Mbit/s over the 0.2 s between the reads
+    assert w.utilisation["l"] == pytest.approx(0.5)
+    w.observe(0.4, _sample(20.0, at=0.4))
+    assert w.utilisation["l"] == pytest.approx(0.5)
+    control = LinkWatch(MonitorConfig(0.8, 0.6, 2, 3))
+    control.observe(0.0, _sample(0.0))
+    control.observe(0.25, _sample(10.0))
+    control.observe(0.4, _sample(20.0))
+    assert control.utilisation["l"] == pytest.approx(10.0 / 0.15 / 100)  # 67 %, not 50
+
+
+def test_probe_loss_and_queueing_delay_make_a_sample_hot() -> None:
+    lossy = LinkWatch(MonitorConfig(0.8, 0.6, 2, 3), loss_high=0.1)
+    lossy.observe(0.0, _sample(0.0, loss=0.0))
+    lossy.observe(0.2, _sample(2.0, loss=0.3))
+    recs = lossy.observe(0.4, _sample(4.0, loss=0.3))
+    assert lossy.hot() == ["l"] and "probe loss 30% >= 10%" in recs[0].reason
+    control = LinkWatch(MonitorConfig(0.8, 0.6, 2, 3))  # no loss threshold: not an input
+    for i in range(3):
+        control.observe(0.2 * i, _sample(2.0 * i, loss=0.3))
+    assert control.hot() == []
+    slow = LinkWatch(MonitorConfig(0.8, 0.6, 2, 3, latency_high_ms=20.0))
+    slow.observe(0.0, _sample(0.0, rtt=1.0))  # the least round trip seen: 1 ms
+    slow.observe(0.2, _sample(2.0, rtt=30.0))  # 29 ms of queueing
+    slow.observe(0.4, _sample(4.0, rtt=31.0))
+    assert slow.hot() == ["l"]
+    calm = LinkWatch(MonitorConfig(0.8, 0.6, 2, 3, latency_high_ms=20.0))
+    for i in range(3):  # a long but steady round trip is no queue
+        calm.observe(0.2 * i, _sample(2.0 * i, rtt=30.0))
+    assert calm.hot() == []

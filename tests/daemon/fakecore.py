@@ -233,6 +233,9 @@ class FakeCore:
         return [StitchView(s.stitch_id, VNID(s.vnid), s.state, (me, RouteManagerId(s.peer)),
                            s.bandwidth) for s in self.stitches.values()]
 
+    def tunnel_objects(self, tunnel_id: str) -> tuple[DataplaneObject, ...]:
+        return ()
+
     def tunnel_views(self) -> list[TunnelView]:
         return [TunnelView(f"t-{s.stitch_id}", s.stitch_id, VNID(s.vnid),
                            RouteManagerId(s.peer), True, s.state,

@@ -99,6 +99,27 @@ def test_overlay_classes_tunnel_ends_interfaces_and_routes() -> None:
     assert plain.get("rate:vx1:1") == RateLimit("vx1", 1, 8.0, 20.0)
 
 
+def test_a_tunnels_filter_on_a_substrate_link_keeps_its_key_as_others_come_and_go() -> None:
+    """A make-before-break move adds a second tunnel of VN 100, then removes the first:
+    neither changes the other's filter (a changed key is a replace in the kernel, and
+    for that moment the tunnel's packets would fall into the default class)."""
+    live = QosLive(_qos())
+
+    def filters(state: DataplaneState) -> dict[str, str]:
+        return {m: o.key for o in live.overlay(state) if isinstance(o, U32Filter)
+                and o.device == "a-t" for m in o.matches if m.startswith("ip sport")}
+
+    one = _tunnel_state()
+    # the successor's WireGuard name sorts before the old one's
+    two = one.with_objects(add=[WireguardInterface("wg0", "k", 51822, "10.255.0.2/31"),
+                                VxlanPort("vx0", 100, "10.255.0.2", "wg0")])
+    after = two.with_objects(remove=["wg:wg1", "vxlan:vx1", "rate:vx1:1"])
+    old, new = "ip sport 51821 0xffff", "ip sport 51822 0xffff"
+    assert filters(two)[old] == filters(one)[old]
+    assert filters(after)[new] == filters(two)[new]
+    assert filters(two)[old] != filters(two)[new]
+
+
 def test_controller_classes_replace_the_interface_rates() -> None:
     live = QosLive(_qos())
     assert live.set_classes(SetQosClasses("a-t", (("video", 20.0, 40.0),

@@ -26,27 +26,41 @@ def _iperf(losses: list[float], packets: int, final_lost: int) -> str:
 
 def test_one_wrapped_interval_is_the_reordered_datagrams_found() -> None:
     # 30 counted lost at the move, 25 of them arrive late: 5 really lost.
-    ivs = _intervals(_iperf([0, 30, WRAP - 25, 0], 100, 5))
-    assert [lost for *_, lost in ivs] == [0, 30, -25, 0]
+    ivs, final = _intervals(_iperf([0, 30, WRAP - 25, 0], 100, 5))
+    assert [lost for *_, lost in ivs] == [0, 30, -25, 0] and final == 5
     frac, sent, lost = _delivered(ivs, 0.0, 0.0, 0.4)
     assert (sent, lost) == (400, 5) and frac == 1 - 5 / 400
 
 
 def test_a_window_that_ends_before_the_late_arrivals_counts_them_lost() -> None:
-    ivs = _intervals(_iperf([0, 30, WRAP - 25, 0], 100, 5))
+    ivs, final = _intervals(_iperf([0, 30, WRAP - 25, 0], 100, 5))
     assert _delivered(ivs, 0.0, 0.0, 0.2)[2] == 30
+    # with the final count: an interval outside the window took some back, so the
+    # exact rule does not apply either
+    assert _delivered(ivs, 0.0, 0.0, 0.2, final)[2] == 30
 
 
-def test_several_wrapped_intervals_count_as_nothing_found() -> None:
+def test_several_wrapped_intervals_are_unknown_without_the_final_count() -> None:
     # the sizes are lost in the double's rounding: never an understatement
-    ivs = _intervals(_iperf([40, WRAP - 10, WRAP - 20, 0], 100, 10))
-    assert [lost for *_, lost in ivs] == [40, 0, 0, 0]
+    ivs, final = _intervals(_iperf([40, WRAP - 10, WRAP - 20, 0], 100, 10))
+    assert [lost for *_, lost in ivs] == [40, None, None, 0] and final == 10
     assert _delivered(ivs, 0.0, 0.0, 0.4)[2] == 40
 
 
+def test_the_final_count_makes_a_window_with_several_wrapped_intervals_exact() -> None:
+    # 3 lost before the move, 40 counted at it and 30 of them found in two intervals
+    # (sizes unknown): 10 lost in the move, 3 + 10 in the run
+    ivs, final = _intervals(_iperf([3, 0, 40, WRAP - 10, WRAP - 20, 0], 100, 13))
+    assert _delivered(ivs, 0.0, 0.15, 0.6, final)[2] == 10
+    # control: without the final count they stay counted as lost
+    assert _delivered(ivs, 0.0, 0.15, 0.6)[2] == 40
+
+
 def test_control_clean_run_unchanged() -> None:
-    ivs = _intervals(_iperf([0, 3, 0, 1], 100, 4))
+    ivs, final = _intervals(_iperf([0, 3, 0, 1], 100, 4))
     assert _delivered(ivs, 0.0, 0.0, 0.4)[2] == 4
+    assert _delivered(ivs, 0.0, 0.0, 0.4, final)[2] == 4
+    assert _delivered(ivs, 0.0, 0.15, 0.4, final)[2] == 1
 
 
 def _link(kind: int, name: bytes | None) -> bytes:

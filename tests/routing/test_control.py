@@ -25,7 +25,7 @@ from vnstitch.routing.monitor import (
     plan_reroutes,
     plan_returns,
 )
-from vnstitch.routing.qos import parse_policy, policy_to_tc
+from vnstitch.routing.qos import TUNNEL_DPORT_MATCH, parse_policy, policy_to_tc
 from vnstitch.routing.table import (
     SUBSTRATE_METRIC,
     RouteEntry,
@@ -116,8 +116,12 @@ def test_policy_to_tc() -> None:
     assert [(r.class_id, r.rate_mbps) for r in limits] == [(10, 50), (20, 20), (30, 5)]
     assert all(isinstance(f, U32Filter) for f in filters)
     video = [f for f in filters if f.class_id == 10]
-    assert len(video) == 2 and "ip dport 5004 0xffff" in video[0].matches
-    assert any("u32 0x00006400 0xffffff00 at 32" in m for m in video[0].matches)
+    # a VN's VXLAN is UDP to 4789 or to any tunnel's port (one aligned mask), each with
+    # the app's alternatives (port 5004, DSCP 34)
+    assert len(video) == 4 and "ip dport 5004 0xffff" in video[0].matches
+    assert all("u32 0x00006400 0xffffff00 at 32" in f.matches for f in video)
+    assert [("ip dport 4789 0xffff" in f.matches, TUNNEL_DPORT_MATCH in f.matches)
+            for f in video] == [(True, False), (True, False), (False, True), (False, True)]
     assert video[1].matches[-1] == "ip tos 0x88 0xfc"
     smtp = [f for f in filters if f.class_id == 30]
     assert [f.matches for f in smtp][1] == ("ip protocol 6 0xff", "ip dport 587 0xffff")

@@ -44,7 +44,11 @@ class LinkSample:
     ``inside``: both ends are in this RM's segment, so a stitch that begins or ends here
     cannot be moved off it by renegotiation (only the segment's IGP could).
     ``rx_bytes``: the received bytes too, when the link is counted both ways (the busier
-    direction counts); ``device``: a read on another device is a new baseline."""
+    direction counts); ``device``: a read on another device is a new baseline.
+    ``drops``: cumulative packets the link's queues dropped (growth while it is busy
+    makes it congested at once); ``at``: when the counters were read (default: the
+    ``now`` of the call); ``rtt_ms`` / ``loss``: the worst end-to-end probe round trip
+    and loss of the stitches leaving by this link, when the owner measures them."""
 
     link: str
     tx_bytes: float
@@ -53,6 +57,9 @@ class LinkSample:
     inside: bool = False
     rx_bytes: float | None = None
     device: str = ""
+    at: float | None = None
+    rtt_ms: float | None = None
+    loss: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,10 +10,12 @@ Theory of operation. Two roles, often played by different Route Managers:
   a utilisation (the busier direction over the capacity; a first read, a read on
   another device, a counter that went back or a link missing from a read are
   baselines, not samples) and runs the hysteresis :class:`~vnstitch.routing.monitor.
-  CongestionMonitor`: ``raise_samples`` above ``high`` make a link congested,
-  ``clear_samples`` under ``low`` clear it. While it is congested the owner reports it
-  for the stitches crossing it (the daemon's core sends a CONGESTION to each origin; a
-  simulated owner picks them busiest first down to a target, see the controller);
+  CongestionMonitor`: ``raise_samples`` above ``high`` make a link congested (one,
+  when the link's queues dropped packets in it), ``clear_samples`` under ``low`` clear
+  it; the stitches' probes (queueing delay, loss) can make a sample hot too. While it
+  is congested the owner reports it for the stitches crossing it (the daemon's core
+  sends a CONGESTION to each origin; a simulated owner picks them busiest first down
+  to a target, see the controller);
 * **the origin of a stitch** decides with :class:`StitchMover`. Each report or
   netlink link-down becomes a call here with ``now``; the answer is a list of
   :class:`~vnstitch.control.model.Renegotiate` actions (``around`` the link:
@@ -84,22 +86,42 @@ def link_name(link: Link) -> str:
 
 
 class LinkWatch:
-    """The owner's side: counters -> utilisation -> hysteresis (module docstring)."""
+    """The owner's side: counters and probes -> hysteresis (module docstring).
 
-    def __init__(self, monitor: MonitorConfig) -> None:
+    Per link and sample: the utilisation is the busier direction's bytes since the last
+    read over the time between the reads (``LinkSample.at``, else ``now``: a read that
+    waited for a busy CPU would otherwise count its late bytes as a burst); queue drops
+    that grew while the link is above ``high`` make it congested at once (the drops
+    corroborate the bytes); with ``MonitorConfig.latency_high_ms``, the probes' round
+    trip above the least seen on that link (queueing delay) is the monitor's latency;
+    with ``loss_high``, probe loss at or above it makes the sample hot."""
+
+    def __init__(self, monitor: MonitorConfig, *, loss_high: float | None = None) -> None:
         self.monitor = CongestionMonitor(monitor)
+        self.loss_high = loss_high
         self.utilisation: dict[str, float] = {}
         self._last: dict[str, tuple[float, LinkSample]] = {}
+        self._least_rtt: dict[tuple[str, str], float] = {}
 
     def observe(self, now: float, links: Sequence[LinkSample]) -> list[DecisionRecord]:
         """One read of the owned links; a record per monitor state change."""
         util: dict[tuple[str, str], float] = {}
+        delay: dict[tuple[str, str], float] = {}
+        why: dict[tuple[str, str], str] = {}
+        at_once: dict[tuple[str, str], str] = {}
+        high = self.monitor.config.high
         seen = {s.link for s in links}
         for gone in [k for k in self._last if k not in seen]:
             del self._last[gone]  # unreadable this time: the next read is a baseline
         for s in links:
-            prev, self._last[s.link] = self._last.get(s.link), (now, s)
-            if prev is None or prev[1].device != s.device or now <= prev[0] \
+            at = now if s.at is None else s.at
+            prev, self._last[s.link] = self._last.get(s.link), (at, s)
+            arc = (s.link, "")
+            if s.rtt_ms is not None:
+                least = min(self._least_rtt.get((s.link, s.device), s.rtt_ms), s.rtt_ms)
+                self._least_rtt[(s.link, s.device)] = least
+                delay[arc] = s.rtt_ms - least
+            if prev is None or prev[1].device != s.device or at <= prev[0] \
                     or s.capacity_mbps <= 0:
                 continue
             p = prev[1]
@@ -108,10 +130,16 @@ class LinkWatch:
                 moved.append(s.rx_bytes - p.rx_bytes)
             if min(moved) < 0:
                 continue  # a counter went back: a new baseline
-            u = max(moved) * 8 / 1e6 / (now - prev[0]) / s.capacity_mbps
-            util[(s.link, "")] = self.utilisation[s.link] = u
+            u = max(moved) * 8 / 1e6 / (at - prev[0]) / s.capacity_mbps
+            util[arc] = self.utilisation[s.link] = u
+            dropped = s.drops - p.drops
+            if dropped > 0 and u > high:
+                at_once[arc] = f"{dropped} packet(s) dropped"
+            if self.loss_high is not None and s.loss is not None and s.loss >= self.loss_high:
+                why[arc] = f"probe loss {s.loss:.0%} >= {self.loss_high:.0%}"
         return [DecisionRecord(now, ev.arc[0], f"link-{ev.new.value}", ev.reason)
-                for ev in self.monitor.observe(now, util)]
+                for ev in self.monitor.observe(now, util, delay, hot_because=why,
+                                               at_once=at_once)]
 
     def state(self, link: str) -> ArcState:
         return self.monitor.state((link, ""))

@@ -177,8 +177,12 @@ class CongestionConfig:
     ``high`` of its capacity for ``raise_samples`` samples is congested until below
     ``low`` for ``clear_samples``; the origin moves a stitch after ``min_reports`` within
     ``report_window_s``, at most once per ``holddown_s``, and brings it back when the link
-    was quiet ``return_after_s``. ``pin_paths``: route each tunnel's outer packets to its
-    path's first hop. ``enabled: false`` turns it all off."""
+    was quiet ``return_after_s``. A sample above ``high`` in which the link's queues
+    dropped packets makes it congested at once. ``probe_delay_high_ms`` /
+    ``probe_loss_high`` (off when unset): the stitches' probes leaving by a link make its
+    sample hot when their round trip exceeds the least seen by more than that, or their
+    loss reaches that. ``pin_paths``: route each tunnel's outer packets to its path's
+    first hop. ``enabled: false`` turns it all off."""
 
     enabled: bool = True
     interval_s: float = 0.2
@@ -187,11 +191,13 @@ class CongestionConfig:
     raise_samples: int = 2
     clear_samples: int = 3
     holddown_s: float = 10.0
-    min_reports: int = 2
+    min_reports: int = 1
     report_window_s: float = 1.0
     return_after_s: float = 15.0
     pin_paths: bool = True
     decisions_kept: int = 500
+    probe_delay_high_ms: float | None = None
+    probe_loss_high: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

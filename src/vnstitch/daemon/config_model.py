@@ -248,11 +248,13 @@ class CongestionSection(FileModel):
     raise_samples: Annotated[int, Field(ge=1)] = 2
     clear_samples: Annotated[int, Field(ge=1)] = 3
     holddown_s: NonNegative = 10.0
-    min_reports: Annotated[int, Field(ge=1)] = 2
+    min_reports: Annotated[int, Field(ge=1)] = 1
     report_window_s: Positive = 1.0
     return_after_s: NonNegative = 15.0
     pin_paths: bool = True
     decisions_kept: Annotated[int, Field(ge=1)] = 500
+    probe_delay_high_ms: Positive | None = None
+    probe_loss_high: Annotated[float, Field(gt=0), after(_fraction)] | None = None
 
 
 class HttpSection(FileModel):

@@ -25,11 +25,15 @@ daemon
    ``renegotiate_stitch``
    with ``keep_old``: a successor is queried, held and committed around the link while
    the old stitch carries the traffic. Then the move is made before the break in the
-   kernel too: the new tunnel's VXLAN port stays out of the VN's bridge until its
-   WireGuard handshake has completed (checked every interval); then the two bridge ports
-   swap in one reconcile (the successor inherits the operator's intent), and once the
-   kernel has shown the new port bridged for one interval (packets already on the old
-   path drain) the old stitch is released (its far end is told, its tunnel goes). Never are
+   kernel too, at both ends: the far end acks the commit only after the reconcile pass
+   that put its end of the new tunnel in the kernel; this end builds its own while the
+   commit is under way (keys exchanged: devices, FDB, classes, pin -- no WireGuard peer,
+   no bridge port), and adds the peer once the stitch is established (its handshake
+   starts at once). The new tunnel's VXLAN port stays out of the VN's bridge until the
+   handshake has completed (checked every ``FOLLOW_S``); then the two bridge ports swap
+   in one reconcile (the successor inherits the operator's intent), and ``DRAIN_S``
+   after the kernel has shown the new port bridged (packets still on the old path
+   arrive) the old stitch is released (its far end is told, its tunnel goes). Never are
    both tunnels in one bridge at once: two tunnels between the same two bridges would
    be a layer-2 loop. A successor still without a handshake ``REKEY_AFTER_S`` after its
    WireGuard device first answered has its WireGuard peer taken out of the desired state
@@ -65,8 +69,10 @@ from vnstitch.daemon.periodic import PeriodicTask
 from vnstitch.dataplane.base import DataplaneError
 from vnstitch.dataplane.objects import (
     BridgePort,
+    DataplaneObject,
     DataplaneState,
     PathPin,
+    Route,
     WireguardInterface,
 )
 from vnstitch.dataplane.wireguard_go import last_handshake
@@ -77,6 +83,7 @@ from vnstitch.protocol.api import (
     StitchEstablished,
     StitchFailed,
     StitchTornDown,
+    TunnelStateChanged,
 )
 from vnstitch.protocol.tunnels import bridge_name
 from vnstitch.routing.monitor import MonitorConfig
@@ -93,6 +100,15 @@ LINGER_S = 6.0
 #: A successor whose WireGuard device answers this long without a handshake gets a fresh
 #: peer.
 REKEY_AFTER_S = 0.6
+#: While a move is under way its next step is checked this often (one WireGuard UAPI
+#: read or one link lookup), not once per sampling interval: the handshake usually
+#: completes during the pass that creates the tunnel, and each interval waited is time
+#: on the congested path.
+FOLLOW_S = 0.05
+#: How long the old tunnel outlives the swap: its packets still queued (in the congested
+#: link's queue, in a CPU-starved wireguard-go at either end) are delivered, not dropped
+#: with its devices. Longer costs only the old reservation held a little longer.
+DRAIN_S = 1.0
 
 
 @dataclass(slots=True)
@@ -126,7 +142,9 @@ class CongestionRunner:
         self.daemon = daemon
         self.config = config
         self.watch = LinkWatch(MonitorConfig(config.high, config.low, config.raise_samples,
-                                             config.clear_samples))
+                                             config.clear_samples,
+                                             latency_high_ms=config.probe_delay_high_ms),
+                               loss_high=config.probe_loss_high)
         self.mover = StitchMover(RerouteRules(config.holddown_s, config.min_reports,
                                               config.report_window_s, config.return_after_s))
         self.decisions: deque[dict[str, Any]] = deque(maxlen=config.decisions_kept)
@@ -136,6 +154,8 @@ class CongestionRunner:
         self._periodic = PeriodicTask("congestion", self.tick, config.interval_s,
                                       at_once=True, counters=daemon.metrics, logger=log)
         self._events: LinkEvents | None = None
+        self._moving = asyncio.Lock()  # one _advance_moves at a time (tick or follower)
+        self._follower: asyncio.Task[None] | None = None
         self.steps = 0
 
     # -- lifecycle --------------------------------------------------------------------
@@ -151,6 +171,11 @@ class CongestionRunner:
                 self._events = None
 
     async def stop(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._follower
+            self._follower = None
         if self._events is not None:
             self._events.close()
             self._events = None
@@ -160,7 +185,7 @@ class CongestionRunner:
     async def tick(self) -> None:
         d = self.daemon
         hosts = {str(p.rm_id): p.host for p in d.config.peers}
-        links = await asyncio.to_thread(sample_links, hosts, d.config.dataplane.netns)
+        links = await asyncio.to_thread(sample_links, hosts, d.config.dataplane.netns, d.now)
         if not d.store_open:
             return
         await self.react(d.now(), links)
@@ -172,11 +197,14 @@ class CongestionRunner:
         pins_before = self._pin_links()
         self.links = links
         samples = []
+        probes = self._probes()
         for n, r in links.items():
             peer = d.config.peer(RouteManagerId(n))
             if not r.error and peer is not None:  # unreadable: the next read is a baseline
-                samples.append(LinkSample(n, r.tx_bytes, 0, peer.capacity_mbps,
-                                          rx_bytes=r.rx_bytes, device=r.device))
+                rtt, loss = probes.get(n, (None, None))
+                samples.append(LinkSample(n, r.tx_bytes, r.tx_dropped + r.queue_drops,
+                                          peer.capacity_mbps, rx_bytes=r.rx_bytes,
+                                          device=r.device, at=r.at, rtt_ms=rtt, loss=loss))
         for rec in self.watch.observe(now, samples):
             self._keep(rec)
         outputs: list[Output] = []
@@ -192,7 +220,8 @@ class CongestionRunner:
                                                 excess_mbps=excess)
         if outputs:
             d.execute(outputs)
-        await self._advance_moves(now)
+        async with self._moving:
+            await self._advance_moves(now)
         acts, recs = self.mover.step(now, self._costs())
         busy = {*self._successor_of, *self._successor_of.values(), *self._moves,
                 *(mv.old for mv in self._moves.values())}
@@ -233,6 +262,8 @@ class CongestionRunner:
                                       f"committed on {len(ev.path) - 1} hop(s), cost "
                                       f"{ev.cost:g}; the old stitch carries the traffic "
                                       "until the new tunnel's handshake", consumer=old))
+            if self._follower is None or self._follower.done():
+                self._follower = asyncio.get_running_loop().create_task(self._follow())
         elif isinstance(ev, StitchTornDown) and ev.stitch_id in self._moves \
                 and not self._moves[ev.stitch_id].swapped:
             # The successor died before traffic moved to it: drop it, keep the old one.
@@ -242,6 +273,10 @@ class CongestionRunner:
             self._keep(DecisionRecord(now, mv.old, "stay", f"successor {ev.stitch_id} lost "
                                       f"its tunnel ({ev.reason.value}) before traffic moved",
                                       consumer=mv.old))
+        elif isinstance(ev, TunnelStateChanged) and ev.new == "keys_exchanged" \
+                and self._successor_of:
+            # A successor's keys are known: build its end now (see _prebuilt).
+            asyncio.get_running_loop().call_soon(self.daemon.dataplane_changed)
         elif isinstance(ev, StitchFailed) and ev.stitch_id in self._successor_of:
             old = self._successor_of.pop(ev.stitch_id)
             self.mover.failed(old)
@@ -255,6 +290,18 @@ class CongestionRunner:
         hist = alloc.loop.controller.bank.history(sid) if alloc is not None else []
         return float(hist[-1]) if len(hist) else 0.0
 
+    async def _follow(self) -> None:
+        """Advance the moves every ``FOLLOW_S`` until none is left."""
+        d = self.daemon
+        while self._moves and d.store_open:
+            await asyncio.sleep(FOLLOW_S)
+            async with self._moving:
+                try:
+                    await self._advance_moves(d.now())
+                except Exception:  # the tick goes on advancing them
+                    log.exception("following the moves failed")
+                    return
+
     def _release(self, sid: str) -> None:
         d = self.daemon
         if d.store_open:
@@ -265,10 +312,10 @@ class CongestionRunner:
                 for v in self.daemon.core.tunnel_views() if v.stitch_id == sid}
 
     async def _advance_moves(self, now: float) -> None:
-        """Each move, one step per interval: once the successor's tunnel completed a
+        """Each move, one step per call: once the successor's tunnel completed a
         WireGuard handshake (it carries traffic both ways; or after ``LINGER_S``), swap
         the bridge ports (old out, new in: one cheap pass); once the kernel has the new
-        port bridged, and one interval later, release the old stitch (its tunnel goes, the
+        port bridged, and ``DRAIN_S`` later, release the old stitch (its tunnel goes, the
         far end is told)."""
         if not self._moves:
             return
@@ -280,13 +327,13 @@ class CongestionRunner:
                 # Release the old stitch only once the kernel has the new port bridged:
                 # a pass that did both would remove the old tunnel first.
                 ports = [v.vxlan_device for v in d.core.tunnel_views() if v.stitch_id == new]
-                # The old tunnel then stays one more interval, so packets already on
-                # the old path drain before it goes.
+                # The old tunnel then stays DRAIN_S more, so packets already on the old
+                # path (a congested queue, a busy wireguard-go's backlog) arrive first.
                 if mv.bridged_at is None and await asyncio.to_thread(
                         bridged, ports, d.config.dataplane.netns):
                     mv.bridged_at = now
                 drained = mv.bridged_at is not None \
-                    and now >= mv.bridged_at + self.config.interval_s
+                    and now >= mv.bridged_at + DRAIN_S
                 if (drained or now >= mv.until + LINGER_S) \
                         and self._moves.pop(new, None) is mv:
                     self._release(mv.old)
@@ -376,12 +423,46 @@ class CongestionRunner:
     def _costs(self) -> dict[str, float]:
         return {s.stitch_id: s.cost for s in self.daemon.store.stitches() if s.status == "up"}
 
+    def _prebuilt(self, state: DataplaneState) -> list[DataplaneObject]:
+        """A successor's tunnel end while its commit is under way (keys exchanged): its
+        devices, FDB entry and class, but no WireGuard peer and no bridge port. Built
+        while the far end builds its own, so once the stitch is established only the peer
+        goes in (its handshake starts at once: the far end listens before it acks)."""
+        pending = set(self._successor_of)
+        out: list[DataplaneObject] = []
+        for v in self.daemon.core.tunnel_views():
+            if v.stitch_id not in pending or v.state != "keys_exchanged":
+                continue
+            for o in self.daemon.core.tunnel_objects(v.tunnel_id):
+                if isinstance(o, BridgePort | Route) or o.key in state:
+                    continue
+                out.append(replace(o, peers=()) if isinstance(o, WireguardInterface) else o)
+        return out
+
+    def _probes(self) -> dict[str, tuple[float | None, float | None]]:
+        """Per neighbour: the worst probe round trip and loss of the tunnels (ends here)
+        whose packets leave by the link toward it."""
+        me = self.daemon.rm_id
+        out: dict[str, tuple[float | None, float | None]] = {}
+        for v in self.daemon.core.tunnel_views():
+            hop = _first_hop(v.path, me) if me in v.path else None
+            if hop is None or v.state not in ("up", "degraded"):
+                continue
+            rtt, loss = out.get(str(hop), (None, None))
+            if v.rtt_ms is not None:
+                rtt = v.rtt_ms if rtt is None else max(rtt, v.rtt_ms)
+            out[str(hop)] = (rtt, v.loss if loss is None else max(loss, v.loss))
+        return out
+
     def _pin_links(self) -> dict[str, tuple[str, str]]:
         return {n: (r.device, r.gateway) for n, r in self.links.items() if not r.error}
 
     def overlay(self, state: DataplaneState) -> DataplaneState:
         """``state`` with a PathPin for every tunnel end whose first hop has a link, and
         the tunnels of replaced stitches still lingering."""
+        early = self._prebuilt(state)
+        if early:
+            state = state.with_objects(add=early)
         held = [k for mv in self._moves.values()
                 for k in (mv.old_ports if mv.swapped else mv.new_ports) if k in state]
         if held:
@@ -401,8 +482,7 @@ class CongestionRunner:
             w = wg.get(v.wg_device)
             if w is None or me not in v.path:
                 continue
-            i = v.path.index(me)
-            hop = v.path[i + 1] if i + 1 < len(v.path) else (v.path[i - 1] if i else None)
+            hop = _first_hop(v.path, me)
             r = self.links.get(str(hop)) if hop is not None else None
             if r is None or r.error:
                 continue
@@ -426,3 +506,8 @@ class CongestionRunner:
                               "state": self.watch.state(n).value}
                           for n, r in self.links.items()}}
 
+
+def _first_hop(path: tuple[RouteManagerId, ...], me: RouteManagerId) -> RouteManagerId | None:
+    """The neighbour a tunnel end ``me`` on ``path`` sends its outer packets to."""
+    i = path.index(me)
+    return path[i + 1] if i + 1 < len(path) else (path[i - 1] if i else None)

@@ -3,7 +3,9 @@
 Theory of operation. :func:`sample_links` (blocking: call it from a worker thread) opens
 one rtnetlink socket in the daemon's namespace, asks the kernel which device and gateway
 reach each neighbour's control address (``route get``: the substrate link toward it), and
-reads each such device's IFLA_STATS64 byte and drop counters. The result,
+reads each such device's IFLA_STATS64 byte and drop counters (stamped with the time of
+the read) and the drops of its HTB classes (the qdisc's drops never reach the device's
+counters). The result,
 :class:`LinkReading` per neighbour, feeds the controller's hysteresis monitor
 (:mod:`vnstitch.daemon.congestion`); a neighbour with no route, or whose route now leaves
 through another device, is reported as such -- the map is re-read every sample, so a cut
@@ -30,6 +32,9 @@ from typing import Any
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from vnstitch.dataplane import tc
+from vnstitch.dataplane.base import DataplaneError
+
 RTMGRP_LINK = 1
 RTM_NEWLINK, RTM_DELLINK = 16, 17
 IFF_LOWER_UP = 0x10000
@@ -50,10 +55,16 @@ class LinkReading:
     tx_dropped: int = 0
     error: str = ""
     source: str = ""  # the address the kernel sends from toward the neighbour
+    #: When the counters were read (the caller's clock).
+    at: float | None = None
+    #: Packets dropped by the device's HTB classes (its qdisc), cumulative.
+    queue_drops: int = 0
 
 
-def sample_links(hosts: Mapping[str, str], netns: str | None = None) -> dict[str, LinkReading]:
-    """Per neighbour id (``hosts``: id -> its control address): the link toward it."""
+def sample_links(hosts: Mapping[str, str], netns: str | None = None,
+                 clock: Callable[[], float] | None = None) -> dict[str, LinkReading]:
+    """Per neighbour id (``hosts``: id -> its control address): the link toward it,
+    stamped with ``clock()`` taken right after its counters were read."""
     out: dict[str, LinkReading] = {}
     try:
         ipr = IPRoute(netns=netns) if netns else IPRoute()
@@ -64,6 +75,8 @@ def sample_links(hosts: Mapping[str, str], netns: str | None = None) -> dict[str
         for m in ipr.get_links():
             s = m.get_attr("IFLA_STATS64") or m.get_attr("IFLA_STATS")
             stats[int(m["index"])] = (str(m.get_attr("IFLA_IFNAME")), s)
+        at = clock() if clock is not None else None
+        drops: dict[int, int] = {}
         for n, host in hosts.items():
             try:
                 route = ipr.route("get", dst=host)[0]
@@ -75,10 +88,16 @@ def sample_links(hosts: Mapping[str, str], netns: str | None = None) -> dict[str
             if s is None or name == "lo":
                 out[n] = LinkReading(n, error=f"route to {host} has no link device")
                 continue
+            if idx not in drops:
+                try:
+                    drops[idx] = sum(c.drops for c in tc.class_stats(ipr, idx, name))
+                except (OSError, NetlinkError, DataplaneError):
+                    drops[idx] = 0  # no HTB tree, or unreadable: no queue evidence
             out[n] = LinkReading(n, name, idx, str(route.get_attr("RTA_GATEWAY") or host),
                                  int(s["tx_bytes"]), int(s["rx_bytes"]),
                                  int(s["tx_dropped"]),
-                                 source=str(route.get_attr("RTA_PREFSRC") or ""))
+                                 source=str(route.get_attr("RTA_PREFSRC") or ""),
+                                 at=at, queue_drops=drops[idx])
     finally:
         ipr.close()
     return out

@@ -53,7 +53,7 @@ from vnstitch.dataplane.objects import (
 from vnstitch.dataplane.qos import ClassCountingDriver, route_metrics
 from vnstitch.model.ids import VNID
 from vnstitch.protocol.tunnels import bridge_name
-from vnstitch.routing.qos import scaled_tc
+from vnstitch.routing.qos import port_handle, scaled_tc
 from vnstitch.routing.table import MAX_PRIORITY
 
 if TYPE_CHECKING:
@@ -112,20 +112,21 @@ class QosLive:
         return state.with_objects(add=add, remove=remove)
 
     def _stitched_matches(self, state: DataplaneState, vxlans: dict[str, VxlanPort]
-                          ) -> list[tuple[str, tuple[str, ...]]]:
-        """(class, u32 matches) for the WireGuard packets of every tunnel whose VN has
-        a class: UDP from the tunnel's listen port."""
+                          ) -> list[tuple[str, tuple[str, ...], int]]:
+        """(class, u32 matches, handle) for the WireGuard packets of every tunnel whose VN
+        has a class: UDP from the tunnel's listen port, under that port's own handle."""
         vn_of_wg = {v.underlay: v.vni for v in vxlans.values()}
-        out: list[tuple[str, tuple[str, ...]]] = []
+        out: list[tuple[str, tuple[str, ...], int]] = []
         for o in sorted((o for o in state if isinstance(o, WireguardInterface)),
                         key=lambda o: o.name):
             cls = self.config.vn_class(vn_of_wg[o.name]) if o.name in vn_of_wg else None
             if cls is not None:
-                out.append((cls, ("ip protocol 17 0xff", f"ip sport {o.listen_port} 0xffff")))
+                out.append((cls, ("ip protocol 17 0xff", f"ip sport {o.listen_port} 0xffff"),
+                            port_handle(o.listen_port)))
         return out
 
     def _interface_objects(self, device: str, capacity: float,
-                           stitched: Sequence[tuple[str, tuple[str, ...]]]
+                           stitched: Sequence[tuple[str, tuple[str, ...], int]]
                            ) -> list[DataplaneObject]:
         limits, filters = scaled_tc(self.config.policy, device, capacity, capacity,
                                     borrow=self.config.borrow, extra=stitched)

@@ -58,6 +58,7 @@ class Reconciler:
         self._task: asyncio.Task[None] | None = None
         self._dirty = False
         self._deferred: list[SendDatagram] = []
+        self._holding = False
         self._retry_timer: asyncio.TimerHandle | None = None
         self.last_ops: list[str] = []
         #: Passes finished so far (whole or in part).
@@ -125,13 +126,17 @@ class Reconciler:
             while self._dirty and self._loop is not None:
                 self._dirty = False
                 sends, self._deferred = self._deferred, []
+                # While this pass holds sends, later ones wait too (per-peer order; a
+                # retransmitted COMMIT's ack must not beat the first one's pass).
+                self._holding = bool(sends)
                 ok = await self.pass_off_loop()
+                self._holding = False
                 for send in sends:  # sent even after a failed pass: the protocol goes on
                     self._send(send)
                 if not ok:
                     break
         finally:
-            self._task = None
+            self._task, self._holding = None, False
             sends, self._deferred = self._deferred, []
             for send in sends:
                 self._send(send)
@@ -172,7 +177,7 @@ class Reconciler:
     # -- sends held for a pass ---------------------------------------------------------
     def defer(self, sends: list[SendDatagram], dataplane_changed: bool) -> bool:
         """Hold ``sends`` until the running pass ends (True), or not (False: send now)."""
-        if self._task is None or not (dataplane_changed or self._deferred):
+        if self._task is None or not (dataplane_changed or self._deferred or self._holding):
             return False
         self._deferred.extend(sends)
         if len(self._deferred) > MAX_DEFERRED_SENDS:  # bounded: drop the oldest

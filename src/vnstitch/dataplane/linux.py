@@ -44,6 +44,7 @@ import contextlib
 import ipaddress
 import socket
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -77,6 +78,8 @@ from vnstitch.dataplane.qos import ClassStats
 #: rtnetlink protocol number stamped on (and identifying) the routes this driver installs.
 ROUTE_PROTO = 0x56
 _ALIAS_PREFIX = "vnstitch:"
+#: How long an observe() stands for the kernel in the same thread's next apply().
+SEEN_VALID_S = 5.0
 
 
 def _bytes_per_s(mbps: float) -> int:
@@ -230,7 +233,11 @@ class LinuxDataplane:
         for obj in raw:
             applied = self._applied.get(obj.key)
             out.append(applied if applied is not None and _equivalent(applied, obj) else obj)
-        return DataplaneState(out)
+        state = DataplaneState(out)
+        # reconcile()'s apply() follows in this thread: it plans against this view
+        # rather than reading the kernel again (a second observe doubled each pass).
+        self._session_of.seen = (time.monotonic(), state)
+        return state
 
     def _observe_raw(self) -> list[DataplaneObject]:
         ipr = self._rt()
@@ -354,8 +361,28 @@ class LinuxDataplane:
 
     def _apply(self, ops: Sequence[Op]) -> None:
         """Every op is tried, each on its own: one the kernel refuses does not keep the
-        others from the kernel (:class:`DataplaneApplyError` lists the failures)."""
-        state = self.observe()
+        others from the kernel (:class:`DataplaneApplyError` lists the failures). The
+        state checked against is this thread's last observe() if nothing was applied
+        since (reconcile's observe-plan-apply), else a fresh one."""
+        seen = getattr(self._session_of, "seen", None)
+        self._session_of.seen = None
+        fresh = seen is not None and time.monotonic() - seen[0] < SEEN_VALID_S
+        state = seen[1] if fresh and seen is not None else self.observe()
+        self._session_of.seen = None
+        # A bridge port swap (one out, one in) leaves the bridge without either for the
+        # time between the two ops: resolve the new port's devices before any op runs,
+        # so only one netlink call falls in that gap.
+        self._session_of.ports = {}
+        for op in ops:
+            if op.kind is OpKind.CREATE and isinstance(op.obj, BridgePort):
+                ipr = self._rt()
+                try:
+                    port, bridge = (ipr.link_lookup(ifname=op.obj.port),
+                                    ipr.link_lookup(ifname=op.obj.bridge))
+                except (OSError, NetlinkError):
+                    continue  # the op itself will say what is wrong
+                if port and bridge:
+                    self._session_of.ports[op.obj.key] = (int(port[0]), int(bridge[0]))
         failures: dict[str, str] = {}
         applied: list[Op] = []
         for op in ops:
@@ -414,12 +441,14 @@ class LinuxDataplane:
         elif isinstance(obj, Bridge):
             self._new_link(obj.name, what, kind="bridge")
         elif isinstance(obj, BridgePort):
-            missing = [n for n in (obj.bridge, obj.port) if not ipr.link_lookup(ifname=n)]
-            if missing:
-                raise DataplaneError(f"missing device(s) {missing}")
-            port = self._index(obj.port, what)
-            ipr.link("set", index=port, master=self._index(obj.bridge, what))
-            ipr.link("set", index=port, state="up")
+            ready = getattr(self._session_of, "ports", {}).get(obj.key)
+            if ready is None:
+                missing = [n for n in (obj.bridge, obj.port) if not ipr.link_lookup(ifname=n)]
+                if missing:
+                    raise DataplaneError(f"missing device(s) {missing}")
+                ready = (self._index(obj.port, what), self._index(obj.bridge, what))
+            ipr.link("set", index=ready[0], master=ready[1])
+            ipr.link("set", index=ready[0], state="up")
         elif isinstance(obj, FdbEntry):
             ipr.fdb("append", ifindex=self._index(obj.device, what), lladdr=obj.mac,
                     dst=obj.remote_vtep)

@@ -151,6 +151,12 @@ class PathPin:
     layer = _LAYER_WIREGUARD
 
 
+#: Tunnels' VXLAN destination ports: TUNNEL_VXLAN_PORT_BASE + (a hash of the stitch's
+#: token) % TUNNEL_VXLAN_PORTS. The base is a multiple of the count (a power of two), so
+#: one u32 mask (``dport & ~(count - 1) == base``) matches every tunnel's VXLAN traffic.
+TUNNEL_VXLAN_PORT_BASE = 48128
+TUNNEL_VXLAN_PORTS = 1024
+
 #: Pin tables are PIN_TABLE_BASE + source port; their rules sit at PIN_RULE_PRIORITY.
 PIN_TABLE_BASE = 100000
 PIN_RULE_PRIORITY = 9000

@@ -81,7 +81,9 @@ CROSS_HOSTS = (("xa", "a", "10.3.1.2/30", "10.3.1.1/30"),
 #: (seen: successors declared dead 1-2.5 s after they were committed, under 64 Mbit/s of
 #: UDP, with a load average near 20: their far end's dataplane appeared 2.6 s late, so
 #: the first WireGuard handshake initiation was lost and is retried only after 5 s).
-TIMERS = {**LAB_TIMERS, "probe_misses": 25}
+#: The commit phase may wait as long as the target's reconcile pass that creates its end
+#: of the tunnel (its COMMIT_ACK is held until that device listens): seconds under load.
+TIMERS = {**LAB_TIMERS, "probe_misses": 25, "reservation_hold_s": 6.0}
 
 StepHook = Callable[[str, dict[str, Any]], None]
 
@@ -246,45 +248,59 @@ def _udp_client(lab: Lab, seconds: float, mbps: float, dscp: int, port: int
 _WRAPPED = 2.0 ** 63
 
 
-def _intervals(stdout: str) -> list[tuple[float, float, int, int]]:
-    """(start_s, end_s, packets, lost) per server interval of an iperf3 UDP client's JSON.
+def _intervals(stdout: str) -> tuple[list[tuple[float, float, int, int | None]], int | None]:
+    """(start_s, end_s, packets, lost) per server interval of an iperf3 UDP client's JSON,
+    and the run's final loss count (None if missing).
 
     ``lost`` is the interval's change of iperf3's loss count, kept signed: iperf3 counts a
     datagram that arrives after a later one (reordered when the stitch moves from a
     queued path to an empty one) as lost, then takes it back when it arrives -- a
     negative change in a later interval, which its JSON prints wrapped around 2**64 as a
     double (the size is lost in the rounding). With one such interval its size is
-    exact: the positive changes minus the run's final loss count. With more, they
-    count as 0, so reordered datagrams stay counted as lost (never an understatement).
-    Only a sum over a window is a loss."""
+    exact: the positive changes minus the run's final loss count. With more, their
+    ``lost`` is None (unknown). Only a sum over a window is a loss."""
     data = json.loads(stdout)
     server = data.get("server_output_json") or {}
     rows = [iv["sum"] for iv in server.get("intervals", [])]
     wrapped = [i for i, r in enumerate(rows) if float(r.get("lost_packets", 0)) >= _WRAPPED]
     total = ((server.get("end") or {}).get("sum") or {}).get("lost_packets")
+    final = int(total) if isinstance(total, int | float) and total < _WRAPPED else None
     found: dict[int, int] = {}
-    if len(wrapped) == 1 and isinstance(total, int | float) and total < _WRAPPED:
+    if len(wrapped) == 1 and final is not None:
         positive = sum(int(r.get("lost_packets", 0)) for i, r in enumerate(rows)
                        if i not in wrapped)
-        found[wrapped[0]] = max(positive - int(total), 0)
-    out = []
+        found[wrapped[0]] = max(positive - final, 0)
+    out: list[tuple[float, float, int, int | None]] = []
     for i, r in enumerate(rows):
-        lost = -found.get(i, 0) if i in wrapped else int(r.get("lost_packets", 0))
+        lost: int | None = int(r.get("lost_packets", 0))
+        if i in wrapped:
+            lost = -found[i] if i in found else None
         out.append((float(r["start"]), float(r["end"]), max(int(r.get("packets", 0)), 0),
                     lost))
-    return out
+    return out, final
 
 
-def _delivered(ivs: list[tuple[float, float, int, int]], t0: float, a: float, b: float
-               ) -> tuple[float | None, int, int]:
+def _delivered(ivs: list[tuple[float, float, int, int | None]], t0: float, a: float,
+               b: float, final: int | None = None) -> tuple[float | None, int, int]:
     """Delivered fraction of the intervals inside [a, b] (wall clock; t0: flow start):
-    the window's net loss (reordered datagrams found inside it are not lost), within
-    [0, packets]."""
-    sent = lost = 0
+    the window's net loss, within [0, packets]. When every interval outside the window
+    has a plain (not negative, known) count and ``final`` (the run's net loss) is given,
+    the window's loss is ``final`` minus the losses outside it: exact, even when datagrams
+    reordered inside the window were taken back in several intervals. Otherwise the
+    window's own counts are summed, an unknown one as 0 (reordered datagrams then stay
+    counted as lost: never an understatement)."""
+    sent = lost = outside = 0
+    plain_outside = True
     for s, e, packets, lost_p in ivs:
         if t0 + s >= a and t0 + e <= b:
             sent += packets
-            lost += lost_p
+            lost += lost_p or 0
+        elif lost_p is None or lost_p < 0:
+            plain_outside = False
+        else:
+            outside += lost_p
+    if final is not None and plain_outside:
+        lost = final - outside
     lost = min(max(lost, 0), sent)
     return (None if sent == 0 else 1.0 - lost / sent), sent, lost
 
@@ -411,7 +427,7 @@ def _report(rms: LabRouteManagers, poller: CounterPoller, window: tuple[float, f
                 t = float(d["now"])
                 detected = t if detected is None else min(detected, t)
     row = rms.live_stitch("a", 100)
-    v_iv, e_iv = _intervals(video[1]), _intervals(email[1])
+    (v_iv, v_final), (e_iv, _) = _intervals(video[1]), _intervals(email[1])
     out: dict[str, Any] = {
         "congestion_onset_s": 0.0,
         "congestion_detected_s": None if detected is None else round(detected - onset, 3),
@@ -424,7 +440,7 @@ def _report(rms: LabRouteManagers, poller: CounterPoller, window: tuple[float, f
     }
     if rerouted is not None:
         end = quiet if quiet is not None and quiet > rerouted else rerouted
-        frac, sent, _ = _delivered(v_iv, video[0], rerouted - 0.3, end + 0.3)
+        frac, sent, _ = _delivered(v_iv, video[0], rerouted - 0.3, end + 0.3, v_final)
         out["video_loss_during_reroute"] = None if frac is None else round(1 - frac, 5)
         out["video_packets_in_move"] = sent
     else:

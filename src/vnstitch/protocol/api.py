@@ -285,6 +285,11 @@ class RouteManagerViews(Protocol):
 
     def tunnel_views(self) -> list[TunnelView]: ...
 
+    def tunnel_objects(self, tunnel_id: str) -> tuple[DataplaneObject, ...]:
+        """The dataplane objects this RM's end of ``tunnel_id`` has (or will have once its
+        stitch is established: known from key exchange on); () for an unknown tunnel."""
+        ...
+
     def route_views(self) -> list[RouteView]:
         """Every best route (one per VNID and origin), remote and local."""
         ...

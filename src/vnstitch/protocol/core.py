@@ -22,6 +22,7 @@ import json
 import random
 from typing import Any, Self
 
+from vnstitch.dataplane.objects import DataplaneObject
 from vnstitch.model.ids import VNID, RouteManagerId
 from vnstitch.model.virtual import Component, VirtualNetwork
 from vnstitch.protocol.api import (
@@ -330,6 +331,12 @@ class RouteManagerCore(StitchingMixin):
         return [TunnelView(t.tunnel_id, t.stitch_id, t.vnid, t.peer, t.origin, t.state.value,
                            t.path, t.bandwidth_mbps, t.vxlan_name, t.wg_name, t.class_id,
                            t.rtt_ms, t.loss) for t in self.tunnels.values()]
+
+    def tunnel_objects(self, tunnel_id: str) -> tuple[DataplaneObject, ...]:
+        for t in self.tunnels.values():
+            if t.tunnel_id == tunnel_id and t.state is not TunnelState.REQUESTED:
+                return t.dataplane_objects(self.config.route_metric)
+        return ()
 
     def route_views(self) -> list[RouteView]:
         return [RouteView(r.entry.vnid, r.via, r.entry.path, r.entry.bandwidth_mbps,

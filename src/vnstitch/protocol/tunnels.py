@@ -34,6 +34,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from vnstitch.dataplane.objects import (
+    TUNNEL_VXLAN_PORT_BASE,
+    TUNNEL_VXLAN_PORTS,
     Bridge,
     BridgePort,
     DataplaneObject,
@@ -80,9 +82,10 @@ def wg_keypair(rng: random.Random) -> tuple[bytes, bytes]:
     return private.private_bytes_raw(), public
 
 
-#: Tunnels' VXLAN ports: VXLAN_PORT_BASE + a hash of the token modulo VXLAN_PORTS.
-VXLAN_PORT_BASE = 48000
-VXLAN_PORTS = 1024
+#: Tunnels' VXLAN ports: VXLAN_PORT_BASE + a hash of the token modulo VXLAN_PORTS
+#: (an aligned range: see :data:`~vnstitch.dataplane.objects.TUNNEL_VXLAN_PORT_BASE`).
+VXLAN_PORT_BASE = TUNNEL_VXLAN_PORT_BASE
+VXLAN_PORTS = TUNNEL_VXLAN_PORTS
 
 
 def b64(key: bytes) -> str:

@@ -4,10 +4,12 @@ Theory of operation. :class:`CongestionMonitor` keeps one small state machine pe
 (``CLEAR -> RISING -> CONGESTED -> FALLING -> CLEAR``; the table :data:`TRANSITIONS`
 lists the legal moves, anything else raises). An arc becomes CONGESTED after
 ``raise_samples`` consecutive samples above ``high`` utilisation (or latency above
-``latency_high_ms``), and clears only after ``clear_samples`` consecutive samples
-below ``low``; in between it keeps its state -- that gap is the hysteresis that stops
-an oscillating load from toggling it. ``observe(now, ...)`` takes the time as an
-argument and returns the state changes; it never reads a clock.
+``latency_high_ms``, or hot for a reason the caller names) -- at once when the caller
+corroborates a hot sample (a queue that dropped) -- and clears only after
+``clear_samples`` consecutive samples below ``low``; in between it keeps its state --
+that gap is the hysteresis that stops an oscillating load from toggling it.
+``observe(now, ...)`` takes the time as an argument and returns the state changes; it
+never reads a clock.
 
 :func:`plan_reroutes` takes the congested arcs, the flows (each on one path) and their
 candidate paths, and moves flows largest-first off each congested arc -- moving big
@@ -107,7 +109,13 @@ class CongestionMonitor:
         track.state = new
 
     def observe(self, now: float, utilisation: Mapping[ArcKey, float],
-                latency_ms: Mapping[ArcKey, float] | None = None) -> list[CongestionEvent]:
+                latency_ms: Mapping[ArcKey, float] | None = None, *,
+                hot_because: Mapping[ArcKey, str] | None = None,
+                at_once: Mapping[ArcKey, str] | None = None) -> list[CongestionEvent]:
+        """One sample per arc in ``utilisation``. ``hot_because``: arcs hot this sample
+        whatever their utilisation (why: e.g. the probes' loss); ``at_once``: arcs whose
+        hot sample is corroborated (why: e.g. the link's queue dropped), so it counts as
+        ``raise_samples`` -- only raising is quickened, clearing keeps its hysteresis."""
         cfg = self.config
         out: list[CongestionEvent] = []
         for arc in sorted(utilisation):
@@ -115,14 +123,21 @@ class CongestionMonitor:
             lat = (latency_ms or {}).get(arc)
             hot_lat = (cfg.latency_high_ms is not None and lat is not None
                        and lat > cfg.latency_high_ms)
-            hot = util > cfg.high or hot_lat
-            cool = util < cfg.low and not hot_lat
+            other = (hot_because or {}).get(arc)
+            hot = util > cfg.high or hot_lat or other is not None
+            cool = util < cfg.low and not hot_lat and other is None
             track = self._arcs.setdefault(arc, _ArcTrack())
             why = (f"latency {lat:.1f} ms > {cfg.latency_high_ms} ms" if hot_lat
+                   else other if other is not None and util <= cfg.high
                    else f"utilisation {util:.0%} > {cfg.high:.0%}")
+            now_too = (at_once or {}).get(arc) if hot else None
             if track.state in (ArcState.CLEAR, ArcState.RISING):
                 track.count = track.count + 1 if hot else 0
-                if track.count >= cfg.raise_samples:
+                if now_too is not None:
+                    track.count = 0
+                    self._move(arc, track, ArcState.CONGESTED, now=now, util=util,
+                               reason=f"{why} and {now_too}", out=out)
+                elif track.count >= cfg.raise_samples:
                     track.count = 0
                     self._move(arc, track, ArcState.CONGESTED, now=now, util=util,
                                reason=f"{why} for {cfg.raise_samples} sample(s)", out=out)

@@ -36,7 +36,12 @@ from typing import Any
 
 import yaml
 
-from vnstitch.dataplane.objects import RateLimit, U32Filter
+from vnstitch.dataplane.objects import (
+    TUNNEL_VXLAN_PORT_BASE,
+    TUNNEL_VXLAN_PORTS,
+    RateLimit,
+    U32Filter,
+)
 from vnstitch.routing.errors import PolicyError
 
 PROTOCOLS = {"tcp": 6, "udp": 17}
@@ -125,17 +130,33 @@ def policy_to_tc(policy: QosPolicy, device: str) -> tuple[list[RateLimit], list[
 
 #: The smallest HTB rate a class gets (a 0 guarantee still needs a rate for the kernel).
 MIN_RATE_MBPS = 0.01
+#: UDP to any tunnel's VXLAN port (the range is aligned: one mask).
+TUNNEL_DPORT_MATCH = (f"ip dport 0x{TUNNEL_VXLAN_PORT_BASE:04x} "
+                      f"0x{0xFFFF & ~(TUNNEL_VXLAN_PORTS - 1):04x}")
+#: Filters a caller adds per source port (:func:`port_handle`) are numbered from here;
+#: the policy's own filters number up from 1.
+PORT_HANDLE_BASE = 0x800
+
+
+def port_handle(port: int) -> int:
+    """A u32 handle (1..4095) that belongs to ``port``: a filter keyed by it keeps its
+    handle while other ports' filters come and go. (Numbered by position, adding a
+    tunnel's filter would shift another's handle: the kernel replaces that filter, and
+    for that moment the tunnel's packets fall into the default class.)"""
+    return PORT_HANDLE_BASE + port % PORT_HANDLE_BASE
 
 
 def scaled_tc(policy: QosPolicy, device: str, rate_mbps: float, ceil_mbps: float, *,
-              borrow: str = "priority", extra: Sequence[tuple[str, tuple[str, ...]]] = ()
+              borrow: str = "priority",
+              extra: Sequence[tuple[str, tuple[str, ...], int]] = ()
               ) -> tuple[list[RateLimit], list[U32Filter]]:
     """:func:`policy_to_tc` for a link of another size: guaranteed rates scaled from
     ``link_mbps`` to ``rate_mbps``, maxima to ``ceil_mbps`` (and never above it), so a
     tunnel end reserving ``rate_mbps`` of a ``ceil_mbps`` stitch splits both by class.
     ``borrow="quantum"`` gives every class HTB prio 0 (spare shared about equally, the
-    control of :mod:`vnstitch.routing.htb`). ``extra`` adds ``(class, matches)`` filters
-    after the policy's own (the daemon's stitched-traffic matches)."""
+    control of :mod:`vnstitch.routing.htb`). ``extra`` adds ``(class, matches, handle)``
+    filters after the policy's own (the daemon's stitched-traffic matches, each with a
+    handle of its own: :func:`port_handle`)."""
     if not 0 < rate_mbps <= ceil_mbps:
         raise PolicyError("<tc>", device, f"need 0 < rate ({rate_mbps:g}) <= ceil "
                           f"({ceil_mbps:g})")
@@ -152,18 +173,21 @@ def scaled_tc(policy: QosPolicy, device: str, rate_mbps: float, ceil_mbps: float
         base: list[str] = []
         if app.protocol:
             base.append(f"ip protocol {PROTOCOLS[app.protocol]} 0xff")
-        # VXLAN: UDP 4789, VNI in the 3 bytes after the 4-byte flags word of the header
-        # (offset 28+4 from the IP header with a 20-byte IP header and 8-byte UDP header).
+        # VXLAN: UDP to 4789 or to a tunnel's port (one aligned range, one mask), VNI in
+        # the 3 bytes after the 4-byte flags word of the header (offset 28+4 from the IP
+        # header with a 20-byte IP header and 8-byte UDP header).
+        vxlan: list[list[str]] = [[]]
         if app.vnid is not None:
-            base += ["ip dport 4789 0xffff", f"u32 0x{app.vnid << 8:08x} 0xffffff00 at 32"]
+            base.append(f"u32 0x{app.vnid << 8:08x} 0xffffff00 at 32")
+            vxlan = [["ip dport 4789 0xffff"], [TUNNEL_DPORT_MATCH]]
         alternatives: list[list[str]] = ([[f"ip dport {p} 0xffff"] for p in app.ports]
                                          + [[f"ip tos 0x{d << 2:02x} 0xfc"] for d in app.dscp]
                                          ) or [[]]
-        for alt in alternatives:
+        for alt in (v + a for v in vxlan for a in alternatives):
             matches = tuple(base + alt)
             filters.append(U32Filter(device, policy.class_named(app.qos_class).priority + 1,
                                      len(filters) + 1, class_id[app.qos_class], matches))
-    for cls, matches in extra:
+    for cls, matches, handle in extra:
         filters.append(U32Filter(device, policy.class_named(cls).priority + 1,
-                                 len(filters) + 1, class_id[cls], matches))
+                                 handle, class_id[cls], matches))
     return limits, filters
