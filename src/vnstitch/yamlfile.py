@@ -262,8 +262,10 @@ def _wording(model: type[BaseModel], e: Any) -> str:
     if kind == "literal_error":
         expected = str(ctx.get("expected", "")).replace("'", "").replace(" or ", ", ")
         return f"must be one of {expected}, {got_text}"
-    if kind in ("too_short", "too_long"):
-        return str(e["msg"]).replace("List should", "must").replace("Tuple should", "must")
+    if kind in ("too_short", "too_long") and "actual_length" in ctx:
+        bound, n = ("at least", ctx.get("min_length")) if kind == "too_short" else \
+            ("at most", ctx.get("max_length"))
+        return f"must have {bound} {n} item{'s' * (n != 1)}, got {ctx['actual_length']}"
     return str(e["msg"])
 
 
