@@ -70,9 +70,10 @@ def register(sub: Any) -> None:
     run = rsub.add_parser("run", help="run the daemon until SIGTERM/SIGINT")
     run.add_argument("--config", required=True, type=Path,
                      help="the daemon's YAML config file")
-    run.add_argument("--log-level", default="info",
+    run.add_argument("--log-level", default=None,
                      choices=["debug", "info", "warning", "error"],
-                     help="least severe log level written to stderr (default info)")
+                     help="least severe log level written to stderr (default: the "
+                          "config's log_level, else info)")
     run.add_argument("--log-format", default="text", choices=["text", "json"],
                      help="log lines as text or as one JSON object each (default text)")
     run.add_argument("--init-state", action="store_true",
@@ -186,8 +187,10 @@ def _run(args: argparse.Namespace) -> int:
     from vnstitch.daemon.logfmt import configure_logging  # noqa: PLC0415
     from vnstitch.daemon.runtime import RouteManagerDaemon, run_daemon  # noqa: PLC0415
 
-    configure_logging(args.log_level, args.log_format)
+    configure_logging(args.log_level or "info", args.log_format)
     cfg = load_config(args.config)
+    if args.log_level is None and cfg.log_level is not None:
+        configure_logging(cfg.log_level, args.log_format)
     daemon = RouteManagerDaemon(cfg, protocol_core_factory, make_driver(cfg),
                                 init_state=args.init_state)
     asyncio.run(run_daemon(daemon))

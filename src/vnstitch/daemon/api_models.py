@@ -124,6 +124,7 @@ class Peer(_Out):
 class Reloaded(_Out):
     config: str = Field(description="the file read")
     reloaded: bool
+    sections: list[str] = Field(description="the sections that changed and were applied")
     peers: int = Field(description="peers configured now")
     added: list[str]
     removed: list[str] = Field(description="kept in the peer list as state removed")

@@ -282,6 +282,9 @@ class ConfigFile(FileModel):
     pra: PraSection | None = Field(
         default=None, description="the live Predictive Resource Allocator: see "
         "vnstitch.daemon.pra_config")
+    log_level: Literal["debug", "info", "warning", "error"] | None = Field(
+        default=None, description="least severe level logged (routemgr run --log-level "
+        "wins at start; a reload applies this)")
 
 
 # -- relations between fields ----------------------------------------------------------
@@ -425,7 +428,7 @@ def _runtime(m: ConfigFile, source: str, base: Path) -> DaemonConfig:
         control_socket=_resolve(m.control_socket, base), allocation=alloc, http=http,
         congestion=CongestionConfig(**(m.congestion or CongestionSection()).model_dump()),
         qos=None if m.qos is None else to_qos_config(m.qos),
-        pra=None if m.pra is None else to_pra_config(m.pra))
+        pra=None if m.pra is None else to_pra_config(m.pra), log_level=m.log_level)
 
 
 def read(doc: YamlDocument, base: Path, check_files: bool) -> tuple[DaemonConfig | None,

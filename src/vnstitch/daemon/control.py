@@ -24,8 +24,9 @@ A bad line gets an error reply and the connection stays usable. Requests:
   for the live PRA (``pra:`` section): a regressor of that VN's forecasts, kept in the
   state database. ``show allocations`` then also lists, per PRA consumer, the sources
   its forecast used, the model, forecast, quantile and action
-- ``{"cmd": "reload"}`` -- re-read the config file and apply its peers and trust without
-  a restart, or refuse it with every problem and keep the current one
+- ``{"cmd": "reload"}`` -- re-read the config file and apply it without a restart
+  (trust, peers, allocation, congestion, pra, qos, log_level), or refuse it with every
+  problem, or naming each section that needs a restart, and keep the current one
   (:mod:`vnstitch.daemon.reload`; ``SIGHUP`` does the same). ``show peers`` lists a peer
   removed by a reload with ``state: removed``
 
@@ -56,7 +57,7 @@ from vnstitch.daemon.limits import (
     MAX_WAIT_S,
 )
 from vnstitch.daemon.qoslive import LIVE_VIEWS, live_view, qos_rows, route_rows
-from vnstitch.daemon.reload import peer_state, reload_config
+from vnstitch.daemon.reload import peer_state
 from vnstitch.errors import VnstitchError
 from vnstitch.model.ids import vnid as parse_vnid
 from vnstitch.protocol.api import StitchConstraints
@@ -302,8 +303,8 @@ async def dispatch(daemon: RouteManagerDaemon, req: dict[str, Any]) -> Any:
         from vnstitch.daemon.pra_daemon import feed_rows  # noqa: PLC0415  (numpy)
 
         return await daemon.pra.feed(*feed_rows(req))
-    if cmd == "reload":  # the config file again: new peers and trust (daemon/reload.py)
-        return reload_config(daemon)
+    if cmd == "reload":  # the config file again, applied without a restart (daemon/reload.py)
+        return await daemon.reloader.reload()
     raise ControlError(f"unknown cmd {cmd!r} (show, stitch, release, resize, feed, reload)")
 
 
