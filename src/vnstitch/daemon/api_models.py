@@ -176,6 +176,7 @@ class QosClass(_Out):
     ceil_mbps: float
     prio: int
     class_: str | None = Field(default=None, alias="class")
+    stitch_id: str | None = Field(default=None, description="on a tunnel end: its stitch")
     bytes: int | None = None
     packets: int | None = None
     drops: int | None = None
