@@ -146,7 +146,7 @@ def test_socket_refuses_infinite_hop_limit_with_a_reason(nodes: list[HttpNode]) 
     from vnstitch.daemon.errors import ControlError  # noqa: PLC0415
 
     sock = nodes[0].daemon.config.control_socket
-    with pytest.raises(ControlError, match="hop_limit must be a finite number"):
+    with pytest.raises(ControlError, match="stitch: hop_limit: must be finite"):
         request(sock, {"cmd": "stitch", "vnid": 100, "bandwidth_mbps": 1,
                        "hop_limit": 1e400})
     # control: the connection-level door still answers afterwards
