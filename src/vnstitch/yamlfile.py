@@ -179,9 +179,16 @@ def problems_of(model: type[BaseModel], data: Any, at: Loc = ()) -> list[Problem
     try:
         model.model_validate(data)
     except ValidationError as exc:
-        return [Problem(at + _loc(e["loc"]) + _extra_loc(e), _wording(model, e))
-                for e in exc.errors()]
+        return error_problems(model, exc, at)
     return []
+
+
+def error_problems(model: type[BaseModel], exc: ValidationError, at: Loc = ()
+                   ) -> list[Problem]:
+    """``model``'s validation errors as :class:`Problem` objects in the project's wording (also
+    for bodies validated elsewhere, such as the HTTP API's)."""
+    return [Problem(at + _loc(e["loc"]) + _extra_loc(e), _wording(model, e))
+            for e in exc.errors()]
 
 
 def _loc(loc: tuple[int | str, ...]) -> Loc:
