@@ -123,8 +123,10 @@ def register(sub: Any) -> None:
     release.set_defaults(handler=_release)
 
     reload = rsub.add_parser("reload", help="re-read a running daemon's config file: apply "
-                                            "new peers and trust without a restart, or "
-                                            "refuse it and keep the current one")
+                                            "trust, peers, qos, allocation, congestion, "
+                                            "pra and log_level without a restart, or "
+                                            "refuse it (naming what needs a restart) and "
+                                            "keep the current one")
     add_target_args(reload)
     add_json_flag(reload)
     reload.set_defaults(handler=_reload)
@@ -275,9 +277,11 @@ def _reload(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result)
     else:
-        console().print(f"reloaded {result['config']}: {result['peers']} peers "
-                        f"(added {len(result['added'])}, removed {len(result['removed'])}, "
-                        f"new address {len(result['readdressed'])})", markup=False)
+        console().print(f"reloaded {result['config']} (changed: "
+                        f"{', '.join(result.get('sections', [])) or 'nothing'}): "
+                        f"{result['peers']} peers (added {len(result['added'])}, removed "
+                        f"{len(result['removed'])}, new address {len(result['readdressed'])})",
+                        markup=False)
     return 0
 
 

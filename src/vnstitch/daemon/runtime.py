@@ -319,9 +319,10 @@ class RouteManagerDaemon:
         log.info("route manager %s listening on %s:%d", key.rm_id, *self.local_address)
 
     def reconfigure(self, config: DaemonConfig) -> None:
-        """Apply a reloaded config's peers and trust (:mod:`vnstitch.daemon.reload`): the
-        core is rebuilt from its own snapshot with ``config`` -- a restart's path, with
-        the socket, state database and dataplane kept open."""
+        """Apply a reloaded config's peers and trust (:mod:`vnstitch.daemon.reload` applies
+        the other sections it may change): the core is rebuilt from its own snapshot with
+        ``config`` -- a restart's path, with the socket, state database and dataplane kept
+        open."""
         assert self._key is not None and self._loop is not None
         now = self.now()
         self._persist_core()
