@@ -179,9 +179,16 @@ def problems_of(model: type[BaseModel], data: Any, at: Loc = ()) -> list[Problem
     try:
         model.model_validate(data)
     except ValidationError as exc:
-        return [Problem(at + _loc(e["loc"]) + _extra_loc(e), _wording(model, e))
-                for e in exc.errors()]
+        return error_problems(model, exc, at)
     return []
+
+
+def error_problems(model: type[BaseModel], exc: ValidationError, at: Loc = ()
+                   ) -> list[Problem]:
+    """``model``'s validation errors as :class:`Problem` objects in the project's wording (also
+    for bodies validated elsewhere, such as the HTTP API's)."""
+    return [Problem(at + _loc(e["loc"]) + _extra_loc(e), _wording(model, e))
+            for e in exc.errors()]
 
 
 def _loc(loc: tuple[int | str, ...]) -> Loc:
@@ -262,8 +269,10 @@ def _wording(model: type[BaseModel], e: Any) -> str:
     if kind == "literal_error":
         expected = str(ctx.get("expected", "")).replace("'", "").replace(" or ", ", ")
         return f"must be one of {expected}, {got_text}"
-    if kind in ("too_short", "too_long"):
-        return str(e["msg"]).replace("List should", "must").replace("Tuple should", "must")
+    if kind in ("too_short", "too_long") and "actual_length" in ctx:
+        bound, n = ("at least", ctx.get("min_length")) if kind == "too_short" else \
+            ("at most", ctx.get("max_length"))
+        return f"must have {bound} {n} item{'s' * (n != 1)}, got {ctx['actual_length']}"
     return str(e["msg"])
 
 

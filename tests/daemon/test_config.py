@@ -149,7 +149,7 @@ def test_problems_come_in_file_order_with_positions(tmp_path: Path) -> None:
     assert str(err.value).splitlines() == [
         "x.yaml:6:9: colour: unknown field (expected one of: allocation, congestion, "
             "control_socket, "
-        "dataplane, http, key_file, listen, local_vns, peers, pra, qos, segment, "
+        "dataplane, http, key_file, listen, local_vns, log_level, peers, pra, qos, segment, "
         "state_db, timers, trust)",
         "x.yaml:7:24: timers.probe_misses: must be > 0, got 0",
         "x.yaml:7:40: timers.hold_time_s: must be finite, got number nan",

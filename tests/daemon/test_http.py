@@ -66,6 +66,9 @@ def test_bad_bodies_name_every_field(nodes: list[HttpNode]) -> None:
                           {"vnid": 0, "bandwidth_mbps": "x", "colour": "red"})
     assert status == 422
     assert {p["field"] for p in body["problems"]} == {"vnid", "bandwidth_mbps", "colour"}
+    said = {p["field"]: p["problem"] for p in body["problems"]}  # the config files' words
+    assert said["bandwidth_mbps"] == "must be a number, got text 'x'", said
+    assert said["colour"].startswith("unknown field (expected one of: "), said
     status, body = a.call("POST", "/api/v1/stitches", raw=b'{"vnid": 100, "bandwidth_mbps":')
     assert status == 400 and "not JSON" in body["error"]
     status, body = a.call("POST", "/api/v1/stitches",
@@ -146,7 +149,7 @@ def test_socket_refuses_infinite_hop_limit_with_a_reason(nodes: list[HttpNode]) 
     from vnstitch.daemon.errors import ControlError  # noqa: PLC0415
 
     sock = nodes[0].daemon.config.control_socket
-    with pytest.raises(ControlError, match="hop_limit must be a finite number"):
+    with pytest.raises(ControlError, match="stitch: hop_limit: must be finite"):
         request(sock, {"cmd": "stitch", "vnid": 100, "bandwidth_mbps": 1,
                        "hop_limit": 1e400})
     # control: the connection-level door still answers afterwards

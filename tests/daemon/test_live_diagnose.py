@@ -82,7 +82,9 @@ def test_verify_passes_healthy_and_diagnose_names_a_too_small_mtu(live: Live) ->
     netns.run_in(lab.routers["t"].ns, ["ip", "link", "set", link.a_dev, "mtu", "1300"])
     netns.run_in(lab.routers["b"].ns, ["ip", "link", "set", link.b_dev, "mtu", "1300"])
     code, checks = _diagnose(rms)
-    [mtu] = _failing(checks, "path-mtu")
+    failing = _failing(checks, "path-mtu")
+    assert len(failing) == 1, checks
+    [mtu] = failing
     assert code == 1 and "MTU too small" in mtu["cause"], mtu
     largest = int(mtu["evidence"].split("about ")[1].split(" ")[0])
     assert 1280 <= largest <= 1300, mtu  # the bisection found the cut link's MTU
@@ -99,7 +101,9 @@ def test_diagnose_names_a_killed_wireguard(tmp_path: Path) -> None:
         os.kill(pids[0], signal.SIGKILL)
         wait_for(lambda: not wireguard_go_pids(ifnames), 5, "wireguard-go to exit")
         code, checks = _diagnose(rms)
-        [wg] = _failing(checks, "wireguard")
+        failing = _failing(checks, "wireguard")
+        assert len(failing) == 1, (ifnames, checks)  # all the checks, to explain a miss
+        [wg] = failing
         assert code == 1 and wg["subject"] in ifnames
         assert "WireGuard killed" in wg["cause"] and "missing" in wg["evidence"], wg
 

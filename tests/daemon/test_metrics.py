@@ -88,6 +88,8 @@ def test_class_and_stitch_counters_come_from_the_driver(
     assert rows, rows
     dev, cid = str(rows[0]["device"]), int(rows[0]["class_id"])
     labels = (f'device="{dev}"', f'class_id="{cid}"')
+    # each row names the stitch whose tunnel end it is on (the per-stitch sums use it)
+    assert {r["stitch_id"] for r in rows if r["device"] == dev} == {sid}, rows
     assert _value(text, "vnstitch_qos_class_bytes_total", *labels) == 0.0  # control
     assert isinstance(a.daemon.driver, MemoryDataplane)
     a.daemon.driver.set_class_stats(dev, cid, 123456, 789, 42)

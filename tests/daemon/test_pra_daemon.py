@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,16 +41,51 @@ def test_pra_config_parses(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("section", "error"), [
-    ({"interval_s": 0}, r"a\.yaml:\d+:\d+: pra\.interval_s: must be a number > 0"),
+    ({"interval_s": 0}, r"a\.yaml:\d+:\d+: pra\.interval_s: must be > 0, got 0"),
     ({"vns": {100: {"compute": {"model": "oracle"}}}},
      r"pra\.vns\.100\.compute\.model: unknown model 'oracle'"),
     ({"vns": {100: {"class": "gold"}}}, r"pra\.vns\.100\.class: unknown class"),
     ({"vns": {100: {"colour": 1}}}, r"pra\.vns\.100\.colour: unknown field"),
-    ({"providers": {"compute": {}}}, r"pra\.providers\.state_dir: required"),
+    ({"providers": {"compute": {}}}, r"pra\.providers\.state_dir: missing required field"),
+    ({"season": float("inf")}, r"pra\.season: must be finite"),
+    ({"vns": {100: {"bandwidth": {"options": {"lags": float("nan")}}}}},
+     r"pra\.vns\.100\.bandwidth\.options\.lags: must be finite"),
 ])
 def test_pra_config_errors_name_the_field(tmp_path: Path, section: object, error: str) -> None:
     with pytest.raises(ConfigError, match=error):
         parse_config(_text(section), "a.yaml", tmp_path)
+
+
+def test_every_pra_problem_is_reported_at_once_in_file_order(tmp_path: Path) -> None:
+    import jsonschema  # type: ignore[import-untyped]  # noqa: PLC0415
+
+    from vnstitch.cli.schema import schema_of  # noqa: PLC0415
+    from vnstitch.daemon.config import ConfigProblemsError  # noqa: PLC0415
+
+    bad = {"interval_s": -1, "season": float("nan"), "fit_cpus": [0, -1], "colour": 1,
+           "vns": {100: {"class": "gold", "bandwidth": {"model": "oracle", "prior": -2}},
+                   "x": {}},
+           "providers": {"compute": {"vn100": {"command": [], "memory_mib": 1}},
+                         "storage": {"vn100": {"quota_gib": float("inf")}}}}
+    text = _text(bad)
+    with pytest.raises(ConfigProblemsError) as err:
+        parse_config(text, "a.yaml", tmp_path)
+    fields = [ln.split(": ")[1] for ln in err.value.problems]
+    assert sorted(fields) == sorted([
+        "pra.interval_s", "pra.season", "pra.fit_cpus[1]", "pra.colour",
+        "pra.vns.100.class", "pra.vns.100.bandwidth.model", "pra.vns.100.bandwidth.prior",
+        "pra.vns.x", "pra.providers.state_dir", "pra.providers.compute.vn100.command",
+        "pra.providers.storage.vn100.quota_gib"]), err.value.problems
+    positions = [tuple(map(int, re.match(r"a\.yaml:(\d+):(\d+): ", ln).groups()))  # type: ignore[union-attr]
+                 for ln in err.value.problems]
+    assert positions == sorted(positions)  # in the order of the file
+    # the published config schema describes the section; the good one passes (control)
+    validator = jsonschema.Draft202012Validator(schema_of("config"))
+    assert list(validator.iter_errors(yaml.safe_load(text)))
+    good = yaml.safe_load(_text({**PRA, "providers": {
+        "state_dir": "/tmp/x", "compute": {"vn100": {"command": ["svc", 8080]}}}}))
+    assert list(validator.iter_errors(good)) == []
+    assert parse_config(yaml.safe_dump(good), "a.yaml", tmp_path).pra is not None
 
 
 def test_feed_request_is_checked() -> None:

@@ -3,6 +3,7 @@ and where while the daemon runs on; a removed peer is told from a never-connecte
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -56,6 +57,10 @@ def _series(text: str, peer: str) -> dict[str, float]:
 def _counter(text: str, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith(name + "{"))
+
+
+def _runner(d: RouteManagerDaemon, name: str) -> Any:
+    return getattr(d, name)
 
 
 def test_membership_moves_only_along_its_table() -> None:
@@ -138,6 +143,106 @@ def test_reload_applies_peers_keeps_state_and_refuses_bad_configs(tmp_path: Path
                 a, {"cmd": "show", "what": "stitches"})}
             assert rows[sid]["status"] == "up" and a.metrics["config_reloads"] == 2
         finally:
+            await a.stop()
+            await b.stop()
+
+    run(body(), 60)
+
+
+QOS: dict[str, Any] = {
+    "link_mbps": 100,
+    "classes": [{"name": "video", "priority": 0, "guaranteed_mbps": 60},
+                {"name": "email", "priority": 3, "guaranteed_mbps": 5}],
+    "applications": [{"name": "vn100", "class": "video", "vnid": 100}],
+    "interfaces": [{"device": "a-t", "capacity_mbps": 50}],
+}
+PRA = {"interval_s": 0.05, "min_fit": 3, "refit_every": 5, "blend_steps": 5,
+       "vns": {100: {"bandwidth": {"model": "naive", "prior": 4}}}}
+
+
+def test_reload_applies_qos_allocation_pra_log_level_and_names_restart_sections(
+        tmp_path: Path) -> None:
+    nodes = write_cluster(tmp_path, ["A", "B"], [("A", "B")], VNS, TIMERS)
+    a_cfg = nodes["A"].config_path
+    _edit(a_cfg, lambda c: c.update(qos=QOS))
+    root = logging.getLogger()
+    level = root.level
+
+    async def tunnel_classes(d: RouteManagerDaemon) -> set[str]:
+        rows = await dispatch(d, {"cmd": "show", "what": "qos"})
+        return {r["class"] for r in rows if r["device"].startswith("vx")}
+
+    async def reload_of(d: RouteManagerDaemon, change: Any) -> dict[str, Any]:
+        _edit(a_cfg, change)
+        done: dict[str, Any] = await dispatch(d, {"cmd": "reload"})
+        return done
+
+    async def body() -> None:
+        b = await start_daemon(nodes["B"].config_path, protocol_core_factory)
+        a = await start_daemon(a_cfg, protocol_core_factory)
+        try:
+            await until(lambda: a.routes.get(100) is not None, 10)
+            made = await dispatch(a, {"cmd": "stitch", "vnid": 100, "bandwidth_mbps": 10,
+                                      "wait_s": 10})
+            assert made["established"], made
+            # controls: the state each reload below changes
+            assert await tunnel_classes(a) == {"video", "email"}
+            assert a.allocation is None and a.pra is None and root.level != logging.DEBUG
+
+            # 1. qos classes, a new allocation section and the log level, in one reload
+            bulk = {"name": "bulk", "priority": 5, "guaranteed_mbps": 5}
+            done = await reload_of(a, lambda c: c.update(
+                qos={**QOS, "classes": [*QOS["classes"], bulk]}, log_level="debug",
+                allocation={"interval_s": 0.05, "hold_steps": 0, "grow_after": 0}))
+            assert done["sections"] == ["allocation", "qos", "log_level"], done
+            assert await tunnel_classes(a) == {"video", "email", "bulk"}
+            alloc: Any = a.allocation  # (not None now: the reload built it)
+            assert alloc is not None and root.level == logging.DEBUG
+            await until(lambda: alloc.loop.steps > 2, 10)
+            rows = {s["stitch_id"]: s for s in await dispatch(
+                a, {"cmd": "show", "what": "stitches"})}
+            assert rows[made["stitch_id"]]["status"] == "up"  # the stitch never moved
+
+            # 2. sections only a restart applies: refused by name, the config unchanged
+            good, applied = a_cfg.read_text(), a.config
+            for change, named in [
+                    (lambda c: c["timers"].update(probe_misses=9), "timers: changed"),
+                    (lambda c: c["qos"]["interfaces"][0].update(device="a-u"),
+                     "qos.interfaces: changed"),
+                    (lambda c: c.update(pra={**PRA, "providers": {
+                        "state_dir": str(tmp_path), "storage": {"vn100": {"quota_gib": 1}}}}),
+                     "pra: changed while pra.providers is set")]:
+                a_cfg.write_text(good)
+                with pytest.raises(ControlError, match=named):
+                    await reload_of(a, change)
+                assert a.config is applied and a.pra is None
+            assert a.metrics["config_reloads_refused"] == 3
+            a_cfg.write_text(good)
+
+            # 3. the PRA (no providers) comes, changes and goes with reloads
+            done = await reload_of(a, lambda c: c.update(pra=PRA))
+            first: Any = a.pra
+            assert done["sections"] == ["pra"] and first is not None, done
+            await until(lambda: first.runtime is not None and first.runtime.steps > 0, 20)
+            assert first.runtime is not None and first.runtime.periodic.running
+            await reload_of(a, lambda c: c["pra"].update(interval_s=0.1))
+            second: Any = a.pra
+            assert second is not first and second is not None and second.runtime is not None
+            assert second.config.interval_s == 0.1 and second.runtime.periodic.running
+            assert not first.runtime.periodic.running  # the old runner was stopped
+            await reload_of(a, lambda c: c.pop("pra"))
+            assert _runner(a, "pra") is None
+
+            # 4. allocation removed: its runner is gone, the stitch stays up
+            done = await reload_of(a, lambda c: c.pop("allocation"))
+            assert done["sections"] == ["allocation"], done
+            assert _runner(a, "allocation") is None
+            rows = {s["stitch_id"]: s for s in await dispatch(
+                a, {"cmd": "show", "what": "stitches"})}
+            assert rows[made["stitch_id"]]["status"] == "up"
+            assert a.metrics["config_reloads"] == 5
+        finally:
+            root.setLevel(level)
             await a.stop()
             await b.stop()
 

@@ -42,6 +42,7 @@ def test_init_writes_a_valid_site_and_refuses_to_overwrite(
     unit = Path(result["unit"]).read_text()
     assert f"--config {etc.resolve()}/%i.yaml --log-format json" in unit
     assert "@" not in unit.split("ExecStart=")[1].split()[0]  # placeholders filled in
+    assert "ExecReload=/bin/kill -HUP $MAINPID" in unit  # systemctl reload: SIGHUP
     if shutil.which("systemd-analyze"):
         verify = subprocess.run(["systemd-analyze", "verify", result["unit"]],
                                 capture_output=True, text=True, timeout=30, check=False)

@@ -78,7 +78,7 @@ def test_stitch_to_unknown_vnid_fails_with_reason(
             assert reply["detail"]["reason"] == "no_route"
             stitches = {s["stitch_id"]: s["status"] for s in control.view(a, "stitches")}
             assert stitches[reply["stitch_id"]] == "failed"
-            with pytest.raises(ControlError, match="bandwidth_mbps must be"):
+            with pytest.raises(ControlError, match="bandwidth_mbps: must be > 0, got -1"):
                 await asyncio.to_thread(control.request, a.config.control_socket,
                                         {"cmd": "stitch", "vnid": 100, "bandwidth_mbps": -1})
         finally:

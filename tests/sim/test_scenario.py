@@ -57,6 +57,11 @@ def test_faulty_has_a_crash_restart_and_partition() -> None:
     ("faults: [{at: 1, action: partition, segments: []}]", "faults[1-1].segments"
      .replace("1-1", "0"), "non-empty"),
     ("protocol: {announce_interval_s: fast}", "protocol.announce_interval_s", "number"),
+    # the protocol section is the core's Timers, by name and type (generated schema)
+    ("protocol: {announce_interval: 1}", "protocol.announce_interval", "unknown field"),
+    ("protocol: {probe_misses_down: 2.5}", "protocol.probe_misses_down", "integer"),
+    ("protocol: {query_fanout: 0}", "protocol.query_fanout", ">= 1"),
+    ("protocol: {announce_interval_s: 0}", "protocol.announce_interval_s", "> 0"),
 ])
 def test_bad_field_is_named(text: str, field: str, problem: str) -> None:
     with pytest.raises(ScenarioError) as err:
@@ -64,6 +69,21 @@ def test_bad_field_is_named(text: str, field: str, problem: str) -> None:
     assert err.value.field == field
     assert problem in str(err.value)
     assert re.match(rf"bad\.yaml:1:\d+: {re.escape(field)}: ", str(err.value)), str(err.value)
+
+
+def test_protocol_timers_reach_the_core_and_problems_come_together() -> None:
+    from vnstitch.sim.protocol_cores import timers_with  # noqa: PLC0415
+
+    sc = parse_scenario("protocol: {announce_interval_s: 2, probe_misses_down: 5, "
+                        "offer_grace_rtt: 0}\n", "ok.yaml", None)
+    timers = timers_with(sc.protocol)
+    assert (timers.announce_interval_s, timers.probe_misses_down) == (2.0, 5)
+    assert timers.offer_grace_rtt == 0 and timers.query_fanout == 3  # control: a default
+    with pytest.raises(ScenarioError) as err:
+        parse_scenario("protocol: {hold_intervals: .nan, colour: red, degraded_loss: -1}\n",
+                       "bad.yaml", None)
+    assert [ln.split(": ")[1] for ln in str(err.value).splitlines()] == [
+        "protocol.hold_intervals", "protocol.colour", "protocol.degraded_loss"]
 
 
 def test_yaml_syntax_error_names_line_and_column() -> None:

@@ -70,9 +70,10 @@ def register(sub: Any) -> None:
     run = rsub.add_parser("run", help="run the daemon until SIGTERM/SIGINT")
     run.add_argument("--config", required=True, type=Path,
                      help="the daemon's YAML config file")
-    run.add_argument("--log-level", default="info",
+    run.add_argument("--log-level", default=None,
                      choices=["debug", "info", "warning", "error"],
-                     help="least severe log level written to stderr (default info)")
+                     help="least severe log level written to stderr (default: the "
+                          "config's log_level, else info)")
     run.add_argument("--log-format", default="text", choices=["text", "json"],
                      help="log lines as text or as one JSON object each (default text)")
     run.add_argument("--init-state", action="store_true",
@@ -122,8 +123,10 @@ def register(sub: Any) -> None:
     release.set_defaults(handler=_release)
 
     reload = rsub.add_parser("reload", help="re-read a running daemon's config file: apply "
-                                            "new peers and trust without a restart, or "
-                                            "refuse it and keep the current one")
+                                            "trust, peers, qos, allocation, congestion, "
+                                            "pra and log_level without a restart, or "
+                                            "refuse it (naming what needs a restart) and "
+                                            "keep the current one")
     add_target_args(reload)
     add_json_flag(reload)
     reload.set_defaults(handler=_reload)
@@ -186,8 +189,10 @@ def _run(args: argparse.Namespace) -> int:
     from vnstitch.daemon.logfmt import configure_logging  # noqa: PLC0415
     from vnstitch.daemon.runtime import RouteManagerDaemon, run_daemon  # noqa: PLC0415
 
-    configure_logging(args.log_level, args.log_format)
+    configure_logging(args.log_level or "info", args.log_format)
     cfg = load_config(args.config)
+    if args.log_level is None and cfg.log_level is not None:
+        configure_logging(cfg.log_level, args.log_format)
     daemon = RouteManagerDaemon(cfg, protocol_core_factory, make_driver(cfg),
                                 init_state=args.init_state)
     asyncio.run(run_daemon(daemon))
@@ -272,9 +277,11 @@ def _reload(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result)
     else:
-        console().print(f"reloaded {result['config']}: {result['peers']} peers "
-                        f"(added {len(result['added'])}, removed {len(result['removed'])}, "
-                        f"new address {len(result['readdressed'])})", markup=False)
+        console().print(f"reloaded {result['config']} (changed: "
+                        f"{', '.join(result.get('sections', [])) or 'nothing'}): "
+                        f"{result['peers']} peers (added {len(result['added'])}, removed "
+                        f"{len(result['removed'])}, new address {len(result['readdressed'])})",
+                        markup=False)
     return 0
 
 

@@ -14,19 +14,30 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic.json_schema import models_json_schema
 
+from vnstitch.daemon.errors import ControlError
+from vnstitch.daemon.limits import MAX_BANDWIDTH_MBPS, MAX_HOP_LIMIT, MAX_RETRY_FOR_S, MAX_WAIT_S
 from vnstitch.model.ids import VNID_MAX
+from vnstitch.yamlfile import dotted, problems_of
 
 API_PREFIX = "/api/v1"
-MAX_WAIT_S = 60.0
 
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
+
+
+_B = TypeVar("_B", bound="_Body")
+
+
+def _whole(value: object) -> object:
+    """A JSON number written ``4.0`` is the integer 4 (clients that write every number
+    as a float); ``4.5`` stays a float and is refused."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 class _Out(BaseModel):
@@ -40,24 +51,53 @@ class StitchCreate(_Body):
     """Ask for a stitch to a VNID (the fields of ``vnstitch routemgr stitch``)."""
 
     vnid: int = Field(ge=1, le=VNID_MAX, description="the virtual network to reach")
-    bandwidth_mbps: float = Field(gt=0, le=1e9, description="bandwidth to reserve, Mbit/s")
+    bandwidth_mbps: float = Field(gt=0, le=MAX_BANDWIDTH_MBPS,
+                                  description="bandwidth to reserve, Mbit/s")
     max_latency_ms: float | None = Field(default=None, gt=0, le=1e9,
                                          description="refuse paths slower than this")
     max_cost: float | None = Field(default=None, gt=0, le=1e12,
                                    description="refuse paths dearer than this")
-    hop_limit: int | None = Field(default=None, ge=1, le=64,
-                                  description="refuse paths with more RMs than this")
+    hop_limit: Annotated[int | None, BeforeValidator(_whole)] = Field(
+        default=None, ge=1, le=MAX_HOP_LIMIT,
+        description="refuse paths with more RMs than this (default 16)")
     wait_s: float = Field(default=10.0, gt=0, le=MAX_WAIT_S,
                           description="seconds to wait for established / failed; "
                                       "after that the answer says pending")
+    retry_for_s: float | None = Field(default=None, gt=0, le=MAX_RETRY_FOR_S,
+                                      description="retry capacity refusals this long "
+                                                  "(default: until released)")
 
 
 class StitchResize(_Body):
     """Resize an established stitch originated here, in place."""
 
-    bandwidth_mbps: float = Field(gt=0, le=1e9, description="the new bandwidth, Mbit/s")
+    bandwidth_mbps: float = Field(gt=0, le=MAX_BANDWIDTH_MBPS,
+                                  description="the new bandwidth, Mbit/s")
     wait_s: float = Field(default=10.0, gt=0, le=MAX_WAIT_S,
                           description="seconds to wait for the path's answer")
+
+
+class StitchNamed(_Body):
+    """The control socket's release and resize name their stitch in the body."""
+
+    stitch_id: str = Field(min_length=1, max_length=200)
+
+
+class ResizeRequest(StitchResize, StitchNamed):
+    """The control socket's ``resize``: :class:`StitchResize` plus the stitch."""
+
+
+def checked_request(model: type[_B], req: dict[str, Any], cmd: str) -> _B:
+    """A control request's fields (besides ``cmd``) as ``model``, or :class:`ControlError`
+    naming every problem (``stitch: bandwidth_mbps: must be > 0, got 0; ...``): the
+    control socket's requests are validated by the HTTP API's models."""
+    body = {k: v for k, v in req.items() if k != "cmd"}
+    try:
+        return model.model_validate(body)
+    except ValidationError:
+        problems = problems_of(model, body)
+        raise ControlError(f"{cmd}: " + "; ".join(
+            f"{dotted(p.loc) or '<request>'}: {p.problem}" for p in problems)) from None
 
 
 # -- responses --------------------------------------------------------------------------
@@ -124,6 +164,7 @@ class Peer(_Out):
 class Reloaded(_Out):
     config: str = Field(description="the file read")
     reloaded: bool
+    sections: list[str] = Field(description="the sections that changed and were applied")
     peers: int = Field(description="peers configured now")
     added: list[str]
     removed: list[str] = Field(description="kept in the peer list as state removed")
@@ -175,6 +216,7 @@ class QosClass(_Out):
     ceil_mbps: float
     prio: int
     class_: str | None = Field(default=None, alias="class")
+    stitch_id: str | None = Field(default=None, description="on a tunnel end: its stitch")
     bytes: int | None = None
     packets: int | None = None
     drops: int | None = None

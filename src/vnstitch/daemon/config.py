@@ -33,6 +33,7 @@ Example::
     http: {listen: "127.0.0.1:9464", token_file: api.token, metrics_auth: false}
     qos: {link_mbps: 100, classes: [...], applications: [...]}  # daemon/qosconfig.py
     pra: {...}                                                   # daemon/pra_config.py
+    log_level: info        # debug|info|warning|error; routemgr reload / SIGHUP applies it
 """
 
 from __future__ import annotations
@@ -231,6 +232,7 @@ class DaemonConfig:
     congestion: CongestionConfig = CongestionConfig()
     qos: QosConfig | None = None  # QoS classes live, stitching priority (daemon/qosconfig.py)
     pra: PraConfig | None = None  # the live PRA (vnstitch.daemon.pra_config)
+    log_level: str | None = None  # the root logger's level; None: the command line's
 
     def peer(self, rm_id: RouteManagerId) -> PeerConfig | None:
         for p in self.peers:

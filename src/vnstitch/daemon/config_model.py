@@ -6,10 +6,10 @@ config file format (``vnstitch schema config`` prints them as JSON Schema for ed
 them -- every problem of type, range or spelling at once, unknown fields and non-finite
 numbers refused -- then :func:`_relations` checks what relates one field to another (a
 peer must be trusted, names in ``allow`` must exist, no duplicates, the ``qos:`` section's
-classes: :func:`vnstitch.daemon.qos_model.qos_relations`; the ``pra:`` section through
-its own reader) and the valid file becomes the
-runtime :class:`~vnstitch.daemon.config.DaemonConfig` (relative paths resolved against
-the config file's folder, trust keys decoded). Kept apart from :mod:`vnstitch.daemon.config`
+classes: :func:`vnstitch.daemon.qos_model.qos_relations`; the ``pra:`` section's
+schema is :mod:`vnstitch.daemon.pra_model`) and the valid file becomes the runtime
+:class:`~vnstitch.daemon.config.DaemonConfig` (relative paths resolved against the
+config file's folder, trust keys decoded). Kept apart from :mod:`vnstitch.daemon.config`
 so that importing the daemon does not load pydantic before a config is read. Pure: no
 network or kernel I/O (the key file is opened only for ``routemgr check``).
 """
@@ -21,7 +21,7 @@ import binascii
 import ipaddress
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError
 
@@ -38,6 +38,7 @@ from vnstitch.daemon.config import (
     TimerConfig,
     WireguardConfig,
 )
+from vnstitch.daemon.pra_model import PraSection, to_pra_config
 from vnstitch.daemon.qos_model import DaemonQosSection, qos_relations, to_qos_config
 from vnstitch.errors import VnstitchError
 from vnstitch.model.ids import (
@@ -54,13 +55,9 @@ from vnstitch.yamlfile import (
     YamlDocument,
     after,
     checked,
-    loc_of,
     split_host_port,
     validate,
 )
-
-if TYPE_CHECKING:
-    from vnstitch.daemon.pra_config import PraConfig
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -282,9 +279,12 @@ class ConfigFile(FileModel):
     qos: DaemonQosSection | None = Field(
         default=None, description="QoS classes live and stitching priority: see "
         "vnstitch.daemon.qosconfig")
-    pra: dict[str, Any] | None = Field(
+    pra: PraSection | None = Field(
         default=None, description="the live Predictive Resource Allocator: see "
         "vnstitch.daemon.pra_config")
+    log_level: Literal["debug", "info", "warning", "error"] | None = Field(
+        default=None, description="least severe level logged (routemgr run --log-level "
+        "wins at start; a reload applies this)")
 
 
 # -- relations between fields ----------------------------------------------------------
@@ -308,12 +308,6 @@ def _relations(data: object, check_files: bool, base: Path, source: str) -> list
     top = data if isinstance(data, dict) else {}
     out: list[Problem] = []
     out += qos_relations(top.get("qos"))
-    # A section with its own reader (another layer's format): its first problem.
-    if isinstance(top.get("pra"), dict):
-        try:
-            _pra(top["pra"])
-        except _SectionProblemError as exc:
-            out.append(Problem(loc_of(exc.path), exc.problem))
     for _, c in _entries(CongestionSection, [top.get("congestion")]):
         if not c.low < c.high:
             out.append(Problem(("congestion", "low"), f"need low < high, got low {c.low:g}, "
@@ -434,20 +428,7 @@ def _runtime(m: ConfigFile, source: str, base: Path) -> DaemonConfig:
         control_socket=_resolve(m.control_socket, base), allocation=alloc, http=http,
         congestion=CongestionConfig(**(m.congestion or CongestionSection()).model_dump()),
         qos=None if m.qos is None else to_qos_config(m.qos),
-        pra=_pra(m.pra))  # checked by _relations already
-
-
-
-class _SectionProblemError(Exception):
-    def __init__(self, path: str, problem: str) -> None:
-        super().__init__(problem)
-        self.path, self.problem = path, problem
-
-
-def _pra(section: object) -> PraConfig | None:
-    from vnstitch.daemon.pra_config import parse_pra  # noqa: PLC0415
-
-    return parse_pra(section, _SectionProblemError)
+        pra=None if m.pra is None else to_pra_config(m.pra), log_level=m.log_level)
 
 
 def read(doc: YamlDocument, base: Path, check_files: bool) -> tuple[DaemonConfig | None,

@@ -24,8 +24,9 @@ A bad line gets an error reply and the connection stays usable. Requests:
   for the live PRA (``pra:`` section): a regressor of that VN's forecasts, kept in the
   state database. ``show allocations`` then also lists, per PRA consumer, the sources
   its forecast used, the model, forecast, quantile and action
-- ``{"cmd": "reload"}`` -- re-read the config file and apply its peers and trust without
-  a restart, or refuse it with every problem and keep the current one
+- ``{"cmd": "reload"}`` -- re-read the config file and apply it without a restart
+  (trust, peers, allocation, congestion, pra, qos, log_level), or refuse it with every
+  problem, or naming each section that needs a restart, and keep the current one
   (:mod:`vnstitch.daemon.reload`; ``SIGHUP`` does the same). ``show peers`` lists a peer
   removed by a reload with ``state: removed``
 
@@ -42,21 +43,14 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import os
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vnstitch.daemon.errors import ControlError
-from vnstitch.daemon.limits import (
-    MAX_BANDWIDTH_MBPS,
-    MAX_HOP_LIMIT,
-    MAX_RETRY_FOR_S,
-    MAX_WAIT_S,
-)
 from vnstitch.daemon.qoslive import LIVE_VIEWS, live_view, qos_rows, route_rows
-from vnstitch.daemon.reload import peer_state, reload_config
+from vnstitch.daemon.reload import peer_state
 from vnstitch.errors import VnstitchError
 from vnstitch.model.ids import vnid as parse_vnid
 from vnstitch.protocol.api import StitchConstraints
@@ -251,7 +245,8 @@ class ControlServer:
 
     async def _handle_line(self, line: bytes) -> bytes:
         try:
-            request = json.loads(line, parse_constant=_refuse_constant)
+            # NaN / Infinity parse as floats: the request's model refuses them by name.
+            request = json.loads(line)
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             return _reply_error(f"not JSON: {exc}")
         if not isinstance(request, dict):
@@ -288,9 +283,9 @@ async def dispatch(daemon: RouteManagerDaemon, req: dict[str, Any]) -> Any:
     if cmd == "stitch":
         return await _stitch(daemon, req)
     if cmd == "release":
-        sid = req.get("stitch_id")
-        if not isinstance(sid, str):
-            raise ControlError("release: stitch_id must be a string")
+        from vnstitch.daemon.api_models import StitchNamed, checked_request  # noqa: PLC0415
+
+        sid = checked_request(StitchNamed, req, "release").stitch_id
         _known_stitch(daemon, sid, "release")
         daemon.release_stitch(sid)
         return {"stitch_id": sid, "released": True}
@@ -302,8 +297,8 @@ async def dispatch(daemon: RouteManagerDaemon, req: dict[str, Any]) -> Any:
         from vnstitch.daemon.pra_daemon import feed_rows  # noqa: PLC0415  (numpy)
 
         return await daemon.pra.feed(*feed_rows(req))
-    if cmd == "reload":  # the config file again: new peers and trust (daemon/reload.py)
-        return reload_config(daemon)
+    if cmd == "reload":  # the config file again, applied without a restart (daemon/reload.py)
+        return await daemon.reloader.reload()
     raise ControlError(f"unknown cmd {cmd!r} (show, stitch, release, resize, feed, reload)")
 
 
@@ -315,97 +310,37 @@ def _known_stitch(daemon: RouteManagerDaemon, stitch_id: str, cmd: str) -> None:
 
 
 async def _resize(daemon: RouteManagerDaemon, req: dict[str, Any]) -> dict[str, Any]:
-    sid = req.get("stitch_id")
-    if not isinstance(sid, str):
-        raise ControlError("resize: stitch_id must be a string")
-    mbps = _positive(req, "bandwidth_mbps", None, "resize", maximum=MAX_BANDWIDTH_MBPS)
-    wait_s = _positive(req, "wait_s", 10.0, "resize", maximum=MAX_WAIT_S)
-    _known_stitch(daemon, sid, "resize")
-    fut = daemon.resize_stitch(sid, mbps)
+    from vnstitch.daemon.api_models import ResizeRequest, checked_request  # noqa: PLC0415
+
+    r = checked_request(ResizeRequest, req, "resize")
+    _known_stitch(daemon, r.stitch_id, "resize")
+    fut = daemon.resize_stitch(r.stitch_id, r.bandwidth_mbps)
     try:
-        ev = await asyncio.wait_for(asyncio.shield(fut), wait_s)
+        ev = await asyncio.wait_for(asyncio.shield(fut), r.wait_s)
     except TimeoutError:
-        return {"stitch_id": sid, "ok": False, "pending": True,
+        return {"stitch_id": r.stitch_id, "ok": False, "pending": True,
                 "reason": "no answer from the path within wait_s"}
-    return {"stitch_id": sid, "ok": ev.ok, "pending": False, "reason": ev.reason,
+    return {"stitch_id": r.stitch_id, "ok": ev.ok, "pending": False, "reason": ev.reason,
             "old_mbps": ev.old_mbps, "new_mbps": ev.new_mbps, "detail": ev.detail}
 
 
 async def _stitch(daemon: RouteManagerDaemon, req: dict[str, Any]) -> dict[str, Any]:
+    # The HTTP API's body model checks the socket's request too (one validator; pydantic
+    # loads with the first request, not when the daemon starts).
+    from vnstitch.daemon.api_models import StitchCreate, checked_request  # noqa: PLC0415
+
+    r = checked_request(StitchCreate, req, "stitch")
+    c = StitchConstraints(**r.model_dump(  # absent limits: the constraints' defaults
+        include={"bandwidth_mbps", "max_latency_ms", "max_cost", "hop_limit"},
+        exclude_none=True))
+    stitch_id, fut = daemon.request_stitch(parse_vnid(r.vnid), c, r.retry_for_s)
     try:
-        vn = parse_vnid(req.get("vnid"))
-    except VnstitchError as exc:
-        raise ControlError(f"stitch: vnid: {exc}") from None
-    c = StitchConstraints(
-        bandwidth_mbps=_positive(req, "bandwidth_mbps", None, maximum=MAX_BANDWIDTH_MBPS),
-        max_latency_ms=_positive(req, "max_latency_ms", math.inf),
-        max_cost=_positive(req, "max_cost", math.inf),
-        hop_limit=_hop_limit(req),
-    )
-    wait_s = _positive(req, "wait_s", 10.0, maximum=MAX_WAIT_S)
-    retry_for = (None if req.get("retry_for_s") is None else
-                 _positive(req, "retry_for_s", None, maximum=MAX_RETRY_FOR_S))
-    stitch_id, fut = daemon.request_stitch(vn, c, retry_for)
-    try:
-        outcome = await asyncio.wait_for(asyncio.shield(fut), wait_s)
+        outcome = await asyncio.wait_for(asyncio.shield(fut), r.wait_s)
     except TimeoutError:
         return {"stitch_id": stitch_id, "established": False, "pending": True,
                 "detail": {"reason": "still negotiating after wait_s"}}
     return {"stitch_id": stitch_id, "established": outcome.established,
             "pending": False, "detail": outcome.detail}
-
-
-def _positive(req: dict[str, Any], name: str, default: float | None,
-              cmd: str = "stitch", *, maximum: float = math.inf) -> float:
-    """A finite number in (0, maximum]; ``default`` when absent (inf allowed only there)."""
-    if name not in req or req[name] is None:
-        if default is None:
-            raise ControlError(f"{cmd}: {name} is required")
-        return default
-    value = req[name]
-    if isinstance(value, _NonFinite):
-        raise ControlError(f"{cmd}: {name} must be a finite number, got {value}")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ControlError(f"{cmd}: {name} must be a number, got {_kind(value)}")
-    if isinstance(value, int) and abs(value) > 2 ** 53:
-        raise ControlError(f"{cmd}: {name} is out of range (at most {maximum:g})")
-    if not math.isfinite(value):
-        raise ControlError(f"{cmd}: {name} must be a finite number, got {value!r}")
-    if not value > 0:
-        raise ControlError(f"{cmd}: {name} must be a number > 0, got {value!r}")
-    if value > maximum:
-        raise ControlError(f"{cmd}: {name} must be at most {maximum:g}, got {value!r}")
-    return float(value)
-
-
-def _hop_limit(req: dict[str, Any]) -> int:
-    value = req.get("hop_limit")
-    if value is None:
-        return 16
-    if isinstance(value, _NonFinite) or (isinstance(value, float) and not math.isfinite(value)):
-        raise ControlError(f"stitch: hop_limit must be a finite number, got {value}")
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ControlError(f"stitch: hop_limit must be an integer, got {str(value)[:40]}")
-    if not 1 <= value <= MAX_HOP_LIMIT:
-        raise ControlError(f"stitch: hop_limit must be in 1..{MAX_HOP_LIMIT}, got "
-                           f"{value if abs(value) < 10 ** 12 else 'a huge number'}")
-    return value
-
-
-def _kind(value: Any) -> str:
-    return {str: "a string", list: "a list", dict: "an object", bool: "a boolean",
-            type(None): "null"}.get(type(value), type(value).__name__)
-
-
-class _NonFinite(str):
-    """What ``NaN`` / ``Infinity`` / ``-Infinity`` parse to: not a number at all, so every
-    number check refuses it and names the field (JSON has no such numbers)."""
-
-
-def _refuse_constant(name: str) -> Any:
-    return _NonFinite(name)
 
 
 def _reply_error(message: str) -> bytes:

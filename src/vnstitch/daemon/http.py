@@ -46,6 +46,7 @@ from vnstitch.daemon.control import dispatch, view
 from vnstitch.daemon.errors import ControlError, DaemonError
 from vnstitch.daemon.metrics import CONTENT_TYPE, DaemonMetrics
 from vnstitch.errors import VnstitchError
+from vnstitch.yamlfile import dotted, error_problems
 
 if TYPE_CHECKING:
     from vnstitch.daemon.config import HttpConfig
@@ -92,9 +93,10 @@ def _error(status: int, message: str, problems: list[dict[str, str]] | None = No
     return _json({"error": message, "problems": problems or []}, status)
 
 
-def _problems(exc: ValidationError) -> list[dict[str, str]]:
-    return [{"field": ".".join(str(p) for p in e["loc"]) or "<body>", "problem": e["msg"]}
-            for e in exc.errors()]
+def _problems(model: type[BaseModel], exc: ValidationError) -> list[dict[str, str]]:
+    """Every problem, worded as the config files' and the control socket's are."""
+    return [{"field": dotted(p.loc) or "<body>", "problem": p.problem}
+            for p in error_problems(model, exc)]
 
 
 async def _body(request: web.Request, model: type[BaseModel]) -> BaseModel | web.Response:
@@ -102,7 +104,7 @@ async def _body(request: web.Request, model: type[BaseModel]) -> BaseModel | web
     try:
         return model.model_validate_json(raw or b"null")
     except ValidationError as exc:
-        problems = _problems(exc)
+        problems = _problems(model, exc)
         if any(e["type"] == "json_invalid" for e in exc.errors()):
             return _error(400, "the body is not JSON", problems)
         return _error(422, "the body failed validation", problems)

@@ -1,6 +1,7 @@
 """Bounds of the numbers an operator may ask a Route Manager for (one home for them).
 
-Theory of operation: the control socket refuses requests outside these bounds and the
+Theory of operation: the request models of the control socket and the HTTP API
+(:mod:`vnstitch.daemon.api_models`) refuse values outside these bounds and the
 CLI refuses the same flags before sending anything, so a typo or a hostile client gets a
 one-line reason instead of a stored ``Infinity`` or an ``OverflowError``.
 """

@@ -147,7 +147,7 @@ class DaemonCollector(Collector):
         families += _link_families(rm, view(d, "status")["link_usage"])
         qos = self.qos_rows if self.qos_rows is not None else view(d, "qos")
         families += _qos_families(rm, qos)
-        families += _stitch_traffic(rm, qos, _stitch_of_device(d, tunnels))
+        families += _stitch_traffic(rm, qos)
         kinds = Counter((str(r.get("kind")), str(r.get("action"))) for r in decisions)
         fam = CounterMetricFamily("vnstitch_decisions", "decisions kept by the daemon "
                                   "(bounded history), by kind and action",
@@ -315,20 +315,9 @@ def _qos_families(rm: str, classes: Iterable[dict[str, Any]]) -> list[Metric]:
     return [rate, ceil, sent, packets, drops]
 
 
-def _stitch_of_device(d: RouteManagerDaemon, tunnels: Iterable[dict[str, Any]]
-                      ) -> dict[str, str]:
-    """VXLAN port -> the stitch whose tunnel it rides (through its WireGuard underlay)."""
-    from vnstitch.dataplane.objects import VxlanPort  # noqa: PLC0415
-
-    by_wg = {str(t["interface"]): str(t["stitch_id"]) for t in tunnels
-             if t.get("interface") and t.get("stitch_id")}
-    return {o.name: by_wg[o.underlay] for o in d.desired_state()
-            if isinstance(o, VxlanPort) and o.underlay in by_wg}
-
-
-def _stitch_traffic(rm: str, classes: Iterable[dict[str, Any]], stitch_of: dict[str, str]
-                    ) -> list[Metric]:
-    """Per stitch: what its tunnel end sent and dropped here (its HTB classes summed)."""
+def _stitch_traffic(rm: str, classes: Iterable[dict[str, Any]]) -> list[Metric]:
+    """Per stitch: what its tunnel end sent and dropped here (its HTB classes summed; each
+    class row names its stitch, :func:`vnstitch.daemon.qoslive.qos_rows`)."""
     sent = CounterMetricFamily("vnstitch_stitch_sent_bytes", "bytes the kernel sent into "
                                "the stitch's tunnel here (all its classes)",
                                labels=["rm", "stitch_id"])
@@ -337,7 +326,7 @@ def _stitch_traffic(rm: str, classes: Iterable[dict[str, Any]], stitch_of: dict[
                                 "bandwidth)", labels=["rm", "stitch_id"])
     totals: dict[str, list[int]] = {}
     for c in classes:
-        sid = stitch_of.get(str(c["device"]))
+        sid = c.get("stitch_id")
         if sid is None or c.get("bytes") is None:
             continue
         t = totals.setdefault(sid, [0, 0])

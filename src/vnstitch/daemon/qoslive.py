@@ -152,10 +152,15 @@ class QosLive:
 
 
 def qos_rows(daemon: RouteManagerDaemon) -> list[dict[str, Any]]:
-    """The HTB classes of the desired state, one row each, named by their QoS class."""
+    """The HTB classes of the desired state, one row each, named by their QoS class and,
+    on a tunnel end's VXLAN port, by its stitch -- both read from the core at the same
+    moment, so a scrape's per-stitch sums never pair one moment's devices with another
+    moment's tunnels."""
     live = daemon.qos
+    stitch_of = {t.vxlan_device: t.stitch_id for t in daemon.core.tunnel_views()}
     return [{"device": o.device, "class_id": o.class_id,
              "class": live.class_name(o.class_id) if live is not None else None,
+             "stitch_id": stitch_of.get(o.device),
              "rate_mbps": o.rate_mbps, "ceil_mbps": o.ceil_mbps, "prio": o.prio}
             for o in sorted((o for o in daemon.desired_state() if isinstance(o, RateLimit)),
                             key=lambda o: (o.device, o.class_id))]

@@ -2,15 +2,27 @@
 
 Theory of operation. ``routemgr reload`` (the control request ``{"cmd": "reload"}``, the
 HTTP ``POST /api/v1/reload``) and ``SIGHUP`` re-read the daemon's config file
-(:func:`reload_config`). A file with problems is refused with every problem
-(``FILE:LINE:COL: field: problem``), and so is a change to anything but the sections
-in :data:`RELOADABLE` (the listen address, the key, the dataplane... need a restart);
-either way the daemon keeps running on the config it has. A good file's new peer list
-and trust store are applied by :meth:`RouteManagerDaemon.reconfigure`: the core is
-rebuilt from its own snapshot with the new config -- the path a restart takes, without
-closing the socket, the state database or the dataplane -- so stitches, reservations,
-tunnels and sequence numbers are kept; the peer table keeps the counters of every
-peer still configured.
+(:meth:`ConfigReloader.reload`, one at a time). A file with problems is refused with every
+problem (``FILE:LINE:COL: field: problem``), and so is a change to a section outside
+:data:`RELOADABLE` (the listen address, the key, the dataplane, timers, local VNs, the
+HTTP listener need a restart) -- the refusal names each such section -- and either way
+the daemon keeps running on the config it has. A good file is applied section by
+section, each the way :data:`RELOADABLE` says:
+
+- ``trust`` and ``peers``: :meth:`RouteManagerDaemon.reconfigure` rebuilds the core from
+  its own snapshot with the new config -- the path a restart takes, without closing the
+  socket, the state database or the dataplane -- so stitches, reservations, tunnels and
+  sequence numbers are kept; the peer table keeps the counters of every peer still
+  configured;
+- ``allocation``, ``congestion`` and ``pra``: that runner is stopped and built again from
+  the new section (:func:`vnstitch.daemon.runners.restart_runner`); the allocation loop
+  restores its samples and overrides from the state database as at start. A ``pra:``
+  with ``providers`` is not reloaded: rebuilding it would stop its compute instances and
+  remove its volumes, which only a restart should do;
+- ``qos``: the overlay of classes and stitching priorities is replaced and the dataplane
+  reconciled, as long as the shaped interfaces stay the same (the driver is opened with
+  them);
+- ``log_level``: the root logger's level.
 
 A peer dropped from the config is not forgotten: it stays in ``show peers`` and on
 ``/metrics`` as ``removed`` (cilium#40049: a removed peer must not look like one that
@@ -22,6 +34,8 @@ only along :data:`MEMBERSHIP` (configured -> removed -> configured); anything el
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import logging
 from dataclasses import dataclass
@@ -31,15 +45,20 @@ from typing import TYPE_CHECKING, Any
 
 from vnstitch.daemon.config import ConfigProblemsError, DaemonConfig, load_config
 from vnstitch.daemon.errors import ConfigError, ControlError, DaemonError
+from vnstitch.daemon.qoslive import QosLive
+from vnstitch.errors import VnstitchError
 from vnstitch.model.ids import RouteManagerId
 
 if TYPE_CHECKING:
+    from vnstitch.daemon.qosconfig import QosConfig
     from vnstitch.daemon.runtime import PeerView, RouteManagerDaemon
 
 log = logging.getLogger("vnstitch.daemon.reload")
 
-#: Config fields a reload applies; a change to any other one needs a restart.
-RELOADABLE = ("trust", "peers")
+#: Config fields a reload applies, and how; a change to any other one needs a restart.
+RELOADABLE = {"trust": "core", "peers": "core", "allocation": "runner",
+              "congestion": "runner", "pra": "runner", "qos": "overlay",
+              "log_level": "logging"}
 #: Not compared: the file a config came from.
 _IGNORED = ("source",)
 
@@ -100,9 +119,24 @@ def needs_restart(old: DaemonConfig, new: DaemonConfig) -> list[str]:
         if f.name in RELOADABLE or f.name in _IGNORED:
             continue
         if getattr(old, f.name) != getattr(new, f.name):
-            out.append(f"{new.source}: {f.name}: changed; only {', '.join(RELOADABLE)} "
-                       "are applied by a reload (restart the daemon for this)")
+            out.append(f"{new.source}: {f.name}: changed; a reload applies only "
+                       f"{', '.join(RELOADABLE)}: restart the daemon for this")
+    before = old.qos.devices if old.qos is not None else ()
+    after = new.qos.devices if new.qos is not None else ()
+    if sorted(before) != sorted(after):
+        out.append(f"{new.source}: qos.interfaces: changed; the dataplane shapes the "
+                   "interfaces it was started with: restart the daemon for this")
+    if old.pra != new.pra and any(c is not None and c.providers is not None
+                                  for c in (old.pra, new.pra)):
+        out.append(f"{new.source}: pra: changed while pra.providers is set; rebuilding "
+                   "the PRA would stop its compute instances and remove its volumes: "
+                   "restart the daemon for this")
     return out
+
+
+def changed_sections(old: DaemonConfig, new: DaemonConfig) -> list[str]:
+    """The reloadable sections whose value differs, in :data:`RELOADABLE` order."""
+    return [name for name in RELOADABLE if getattr(old, name) != getattr(new, name)]
 
 
 def apply_peers(views: dict[RouteManagerId, PeerView], new: DaemonConfig,
@@ -123,27 +157,78 @@ def apply_peers(views: dict[RouteManagerId, PeerView], new: DaemonConfig,
         view.address = p.address
 
 
-def reload_config(daemon: RouteManagerDaemon, path: Path | None = None) -> dict[str, Any]:
-    """Re-read the config file and apply it, or refuse it (:class:`ControlError` with
-    every problem) and keep running on the current config."""
-    src = Path(path) if path is not None else daemon.config.source
-    try:
-        new = load_config(src)
-    except ConfigProblemsError as exc:
-        _refused(daemon, exc.problems)
-    except ConfigError as exc:
-        _refused(daemon, [str(exc)])
-    problems = needs_restart(daemon.config, new)
-    if problems:
-        _refused(daemon, problems)
-    changes = peer_changes(daemon.config, new)
-    daemon.reconfigure(new)
-    daemon.metrics["config_reloads"] += 1
-    log.info("config %s reloaded: %d peers added, %d removed", src, len(changes.added),
-             len(changes.removed))
-    return {"config": str(src), "reloaded": True, "peers": len(new.peers),
-            "added": list(changes.added), "removed": list(changes.removed),
-            "readdressed": list(changes.readdressed)}
+class ConfigReloader:
+    """Reloads one daemon's config file, one reload at a time (module docstring)."""
+
+    def __init__(self, daemon: RouteManagerDaemon) -> None:
+        self._daemon = daemon
+        self._lock = asyncio.Lock()
+        self._signalled: asyncio.Task[Any] | None = None
+
+    def on_signal(self) -> None:
+        """SIGHUP: reload in a task; a refused file is logged, the daemon runs on."""
+        async def reload_logged() -> None:
+            with contextlib.suppress(VnstitchError):  # reload() logged every problem
+                await self.reload()
+
+        self._signalled = asyncio.get_running_loop().create_task(reload_logged())
+
+    async def reload(self, path: Path | None = None) -> dict[str, Any]:
+        """Re-read the config file and apply it, or refuse it (:class:`ControlError`
+        with every problem) and keep running on the current config."""
+        async with self._lock:
+            return await self._reload(path)
+
+    async def _reload(self, path: Path | None) -> dict[str, Any]:
+        daemon = self._daemon
+        src = Path(path) if path is not None else daemon.config.source
+        try:
+            new = load_config(src)
+        except ConfigProblemsError as exc:
+            _refused(daemon, exc.problems)
+        except ConfigError as exc:
+            _refused(daemon, [str(exc)])
+        old = daemon.config
+        problems = needs_restart(old, new)
+        if problems:
+            _refused(daemon, problems)
+        sections = changed_sections(old, new)
+        changes = peer_changes(old, new)
+        if any(RELOADABLE[s] == "core" for s in sections):
+            daemon.reconfigure(new)
+        else:
+            daemon.config = new  # what the runners and views read from now on
+        if "qos" in sections:
+            daemon.qos = _qos_replaced(daemon.qos, new.qos)
+        if "log_level" in sections and new.log_level is not None:
+            logging.getLogger().setLevel(new.log_level.upper())
+        from vnstitch.daemon.runners import restart_runner  # noqa: PLC0415  (cycle)
+
+        for name in sections:
+            if RELOADABLE[name] == "runner":
+                await restart_runner(daemon, name)
+        daemon.dataplane_changed()
+        daemon.metrics["config_reloads"] += 1
+        log.info("config %s reloaded (%s): %d peers added, %d removed", src,
+                 ", ".join(sections) or "no change", len(changes.added),
+                 len(changes.removed))
+        return {"config": str(src), "reloaded": True, "sections": sections,
+                "peers": len(new.peers), "added": list(changes.added),
+                "removed": list(changes.removed), "readdressed": list(changes.readdressed)}
+
+
+def _qos_replaced(old: QosLive | None, config: QosConfig | None) -> QosLive | None:
+    """The QoS overlay for ``config``, keeping the classes the allocation loop set on the
+    interfaces (the same ones: :func:`needs_restart`) for the classes still defined."""
+    if config is None:
+        return None
+    live = QosLive(config)
+    if old is not None:
+        known = {c.name for c in config.policy.classes}
+        live.link_classes = {dev: tuple(c for c in classes if c[0] in known)
+                             for dev, classes in old.link_classes.items()
+                             if dev in config.devices}
+    return live
 
 
 def _refused(daemon: RouteManagerDaemon, problems: list[str]) -> Any:

@@ -51,7 +51,6 @@ checks before any signature is verified (:mod:`vnstitch.protocol.admission`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -70,7 +69,7 @@ from vnstitch.daemon.intents import IntentRunner
 from vnstitch.daemon.membership import MembershipFiles
 from vnstitch.daemon.qoslive import QosLive
 from vnstitch.daemon.reconciler import Reconciler
-from vnstitch.daemon.reload import Membership, apply_peers
+from vnstitch.daemon.reload import ConfigReloader, Membership, apply_peers
 from vnstitch.daemon.resizing import request_resize
 from vnstitch.daemon.runners import attach_runners, start_runners, stop_runners
 from vnstitch.daemon.state import StateStore
@@ -79,7 +78,6 @@ from vnstitch.dataplane.base import DataplaneDriver
 from vnstitch.dataplane.memory import MemoryDataplane
 from vnstitch.dataplane.objects import DataplaneState, WireguardInterface
 from vnstitch.dataplane.retry import ObjectRetry
-from vnstitch.errors import VnstitchError
 from vnstitch.model.ids import VNID, RouteManagerId
 from vnstitch.protocol.admission import Admission
 from vnstitch.protocol.api import (
@@ -206,6 +204,7 @@ class RouteManagerDaemon:
         self.congestion: CongestionRunner | None = None
         self.endpoints: EndpointRunner | None = None
         attach_runners(self)
+        self.reloader = ConfigReloader(self)  # routemgr reload, SIGHUP (daemon/reload.py)
 
     # -- properties -----------------------------------------------------------------------
 
@@ -320,9 +319,10 @@ class RouteManagerDaemon:
         log.info("route manager %s listening on %s:%d", key.rm_id, *self.local_address)
 
     def reconfigure(self, config: DaemonConfig) -> None:
-        """Apply a reloaded config's peers and trust (:mod:`vnstitch.daemon.reload`): the
-        core is rebuilt from its own snapshot with ``config`` -- a restart's path, with
-        the socket, state database and dataplane kept open."""
+        """Apply a reloaded config's peers and trust (:mod:`vnstitch.daemon.reload` applies
+        the other sections it may change): the core is rebuilt from its own snapshot with
+        ``config`` -- a restart's path, with the socket, state database and dataplane kept
+        open."""
         assert self._key is not None and self._loop is not None
         now = self.now()
         self._persist_core()
@@ -576,17 +576,10 @@ async def run_daemon(daemon: RouteManagerDaemon) -> None:
         raise
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, daemon.request_stop)
-    loop.add_signal_handler(signal.SIGHUP, _reload_on_signal, daemon)
+    loop.add_signal_handler(signal.SIGHUP, daemon.reloader.on_signal)
     try:
         await daemon.stopped.wait()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
 
-
-def _reload_on_signal(daemon: RouteManagerDaemon) -> None:
-    """SIGHUP: reload the config file; a refused one is logged, the daemon runs on."""
-    from vnstitch.daemon.reload import reload_config  # noqa: PLC0415
-
-    with contextlib.suppress(VnstitchError):  # reload_config logged every problem
-        reload_config(daemon)

@@ -220,7 +220,8 @@ def _scenario(m: ScenarioFile, source: str, base_dir: str | None) -> Scenario:
                             reorder_delay_ms=net.reorder_delay_ms, jitter_ms=net.jitter_ms),
         rm_costs=None if m.rm_costs is None else RmCosts(
             m.rm_costs.message_ms, m.rm_costs.tunnel_up_ms, m.rm_costs.tunnel_down_ms),
-        faults=faults, protocol=dict(m.protocol or {}),
+        faults=faults, protocol={} if m.protocol is None else
+        m.protocol.model_dump(exclude_none=True),
         traffic=_traffic(m), source=source, base_dir=base_dir)
 
 

@@ -17,11 +17,13 @@ failure is
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, create_model, model_validator
 
+from vnstitch.protocol.config import Timers
 from vnstitch.sim.costs import MESSAGE_MS, TUNNEL_DOWN_MS, TUNNEL_UP_MS
 from vnstitch.sim.errors import ScenarioError
 from vnstitch.sim.picks import BUSIEST_ADJACENCY
@@ -148,6 +150,31 @@ class FaultEntry(FileModel):
         return self
 
 
+def _protocol_section() -> type[FileModel]:
+    """The ``protocol:`` section: any of the core's :class:`~vnstitch.protocol.config.Timers`
+    by name, each with its type -- counts whole and >= 1, times and ratios > 0 (a grace
+    of 0 RTTs is allowed) -- generated from the dataclass, so a new timer is in the schema
+    as soon as the core has it."""
+    fields: dict[str, Any] = {}
+    for f in dataclasses.fields(Timers):
+        if isinstance(f.default, int):
+            kind: Any = Annotated[int, Field(ge=1)]
+        else:
+            kind = Annotated[float, Field(ge=0) if f.name == "offer_grace_rtt" else
+                             Field(gt=0)]
+        fields[f.name] = (kind | None, Field(default=None, description=f"default {f.default}"))
+    model: type[FileModel] = create_model(
+        "ProtocolSection", __base__=FileModel,
+        __doc__="The protocol core's timers (vnstitch.protocol.config.Timers).", **fields)
+    return model
+
+
+if TYPE_CHECKING:  # a model made at import; to the type checker, a file model
+    ProtocolSection = FileModel
+else:
+    ProtocolSection = _protocol_section()
+
+
 class ScenarioFile(FileModel):
     """A simulation scenario (also run live by ``vnstitch lab run``)."""
 
@@ -163,7 +190,7 @@ class ScenarioFile(FileModel):
         default=None, description="time a Route Manager takes per message and per tunnel "
         "end (vnstitch.sim.costs); absent: no cost")
     faults: list[FaultEntry] | None = None
-    protocol: dict[str, NonNegative] | None = Field(
+    protocol: ProtocolSection | None = Field(
         default=None, description="timers passed to the protocol core")
     traffic: TrafficSection | None = Field(
         default=None, description="flows, matrix, monitor, reroute: see "
