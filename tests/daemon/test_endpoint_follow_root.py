@@ -201,6 +201,7 @@ def _pin(net: Net) -> None:
         add=[PathPin(PORT_A, "0.0.0.0/0", "10.78.2.2", "ac", LO_A)]))
 
 
+@pytest.mark.alone  # follows within FOLLOW_S (tests/rootutil.py)
 @pytest.mark.parametrize("move", [_cut, _pin], ids=["cut", "pin"])
 @pytest.mark.parametrize("follow", [True, False], ids=["runner", "control"])
 def test_the_tunnel_follows_the_route(move: Callable[[Net], None], follow: bool) -> None:
