@@ -6,7 +6,7 @@ chosen with ``HYPOTHESIS_PROFILE``; the slot every root test holds on xdist work
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 
 import pytest
@@ -28,17 +28,17 @@ def data_dir() -> Path:
     return d
 
 
-@pytest.fixture(autouse=True)
-def _root_test_slot(request: pytest.FixtureRequest,
-                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """On xdist workers, a root test holds the run's slot through setup and teardown
-    (autouse: set up before, torn down after, the test's own fixtures such as its lab)."""
-    node = request.node
-    if node.get_closest_marker("root") is None or \
-            "PYTEST_XDIST_WORKER" not in os.environ:
-        yield
-        return
-    # The workers' base temp folders share one parent, unique to this run.
-    lock_dir = tmp_path_factory.getbasetemp().parent
-    with root_slot(lock_dir, alone=node.get_closest_marker("alone") is not None):
-        yield
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
+                            ) -> Generator[None, object, object]:
+    """On xdist workers, a root test holds the run's slot through setup, call and
+    teardown. This wrapper is the outermost, so the wait for the slot is not counted by
+    pytest-timeout nor in ``--durations``."""
+    basetemp = item.config.option.basetemp
+    if item.get_closest_marker("root") is None or "PYTEST_XDIST_WORKER" not in os.environ \
+            or not basetemp:
+        return (yield)
+    # xdist gives each worker the base temp <run's base temp>/popen-gwN: the parent is
+    # shared by this run's workers only.
+    with root_slot(Path(basetemp).parent, alone=item.get_closest_marker("alone") is not None):
+        return (yield)
