@@ -25,7 +25,7 @@ mypy
 # Two pytest phases at once, so CI's two cores are kept busy (pytest's wall time is the
 # longer of the two):
 # * root tests (namespaces, live daemons, wireguard-go, iperf3) mostly wait on protocol
-#   timers and kernel state, so they run on ROOT_WORKERS (default 3) xdist workers, one
+#   timers and kernel state, so they run on ROOT_WORKERS (default 2) xdist workers, one
 #   test at a time each (every test builds its own uniquely named lab); their output is
 #   printed when they are done;
 # * the other tests are mostly CPU-bound: two workers (PYTEST_WORKERS), whole files per
@@ -37,7 +37,7 @@ mypy
 root_log=$(mktemp -t vnstitch-root-tests.XXXXXX)
 trap 'rm -f "$root_log"' EXIT
 started=$SECONDS
-python -m pytest -n "${ROOT_WORKERS:-3}" --dist load -m root "$@" >"$root_log" 2>&1 &
+python -m pytest -n "${ROOT_WORKERS:-2}" --dist load -m root "$@" >"$root_log" 2>&1 &
 root_pid=$!
 status=0
 nice -n 10 python -m pytest -n "${PYTEST_WORKERS:-2}" --dist loadfile -m "not root" "$@" \
