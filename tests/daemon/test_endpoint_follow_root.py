@@ -202,7 +202,10 @@ def _pin(net: Net) -> None:
 
 
 @pytest.mark.parametrize("move", [_cut, _pin], ids=["cut", "pin"])
-@pytest.mark.parametrize("follow", [True, False], ids=["runner", "control"])
+@pytest.mark.parametrize("follow", [
+    # With the runner the tunnel follows within FOLLOW_S: a latency claim (alone, see
+    # tests/rootutil.py); without it, it does not follow at all.
+    pytest.param(True, marks=pytest.mark.alone), False], ids=["runner", "control"])
 def test_the_tunnel_follows_the_route(move: Callable[[Net], None], follow: bool) -> None:
     with _net() as net:
         followed, metrics = asyncio.run(_move_and_watch(net, move, follow))

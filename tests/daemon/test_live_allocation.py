@@ -65,6 +65,7 @@ def udp_iperf(lab: Lab, client: str, server: str, mbps: float, seconds: float) -
     return float(data["end"]["sum"]["bits_per_second"]) / 1e6
 
 
+@pytest.mark.alone  # the daemon's rate samples must be on time (tests/rootutil.py)
 def test_traffic_raises_the_htb_rate_from_the_minimum(live: Live) -> None:
     lab, rms = live
     rms.wait_route("a", 100)

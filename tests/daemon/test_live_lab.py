@@ -109,6 +109,7 @@ def _rate_limits(lab: Lab, seg: str) -> list[RateLimit]:
     return out
 
 
+@pytest.mark.alone  # a latency claim (tests/rootutil.py)
 def test_kill_9_route_manager_keeps_traffic_and_restart_adopts(tmp_path: Path) -> None:
     require_root()
     # The claim: a restart within the lease adopts the kernel objects without a flap.
@@ -163,6 +164,7 @@ def _sent_in_tunnel(rms: LabRouteManagers, seg: str) -> float:
     return float(found.group(1))
 
 
+@pytest.mark.alone  # a latency claim (tests/rootutil.py)
 def test_dead_wireguard_go_is_seen_by_probes_inside_the_tunnel(live: Live) -> None:
     """Probes travel inside the tunnel, so killing the far end's wireguard-go (its RM
     alive and well) is a dead tunnel: A gives it up within the probe bound and
@@ -192,6 +194,7 @@ def test_dead_wireguard_go_is_seen_by_probes_inside_the_tunnel(live: Live) -> No
     baseline.wait_reachable(lab, "ha1", "hb1", timeout_s=15)
 
 
+@pytest.mark.alone  # a latency claim (tests/rootutil.py)
 def test_tunnel_death_is_detected_within_probe_bound_and_releases(live: Live) -> None:
     lab, rms = live
     reply = _stitch(rms)
@@ -281,6 +284,7 @@ def test_cleanup_after_lab_down_and_after_a_failed_test(tmp_path: Path) -> None:
     assert live_wireguard_sockets() & wg == set()
 
 
+@pytest.mark.alone  # a latency claim (tests/rootutil.py)
 def test_lab_demo_json_reports_live_stitch_traffic_and_reroute() -> None:
     require_root()
     done = subprocess.run([sys.executable, "-m", "vnstitch", "lab", "demo", "--json",

@@ -42,6 +42,7 @@ def live(tmp_path: Path) -> Iterator[Live]:
         yield pair
 
 
+@pytest.mark.alone  # the daemon's rate samples must be on time (tests/rootutil.py)
 def test_traffic_above_the_negotiated_bandwidth_grows_the_stitch(live: Live) -> None:
     lab, rms = live
     rms.wait_route("a", 100)
