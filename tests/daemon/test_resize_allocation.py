@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +170,21 @@ async def _traffic(kernel: MemoryDataplane, dev: str, mbps: float, seconds: floa
         kernel.set_counters(dev, 0, tx[0])
 
 
+async def _traffic_until(kernel: MemoryDataplane, dev: str, mbps: float,
+                         done: Callable[[], bool], tx: list[int], *,
+                         deadline_s: float = 10.0) -> None:
+    """Offer `mbps` until `done()`: the loop's ticks come late on a loaded host."""
+    loop = asyncio.get_running_loop()
+    t0 = last = loop.time()
+    while not done():
+        assert loop.time() - t0 < deadline_s, f"not done after {deadline_s} s of traffic"
+        await asyncio.sleep(0.01)
+        now = loop.time()
+        tx[0] += round(mbps * 1e6 / 8 * (now - last))
+        last = now
+        kernel.set_counters(dev, 0, tx[0])
+
+
 def _b_reservation(b: RouteManagerDaemon) -> float:
     core = b.core
     res = [r for r in getattr(core, "reservations", {}).values()
@@ -236,9 +251,10 @@ def test_a_refused_grow_leaves_the_stitch_as_it_was_and_is_logged(tight: dict[st
         try:
             ends = tunnel_ends(a.core_desired, {})
             tx = [0]
-            await _traffic(kernel, ends[0].device, 40.0, 1.0, tx)
-            await until(lambda: any(r["action"] == "resize-refused"
-                                    for r in control.view(a, "allocations")), 5)
+            await _traffic_until(kernel, ends[0].device, 40.0,
+                                 lambda: any(r["action"] == "resize-refused"
+                                             for r in control.view(a, "allocations")),
+                                 tx)
             rows = control.view(a, "allocations")
             refused = [r for r in rows if r["action"] == "resize-refused"]
             assert len(refused) == 1  # hold-down: asked once
