@@ -29,12 +29,14 @@ datagrams); the JSON records the sizes actually run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import itertools
 import json
 import os
 import random
 import re
+import shutil
 import socket
 import struct
 import subprocess
@@ -282,6 +284,51 @@ class Sender:
         self.sock.close()
 
 
+class CSender:
+    """The same flood from ``benchmarks/flood.c`` (compiled at run time with gcc), run in
+    the namespace as its own process: a Python sender on a loaded 2-core host reached
+    only 15-44k/s, a C one the full rate. Same pacing, batching and counting."""
+
+    def __init__(self, binary: Path, ns: str, source: tuple[str, int],
+                 dest: tuple[str, int], spoof: bool, *, workdir: Path) -> None:
+        self.binary, self.ns, self.source, self.dest, self.spoof = \
+            binary, ns, source, dest, spoof
+        self.workdir = workdir
+        self.sent = 0
+        self.refused = 0
+
+    def run(self, payloads: list[bytes], rate: float, seconds: float) -> float:
+        frames = [_udp_packet(self.source, self.dest, p) for p in payloads] if self.spoof \
+            else payloads
+        path = self.workdir / "flood.frames"
+        path.write_bytes(b"".join(struct.pack("<I", len(f)) + f for f in frames))
+        out = subprocess.run(
+            ["ip", "netns", "exec", self.ns, str(self.binary),
+             "raw" if self.spoof else "dgram", self.source[0], str(self.source[1]),
+             self.dest[0], str(self.dest[1]), str(rate), str(seconds), str(path)],
+            capture_output=True, text=True, check=True).stdout.split()
+        sent, refused, took = int(out[0]), int(out[1]), float(out[2])
+        self.sent += sent
+        self.refused += refused
+        return sent / max(took, 1e-9)
+
+    def close(self) -> None:
+        pass
+
+
+def c_sender_binary(workdir: Path) -> Path | None:
+    """``benchmarks/flood.c`` compiled into ``workdir``; None without gcc (or if it does
+    not compile): the Python sender is used then."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        return None
+    binary = workdir / "flood"
+    done = subprocess.run([gcc, "-O2", "-o", str(binary),
+                           str(Path(__file__).with_name("flood.c"))],
+                          capture_output=True, text=True, check=False)
+    return binary if done.returncode == 0 else None
+
+
 # -- parts ---------------------------------------------------------------------------------
 
 
@@ -290,9 +337,13 @@ def _ping_into(out: dict[str, tuple[int, int]], lab: Lab, count: int, seconds: f
                              deadline_s=seconds + 5)
 
 
-def flood(tmp: Path, rate: float, seconds: float, tick: Callable[[], None]
-          ) -> list[dict[str, Any]]:
+def flood(tmp: Path, rate: float, seconds: float, tick: Callable[[], None],
+          sender_kind: str = "auto") -> list[dict[str, Any]]:
     results = []
+    binary = c_sender_binary(tmp) if sender_kind in ("auto", "c") else None
+    if sender_kind == "c" and binary is None:
+        raise RuntimeError("--flood-sender c: gcc is missing or benchmarks/flood.c "
+                           "does not compile")
     for source_kind in ("non_peer_address", "peer_address"):
         lab, rms, sid = _live(tmp)
         try:
@@ -300,8 +351,10 @@ def flood(tmp: Path, rate: float, seconds: float, tick: Callable[[], None]
             dest = (lab.routers["b"].loopback, RM_PORT)
             spoof = source_kind == "peer_address"
             # Spoofed: T's own RM address and port (T's daemon holds that port, so raw).
-            sender = Sender(lab.routers["t"].ns, (t_addr, RM_PORT if spoof else 0), dest,
-                            spoof)
+            source = (t_addr, RM_PORT if spoof else 0)
+            sender: Sender | CSender = Sender(lab.routers["t"].ns, source, dest, spoof) \
+                if binary is None else CSender(binary, lab.routers["t"].ns, source, dest,
+                                               spoof, workdir=tmp)
             rng = random.Random(1)
             payloads = [_forged(rng, rms.rm_id("t"), rms.rm_id("b"), k)
                         for k in (1, 12, 13, 15) for _ in range(256)]
@@ -328,6 +381,7 @@ def flood(tmp: Path, rate: float, seconds: float, tick: Callable[[], None]
             sent, got = ping.get("r", (count, 0))
             results.append({
                 "source": source_kind, "rate": round(achieved), "target_rate": rate,
+                "sender": "python" if binary is None else "c",
                 "seconds": seconds, "datagrams": sender.sent,
                 "refused_by_send_buffer": sender.refused,
                 "daemon_cpu_share": round(flood_cpu / seconds, 3),
@@ -435,12 +489,18 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--flood-rate", type=float, default=50_000, help="datagrams per second")
     ap.add_argument("--flood-seconds", type=float, default=60.0, help="flood duration")
+    ap.add_argument("--flood-sender", choices=("auto", "c", "python"), default="auto",
+                    help="flood sender: benchmarks/flood.c compiled with gcc (auto: when "
+                    "gcc is there), or the Python sendmmsg loop")
     ap.add_argument("--kills", type=int, default=10, help="kill -9 per role")
     ap.add_argument("--max-delay", type=float, default=30.0, help="longest restart delay, s")
     ap.add_argument("--fuzz", type=int, default=1_000_000, help="fuzzed datagrams")
     ap.add_argument("--skip", default="", help="comma-separated parts to skip: "
                     "flood,kill9,fuzz")
     ap.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    ap.add_argument("--keep-logs", type=Path, default=None, metavar="DIR",
+                    help="work in DIR and keep the daemons' logs there (default: a "
+                    "temporary directory, removed)")
     args = ap.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
     result: dict[str, Any] = {"sizes": {"flood_rate": args.flood_rate,
@@ -449,7 +509,11 @@ def main(argv: list[str] | None = None) -> int:
                                         "max_delay_s": args.max_delay, "fuzz": args.fuzz}}
     steps = (0 if "flood" in skip else 2) + (0 if "kill9" in skip else 3 * args.kills) + \
         (0 if "fuzz" in skip else -(-args.fuzz // 50_000))
-    with tempfile.TemporaryDirectory(prefix="vnstitch-chaos-") as tmpdir, \
+    keep = args.keep_logs
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+    with (contextlib.nullcontext(str(keep)) if keep is not None
+          else tempfile.TemporaryDirectory(prefix="vnstitch-chaos-")) as tmpdir, \
             progress(disable=args.json) as bar:
         task = bar.add_task("chaos", total=steps)
 
@@ -458,7 +522,8 @@ def main(argv: list[str] | None = None) -> int:
 
         tmp = Path(tmpdir)
         if "flood" not in skip:
-            result["flood"] = flood(tmp, args.flood_rate, args.flood_seconds, tick)
+            result["flood"] = flood(tmp, args.flood_rate, args.flood_seconds, tick,
+                                    args.flood_sender)
         if "kill9" not in skip:
             result["kill9"] = kill9(tmp, args.kills, args.max_delay, tick)
         if "fuzz" not in skip:

@@ -206,3 +206,86 @@ def test_a_late_sampler_is_not_silence(abilene4: Substrate) -> None:
     assert tun.token in a.held
     _run_with_traffic(net, a, tun.token, 1.0, traffic=True)  # it was carrying traffic
     assert tun.token in a.held
+
+
+# -- liveness from the data plane: a lease kept while the tunnel carries probes ---------
+
+
+def _short_hold(cfg: CoreConfig, _: Mapping[SegmentId, RouteManagerId]) -> CoreConfig:
+    return dataclasses.replace(cfg, hold_datapath=True, timers=dataclasses.replace(
+        cfg.timers, datapath_hold_s=10.0))
+
+
+def _target_and_neighbour(net: InMemoryNetwork) -> tuple[RouteManagerCore, str,
+                                                         RouteManagerId]:
+    b = net.core(TARGET)
+    token = b.active_tunnels()[0].token
+    return b, token, b.reservations[token].path[-2]
+
+
+def _torn_down(net: InMemoryNetwork) -> list[StitchTornDown]:
+    return [e for _, _, e in net.events if isinstance(e, StitchTornDown)]
+
+
+@pytest.mark.parametrize("hold", [True, False])
+def test_lost_control_datagrams_do_not_end_a_stitch_whose_tunnel_carries_probes(
+        abilene4: Substrate, hold: bool) -> None:
+    """Everything the target's neighbour on the path sends it is lost (a flood filling
+    the target's receive buffer), while the origin's probes still cross the tunnel:
+    the target keeps its lease, nothing is re-negotiated. Control (``hold`` False, the
+    simulator's setting: probes prove nothing there): the lease runs out, the path is
+    torn down."""
+    net = _net(abilene4, hold=hold)
+    _stitch(net)
+    b, token, nb = _target_and_neighbour(net)
+    net.drop = lambda src, dst, kind: (src, dst) == (nb, b.rm_id)
+    t = b.timers_cfg
+    net.run_until(net.now + t.lease_s + 40.0)
+    if not hold:
+        assert _torn_down(net)
+        assert token not in {x.token for x in b.active_tunnels()}
+        return
+    assert _torn_down(net) == []
+    assert [x.token for x in b.active_tunnels()] == [token]
+    assert [x.token for x in net.core(ORIGIN).active_tunnels()] == [token]
+    assert b.counters.events.get("lease_kept_by_datapath", 0) > 0
+    # The neighbour is heard again: its next HELLO confirms the lease as usual.
+    net.drop = None
+    net.run_until(net.now + 2 * t.announce_interval_s)
+    assert b.reservations[token].confirmed[nb] >= net.now - 2 * t.announce_interval_s
+    assert _torn_down(net) == []
+
+
+def test_the_lease_goes_when_the_probes_stop_too(abilene4: Substrate) -> None:
+    """Control of the evidence: the neighbour's datagrams and the origin's probes are
+    lost: the target gives the path up within the lease, the probes' detection bound
+    and the last call."""
+    net = _net(abilene4)
+    _stitch(net)
+    b, token, nb = _target_and_neighbour(net)
+    a = net.rm_of[ORIGIN]
+    net.drop = lambda src, dst, kind: dst == b.rm_id and src in (nb, a)
+    t = b.timers_cfg
+    bound = t.lease_s + t.probe_interval_s * t.probe_misses_down + \
+        2 * t.retransmit_max_s + t.probe_interval_s
+    net.run_until(net.now + bound + 0.5)
+    assert token not in {x.token for x in b.active_tunnels()}
+    assert b.reservations.get(token) is None or \
+        b.reservations[token].state.value != "committed"
+
+
+def test_a_lease_is_kept_by_the_data_plane_for_at_most_datapath_hold_s(
+        abilene4: Substrate) -> None:
+    vns = {s: [VirtualNetwork(VN, s, (Component.parse(f"10.100.{i}.0/24"),))]
+           for i, s in enumerate((ORIGIN, TARGET))}
+    net = InMemoryNetwork(abilene4, vns, seed=3, configure=_short_hold)
+    net.start()
+    net.converge()
+    _stitch(net)
+    b, token, nb = _target_and_neighbour(net)
+    net.drop = lambda src, dst, kind: (src, dst) == (nb, b.rm_id)
+    t = b.timers_cfg
+    net.run_until(net.now + t.lease_s + 5.0)
+    assert [x.token for x in b.active_tunnels()] == [token]  # still kept ...
+    net.run_until(net.now + 5.0 + t.probe_interval_s + 2 * t.retransmit_max_s + 2.0)
+    assert token not in {x.token for x in b.active_tunnels()}  # ... not for ever

@@ -29,6 +29,22 @@ Because each side swaps its held end for the new one in a single step, neither s
 bridges two tunnels of one stitch at once, so a broadcast cannot loop between them.
 Held ends are part of the exported state, so a restarted RM still removes them.
 Timer kind ``held`` [token]: re-check one held end.
+
+Liveness from the data plane. The other way a working stitch is lost is at one of its
+*ends*: its lease with the neighbour on the path runs out (:mod:`~vnstitch.protocol.
+leases`) because that neighbour's HELLOs and LEASES did not arrive -- a flood of forged
+datagrams that fills this RM's receive buffer drops them in the kernel, and nothing in
+user space can win them back. Then the tunnel is still the best evidence there is: the
+end-to-end probes go *inside* it (a kernel dataplane; they are WireGuard-authenticated and
+signed by the far end, so a forger without the keys cannot make them), so a target that
+got the origin's PROBE, or an origin that got the target's PROBE_REPLY, within the probes'
+detection bound knows that the whole path carries the stitch.
+:meth:`HeldPathMixin._lease_kept_by_datapath` then keeps the lease (re-checked every
+probe interval, and the silent neighbour asked again with LEASES(QUERY), whose answer
+confirms it as usual) for at most ``datapath_hold_s`` past its end; when the probes stop
+too, or the neighbour says GONE, the path is given up exactly as before. Only with
+``hold_datapath`` (a kernel dataplane): with the in-memory driver the probes travel
+outside any tunnel and prove nothing about the path.
 """
 
 from __future__ import annotations
@@ -38,6 +54,8 @@ from typing import Any
 
 from vnstitch.model.ids import VNID, RouteManagerId
 from vnstitch.protocol.api import DataplaneChange, Output
+from vnstitch.protocol.messages import LeaseOp, Leases
+from vnstitch.protocol.reservation import Reservation
 from vnstitch.protocol.stitchbase import StitchingBase
 from vnstitch.protocol.timers import TimerKind
 from vnstitch.protocol.tunnels import Tunnel, TunnelState
@@ -79,6 +97,33 @@ class HeldPathMixin(StitchingBase):
         self.held[tun.token] = HeldPath(tun, now, now)
         self.stat("datapath_held")
         self.set_timer(TimerKind.HELD, tun.token, now + self._stale_s())
+        return True
+
+    def _tunnel_proven(self, tun: Tunnel, now: float) -> bool:
+        """The far end's authenticated probes crossed this tunnel end recently."""
+        if tun.state not in (TunnelState.UP, TunnelState.DEGRADED):
+            return False
+        seen = tun.last_reply_at if tun.origin else tun.last_probe_seen
+        return seen > 0.0 and now - seen <= self._stale_s()
+
+    def _lease_kept_by_datapath(self, res: Reservation, due: float, now: float,
+                                out: list[Output]) -> bool:
+        """``res``'s lease ran out at ``due``; True if it is kept because this RM is an
+        end of its path whose tunnel demonstrably works (see the module docstring)."""
+        if not self.config.hold_datapath or res.index not in (0, len(res.path) - 1):
+            return False
+        tun = self.tunnels.get(res.token)
+        if (tun is None or now >= due + self.timers_cfg.datapath_hold_s
+                or not self._tunnel_proven(tun, now)):
+            return False
+        self.stat("lease_kept_by_datapath")
+        lease = self._lease()
+        for p in res.links:  # the answer, LEASES(LIVE), confirms as usual
+            if res.confirmed.get(p, res.committed_at) + lease <= now:
+                self.send(p, Leases(LeaseOp.QUERY, ()), now, out)
+        res.last_call = False
+        self.set_timer(TimerKind.RESERVATION, res.token,
+                       now + self.timers_cfg.probe_interval_s)
         return True
 
     def datapath_rx(self, token: str, rx_bytes: int, now: float) -> list[Output]:

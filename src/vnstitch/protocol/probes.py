@@ -63,6 +63,13 @@ class ProbeMixin(StitchingBase):
             mine = {o.key for o in tun.dataplane_objects(self.config.route_metric)}
             out.append(DataplaneChange(remove=tuple(sorted(mine - self._objects_in_use()))))
 
+    def probe_sources(self) -> frozenset[str]:
+        """The far ends' control addresses ("host:port"): they probe this RM there
+        directly until a tunnel's own socket is ready, so a driver that filters sources
+        must let them in."""
+        return frozenset(t.peer_probe_address for t in self.tunnels.values()
+                         if t.peer_probe_address)
+
     # -- probes ---------------------------------------------------------------------------
     def _probe(self, tun: Tunnel, now: float, out: list[Output]) -> None:
         assert tun.outstanding is not None
@@ -131,6 +138,7 @@ class ProbeMixin(StitchingBase):
             return
         tun.outstanding = None
         tun.misses = 0
+        tun.last_reply_at = now
         tun.record_probe(True)
         tun.rtt_ms = (now - p.sent_at) * 1000.0
         self.cancel_timer(TimerKind.PROBE_RETRANSMIT, tun.stitch_id)
