@@ -11,9 +11,15 @@ import pytest
 from vnstitch.model import Component, SegmentId, VirtualNetwork, load_topology, partitioned
 from vnstitch.model.ids import VNID, RouteManagerId
 from vnstitch.model.substrate import Substrate
-from vnstitch.protocol.api import StitchConstraints, StitchEstablished, StitchTornDown
+from vnstitch.protocol.api import (
+    StitchConstraints,
+    StitchEstablished,
+    StitchFailed,
+    StitchTornDown,
+)
 from vnstitch.protocol.config import CoreConfig
 from vnstitch.protocol.core import RouteManagerCore, decode_state, encode_state
+from vnstitch.protocol.messages import MsgType
 from vnstitch.protocol.testing import InMemoryNetwork
 
 ORIGIN, TARGET = SegmentId("seg02"), SegmentId("seg01")
@@ -58,13 +64,13 @@ def _run_with_traffic(net: InMemoryNetwork, core: RouteManagerCore, token: str,
                       seconds: float, *, traffic: bool) -> None:
     """Advance time; the driver reports the held interface's received bytes every
     0.25 s, rising when ``traffic`` (the far wireguard-go still delivers)."""
-    rx = 1000
     end = net.now + seconds
     while net.now < end:
-        net.run_until(net.now + 0.25)
-        if traffic:
-            rx += 500
-        net.process(core.rm_id, core.datapath_rx(token, rx, net.now))
+        net.run_until(min(end, net.now + 0.25))
+        held = core.held.get(token)
+        rx = held.rx_bytes if held is not None and held.rx_bytes is not None else 1000
+        net.process(core.rm_id, core.datapath_rx(token, rx + 500 if traffic else rx,
+                                                 net.now))
 
 
 def test_dead_target_daemon_keeps_the_origins_end_while_traffic_arrives(
@@ -164,6 +170,7 @@ def test_the_target_holds_its_end_when_the_origin_is_gone_and_swaps_it_in_one_st
     net.drop = lambda src, dst, kind: rm_a in (src, dst)  # the origin's daemon is gone
     t = b.timers_cfg
     changes: list[set[str]] = []
+    changes_a: list[set[str]] = []
     _run_with_traffic(net, b, tun_b.token, t.lease_s + 3.0, traffic=True)
     # The transit's lease with the origin ran out and it told the target (ABORT) ...
     assert tun_b.token not in {x.token for x in b.active_tunnels()}
@@ -175,19 +182,68 @@ def test_the_target_holds_its_end_when_the_origin_is_gone_and_swaps_it_in_one_st
     net.run_until(net.now + 3 * t.announce_interval_s)
     sid, out = a.request_stitch(VN, StitchConstraints(100.0), net.now)
     net.process(a.rm_id, out)
-    while not any(isinstance(e, StitchEstablished) and e.stitch_id == sid
-                  for _, _, e in net.events):
+    while b.held:  # until the new end carried the origin's first probe
         assert net.now < 200, "no replacement stitch"
-        _run_with_traffic(net, b, tun_b.token, 0.25, traffic=True)
-        changes.append({k for k in (o.key for o in net.dataplane[b.rm_id])
-                        if k.startswith("wg:")})
-    assert b.held == {}
+        _run_with_traffic(net, b, tun_b.token, 0.05, traffic=True)
+        changes.append(_wgs(net, b.rm_id))
+        changes_a.append(_wgs(net, a.rm_id))
+    assert any(isinstance(e, StitchEstablished) and e.stitch_id == sid
+               for _, _, e in net.events)
     assert wg_b not in net.dataplane[b.rm_id]
     events = b.counters.events  # exported by the daemon's /metrics
     assert (events.get("datapath_held"), events.get("datapath_hold_ended"),
             events.get("datapath_hold_replaced")) == (1, None, 1)
-    assert all(len(wgs) <= 1 for wgs in changes)
+    # The origin never bridges two of the stitch's tunnels, so no loop can form (the
+    # target briefly does, between the commit and the first probe).
+    assert all(len(wgs) <= 1 for wgs in changes_a)
+    assert all(len(wgs) <= 2 for wgs in changes)
     assert len({o.key for o in net.dataplane[b.rm_id] if o.key.startswith("wg:")}) == 1
+
+
+def _wgs(net: InMemoryNetwork, rm: RouteManagerId) -> set[str]:
+    return {k for k in (o.key for o in net.dataplane[rm]) if k.startswith("wg:")}
+
+
+def test_the_target_keeps_its_held_end_when_the_origin_abandons_the_committed_attempt(
+        abilene4: Substrate) -> None:
+    """The origin is back and asks again; the target commits the new attempt, but the
+    origin never hears the COMMIT_ACK and abandons it. The target's held end -- all that
+    carries the VN meanwhile -- must stay through that; it goes only when a new end
+    carries the origin's first probe."""
+    net = _net(abilene4)
+    _stitch(net)
+    a, b = net.core(ORIGIN), net.core(TARGET)
+    tun_b = b.active_tunnels()[0]
+    wg_b = f"wg:{tun_b.wg_name}"
+    rm_a = net.rm_of[ORIGIN]
+    net.drop = lambda src, dst, kind: rm_a in (src, dst)  # the origin's daemon is gone
+    t = b.timers_cfg
+    _run_with_traffic(net, b, tun_b.token, t.lease_s + 3.0, traffic=True)
+    assert tun_b.token in b.held
+    # The origin is back, but every COMMIT_ACK toward it is lost.
+    ack = int(MsgType.COMMIT_ACK)
+    net.drop = lambda src, dst, kind: kind == ack
+    net.run_until(net.now + 3 * t.announce_interval_s)
+    sid, out = a.request_stitch(VN, StitchConstraints(100.0), net.now)
+    net.process(a.rm_id, out)
+    committed = False
+    while not any(isinstance(e, StitchFailed) and e.stitch_id == sid
+                  for _, _, e in net.events):
+        assert net.now < 300, "the attempt was never given up"
+        _run_with_traffic(net, b, tun_b.token, 0.1, traffic=True)
+        committed = committed or len(_wgs(net, b.rm_id)) == 2
+        assert wg_b in net.dataplane[b.rm_id]  # the held end never went
+    assert committed  # the target did commit (and add) the new end meanwhile
+    _run_with_traffic(net, b, tun_b.token, 2.0, traffic=True)
+    assert tun_b.token in b.held and _wgs(net, b.rm_id) == {wg_b}
+    # Acknowledgements get through again: the next attempt's first probe ends the hold.
+    net.drop = None
+    sid, out = a.request_stitch(VN, StitchConstraints(100.0), net.now)
+    net.process(a.rm_id, out)
+    while b.held:
+        assert net.now < 400, "no replacement stitch"
+        _run_with_traffic(net, b, tun_b.token, 0.1, traffic=True)
+    assert wg_b not in net.dataplane[b.rm_id] and len(_wgs(net, b.rm_id)) == 1
 
 
 def test_a_late_sampler_is_not_silence(abilene4: Substrate) -> None:

@@ -14,9 +14,11 @@ as before, only the dataplane objects stay. The driver reports the tunnel interf
 received bytes (:meth:`HeldPathMixin.datapath_rx`); a rise is traffic from the far end.
 A held end is removed
 
-* when the same origin's stitch of the VN has its new end here (in the same step that
-  adds the replacement's objects: at the origin when it is established, at the target
-  when it commits),
+* when the same origin's stitch of the VN has its new end here: at the origin in the
+  same step that adds the replacement's objects (when it is established); at the target
+  when the new end carries the origin's first probe -- not at its commit, since the
+  origin may still abandon that attempt (a lost COMMIT_ACK, a timeout on a loaded
+  host), and the held end is then all that carries the VN,
 * when the operator releases the stitch (:meth:`HeldPathMixin.release_held_paths`),
 * when the driver's reports show no traffic from the far end for ``probe_interval_s x
   probe_misses_down`` (the probes' own detection bound: a dead far wireguard-go, a cut
@@ -25,8 +27,10 @@ A held end is removed
   all, after :data:`NO_REPORT_BOUNDS` such bounds, or
 * after ``datapath_hold_s`` whatever the traffic.
 
-Because each side swaps its held end for the new one in a single step, neither side ever
-bridges two tunnels of one stitch at once, so a broadcast cannot loop between them.
+The origin swaps its held end for the new one in a single step, so it never bridges two
+tunnels of one stitch at once; the target may, between the commit and the first probe,
+but a broadcast loop needs two tunnels bridged at *both* ends, so none can form. (A new
+end never takes a held end's WireGuard port or HTB class.)
 Held ends are part of the exported state, so a restarted RM still removes them.
 Timer kind ``held`` [token]: re-check one held end.
 

@@ -33,7 +33,9 @@ class ProbeMixin(StitchingBase):
     def _new_tunnel(self, token: str, sid: str, vnid: VNID, path: tuple[RouteManagerId, ...],
                     *, origin: bool, private: bytes, public: bytes, own_addr: str,
                     peer_addr: str, bw: float, remote: tuple[str, ...]) -> Tunnel:
-        live = self.tunnels.values()
+        # Held ends keep their devices (heldpaths.py): a new end must not take their
+        # WireGuard port or HTB class while both are in the kernel.
+        live = [*self.tunnels.values(), *(h.tunnel for h in self.held.values())]
         ports = {t.listen_port for t in live}
         port = next(p for p in range(self.config.wg_port_base, 65536) if p not in ports)
         classes = {t.class_id for t in live}
@@ -130,6 +132,8 @@ class ProbeMixin(StitchingBase):
             tun.last_probe_seen = now
             if tun.state in (TunnelState.KEYS_EXCHANGED, TunnelState.DEGRADED):
                 self._tunnel_move(tun, TunnelState.UP, now, out)
+            if self.held:  # the origin's new end works: an end held for it goes now
+                self._release_held(tun.vnid, out, origin=tun.path[0])
             self.send(sender, dataclasses.replace(p, kind=MsgType.PROBE_REPLY), now, out,
                       address=tun.peer_probe_address, tunnel_address=tun.peer_addr)
             return
