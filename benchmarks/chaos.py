@@ -24,6 +24,13 @@ Usage: ``python benchmarks/chaos.py [--flood-rate N] [--flood-seconds S] [--kill
 [--max-delay S] [--fuzz N] [--skip flood,kill9,fuzz] [--json]``. The defaults are the
 acceptance sizes (50,000/s for 60 s, 10 kills per role over 0.5-30 s, 1,000,000
 datagrams); the JSON records the sizes actually run.
+
+The flood is sent by ``benchmarks/flood.c``, compiled with gcc into the run's directory
+when gcc is there (``--flood-sender c|python|auto``), in ``--flood-processes`` processes
+(default 2) sharing the rate; without gcc, by the Python ``sendmmsg`` loop. The JSON
+says which (``sender``) and the rate actually sent. ``receive_buffer_drops`` is the
+target socket's kernel drop counter: datagrams its source filter refused plus those its
+full buffer dropped; ``rcvbuf_errors`` (the namespace's UDP RcvbufErrors) only the latter.
 """
 
 from __future__ import annotations
@@ -126,6 +133,15 @@ def _udp_socket_drops(ns: str, port: int) -> int:
                           capture_output=True, text=True, check=True).stdout
     return sum(int(f[-1]) for line in text.splitlines()[1:]
                if len(f := line.split()) > 12 and int(f[1].split(":")[1], 16) == port)
+
+
+def _rcvbuf_errors(ns: str) -> int:
+    """UDP datagrams namespace ``ns`` dropped because a socket's receive buffer was full
+    (``/proc/net/snmp`` Udp RcvbufErrors; a socket filter's drops are not in it)."""
+    text = subprocess.run(["ip", "netns", "exec", ns, "cat", "/proc/net/snmp"],
+                          capture_output=True, text=True, check=True).stdout
+    rows = [line.split()[1:] for line in text.splitlines() if line.startswith("Udp:")]
+    return int(dict(zip(rows[0], rows[1], strict=True))["RcvbufErrors"])
 
 
 def _metric(rms: LabRouteManagers, seg: str, name: str) -> float:
@@ -290,27 +306,37 @@ class CSender:
     only 15-44k/s, a C one the full rate. Same pacing, batching and counting."""
 
     def __init__(self, binary: Path, ns: str, source: tuple[str, int],
-                 dest: tuple[str, int], spoof: bool, *, workdir: Path) -> None:
+                 dest: tuple[str, int], spoof: bool, *, workdir: Path,
+                 processes: int = 1) -> None:
         self.binary, self.ns, self.source, self.dest, self.spoof = \
             binary, ns, source, dest, spoof
-        self.workdir = workdir
+        self.workdir, self.processes = workdir, processes
         self.sent = 0
         self.refused = 0
 
     def run(self, payloads: list[bytes], rate: float, seconds: float) -> float:
+        """``processes`` senders at once, each at ``rate / processes`` (on a shared host
+        one process does not get the CPU for the whole rate)."""
         frames = [_udp_packet(self.source, self.dest, p) for p in payloads] if self.spoof \
             else payloads
         path = self.workdir / "flood.frames"
         path.write_bytes(b"".join(struct.pack("<I", len(f)) + f for f in frames))
-        out = subprocess.run(
+        procs = [subprocess.Popen(
             ["ip", "netns", "exec", self.ns, str(self.binary),
              "raw" if self.spoof else "dgram", self.source[0], str(self.source[1]),
-             self.dest[0], str(self.dest[1]), str(rate), str(seconds), str(path)],
-            capture_output=True, text=True, check=True).stdout.split()
-        sent, refused, took = int(out[0]), int(out[1]), float(out[2])
-        self.sent += sent
-        self.refused += refused
-        return sent / max(took, 1e-9)
+             self.dest[0], str(self.dest[1]), str(rate / self.processes), str(seconds),
+             str(path)], stdout=subprocess.PIPE, text=True)
+            for _ in range(self.processes)]
+        achieved = 0.0
+        for proc in procs:
+            out = proc.communicate()[0].split()
+            if proc.returncode != 0 or len(out) != 3:
+                raise RuntimeError(f"flood sender failed ({proc.returncode})")
+            sent, refused, took = int(out[0]), int(out[1]), float(out[2])
+            self.sent += sent
+            self.refused += refused
+            achieved += sent / max(took, 1e-9)
+        return achieved
 
     def close(self) -> None:
         pass
@@ -337,8 +363,8 @@ def _ping_into(out: dict[str, tuple[int, int]], lab: Lab, count: int, seconds: f
                              deadline_s=seconds + 5)
 
 
-def flood(tmp: Path, rate: float, seconds: float, tick: Callable[[], None],
-          sender_kind: str = "auto") -> list[dict[str, Any]]:
+def flood(tmp: Path, rate: float, seconds: float, tick: Callable[[], None], *,
+          sender_kind: str = "auto", processes: int = 2) -> list[dict[str, Any]]:
     results = []
     binary = c_sender_binary(tmp) if sender_kind in ("auto", "c") else None
     if sender_kind == "c" and binary is None:
@@ -354,7 +380,7 @@ def flood(tmp: Path, rate: float, seconds: float, tick: Callable[[], None],
             source = (t_addr, RM_PORT if spoof else 0)
             sender: Sender | CSender = Sender(lab.routers["t"].ns, source, dest, spoof) \
                 if binary is None else CSender(binary, lab.routers["t"].ns, source, dest,
-                                               spoof, workdir=tmp)
+                                               spoof, workdir=tmp, processes=processes)
             rng = random.Random(1)
             payloads = [_forged(rng, rms.rm_id("t"), rms.rm_id("b"), k)
                         for k in (1, 12, 13, 15) for _ in range(256)]
@@ -362,6 +388,7 @@ def flood(tmp: Path, rate: float, seconds: float, tick: Callable[[], None],
             cpu_before, backlog_before = _cpu_s(rms, "b"), _backlog_drops()
             b_ns = lab.routers["b"].ns
             sock_drops_before = _udp_socket_drops(b_ns, RM_PORT)
+            rcvbuf_before = _rcvbuf_errors(b_ns)
             attempts_before = _row(rms, sid).get("attempts")
             count = int(seconds / PING_INTERVAL)
             # Control, same lab, same length, just before: the loss the loaded host
@@ -381,11 +408,12 @@ def flood(tmp: Path, rate: float, seconds: float, tick: Callable[[], None],
             sent, got = ping.get("r", (count, 0))
             results.append({
                 "source": source_kind, "rate": round(achieved), "target_rate": rate,
-                "sender": "python" if binary is None else "c",
+                "sender": "python" if binary is None else f"c x{processes}",
                 "seconds": seconds, "datagrams": sender.sent,
                 "refused_by_send_buffer": sender.refused,
                 "daemon_cpu_share": round(flood_cpu / seconds, 3),
                 "receive_buffer_drops": _udp_socket_drops(b_ns, RM_PORT) - sock_drops_before,
+                "rcvbuf_errors": _rcvbuf_errors(b_ns) - rcvbuf_before,
                 "host_backlog_drops": _backlog_drops() - backlog_before,
                 "stitch_survived": row.get("status") == "up"
                 and row.get("attempts") == attempts_before,
@@ -492,6 +520,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--flood-sender", choices=("auto", "c", "python"), default="auto",
                     help="flood sender: benchmarks/flood.c compiled with gcc (auto: when "
                     "gcc is there), or the Python sendmmsg loop")
+    ap.add_argument("--flood-processes", type=int, default=2,
+                    help="C flood sender processes sharing the rate")
     ap.add_argument("--kills", type=int, default=10, help="kill -9 per role")
     ap.add_argument("--max-delay", type=float, default=30.0, help="longest restart delay, s")
     ap.add_argument("--fuzz", type=int, default=1_000_000, help="fuzzed datagrams")
@@ -523,7 +553,8 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmpdir)
         if "flood" not in skip:
             result["flood"] = flood(tmp, args.flood_rate, args.flood_seconds, tick,
-                                    args.flood_sender)
+                                    sender_kind=args.flood_sender,
+                                    processes=args.flood_processes)
         if "kill9" not in skip:
             result["kill9"] = kill9(tmp, args.kills, args.max_delay, tick)
         if "fuzz" not in skip:

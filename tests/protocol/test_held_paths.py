@@ -345,3 +345,28 @@ def test_a_lease_is_kept_by_the_data_plane_for_at_most_datapath_hold_s(
     assert [x.token for x in b.active_tunnels()] == [token]  # still kept ...
     net.run_until(net.now + 5.0 + t.probe_interval_s + 2 * t.retransmit_max_s + 2.0)
     assert token not in {x.token for x in b.active_tunnels()}  # ... not for ever
+
+
+def test_a_late_first_report_is_a_baseline_not_silence(abilene4: Substrate) -> None:
+    """The first report after the hold starts (here two detection bounds late, as after
+    a restart on a loaded host) has no earlier count to compare: silence is counted
+    from it. Control: reports that then stay flat for a bound end the hold."""
+    net = _net(abilene4)
+    _stitch(net)
+    a = net.core(ORIGIN)
+    tun = a.active_tunnels()[0]
+    _kill_target(net)
+    t = a.timers_cfg
+    stale = t.probe_interval_s * t.probe_misses_down
+    while tun.token not in a.held:  # the probes give the path up: the end is held
+        assert net.now < 300, "never held"
+        net.run_until(net.now + 0.1)
+    since = a.held[tun.token].since
+    net.run_until(since + 2 * stale)  # no report yet
+    net.process(a.rm_id, a.datapath_rx(tun.token, 5000, net.now))
+    net.run_until(net.now + stale / 2 + 0.1)  # a re-check falls in here
+    assert tun.token in a.held
+    _run_with_traffic(net, a, tun.token, 2 * stale, traffic=True)
+    assert tun.token in a.held
+    _run_with_traffic(net, a, tun.token, 1.6 * stale, traffic=False)
+    assert tun.token not in a.held

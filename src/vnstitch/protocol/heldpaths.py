@@ -64,8 +64,9 @@ from vnstitch.protocol.stitchbase import StitchingBase
 from vnstitch.protocol.timers import TimerKind
 from vnstitch.protocol.tunnels import Tunnel, TunnelState
 
-#: A held end the driver never reports on goes after this many detection bounds.
-NO_REPORT_BOUNDS = 4
+#: A held end the driver never reports on goes after this many detection bounds (a
+#: restarted daemon's first report can take seconds on a loaded host).
+NO_REPORT_BOUNDS = 10
 
 
 @dataclass(slots=True)
@@ -134,8 +135,11 @@ class HeldPathMixin(StitchingBase):
         """The driver read ``rx_bytes`` received on held tunnel ``token``'s interface."""
         h = self.held.get(token)
         if h is not None:
-            if h.rx_bytes is not None and rx_bytes > h.rx_bytes:
-                h.traffic_at = now
+            # The first report is only a baseline (no earlier count to compare): silence
+            # is counted from it, so a first report that comes late -- a daemon that just
+            # restarted, a sampler starved on a loaded host -- is not taken as silence.
+            if h.rx_bytes is None or rx_bytes > h.rx_bytes:
+                h.traffic_at = max(h.traffic_at, now)
             h.rx_bytes, h.sampled_at = rx_bytes, now
         return []
 
@@ -151,8 +155,8 @@ class HeldPathMixin(StitchingBase):
         # Silence is judged on the reports, not on the clock: a sampler that is late on
         # a loaded host must not make a working tunnel look dead. With no report at all
         # (no counters, the device gone) the end goes after a few detection bounds.
-        if h.sampled_at is None:
-            silent = now >= h.since + NO_REPORT_BOUNDS * stale
+        if h.sampled_at is None:  # counted from the hold, or from a restart's restore
+            silent = now >= h.traffic_at + NO_REPORT_BOUNDS * stale
         else:
             silent = h.sampled_at - h.traffic_at >= stale
         if silent or now >= h.since + self.timers_cfg.datapath_hold_s:

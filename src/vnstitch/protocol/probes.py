@@ -10,7 +10,9 @@ relays, re-signs or even sees them, so probe traffic grows with the stitches an 
 terminates, not with those it carries. An unanswered probe is resent (same nonce) with
 backoff within the interval, so one lost datagram is not a missed probe. The first reply
 proves the keys work (UP); a missed interval makes UP DEGRADED, a reply with recent loss
-<= ``degraded_loss`` UP again, ``probe_misses_down`` misses in a row re-negotiate.
+<= ``degraded_loss`` UP again, ``probe_misses_down`` misses in a row re-negotiate. A
+new end that never answered yet does not count misses for ``CoreConfig.tunnel_setup_s``
+after it is established (a kernel dataplane is still creating its devices).
 Transit reservations do not depend on probes: their leases are kept by the neighbours
 (:mod:`~vnstitch.protocol.leases`).
 """
@@ -108,7 +110,8 @@ class ProbeMixin(StitchingBase):
         tun = self.tunnels.get(req.token)
         if tun is None:
             return
-        if tun.outstanding is not None:
+        coming_up = tun.state is TunnelState.KEYS_EXCHANGED and now < tun.setup_until
+        if tun.outstanding is not None and not coming_up:
             tun.misses += 1
             tun.record_probe(False)
             if tun.misses >= self.timers_cfg.probe_misses_down:

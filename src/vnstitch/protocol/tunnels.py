@@ -137,6 +137,7 @@ class Tunnel:
     history: list[bool] = field(default_factory=list)  # recent probes: answered?
     last_probe_seen: float = 0.0  # target: when the origin's last PROBE arrived
     last_reply_at: float = 0.0  # origin: when the target's last PROBE_REPLY arrived
+    setup_until: float = 0.0  # origin: misses count from then on if never answered
 
     @property
     def state(self) -> TunnelState:
