@@ -429,13 +429,16 @@ def flood(tmp: Path, rate: float, seconds: float, tick: Callable[[], None], *,
     return results
 
 
-def kill9(tmp: Path, kills: int, max_delay: float, tick: Callable[[], None]
-          ) -> list[dict[str, Any]]:
+ROLES = {"origin": "a", "transit": "t", "target": "b"}
+
+
+def kill9(tmp: Path, kills: int, max_delay: float, tick: Callable[[], None],
+          roles: list[str] | None = None) -> list[dict[str, Any]]:
     lab, rms, sid = _live(tmp)
     out = []
     delays = [round(0.5 + (max_delay - 0.5) * i / max(kills - 1, 1), 2) for i in range(kills)]
     try:
-        for role, seg in (("origin", "a"), ("transit", "t"), ("target", "b")):
+        for role, seg in ((r, ROLES[r]) for r in roles or list(ROLES)):
             for delay in random.Random(len(role)).sample(delays, len(delays)):
                 with PingStream(lab, "ha1", "hb1", interval_s=PING_INTERVAL) as stream:
                     time.sleep(0.5)
@@ -527,17 +530,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fuzz", type=int, default=1_000_000, help="fuzzed datagrams")
     ap.add_argument("--skip", default="", help="comma-separated parts to skip: "
                     "flood,kill9,fuzz")
+    ap.add_argument("--roles", default="origin,transit,target",
+                    help="comma-separated roles to kill -9 (one lab each run: split a "
+                    "long run into shorter ones)")
     ap.add_argument("--json", action="store_true", help="print JSON instead of tables")
     ap.add_argument("--keep-logs", type=Path, default=None, metavar="DIR",
                     help="work in DIR and keep the daemons' logs there (default: a "
                     "temporary directory, removed)")
     args = ap.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
+    roles = [r for r in args.roles.split(",") if r]
+    if not roles or any(r not in ROLES for r in roles):
+        ap.error(f"--roles: choose from {', '.join(ROLES)}")
     result: dict[str, Any] = {"sizes": {"flood_rate": args.flood_rate,
                                         "flood_seconds": args.flood_seconds,
                                         "kills_per_role": args.kills,
+                                        "roles": roles,
                                         "max_delay_s": args.max_delay, "fuzz": args.fuzz}}
-    steps = (0 if "flood" in skip else 2) + (0 if "kill9" in skip else 3 * args.kills) + \
+    steps = (0 if "flood" in skip else 2) + (0 if "kill9" in skip else len(roles) * args.kills) + \
         (0 if "fuzz" in skip else -(-args.fuzz // 50_000))
     keep = args.keep_logs
     if keep is not None:
@@ -556,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
                                     sender_kind=args.flood_sender,
                                     processes=args.flood_processes)
         if "kill9" not in skip:
-            result["kill9"] = kill9(tmp, args.kills, args.max_delay, tick)
+            result["kill9"] = kill9(tmp, args.kills, args.max_delay, tick, roles)
         if "fuzz" not in skip:
             result["fuzz"] = fuzz(tmp, args.fuzz, tick)
     if args.json:
