@@ -422,7 +422,11 @@ def flood(tmp: Path, rate: float, seconds: float, tick: Callable[[], None], *,
                 "ping_loss_without_flood": round(1 - q_got / q_sent, 4) if q_sent else 1.0,
                 "rss_growth_mib": round(_rss_mib(rms, "b") - rss_before, 2),
                 "dropped_before_verify": _metric(rms, "b", "peer_faults_total"),
-                "core_exceptions": _metric(rms, "b", "core_exceptions_total")})
+                "core_exceptions": _metric(rms, "b", "core_exceptions_total"),
+                # lease checks B passed on the tunnel's probes (the control datagrams
+                # that would have confirmed the lease were lost to the flood)
+                "lease_kept_by_datapath": _metric(rms, "b",
+                                                  "lease_kept_by_datapath_total")})
         finally:
             _close(lab, rms)
         tick()
