@@ -17,8 +17,11 @@ each measured against its stated acceptance bound in the same run:
   any RM), the traffic gap (bound: restart delay + 3 s) and how long the restarted
   process took to answer (Python start-up; seconds on a loaded host, and inside the gap).
 * ``fuzz``: ``--fuzz`` datagrams of eight kinds at B (random bytes, truncated, oversized,
-  bad magic/version, trusted ids with random bodies, from T's address and elsewhere);
-  unhandled = exceptions that escaped B's core or control handler, or B dying (bound 0).
+  bad magic/version, trusted ids with random bodies), half from T's own RM address and
+  port (spoofed: they pass B's kernel source filter and reach its parser,
+  ``reached_daemon``) and half from another port (dropped by that filter,
+  ``dropped_by_kernel_filter``); unhandled = exceptions that escaped B's core or control
+  handler, or B dying (bound 0).
 
 Usage: ``python benchmarks/chaos.py [--flood-rate N] [--flood-seconds S] [--kills N]
 [--max-delay S] [--fuzz N] [--skip flood,kill9,fuzz] [--json]``. The defaults are the
@@ -494,6 +497,11 @@ def fuzz(tmp: Path, n: int, tick: Callable[[], None]) -> dict[str, Any]:
         rng = random.Random(7)
         batch = 50_000
         sent = 0
+        received_before = _metric(rms, "b", "datagrams_received_total")
+        filtered_before = _udp_socket_drops(lab.routers["b"].ns, RM_PORT)
+        # From another port of T's address: B's kernel filter drops these (counted); from
+        # T's own RM address and port (spoofed, raw: unfragmented, so the oversized kind
+        # is refused at sending): these reach B's parser.
         senders = [Sender(lab.routers["t"].ns, (t_addr, 0), dest, False),
                    Sender(lab.routers["t"].ns, (t_addr, RM_PORT), dest, True)]
         while sent < n:
@@ -511,7 +519,12 @@ def fuzz(tmp: Path, n: int, tick: Callable[[], None]) -> dict[str, Any]:
         unhandled = (_metric(rms, "b", "core_exceptions_total") if alive else 1.0) + \
             (0.0 if alive else 1.0)
         row = _row(rms, sid)
+        reached = _metric(rms, "b", "datagrams_received_total") - received_before \
+            if alive else float("nan")
         return {"datagrams": sum(s.sent for s in senders), "unhandled": int(unhandled),
+                "reached_daemon": int(reached) if alive else None,
+                "dropped_by_kernel_filter": _udp_socket_drops(lab.routers["b"].ns, RM_PORT)
+                - filtered_before,
                 "daemon_alive": alive, "stitch_up": row.get("status") == "up"}
     finally:
         _close(lab, rms)
