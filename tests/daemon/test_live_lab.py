@@ -201,6 +201,10 @@ def test_tunnel_death_is_detected_within_probe_bound_and_releases(live: Live) ->
     sid = str(reply["stitch_id"])
     wg = rms.show("a", "tunnels")[0]["interface"]
     assert rms.reserved_mbps("t") == 100.0
+    # The bound is for a tunnel that works (has answered a probe): a new end that has
+    # not yet is given CoreConfig.tunnel_setup_s to come up first (protocol/probes.py).
+    wait_for(lambda: [t["state"] for t in rms.show("a", "tunnels")] == ["up"] or None,
+             10.0, "A's tunnel to answer its first probe")
     stopped_at = time.monotonic()
     rms.stop("b")  # the far end goes away
     bound = LAB_TIMERS["probe_interval_s"] * (LAB_TIMERS["probe_misses"] + 1)
