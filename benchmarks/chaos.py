@@ -17,24 +17,36 @@ each measured against its stated acceptance bound in the same run:
   any RM), the traffic gap (bound: restart delay + 3 s) and how long the restarted
   process took to answer (Python start-up; seconds on a loaded host, and inside the gap).
 * ``fuzz``: ``--fuzz`` datagrams of eight kinds at B (random bytes, truncated, oversized,
-  bad magic/version, trusted ids with random bodies, from T's address and elsewhere);
-  unhandled = exceptions that escaped B's core or control handler, or B dying (bound 0).
+  bad magic/version, trusted ids with random bodies), half from T's own RM address and
+  port (spoofed: they pass B's kernel source filter and reach its parser,
+  ``reached_daemon``) and half from another port (dropped by that filter,
+  ``dropped_by_kernel_filter``); unhandled = exceptions that escaped B's core or control
+  handler, or B dying (bound 0).
 
 Usage: ``python benchmarks/chaos.py [--flood-rate N] [--flood-seconds S] [--kills N]
 [--max-delay S] [--fuzz N] [--skip flood,kill9,fuzz] [--json]``. The defaults are the
 acceptance sizes (50,000/s for 60 s, 10 kills per role over 0.5-30 s, 1,000,000
 datagrams); the JSON records the sizes actually run.
+
+The flood is sent by ``benchmarks/flood.c``, compiled with gcc into the run's directory
+when gcc is there (``--flood-sender c|python|auto``), in ``--flood-processes`` processes
+(default 2) sharing the rate; without gcc, by the Python ``sendmmsg`` loop. The JSON
+says which (``sender``) and the rate actually sent. ``receive_buffer_drops`` is the
+target socket's kernel drop counter: datagrams its source filter refused plus those its
+full buffer dropped; ``rcvbuf_errors`` (the namespace's UDP RcvbufErrors) only the latter.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import itertools
 import json
 import os
 import random
 import re
+import shutil
 import socket
 import struct
 import subprocess
@@ -124,6 +136,15 @@ def _udp_socket_drops(ns: str, port: int) -> int:
                           capture_output=True, text=True, check=True).stdout
     return sum(int(f[-1]) for line in text.splitlines()[1:]
                if len(f := line.split()) > 12 and int(f[1].split(":")[1], 16) == port)
+
+
+def _rcvbuf_errors(ns: str) -> int:
+    """UDP datagrams namespace ``ns`` dropped because a socket's receive buffer was full
+    (``/proc/net/snmp`` Udp RcvbufErrors; a socket filter's drops are not in it)."""
+    text = subprocess.run(["ip", "netns", "exec", ns, "cat", "/proc/net/snmp"],
+                          capture_output=True, text=True, check=True).stdout
+    rows = [line.split()[1:] for line in text.splitlines() if line.startswith("Udp:")]
+    return int(dict(zip(rows[0], rows[1], strict=True))["RcvbufErrors"])
 
 
 def _metric(rms: LabRouteManagers, seg: str, name: str) -> float:
@@ -282,6 +303,61 @@ class Sender:
         self.sock.close()
 
 
+class CSender:
+    """The same flood from ``benchmarks/flood.c`` (compiled at run time with gcc), run in
+    the namespace as its own process: a Python sender on a loaded 2-core host reached
+    only 15-44k/s, a C one the full rate. Same pacing, batching and counting."""
+
+    def __init__(self, binary: Path, ns: str, source: tuple[str, int],
+                 dest: tuple[str, int], spoof: bool, *, workdir: Path,
+                 processes: int = 1) -> None:
+        self.binary, self.ns, self.source, self.dest, self.spoof = \
+            binary, ns, source, dest, spoof
+        self.workdir, self.processes = workdir, processes
+        self.sent = 0
+        self.refused = 0
+
+    def run(self, payloads: list[bytes], rate: float, seconds: float) -> float:
+        """``processes`` senders at once, each at ``rate / processes`` (on a shared host
+        one process does not get the CPU for the whole rate)."""
+        frames = [_udp_packet(self.source, self.dest, p) for p in payloads] if self.spoof \
+            else payloads
+        path = self.workdir / "flood.frames"
+        path.write_bytes(b"".join(struct.pack("<I", len(f)) + f for f in frames))
+        procs = [subprocess.Popen(
+            ["ip", "netns", "exec", self.ns, str(self.binary),
+             "raw" if self.spoof else "dgram", self.source[0], str(self.source[1]),
+             self.dest[0], str(self.dest[1]), str(rate / self.processes), str(seconds),
+             str(path)], stdout=subprocess.PIPE, text=True)
+            for _ in range(self.processes)]
+        achieved = 0.0
+        for proc in procs:
+            out = proc.communicate()[0].split()
+            if proc.returncode != 0 or len(out) != 3:
+                raise RuntimeError(f"flood sender failed ({proc.returncode})")
+            sent, refused, took = int(out[0]), int(out[1]), float(out[2])
+            self.sent += sent
+            self.refused += refused
+            achieved += sent / max(took, 1e-9)
+        return achieved
+
+    def close(self) -> None:
+        pass
+
+
+def c_sender_binary(workdir: Path) -> Path | None:
+    """``benchmarks/flood.c`` compiled into ``workdir``; None without gcc (or if it does
+    not compile): the Python sender is used then."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        return None
+    binary = workdir / "flood"
+    done = subprocess.run([gcc, "-O2", "-o", str(binary),
+                           str(Path(__file__).with_name("flood.c"))],
+                          capture_output=True, text=True, check=False)
+    return binary if done.returncode == 0 else None
+
+
 # -- parts ---------------------------------------------------------------------------------
 
 
@@ -290,9 +366,13 @@ def _ping_into(out: dict[str, tuple[int, int]], lab: Lab, count: int, seconds: f
                              deadline_s=seconds + 5)
 
 
-def flood(tmp: Path, rate: float, seconds: float, tick: Callable[[], None]
-          ) -> list[dict[str, Any]]:
+def flood(tmp: Path, rate: float, seconds: float, tick: Callable[[], None], *,
+          sender_kind: str = "auto", processes: int = 2) -> list[dict[str, Any]]:
     results = []
+    binary = c_sender_binary(tmp) if sender_kind in ("auto", "c") else None
+    if sender_kind == "c" and binary is None:
+        raise RuntimeError("--flood-sender c: gcc is missing or benchmarks/flood.c "
+                           "does not compile")
     for source_kind in ("non_peer_address", "peer_address"):
         lab, rms, sid = _live(tmp)
         try:
@@ -300,8 +380,10 @@ def flood(tmp: Path, rate: float, seconds: float, tick: Callable[[], None]
             dest = (lab.routers["b"].loopback, RM_PORT)
             spoof = source_kind == "peer_address"
             # Spoofed: T's own RM address and port (T's daemon holds that port, so raw).
-            sender = Sender(lab.routers["t"].ns, (t_addr, RM_PORT if spoof else 0), dest,
-                            spoof)
+            source = (t_addr, RM_PORT if spoof else 0)
+            sender: Sender | CSender = Sender(lab.routers["t"].ns, source, dest, spoof) \
+                if binary is None else CSender(binary, lab.routers["t"].ns, source, dest,
+                                               spoof, workdir=tmp, processes=processes)
             rng = random.Random(1)
             payloads = [_forged(rng, rms.rm_id("t"), rms.rm_id("b"), k)
                         for k in (1, 12, 13, 15) for _ in range(256)]
@@ -309,6 +391,7 @@ def flood(tmp: Path, rate: float, seconds: float, tick: Callable[[], None]
             cpu_before, backlog_before = _cpu_s(rms, "b"), _backlog_drops()
             b_ns = lab.routers["b"].ns
             sock_drops_before = _udp_socket_drops(b_ns, RM_PORT)
+            rcvbuf_before = _rcvbuf_errors(b_ns)
             attempts_before = _row(rms, sid).get("attempts")
             count = int(seconds / PING_INTERVAL)
             # Control, same lab, same length, just before: the loss the loaded host
@@ -328,10 +411,12 @@ def flood(tmp: Path, rate: float, seconds: float, tick: Callable[[], None]
             sent, got = ping.get("r", (count, 0))
             results.append({
                 "source": source_kind, "rate": round(achieved), "target_rate": rate,
+                "sender": "python" if binary is None else f"c x{processes}",
                 "seconds": seconds, "datagrams": sender.sent,
                 "refused_by_send_buffer": sender.refused,
                 "daemon_cpu_share": round(flood_cpu / seconds, 3),
                 "receive_buffer_drops": _udp_socket_drops(b_ns, RM_PORT) - sock_drops_before,
+                "rcvbuf_errors": _rcvbuf_errors(b_ns) - rcvbuf_before,
                 "host_backlog_drops": _backlog_drops() - backlog_before,
                 "stitch_survived": row.get("status") == "up"
                 and row.get("attempts") == attempts_before,
@@ -340,20 +425,27 @@ def flood(tmp: Path, rate: float, seconds: float, tick: Callable[[], None]
                 "ping_loss_without_flood": round(1 - q_got / q_sent, 4) if q_sent else 1.0,
                 "rss_growth_mib": round(_rss_mib(rms, "b") - rss_before, 2),
                 "dropped_before_verify": _metric(rms, "b", "peer_faults_total"),
-                "core_exceptions": _metric(rms, "b", "core_exceptions_total")})
+                "core_exceptions": _metric(rms, "b", "core_exceptions_total"),
+                # lease checks B passed on the tunnel's probes (the control datagrams
+                # that would have confirmed the lease were lost to the flood)
+                "lease_kept_by_datapath": _metric(rms, "b",
+                                                  "lease_kept_by_datapath_total")})
         finally:
             _close(lab, rms)
         tick()
     return results
 
 
-def kill9(tmp: Path, kills: int, max_delay: float, tick: Callable[[], None]
-          ) -> list[dict[str, Any]]:
+ROLES = {"origin": "a", "transit": "t", "target": "b"}
+
+
+def kill9(tmp: Path, kills: int, max_delay: float, tick: Callable[[], None],
+          roles: list[str] | None = None) -> list[dict[str, Any]]:
     lab, rms, sid = _live(tmp)
     out = []
     delays = [round(0.5 + (max_delay - 0.5) * i / max(kills - 1, 1), 2) for i in range(kills)]
     try:
-        for role, seg in (("origin", "a"), ("transit", "t"), ("target", "b")):
+        for role, seg in ((r, ROLES[r]) for r in roles or list(ROLES)):
             for delay in random.Random(len(role)).sample(delays, len(delays)):
                 with PingStream(lab, "ha1", "hb1", interval_s=PING_INTERVAL) as stream:
                     time.sleep(0.5)
@@ -405,6 +497,11 @@ def fuzz(tmp: Path, n: int, tick: Callable[[], None]) -> dict[str, Any]:
         rng = random.Random(7)
         batch = 50_000
         sent = 0
+        received_before = _metric(rms, "b", "datagrams_received_total")
+        filtered_before = _udp_socket_drops(lab.routers["b"].ns, RM_PORT)
+        # From another port of T's address: B's kernel filter drops these (counted); from
+        # T's own RM address and port (spoofed, raw: unfragmented, so the oversized kind
+        # is refused at sending): these reach B's parser.
         senders = [Sender(lab.routers["t"].ns, (t_addr, 0), dest, False),
                    Sender(lab.routers["t"].ns, (t_addr, RM_PORT), dest, True)]
         while sent < n:
@@ -422,7 +519,12 @@ def fuzz(tmp: Path, n: int, tick: Callable[[], None]) -> dict[str, Any]:
         unhandled = (_metric(rms, "b", "core_exceptions_total") if alive else 1.0) + \
             (0.0 if alive else 1.0)
         row = _row(rms, sid)
+        reached = _metric(rms, "b", "datagrams_received_total") - received_before \
+            if alive else float("nan")
         return {"datagrams": sum(s.sent for s in senders), "unhandled": int(unhandled),
+                "reached_daemon": int(reached) if alive else None,
+                "dropped_by_kernel_filter": _udp_socket_drops(lab.routers["b"].ns, RM_PORT)
+                - filtered_before,
                 "daemon_alive": alive, "stitch_up": row.get("status") == "up"}
     finally:
         _close(lab, rms)
@@ -435,21 +537,40 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--flood-rate", type=float, default=50_000, help="datagrams per second")
     ap.add_argument("--flood-seconds", type=float, default=60.0, help="flood duration")
+    ap.add_argument("--flood-sender", choices=("auto", "c", "python"), default="auto",
+                    help="flood sender: benchmarks/flood.c compiled with gcc (auto: when "
+                    "gcc is there), or the Python sendmmsg loop")
+    ap.add_argument("--flood-processes", type=int, default=2,
+                    help="C flood sender processes sharing the rate")
     ap.add_argument("--kills", type=int, default=10, help="kill -9 per role")
     ap.add_argument("--max-delay", type=float, default=30.0, help="longest restart delay, s")
     ap.add_argument("--fuzz", type=int, default=1_000_000, help="fuzzed datagrams")
     ap.add_argument("--skip", default="", help="comma-separated parts to skip: "
                     "flood,kill9,fuzz")
+    ap.add_argument("--roles", default="origin,transit,target",
+                    help="comma-separated roles to kill -9 (one lab each run: split a "
+                    "long run into shorter ones)")
     ap.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    ap.add_argument("--keep-logs", type=Path, default=None, metavar="DIR",
+                    help="work in DIR and keep the daemons' logs there (default: a "
+                    "temporary directory, removed)")
     args = ap.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
+    roles = [r for r in args.roles.split(",") if r]
+    if not roles or any(r not in ROLES for r in roles):
+        ap.error(f"--roles: choose from {', '.join(ROLES)}")
     result: dict[str, Any] = {"sizes": {"flood_rate": args.flood_rate,
                                         "flood_seconds": args.flood_seconds,
                                         "kills_per_role": args.kills,
+                                        "roles": roles,
                                         "max_delay_s": args.max_delay, "fuzz": args.fuzz}}
-    steps = (0 if "flood" in skip else 2) + (0 if "kill9" in skip else 3 * args.kills) + \
+    steps = (0 if "flood" in skip else 2) + (0 if "kill9" in skip else len(roles) * args.kills) + \
         (0 if "fuzz" in skip else -(-args.fuzz // 50_000))
-    with tempfile.TemporaryDirectory(prefix="vnstitch-chaos-") as tmpdir, \
+    keep = args.keep_logs
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+    with (contextlib.nullcontext(str(keep)) if keep is not None
+          else tempfile.TemporaryDirectory(prefix="vnstitch-chaos-")) as tmpdir, \
             progress(disable=args.json) as bar:
         task = bar.add_task("chaos", total=steps)
 
@@ -458,9 +579,11 @@ def main(argv: list[str] | None = None) -> int:
 
         tmp = Path(tmpdir)
         if "flood" not in skip:
-            result["flood"] = flood(tmp, args.flood_rate, args.flood_seconds, tick)
+            result["flood"] = flood(tmp, args.flood_rate, args.flood_seconds, tick,
+                                    sender_kind=args.flood_sender,
+                                    processes=args.flood_processes)
         if "kill9" not in skip:
-            result["kill9"] = kill9(tmp, args.kills, args.max_delay, tick)
+            result["kill9"] = kill9(tmp, args.kills, args.max_delay, tick, roles)
         if "fuzz" not in skip:
             result["fuzz"] = fuzz(tmp, args.fuzz, tick)
     if args.json:

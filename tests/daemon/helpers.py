@@ -67,10 +67,13 @@ def write_cluster(tmp: Path, names: Sequence[str], links: Sequence[tuple[str, st
 
 
 async def start_daemon(config: DaemonConfig | Path, factory: CoreFactory,
-                       driver: DataplaneDriver | None = None, *, control: bool = True
-                       ) -> RouteManagerDaemon:
+                       driver: DataplaneDriver | None = None, *, control: bool = True,
+                       source_filter: bool = True) -> RouteManagerDaemon:
+    """``source_filter`` False: datagrams from foreign addresses reach the user-space
+    checks (the kernel filter would drop them first)."""
     cfg = config if isinstance(config, DaemonConfig) else load_config(config)
-    d = RouteManagerDaemon(cfg, factory, driver if driver is not None else make_driver(cfg))
+    d = RouteManagerDaemon(cfg, factory, driver if driver is not None else make_driver(cfg),
+                           source_filter=source_filter)
     await d.start()
     if control:
         await d.start_control()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,17 +68,39 @@ def live_lab(workdir: Path, timers: dict[str, float] | None = None,
             substrate.teardown(lab.run_id)
 
 
-def send_from(ns: str, source: str, dest: tuple[str, int], payloads: list[bytes]) -> None:
-    """Send UDP datagrams from address ``source`` inside namespace ``ns``."""
-    sock = pr_netns.create_socket(ns, socket.AF_INET, socket.SOCK_DGRAM)
-    try:
+def send_from(ns: str, source: str, dest: tuple[str, int], payloads: list[bytes], *,
+              spoof_port: int | None = None) -> int:
+    """Send UDP datagrams from address ``source`` inside namespace ``ns``; with
+    ``spoof_port``, from that source port through a raw socket (a port a daemon there
+    holds: as its own datagrams would come; the kernel does not fragment those, so one
+    larger than the MTU is refused). How many the kernel took."""
+    sent = 0
+    if spoof_port is None:
+        sock = pr_netns.create_socket(ns, socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind((source, 0))
+    else:
+        sock = pr_netns.create_socket(ns, socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    try:
         for p in payloads:
             with contextlib.suppress(OSError):  # e.g. EMSGSIZE for the oversize one
-                sock.sendto(p, dest)
+                if spoof_port is None:
+                    sock.sendto(p, dest)
+                else:
+                    sock.sendto(_ipv4_udp((source, spoof_port), dest, p), (dest[0], 0))
+                sent += 1
             time.sleep(0.001)
     finally:
         sock.close()
+    return sent
+
+
+def _ipv4_udp(src: tuple[str, int], dst: tuple[str, int], payload: bytes) -> bytes:
+    """IPv4 + UDP headers for IPPROTO_RAW (the kernel fills the id and IP checksum; a
+    zero UDP checksum means none)."""
+    udp = struct.pack("!HHHH", src[1], dst[1], 8 + len(payload), 0) + payload
+    return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64,
+                       socket.IPPROTO_UDP, 0, socket.inet_aton(src[0]),
+                       socket.inet_aton(dst[0])) + udp
 
 
 def sniff_udp_payload(ns: str, ifname: str, src: str, dport: int, timeout_s: float = 5.0

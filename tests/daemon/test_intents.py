@@ -133,12 +133,17 @@ def test_intent_is_restored_from_sqlite_after_an_origin_restart(tmp_path: Path) 
     run_virtual(body(), timeout_s=50)
 
 
+@pytest.mark.parametrize("source_filter", [True, False])
 def test_a_forged_flood_is_dropped_before_verification_and_the_stitch_stays_up(
-        tmp_path: Path) -> None:
+        tmp_path: Path, source_filter: bool) -> None:
+    """From an address B is not configured at: with the kernel's source filter
+    (daemon/transport.py) none of it reaches user space; without it (the control) the
+    admission checks drop it, still before any signature is verified."""
     nodes = write_cluster(tmp_path, ["A", "B"], [("A", "B")], VNS)
 
     async def body() -> None:
-        a = await start_daemon(nodes["A"].config_path, protocol_core_factory)
+        a = await start_daemon(nodes["A"].config_path, protocol_core_factory,
+                               source_filter=source_filter)
         b = await start_daemon(nodes["B"].config_path, protocol_core_factory)
         try:
             await until(lambda: a.routes.get(100) is not None, 5)
@@ -148,6 +153,8 @@ def test_a_forged_flood_is_dropped_before_verification_and_the_stitch_stays_up(
             genuine = b.core.codec.encode(a.rm_id, Hello(1, 1), b.now())  # type: ignore[attr-defined]
             forged = genuine[:-64] + bytes(64)
             verified_before = a.core.counters.dropped.get("bad_signature", 0)
+            kernel_before, received_before = a.udp_socket_drops(), \
+                a.metrics["datagrams_received"]
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
                 s.setblocking(False)
                 for n in range(20_000):
@@ -155,8 +162,14 @@ def test_a_forged_flood_is_dropped_before_verification_and_the_stitch_stays_up(
                         s.sendto(forged, a.local_address)
                     if n % 50 == 0:
                         await asyncio.sleep(0.001)  # let A read (one loop for both)
-            await until(lambda: a.faults["address_mismatch"] >= 5000, 5)
+            if source_filter:  # refused by the kernel, before the receive buffer
+                await until(lambda: a.udp_socket_drops() - kernel_before >= 5000, 5)
+                assert a.faults["address_mismatch"] == 0
+            else:
+                await until(lambda: a.faults["address_mismatch"] >= 5000, 5)
             await asyncio.sleep(1.0)
+            if source_filter:  # the genuine ones from B still arrive
+                assert a.metrics["datagrams_received"] > received_before
             # None of them reached signature verification; the stitch never flapped.
             assert a.core.counters.dropped.get("bad_signature", 0) == verified_before
             assert a.intents.table.intents[sid].state is IntentState.UP

@@ -201,6 +201,10 @@ def test_tunnel_death_is_detected_within_probe_bound_and_releases(live: Live) ->
     sid = str(reply["stitch_id"])
     wg = rms.show("a", "tunnels")[0]["interface"]
     assert rms.reserved_mbps("t") == 100.0
+    # The bound is for a tunnel that works (has answered a probe): a new end that has
+    # not yet is given CoreConfig.tunnel_setup_s to come up first (protocol/probes.py).
+    wait_for(lambda: [t["state"] for t in rms.show("a", "tunnels")] == ["up"] or None,
+             10.0, "A's tunnel to answer its first probe")
     stopped_at = time.monotonic()
     rms.stop("b")  # the far end goes away
     bound = LAB_TIMERS["probe_interval_s"] * (LAB_TIMERS["probe_misses"] + 1)
@@ -228,14 +232,31 @@ def test_hostile_datagrams_are_dropped_counted_and_daemon_keeps_serving(live: Li
     forged = bytearray(genuine)
     forged[len(forged) // 2] ^= 0x55  # signature no longer matches
     garbage = [b"", b"\x00" * 10, b"\xff" * 3000, b"{" * 200, bytes(range(256)) * 4] * 20
-    before = _faults(rms)
+    # From T's address but another port: the kernel's source filter (daemon/transport.py)
+    # drops them before they are queued; the daemon never sees them.
+    before, kernel_before = _faults(rms), _metric(rms, "udp_socket_drops_total")
     send_from(lab.routers["t"].ns, t_loop, a_addr, [*garbage, bytes(forged), genuine])
-    expected = len(garbage) + 2  # every garbage one, the forgery and the replay
+    wait_for(lambda: _metric(rms, "udp_socket_drops_total") - kernel_before
+             >= len(garbage) + 2, 5.0, "A's kernel to drop the foreign datagrams")
+    assert _faults(rms) == before
+    # From T's own RM address and port (spoofed): they pass the filter and reach the
+    # daemon's checks, which drop and count every one.
+    # Every garbage one, the forgery and the replay (but the 3000-byte ones: a raw
+    # socket does not fragment).
+    expected = send_from(lab.routers["t"].ns, t_loop, a_addr,
+                         [*garbage, bytes(forged), genuine], spoof_port=RM_PORT)
+    assert expected == len(garbage) + 2 - 20
     wait_for(lambda: _faults(rms) - before >= expected, 5.0, "A to count the hostile datagrams")
     assert "core_exceptions_total{" in rms.show("a", "metrics")
     assert re.search(r"vnstitch_core_exceptions_total\{[^}]*\} 0\b", rms.show("a", "metrics"))
     _stitch(rms)  # still serving: a stitch works, and carries traffic
     baseline.wait_reachable(lab, "ha1", "hb1", timeout_s=10)
+
+
+def _metric(rms: LabRouteManagers, name: str) -> int:
+    m = re.search(rf"^vnstitch_{name}\{{[^}}]*\}} (\S+)$", rms.show("a", "metrics"), re.M)
+    assert m is not None, name
+    return int(float(m.group(1)))
 
 
 def _faults(rms: LabRouteManagers) -> int:

@@ -74,6 +74,10 @@ _COUNTERS = (
     ("config_reloads", "config_reloads", "config reloads applied (SIGHUP, reload)"),
     ("config_reloads_refused", "config_reloads_refused",
      "config reloads refused (the daemon kept its config)"),
+    ("udp_socket_drops", "udp_socket_drops", "datagrams the kernel dropped at the UDP "
+     "socket: refused by its source filter, or its receive buffer was full"),
+    ("admission_dropped", "admission_dropped",
+     "datagrams dropped by the admission checks before signature verification"),
 )
 
 # (core event counter, help): from ``core.counters.events``
@@ -83,6 +87,8 @@ _CORE_EVENTS = (
      "the hold time ran out"),
     ("datapath_hold_replaced", "held tunnel ends removed for the stitch's new end or "
      "its release"),
+    ("lease_kept_by_datapath", "lease checks at a path end that kept a lapsed lease "
+     "because the tunnel carried the far end's probes"),
 )
 
 
@@ -160,6 +166,7 @@ class DaemonCollector(Collector):
 
 def _daemon_counters(d: RouteManagerDaemon, rm: str) -> list[Metric]:
     out: list[Metric] = []
+    d.metrics["udp_socket_drops"] = d.udp_socket_drops()  # read from the kernel now
     for key, name, help_text in _COUNTERS:
         fam = CounterMetricFamily(f"vnstitch_{name}", help_text, labels=["rm"])
         fam.add_metric([rm], d.metrics[key])

@@ -44,6 +44,9 @@ from vnstitch.protocol.errors import ProtocolError
 from vnstitch.protocol.factory import CoreFactory, last_sequence
 from vnstitch.protocol.identity import Identity, TrustStore
 
+#: How long a new kernel tunnel end may take to answer its first probe (seconds).
+TUNNEL_SETUP_S = 5.0
+
 
 class ProtocolCore(RouteManagerCore):
     """The real core plus the two things the daemon needs: bytes state, last sequence."""
@@ -96,7 +99,9 @@ def core_config(setup: CoreSetup) -> CoreConfig:
         access=access_policies(cfg), grants=load_grants(cfg), one_end_per_vnid=True,
         # Only a kernel dataplane has the counters that show a held path's traffic
         # (daemon/heldsampler.py); the in-memory one would hold blind.
-        hold_datapath=cfg.dataplane.driver != "memory")
+        hold_datapath=cfg.dataplane.driver != "memory",
+        # A kernel tunnel end needs seconds at load to come up (wireguard-go, handshake).
+        tunnel_setup_s=TUNNEL_SETUP_S if cfg.dataplane.driver != "memory" else 0.0)
 
 
 def _unspecified(host: str) -> bool:

@@ -73,6 +73,7 @@ from vnstitch.daemon.reload import ConfigReloader, Membership, apply_peers
 from vnstitch.daemon.resizing import request_resize
 from vnstitch.daemon.runners import attach_runners, start_runners, stop_runners
 from vnstitch.daemon.state import StateStore
+from vnstitch.daemon.transport import UdpEndpoint
 from vnstitch.daemon.tunnelprobe import TunnelProbeSockets, host_port
 from vnstitch.dataplane.base import DataplaneDriver
 from vnstitch.dataplane.memory import MemoryDataplane
@@ -109,23 +110,6 @@ def tunnel_hosts(state: DataplaneState) -> frozenset[str]:
                      for peer in obj.peers for ip in peer.allowed_ips)
 
 
-class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, daemon: RouteManagerDaemon) -> None:
-        self._daemon = daemon
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.closed.done():
-            self.closed.set_result(None)
-
-    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        self._daemon.on_datagram(data, (str(addr[0]), int(addr[1])))
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable from a stopped peer lands here; it is not fatal.
-        self._daemon.metrics["udp_errors"] += 1
-
-
 @dataclass(slots=True)
 class PeerView:
     rm_id: RouteManagerId
@@ -145,8 +129,11 @@ class RouteManagerDaemon:
     def __init__(self, config: DaemonConfig, core_factory: CoreFactory,
                  driver: DataplaneDriver, *, key: KeyInfo | None = None,
                  init_state: bool = False, rng: random.Random | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, source_filter: bool = True) -> None:
         self.config = config
+        # The kernel drops datagrams from sources we do not talk to (daemon/transport.py);
+        # off only for tests that feed the user-space checks from foreign addresses.
+        self._source_filter = source_filter
         # Wall-clock seconds read once at start (``now`` = loop time + that offset); timers
         # follow the event loop's clock, so a test loop in virtual time drives both.
         self._wall_clock = clock
@@ -174,8 +161,7 @@ class RouteManagerDaemon:
         self.stopped = asyncio.Event()
         self._core: DaemonCore | None = None
         self._store: StateStore | None = None
-        self._transport: asyncio.DatagramTransport | None = None
-        self._protocol: _UdpProtocol | None = None
+        self._transport: UdpEndpoint | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._offset = 0.0
         self._timer: asyncio.TimerHandle | None = None
@@ -301,9 +287,11 @@ class RouteManagerDaemon:
             else:
                 self.reconciler.request()
             self.metrics["adopted_ops"] = len(self.last_reconcile_ops)
-            self._transport, self._protocol = await self._loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self),
-                local_addr=(self.config.listen_host, self.config.listen_port))
+            self._transport = UdpEndpoint.open(self._loop, self.config.listen_host,
+                                               self.config.listen_port, self.on_datagram,
+                                               self.metrics,
+                                               filtered=self._source_filter)
+            self._filter_sources()
         except BaseException:
             store.close()
             self._store = None
@@ -334,11 +322,28 @@ class RouteManagerDaemon:
         apply_peers(self.peers, config, PeerView)
         self._by_address = {p.address: p.rm_id for p in config.peers}
         self.admission.set_neighbours({p.rm_id: p.address for p in config.peers})
+        self._filter_sources()
         outputs = core.start(now)
         for vn in config.local_vns:
             outputs += core.add_local_vn(vn.virtual_network(config.segment), now)
         self._timer_at = None  # the new core's timers
         self._execute(outputs, persist=True)
+
+    def _filter_sources(self) -> None:
+        """Let the kernel pass only datagrams from neighbours (exact address), tunnel far
+        ends (any port) and the far ends' control addresses (daemon/transport.py)."""
+        if self._transport is None or not self._source_filter:
+            return
+        probe_sources: Callable[[], frozenset[str]] | None = getattr(
+            self._core, "probe_sources", None)
+        far = [a for a in (host_port(x) for x in (probe_sources() if probe_sources else ()))
+               if a is not None]
+        self._transport.allow_sources([p.address for p in self.config.peers] + far,
+                                      self._tunnel_hosts)
+
+    def udp_socket_drops(self) -> int:
+        """Datagrams the kernel dropped at our UDP socket (filter or full buffer)."""
+        return self._transport.socket_drops() if self._transport is not None else 0
 
     def _bind_peeks(self, core: DaemonCore) -> None:
         """The admission checks read headers through the current core's codec (a reload
@@ -377,8 +382,6 @@ class RouteManagerDaemon:
         if self._transport is not None:
             self._transport.close()
             self._transport = None
-            if self._protocol is not None:  # the port is free only once this resolves
-                await self._protocol.closed
         if self._store is not None and self._core is not None:
             self._persist_core()
             self._store.close()
@@ -496,6 +499,7 @@ class RouteManagerDaemon:
                 self._persist_core()
         if dataplane_changed:
             self._tunnel_hosts = tunnel_hosts(self.core_desired)
+            self._filter_sources()
             self._reconcile()
             if self._loop is not None:
                 self._probes.sync(self._loop, self.core_desired, self._transport)

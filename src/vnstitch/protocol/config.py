@@ -103,6 +103,12 @@ class CoreConfig:
     #: traffic still arrives on it (:mod:`vnstitch.protocol.heldpaths`). The daemon sets
     #: it (it reports the interface counters); the simulator has no kernel objects.
     hold_datapath: bool = False
+    #: A new tunnel end that has not answered a probe yet is still coming up for this
+    #: long after its stitch is established (a kernel dataplane applies its devices in
+    #: a worker thread and starts a wireguard-go per tunnel -- seconds on a loaded
+    #: host -- and the first WireGuard handshake follows): its missed probes do not
+    #: count until then. The daemon sets it for a kernel dataplane; 0 in the simulator.
+    tunnel_setup_s: float = 0.0
 
     def total_offered(self) -> float:
         if self.offered_mbps is not None:

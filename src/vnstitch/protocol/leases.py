@@ -24,6 +24,12 @@ toward the origin, which re-negotiates, ABORT toward the target, which takes its
 end down. That is how a transit RM's crash reaches the origin: the tunnel itself (and so
 the end-to-end probes) may well keep working without it. A hold not yet committed just
 expires after its hold time (the origin's own timer handles the attempt).
+
+An *end* of the path whose tunnel demonstrably carries the far end's authenticated probes
+does not give up a lease that ran out (:meth:`~vnstitch.protocol.heldpaths.HeldPathMixin.
+_lease_kept_by_datapath`): its neighbour's confirmations may only have been lost, e.g. to
+a flood that fills this RM's receive buffer, and a working stitch must not be torn down
+for that. It keeps asking the neighbour, for at most ``datapath_hold_s`` past the lease.
 """
 
 from __future__ import annotations
@@ -127,6 +133,8 @@ class LeaseMixin(StitchingBase):
             if due > now:
                 res.last_call = False
                 self.set_timer(TimerKind.RESERVATION, token, due)
+                return
+            if self._lease_kept_by_datapath(res, due, now, out):  # heldpaths.py
                 return
             if not res.last_call:
                 # Before giving up, ask the silent side(s) once: their HELLOs may only

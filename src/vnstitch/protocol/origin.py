@@ -337,6 +337,7 @@ class OriginMixin(StitchingBase):
         # After the add, in the same step: the VN bridge never empties, and never has
         # two of this stitch's tunnels at once.
         self._release_held(req.vnid, out, origin=self.me)
+        tun.setup_until = now + self.config.tunnel_setup_s
         self._send_probe(req, tun, now, out)
         if req.replaces:  # make-before-break: the successor is up, the old one goes
             old, req.replaces = req.replaces, ""

@@ -260,10 +260,10 @@ class PathHopMixin(MembershipMixin):
             return
         tun = self.tunnels.get(m.token)
         if tun is not None and first:
+            # An end held for the same origin's stitch of this VN stays until this one
+            # carries the origin's first probe (probes.py): the origin may still abandon
+            # the attempt, and the held end may be all that carries the VN meanwhile.
             out.append(DataplaneChange(add=tun.dataplane_objects(self.config.route_metric)))
-            # The same origin's stitch of this VN is back: an end held for it goes in
-            # this step, so this side never bridges two of its tunnels at once.
-            self._release_held(tun.vnid, out, origin=tun.path[0])
         self.send(sender, PathSignal(MsgType.COMMIT_ACK, m.token, m.path), now, out)
 
     def _tear_down_path(self, res: Reservation, now: float, out: list[Output],

@@ -10,7 +10,9 @@ relays, re-signs or even sees them, so probe traffic grows with the stitches an 
 terminates, not with those it carries. An unanswered probe is resent (same nonce) with
 backoff within the interval, so one lost datagram is not a missed probe. The first reply
 proves the keys work (UP); a missed interval makes UP DEGRADED, a reply with recent loss
-<= ``degraded_loss`` UP again, ``probe_misses_down`` misses in a row re-negotiate.
+<= ``degraded_loss`` UP again, ``probe_misses_down`` misses in a row re-negotiate. A
+new end that never answered yet does not count misses for ``CoreConfig.tunnel_setup_s``
+after it is established (a kernel dataplane is still creating its devices).
 Transit reservations do not depend on probes: their leases are kept by the neighbours
 (:mod:`~vnstitch.protocol.leases`).
 """
@@ -33,7 +35,9 @@ class ProbeMixin(StitchingBase):
     def _new_tunnel(self, token: str, sid: str, vnid: VNID, path: tuple[RouteManagerId, ...],
                     *, origin: bool, private: bytes, public: bytes, own_addr: str,
                     peer_addr: str, bw: float, remote: tuple[str, ...]) -> Tunnel:
-        live = self.tunnels.values()
+        # Held ends keep their devices (heldpaths.py): a new end must not take their
+        # WireGuard port or HTB class while both are in the kernel.
+        live = [*self.tunnels.values(), *(h.tunnel for h in self.held.values())]
         ports = {t.listen_port for t in live}
         port = next(p for p in range(self.config.wg_port_base, 65536) if p not in ports)
         classes = {t.class_id for t in live}
@@ -62,6 +66,13 @@ class ProbeMixin(StitchingBase):
         if had_dataplane and not held:
             mine = {o.key for o in tun.dataplane_objects(self.config.route_metric)}
             out.append(DataplaneChange(remove=tuple(sorted(mine - self._objects_in_use()))))
+
+    def probe_sources(self) -> frozenset[str]:
+        """The far ends' control addresses ("host:port"): they probe this RM there
+        directly until a tunnel's own socket is ready, so a driver that filters sources
+        must let them in."""
+        return frozenset(t.peer_probe_address for t in self.tunnels.values()
+                         if t.peer_probe_address)
 
     # -- probes ---------------------------------------------------------------------------
     def _probe(self, tun: Tunnel, now: float, out: list[Output]) -> None:
@@ -99,7 +110,8 @@ class ProbeMixin(StitchingBase):
         tun = self.tunnels.get(req.token)
         if tun is None:
             return
-        if tun.outstanding is not None:
+        coming_up = tun.state is TunnelState.KEYS_EXCHANGED and now < tun.setup_until
+        if tun.outstanding is not None and not coming_up:
             tun.misses += 1
             tun.record_probe(False)
             if tun.misses >= self.timers_cfg.probe_misses_down:
@@ -123,6 +135,8 @@ class ProbeMixin(StitchingBase):
             tun.last_probe_seen = now
             if tun.state in (TunnelState.KEYS_EXCHANGED, TunnelState.DEGRADED):
                 self._tunnel_move(tun, TunnelState.UP, now, out)
+            if self.held:  # the origin's new end works: an end held for it goes now
+                self._release_held(tun.vnid, out, origin=tun.path[0])
             self.send(sender, dataclasses.replace(p, kind=MsgType.PROBE_REPLY), now, out,
                       address=tun.peer_probe_address, tunnel_address=tun.peer_addr)
             return
@@ -131,6 +145,7 @@ class ProbeMixin(StitchingBase):
             return
         tun.outstanding = None
         tun.misses = 0
+        tun.last_reply_at = now
         tun.record_probe(True)
         tun.rtt_ms = (now - p.sent_at) * 1000.0
         self.cancel_timer(TimerKind.PROBE_RETRANSMIT, tun.stitch_id)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from vnstitch.protocol.config import CoreConfig, Timers
     from vnstitch.protocol.discovery import Discovery
     from vnstitch.protocol.grants import Grant
+    from vnstitch.protocol.heldpaths import HeldPath
     from vnstitch.protocol.identity import Identity, TrustStore
     from vnstitch.protocol.messages import HoldRefused, Message, PathSignal
     from vnstitch.protocol.negotiation import StitchRequest
@@ -52,6 +53,7 @@ class StitchingBase:
     seen_queries: dict[bytes, int]
     reservations: dict[str, Reservation]
     tunnels: dict[str, Tunnel]
+    held: dict[str, HeldPath]  # given-up paths' tunnel ends still in the kernel
 
     if TYPE_CHECKING:
         # -- provided by the core
@@ -76,6 +78,8 @@ class StitchingBase:
         def _release_held(self, vnid: VNID, out: list[Output],
                           origin: RouteManagerId | None = None) -> None: ...
         def _objects_in_use(self) -> set[str]: ...
+        def _lease_kept_by_datapath(self, res: Reservation, due: float, now: float,
+                                    out: list[Output]) -> bool: ...
         def _tunnel_move(self, tun: Tunnel, new: TunnelState, now: float,
                          out: list[Output]) -> None: ...
         def _new_tunnel(self, token: str, sid: str, vnid: VNID,

@@ -135,7 +135,9 @@ class Tunnel:
     misses: int = 0
     outstanding: int | None = None  # nonce of the probe awaiting a reply
     history: list[bool] = field(default_factory=list)  # recent probes: answered?
-    last_probe_seen: float = 0.0
+    last_probe_seen: float = 0.0  # target: when the origin's last PROBE arrived
+    last_reply_at: float = 0.0  # origin: when the target's last PROBE_REPLY arrived
+    setup_until: float = 0.0  # origin: misses count from then on if never answered
 
     @property
     def state(self) -> TunnelState:
