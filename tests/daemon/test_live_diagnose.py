@@ -134,7 +134,12 @@ def test_diagnose_names_a_peer_key_not_trusted(live: Live, tmp_path: Path) -> No
 def test_transit_down_without_alternative_fails_verify_naming_the_pair(live: Live) -> None:
     lab, rms = live
     sid = _stitched(lab, rms)
-    rms.kill("t")  # the transit on the stitch's path
+    # The transit segment goes down: its Route Manager killed and its router cut off.
+    # Killing the RM alone leaves T's kernel forwarding the tunnel, and an end whose
+    # tunnel still carries the far end's authenticated probes keeps the stitch
+    # (PROTOCOL.md, liveness from the data plane) -- that stitch is not down.
+    rms.kill("t")
+    substrate.cut_link(lab, "a", "t")
     substrate.cut_link(lab, "a", "u")  # and the only other way to B
     wait_for(lambda: (rms.stitch_row("a", sid) or {}).get("status") not in
              ("up", "renegotiating"), 20, "A to give up the stitch's path")
